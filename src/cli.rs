@@ -1,0 +1,380 @@
+//! The command line: every subcommand's arguments, and what it prints.
+//!
+//! Logs and progress go to stderr; stdout carries only the command's output, so `--json`
+//! output can be piped. Exit codes: 0 success, 1 a failure at run time (an account that did not
+//! sync, a check that found problems), 2 bad usage or an invalid config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::store::{Store, TicketFilter};
+use crate::sync::SyncReport;
+use crate::tampuuri::{Api, wire};
+use crate::telemetry::LogFormat;
+use crate::time;
+
+/// Mirrors the Visma Tampuuri service tickets assigned to a maintenance contractor into SQLite.
+#[derive(Debug, Parser)]
+#[command(name = "huoltosync", version, about, long_about = None)]
+pub struct Cli {
+    /// The config file (TOML).
+    #[arg(long, global = true, value_name = "PATH", env = "HUOLTOSYNC_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log filter, e.g. `debug` or `huoltosync=debug,info` (default: $RUST_LOG, else info).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sync every account: `run --once` runs one cycle and exits.
+    Run(RunArgs),
+    /// List mirrored tickets (those in the open set unless --all).
+    Tasks(TasksArgs),
+    /// Show each account's last sync, open tickets and API calls.
+    Status(JsonArg),
+    /// Validate the config file; --online also tries each account's credentials.
+    CheckConfig(CheckArgs),
+    /// Run the Tampuuri simulator on loopback until killed.
+    Sim(SimArgs),
+    /// Run the built-in demo against an embedded simulator; needs no config.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run one cycle over all accounts and exit (0 only if every account synced).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only this account.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
+    /// Only tickets in this state (e.g. Avoin).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Also tickets that left the open set.
+    #[arg(long)]
+    pub all: bool,
+    /// Print a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also make one selaa call (Limit 1) per account to check credentials and contractor id.
+    #[arg(long)]
+    pub online: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Where to listen (loopback only); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Open tickets for contractor 4711 in each account (plus about a quarter as many noise tickets).
+    #[arg(long, default_value_t = 20)]
+    pub tickets: u64,
+    /// Accounts sim-1 … sim-K.
+    #[arg(long, default_value_t = 1)]
+    pub accounts: u32,
+    /// Seed for the generated tickets.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Latency added to every API call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+}
+
+/// Runs the parsed command line on a new runtime.
+pub fn main(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Sim(args) => sim(args).await,
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::CheckConfig(args) => check_config(&cli.config, args).await,
+        Command::Run(args) => {
+            let config = load(&cli.config)?;
+            if !args.once {
+                anyhow::bail!(
+                    "the scheduled daemon (`run` without --once) is not part of this version yet; run `huoltosync run --once` from a timer"
+                );
+            }
+            run_once(&config).await
+        }
+        Command::Tasks(args) => tasks(&load(&cli.config)?, args).await,
+        Command::Status(args) => status(&load(&cli.config)?, args.json).await,
+    }
+}
+
+/// Loads the config, logging its warnings.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    let loaded = Config::load(path)?;
+    for w in &loaded.warnings {
+        tracing::warn!(config = %path.display(), "{w}");
+    }
+    Ok(loaded.config)
+}
+
+/// One cycle over all accounts; prints one line per account.
+pub async fn run_once(config: &Config) -> anyhow::Result<ExitCode> {
+    let api = Api::new(config)?;
+    let reports = crate::sync::sync_all(config, &api).await;
+    for r in &reports {
+        println!("{}", summary_line(r));
+    }
+    Ok(if reports.iter().all(SyncReport::ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `sim-1: ok: 1001 open (1001 new, 0 changed, 0 left), 5 pages, 5 API calls, 0.4 s`
+pub fn summary_line(r: &SyncReport) -> String {
+    match &r.error {
+        None => format!(
+            "{}: ok: {} open ({} new, {} changed, {} left), {} pages, {} API calls, {:.1} s",
+            r.account,
+            r.seen,
+            r.counts.new,
+            r.counts.changed,
+            r.counts.gone,
+            r.pages,
+            r.api_calls,
+            r.elapsed.as_secs_f64()
+        ),
+        Some(e) => format!(
+            "{}: FAILED after {} API calls: {e:#}",
+            r.account, r.api_calls
+        ),
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let path = config.store.path.clone();
+    tokio::task::spawn_blocking(move || Store::open(&path)).await?
+}
+
+async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
+    if let Some(a) = &args.account {
+        if config.account(a).is_none() {
+            anyhow::bail!(
+                "--account {a:?} is not in the config (accounts: {})",
+                account_names(config).join(", ")
+            );
+        }
+    }
+    let store = open_store(config).await?;
+    let rows = store.tickets(&TicketFilter {
+        account: args.account,
+        state: args.state,
+        all: args.all,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &rows {
+        println!(
+            "{:<12} {:>8}  {:<13} {}{}",
+            r.account,
+            r.id,
+            r.state,
+            r.title.as_deref().unwrap_or("-"),
+            if r.open {
+                String::new()
+            } else {
+                format!("  (left {})", r.left_at.as_deref().unwrap_or("?"))
+            }
+        );
+    }
+    eprintln!("{} tickets", rows.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn account_names(config: &Config) -> Vec<String> {
+    config.accounts.iter().map(|a| a.name.clone()).collect()
+}
+
+async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let now = time::now();
+    let statuses = store.account_status(
+        &account_names(config),
+        &time::local_day(now),
+        &time::local_month(now),
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&statuses)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &statuses {
+        let success = match s.last_success.as_deref().and_then(time::parse) {
+            Some(t) => format!("{} ({} ago)", time::fmt(t), time::age(now - t)),
+            None => "never".into(),
+        };
+        println!("{}:", s.account);
+        println!("  last successful sync: {success}");
+        match &s.last_run {
+            Some(r) if r.outcome != "ok" => println!(
+                "  last run: {} at {}: {}",
+                r.outcome,
+                r.started_at,
+                r.error.as_deref().unwrap_or("-")
+            ),
+            _ => {}
+        }
+        println!("  open tickets mirrored: {}", s.open_tickets);
+        println!(
+            "  API calls: {} today, {} this month",
+            s.calls_today, s.calls_this_month
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match Config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            println!(
+                "{} is invalid: {} problem(s)",
+                e.path.display(),
+                e.errors.len()
+            );
+            for issue in &e.errors {
+                println!("  error: {issue}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    for w in &loaded.warnings {
+        println!("  warning: {w}");
+    }
+    let config = loaded.config;
+    println!(
+        "{} is valid: {} account(s): {}",
+        path.display(),
+        config.accounts.len(),
+        account_names(&config).join(", ")
+    );
+    if !args.online {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let api = Api::new(&config)?;
+    let mut ok = true;
+    for account in &config.accounts {
+        let client = api.client(account)?;
+        let groups: Vec<Vec<String>> = match account.state_filter {
+            crate::config::StateFilter::List => vec![account.states.clone()],
+            crate::config::StateFilter::PerState => {
+                account.states.iter().map(|s| vec![s.clone()]).collect()
+            }
+        };
+        let mut total = 0;
+        let mut failure = None;
+        for states in groups {
+            match client
+                .selaa(&wire::selaa_body(
+                    account.contractor_id,
+                    &states,
+                    0,
+                    1,
+                    &account.extra_filter,
+                ))
+                .await
+            {
+                Ok(page) => total += page.total.unwrap_or(page.items.len() as u64),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        match failure {
+            Some(e) => {
+                ok = false;
+                println!("  {}: FAILED: {e}", account.name);
+            }
+            None if total == 0 => println!(
+                "  {}: credentials work; warning: 0 unfinished tickets are assigned to contractor_id {} (is it our työnsuorittaja id in this account?)",
+                account.name, account.contractor_id
+            ),
+            None => println!(
+                "  {}: credentials work; {total} unfinished tickets are assigned to contractor_id {}",
+                account.name, account.contractor_id
+            ),
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let sim = crate::sim::Sim::new(&crate::sim::SimOptions {
+        tickets: args.tickets,
+        accounts: args.accounts,
+        seed: args.seed,
+        latency_ms: args.latency_ms,
+    });
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("listening on http://{addr}/v10/api/");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, tickets = args.tickets, accounts = args.accounts, seed = args.seed, "Simulator started.");
+    sim.serve(listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

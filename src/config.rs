@@ -1,0 +1,769 @@
+//! Configuration: the TOML file, validated in full before anything runs.
+//!
+//! Loading walks the parsed TOML by hand instead of deriving `Deserialize`, so that *every*
+//! problem is reported at once with the key that causes it (`accounts[1].contractor_id: …`),
+//! rather than serde's first error. Secrets are read from the file, from a file named by
+//! `*_file` (relative names resolve in `$CREDENTIALS_DIRECTORY` when systemd set it), or from an
+//! environment variable named by `*_env`, and are held as [`SecretString`]s, which never print.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use toml::{Table, Value};
+
+/// The path used when neither `--config` nor `$HUOLTOSYNC_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/huoltosync/config.toml";
+/// The states that make a ticket "ours and unfinished" unless an account says otherwise.
+pub const DEFAULT_OPEN_STATES: [&str; 3] = ["Avoin", "Vastaanotettu", "Odottaa"];
+/// Tampuuri's maximum page size.
+pub const MAX_PAGE_SIZE: u32 = 250;
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub source: PathBuf,
+    pub store: StoreConfig,
+    pub tampuuri: TampuuriConfig,
+    pub sync: SyncConfig,
+    pub accounts: Vec<AccountConfig>,
+}
+
+/// `[store]`
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The SQLite file; a relative path is relative to the config file's folder.
+    pub path: PathBuf,
+}
+
+/// `[tampuuri]`: how to reach the API and how hard we may use it.
+#[derive(Debug, Clone)]
+pub struct TampuuriConfig {
+    pub software_version: String,
+    pub page_size: u32,
+    pub timeout: Duration,
+    /// Client-side throttle per API host; 0 turns it off.
+    pub max_requests_per_second: f64,
+    pub retry: RetryConfig,
+}
+
+/// `[tampuuri.retry]`: bounded exponential backoff with jitter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub initial_delay: Duration,
+    pub max_delay: Duration,
+}
+
+/// `[sync]`
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// How many more full sweeps to make when the list moved while we paged through it.
+    pub max_resweeps: u32,
+    /// How many accounts sync at the same time.
+    pub account_concurrency: usize,
+}
+
+/// How the open states are asked for in `ilmoitukset/selaa`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// One sweep with `"Tila": [all states]` (cheaper; assumed to be supported).
+    List,
+    /// One sweep per state with `"Tila": "<state>"` (the documented single value).
+    PerState,
+}
+
+/// One `[[accounts]]` entry, with the global defaults already applied.
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// The Tampuuri account (`X-TiliNimi`); also our key for it in the store.
+    pub name: String,
+    pub username: String,
+    pub password: SecretString,
+    /// Our työnsuorittaja party id in this account.
+    pub contractor_id: i64,
+    pub api_key: SecretString,
+    pub customer_name: String,
+    /// Base URL, always ending in `/`.
+    pub base_url: String,
+    pub states: Vec<String>,
+    pub state_filter: StateFilter,
+    /// Extra fields merged into every selaa body.
+    pub extra_filter: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One problem found in a config file, tied to the key that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// A config file that cannot be used: every problem found in it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid config {}:\n{}", path.display(), list(errors))]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub errors: Vec<Issue>,
+}
+
+fn list(issues: &[Issue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A loaded config and the warnings found on the way (valid, but worth an operator's look).
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<Issue>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let fail = |message: String| ConfigError {
+            path: path.to_owned(),
+            errors: vec![Issue {
+                key: String::new(),
+                message,
+            }],
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read the file: {e}")))?;
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| fail(format!("not valid TOML: {e}")))?;
+        let mut loaded = Self::from_table(table, path)?;
+        if holds_inline_secret(&text) {
+            if let Some(w) = readable_by_others(path) {
+                loaded.warnings.push(w);
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Validates an already parsed TOML table; `path` names it in messages and anchors
+    /// relative paths.
+    pub fn from_table(mut root: Table, path: &Path) -> Result<Loaded, ConfigError> {
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut r = Reader {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            base_dir: base_dir.clone(),
+        };
+
+        let mut store_t = r.table(&mut root, "", "store").unwrap_or_default();
+        let store_path = r
+            .string(&mut store_t, "store", "path")
+            .map(|p| base_dir.join(p))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/huoltosync/huoltosync.db"));
+        r.finish(store_t, "store");
+
+        let mut t = r.table(&mut root, "", "tampuuri").unwrap_or_default();
+        let global_url = r.url(&mut t, "tampuuri", "base_url");
+        let global_key = r.secret(&mut t, "tampuuri", "api_key");
+        let global_customer = r.string(&mut t, "tampuuri", "customer_name");
+        let software_version = r
+            .string(&mut t, "tampuuri", "software_version")
+            .unwrap_or_else(|| format!("huoltosync/{}", env!("CARGO_PKG_VERSION")));
+        let page_size = r
+            .int_in(&mut t, "tampuuri", "page_size", 1, MAX_PAGE_SIZE as i64)
+            .unwrap_or(250) as u32;
+        let timeout_secs = r
+            .int_in(&mut t, "tampuuri", "timeout_secs", 1, 3600)
+            .unwrap_or(30);
+        let max_rps = r
+            .float_in(&mut t, "tampuuri", "max_requests_per_second", 0.0, 1000.0)
+            .unwrap_or(5.0);
+        let mut rt = r.table(&mut t, "tampuuri", "retry").unwrap_or_default();
+        let retry = RetryConfig {
+            max_attempts: r
+                .int_in(&mut rt, "tampuuri.retry", "max_attempts", 1, 20)
+                .unwrap_or(5) as u32,
+            initial_delay: Duration::from_millis(
+                r.int_in(&mut rt, "tampuuri.retry", "initial_delay_ms", 1, 600_000)
+                    .unwrap_or(500) as u64,
+            ),
+            max_delay: Duration::from_millis(
+                r.int_in(&mut rt, "tampuuri.retry", "max_delay_ms", 1, 3_600_000)
+                    .unwrap_or(30_000) as u64,
+            ),
+        };
+        r.finish(rt, "tampuuri.retry");
+        r.finish(t, "tampuuri");
+
+        let mut st = r.table(&mut root, "", "sync").unwrap_or_default();
+        let sync = SyncConfig {
+            max_resweeps: r
+                .int_in(&mut st, "sync", "max_resweeps", 0, 10)
+                .unwrap_or(2) as u32,
+            account_concurrency: r
+                .int_in(&mut st, "sync", "account_concurrency", 1, 64)
+                .unwrap_or(4) as usize,
+        };
+        r.finish(st, "sync");
+
+        let mut accounts = Vec::new();
+        match root.remove("accounts") {
+            None => r.error(
+                "accounts",
+                "no [[accounts]] entry: add one per Tampuuri account",
+            ),
+            Some(Value::Array(items)) => {
+                if items.is_empty() {
+                    r.error(
+                        "accounts",
+                        "no [[accounts]] entry: add one per Tampuuri account",
+                    );
+                }
+                let mut names = HashSet::new();
+                for (i, item) in items.into_iter().enumerate() {
+                    let key = format!("accounts[{i}]");
+                    let Value::Table(mut a) = item else {
+                        r.error(&key, "must be a table ([[accounts]])");
+                        continue;
+                    };
+                    let name = r.required_string(&mut a, &key, "name");
+                    if let Some(n) = &name {
+                        if !names.insert(n.clone()) {
+                            r.error(
+                                &format!("{key}.name"),
+                                &format!("duplicate account name {n:?}"),
+                            );
+                        }
+                    }
+                    let username = r.required_string(&mut a, &key, "username");
+                    let password = r.secret(&mut a, &key, "password");
+                    if password.is_none() {
+                        r.missing_secret(&key, "password");
+                    }
+                    let contractor_id = r.int_in(&mut a, &key, "contractor_id", 1, i64::MAX);
+                    if contractor_id.is_none() && !r.has_error(&format!("{key}.contractor_id")) {
+                        r.error(
+                            &format!("{key}.contractor_id"),
+                            "missing: our työnsuorittaja party id in this account",
+                        );
+                    }
+                    let api_key = r
+                        .secret(&mut a, &key, "api_key")
+                        .or_else(|| global_key.clone());
+                    if api_key.is_none() && !r.has_error(&format!("{key}.api_key")) {
+                        r.error(&format!("{key}.api_key"), "missing: set tampuuri.api_key (or api_key_file / api_key_env), or this account's api_key");
+                    }
+                    let customer = r
+                        .string(&mut a, &key, "customer_name")
+                        .or_else(|| global_customer.clone());
+                    if customer.is_none() {
+                        r.error(
+                            &format!("{key}.customer_name"),
+                            "missing: set tampuuri.customer_name or this account's customer_name",
+                        );
+                    }
+                    let url = r
+                        .url(&mut a, &key, "base_url")
+                        .or_else(|| global_url.clone());
+                    if url.is_none()
+                        && !r.has_error(&format!("{key}.base_url"))
+                        && !r.has_error("tampuuri.base_url")
+                    {
+                        r.error(
+                            &format!("{key}.base_url"),
+                            "missing: set tampuuri.base_url or this account's base_url",
+                        );
+                    }
+                    let states = r.states(&mut a, &key);
+                    let state_filter = match r.string(&mut a, &key, "state_filter").as_deref() {
+                        None | Some("list") => StateFilter::List,
+                        Some("per_state") => StateFilter::PerState,
+                        Some(other) => {
+                            r.error(
+                                &format!("{key}.state_filter"),
+                                &format!("{other:?} is not one of \"list\", \"per_state\""),
+                            );
+                            StateFilter::List
+                        }
+                    };
+                    let extra_filter = r.extra_filter(&mut a, &key);
+                    r.finish(a, &key);
+                    if let (
+                        Some(name),
+                        Some(username),
+                        Some(password),
+                        Some(contractor_id),
+                        Some(api_key),
+                        Some(customer_name),
+                        Some(base_url),
+                    ) = (
+                        name,
+                        username,
+                        password,
+                        contractor_id,
+                        api_key,
+                        customer,
+                        url,
+                    ) {
+                        accounts.push(AccountConfig {
+                            name,
+                            username,
+                            password,
+                            contractor_id,
+                            api_key,
+                            customer_name,
+                            base_url,
+                            states,
+                            state_filter,
+                            extra_filter,
+                        });
+                    }
+                }
+            }
+            Some(_) => r.error("accounts", "must be an array of tables ([[accounts]])"),
+        }
+        r.finish(root, "");
+
+        if !r.errors.is_empty() {
+            return Err(ConfigError {
+                path: path.to_owned(),
+                errors: r.errors,
+            });
+        }
+        Ok(Loaded {
+            config: Config {
+                source: path.to_owned(),
+                store: StoreConfig { path: store_path },
+                tampuuri: TampuuriConfig {
+                    software_version,
+                    page_size,
+                    timeout: Duration::from_secs(timeout_secs as u64),
+                    max_requests_per_second: max_rps,
+                    retry,
+                },
+                sync,
+                accounts,
+            },
+            warnings: r.warnings,
+        })
+    }
+
+    /// The account with this name.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+/// Walks a TOML table, taking the keys it knows and recording every problem with its key path.
+struct Reader {
+    errors: Vec<Issue>,
+    warnings: Vec<Issue>,
+    base_dir: PathBuf,
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    v.type_str()
+}
+
+impl Reader {
+    fn error(&mut self, key: &str, message: &str) {
+        self.errors.push(Issue {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    fn warn(&mut self, key: &str, message: &str) {
+        self.warnings.push(Issue {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    fn has_error(&self, key: &str) -> bool {
+        self.errors.iter().any(|i| i.key == key)
+    }
+
+    /// Reports the keys nobody took as unknown.
+    fn finish(&mut self, rest: Table, prefix: &str) {
+        for key in rest.keys() {
+            self.error(&join(prefix, key), "unknown key");
+        }
+    }
+
+    fn table(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<Table> {
+        match t.remove(key)? {
+            Value::Table(x) => Some(x),
+            other => {
+                self.error(
+                    &join(prefix, key),
+                    &format!("must be a table, not a {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<String> {
+        match t.remove(key)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s),
+            Value::String(_) => {
+                self.error(&join(prefix, key), "must not be empty");
+                None
+            }
+            other => {
+                self.error(
+                    &join(prefix, key),
+                    &format!("must be a string, not a {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn required_string(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<String> {
+        let full = join(prefix, key);
+        let v = self.string(t, prefix, key);
+        if v.is_none() && !self.has_error(&full) {
+            self.error(&full, "missing");
+        }
+        v
+    }
+
+    fn int_in(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+        key: &str,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
+        let full = join(prefix, key);
+        match t.remove(key)? {
+            Value::Integer(n) if (min..=max).contains(&n) => Some(n),
+            Value::Integer(n) if max == i64::MAX => {
+                self.error(
+                    &full,
+                    &format!("{n} is out of range: must be at least {min}"),
+                );
+                None
+            }
+            Value::Integer(n) => {
+                self.error(
+                    &full,
+                    &format!("{n} is out of range: must be from {min} to {max}"),
+                );
+                None
+            }
+            other => {
+                self.error(
+                    &full,
+                    &format!("must be an integer, not a {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn float_in(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+        key: &str,
+        min: f64,
+        max: f64,
+    ) -> Option<f64> {
+        let full = join(prefix, key);
+        let v = match t.remove(key)? {
+            Value::Integer(n) => n as f64,
+            Value::Float(x) => x,
+            other => {
+                self.error(
+                    &full,
+                    &format!("must be a number, not a {}", type_name(&other)),
+                );
+                return None;
+            }
+        };
+        if !(min..=max).contains(&v) {
+            self.error(
+                &full,
+                &format!("{v} is out of range: must be from {min} to {max}"),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A base URL: http or https, normalised to end in `/`.
+    fn url(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<String> {
+        let raw = self.string(t, prefix, key)?;
+        match reqwest::Url::parse(&raw) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                let mut s = u.to_string();
+                if !s.ends_with('/') {
+                    s.push('/');
+                }
+                Some(s)
+            }
+            Ok(_) => {
+                self.error(
+                    &join(prefix, key),
+                    &format!("{raw:?} must be an http:// or https:// URL"),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(&join(prefix, key), &format!("{raw:?} is not a URL: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A secret given as `key`, `key_file` or `key_env` (exactly one).
+    fn secret(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<SecretString> {
+        let file_key = format!("{key}_file");
+        let env_key = format!("{key}_env");
+        let inline = self.string(t, prefix, key);
+        let file = self.string(t, prefix, &file_key);
+        let env = self.string(t, prefix, &env_key);
+        let given = [inline.is_some(), file.is_some(), env.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given > 1 {
+            self.error(
+                &join(prefix, key),
+                &format!("give only one of {key}, {file_key}, {env_key}"),
+            );
+            return None;
+        }
+        if let Some(s) = inline {
+            return Some(SecretString::from(s));
+        }
+        if let Some(f) = file {
+            let path = self.credential_path(&f);
+            return match std::fs::read_to_string(&path) {
+                Ok(s) if !s.trim().is_empty() => Some(SecretString::from(
+                    s.trim_end_matches(['\n', '\r']).to_owned(),
+                )),
+                Ok(_) => {
+                    self.error(
+                        &join(prefix, &file_key),
+                        &format!("{} is empty", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.error(
+                        &join(prefix, &file_key),
+                        &format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(var) = env {
+            return match std::env::var(&var) {
+                Ok(s) if !s.is_empty() => Some(SecretString::from(s)),
+                _ => {
+                    self.error(
+                        &join(prefix, &env_key),
+                        &format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    fn missing_secret(&mut self, prefix: &str, key: &str) {
+        let full = join(prefix, key);
+        if !self.errors.iter().any(|i| i.key.starts_with(&full)) {
+            self.error(
+                &full,
+                &format!("missing: give {key}, {key}_file or {key}_env"),
+            );
+        }
+    }
+
+    /// `*_file` names: absolute as given; relative ones in `$CREDENTIALS_DIRECTORY` (systemd's
+    /// `LoadCredential=`) when it is set, else beside the config file.
+    fn credential_path(&self, name: &str) -> PathBuf {
+        let p = Path::new(name);
+        if p.is_absolute() {
+            return p.to_owned();
+        }
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => Path::new(&dir).join(p),
+            None => self.base_dir.join(p),
+        }
+    }
+
+    fn states(&mut self, t: &mut Table, prefix: &str) -> Vec<String> {
+        let default = || DEFAULT_OPEN_STATES.iter().map(|s| s.to_string()).collect();
+        let full = join(prefix, "states");
+        match t.remove("states") {
+            None => default(),
+            Some(Value::Array(items)) if !items.is_empty() => {
+                let mut out = Vec::new();
+                for v in items {
+                    match v {
+                        Value::String(s) if !s.trim().is_empty() => {
+                            let state = crate::model::TicketState::from_name(&s);
+                            if state.is_finished() {
+                                self.warn(&full, &format!("{s:?} is a finished state: such tickets will be mirrored as open"));
+                            } else if matches!(state, crate::model::TicketState::Other(_)) {
+                                self.warn(
+                                    &full,
+                                    &format!("{s:?} is not a state this version knows"),
+                                );
+                            }
+                            out.push(state.name().to_owned());
+                        }
+                        other => self.error(&full, &format!("must hold state names, not {other}")),
+                    }
+                }
+                out
+            }
+            Some(_) => {
+                self.error(&full, "must be a non-empty list of state names, e.g. [\"Avoin\", \"Vastaanotettu\", \"Odottaa\"]");
+                default()
+            }
+        }
+    }
+
+    fn extra_filter(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let full = join(prefix, "extra_filter");
+        let Some(table) = self.table(t, prefix, "extra_filter") else {
+            return Default::default();
+        };
+        let mut out = serde_json::Map::new();
+        for (k, v) in table {
+            if ["Offset", "Limit", "Tila", "TyonsuorittajaId"]
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(&k))
+            {
+                self.error(
+                    &format!("{full}.{k}"),
+                    "is set by huoltosync itself and cannot be overridden here",
+                );
+                continue;
+            }
+            match serde_json::to_value(&v) {
+                Ok(j) => {
+                    out.insert(k, j);
+                }
+                Err(e) => self.error(
+                    &format!("{full}.{k}"),
+                    &format!("cannot be sent as JSON: {e}"),
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// Whether the file's text sets a secret inline (`api_key = "…"`, `password = "…"`).
+fn holds_inline_secret(text: &str) -> bool {
+    text.lines().map(str::trim_start).any(|l| {
+        ["api_key", "password", "secret"].iter().any(|k| {
+            l.strip_prefix(k)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        }) || l.starts_with("hmac_secret") && l.contains('=')
+    })
+}
+
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> Option<Issue> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then(|| Issue {
+        key: String::new(),
+        message: format!(
+            "{} holds a secret inline and is readable by others (mode {:o}): chmod 600 it, or move the secret to a *_file",
+            path.display(),
+            mode & 0o777
+        ),
+    })
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_: &Path) -> Option<Issue> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(toml: &str) -> Result<Loaded, ConfigError> {
+        Config::from_table(
+            toml.parse().unwrap(),
+            Path::new("/etc/huoltosync/config.toml"),
+        )
+    }
+
+    const MINIMAL: &str = r#"
+        [tampuuri]
+        base_url = "http://127.0.0.1:1/v10/api"
+        api_key = "k"
+        customer_name = "C"
+        [[accounts]]
+        name = "a"
+        username = "u"
+        password = "p"
+        contractor_id = 4711
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = check(MINIMAL).unwrap().config;
+        let a = &c.accounts[0];
+        assert_eq!(a.base_url, "http://127.0.0.1:1/v10/api/");
+        assert_eq!(a.states, DEFAULT_OPEN_STATES);
+        assert_eq!(a.state_filter, StateFilter::List);
+        assert_eq!(c.tampuuri.page_size, 250);
+        assert_eq!(c.tampuuri.max_requests_per_second, 5.0);
+        assert!(c.tampuuri.software_version.starts_with("huoltosync/"));
+        assert_eq!(c.store.path, Path::new("/var/lib/huoltosync/huoltosync.db"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = check(MINIMAL).unwrap().config;
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("\"p\"") && !shown.contains("\"k\""),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,140 @@
+//! `huoltosync demo`: the main job on the built-in default. Starts the simulator in-process on
+//! a free loopback port, writes a config and a fresh store in a demo folder, runs a full sync
+//! and an unchanged re-sync, and prints what happened. Needs nothing configured.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::Config;
+use crate::sim::{Sim, SimOptions};
+use crate::store::{Store, TicketFilter};
+use crate::tampuuri::Api;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's config and store (its store is replaced on every run).
+    #[arg(long, default_value = "demo")]
+    pub dir: PathBuf,
+    /// Open tickets per simulated account.
+    #[arg(long, default_value_t = 120)]
+    pub tickets: u64,
+    /// Simulated Tampuuri accounts.
+    #[arg(long, default_value_t = 3)]
+    pub accounts: u32,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let running = Sim::new(&SimOptions {
+        tickets: args.tickets,
+        accounts: args.accounts,
+        seed: 2026,
+        latency_ms: 0,
+    })
+    .start("127.0.0.1:0")
+    .await?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let store = dir.join("huoltosync-demo.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let f = PathBuf::from(format!("{}{suffix}", store.display()));
+        if f.exists() {
+            std::fs::remove_file(&f)
+                .with_context(|| format!("cannot replace the old demo store {}", f.display()))?;
+        }
+    }
+    let config_path = dir.join("config.toml");
+    std::fs::write(
+        &config_path,
+        demo_config(&running.base_url(), &store, args.accounts),
+    )?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let config = Config::load(&config_path)?.config;
+    let api = Api::new(&config)?;
+
+    println!(
+        "huoltosync demo: a Tampuuri simulator at {} with {} account(s),",
+        running.base_url(),
+        args.accounts
+    );
+    println!(
+        "each holding {} open tickets for contractor 4711 and about {} others that must not be mirrored.\n",
+        args.tickets,
+        args.tickets / 4
+    );
+    let started = Instant::now();
+    let first = crate::sync::sync_all(&config, &api).await;
+    println!(
+        "First sync ({:.1} s, page size {}, throttle {} calls/s):",
+        started.elapsed().as_secs_f64(),
+        config.tampuuri.page_size,
+        config.tampuuri.max_requests_per_second
+    );
+    for r in &first {
+        println!("  {}", crate::cli::summary_line(r));
+    }
+    let calls_before = running.sim.total_calls();
+    let started = Instant::now();
+    let second = crate::sync::sync_all(&config, &api).await;
+    println!(
+        "\nSecond sync, nothing changed in Tampuuri ({:.1} s):",
+        started.elapsed().as_secs_f64()
+    );
+    for r in &second {
+        println!("  {}", crate::cli::summary_line(r));
+    }
+    println!(
+        "  {} API calls in all (one per page); ticket rows rewritten: {}",
+        running.sim.total_calls() - calls_before,
+        second.iter().map(|r| r.counts.rows_written).sum::<u64>()
+    );
+
+    let db = Store::open(&store)?;
+    let rows = db.tickets(&TicketFilter::default())?;
+    println!("\nA few mirrored tickets (of {}):", rows.len());
+    for r in rows.iter().step_by((rows.len() / 5).max(1)).take(5) {
+        println!(
+            "  {:<6} #{:<5} {:<13} {}",
+            r.account,
+            r.id,
+            r.state,
+            r.title.as_deref().unwrap_or("-")
+        );
+    }
+    println!("\nThe store is {}; look around with:", store.display());
+    println!("  huoltosync --config {} tasks", config_path.display());
+    println!("  huoltosync --config {} status", config_path.display());
+    println!(
+        "  sqlite3 {} 'select account, id, state, title from open_tickets limit 5'",
+        store.display()
+    );
+    running.stop().await;
+    let ok = first.iter().chain(&second).all(crate::sync::SyncReport::ok);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn demo_config(base_url: &str, store: &std::path::Path, accounts: u32) -> String {
+    let mut c = format!(
+        "# Written by `huoltosync demo`: the embedded simulator's defaults.\n\
+         [store]\npath = {store:?}\n\n\
+         [tampuuri]\nbase_url = {base_url:?}\napi_key = \"sim-key\"\ncustomer_name = \"Simulaattori Oy\"\npage_size = 50\n"
+    );
+    for k in 1..=accounts {
+        c.push_str(&format!(
+            "\n[[accounts]]\nname = \"sim-{k}\"\nusername = \"huolto\"\npassword = \"sim-password\"\ncontractor_id = 4711\n"
+        ));
+    }
+    c
+}

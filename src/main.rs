@@ -1,0 +1,12 @@
+//! The `huoltosync` binary: parse the command line, start logging, hand over to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = huoltosync::cli::Cli::parse();
+    if let Err(e) = huoltosync::telemetry::init(cli.log_level.as_deref(), cli.log_format) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    huoltosync::cli::main(cli)
+}

@@ -1,0 +1,211 @@
+//! The domain model shared by the API boundary, the store and sync: a ticket as huoltosync
+//! understands it, and its state in Tampuuri's workflow.
+//!
+//! Wire types (what Tampuuri's JSON looks like) stay in [`crate::tampuuri`]; this module is what
+//! they are turned into, and what the store keeps.
+
+use std::fmt;
+
+/// A ticket's state in Tampuuri's contractor workflow (see `tampuuri-api.md`).
+///
+/// Tampuuri may report a state we do not know (the API evolves): it is kept as [`Other`] rather
+/// than rejected, and is not treated as open.
+///
+/// [`Other`]: TicketState::Other
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TicketState {
+    /// New, not yet accepted by the contractor.
+    Avoin,
+    /// Accepted: work has started.
+    Vastaanotettu,
+    /// On hold, waiting (the resident was told why).
+    Odottaa,
+    /// Done by the contractor.
+    Tehty,
+    /// Closed by the manager (invoiced).
+    Valmis,
+    /// A state name (or number) this version does not know.
+    Other(String),
+}
+
+impl TicketState {
+    /// The five known states in Tampuuri's order; integer states 1–5 map onto this list.
+    pub const KNOWN: [TicketState; 5] = [
+        TicketState::Avoin,
+        TicketState::Vastaanotettu,
+        TicketState::Odottaa,
+        TicketState::Tehty,
+        TicketState::Valmis,
+    ];
+
+    /// Parses a state name, case-insensitively; an unknown name is kept as [`TicketState::Other`].
+    pub fn from_name(name: &str) -> TicketState {
+        Self::KNOWN
+            .iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name.trim()))
+            .cloned()
+            .unwrap_or_else(|| TicketState::Other(name.to_owned()))
+    }
+
+    /// Maps an integer state (1 = Avoin … 5 = Valmis) to its state.
+    pub fn from_number(n: i64) -> TicketState {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| Self::KNOWN.get(i))
+            .cloned()
+            .unwrap_or_else(|| TicketState::Other(n.to_string()))
+    }
+
+    /// The state's name as Tampuuri spells it.
+    pub fn name(&self) -> &str {
+        match self {
+            TicketState::Avoin => "Avoin",
+            TicketState::Vastaanotettu => "Vastaanotettu",
+            TicketState::Odottaa => "Odottaa",
+            TicketState::Tehty => "Tehty",
+            TicketState::Valmis => "Valmis",
+            TicketState::Other(s) => s,
+        }
+    }
+
+    /// Whether the work is finished from the contractor's side (`Tehty` or `Valmis`).
+    pub fn is_finished(&self) -> bool {
+        matches!(self, TicketState::Tehty | TicketState::Valmis)
+    }
+}
+
+impl fmt::Display for TicketState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The resident who reported the ticket: personal data, kept only as long as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reporter {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// One ticket as received from Tampuuri: the main fields, plus the raw JSON exactly as sent
+/// (fields this version does not know are kept there) and a hash of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub id: i64,
+    pub state: TicketState,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub extra_info: Option<String>,
+    pub assignee_id: Option<i64>,
+    pub cost_centre_id: Option<i64>,
+    pub space_id: Option<i64>,
+    pub room_id: Option<i64>,
+    pub parent_id: Option<i64>,
+    pub urgency: Option<String>,
+    pub access: Option<String>,
+    pub fault_class: Option<String>,
+    pub earliest: Option<String>,
+    pub latest: Option<String>,
+    pub reporter: Reporter,
+    pub remote_created: Option<String>,
+    pub remote_modified: Option<String>,
+    /// The ticket object exactly as Tampuuri sent it.
+    pub raw_json: String,
+    /// xxh3-64 of `raw_json`, stored as SQLite's signed integer.
+    pub content_hash: i64,
+}
+
+/// Why a ticket left our open set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftReason {
+    /// Its state is no longer one of the account's open states (done, closed, cancelled).
+    State,
+    /// It is now assigned to someone else.
+    Reassigned,
+}
+
+impl LeftReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LeftReason::State => "state",
+            LeftReason::Reassigned => "reassigned",
+        }
+    }
+}
+
+/// What became of a ticket that a sweep no longer listed, confirmed by fetching it.
+#[derive(Debug, Clone)]
+pub enum Departure {
+    /// It still exists, but is no longer ours and unfinished.
+    Left { ticket: Ticket, reason: LeftReason },
+    /// Tampuuri no longer has it.
+    Deleted { id: i64 },
+}
+
+/// Hash of a ticket's raw JSON, as stored in `tickets.content_hash`.
+pub fn content_hash(raw_json: &str) -> i64 {
+    // The cast keeps all 64 bits; SQLite integers are signed.
+    xxhash_rust::xxh3::xxh3_64(raw_json.as_bytes()) as i64
+}
+
+/// The top-level Tampuuri fields whose values differ between two raw ticket objects, sorted.
+///
+/// A field that changed only in representation is not a change: `Tila` sent once as a name
+/// and once as a number (`"Avoin"` vs `1`) counts as the same state.
+pub fn changed_fields(old_raw: &str, new_raw: &str) -> Vec<String> {
+    use serde_json::{Map, Value};
+    let parse = |s: &str| serde_json::from_str::<Map<String, Value>>(s).unwrap_or_default();
+    let (old, new) = (parse(old_raw), parse(new_raw));
+    let state_of = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(TicketState::from_name(s)),
+        Some(Value::Number(n)) => n.as_i64().map(TicketState::from_number),
+        _ => None,
+    };
+    let mut fields: Vec<String> = old
+        .keys()
+        .chain(new.keys().filter(|k| !old.contains_key(*k)))
+        .filter(|k| {
+            let (a, b) = (old.get(*k), new.get(*k));
+            if k.as_str() == "Tila" {
+                state_of(a) != state_of(b)
+            } else {
+                a != b
+            }
+        })
+        .cloned()
+        .collect();
+    fields.sort();
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_from_names_and_numbers() {
+        assert_eq!(
+            TicketState::from_name("vastaanotettu"),
+            TicketState::Vastaanotettu
+        );
+        assert_eq!(TicketState::from_number(3), TicketState::Odottaa);
+        assert_eq!(TicketState::from_number(9), TicketState::Other("9".into()));
+        assert_eq!(
+            TicketState::from_name("Peruttu"),
+            TicketState::Other("Peruttu".into())
+        );
+        assert!(TicketState::Valmis.is_finished() && !TicketState::Odottaa.is_finished());
+    }
+
+    #[test]
+    fn changed_fields_names_real_changes_only() {
+        let old = r#"{"Id":1,"Tila":"Avoin","Otsikko":"Vuoto","Vanha":1}"#;
+        let new = r#"{"Id":1,"Tila":1,"Otsikko":"Vuoto keittiössä","Uusi":true}"#;
+        assert_eq!(changed_fields(old, new), ["Otsikko", "Uusi", "Vanha"]);
+        assert!(changed_fields(old, old).is_empty());
+        let moved = r#"{"Id":1,"Tila":2,"Otsikko":"Vuoto","Vanha":1}"#;
+        assert_eq!(changed_fields(old, moved), ["Tila"]);
+    }
+}

@@ -1,0 +1,473 @@
+//! The SQLite store: the only module that speaks SQL.
+//!
+//! The schema lives in `sql/` as numbered plain .sql files, embedded in the binary and applied
+//! on open with `rusqlite_migration`; before a migration touches an existing store, a copy is
+//! written beside it with `VACUUM INTO`. The store runs in WAL mode with `synchronous = FULL`
+//! (a committed outbox row survives power loss), a busy timeout, and short IMMEDIATE write
+//! transactions that are never held across an API call.
+//!
+//! A sweep is staged in two TEMP tables (`sweep_seen`, `sweep_stage`) page by page, so memory
+//! does not grow with the number of tickets and nothing in `tickets` changes until the whole
+//! sweep is known to be consistent; [`Store::apply_sweep`] then applies it in one transaction.
+
+mod queries;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite_migration::{M, Migrations, SchemaVersion};
+
+use crate::model::{Departure, Ticket, changed_fields};
+pub use queries::{AccountStatus, TicketFilter, TicketRow};
+
+/// The schema, one migration per file in `sql/`, in order.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../sql/001_read_path.sql"))];
+
+/// The columns a ticket's content fills, in [`ticket_values`] order.
+const TICKET_COLUMNS: &str = "state, title, description, extra_info, assignee_id, cost_centre_id, \
+     space_id, room_id, parent_id, urgency, access, fault_class, earliest, latest, reporter_name, \
+     reporter_phone, reporter_email, remote_created, remote_modified, raw_json, content_hash";
+
+/// An open connection to the store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// What a sweep changed in the mirror.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyCounts {
+    /// Tickets new to the mirror, or back in the open set.
+    pub new: u64,
+    /// Open tickets whose content changed.
+    pub changed: u64,
+    /// Tickets that left the open set.
+    pub gone: u64,
+    /// Rows written to `tickets`.
+    pub rows_written: u64,
+}
+
+/// How a sync run ended, for `sync_runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    pub ok: bool,
+    pub sweeps: u32,
+    pub pages: u32,
+    pub api_calls: u64,
+    pub seen: u64,
+    pub counts: ApplyCounts,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`, and brings its schema up to date.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the store's folder {}", dir.display()))?;
+        }
+        let existed = path.exists();
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the store {}", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .with_context(|| format!("{} is not a usable SQLite database", path.display()))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "temp_store", "FILE")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate(existed)?;
+        Ok(store)
+    }
+
+    /// The store's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self, existed: bool) -> anyhow::Result<()> {
+        // Connections opened at once by one process (accounts syncing side by side) take turns.
+        static MIGRATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = MIGRATING.lock().unwrap_or_else(|p| p.into_inner());
+        let migrations = Migrations::from_slice(MIGRATIONS);
+        let latest = MIGRATIONS.len();
+        let current = match migrations.current_version(&self.conn)? {
+            SchemaVersion::NoneSet => 0,
+            SchemaVersion::Inside(v) => v.get(),
+            SchemaVersion::Outside(v) => bail!(
+                "the store {} has schema version {v}, newer than this huoltosync knows ({latest}): use a newer huoltosync",
+                self.path.display()
+            ),
+        };
+        if current == latest {
+            return Ok(());
+        }
+        if existed && current > 0 {
+            let backup = self.path.with_extension(format!(
+                "pre-v{}.{}.bak",
+                latest,
+                chrono::Utc::now().format("%Y%m%dT%H%M%S")
+            ));
+            self.conn
+                .execute("VACUUM INTO ?1", [backup.to_string_lossy()])
+                .with_context(|| {
+                    format!("cannot write the pre-migration copy {}", backup.display())
+                })?;
+            tracing::info!(from = current, to = latest, backup = %backup.display(), "Migrating the store; a copy was written first.");
+        }
+        migrations
+            .to_latest(&mut self.conn)
+            .with_context(|| format!("cannot migrate the store {}", self.path.display()))?;
+        Ok(())
+    }
+
+    /// The raw connection, for tests and tools that read the store like the contractor's
+    /// systems do.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    // ---- sync runs -------------------------------------------------------------------------
+
+    /// Records the start of a sync run; runs of this account that a killed process left
+    /// `running` are closed as `interrupted` first.
+    pub fn begin_run(&mut self, account: &str, now: &str) -> anyhow::Result<i64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE sync_runs SET outcome = 'interrupted', finished_at = ?2,
+                 error = 'the process ended before this run finished'
+             WHERE account = ?1 AND outcome = 'running'",
+            params![account, now],
+        )?;
+        tx.execute(
+            "INSERT INTO sync_runs (account, started_at, outcome) VALUES (?1, ?2, 'running')",
+            params![account, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Finishes a run and meters its calls, by Helsinki day.
+    pub fn finish_run(
+        &mut self,
+        run_id: i64,
+        account: &str,
+        now: &str,
+        day: &str,
+        calls: &crate::tampuuri::CallCounts,
+        r: &RunRecord,
+    ) -> anyhow::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE sync_runs SET finished_at = ?2, outcome = ?3, sweeps = ?4, pages = ?5, api_calls = ?6,
+                 seen_count = ?7, new_count = ?8, changed_count = ?9, gone_count = ?10, error = ?11
+             WHERE id = ?1",
+            params![
+                run_id,
+                now,
+                if r.ok { "ok" } else { "failed" },
+                r.sweeps,
+                r.pages,
+                r.api_calls,
+                r.seen,
+                r.counts.new,
+                r.counts.changed,
+                r.counts.gone,
+                r.error
+            ],
+        )?;
+        meter(&tx, account, day, calls)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Adds calls made outside a sync run (pushes, webhook fetches) to the meter.
+    pub fn record_calls(
+        &mut self,
+        account: &str,
+        day: &str,
+        calls: &crate::tampuuri::CallCounts,
+    ) -> anyhow::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        meter(&tx, account, day, calls)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- sweeps ----------------------------------------------------------------------------
+
+    /// Empties the staging tables for a new sweep.
+    pub fn begin_sweep(&mut self) -> anyhow::Result<()> {
+        self.conn.execute_batch(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS sweep_seen (id INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE IF NOT EXISTS sweep_stage (id INTEGER PRIMARY KEY, {TICKET_COLUMNS});
+             DELETE FROM temp.sweep_seen;
+             DELETE FROM temp.sweep_stage;"
+        ))?;
+        Ok(())
+    }
+
+    /// Stages one page: every ticket is marked seen; those that are new, changed, or back in
+    /// the open set are staged in full. Only TEMP tables are written.
+    pub fn stage_page(&mut self, account: &str, tickets: &[Ticket]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut seen =
+                tx.prepare_cached("INSERT OR IGNORE INTO temp.sweep_seen (id) VALUES (?1)")?;
+            let mut known = tx.prepare_cached(
+                "SELECT content_hash, open FROM main.tickets WHERE account = ?1 AND id = ?2",
+            )?;
+            let mut stage = tx.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO temp.sweep_stage (id, {TICKET_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+            ))?;
+            for t in tickets {
+                seen.execute([t.id])?;
+                let current: Option<(i64, bool)> = known
+                    .query_row(params![account, t.id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if current != Some((t.content_hash, true)) {
+                    stage.execute(rusqlite::params_from_iter(
+                        std::iter::once(&t.id as &dyn rusqlite::ToSql).chain(ticket_values(t)),
+                    ))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Tickets of `account` in the open set that the staged sweep did not see.
+    pub fn unseen_open(&self, account: &str) -> anyhow::Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id FROM tickets WHERE account = ?1 AND open = 1
+               AND id NOT IN (SELECT id FROM temp.sweep_seen) ORDER BY id",
+        )?;
+        let ids = stmt
+            .query_map([account], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids)
+    }
+
+    /// How many distinct tickets the staged sweep saw.
+    pub fn seen_count(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM temp.sweep_seen", [], |r| r.get(0))?)
+    }
+
+    /// Applies the staged sweep in one transaction: new tickets inserted, changed ones
+    /// updated, departures recorded, a history row for each. Unchanged tickets are not written.
+    pub fn apply_sweep(
+        &mut self,
+        account: &str,
+        run_id: i64,
+        now: &str,
+        departures: &[Departure],
+    ) -> anyhow::Result<ApplyCounts> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut counts = ApplyCounts::default();
+        {
+            // Known tickets that changed or came back: history names the changed fields.
+            let mut changed = tx.prepare_cached(
+                "SELECT s.id, t.raw_json, s.raw_json, t.state, s.state, t.open
+                 FROM temp.sweep_stage s JOIN main.tickets t ON t.account = ?1 AND t.id = s.id",
+            )?;
+            let rows: Vec<(i64, String, String, String, String, bool)> = changed
+                .query_map(params![account], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut update = tx.prepare_cached(&format!(
+                "UPDATE tickets SET ({TICKET_COLUMNS}) = (SELECT {TICKET_COLUMNS} FROM temp.sweep_stage WHERE id = ?2),
+                     last_changed = CASE WHEN ?4 THEN ?3 ELSE last_changed END,
+                     open = 1, left_at = NULL, left_reason = NULL
+                 WHERE account = ?1 AND id = ?2"
+            ))?;
+            let mut note = tx.prepare_cached(
+                "INSERT INTO ticket_changes (account, ticket_id, run_id, at, kind, fields, old_state, new_state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (id, old_raw, new_raw, old_state, new_state, was_open) in rows {
+                let fields = changed_fields(&old_raw, &new_raw);
+                let real = !fields.is_empty() || !was_open;
+                update.execute(params![account, id, now, real])?;
+                counts.rows_written += 1;
+                if real {
+                    let kind = if was_open { "changed" } else { "returned" };
+                    note.execute(params![
+                        account,
+                        id,
+                        run_id,
+                        now,
+                        kind,
+                        serde_json::to_string(&fields)?,
+                        old_state,
+                        new_state
+                    ])?;
+                    if was_open {
+                        counts.changed += 1
+                    } else {
+                        counts.new += 1
+                    }
+                }
+            }
+
+            // Brand-new tickets, in bulk.
+            let mut history = tx.prepare_cached(
+                "INSERT INTO ticket_changes (account, ticket_id, run_id, at, kind, new_state)
+                 SELECT ?1, s.id, ?2, ?3, 'appeared', s.state FROM temp.sweep_stage s
+                 WHERE NOT EXISTS (SELECT 1 FROM main.tickets t WHERE t.account = ?1 AND t.id = s.id)",
+            )?;
+            history.execute(params![account, run_id, now])?;
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT INTO tickets (account, id, {TICKET_COLUMNS}, first_seen, last_changed, open)
+                 SELECT ?1, s.id, {cols}, ?2, ?2, 1 FROM temp.sweep_stage s
+                 WHERE NOT EXISTS (SELECT 1 FROM main.tickets t WHERE t.account = ?1 AND t.id = s.id)",
+                cols = prefixed("s.")
+            ))?;
+            let inserted = insert.execute(params![account, now])? as u64;
+            counts.new += inserted;
+            counts.rows_written += inserted;
+
+            // Departures, each confirmed by a fetch of its own.
+            let mut leave = tx.prepare_cached(
+                "UPDATE tickets SET open = 0, left_at = ?3, left_reason = ?4, last_changed = ?3
+                 WHERE account = ?1 AND id = ?2 AND open = 1",
+            )?;
+            let mut refresh = tx.prepare_cached(&format!(
+                "UPDATE tickets SET ({TICKET_COLUMNS}) = (?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
+                 WHERE account = ?1 AND id = ?2"
+            ))?;
+            let mut state_of = tx.prepare_cached(
+                "SELECT state, raw_json FROM tickets WHERE account = ?1 AND id = ?2",
+            )?;
+            for d in departures {
+                let (id, reason, ticket) = match d {
+                    Departure::Left { ticket, reason } => {
+                        (ticket.id, reason.as_str(), Some(ticket))
+                    }
+                    Departure::Deleted { id } => (*id, "deleted", None),
+                };
+                let Some((old_state, old_raw)) = state_of
+                    .query_row(params![account, id], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                if let Some(t) = ticket {
+                    refresh.execute(rusqlite::params_from_iter(
+                        [&account as &dyn rusqlite::ToSql, &id]
+                            .into_iter()
+                            .chain(ticket_values(t)),
+                    ))?;
+                }
+                if leave.execute(params![account, id, now, reason])? == 1 {
+                    counts.gone += 1;
+                    counts.rows_written += 1;
+                    let fields = ticket
+                        .map(|t| changed_fields(&old_raw, &t.raw_json))
+                        .unwrap_or_default();
+                    let new_state = ticket.map(|t| t.state.name().to_owned());
+                    note.execute(params![
+                        account,
+                        id,
+                        run_id,
+                        now,
+                        "left",
+                        serde_json::to_string(&fields)?,
+                        old_state,
+                        new_state
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(counts)
+    }
+}
+
+/// Adds calls to `api_calls`.
+fn meter(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    day: &str,
+    calls: &crate::tampuuri::CallCounts,
+) -> anyhow::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO api_calls (account, day, endpoint, calls) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (account, day, endpoint) DO UPDATE SET calls = calls + excluded.calls",
+    )?;
+    for (endpoint, n) in calls {
+        stmt.execute(params![account, day, endpoint, n])?;
+    }
+    Ok(())
+}
+
+impl rusqlite::ToSql for crate::model::TicketState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(self.name().as_bytes()),
+        ))
+    }
+}
+
+/// `TICKET_COLUMNS` with each name prefixed (`s.state, s.title, …`).
+fn prefixed(prefix: &str) -> String {
+    TICKET_COLUMNS
+        .split(", ")
+        .map(|c| format!("{prefix}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A ticket's values in `TICKET_COLUMNS` order.
+fn ticket_values(t: &Ticket) -> [&dyn rusqlite::ToSql; 21] {
+    [
+        &t.state,
+        &t.title,
+        &t.description,
+        &t.extra_info,
+        &t.assignee_id,
+        &t.cost_centre_id,
+        &t.space_id,
+        &t.room_id,
+        &t.parent_id,
+        &t.urgency,
+        &t.access,
+        &t.fault_class,
+        &t.earliest,
+        &t.latest,
+        &t.reporter.name,
+        &t.reporter.phone,
+        &t.reporter.email,
+        &t.remote_created,
+        &t.remote_modified,
+        &t.raw_json,
+        &t.content_hash,
+    ]
+}

@@ -1,0 +1,154 @@
+//! Read-only questions the commands ask of the store: which tickets are mirrored, and how
+//! each account is doing.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::Store;
+
+/// Which tickets `huoltosync tasks` lists.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub account: Option<String>,
+    /// A state name, matched case-insensitively.
+    pub state: Option<String>,
+    /// Also tickets that left the open set.
+    pub all: bool,
+}
+
+/// A mirrored ticket as the commands show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TicketRow {
+    pub account: String,
+    pub id: i64,
+    pub state: String,
+    pub title: Option<String>,
+    pub open: bool,
+    pub assignee_id: Option<i64>,
+    pub cost_centre_id: Option<i64>,
+    pub parent_id: Option<i64>,
+    pub urgency: Option<String>,
+    pub remote_modified: Option<String>,
+    pub first_seen: String,
+    pub last_changed: String,
+    pub left_at: Option<String>,
+    pub left_reason: Option<String>,
+}
+
+/// The last sync run of an account.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunInfo {
+    pub id: i64,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub outcome: String,
+    pub pages: u32,
+    pub api_calls: u64,
+    pub new: u64,
+    pub changed: u64,
+    pub gone: u64,
+    pub error: Option<String>,
+}
+
+/// How one account is doing.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AccountStatus {
+    pub account: String,
+    pub last_run: Option<RunInfo>,
+    /// When the last successful sync finished: the mirror's open set was confirmed then.
+    pub last_success: Option<String>,
+    pub open_tickets: u64,
+    pub calls_today: u64,
+    pub calls_this_month: u64,
+}
+
+impl Store {
+    /// Mirrored tickets, by account and id.
+    pub fn tickets(&self, f: &TicketFilter) -> anyhow::Result<Vec<TicketRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
+                    remote_modified, first_seen, last_changed, left_at, left_reason
+             FROM tickets
+             WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE) AND (?3 OR open = 1)
+             ORDER BY account, id",
+        )?;
+        let rows = stmt
+            .query_map(params![f.account, f.state, f.all], |r| {
+                Ok(TicketRow {
+                    account: r.get(0)?,
+                    id: r.get(1)?,
+                    state: r.get(2)?,
+                    title: r.get(3)?,
+                    open: r.get(4)?,
+                    assignee_id: r.get(5)?,
+                    cost_centre_id: r.get(6)?,
+                    parent_id: r.get(7)?,
+                    urgency: r.get(8)?,
+                    remote_modified: r.get(9)?,
+                    first_seen: r.get(10)?,
+                    last_changed: r.get(11)?,
+                    left_at: r.get(12)?,
+                    left_reason: r.get(13)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The status of each named account; `day` and `month` are Helsinki `YYYY-MM-DD` and
+    /// `YYYY-MM`.
+    pub fn account_status(
+        &self,
+        accounts: &[String],
+        day: &str,
+        month: &str,
+    ) -> anyhow::Result<Vec<AccountStatus>> {
+        let mut last_run = self.conn.prepare_cached(
+            "SELECT id, started_at, finished_at, outcome, pages, api_calls, new_count, changed_count, gone_count, error
+             FROM sync_runs WHERE account = ?1 ORDER BY id DESC LIMIT 1",
+        )?;
+        let mut last_ok = self.conn.prepare_cached(
+            "SELECT finished_at FROM sync_runs WHERE account = ?1 AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+        )?;
+        let mut open = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM tickets WHERE account = ?1 AND open = 1")?;
+        let mut calls = self.conn.prepare_cached(
+            "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
+             FROM api_calls WHERE account = ?1 AND substr(day, 1, 7) = ?3",
+        )?;
+        let mut out = Vec::new();
+        for account in accounts {
+            let run = last_run
+                .query_row([account], |r| {
+                    Ok(RunInfo {
+                        id: r.get(0)?,
+                        started_at: r.get(1)?,
+                        finished_at: r.get(2)?,
+                        outcome: r.get(3)?,
+                        pages: r.get(4)?,
+                        api_calls: r.get(5)?,
+                        new: r.get(6)?,
+                        changed: r.get(7)?,
+                        gone: r.get(8)?,
+                        error: r.get(9)?,
+                    })
+                })
+                .optional()?;
+            let (calls_today, calls_this_month) =
+                calls.query_row(params![account, day, month], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            out.push(AccountStatus {
+                account: account.clone(),
+                last_run: run,
+                last_success: last_ok
+                    .query_row([account], |r| r.get(0))
+                    .optional()?
+                    .flatten(),
+                open_tickets: open.query_row([account], |r| r.get(0))?,
+                calls_today,
+                calls_this_month,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,380 @@
+//! The mirror logic: one sync of one account, and of all accounts.
+//!
+//! A sync sweeps `ilmoitukset/selaa` page by page, staging each page in the store as it
+//! arrives (while the next page is already being fetched), so memory does not grow with the
+//! number of tickets. If the list's `Total` moves during a sweep, the sweep is repeated (up to
+//! `[sync] max_resweeps` more times) so that what is applied is one consistent snapshot. Each
+//! open ticket the sweep did not list is then fetched once by id: offset paging over a moving
+//! list can skip a ticket, so absence from a sweep is not proof that a ticket left. Only then is
+//! the whole result applied, in one short transaction. A failed sweep changes nothing.
+//!
+//! Sync knows nothing about cron, systemd or HTTP servers; it is called by the commands and,
+//! later, the scheduler.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+
+use crate::config::{AccountConfig, Config, StateFilter};
+use crate::model::{Departure, LeftReason, Ticket};
+use crate::store::{ApplyCounts, RunRecord, Store};
+use crate::tampuuri::{Api, Client, wire};
+use crate::time;
+
+/// What one account's sync did.
+#[derive(Debug)]
+pub struct SyncReport {
+    pub account: String,
+    pub sweeps: u32,
+    pub pages: u32,
+    /// Calls sent, retries included.
+    pub api_calls: u64,
+    /// Tickets in the open set after the sync.
+    pub seen: u64,
+    pub counts: ApplyCounts,
+    pub elapsed: Duration,
+    /// Why the sync failed; the mirror is then as it was before.
+    pub error: Option<anyhow::Error>,
+}
+
+impl SyncReport {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// The store, moved onto a blocking thread for each call and back: SQLite work never stalls
+/// the async runtime, and needs no lock.
+pub(crate) struct BlockingStore(Option<Store>);
+
+impl BlockingStore {
+    pub(crate) async fn open(path: PathBuf) -> anyhow::Result<BlockingStore> {
+        let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
+        Ok(BlockingStore(Some(store)))
+    }
+
+    pub(crate) async fn run<T, F>(&mut self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
+    {
+        let mut store = self
+            .0
+            .take()
+            .context("the store is lost after an earlier failure")?;
+        let (store, result) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut store);
+            (store, r)
+        })
+        .await?;
+        self.0 = Some(store);
+        result
+    }
+}
+
+/// Syncs every configured account, at most `[sync] account_concurrency` at a time. One
+/// failing account does not stop the others. Reports come back in config order.
+pub async fn sync_all(config: &Config, api: &Api) -> Vec<SyncReport> {
+    let store_path = config.store.path.clone();
+    // Open (and migrate) once before the accounts open their own connections.
+    if let Err(e) = BlockingStore::open(store_path.clone()).await {
+        let e = format!("{e:#}");
+        return config
+            .accounts
+            .iter()
+            .map(|a| SyncReport::failed(&a.name, anyhow::anyhow!("{e}")))
+            .collect();
+    }
+    let page_size = config.tampuuri.page_size;
+    let resweeps = config.sync.max_resweeps;
+    let mut reports: Vec<(usize, SyncReport)> =
+        futures::stream::iter(config.accounts.iter().enumerate())
+            .map(|(i, account)| {
+                let store_path = store_path.clone();
+                async move {
+                    let report = match api.client(account) {
+                        Ok(client) => {
+                            sync_account(&store_path, account, &client, page_size, resweeps).await
+                        }
+                        Err(e) => SyncReport::failed(&account.name, e),
+                    };
+                    (i, report)
+                }
+            })
+            .buffer_unordered(config.sync.account_concurrency)
+            .collect()
+            .await;
+    reports.sort_by_key(|(i, _)| *i);
+    reports.into_iter().map(|(_, r)| r).collect()
+}
+
+impl SyncReport {
+    fn failed(account: &str, error: anyhow::Error) -> SyncReport {
+        SyncReport {
+            account: account.to_owned(),
+            sweeps: 0,
+            pages: 0,
+            api_calls: 0,
+            seen: 0,
+            counts: ApplyCounts::default(),
+            elapsed: Duration::ZERO,
+            error: Some(error),
+        }
+    }
+}
+
+/// Syncs one account into the store at `store_path`, recording the run and its API calls.
+#[tracing::instrument(name = "sync", skip_all, fields(account = %account.name))]
+pub async fn sync_account(
+    store_path: &Path,
+    account: &AccountConfig,
+    client: &Client,
+    page_size: u32,
+    max_resweeps: u32,
+) -> SyncReport {
+    let started = Instant::now();
+    let mut store = match BlockingStore::open(store_path.to_owned()).await {
+        Ok(s) => s,
+        Err(e) => return SyncReport::failed(&account.name, e),
+    };
+    let name = account.name.clone();
+    let run_id = match store
+        .run(move |s| s.begin_run(&name, &time::fmt(time::now())))
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return SyncReport::failed(&account.name, e),
+    };
+    let mut progress = Progress::default();
+    let result = sweep_and_apply(
+        &mut store,
+        account,
+        client,
+        page_size,
+        max_resweeps,
+        run_id,
+        &mut progress,
+    )
+    .await;
+    let calls = client.take_calls();
+    let mut record = RunRecord {
+        ok: result.is_ok(),
+        sweeps: progress.sweeps,
+        pages: progress.pages,
+        api_calls: calls.values().sum(),
+        seen: progress.seen,
+        counts: result.as_ref().copied().unwrap_or_default(),
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+    };
+    let name = account.name.clone();
+    let rec = record.clone();
+    let finished = store
+        .run(move |s| {
+            let now = time::now();
+            s.finish_run(
+                run_id,
+                &name,
+                &time::fmt(now),
+                &time::local_day(now),
+                &calls,
+                &rec,
+            )
+        })
+        .await;
+    let mut error = result.err();
+    if let Err(e) = finished {
+        record.ok = false;
+        error.get_or_insert(e.context("cannot record the sync run"));
+    }
+    let report = SyncReport {
+        account: account.name.clone(),
+        sweeps: record.sweeps,
+        pages: record.pages,
+        api_calls: record.api_calls,
+        seen: record.seen,
+        counts: record.counts,
+        elapsed: started.elapsed(),
+        error,
+    };
+    match &report.error {
+        None => tracing::info!(
+            pages = report.pages,
+            api_calls = report.api_calls,
+            open = report.seen,
+            new = report.counts.new,
+            changed = report.counts.changed,
+            gone = report.counts.gone,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "Sync finished."
+        ),
+        Some(e) => tracing::error!(
+            api_calls = report.api_calls,
+            error = format!("{e:#}"),
+            "Sync failed; the mirror is unchanged."
+        ),
+    }
+    report
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    sweeps: u32,
+    pages: u32,
+    seen: u64,
+}
+
+/// Whether a sweep saw one consistent list.
+enum Sweep {
+    Consistent,
+    Moved(String),
+}
+
+async fn sweep_and_apply(
+    store: &mut BlockingStore,
+    account: &AccountConfig,
+    client: &Client,
+    page_size: u32,
+    max_resweeps: u32,
+    run_id: i64,
+    progress: &mut Progress,
+) -> anyhow::Result<ApplyCounts> {
+    let groups: Vec<Vec<String>> = match account.state_filter {
+        StateFilter::List => vec![account.states.clone()],
+        StateFilter::PerState => account.states.iter().map(|s| vec![s.clone()]).collect(),
+    };
+    let mut attempt = 0;
+    loop {
+        progress.sweeps += 1;
+        store.run(|s| s.begin_sweep()).await?;
+        let mut moved = None;
+        for states in &groups {
+            if let Sweep::Moved(why) =
+                sweep(store, account, client, states, page_size, progress).await?
+            {
+                moved = Some(why);
+                break;
+            }
+        }
+        match moved {
+            None => break,
+            Some(why) if attempt < max_resweeps => {
+                tracing::warn!(sweep = progress.sweeps, reason = %why, "The ticket list moved while paging; sweeping again.");
+                attempt += 1;
+            }
+            Some(why) => bail!(
+                "the ticket list kept moving while paging ({} sweeps, last: {why}); nothing was applied, the next sync tries again",
+                progress.sweeps
+            ),
+        }
+    }
+
+    // Tickets the sweep did not list: confirm each with one fetch.
+    let name = account.name.clone();
+    let unseen = store.run(move |s| s.unseen_open(&name)).await?;
+    let mut departures = Vec::new();
+    let mut still_open = Vec::new();
+    for id in unseen {
+        match client.get_ticket(id).await? {
+            None => departures.push(Departure::Deleted { id }),
+            Some(t) if t.assignee_id != Some(account.contractor_id) => {
+                departures.push(Departure::Left {
+                    ticket: t,
+                    reason: LeftReason::Reassigned,
+                })
+            }
+            Some(t) if !is_open_state(account, &t) => departures.push(Departure::Left {
+                ticket: t,
+                reason: LeftReason::State,
+            }),
+            Some(t) => {
+                tracing::info!(
+                    ticket = t.id,
+                    "A ticket the sweep skipped is still open; it stays mirrored."
+                );
+                still_open.push(t);
+            }
+        }
+    }
+    let name = account.name.clone();
+    store
+        .run(move |s| {
+            s.stage_page(&name, &still_open)?;
+            let seen = s.seen_count()?;
+            let counts = s.apply_sweep(&name, run_id, &time::fmt(time::now()), &departures)?;
+            Ok((seen, counts))
+        })
+        .await
+        .map(|(seen, counts)| {
+            progress.seen = seen;
+            counts
+        })
+}
+
+fn is_open_state(account: &AccountConfig, t: &Ticket) -> bool {
+    account
+        .states
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(t.state.name()))
+}
+
+/// One sweep over the tickets in `states`, staging each page while fetching the next.
+async fn sweep(
+    store: &mut BlockingStore,
+    account: &AccountConfig,
+    client: &Client,
+    states: &[String],
+    page_size: u32,
+    progress: &mut Progress,
+) -> anyhow::Result<Sweep> {
+    let body = |offset: u64| {
+        wire::selaa_body(
+            account.contractor_id,
+            states,
+            offset,
+            page_size,
+            &account.extra_filter,
+        )
+    };
+    let mut offset = 0u64;
+    let mut page = client.selaa(&body(0)).await?;
+    let first_total = page.total;
+    loop {
+        progress.pages += 1;
+        if page.total != first_total {
+            return Ok(Sweep::Moved(format!(
+                "Total was {} at the first page and {} at offset {offset}",
+                show(first_total),
+                show(page.total)
+            )));
+        }
+        let n = page.items.len() as u64;
+        let next = offset + n;
+        let more = match first_total {
+            Some(total) if next < total && n == 0 => {
+                return Ok(Sweep::Moved(format!(
+                    "an empty page at offset {offset} of {total}"
+                )));
+            }
+            Some(total) => next < total,
+            None => n == u64::from(page_size),
+        };
+        let name = account.name.clone();
+        let items = page.items;
+        let stage = store.run(move |s| s.stage_page(&name, &items));
+        if !more {
+            stage.await?;
+            return Ok(Sweep::Consistent);
+        }
+        let next_body = body(next);
+        let (staged, fetched) = tokio::join!(stage, client.selaa(&next_body));
+        staged?;
+        page = fetched?;
+        offset = next;
+    }
+}
+
+fn show(total: Option<u64>) -> String {
+    total.map_or_else(|| "absent".to_owned(), |t| t.to_string())
+}

@@ -1,0 +1,247 @@
+//! Tampuuri's JSON as it arrives, turned into [`crate::model`] types. The only place that knows
+//! field names like `TyonsuorittajaId`.
+//!
+//! Parsing is deliberately lenient (see `tampuuri-api.md`, "open/closed evolution"): unknown
+//! fields are kept in the raw JSON and never rejected; a field of an unexpected type is read as
+//! best it can be (`"4711"` as 4711, `2` as `"2"`) instead of failing the ticket; the state may be
+//! a name or an integer; the envelope's total may be at the top level or inside `metadata`, in
+//! any key case. Only a ticket without an `Id` is an error.
+
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::model::{Reporter, Ticket, TicketState, content_hash};
+
+/// One page of `ilmoitukset/selaa`.
+#[derive(Debug)]
+pub struct Page {
+    /// How many objects match in all, when the envelope says.
+    pub total: Option<u64>,
+    pub items: Vec<Ticket>,
+}
+
+/// Parses a selaa response: `{"Offset", "Limit", "Total", "Items"}`, or `Total` inside
+/// `metadata`, in any key case; a bare array is accepted too (then there is no total).
+pub fn parse_page(body: &[u8]) -> Result<Page, String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+        return Ok(Page {
+            total: None,
+            items: parse_items(&items)?,
+        });
+    }
+    let envelope: HashMap<String, &RawValue> =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let field = |name: &str| {
+        envelope
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    };
+    let items_raw = field("items").ok_or("the response has no Items collection")?;
+    let items: Vec<&RawValue> =
+        serde_json::from_str(items_raw.get()).map_err(|e| format!("Items is not a list: {e}"))?;
+    let total = match field("total") {
+        Some(t) => Some(parse_total(t.get())?),
+        None => match field("metadata") {
+            Some(m) => {
+                let meta: Map<String, Value> = serde_json::from_str(m.get())
+                    .map_err(|e| format!("metadata is not an object: {e}"))?;
+                meta.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("total"))
+                    .map(|(_, v)| parse_total(&v.to_string()))
+                    .transpose()?
+            }
+            None => None,
+        },
+    };
+    Ok(Page {
+        total,
+        items: parse_items(&items)?,
+    })
+}
+
+fn parse_total(raw: &str) -> Result<u64, String> {
+    raw.trim()
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| format!("Total is not a count: {raw}"))
+}
+
+fn parse_items(items: &[&RawValue]) -> Result<Vec<Ticket>, String> {
+    items.iter().map(|r| parse_ticket(r.get())).collect()
+}
+
+/// Parses one ticket object, keeping `raw` as its raw JSON.
+pub fn parse_ticket(raw: &str) -> Result<Ticket, String> {
+    let map: Map<String, Value> =
+        serde_json::from_str(raw).map_err(|e| format!("a ticket is not a JSON object: {e}"))?;
+    let get = |name: &str| -> Option<&Value> {
+        map.get(name)
+            .or_else(|| {
+                map.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v)
+            })
+            .filter(|v| !v.is_null())
+    };
+    let int = |name: &str| get(name).and_then(as_i64);
+    let text = |name: &str| get(name).and_then(as_text);
+    let id = int("Id").ok_or_else(|| format!("a ticket has no numeric Id: {}", preview(raw)))?;
+    let state = match get("Tila") {
+        Some(Value::Number(n)) => n.as_i64().map(TicketState::from_number),
+        Some(Value::String(s)) => Some(match s.trim().parse::<i64>() {
+            Ok(n) => TicketState::from_number(n),
+            Err(_) => TicketState::from_name(s),
+        }),
+        _ => None,
+    }
+    .unwrap_or_else(|| TicketState::Other(String::new()));
+    let reporter = match get("Ilmoittaja") {
+        Some(Value::Object(p)) => {
+            let pget = |n: &str| {
+                p.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v)
+                    .and_then(as_text)
+            };
+            Reporter {
+                name: pget("Nimi"),
+                phone: pget("Puhelin"),
+                email: pget("Sahkoposti"),
+            }
+        }
+        _ => Reporter::default(),
+    };
+    Ok(Ticket {
+        id,
+        state,
+        title: text("Otsikko"),
+        description: text("TyotehtavanKuvaus"),
+        extra_info: text("TyotehtavanLisatiedot"),
+        assignee_id: int("TyonsuorittajaId"),
+        cost_centre_id: int("KustannuspaikkaId"),
+        space_id: int("TilaId"),
+        room_id: int("HuoneId"),
+        parent_id: int("ParentId"),
+        urgency: text("Kiireellisyys"),
+        access: text("Sisaanpaasy"),
+        fault_class: text("Vikaluokka"),
+        earliest: text("SuoritusaikaAikaisintaan"),
+        latest: text("SuoritusaikaViimeistaan"),
+        reporter,
+        remote_created: text("Luotu"),
+        remote_modified: text("Muokattu"),
+        content_hash: content_hash(raw),
+        raw_json: raw.to_owned(),
+    })
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    }
+}
+
+fn preview(raw: &str) -> String {
+    raw.chars().take(120).collect()
+}
+
+/// The body of `ilmoitukset/selaa`: our assignee id, the state filter, paging, and the
+/// account's extra filter fields.
+pub fn selaa_body(
+    contractor_id: i64,
+    states: &[String],
+    offset: u64,
+    limit: u32,
+    extra: &Map<String, Value>,
+) -> Value {
+    let mut body = extra.clone();
+    body.insert("TyonsuorittajaId".into(), contractor_id.into());
+    body.insert(
+        "Tila".into(),
+        match states {
+            [one] => Value::String(one.clone()),
+            many => Value::Array(many.iter().map(|s| Value::String(s.clone())).collect()),
+        },
+    );
+    body.insert("Offset".into(), offset.into());
+    body.insert("Limit".into(), limit.into());
+    Value::Object(body)
+}
+
+/// Tampuuri's error message from an error body (ASP.NET style `{"Message": "..."}`, assumed),
+/// else the start of the body as text.
+pub fn error_message(body: &[u8]) -> String {
+    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+        for key in ["Message", "message", "ExceptionMessage", "error", "title"] {
+            if let Some(Value::String(s)) = m.get(key) {
+                return s.clone();
+            }
+        }
+    }
+    String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_total_in_any_place_and_case() {
+        let top = parse_page(br#"{"Offset":0,"Limit":250,"Total":2,"Items":[{"Id":1},{"Id":2}]}"#)
+            .unwrap();
+        assert_eq!((top.total, top.items.len()), (Some(2), 2));
+        let meta = parse_page(br#"{"items":[{"Id":1}],"metadata":{"total":7}}"#).unwrap();
+        assert_eq!(meta.total, Some(7));
+        let bare = parse_page(br#"[{"Id":5}]"#).unwrap();
+        assert_eq!((bare.total, bare.items[0].id), (None, 5));
+        assert!(
+            parse_page(br#"{"Total":1,"Items":[{"Id":1}"#)
+                .unwrap_err()
+                .contains("invalid JSON")
+        );
+        assert!(parse_page(br#"{"Total":1}"#).unwrap_err().contains("Items"));
+    }
+
+    #[test]
+    fn tickets_are_read_leniently_and_kept_raw() {
+        let raw = r#"{"Id":"12","Tila":2,"Otsikko":"Vuoto","TyonsuorittajaId":"4711","Kiireellisyys":3,
+                      "Ilmoittaja":{"Nimi":"Aino","Puhelin":"040 123"},"Uusi":{"x":1}}"#;
+        let t = parse_ticket(raw).unwrap();
+        assert_eq!(
+            (t.id, t.state.clone(), t.assignee_id),
+            (12, TicketState::Vastaanotettu, Some(4711))
+        );
+        assert_eq!(t.urgency.as_deref(), Some("3"));
+        assert_eq!(t.reporter.phone.as_deref(), Some("040 123"));
+        assert_eq!(t.raw_json, raw);
+        assert!(parse_ticket(r#"{"Otsikko":"no id"}"#).is_err());
+    }
+
+    #[test]
+    fn selaa_body_takes_one_state_or_a_list() {
+        let extra = Map::new();
+        let one = selaa_body(4711, &["Avoin".into()], 0, 250, &extra);
+        assert_eq!(one["Tila"], "Avoin");
+        let many = selaa_body(4711, &["Avoin".into(), "Odottaa".into()], 250, 250, &extra);
+        assert_eq!(many["Tila"], serde_json::json!(["Avoin", "Odottaa"]));
+        assert_eq!(many["Offset"], 250);
+    }
+}
