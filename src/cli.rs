@@ -200,13 +200,13 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
-    if let Some(a) = &args.account {
-        if config.account(a).is_none() {
-            anyhow::bail!(
-                "--account {a:?} is not in the config (accounts: {})",
-                account_names(config).join(", ")
-            );
-        }
+    if let Some(a) = &args.account
+        && config.account(a).is_none()
+    {
+        anyhow::bail!(
+            "--account {a:?} is not in the config (accounts: {})",
+            account_names(config).join(", ")
+        );
     }
     let store = open_store(config).await?;
     let rows = store.tickets(&TicketFilter {

@@ -152,10 +152,10 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| fail(format!("not valid TOML: {e}")))?;
         let mut loaded = Self::from_table(table, path)?;
-        if holds_inline_secret(&text) {
-            if let Some(w) = readable_by_others(path) {
-                loaded.warnings.push(w);
-            }
+        if holds_inline_secret(&text)
+            && let Some(w) = readable_by_others(path)
+        {
+            loaded.warnings.push(w);
         }
         Ok(loaded)
     }
@@ -242,13 +242,13 @@ impl Config {
                         continue;
                     };
                     let name = r.required_string(&mut a, &key, "name");
-                    if let Some(n) = &name {
-                        if !names.insert(n.clone()) {
-                            r.error(
-                                &format!("{key}.name"),
-                                &format!("duplicate account name {n:?}"),
-                            );
-                        }
+                    if let Some(n) = &name
+                        && !names.insert(n.clone())
+                    {
+                        r.error(
+                            &format!("{key}.name"),
+                            &format!("duplicate account name {n:?}"),
+                        );
                     }
                     let username = r.required_string(&mut a, &key, "username");
                     let password = r.secret(&mut a, &key, "password");

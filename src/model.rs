@@ -139,7 +139,10 @@ impl LeftReason {
 #[derive(Debug, Clone)]
 pub enum Departure {
     /// It still exists, but is no longer ours and unfinished.
-    Left { ticket: Ticket, reason: LeftReason },
+    Left {
+        ticket: Box<Ticket>,
+        reason: LeftReason,
+    },
     /// Tampuuri no longer has it.
     Deleted { id: i64 },
 }

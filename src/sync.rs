@@ -280,12 +280,12 @@ async fn sweep_and_apply(
             None => departures.push(Departure::Deleted { id }),
             Some(t) if t.assignee_id != Some(account.contractor_id) => {
                 departures.push(Departure::Left {
-                    ticket: t,
+                    ticket: Box::new(t),
                     reason: LeftReason::Reassigned,
                 })
             }
             Some(t) if !is_open_state(account, &t) => departures.push(Departure::Left {
-                ticket: t,
+                ticket: Box::new(t),
                 reason: LeftReason::State,
             }),
             Some(t) => {

@@ -1,4 +1,4 @@
-//! The Tampuuri simulator: the [assumed] API of `tampuuri-api.md` on loopback, with state in
+//! The Tampuuri simulator: the *assumed* API of `tampuuri-api.md` on loopback, with state in
 //! memory, for tests, benchmarks and the demo. It never talks to the real Tampuuri.
 //!
 //! It checks the six headers (403 on a wrong key or password), enforces `Limit ≤ 250`, the
@@ -136,10 +136,17 @@ pub struct Faults {
     pub extra_fields: bool,
     pub int_states: bool,
     pub meta_envelope: bool,
-    /// Once, at the next selaa request with `Offset > 0`: `true`/`"insert"` adds a ticket at
+    /// Every API call from this one on (counting all calls received, from 1) answers 500;
+    /// 0 turns it off. Makes a sweep fail part-way.
+    pub error_from_call: u64,
+    /// Faults other than latency hit only this account's calls.
+    pub only_account: Option<String>,
+    /// At the second page of the next sweep (`drift_sweeps` sweeps in a row): `true`/`"insert"` adds a ticket at
     /// the end, `"remove"` finishes the first listed ticket, `"swap"` does both (the total stays
     /// the same, so offset paging skips one ticket).
     pub drift: Drift,
+    /// How many sweeps in a row the drift hits, one change per sweep (default 1).
+    pub drift_sweeps: u32,
 }
 
 impl Default for Faults {
@@ -160,7 +167,10 @@ impl Default for Faults {
             extra_fields: false,
             int_states: false,
             meta_envelope: false,
+            error_from_call: 0,
+            only_account: None,
             drift: Drift::Off,
+            drift_sweeps: 1,
         }
     }
 }
@@ -222,6 +232,8 @@ struct Inner {
     total_calls: u64,
     log: Vec<LogEntry>,
     faults: Faults,
+    /// A sweep has started (a request at offset 0) and the drift will hit its next page.
+    drift_armed: bool,
     rng: StdRng,
 }
 
@@ -309,6 +321,7 @@ impl Sim {
                 total_calls: 0,
                 log: Vec::new(),
                 faults,
+                drift_armed: false,
                 rng: StdRng::seed_from_u64(opts.seed ^ 0x5eed),
             })),
         }
@@ -430,6 +443,9 @@ impl Sim {
             cur.insert(k.clone(), v.clone());
         }
         inner.faults = serde_json::from_value(current).context("bad fault value")?;
+        if new.contains_key("drift") && !new.contains_key("drift_sweeps") {
+            inner.faults.drift_sweeps = 1;
+        }
         Ok(inner.faults.clone())
     }
 
@@ -574,11 +590,11 @@ struct Granted {
 
 /// Counts the call, waits the latency, checks the six headers, and rolls the faults.
 async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Granted, Response> {
-    let latency = {
+    let (latency, call_no) = {
         let mut inner = sim.lock();
         *inner.calls.entry(route).or_default() += 1;
         inner.total_calls += 1;
-        inner.faults.latency_ms
+        (inner.faults.latency_ms, inner.total_calls)
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -617,6 +633,22 @@ async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Grant
             "Virheellinen avain, tili, käyttäjätunnus tai salasana",
         ));
     }
+    if inner
+        .faults
+        .only_account
+        .as_ref()
+        .is_some_and(|a| *a != account)
+    {
+        return Ok(Granted {
+            account,
+            malformed: false,
+            drop_after_apply: false,
+            int_states: false,
+            extra_fields: false,
+            meta_envelope: false,
+        });
+    }
+    let failing_from = inner.faults.error_from_call;
     let f = &mut inner.faults;
     let next = [
         take(&mut f.error_next),
@@ -637,7 +669,7 @@ async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Grant
     let [error, rate_limit, dropped, drop_after, malformed] =
         std::array::from_fn(|i| next[i] || (rates[i] > 0.0 && rng.random_bool(rates[i].min(1.0))));
     drop(inner);
-    if error {
+    if error || (failing_from > 0 && call_no >= failing_from) {
         return Err(message(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Simuloitu palvelinvirhe (simulated failure)",
@@ -735,8 +767,14 @@ async fn api_selaa(State(sim): State<Sim>, headers: HeaderMap, body: String) -> 
     };
     let mut inner = sim.lock();
     let drift = inner.faults.drift;
-    if offset > 0 && drift != Drift::Off {
-        inner.faults.drift = Drift::Off;
+    if offset == 0 {
+        inner.drift_armed = drift != Drift::Off && inner.faults.drift_sweeps > 0;
+    } else if inner.drift_armed {
+        inner.drift_armed = false;
+        inner.faults.drift_sweeps -= 1;
+        if inner.faults.drift_sweeps == 0 {
+            inner.faults.drift = Drift::Off;
+        }
         apply_drift(&mut inner, &g.account, drift, assignee, states.as_deref());
     }
     let acc = &inner.accounts[&g.account];
@@ -781,11 +819,11 @@ fn apply_drift(
         })
         .map(|t| t.id);
     let acc = inner.accounts.get_mut(account).expect("account checked");
-    if matches!(drift, Drift::Remove | Drift::Swap) {
-        if let Some(t) = first_listed.and_then(|id| acc.tickets.get_mut(&id)) {
-            t.tila = "Tehty".into();
-            t.muokattu = stamp();
-        }
+    if matches!(drift, Drift::Remove | Drift::Swap)
+        && let Some(t) = first_listed.and_then(|id| acc.tickets.get_mut(&id))
+    {
+        t.tila = "Tehty".into();
+        t.muokattu = stamp();
     }
     if matches!(drift, Drift::Insert | Drift::Swap) {
         let id = acc.next_id;
@@ -995,12 +1033,12 @@ async fn api_create(State(sim): State<Sim>, headers: HeaderMap, body: String) ->
         }
     }
     let parent = req.get("ParentId").and_then(Value::as_i64);
-    if let Some(p) = parent {
-        if !sim.lock().accounts[&g.account].tickets.contains_key(&p) {
-            problems.push(format!(
-                "ParentId {p}: ilmoitusta ei löydy (parent not found)"
-            ));
-        }
+    if let Some(p) = parent
+        && !sim.lock().accounts[&g.account].tickets.contains_key(&p)
+    {
+        problems.push(format!(
+            "ParentId {p}: ilmoitusta ei löydy (parent not found)"
+        ));
     }
     if !problems.is_empty() {
         return message(StatusCode::BAD_REQUEST, problems.join("; "));

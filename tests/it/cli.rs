@@ -1,0 +1,180 @@
+//! The commands as an operator or a script uses them: exit codes, stdout for output only,
+//! and secrets never printed.
+
+use serde_json::Value;
+
+use crate::helpers::Setup;
+
+#[tokio::test]
+async fn run_once_then_tasks_and_status_as_json() {
+    let env = Setup::tickets(7).accounts(2).start().await;
+    let (code, out, _) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines().count() == 2
+            && out.contains("sim-1: ok: 7 open")
+            && out.contains("sim-2: ok: 7 open"),
+        "{out}"
+    );
+    // --config after the subcommand works too.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .args(["tasks", "--json", "--account", "sim-2", "--config"])
+        .arg(env.config_path())
+        .output()
+        .await
+        .unwrap();
+    let tasks: Vec<Value> =
+        serde_json::from_slice(&out.stdout).expect("tasks --json prints JSON on stdout only");
+    assert_eq!(tasks.len(), 7);
+    for t in &tasks {
+        assert_eq!(t["account"], "sim-2");
+        assert!(
+            t["id"].is_i64()
+                && t["state"] == "Avoin"
+                && t["title"].is_string()
+                && t["open"] == true,
+            "{t}"
+        );
+    }
+    let (code, out, _) = env.cli(&["status", "--json"]).await;
+    assert_eq!(code, 0);
+    let status: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(status[0]["open_tickets"], 7);
+    assert_eq!(status[0]["calls_today"], 1);
+    assert_eq!(status[0]["last_run"]["outcome"], "ok");
+    assert!(status[0]["last_success"].is_string());
+}
+
+#[tokio::test]
+async fn three_accounts_one_failing_exit_nonzero_and_status_names_it() {
+    let env = Setup::tickets(4).accounts(3).start().await;
+    env.faults(serde_json::json!({"error_rate": 1.0, "only_account": "sim-2"}));
+    let (code, out, _) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("sim-1: ok") && out.contains("sim-3: ok") && out.contains("sim-2: FAILED"),
+        "{out}"
+    );
+    let (_, text, _) = env.cli(&["status"]).await;
+    let sim2 = text
+        .split("sim-3:")
+        .next()
+        .unwrap()
+        .split("sim-2:")
+        .nth(1)
+        .unwrap();
+    assert!(
+        sim2.contains("last successful sync: never") && sim2.contains("failed"),
+        "{text}"
+    );
+    assert_eq!(env.open_ids("sim-1").len(), 4);
+    assert_eq!(env.open_ids("sim-3").len(), 4);
+}
+
+#[tokio::test]
+async fn tasks_filters_by_state_and_all_includes_tickets_that_left() {
+    let env = Setup::tickets(4).start().await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    env.patch("sim-1", ids[0], serde_json::json!({"Tila": "Tehty"}));
+    env.patch(
+        "sim-1",
+        ids[1],
+        serde_json::json!({"Tila": "Vastaanotettu"}),
+    );
+    env.sync_ok().await;
+    let json = |out: String| serde_json::from_str::<Vec<Value>>(&out).unwrap();
+    assert_eq!(json(env.cli(&["tasks", "--json"]).await.1).len(), 3);
+    assert_eq!(
+        json(env.cli(&["tasks", "--json", "--all"]).await.1).len(),
+        4
+    );
+    assert_eq!(
+        json(
+            env.cli(&["tasks", "--json", "--state", "vastaanotettu"])
+                .await
+                .1
+        )
+        .len(),
+        1
+    );
+    let (code, _, err) = env.cli(&["tasks", "--account", "nope"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("nope") && err.contains("sim-1"), "{err}");
+}
+
+#[tokio::test]
+async fn check_config_online_reports_each_account() {
+    let env = Setup::tickets(12).accounts(2).start().await;
+    let (code, out, _) = env.cli(&["check-config", "--online"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("sim-1: credentials work; 12 unfinished"),
+        "{out}"
+    );
+    assert_eq!(env.sim().total_calls(), 2, "one Limit 1 call per account");
+    // A wrong contractor id is the likeliest mistake: 0 tickets is a warning.
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replacen("contractor_id = 4711", "contractor_id = 4799", 1);
+    std::fs::write(env.config_path(), text).unwrap();
+    let (code, out, _) = env.cli(&["check-config", "--online"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("warning: 0 unfinished tickets are assigned to contractor_id 4799"),
+        "{out}"
+    );
+    let (code, _, _) = env.cli(&["check-config"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        env.sim().total_calls(),
+        4,
+        "offline check-config calls nothing"
+    );
+}
+
+#[tokio::test]
+async fn every_command_has_help_and_no_secret_in_it() {
+    for cmd in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["tasks", "--help"],
+        &["status", "--help"],
+        &["check-config", "--help"],
+        &["sim", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+            .args(cmd)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage"), "{cmd:?}: {text}");
+        assert!(
+            !text.contains("sim-password") && !text.contains("sim-key"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_demo_runs_with_nothing_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .args(["demo", "--tickets", "30", "--accounts", "2", "--dir"])
+        .arg(dir.path().join("demo"))
+        .env_remove("HUOLTOSYNC_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("sim-1: ok: 30 open (30 new"), "{text}");
+    assert!(text.contains("ticket rows rewritten: 0"), "{text}");
+}

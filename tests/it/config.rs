@@ -1,0 +1,236 @@
+//! Config validation: every problem reported at once, each naming its key; secrets from files
+//! and the environment; nothing secret ever printed.
+
+use std::path::Path;
+
+use huoltosync::config::Config;
+
+const GOOD: &str = r#"
+[store]
+path = "store.db"
+[tampuuri]
+base_url = "http://127.0.0.1:9/v10/api/"
+api_key = "k"
+customer_name = "C"
+[[accounts]]
+name = "a"
+username = "u"
+password = "p"
+contractor_id = 4711
+"#;
+
+/// Loads `text` from a file in a temporary folder; returns the keys of the reported errors.
+fn error_keys(text: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    match Config::load(&path) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.errors.into_iter().map(|i| i.key).collect(),
+    }
+}
+
+fn check(text: &str, expected: &[&str]) {
+    assert_eq!(error_keys(text), expected, "config:\n{text}");
+}
+
+#[test]
+fn a_good_config_loads() {
+    check(GOOD, &[]);
+}
+
+#[test]
+fn each_broken_config_names_the_key_at_fault() {
+    check(
+        &GOOD.replace("[store]", "[store]\npathh = 1"),
+        &["store.pathh"],
+    );
+    check(
+        &GOOD.replace("contractor_id = 4711", ""),
+        &["accounts[0].contractor_id"],
+    );
+    check(
+        &GOOD.replace("contractor_id = 4711", "contractor_id = \"x\""),
+        &["accounts[0].contractor_id"],
+    );
+    check(
+        &GOOD.replace("username = \"u\"", ""),
+        &["accounts[0].username"],
+    );
+    check(
+        &GOOD.replace("password = \"p\"", ""),
+        &["accounts[0].password"],
+    );
+    check(
+        &GOOD.replace(
+            "customer_name = \"C\"",
+            "customer_name = \"C\"\npage_size = 251",
+        ),
+        &["tampuuri.page_size"],
+    );
+    check(
+        &GOOD.replace(
+            "base_url = \"http://127.0.0.1:9/v10/api/\"",
+            "base_url = \"ftp://x\"",
+        ),
+        &["tampuuri.base_url"],
+    );
+    check(
+        &GOOD.replace("password = \"p\"", "password_file = \"/nonexistent/pw\""),
+        &["accounts[0].password_file"],
+    );
+    check(
+        &GOOD.replace("password = \"p\"", "password = \"p\"\npassword_env = \"X\""),
+        &["accounts[0].password"],
+    );
+    check(
+        &GOOD.replace(
+            "password = \"p\"",
+            "password_env = \"HUOLTOSYNC_TEST_SURELY_UNSET\"",
+        ),
+        &["accounts[0].password_env"],
+    );
+    check(
+        &GOOD.replace(
+            "contractor_id = 4711",
+            "contractor_id = 4711\nstate_filter = \"each\"",
+        ),
+        &["accounts[0].state_filter"],
+    );
+    check(
+        &GOOD.replace("contractor_id = 4711", "contractor_id = 4711\nstates = []"),
+        &["accounts[0].states"],
+    );
+    check(
+        &GOOD.replace(
+            "contractor_id = 4711",
+            "contractor_id = 4711\n[accounts.extra_filter]\nLimit = 5",
+        ),
+        &["accounts[0].extra_filter.Limit"],
+    );
+    check(
+        &format!(
+            "{GOOD}\n[[accounts]]\nname = \"a\"\nusername = \"u\"\npassword = \"p\"\ncontractor_id = 1\n"
+        ),
+        &["accounts[1].name"],
+    );
+    check(&GOOD.replace("[[accounts]]\nname = \"a\"\nusername = \"u\"\npassword = \"p\"\ncontractor_id = 4711\n", ""), &["accounts"]);
+    check(
+        &GOOD.replace("api_key = \"k\"\n", ""),
+        &["accounts[0].api_key"],
+    );
+    check("[tampuuri\n", &[""]);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("[store]", "[store]\nbogus = true")
+        .replace("contractor_id = 4711", "contractor_id = 0\nwhat = 1")
+        .replace(
+            "customer_name = \"C\"",
+            "customer_name = \"C\"\npage_size = 0\ntimeout_secs = \"10\"",
+        );
+    let mut keys = error_keys(&text);
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "accounts[0].contractor_id",
+            "accounts[0].what",
+            "store.bogus",
+            "tampuuri.page_size",
+            "tampuuri.timeout_secs"
+        ]
+    );
+}
+
+#[test]
+fn accounts_override_the_global_key_customer_and_url() {
+    let text = GOOD.replace(
+        "contractor_id = 4711",
+        "contractor_id = 4711\nbase_url = \"https://qa-api.tampuuri.fi/v10/api\"\ncustomer_name = \"Isännöinti Oy\"",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let c = Config::load(&path).unwrap().config;
+    assert_eq!(
+        c.accounts[0].base_url,
+        "https://qa-api.tampuuri.fi/v10/api/"
+    );
+    assert_eq!(c.accounts[0].customer_name, "Isännöinti Oy");
+    assert_eq!(
+        c.store.path,
+        dir.path().join("store.db"),
+        "relative to the config file"
+    );
+}
+
+#[test]
+fn secrets_come_from_files_relative_to_credentials_directory_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tampuuri-key"), "from-file-key\n").unwrap();
+    std::fs::write(dir.path().join("pw"), "from-file-pw\n").unwrap();
+    let text = GOOD
+        .replace("api_key = \"k\"", "api_key_file = \"tampuuri-key\"")
+        .replace("password = \"p\"", "password_file = \"pw\"");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &text).unwrap();
+    // Without $CREDENTIALS_DIRECTORY, relative names resolve beside the config file.
+    let c = Config::load(&path).unwrap().config;
+    use secrecy::ExposeSecret;
+    assert_eq!(
+        c.accounts[0].api_key.expose_secret(),
+        "from-file-key",
+        "trailing newline trimmed"
+    );
+    assert_eq!(c.accounts[0].password.expose_secret(), "from-file-pw");
+    assert!(
+        !format!("{c:?}").contains("from-file"),
+        "secrets never print"
+    );
+}
+
+#[test]
+fn an_inline_secret_in_a_world_readable_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = Config::load(&path).unwrap().warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.message.contains("readable by others")),
+        "{warnings:?}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Config::load(&path).unwrap().warnings.is_empty());
+}
+
+#[tokio::test]
+async fn check_config_prints_every_error_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        GOOD.replace("contractor_id = 4711", "")
+            .replace("[store]", "[store]\nx = 1"),
+    )
+    .unwrap();
+    let (code, out, _) = crate::helpers::run_cli(&path, &["check-config"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("accounts[0].contractor_id") && out.contains("store.x: unknown key"),
+        "{out}"
+    );
+    let (code, out, _) =
+        crate::helpers::run_cli(Path::new("/nonexistent/c.toml"), &["check-config"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("/nonexistent/c.toml") && out.contains("cannot read"),
+        "{out}"
+    );
+}

@@ -1,0 +1,231 @@
+//! Shared test set-up: a simulator on 127.0.0.1:0, a temporary folder with a store and a
+//! config written through the real loader, and ways to look at both.
+
+use std::path::PathBuf;
+
+use huoltosync::config::Config;
+use huoltosync::sim::{Running, Sim, SimOptions};
+use huoltosync::sync::SyncReport;
+use huoltosync::tampuuri::Api;
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+pub struct TestEnv {
+    pub sim: Running,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+/// What to start: simulator options, and TOML lines added to the config.
+pub struct Setup {
+    pub sim: SimOptions,
+    /// Account names to configure (each with the simulator's credentials).
+    pub accounts: Vec<String>,
+    /// Extra TOML appended to the `[tampuuri]` section (before the accounts).
+    pub tampuuri: String,
+    /// Extra TOML appended to every `[[accounts]]` entry.
+    pub account: String,
+}
+
+impl Setup {
+    pub fn tickets(n: u64) -> Setup {
+        Setup {
+            sim: SimOptions {
+                tickets: n,
+                accounts: 1,
+                seed: 7,
+                latency_ms: 0,
+            },
+            accounts: vec!["sim-1".into()],
+            tampuuri: String::new(),
+            account: String::new(),
+        }
+    }
+
+    pub fn accounts(mut self, k: u32) -> Setup {
+        self.sim.accounts = k;
+        self.accounts = (1..=k).map(|i| format!("sim-{i}")).collect();
+        self
+    }
+
+    pub fn account_toml(mut self, toml: &str) -> Setup {
+        self.account = toml.into();
+        self
+    }
+
+    #[allow(dead_code)]
+    pub fn tampuuri_toml(mut self, toml: &str) -> Setup {
+        self.tampuuri = toml.into();
+        self
+    }
+
+    pub async fn start(self) -> TestEnv {
+        let sim = Sim::new(&self.sim)
+            .start("127.0.0.1:0")
+            .await
+            .expect("simulator starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            config_text(&sim.base_url(), &dir.path().join("store.db"), &self),
+        )
+        .unwrap();
+        let config = Config::load(&path).expect("test config is valid").config;
+        TestEnv { sim, dir, config }
+    }
+}
+
+pub fn config_text(base_url: &str, store: &std::path::Path, s: &Setup) -> String {
+    let mut c = format!(
+        "[store]\npath = {store:?}\n[tampuuri]\nbase_url = {base_url:?}\napi_key = \"sim-key\"\n\
+         customer_name = \"Simulaattori Oy\"\nmax_requests_per_second = 0\n{}\n\
+         [tampuuri.retry]\nmax_attempts = 3\ninitial_delay_ms = 5\nmax_delay_ms = 50\n",
+        s.tampuuri
+    );
+    for name in &s.accounts {
+        c.push_str(&format!(
+            "[[accounts]]\nname = {name:?}\nusername = \"huolto\"\npassword = \"sim-password\"\ncontractor_id = 4711\n{}\n",
+            s.account
+        ));
+    }
+    c
+}
+
+impl TestEnv {
+    pub fn sim(&self) -> &Sim {
+        &self.sim.sim
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// One sync of every account.
+    pub async fn sync(&self) -> Vec<SyncReport> {
+        let api = Api::new(&self.config).unwrap();
+        huoltosync::sync::sync_all(&self.config, &api).await
+    }
+
+    /// One sync that must succeed for every account.
+    pub async fn sync_ok(&self) -> Vec<SyncReport> {
+        let reports = self.sync().await;
+        for r in &reports {
+            assert!(r.ok(), "{}: {:#}", r.account, r.error.as_ref().unwrap());
+        }
+        reports
+    }
+
+    /// A connection to the store, as the contractor's own systems would open it.
+    pub fn db(&self) -> Connection {
+        Connection::open(&self.config.store.path).unwrap()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Ids in the mirror's open set for an account, sorted.
+    pub fn open_ids(&self, account: &str) -> Vec<i64> {
+        let db = self.db();
+        let mut s = db
+            .prepare("SELECT id FROM tickets WHERE account = ?1 AND open = 1 ORDER BY id")
+            .unwrap();
+        s.query_map([account], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Ids the simulator holds as ours and unfinished, sorted: what the mirror must equal.
+    pub fn truth(&self, account: &str) -> Vec<i64> {
+        self.sim()
+            .tickets(account)
+            .into_iter()
+            .filter(|t| {
+                t.tyonsuorittaja_id == Some(4711)
+                    && ["Avoin", "Vastaanotettu", "Odottaa"].contains(&t.tila.as_str())
+            })
+            .map(|t| t.id)
+            .collect()
+    }
+
+    /// Every column of every ticket row, to compare the store before and after.
+    pub fn snapshot(&self) -> Vec<Vec<Value>> {
+        let db = self.db();
+        let mut s = db
+            .prepare("SELECT * FROM tickets ORDER BY account, id")
+            .unwrap();
+        let n = s.column_count();
+        s.query_map([], |r| {
+            Ok((0..n)
+                .map(|i| match r.get_ref(i).unwrap() {
+                    rusqlite::types::ValueRef::Null => Value::Null,
+                    rusqlite::types::ValueRef::Integer(x) => json!(x),
+                    rusqlite::types::ValueRef::Real(x) => json!(x),
+                    rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+                    rusqlite::types::ValueRef::Blob(b) => json!(b),
+                })
+                .collect())
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    }
+
+    /// Counts every later INSERT, UPDATE and DELETE on `tickets` (independent of huoltosync's
+    /// own reports).
+    pub fn watch_ticket_writes(&self) {
+        self.db()
+            .execute_batch(
+                "CREATE TABLE IF NOT EXISTS test_ticket_writes (op TEXT);
+                 CREATE TRIGGER IF NOT EXISTS tw_i AFTER INSERT ON tickets BEGIN INSERT INTO test_ticket_writes VALUES ('i'); END;
+                 CREATE TRIGGER IF NOT EXISTS tw_u AFTER UPDATE ON tickets BEGIN INSERT INTO test_ticket_writes VALUES ('u'); END;
+                 CREATE TRIGGER IF NOT EXISTS tw_d AFTER DELETE ON tickets BEGIN INSERT INTO test_ticket_writes VALUES ('d'); END;",
+            )
+            .unwrap();
+    }
+
+    pub fn ticket_writes(&self) -> i64 {
+        self.count("SELECT count(*) FROM test_ticket_writes")
+    }
+
+    pub fn faults(&self, f: Value) {
+        self.sim().set_faults(&f).unwrap();
+    }
+
+    pub fn patch(&self, account: &str, id: i64, fields: Value) {
+        self.sim()
+            .patch(account, id, fields.as_object().unwrap())
+            .unwrap();
+    }
+
+    pub fn selaa_calls(&self) -> u64 {
+        self.sim().calls("POST ilmoitukset/selaa")
+    }
+
+    pub fn get_calls(&self) -> u64 {
+        self.sim().calls("GET ilmoitukset/{id}")
+    }
+
+    /// Runs the binary with this env's config; returns (exit code, stdout, stderr).
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        run_cli(&self.config_path(), args).await
+    }
+}
+
+pub async fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("the binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
