@@ -29,6 +29,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub tampuuri: TampuuriConfig,
     pub sync: SyncConfig,
+    pub push: PushConfig,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -66,6 +67,26 @@ pub struct SyncConfig {
     pub max_resweeps: u32,
     /// How many accounts sync at the same time.
     pub account_concurrency: usize,
+}
+
+/// `[push]`: how queued actions are delivered.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// Tickets pushed at the same time (one ticket's actions always go one by one, in order).
+    pub concurrency: usize,
+    /// Backoff between attempts of one action: from this…
+    pub retry_initial: Duration,
+    /// …doubling up to this.
+    pub retry_max: Duration,
+    /// Transient failures are retried this long after the action was queued, then it is
+    /// dead-lettered.
+    pub deadline: Duration,
+    /// How long one push pass waits for an action whose retry falls due soon.
+    pub linger: Duration,
+    /// Largest attachment accepted by `task new --attach`.
+    pub max_attachment_bytes: u64,
+    /// `task done` refuses a parent whose follow-ups are not Tehty or Valmis.
+    pub require_followups_done: bool,
 }
 
 /// How the open states are asked for in `ilmoitukset/selaa`.
@@ -221,6 +242,35 @@ impl Config {
         };
         r.finish(st, "sync");
 
+        let mut pt = r.table(&mut root, "", "push").unwrap_or_default();
+        let push = PushConfig {
+            concurrency: r.int_in(&mut pt, "push", "concurrency", 1, 32).unwrap_or(4) as usize,
+            retry_initial: Duration::from_millis(
+                r.int_in(&mut pt, "push", "retry_initial_ms", 1, 3_600_000)
+                    .unwrap_or(2_000) as u64,
+            ),
+            retry_max: Duration::from_millis(
+                r.int_in(&mut pt, "push", "retry_max_ms", 1, 86_400_000)
+                    .unwrap_or(300_000) as u64,
+            ),
+            deadline: Duration::from_secs(
+                r.int_in(&mut pt, "push", "deadline_hours", 1, 24 * 30)
+                    .unwrap_or(24) as u64
+                    * 3600,
+            ),
+            linger: Duration::from_secs(
+                r.int_in(&mut pt, "push", "linger_secs", 0, 3600)
+                    .unwrap_or(30) as u64,
+            ),
+            max_attachment_bytes: r
+                .int_in(&mut pt, "push", "max_attachment_bytes", 1, 1 << 30)
+                .unwrap_or(10_000_000) as u64,
+            require_followups_done: r
+                .boolean(&mut pt, "push", "require_followups_done")
+                .unwrap_or(true),
+        };
+        r.finish(pt, "push");
+
         let mut accounts = Vec::new();
         match root.remove("accounts") {
             None => r.error(
@@ -357,6 +407,7 @@ impl Config {
                     retry,
                 },
                 sync,
+                push,
                 accounts,
             },
             warnings: r.warnings,
@@ -482,6 +533,19 @@ impl Reader {
                 self.error(
                     &full,
                     &format!("must be an integer, not a {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<bool> {
+        match t.remove(key)? {
+            Value::Boolean(b) => Some(b),
+            other => {
+                self.error(
+                    &join(prefix, key),
+                    &format!("must be true or false, not a {}", type_name(&other)),
                 );
                 None
             }

@@ -6,18 +6,22 @@
 //!
 //! - [`config`]: the TOML file, validated in full, secrets that never print.
 //! - [`model`]: tickets and their workflow states, as the rest of the crate sees them.
+//! - [`action`]: the contractor's actions (accept, hold, done, create) and the workflow rules.
 //! - [`tampuuri`]: the API boundary (HTTP client, throttle, retries, metering; wire types stay here).
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
+//! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
 
+pub mod action;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod model;
+pub mod push;
 pub mod sim;
 pub mod store;
 pub mod sync;

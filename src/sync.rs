@@ -11,15 +11,15 @@
 //! Sync knows nothing about cron, systemd or HTTP servers; it is called by the commands and,
 //! later, the scheduler.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::StreamExt;
 
 use crate::config::{AccountConfig, Config, StateFilter};
 use crate::model::{Departure, LeftReason, Ticket};
-use crate::store::{ApplyCounts, RunRecord, Store};
+use crate::store::{ApplyCounts, Handle, RunRecord};
 use crate::tampuuri::{Api, Client, wire};
 use crate::time;
 
@@ -45,41 +45,12 @@ impl SyncReport {
     }
 }
 
-/// The store, moved onto a blocking thread for each call and back: SQLite work never stalls
-/// the async runtime, and needs no lock.
-pub(crate) struct BlockingStore(Option<Store>);
-
-impl BlockingStore {
-    pub(crate) async fn open(path: PathBuf) -> anyhow::Result<BlockingStore> {
-        let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
-        Ok(BlockingStore(Some(store)))
-    }
-
-    pub(crate) async fn run<T, F>(&mut self, f: F) -> anyhow::Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
-    {
-        let mut store = self
-            .0
-            .take()
-            .context("the store is lost after an earlier failure")?;
-        let (store, result) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut store);
-            (store, r)
-        })
-        .await?;
-        self.0 = Some(store);
-        result
-    }
-}
-
 /// Syncs every configured account, at most `[sync] account_concurrency` at a time. One
 /// failing account does not stop the others. Reports come back in config order.
 pub async fn sync_all(config: &Config, api: &Api) -> Vec<SyncReport> {
     let store_path = config.store.path.clone();
     // Open (and migrate) once before the accounts open their own connections.
-    if let Err(e) = BlockingStore::open(store_path.clone()).await {
+    if let Err(e) = Handle::open(store_path.clone()).await {
         let e = format!("{e:#}");
         return config
             .accounts
@@ -135,13 +106,13 @@ pub async fn sync_account(
     max_resweeps: u32,
 ) -> SyncReport {
     let started = Instant::now();
-    let mut store = match BlockingStore::open(store_path.to_owned()).await {
+    let store = match Handle::open(store_path.to_owned()).await {
         Ok(s) => s,
         Err(e) => return SyncReport::failed(&account.name, e),
     };
     let name = account.name.clone();
     let run_id = match store
-        .run(move |s| s.begin_run(&name, &time::fmt(time::now())))
+        .call(move |s| s.begin_run(&name, &time::fmt(time::now())))
         .await
     {
         Ok(id) => id,
@@ -149,7 +120,7 @@ pub async fn sync_account(
     };
     let mut progress = Progress::default();
     let result = sweep_and_apply(
-        &mut store,
+        &store,
         account,
         client,
         page_size,
@@ -171,7 +142,7 @@ pub async fn sync_account(
     let name = account.name.clone();
     let rec = record.clone();
     let finished = store
-        .run(move |s| {
+        .call(move |s| {
             let now = time::now();
             s.finish_run(
                 run_id,
@@ -232,7 +203,7 @@ enum Sweep {
 }
 
 async fn sweep_and_apply(
-    store: &mut BlockingStore,
+    store: &Handle,
     account: &AccountConfig,
     client: &Client,
     page_size: u32,
@@ -247,7 +218,7 @@ async fn sweep_and_apply(
     let mut attempt = 0;
     loop {
         progress.sweeps += 1;
-        store.run(|s| s.begin_sweep()).await?;
+        store.call(|s| s.begin_sweep()).await?;
         let mut moved = None;
         for states in &groups {
             if let Sweep::Moved(why) =
@@ -272,37 +243,34 @@ async fn sweep_and_apply(
 
     // Tickets the sweep did not list: confirm each with one fetch.
     let name = account.name.clone();
-    let unseen = store.run(move |s| s.unseen_open(&name)).await?;
+    let unseen = store.call(move |s| s.unseen_open(&name)).await?;
     let mut departures = Vec::new();
     let mut still_open = Vec::new();
     for id in unseen {
         match client.get_ticket(id).await? {
             None => departures.push(Departure::Deleted { id }),
-            Some(t) if t.assignee_id != Some(account.contractor_id) => {
-                departures.push(Departure::Left {
+            Some(t) => match openness(account, &t) {
+                Err(reason) => departures.push(Departure::Left {
                     ticket: Box::new(t),
-                    reason: LeftReason::Reassigned,
-                })
-            }
-            Some(t) if !is_open_state(account, &t) => departures.push(Departure::Left {
-                ticket: Box::new(t),
-                reason: LeftReason::State,
-            }),
-            Some(t) => {
-                tracing::info!(
-                    ticket = t.id,
-                    "A ticket the sweep skipped is still open; it stays mirrored."
-                );
-                still_open.push(t);
-            }
+                    reason,
+                }),
+                Ok(()) => {
+                    tracing::info!(
+                        ticket = t.id,
+                        "A ticket the sweep skipped is still open; it stays mirrored."
+                    );
+                    still_open.push(t);
+                }
+            },
         }
     }
     let name = account.name.clone();
     store
-        .run(move |s| {
+        .call(move |s| {
             s.stage_page(&name, &still_open)?;
             let seen = s.seen_count()?;
-            let counts = s.apply_sweep(&name, run_id, &time::fmt(time::now()), &departures)?;
+            let counts =
+                s.apply_sweep(&name, Some(run_id), &time::fmt(time::now()), &departures)?;
             Ok((seen, counts))
         })
         .await
@@ -319,9 +287,20 @@ fn is_open_state(account: &AccountConfig, t: &Ticket) -> bool {
         .any(|s| s.eq_ignore_ascii_case(t.state.name()))
 }
 
+/// Whether a fetched ticket belongs in the account's open set, and if not, why.
+pub fn openness(account: &AccountConfig, t: &Ticket) -> Result<(), LeftReason> {
+    if t.assignee_id != Some(account.contractor_id) {
+        Err(LeftReason::Reassigned)
+    } else if !is_open_state(account, t) {
+        Err(LeftReason::State)
+    } else {
+        Ok(())
+    }
+}
+
 /// One sweep over the tickets in `states`, staging each page while fetching the next.
 async fn sweep(
-    store: &mut BlockingStore,
+    store: &Handle,
     account: &AccountConfig,
     client: &Client,
     states: &[String],
@@ -362,7 +341,7 @@ async fn sweep(
         };
         let name = account.name.clone();
         let items = page.items;
-        let stage = store.run(move |s| s.stage_page(&name, &items));
+        let stage = store.call(move |s| s.stage_page(&name, &items));
         if !more {
             stage.await?;
             return Ok(Sweep::Consistent);

@@ -10,20 +10,26 @@
 //! does not grow with the number of tickets and nothing in `tickets` changes until the whole
 //! sweep is known to be consistent; [`Store::apply_sweep`] then applies it in one transaction.
 
+mod outbox;
 mod queries;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-use crate::model::{Departure, Ticket, changed_fields};
+use crate::model::{Departure, LeftReason, Ticket, changed_fields};
+pub use outbox::{AttemptEnd, OutboxRow};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 
 /// The schema, one migration per file in `sql/`, in order.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("../../sql/001_read_path.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("../../sql/001_read_path.sql")),
+    M::up(include_str!("../../sql/002_outbox.sql")),
+];
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
 const TICKET_COLUMNS: &str = "state, title, description, extra_info, assignee_id, cost_centre_id, \
@@ -274,7 +280,7 @@ impl Store {
     pub fn apply_sweep(
         &mut self,
         account: &str,
-        run_id: i64,
+        run_id: Option<i64>,
         now: &str,
         departures: &[Departure],
     ) -> anyhow::Result<ApplyCounts> {
@@ -408,6 +414,62 @@ impl Store {
         }
         tx.commit()?;
         Ok(counts)
+    }
+}
+
+impl Store {
+    /// Records one ticket fetched outside a sweep (after a create, or for a webhook): upserted
+    /// with history when it is ours and open, else recorded as having left the open set.
+    pub fn upsert_fetched(
+        &mut self,
+        account: &str,
+        ticket: Ticket,
+        open: Result<(), LeftReason>,
+        now: &str,
+    ) -> anyhow::Result<ApplyCounts> {
+        self.begin_sweep()?;
+        match open {
+            Ok(()) => {
+                self.stage_page(account, std::slice::from_ref(&ticket))?;
+                self.apply_sweep(account, None, now, &[])
+            }
+            Err(reason) => self.apply_sweep(
+                account,
+                None,
+                now,
+                &[Departure::Left {
+                    ticket: Box::new(ticket),
+                    reason,
+                }],
+            ),
+        }
+    }
+}
+
+/// The store shared by async tasks: each call runs on a blocking thread, one at a time, so
+/// SQLite work never stalls the runtime.
+#[derive(Clone)]
+pub struct Handle(Arc<Mutex<Store>>);
+
+impl Handle {
+    /// Opens (and migrates) the store at `path`.
+    pub async fn open(path: PathBuf) -> anyhow::Result<Handle> {
+        let store = tokio::task::spawn_blocking(move || Store::open(&path)).await??;
+        Ok(Handle(Arc::new(Mutex::new(store))))
+    }
+
+    /// Runs `f` with the store on a blocking thread.
+    pub async fn call<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Store) -> anyhow::Result<T> + Send + 'static,
+    {
+        let inner = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut store = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut store)
+        })
+        .await?
     }
 }
 

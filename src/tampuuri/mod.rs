@@ -22,6 +22,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use crate::action::{Action, Attachment};
 use crate::config::{AccountConfig, Config, RetryConfig};
 use crate::model::Ticket;
 pub use wire::Page;
@@ -287,6 +288,35 @@ impl Client {
             },
         )
         .await
+    }
+
+    /// Delivers one action: a transition answers `None`, a create the new ticket's id.
+    pub async fn push(
+        &self,
+        ticket_id: Option<i64>,
+        action: &Action,
+        attachments: &[Attachment],
+    ) -> Result<Option<i64>, ApiError> {
+        let (endpoint, segment) = match action {
+            Action::Accept { .. } => (endpoint::VASTAANOTA, "vastaanota"),
+            Action::Hold { .. } => (endpoint::ODOTUKSEEN, "odotukseen"),
+            Action::Done { .. } => (endpoint::KUITTAA, "kuittaatehdyksi"),
+            Action::Create(t) => {
+                return self
+                    .create_ticket(&wire::create_body(t, attachments))
+                    .await
+                    .map(Some);
+            }
+        };
+        let id = ticket_id.ok_or_else(|| ApiError::Rejected {
+            account: self.account.clone(),
+            endpoint,
+            status: 0,
+            message: "no ticket id for a transition".into(),
+        })?;
+        self.transition(endpoint, id, segment, &wire::transition_body(action))
+            .await
+            .map(|()| None)
     }
 
     async fn call<T>(

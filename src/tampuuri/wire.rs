@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::action::{Action, Attachment, NewTicket};
 use crate::model::{Reporter, Ticket, TicketState, content_hash};
 
 /// One page of `ilmoitukset/selaa`.
@@ -181,6 +182,66 @@ pub fn selaa_body(
     );
     body.insert("Offset".into(), offset.into());
     body.insert("Limit".into(), limit.into());
+    Value::Object(body)
+}
+
+/// The body of a workflow transition: `Kommentti` (the reason, for a hold) and
+/// `IlmoitaOsallisille` (tell the resident and other parties).
+pub fn transition_body(action: &Action) -> Value {
+    let mut body = Map::new();
+    let (comment, notify) = match action {
+        Action::Accept { comment } => (comment.clone(), None),
+        Action::Hold { reason, notify } => (Some(reason.clone()), Some(*notify)),
+        Action::Done { comment, notify } => (comment.clone(), Some(*notify)),
+        Action::Create(_) => (None, None),
+    };
+    if let Some(c) = comment {
+        body.insert("Kommentti".into(), c.into());
+    }
+    if let Some(n) = notify {
+        body.insert("IlmoitaOsallisille".into(), n.into());
+    }
+    Value::Object(body)
+}
+
+/// The body of `ilmoitukset/base64`: the create model (`ApiIlmoitusRequestModel`) plus
+/// `Liitteet` with each file as base64.
+pub fn create_body(t: &NewTicket, attachments: &[Attachment]) -> Value {
+    use base64::Engine;
+    let mut body = Map::new();
+    body.insert("KustannuspaikkaId".into(), t.cost_centre_id.into());
+    body.insert("Otsikko".into(), t.title.clone().into());
+    body.insert("TyotehtavanKuvaus".into(), t.description.clone().into());
+    body.insert(
+        "TyotehtavanLisatiedot".into(),
+        t.details_with_marker().into(),
+    );
+    let optional = [
+        ("ParentId", t.parent_id),
+        ("TilaId", t.space_id),
+        ("HuoneId", t.room_id),
+        ("TyonsuorittajaId", t.assignee_id),
+    ];
+    for (key, v) in optional {
+        if let Some(v) = v {
+            body.insert(key.into(), v.into());
+        }
+    }
+    if let Some(u) = &t.urgency {
+        body.insert("Kiireellisyys".into(), u.clone().into());
+    }
+    let files: Vec<Value> = attachments
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "FileName": a.file_name,
+                "ContentType": a.content_type,
+                "Description": a.description,
+                "Base64Content": base64::engine::general_purpose::STANDARD.encode(&a.bytes),
+            })
+        })
+        .collect();
+    body.insert("Liitteet".into(), Value::Array(files));
     Value::Object(body)
 }
 

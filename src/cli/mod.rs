@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+pub mod task;
+
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::store::{Store, TicketFilter};
 use crate::sync::SyncReport;
@@ -44,6 +46,10 @@ pub enum Command {
     Status(JsonArg),
     /// Validate the config file; --online also tries each account's credentials.
     CheckConfig(CheckArgs),
+    /// Queue an action on a ticket: accept, hold, done, or a new (follow-up) ticket.
+    Task(task::TaskArgs),
+    /// List queued and dead-lettered actions; retry or cancel one.
+    Outbox(task::OutboxArgs),
     /// Run the Tampuuri simulator on loopback until killed.
     Sim(SimArgs),
     /// Run the built-in demo against an embedded simulator; needs no config.
@@ -146,6 +152,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             run_once(&config).await
         }
         Command::Tasks(args) => tasks(&load(&cli.config)?, args).await,
+        Command::Task(args) => task::task(&load(&cli.config)?, args).await,
+        Command::Outbox(args) => task::outbox(&load(&cli.config)?, args).await,
         Command::Status(args) => status(&load(&cli.config)?, args.json).await,
     }
 }
@@ -159,14 +167,25 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(loaded.config)
 }
 
-/// One cycle over all accounts; prints one line per account.
+/// One cycle: push pending actions, poll every account, push again (actions queued during
+/// the run). Prints one line per account and what the pushes did; exit 0 only if every account
+/// synced and no action was dead-lettered.
 pub async fn run_once(config: &Config) -> anyhow::Result<ExitCode> {
     let api = Api::new(config)?;
+    let store = crate::store::Handle::open(config.store.path.clone()).await?;
+    let mut pushed = crate::push::push_pending(config, &api, &store).await?;
     let reports = crate::sync::sync_all(config, &api).await;
+    let again = crate::push::push_pending(config, &api, &store).await?;
+    pushed.delivered.extend(again.delivered);
+    pushed.dead.extend(again.dead);
+    pushed.pending = again.pending;
+    pushed.api_calls += again.api_calls;
     for r in &reports {
         println!("{}", summary_line(r));
     }
-    Ok(if reports.iter().all(SyncReport::ok) {
+    task::print_push(&pushed);
+    let ok = reports.iter().all(SyncReport::ok) && pushed.dead.is_empty();
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

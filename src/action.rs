@@ -1,0 +1,392 @@
+//! The contractor's actions on tickets, as huoltosync queues them: accept, put on hold, mark
+//! done, create a (follow-up) ticket; and the workflow rules that decide whether an action is
+//! allowed from a ticket's state.
+//!
+//! Actions are stored in the outbox in this crate's own JSON form (serde of [`Action`]), and
+//! turned into Tampuuri's request bodies only at send time, in [`crate::tampuuri::wire`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::TicketState;
+
+/// Tampuuri's field limits for a new ticket.
+pub const MAX_TITLE: usize = 255;
+pub const MAX_DESCRIPTION: usize = 8000;
+pub const MAX_DETAILS: usize = 20000;
+
+/// One action to deliver to Tampuuri.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// `vastaanota`: take the job.
+    Accept { comment: Option<String> },
+    /// `odotukseen`: the job waits; the resident is told why.
+    Hold { reason: String, notify: bool },
+    /// `kuittaatehdyksi`: the job is done.
+    Done {
+        comment: Option<String>,
+        notify: bool,
+    },
+    /// `ilmoitukset/base64`: a new ticket, a follow-up when it has a parent.
+    Create(NewTicket),
+}
+
+/// A ticket to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewTicket {
+    pub parent_id: Option<i64>,
+    pub cost_centre_id: i64,
+    pub space_id: Option<i64>,
+    pub room_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    /// Extra details from the user, without the marker.
+    pub details: Option<String>,
+    pub urgency: Option<String>,
+    pub assignee_id: Option<i64>,
+    /// `[huoltosync:…]`, appended to `TyotehtavanLisatiedot` so that a create whose outcome is
+    /// unknown can be found instead of created twice.
+    pub marker: String,
+}
+
+impl NewTicket {
+    /// `TyotehtavanLisatiedot` as sent: the user's details, then the marker.
+    pub fn details_with_marker(&self) -> String {
+        match self
+            .details
+            .as_deref()
+            .map(str::trim_end)
+            .filter(|d| !d.is_empty())
+        {
+            Some(d) => format!("{d}\n\n{}", self.marker),
+            None => self.marker.clone(),
+        }
+    }
+}
+
+/// A file to send with a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file_name: String,
+    pub content_type: String,
+    pub description: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl Action {
+    /// The outbox `kind`: `accept`, `hold`, `done`, `create`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Accept { .. } => "accept",
+            Action::Hold { .. } => "hold",
+            Action::Done { .. } => "done",
+            Action::Create(_) => "create",
+        }
+    }
+
+    /// The ticket's state once this transition took effect (`None` for a create).
+    pub fn target_state(&self) -> Option<TicketState> {
+        match self {
+            Action::Accept { .. } => Some(TicketState::Vastaanotettu),
+            Action::Hold { .. } => Some(TicketState::Odottaa),
+            Action::Done { .. } => Some(TicketState::Tehty),
+            Action::Create(_) => None,
+        }
+    }
+
+    /// Whether the workflow allows this transition from `from`:
+    /// `Avoin | Odottaa → vastaanota`, `Vastaanotettu → odotukseen`,
+    /// `Avoin | Vastaanotettu | Odottaa → kuittaatehdyksi`.
+    pub fn allowed_from(&self, from: &TicketState) -> bool {
+        use TicketState::*;
+        match self {
+            Action::Accept { .. } => matches!(from, Avoin | Odottaa),
+            Action::Hold { .. } => matches!(from, Vastaanotettu),
+            Action::Done { .. } => matches!(from, Avoin | Vastaanotettu | Odottaa),
+            Action::Create(_) => true,
+        }
+    }
+
+    /// What this action is, in a few words: `accept`, `hold ("Odotetaan varaosia")`.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Accept { .. } => "accept".into(),
+            Action::Hold { reason, .. } => format!("hold ({reason:?})"),
+            Action::Done { .. } => "done".into(),
+            Action::Create(t) => match t.parent_id {
+                Some(p) => format!("create follow-up of {p} ({:?})", t.title),
+                None => format!("create ({:?})", t.title),
+            },
+        }
+    }
+}
+
+/// What the mirror and the outbox know about a ticket, read inside the enqueue transaction.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The ticket in the mirror, if it is there.
+    pub ticket: Option<MirroredTicket>,
+    /// Its state counting our queued and recently delivered actions.
+    pub effective_state: Option<TicketState>,
+    /// Its follow-up tickets (by `ParentId`) and their effective states.
+    pub followups: Vec<(i64, TicketState)>,
+    /// Follow-up creates of it still in the outbox (pending or dead), by outbox id.
+    pub queued_followups: Vec<i64>,
+}
+
+/// A ticket as the mirror holds it.
+#[derive(Debug, Clone)]
+pub struct MirroredTicket {
+    pub state: TicketState,
+    pub open: bool,
+    pub left_reason: Option<String>,
+    pub cost_centre_id: Option<i64>,
+    pub space_id: Option<i64>,
+    pub room_id: Option<i64>,
+}
+
+/// Checks a transition against the ticket's facts: it must be in the mirror and in our open
+/// set, the workflow must allow it from the ticket's current (mirrored or pending) state, a
+/// hold needs a reason, and (when `require_followups_done`) a done needs every follow-up
+/// carried out. Errors name the ticket and both states.
+pub fn check_transition(
+    action: Action,
+    account: &str,
+    id: i64,
+    facts: &Facts,
+    require_followups_done: bool,
+) -> anyhow::Result<Action> {
+    let Some(ticket) = &facts.ticket else {
+        anyhow::bail!(
+            "ticket {id} is not in the mirror of account {account}: check the id, or run `huoltosync run --once` to refresh the mirror"
+        );
+    };
+    if !ticket.open {
+        anyhow::bail!(
+            "ticket {id} in account {account} has left our open set ({}, state {}): it cannot be acted on",
+            ticket.left_reason.as_deref().unwrap_or("left"),
+            ticket.state
+        );
+    }
+    let current = facts
+        .effective_state
+        .clone()
+        .unwrap_or_else(|| ticket.state.clone());
+    let how = if current == ticket.state {
+        "mirrored".to_owned()
+    } else {
+        format!("after queued actions; Tampuuri last said {}", ticket.state)
+    };
+    if !action.allowed_from(&current) {
+        let allowed = match action {
+            Action::Accept { .. } => "Avoin or Odottaa",
+            Action::Hold { .. } => "Vastaanotettu (accept it first)",
+            _ => "Avoin, Vastaanotettu or Odottaa",
+        };
+        anyhow::bail!(
+            "cannot {} ticket {id} in account {account}: its state is {current} ({how}); {} → {} is allowed only from {allowed}",
+            action.kind(),
+            action.kind(),
+            action
+                .target_state()
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+        );
+    }
+    if let Action::Hold { reason, .. } = &action {
+        if reason.trim().is_empty() {
+            anyhow::bail!(
+                "hold of ticket {id} needs a reason (--reason): the resident is told why the job waits"
+            );
+        }
+    }
+    if matches!(action, Action::Done { .. }) && require_followups_done {
+        let mut open: Vec<String> = facts
+            .followups
+            .iter()
+            .filter(|(_, s)| !s.is_finished())
+            .map(|(c, s)| format!("{c} ({s})"))
+            .collect();
+        open.extend(
+            facts
+                .queued_followups
+                .iter()
+                .map(|o| format!("a follow-up still queued as outbox action #{o}")),
+        );
+        if !open.is_empty() {
+            anyhow::bail!(
+                "cannot mark ticket {id} in account {account} done: its follow-up tickets are not carried out yet (Tehty or Valmis): {}; finish them first, or set [push] require_followups_done = false",
+                open.join(", ")
+            );
+        }
+    }
+    Ok(action)
+}
+
+/// What the user gives for a new ticket; checked and completed by [`check_create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub parent_id: Option<i64>,
+    pub cost_centre_id: Option<i64>,
+    pub space_id: Option<i64>,
+    pub room_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    pub details: Option<String>,
+    pub urgency: Option<String>,
+    pub assignee_id: Option<i64>,
+}
+
+/// Checks a new ticket and fills in what a follow-up inherits from its parent (cost centre,
+/// space, room); assigns it to `contractor_id` unless another assignee is given.
+pub fn check_create(
+    req: CreateRequest,
+    account: &str,
+    contractor_id: i64,
+    parent: &Facts,
+) -> anyhow::Result<Action> {
+    let p = match req.parent_id {
+        Some(pid) => Some(parent.ticket.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("parent ticket {pid} is not in the mirror of account {account}: check --parent, or run `huoltosync run --once` first")
+        })?),
+        None => None,
+    };
+    let cost_centre_id = req.cost_centre_id.or(p.and_then(|p| p.cost_centre_id)).ok_or_else(|| {
+        anyhow::anyhow!("a new ticket needs a cost centre (KustannuspaikkaId): give --cost-centre ID, or --parent to inherit the parent's")
+    })?;
+    let marker = new_marker();
+    let t = NewTicket {
+        parent_id: req.parent_id,
+        cost_centre_id,
+        space_id: req.space_id.or(p.and_then(|p| p.space_id)),
+        room_id: req.room_id.or(p.and_then(|p| p.room_id)),
+        title: req.title,
+        description: req.description,
+        details: req.details,
+        urgency: req.urgency,
+        assignee_id: Some(req.assignee_id.unwrap_or(contractor_id)),
+        marker,
+    };
+    let mut problems = Vec::new();
+    let len = |s: &str| s.chars().count();
+    if t.title.trim().is_empty() {
+        problems.push("--title (Otsikko) is empty".to_owned());
+    }
+    if len(&t.title) > MAX_TITLE {
+        problems.push(format!(
+            "--title (Otsikko) is {} characters, at most {MAX_TITLE} allowed",
+            len(&t.title)
+        ));
+    }
+    if t.description.trim().is_empty() {
+        problems.push("--description (TyotehtavanKuvaus) is empty".to_owned());
+    }
+    if len(&t.description) > MAX_DESCRIPTION {
+        problems.push(format!(
+            "--description (TyotehtavanKuvaus) is {} characters, at most {MAX_DESCRIPTION} allowed",
+            len(&t.description)
+        ));
+    }
+    let details = len(&t.details_with_marker());
+    if details > MAX_DETAILS {
+        problems.push(format!(
+            "--details (TyotehtavanLisatiedot) is {details} characters with huoltosync's {}-character marker, at most {MAX_DETAILS} allowed",
+            t.marker.len() + 2
+        ));
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("the new ticket cannot be queued: {}", problems.join("; "));
+    }
+    Ok(Action::Create(t))
+}
+
+/// Reads a file to attach: it must exist, be readable and be at most `max_bytes`. The
+/// content type is guessed from the file name.
+pub fn read_attachment(path: &std::path::Path, max_bytes: u64) -> anyhow::Result<Attachment> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("attachment {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("attachment {}: not a file", path.display());
+    }
+    if meta.len() > max_bytes {
+        anyhow::bail!(
+            "attachment {} is {} bytes, over the limit of {max_bytes} ([push] max_attachment_bytes)",
+            path.display(),
+            meta.len()
+        );
+    }
+    let bytes =
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("attachment {}: {e}", path.display()))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "liite".into());
+    let content_type = mime_guess::from_path(path)
+        .first_or_octet_stream()
+        .essence_str()
+        .to_owned();
+    Ok(Attachment {
+        file_name,
+        content_type,
+        description: None,
+        bytes,
+    })
+}
+
+/// A new correlation marker: `[huoltosync:` and 12 random hex digits `]`.
+pub fn new_marker() -> String {
+    format!(
+        "[huoltosync:{:012x}]",
+        rand::random::<u64>() & 0xffff_ffff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TicketState::*;
+
+    #[test]
+    fn the_workflow_allows_exactly_the_documented_transitions() {
+        let accept = Action::Accept { comment: None };
+        let hold = Action::Hold {
+            reason: "x".into(),
+            notify: true,
+        };
+        let done = Action::Done {
+            comment: None,
+            notify: true,
+        };
+        let table = [
+            (&accept, [true, false, true, false, false]),
+            (&hold, [false, true, false, false, false]),
+            (&done, [true, true, true, false, false]),
+        ];
+        for (action, allowed) in table {
+            for (state, ok) in TicketState::KNOWN.iter().zip(allowed) {
+                assert_eq!(
+                    action.allowed_from(state),
+                    ok,
+                    "{} from {state}",
+                    action.kind()
+                );
+            }
+        }
+        assert_eq!(hold.target_state(), Some(Odottaa));
+    }
+
+    #[test]
+    fn actions_round_trip_through_json_and_markers_are_short_and_distinct() {
+        let a = Action::Hold {
+            reason: "Odotetaan varaosia".into(),
+            notify: false,
+        };
+        let s = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Action>(&s).unwrap(), a);
+        let (m1, m2) = (new_marker(), new_marker());
+        assert!(
+            m1.starts_with("[huoltosync:") && m1.len() == 25 && m1 != m2,
+            "{m1}"
+        );
+    }
+}

@@ -1,0 +1,482 @@
+//! The outbox: actions queued for Tampuuri, their delivery state, and the facts about a
+//! ticket that decide whether an action may be queued.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::Store;
+use crate::action::{Action, Attachment, Facts, MirroredTicket};
+use crate::model::TicketState;
+
+/// An outbox row as the commands and the relay see it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub account: String,
+    pub kind: String,
+    pub ticket_id: Option<i64>,
+    pub queue_ticket: Option<i64>,
+    #[serde(skip)]
+    pub action: Action,
+    pub from_state: Option<String>,
+    pub expected_state: Option<String>,
+    pub status: String,
+    pub in_doubt: bool,
+    pub attempts: u32,
+    pub created_at: String,
+    pub next_attempt_at: String,
+    pub deadline_at: String,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+    pub outcome: Option<String>,
+    pub created_ticket_id: Option<i64>,
+    pub marker: Option<String>,
+    pub attachments: u32,
+}
+
+const ROW_COLUMNS: &str = "o.id, o.account, o.kind, o.ticket_id, o.queue_ticket, o.payload, o.from_state, \
+     o.expected_state, o.status, o.in_doubt, o.attempts, o.created_at, o.next_attempt_at, o.deadline_at, \
+     o.last_error, o.delivered_at, o.outcome, o.created_ticket_id, o.marker, \
+     (SELECT count(*) FROM outbox_attachments a WHERE a.outbox_id = o.id)";
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    let payload: String = r.get(5)?;
+    let action = serde_json::from_str(&payload).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        kind: r.get(2)?,
+        ticket_id: r.get(3)?,
+        queue_ticket: r.get(4)?,
+        action,
+        from_state: r.get(6)?,
+        expected_state: r.get(7)?,
+        status: r.get(8)?,
+        in_doubt: r.get(9)?,
+        attempts: r.get(10)?,
+        created_at: r.get(11)?,
+        next_attempt_at: r.get(12)?,
+        deadline_at: r.get(13)?,
+        last_error: r.get(14)?,
+        delivered_at: r.get(15)?,
+        outcome: r.get(16)?,
+        created_ticket_id: r.get(17)?,
+        marker: r.get(18)?,
+        attachments: r.get(19)?,
+    })
+}
+
+/// How a relay attempt ended, for [`Store::finish_attempt`].
+#[derive(Debug, Clone)]
+pub enum AttemptEnd {
+    /// It took effect: sent now, or found already applied.
+    Delivered {
+        outcome: &'static str,
+        created_ticket_id: Option<i64>,
+    },
+    /// Try again at `next_at`; `in_doubt` when the send may have reached Tampuuri.
+    Retry {
+        next_at: String,
+        error: String,
+        in_doubt: bool,
+    },
+    /// Given up: a permanent rejection, or an explanation why it can never be delivered.
+    Dead { error: String },
+}
+
+impl Store {
+    /// Accounts whose mirror holds ticket `id`.
+    pub fn accounts_holding(&self, id: i64) -> anyhow::Result<Vec<String>> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT account FROM tickets WHERE id = ?1 ORDER BY account")?;
+        let v = s.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Queues an action in one IMMEDIATE transaction: the facts about `ticket` are read, `plan`
+    /// decides (and may refuse) the action from them, then the row and its attachments are
+    /// written. Nothing is written when `plan` fails.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue(
+        &mut self,
+        account: &str,
+        ticket: Option<i64>,
+        now: &str,
+        deadline: &str,
+        attachments: &[Attachment],
+        plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
+    ) -> anyhow::Result<OutboxRow> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let facts = match ticket {
+            Some(id) => facts(&tx, account, id)?,
+            None => Facts {
+                ticket: None,
+                effective_state: None,
+                followups: vec![],
+                queued_followups: vec![],
+            },
+        };
+        let action = plan(&facts)?;
+        let (ticket_id, queue_ticket) = match &action {
+            Action::Create(t) => (None, t.parent_id),
+            _ => (ticket, ticket),
+        };
+        let marker = match &action {
+            Action::Create(t) => Some(t.marker.clone()),
+            _ => None,
+        };
+        tx.execute(
+            "INSERT INTO outbox (account, kind, ticket_id, queue_ticket, payload, from_state, expected_state,
+                 status, created_at, next_attempt_at, deadline_at, marker)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10)",
+            params![
+                account,
+                action.kind(),
+                ticket_id,
+                queue_ticket,
+                serde_json::to_string(&action)?,
+                facts.effective_state.as_ref().filter(|_| ticket_id.is_some()),
+                action.target_state(),
+                now,
+                deadline,
+                marker
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO outbox_attachments (outbox_id, seq, file_name, content_type, description, size, content)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (i, a) in attachments.iter().enumerate() {
+                ins.execute(params![
+                    id,
+                    i as i64,
+                    a.file_name,
+                    a.content_type,
+                    a.description,
+                    a.bytes.len() as i64,
+                    a.bytes
+                ])?;
+            }
+        }
+        let row = tx.query_row(
+            &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
+            [id],
+            read_row,
+        )?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// The actions the relay may send now: for each queue, its oldest pending action, unless
+    /// an older one in the same queue is pending or dead-lettered; oldest first.
+    pub fn ready_actions(&self, now: &str, limit: u32) -> anyhow::Result<Vec<OutboxRow>> {
+        let mut s = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM outbox o
+             WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
+               AND NOT EXISTS (SELECT 1 FROM outbox p
+                               WHERE p.account = o.account AND p.queue_ticket = o.queue_ticket
+                                 AND p.id < o.id AND p.status IN ('pending', 'dead'))
+             ORDER BY o.id LIMIT ?2"
+        ))?;
+        let v = s
+            .query_map(params![now, limit], read_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// When the earliest pending action falls due, if any is pending.
+    pub fn next_due(&self) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Records that a send is about to happen: from here until [`Store::finish_attempt`], a
+    /// crash leaves the action in doubt, and the next attempt checks Tampuuri first.
+    pub fn begin_attempt(&mut self, id: i64, now: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET in_doubt = 1, attempts = attempts + 1, last_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'",
+            params![id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Records how an attempt ended. Delivered and dead actions drop their attachment bytes.
+    pub fn finish_attempt(&mut self, id: i64, now: &str, end: &AttemptEnd) -> anyhow::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        match end {
+            AttemptEnd::Delivered {
+                outcome,
+                created_ticket_id,
+            } => {
+                tx.execute(
+                    "UPDATE outbox SET status = 'delivered', in_doubt = 0, delivered_at = ?2, outcome = ?3,
+                         created_ticket_id = ?4, last_error = NULL WHERE id = ?1",
+                    params![id, now, outcome, created_ticket_id],
+                )?;
+                tx.execute(
+                    "UPDATE outbox_attachments SET content = NULL WHERE outbox_id = ?1",
+                    [id],
+                )?;
+            }
+            AttemptEnd::Retry {
+                next_at,
+                error,
+                in_doubt,
+            } => {
+                tx.execute(
+                    "UPDATE outbox SET in_doubt = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
+                    params![id, in_doubt, next_at, error],
+                )?;
+            }
+            AttemptEnd::Dead { error } => {
+                tx.execute(
+                    "UPDATE outbox SET status = 'dead', in_doubt = 0, last_error = ?2 WHERE id = ?1",
+                    params![id, error],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The attachments of an outbox row, with their bytes (empty once dropped).
+    pub fn attachments(&self, id: i64) -> anyhow::Result<Vec<Attachment>> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT file_name, content_type, description, content FROM outbox_attachments WHERE outbox_id = ?1 ORDER BY seq",
+        )?;
+        let v = s
+            .query_map([id], |r| {
+                Ok(Attachment {
+                    file_name: r.get(0)?,
+                    content_type: r.get(1)?,
+                    description: r.get(2)?,
+                    bytes: r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Why the mirror says a ticket can no longer be acted on: it was re-assigned away from us
+    /// or deleted in Tampuuri.
+    pub fn departure(&self, account: &str, id: i64) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT left_reason FROM tickets WHERE account = ?1 AND id = ?2 AND open = 0
+                   AND left_reason IN ('reassigned', 'deleted')",
+                params![account, id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// One outbox row.
+    pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
+                [id],
+                read_row,
+            )
+            .optional()?)
+    }
+
+    /// Pending and dead-lettered actions (only dead ones with `failed_only`), oldest first.
+    pub fn outbox_list(&self, failed_only: bool) -> anyhow::Result<Vec<OutboxRow>> {
+        let mut s = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM outbox o
+             WHERE o.status = 'dead' OR (NOT ?1 AND o.status = 'pending') ORDER BY o.id"
+        ))?;
+        let v = s
+            .query_map([failed_only], read_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// Puts a dead-lettered action back in the queue with a new deadline; the updated row.
+    pub fn outbox_retry(
+        &mut self,
+        id: i64,
+        now: &str,
+        deadline: &str,
+    ) -> anyhow::Result<OutboxRow> {
+        let n = self.conn.execute(
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, deadline_at = ?3 WHERE id = ?1 AND status = 'dead'",
+            params![id, now, deadline],
+        )?;
+        let row = self
+            .outbox_row(id)?
+            .ok_or_else(|| anyhow::anyhow!("outbox action #{id} does not exist"))?;
+        if n == 0 {
+            anyhow::bail!(
+                "outbox action #{id} is {}, not dead-lettered: only dead-lettered actions can be retried",
+                row.status
+            );
+        }
+        Ok(row)
+    }
+
+    /// Drops a pending or dead-lettered action (kept as `cancelled`, without attachment bytes);
+    /// the row as it was.
+    pub fn outbox_cancel(&mut self, id: i64, now: &str) -> anyhow::Result<OutboxRow> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = tx
+            .query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
+                [id],
+                read_row,
+            )
+            .optional()?
+            .ok_or_else(|| anyhow::anyhow!("outbox action #{id} does not exist"))?;
+        if !matches!(row.status.as_str(), "pending" | "dead") {
+            anyhow::bail!(
+                "outbox action #{id} is {}: only pending or dead-lettered actions can be cancelled",
+                row.status
+            );
+        }
+        tx.execute(
+            "UPDATE outbox SET status = 'cancelled', in_doubt = 0, last_error = coalesce(last_error, '') || ?2 WHERE id = ?1",
+            params![id, format!(" [cancelled {now}]")],
+        )?;
+        tx.execute(
+            "UPDATE outbox_attachments SET content = NULL WHERE outbox_id = ?1",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(row)
+    }
+
+    /// Pending and dead-lettered actions of an account.
+    pub fn outbox_counts(&self, account: &str) -> anyhow::Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'dead'), 0) FROM outbox WHERE account = ?1",
+            [account],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// The latest pending or dead-lettered target state of each ticket of an account.
+    pub fn pending_states(
+        &self,
+        account: Option<&str>,
+    ) -> anyhow::Result<Vec<(String, i64, String)>> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT account, ticket_id, expected_state FROM outbox o
+             WHERE status IN ('pending', 'dead') AND ticket_id IS NOT NULL AND (?1 IS NULL OR account = ?1)
+               AND id = (SELECT max(id) FROM outbox p WHERE p.account = o.account AND p.ticket_id = o.ticket_id
+                         AND p.status IN ('pending', 'dead'))",
+        )?;
+        let v = s
+            .query_map([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+}
+
+/// Reads the facts about ticket `id` of `account` inside a transaction.
+fn facts(tx: &rusqlite::Transaction<'_>, account: &str, id: i64) -> anyhow::Result<Facts> {
+    let ticket = tx
+        .query_row(
+            "SELECT state, open, left_reason, cost_centre_id, space_id, room_id FROM tickets WHERE account = ?1 AND id = ?2",
+            params![account, id],
+            |r| {
+                Ok(MirroredTicket {
+                    state: TicketState::from_name(&r.get::<_, String>(0)?),
+                    open: r.get(1)?,
+                    left_reason: r.get(2)?,
+                    cost_centre_id: r.get(3)?,
+                    space_id: r.get(4)?,
+                    room_id: r.get(5)?,
+                })
+            },
+        )
+        .optional()?;
+    let effective = match &ticket {
+        Some(t) => Some(effective_state(tx, account, id, &t.state)?),
+        None => None,
+    };
+    let children: Vec<(i64, String)> = {
+        let mut s = tx.prepare_cached(
+            "SELECT id, state FROM tickets WHERE account = ?1 AND parent_id = ?2 ORDER BY id",
+        )?;
+        s.query_map(params![account, id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut followups = Vec::new();
+    for (child, state) in children {
+        let state = effective_state(tx, account, child, &TicketState::from_name(&state))?;
+        followups.push((child, state));
+    }
+    let queued_followups = {
+        let mut s = tx.prepare_cached(
+            "SELECT id FROM outbox WHERE account = ?1 AND kind = 'create' AND queue_ticket = ?2
+               AND (status IN ('pending', 'dead')
+                    OR (status = 'delivered' AND created_ticket_id IS NOT NULL
+                        AND created_ticket_id NOT IN (SELECT id FROM tickets WHERE account = ?1)))
+             ORDER BY id",
+        )?;
+        s.query_map(params![account, id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    Ok(Facts {
+        ticket,
+        effective_state: effective,
+        followups,
+        queued_followups,
+    })
+}
+
+/// A ticket's state counting our own actions: the target of its latest pending or
+/// dead-lettered action; else the target of an action delivered after the mirror last recorded
+/// a change of the ticket (the poll that would show it has not come yet); else the mirror's.
+fn effective_state(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    id: i64,
+    mirrored: &TicketState,
+) -> anyhow::Result<TicketState> {
+    let pending: Option<String> = tx
+        .query_row(
+            "SELECT expected_state FROM outbox WHERE account = ?1 AND ticket_id = ?2 AND status IN ('pending', 'dead')
+             ORDER BY id DESC LIMIT 1",
+            params![account, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(s) = pending {
+        return Ok(TicketState::from_name(&s));
+    }
+    let delivered: Option<String> = tx
+        .query_row(
+            "SELECT o.expected_state FROM outbox o
+             WHERE o.account = ?1 AND o.ticket_id = ?2 AND o.status = 'delivered'
+               AND o.delivered_at > coalesce((SELECT max(c.at) FROM ticket_changes c WHERE c.account = ?1 AND c.ticket_id = ?2), '')
+             ORDER BY o.id DESC LIMIT 1",
+            params![account, id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(delivered
+        .map(|s| TicketState::from_name(&s))
+        .unwrap_or_else(|| mirrored.clone()))
+}
