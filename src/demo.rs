@@ -97,6 +97,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         second.iter().map(|r| r.counts.rows_written).sum::<u64>()
     );
 
+    workflow(&config, &running, &dir).await?;
+
     let db = Store::open(&store)?;
     let rows = db.tickets(&TicketFilter::default())?;
     println!("\nA few mirrored tickets (of {}):", rows.len());
@@ -124,6 +126,132 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// The push path: accept two tickets, hold one, finish one, create a follow-up with a photo,
+/// push, and show what the simulator now says.
+async fn workflow(
+    config: &Config,
+    running: &crate::sim::Running,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use crate::cli::task::{Common, Notify, TaskAction, TaskArgs};
+    let account = config.accounts[0].name.clone();
+    let db = Store::open(&config.store.path)?;
+    let ids: Vec<i64> = db
+        .tickets(&TicketFilter {
+            account: Some(account.clone()),
+            ..Default::default()
+        })?
+        .iter()
+        .take(3)
+        .map(|t| t.id)
+        .collect();
+    drop(db);
+    let [a, b, c] = ids[..] else {
+        anyhow::bail!("the demo needs at least 3 tickets in {account}")
+    };
+    // A tiny generated photo: a 1×1 PNG.
+    let photo = dir.join("kuva-vuoto.png");
+    std::fs::write(&photo, PNG_1X1)?;
+    let common = || Common {
+        account: Some(account.clone()),
+        now: false,
+        json: false,
+    };
+    let notify = || Notify {
+        notify: true,
+        no_notify: false,
+    };
+    println!("\nThe contractor's work on {account}, queued in the outbox:");
+    let steps = vec![
+        TaskAction::Accept {
+            id: a,
+            comment: Some("Asentaja tulee huomenna klo 9".into()),
+            common: common(),
+        },
+        TaskAction::Accept {
+            id: b,
+            comment: None,
+            common: common(),
+        },
+        TaskAction::Hold {
+            id: b,
+            reason: Some("Odotetaan varaosia toimittajalta".into()),
+            notify: notify(),
+            common: common(),
+        },
+        TaskAction::Done {
+            id: c,
+            comment: Some("Vaihdettu tiiviste, toimii".into()),
+            notify: notify(),
+            common: common(),
+        },
+        TaskAction::New {
+            parent: Some(a),
+            title: "Jatkotyö: putken vaihto".into(),
+            description: "Vuotava putkiosuus kylpyhuoneessa vaihdettava, kuva liitteenä.".into(),
+            details: None,
+            cost_centre: None,
+            space: None,
+            room: None,
+            urgency: Some("Kiireellinen".into()),
+            assignee: None,
+            attach: vec![photo],
+            common: common(),
+        },
+    ];
+    for action in steps {
+        print!("  ");
+        crate::cli::task::task(config, TaskArgs { action }).await?;
+    }
+    let api = Api::new(config)?;
+    let store = crate::store::Handle::open(config.store.path.clone()).await?;
+    let before = running.sim.total_calls();
+    let report = crate::push::push_pending(config, &api, &store).await?;
+    println!(
+        "Pushed: {} delivered, {} dead-lettered, {} API calls (the follow-up is fetched once so it shows at once).",
+        report.delivered.len(),
+        report.dead.len(),
+        running.sim.total_calls() - before
+    );
+    println!("What the simulated Tampuuri now says:");
+    for id in [a, b, c] {
+        if let Some(t) = running.sim.ticket(&account, id) {
+            println!("  #{id:<5} {:<13} {}", t.tila, t.otsikko);
+        }
+    }
+    for row in report.delivered.iter().filter(|r| r.kind == "create") {
+        let id = crate::store::Store::open(&config.store.path)?
+            .outbox_row(row.id)?
+            .and_then(|r| r.created_ticket_id);
+        if let Some(t) = id.and_then(|id| running.sim.ticket(&account, id)) {
+            println!(
+                "  #{:<5} {:<13} {} (follow-up of #{a}, {} attachment: {})",
+                t.id,
+                t.tila,
+                t.otsikko,
+                t.liitteet.len(),
+                t.liitteet
+                    .iter()
+                    .filter_map(|l| l.get("FileName").and_then(|f| f.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    let polled = crate::sync::sync_all(config, &api).await;
+    println!("The next poll brings the mirror up to date:");
+    println!("  {}", crate::cli::summary_line(&polled[0]));
+    Ok(())
+}
+
+const PNG_1X1: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
 
 fn demo_config(base_url: &str, store: &std::path::Path, accounts: u32) -> String {
     let mut c = format!(

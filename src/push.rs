@@ -273,6 +273,11 @@ async fn check_applied(
     row: &OutboxRow,
 ) -> Result<Check, ApiError> {
     if let Action::Create(t) = &row.action {
+        // The poll may already have brought it: the mirror costs no call.
+        let (name, marker) = (account.name.clone(), t.marker.clone());
+        if let Ok(Some(id)) = store.call(move |s| s.find_marker(&name, &marker)).await {
+            return Ok(Check::Applied(Some(id)));
+        }
         let assignee = t.assignee_id.unwrap_or(account.contractor_id);
         return Ok(
             match find_marker(account, client, assignee, &t.marker).await? {

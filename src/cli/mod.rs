@@ -239,11 +239,15 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
     }
     for r in &rows {
         println!(
-            "{:<12} {:>8}  {:<13} {}{}",
+            "{:<12} {:>8}  {:<13} {}{}{}",
             r.account,
             r.id,
             r.state,
             r.title.as_deref().unwrap_or("-"),
+            r.pending_state
+                .as_deref()
+                .map(|p| format!("  (→ {p} pending)"))
+                .unwrap_or_default(),
             if r.open {
                 String::new()
             } else {
@@ -291,6 +295,16 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "  API calls: {} today, {} this month",
             s.calls_today, s.calls_this_month
+        );
+        println!(
+            "  outbox: {} pending, {} dead-lettered{}",
+            s.outbox_pending,
+            s.dead_letters,
+            if s.dead_letters > 0 {
+                " (see `huoltosync outbox --failed`)"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::SUCCESS)

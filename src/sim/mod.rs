@@ -147,6 +147,11 @@ pub struct Faults {
     pub drift: Drift,
     /// How many sweeps in a row the drift hits, one change per sweep (default 1).
     pub drift_sweeps: u32,
+    /// The next n API calls answer 400 with a message (a permanent rejection).
+    pub reject_next: u32,
+    /// A change is applied, then the answer waits this long: the window in which a caller
+    /// that dies has changed Tampuuri without knowing it.
+    pub latency_after_apply_ms: u64,
 }
 
 impl Default for Faults {
@@ -171,6 +176,8 @@ impl Default for Faults {
             only_account: None,
             drift: Drift::Off,
             drift_sweeps: 1,
+            reject_next: 0,
+            latency_after_apply_ms: 0,
         }
     }
 }
@@ -230,6 +237,8 @@ struct Inner {
     accounts: BTreeMap<String, Account>,
     calls: BTreeMap<String, u64>,
     total_calls: u64,
+    in_flight: u64,
+    max_in_flight: u64,
     log: Vec<LogEntry>,
     faults: Faults,
     /// A sweep has started (a request at offset 0) and the drift will hit its next page.
@@ -319,6 +328,8 @@ impl Sim {
                 accounts,
                 calls: BTreeMap::new(),
                 total_calls: 0,
+                in_flight: 0,
+                max_in_flight: 0,
                 log: Vec::new(),
                 faults,
                 drift_armed: false,
@@ -447,6 +458,11 @@ impl Sim {
             inner.faults.drift_sweeps = 1;
         }
         Ok(inner.faults.clone())
+    }
+
+    /// The most API requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> u64 {
+        self.lock().max_in_flight
     }
 
     /// Clears every fault.
@@ -583,13 +599,46 @@ struct Granted {
     account: String,
     malformed: bool,
     drop_after_apply: bool,
+    latency_after_apply: u64,
     int_states: bool,
     extra_fields: bool,
     meta_envelope: bool,
+    _flight: Flight,
+}
+
+/// Counts an API request in flight until dropped (also when its connection is dropped).
+struct Flight(Sim);
+
+impl Flight {
+    fn start(sim: &Sim) -> Flight {
+        let mut inner = sim.lock();
+        inner.in_flight += 1;
+        inner.max_in_flight = inner.max_in_flight.max(inner.in_flight);
+        Flight(sim.clone())
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.0.lock().in_flight -= 1;
+    }
+}
+
+impl Granted {
+    /// After a change was applied: wait, or drop the connection, as the faults say.
+    async fn after_apply(&self) {
+        if self.latency_after_apply > 0 {
+            tokio::time::sleep(Duration::from_millis(self.latency_after_apply)).await;
+        }
+        if self.drop_after_apply {
+            drop_connection();
+        }
+    }
 }
 
 /// Counts the call, waits the latency, checks the six headers, and rolls the faults.
 async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Granted, Response> {
+    let flight = Flight::start(sim);
     let (latency, call_no) = {
         let mut inner = sim.lock();
         *inner.calls.entry(route).or_default() += 1;
@@ -643,13 +692,16 @@ async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Grant
             account,
             malformed: false,
             drop_after_apply: false,
+            latency_after_apply: 0,
             int_states: false,
             extra_fields: false,
             meta_envelope: false,
+            _flight: flight,
         });
     }
     let failing_from = inner.faults.error_from_call;
     let f = &mut inner.faults;
+    let reject = take(&mut f.reject_next);
     let next = [
         take(&mut f.error_next),
         take(&mut f.rate_limit_next),
@@ -675,6 +727,12 @@ async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Grant
             "Simuloitu palvelinvirhe (simulated failure)",
         ));
     }
+    if reject {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "Simuloitu hylkäys (simulated rejection)",
+        ));
+    }
     if rate_limit {
         let mut r = message(
             StatusCode::TOO_MANY_REQUESTS,
@@ -691,9 +749,11 @@ async fn preamble(sim: &Sim, headers: &HeaderMap, route: String) -> Result<Grant
         account,
         malformed,
         drop_after_apply: drop_after,
+        latency_after_apply: f.latency_after_apply_ms,
         int_states: f.int_states,
         extra_fields: f.extra_fields,
         meta_envelope: f.meta_envelope,
+        _flight: flight,
     })
 }
 
@@ -896,22 +956,38 @@ async fn api_transition(
         .unwrap_or_default()
         .trim()
         .to_owned();
+    if let Err(refused) = apply_transition(&sim, &g.account, id, &action, body, &comment) {
+        return refused;
+    }
+    g.after_apply().await;
+    answer(&g, StatusCode::OK, json!({}))
+}
+
+/// Applies a workflow transition under the lock, or answers why not.
+fn apply_transition(
+    sim: &Sim,
+    account: &str,
+    id: i64,
+    action: &str,
+    body: Value,
+    comment: &str,
+) -> Result<(), Response> {
     let mut inner = sim.lock();
-    let acc = &inner.accounts[&g.account];
+    let acc = &inner.accounts[account];
     let Some(t) = acc.tickets.get(&id) else {
-        return message(
+        return Err(message(
             StatusCode::NOT_FOUND,
             format!("Ilmoitusta {id} ei löydy (not found)"),
-        );
+        ));
     };
     let from = t.tila.clone();
-    let to = match (action.as_str(), from.as_str()) {
+    let to = match (action, from.as_str()) {
         ("vastaanota", "Avoin" | "Odottaa") => "Vastaanotettu",
         ("odotukseen", "Vastaanotettu") if comment.is_empty() => {
-            return message(
+            return Err(message(
                 StatusCode::BAD_REQUEST,
                 "Odotukseen siirto vaatii syyn (Kommentti is required)",
-            );
+            ));
         }
         ("odotukseen", "Vastaanotettu") => "Odottaa",
         ("kuittaatehdyksi", "Avoin" | "Vastaanotettu" | "Odottaa") => {
@@ -924,28 +1000,33 @@ async fn api_transition(
                 .map(|c| c.id)
                 .collect();
             if !open.is_empty() {
-                return message(
+                return Err(message(
                     StatusCode::CONFLICT,
                     format!(
                         "Ilmoituksella {id} on keskeneräisiä jatkoilmoituksia {open:?} (unfinished follow-ups)"
                     ),
-                );
+                ));
             }
             "Tehty"
         }
         ("vastaanota" | "odotukseen" | "kuittaatehdyksi", _) => {
-            return message(
+            return Err(message(
                 StatusCode::CONFLICT,
                 format!(
                     "Ilmoitus {id} on tilassa {from}: {action} ei ole sallittu (not allowed in state {from})"
                 ),
-            );
+            ));
         }
-        _ => return message(StatusCode::NOT_FOUND, format!("Toimintoa {action} ei ole")),
+        _ => {
+            return Err(message(
+                StatusCode::NOT_FOUND,
+                format!("Toimintoa {action} ei ole"),
+            ));
+        }
     };
     let t = inner
         .accounts
-        .get_mut(&g.account)
+        .get_mut(account)
         .and_then(|a| a.tickets.get_mut(&id))
         .expect("checked above");
     t.tila = to.into();
@@ -953,16 +1034,12 @@ async fn api_transition(
     let seq = inner.log.len() as u64 + 1;
     inner.log.push(LogEntry {
         seq,
-        account: g.account.clone(),
+        account: account.to_owned(),
         ticket_id: id,
-        action: action.clone(),
+        action: action.to_owned(),
         body,
     });
-    drop(inner);
-    if g.drop_after_apply {
-        drop_connection();
-    }
-    answer(&g, StatusCode::OK, json!({}))
+    Ok(())
 }
 
 async fn api_create(State(sim): State<Sim>, headers: HeaderMap, body: String) -> Response {
@@ -1055,19 +1132,18 @@ async fn api_create(State(sim): State<Sim>, headers: HeaderMap, body: String) ->
     };
     let mut logged = req;
     logged.insert("Liitteet".into(), Value::Array(attachments));
-    let mut inner = sim.lock();
-    let seq = inner.log.len() as u64 + 1;
-    inner.log.push(LogEntry {
-        seq,
-        account: g.account.clone(),
-        ticket_id: id,
-        action: "create".into(),
-        body: Value::Object(logged),
-    });
-    drop(inner);
-    if g.drop_after_apply {
-        drop_connection();
+    {
+        let mut inner = sim.lock();
+        let seq = inner.log.len() as u64 + 1;
+        inner.log.push(LogEntry {
+            seq,
+            account: g.account.clone(),
+            ticket_id: id,
+            action: "create".into(),
+            body: Value::Object(logged),
+        });
     }
+    g.after_apply().await;
     answer(&g, StatusCode::OK, json!({ "Id": id }))
 }
 
@@ -1075,7 +1151,9 @@ async fn api_create(State(sim): State<Sim>, headers: HeaderMap, body: String) ->
 
 async fn admin_stats(State(sim): State<Sim>) -> Json<Value> {
     let inner = sim.lock();
-    Json(json!({ "total_calls": inner.total_calls, "calls": inner.calls }))
+    Json(
+        json!({ "total_calls": inner.total_calls, "calls": inner.calls, "max_in_flight": inner.max_in_flight }),
+    )
 }
 
 async fn admin_log(State(sim): State<Sim>) -> Json<Vec<LogEntry>> {

@@ -287,6 +287,18 @@ impl Store {
             .optional()?)
     }
 
+    /// A mirrored ticket of `account` whose `TyotehtavanLisatiedot` carries `marker`.
+    pub fn find_marker(&self, account: &str, marker: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM tickets WHERE account = ?1 AND instr(extra_info, ?2) > 0 ORDER BY id LIMIT 1",
+                params![account, marker],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// One outbox row.
     pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
         Ok(self

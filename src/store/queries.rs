@@ -33,6 +33,8 @@ pub struct TicketRow {
     pub last_changed: String,
     pub left_at: Option<String>,
     pub left_reason: Option<String>,
+    /// The state our queued (or dead-lettered) actions will bring it to, when any wait.
+    pub pending_state: Option<String>,
 }
 
 /// The last sync run of an account.
@@ -60,6 +62,10 @@ pub struct AccountStatus {
     pub open_tickets: u64,
     pub calls_today: u64,
     pub calls_this_month: u64,
+    /// Actions waiting in the outbox.
+    pub outbox_pending: u64,
+    /// Dead-lettered actions: they need an operator (`huoltosync outbox --failed`).
+    pub dead_letters: u64,
 }
 
 impl Store {
@@ -67,7 +73,9 @@ impl Store {
     pub fn tickets(&self, f: &TicketFilter) -> anyhow::Result<Vec<TicketRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
-                    remote_modified, first_seen, last_changed, left_at, left_reason
+                    remote_modified, first_seen, last_changed, left_at, left_reason,
+                    (SELECT o.expected_state FROM outbox o WHERE o.account = tickets.account AND o.ticket_id = tickets.id
+                       AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1)
              FROM tickets
              WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE) AND (?3 OR open = 1)
              ORDER BY account, id",
@@ -89,6 +97,7 @@ impl Store {
                     last_changed: r.get(11)?,
                     left_at: r.get(12)?,
                     left_reason: r.get(13)?,
+                    pending_state: r.get(14)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
@@ -137,6 +146,7 @@ impl Store {
                 .optional()?;
             let (calls_today, calls_this_month) =
                 calls.query_row(params![account, day, month], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let (outbox_pending, dead_letters) = self.outbox_counts(account)?;
             out.push(AccountStatus {
                 account: account.clone(),
                 last_run: run,
@@ -147,6 +157,8 @@ impl Store {
                 open_tickets: open.query_row([account], |r| r.get(0))?,
                 calls_today,
                 calls_this_month,
+                outbox_pending,
+                dead_letters,
             });
         }
         Ok(out)
