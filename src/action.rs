@@ -193,12 +193,12 @@ pub fn check_transition(
                 .unwrap_or_default()
         );
     }
-    if let Action::Hold { reason, .. } = &action {
-        if reason.trim().is_empty() {
-            anyhow::bail!(
-                "hold of ticket {id} needs a reason (--reason): the resident is told why the job waits"
-            );
-        }
+    if let Action::Hold { reason, .. } = &action
+        && reason.trim().is_empty()
+    {
+        anyhow::bail!(
+            "hold of ticket {id} needs a reason (--reason): the resident is told why the job waits"
+        );
     }
     if matches!(action, Action::Done { .. }) && require_followups_done {
         let mut open: Vec<String> = facts

@@ -74,7 +74,7 @@ pub async fn push_pending(
                 .as_deref()
                 .and_then(time::parse);
             match next {
-                Some(due) if due <= linger_until => {
+                Some(due) if due <= linger_until && time::now() < linger_until => {
                     let wait = (due - time::now())
                         .to_std()
                         .unwrap_or_default()
@@ -134,7 +134,16 @@ pub async fn push_pending(
                 .call(move |s| s.finish_attempt(id, &time::fmt(time::now()), &end2))
                 .await?;
             match end {
-                AttemptEnd::Delivered { outcome, .. } => {
+                AttemptEnd::Delivered {
+                    outcome,
+                    created_ticket_id,
+                } => {
+                    // Mirror a ticket we just created, after its delivery is on record.
+                    if let (Some(new_id), "sent", Some(account)) =
+                        (created_ticket_id, outcome, config.account(&row.account))
+                    {
+                        mirror_created(account, &clients[&row.account], store, new_id).await;
+                    }
                     tracing::info!(account = %row.account, ticket = ?row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
                     report.delivered.push(row);
                 }
@@ -235,12 +244,7 @@ async fn attempt(
     };
     let sent = client.push(row.ticket_id, &row.action, &attachments).await;
     Ok(match sent {
-        Ok(created) => {
-            if let Some(new_id) = created {
-                mirror_created(account, client, store, new_id).await;
-            }
-            Outcome::Delivered("sent", created)
-        }
+        Ok(created) => Outcome::Delivered("sent", created),
         Err(ApiError::Rejected {
             status, message, ..
         }) => Outcome::Dead(format!("Tampuuri rejected it (HTTP {status}): {message}")),

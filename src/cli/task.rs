@@ -141,16 +141,13 @@ pub enum OutboxCommand {
     Cancel { id: i64 },
 }
 
+/// Decides the action to queue from the facts read in the enqueue transaction.
+type Plan = Box<dyn FnOnce(&action::Facts) -> anyhow::Result<Action> + Send>;
+
 pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let store = Handle::open(config.store.path.clone()).await?;
     let require_followups = config.push.require_followups_done;
-    let (common, account, ticket, attachments, plan): (
-        _,
-        _,
-        _,
-        _,
-        Box<dyn FnOnce(&action::Facts) -> anyhow::Result<Action> + Send>,
-    ) = match args.action {
+    let (common, account, ticket, attachments, plan): (_, _, _, _, Plan) = match args.action {
         TaskAction::Accept {
             id,
             comment,

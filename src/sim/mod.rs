@@ -957,7 +957,7 @@ async fn api_transition(
         .trim()
         .to_owned();
     if let Err(refused) = apply_transition(&sim, &g.account, id, &action, body, &comment) {
-        return refused;
+        return *refused;
     }
     g.after_apply().await;
     answer(&g, StatusCode::OK, json!({}))
@@ -971,23 +971,23 @@ fn apply_transition(
     action: &str,
     body: Value,
     comment: &str,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let mut inner = sim.lock();
     let acc = &inner.accounts[account];
     let Some(t) = acc.tickets.get(&id) else {
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::NOT_FOUND,
             format!("Ilmoitusta {id} ei löydy (not found)"),
-        ));
+        )));
     };
     let from = t.tila.clone();
     let to = match (action, from.as_str()) {
         ("vastaanota", "Avoin" | "Odottaa") => "Vastaanotettu",
         ("odotukseen", "Vastaanotettu") if comment.is_empty() => {
-            return Err(message(
+            return Err(Box::new(message(
                 StatusCode::BAD_REQUEST,
                 "Odotukseen siirto vaatii syyn (Kommentti is required)",
-            ));
+            )));
         }
         ("odotukseen", "Vastaanotettu") => "Odottaa",
         ("kuittaatehdyksi", "Avoin" | "Vastaanotettu" | "Odottaa") => {
@@ -1000,28 +1000,28 @@ fn apply_transition(
                 .map(|c| c.id)
                 .collect();
             if !open.is_empty() {
-                return Err(message(
+                return Err(Box::new(message(
                     StatusCode::CONFLICT,
                     format!(
                         "Ilmoituksella {id} on keskeneräisiä jatkoilmoituksia {open:?} (unfinished follow-ups)"
                     ),
-                ));
+                )));
             }
             "Tehty"
         }
         ("vastaanota" | "odotukseen" | "kuittaatehdyksi", _) => {
-            return Err(message(
+            return Err(Box::new(message(
                 StatusCode::CONFLICT,
                 format!(
                     "Ilmoitus {id} on tilassa {from}: {action} ei ole sallittu (not allowed in state {from})"
                 ),
-            ));
+            )));
         }
         _ => {
-            return Err(message(
+            return Err(Box::new(message(
                 StatusCode::NOT_FOUND,
                 format!("Toimintoa {action} ei ole"),
-            ));
+            )));
         }
     };
     let t = inner

@@ -191,12 +191,17 @@ impl Store {
         Ok(v)
     }
 
-    /// When the earliest pending action falls due, if any is pending.
+    /// When the earliest action the relay may send (a queue's head, not blocked behind a
+    /// dead letter) falls due, if any.
     pub fn next_due(&self) -> anyhow::Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'",
+                "SELECT min(o.next_attempt_at) FROM outbox o
+                 WHERE o.status = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM outbox p
+                                   WHERE p.account = o.account AND p.queue_ticket = o.queue_ticket
+                                     AND p.id < o.id AND p.status IN ('pending', 'dead'))",
                 [],
                 |r| r.get(0),
             )

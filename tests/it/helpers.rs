@@ -25,6 +25,8 @@ pub struct Setup {
     pub tampuuri: String,
     /// Extra TOML appended to every `[[accounts]]` entry.
     pub account: String,
+    /// Extra TOML appended to the `[push]` section.
+    pub push: String,
 }
 
 impl Setup {
@@ -39,6 +41,7 @@ impl Setup {
             accounts: vec!["sim-1".into()],
             tampuuri: String::new(),
             account: String::new(),
+            push: String::new(),
         }
     }
 
@@ -50,6 +53,12 @@ impl Setup {
 
     pub fn account_toml(mut self, toml: &str) -> Setup {
         self.account = toml.into();
+        self
+    }
+
+    #[allow(dead_code)]
+    pub fn push_toml(mut self, toml: &str) -> Setup {
+        self.push = toml.into();
         self
     }
 
@@ -80,8 +89,9 @@ pub fn config_text(base_url: &str, store: &std::path::Path, s: &Setup) -> String
     let mut c = format!(
         "[store]\npath = {store:?}\n[tampuuri]\nbase_url = {base_url:?}\napi_key = \"sim-key\"\n\
          customer_name = \"Simulaattori Oy\"\nmax_requests_per_second = 0\n{}\n\
-         [tampuuri.retry]\nmax_attempts = 3\ninitial_delay_ms = 5\nmax_delay_ms = 50\n",
-        s.tampuuri
+         [tampuuri.retry]\nmax_attempts = 3\ninitial_delay_ms = 5\nmax_delay_ms = 50\n\
+         [push]\nretry_initial_ms = 10\nretry_max_ms = 40\nlinger_secs = 5\n{}\n",
+        s.tampuuri, s.push
     );
     for name in &s.accounts {
         c.push_str(&format!(
@@ -114,6 +124,56 @@ impl TestEnv {
             assert!(r.ok(), "{}: {:#}", r.account, r.error.as_ref().unwrap());
         }
         reports
+    }
+
+    /// One push pass through the library.
+    pub async fn push(&self) -> huoltosync::push::PushReport {
+        let api = Api::new(&self.config).unwrap();
+        let store = huoltosync::store::Handle::open(self.config.store.path.clone())
+            .await
+            .unwrap();
+        huoltosync::push::push_pending(&self.config, &api, &store)
+            .await
+            .unwrap()
+    }
+
+    /// `(id, status, kind, ticket_id)` of every outbox row, by id.
+    pub fn outbox(&self) -> Vec<(i64, String, String, Option<i64>)> {
+        let db = self.db();
+        let mut s = db
+            .prepare("SELECT id, status, kind, ticket_id FROM outbox ORDER BY id")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// Runs `huoltosync task ARGS…`; panics with its output unless it exits 0.
+    pub async fn task_ok(&self, args: &[&str]) -> String {
+        let mut all = vec!["task"];
+        all.extend_from_slice(args);
+        let (code, out, err) = self.cli(&all).await;
+        assert_eq!(code, 0, "task {args:?} failed:\n{out}\n{err}");
+        out
+    }
+
+    /// Runs `huoltosync task ARGS…`, which must fail; returns its stderr.
+    pub async fn task_err(&self, args: &[&str]) -> String {
+        let mut all = vec!["task"];
+        all.extend_from_slice(args);
+        let (code, out, err) = self.cli(&all).await;
+        assert_ne!(code, 0, "task {args:?} was accepted:\n{out}");
+        err
+    }
+
+    /// The simulator's log as (ticket, action) pairs.
+    pub fn applied(&self) -> Vec<(i64, String)> {
+        self.sim()
+            .log()
+            .into_iter()
+            .map(|e| (e.ticket_id, e.action))
+            .collect()
     }
 
     /// A connection to the store, as the contractor's own systems would open it.

@@ -3,5 +3,7 @@
 
 mod cli;
 mod config;
+mod crash;
 mod helpers;
+mod push_path;
 mod read_path;

@@ -1,0 +1,681 @@
+//! The push path: actions reach Tampuuri with the right body, once, in order per ticket;
+//! bad actions are refused with nothing queued; failures retry or dead-letter.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Setup, TestEnv};
+
+async fn synced(n: u64) -> (TestEnv, Vec<i64>) {
+    let env = Setup::tickets(n).start().await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    (env, ids)
+}
+
+fn s(id: i64) -> String {
+    id.to_string()
+}
+
+#[tokio::test]
+async fn each_action_reaches_tampuuri_with_the_right_body() {
+    let (env, ids) = synced(6).await;
+    let (a, b, c) = (s(ids[0]), s(ids[1]), s(ids[2]));
+    env.task_ok(&["accept", &a, "--comment", "Tulen huomenna"])
+        .await;
+    env.task_ok(&["accept", &b]).await;
+    env.task_ok(&["hold", &b, "--reason", "Odotetaan varaosia"])
+        .await;
+    env.task_ok(&["done", &c, "--comment", "Korjattu", "--no-notify"])
+        .await;
+    let photo = env.dir.path().join("vuoto.jpg");
+    std::fs::write(&photo, b"\xff\xd8\xff kuva").unwrap();
+    env.task_ok(&[
+        "new",
+        "--parent",
+        &a,
+        "--title",
+        "Jatkotyö",
+        "--description",
+        "Putki vaihdettava",
+        "--details",
+        "Avain huoltokonttorissa",
+        "--urgency",
+        "Kiireellinen",
+        "--attach",
+        photo.to_str().unwrap(),
+    ])
+    .await;
+    let report = env.push().await;
+    assert_eq!(
+        (report.delivered.len(), report.dead.len(), report.pending),
+        (5, 0, 0)
+    );
+
+    let log = env.sim().log();
+    assert_eq!(log.len(), 5, "each action applied once");
+    let body = |ticket: i64, action: &str| {
+        let found: Vec<_> = log
+            .iter()
+            .filter(|e| (ticket == 0 || e.ticket_id == ticket) && e.action == action)
+            .collect();
+        assert_eq!(found.len(), 1, "{action} on {ticket}");
+        found[0].body.clone()
+    };
+    assert_eq!(
+        body(ids[0], "vastaanota"),
+        json!({"Kommentti": "Tulen huomenna"})
+    );
+    assert_eq!(body(ids[1], "vastaanota"), json!({}));
+    assert_eq!(
+        body(ids[1], "odotukseen"),
+        json!({"Kommentti": "Odotetaan varaosia", "IlmoitaOsallisille": true})
+    );
+    assert_eq!(
+        body(ids[2], "kuittaatehdyksi"),
+        json!({"Kommentti": "Korjattu", "IlmoitaOsallisille": false})
+    );
+    let create = body(0, "create");
+    let parent = env.sim().ticket("sim-1", ids[0]).unwrap();
+    let follow_up = log.iter().position(|e| e.action == "create").unwrap();
+    let parent_accept = log
+        .iter()
+        .position(|e| e.ticket_id == ids[0] && e.action == "vastaanota")
+        .unwrap();
+    assert!(
+        parent_accept < follow_up,
+        "the follow-up waits for its parent's earlier action"
+    );
+    assert_eq!(create["ParentId"], ids[0]);
+    assert_eq!(
+        create["KustannuspaikkaId"],
+        parent.kustannuspaikka_id.unwrap(),
+        "inherited from the parent"
+    );
+    assert_eq!(
+        create["TilaId"],
+        parent.tila_id.unwrap(),
+        "inherited from the parent"
+    );
+    assert_eq!(create["TyonsuorittajaId"], 4711, "assigned to us");
+    assert_eq!(create["Kiireellisyys"], "Kiireellinen");
+    let details = create["TyotehtavanLisatiedot"].as_str().unwrap();
+    assert!(
+        details.starts_with("Avain huoltokonttorissa\n\n[huoltosync:"),
+        "{details}"
+    );
+    assert_eq!(
+        create["Liitteet"],
+        json!([{"FileName": "vuoto.jpg", "ContentType": "image/jpeg", "Description": null, "Size": 8}])
+    );
+
+    let state = |id: i64| env.sim().ticket("sim-1", id).unwrap().tila;
+    assert_eq!(
+        (state(ids[0]), state(ids[1]), state(ids[2])),
+        ("Vastaanotettu".into(), "Odottaa".into(), "Tehty".into())
+    );
+    // The new ticket is mirrored at once, without a poll; its photo bytes are gone from the store.
+    let new_id = log[follow_up].ticket_id;
+    assert!(env.open_ids("sim-1").contains(&new_id));
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox_attachments WHERE content IS NULL AND size = 8"),
+        1
+    );
+    assert_eq!(
+        env.count("SELECT created_ticket_id FROM outbox WHERE kind = 'create'"),
+        new_id
+    );
+}
+
+#[tokio::test]
+async fn one_tickets_actions_arrive_in_queue_order_and_tickets_go_in_parallel() {
+    let (env, ids) = synced(8).await;
+    let t = s(ids[0]);
+    for args in [
+        vec!["accept", t.as_str()],
+        vec!["hold", &t, "--reason", "Odotetaan"],
+        vec!["accept", &t],
+        vec!["hold", &t, "--reason", "Taas odotetaan"],
+        vec!["accept", &t],
+        vec!["done", &t],
+    ] {
+        env.task_ok(&args).await;
+    }
+    for id in &ids[1..5] {
+        env.task_ok(&["accept", &s(*id)]).await;
+    }
+    env.faults(json!({"latency_ms": 150}));
+    let report = env.push().await;
+    assert_eq!(report.delivered.len(), 10);
+    let mine: Vec<String> = env
+        .applied()
+        .into_iter()
+        .filter(|(id, _)| *id == ids[0])
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            "vastaanota",
+            "odotukseen",
+            "vastaanota",
+            "odotukseen",
+            "vastaanota",
+            "kuittaatehdyksi"
+        ]
+    );
+    assert!(
+        env.sim().max_in_flight() >= 3,
+        "different tickets are pushed side by side: {}",
+        env.sim().max_in_flight()
+    );
+    assert_eq!(env.sim().ticket("sim-1", ids[0]).unwrap().tila, "Tehty");
+}
+
+#[tokio::test]
+async fn a_rejected_action_is_dead_lettered_blocks_only_its_ticket_and_retry_delivers_it() {
+    // One at a time, so the rejection hits the oldest action.
+    let env = Setup::tickets(4).push_toml("concurrency = 1").start().await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    let (a, b) = (s(ids[0]), s(ids[1]));
+    env.task_ok(&["accept", &a]).await;
+    env.task_ok(&["hold", &a, "--reason", "Odotetaan"]).await;
+    env.task_ok(&["accept", &b]).await;
+    env.faults(json!({"reject_next": 1}));
+    let report = env.push().await;
+    assert_eq!(report.dead.len(), 1);
+    let (dead, why) = &report.dead[0];
+    assert_eq!(
+        (dead.ticket_id, dead.kind.as_str()),
+        (Some(ids[0]), "accept")
+    );
+    assert!(
+        why.contains("400") && why.contains("Simuloitu hylkäys"),
+        "{why}"
+    );
+    assert_eq!(
+        env.applied(),
+        [(ids[1], "vastaanota".to_owned())],
+        "only the other ticket went through"
+    );
+    assert_eq!(report.pending, 1, "the hold waits behind the dead letter");
+
+    let (code, out, _) = env.cli(&["outbox", "--failed", "--json"]).await;
+    assert_eq!(code, 0);
+    let failed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Simuloitu hylkäys")
+    );
+    let (_, status, _) = env.cli(&["status", "--json"]).await;
+    let status: Vec<Value> = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        (
+            status[0]["dead_letters"].clone(),
+            status[0]["outbox_pending"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+
+    let (code, out, _) = env.cli(&["outbox", "retry", &dead.id.to_string()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("re-queued"));
+    let report = env.push().await;
+    assert_eq!(
+        (report.delivered.len(), report.dead.len(), report.pending),
+        (2, 0, 0)
+    );
+    assert_eq!(env.sim().ticket("sim-1", ids[0]).unwrap().tila, "Odottaa");
+}
+
+#[tokio::test]
+async fn run_once_exits_nonzero_and_names_a_dead_letter() {
+    let (env, ids) = synced(3).await;
+    env.task_ok(&["accept", &s(ids[0])]).await;
+    // The manager finished it in the meantime: Tampuuri refuses the accept (409).
+    env.patch("sim-1", ids[0], json!({"Tila": "Valmis"}));
+    let (code, out, _) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("dead-lettered #1: accept ticket") && out.contains("409"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sim-1: ok"),
+        "the poll itself succeeded: {out}"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_delivered_exactly_once() {
+    let (env, ids) = synced(4).await;
+    let (a, b, c) = (s(ids[0]), s(ids[1]), s(ids[2]));
+    env.task_ok(&["accept", &a]).await;
+    env.task_ok(&["accept", &b]).await;
+    env.task_ok(&[
+        "new",
+        "--account",
+        "sim-1",
+        "--cost-centre",
+        "120",
+        "--title",
+        "Uusi",
+        "--description",
+        "Kuvaus",
+    ])
+    .await;
+    env.task_ok(&["accept", &c]).await;
+    // 5xx before applying, applied-then-dropped for the accept and the create, a refused connection.
+    env.faults(json!({"error_next": 1}));
+    let r = env.push().await;
+    assert_eq!(
+        r.delivered.len(),
+        4,
+        "all delivered in one pass (retries within linger)"
+    );
+    env.task_ok(&["done", &a]).await;
+    env.task_ok(&[
+        "new",
+        "--account",
+        "sim-1",
+        "--cost-centre",
+        "121",
+        "--title",
+        "Toinen",
+        "--description",
+        "Kuvaus",
+    ])
+    .await;
+    env.faults(json!({"drop_after_apply_next": 2}));
+    let r = env.push().await;
+    assert_eq!((r.delivered.len(), r.dead.len()), (2, 0));
+    let outcomes: Vec<String> = {
+        let db = env.db();
+        let mut st = db
+            .prepare("SELECT outcome FROM outbox WHERE id > 4 ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        outcomes,
+        ["already applied", "already applied"],
+        "found applied, not sent again"
+    );
+    let creates = env.applied().iter().filter(|(_, a)| a == "create").count();
+    assert_eq!(creates, 2, "no duplicate ticket");
+    assert_eq!(
+        env.applied()
+            .iter()
+            .filter(|(id, a)| *id == ids[0] && a == "kuittaatehdyksi")
+            .count(),
+        1
+    );
+    assert_eq!(env.applied().len(), 6, "every action applied exactly once");
+}
+
+#[tokio::test]
+async fn every_bad_action_is_refused_with_a_clear_error_and_nothing_queued() {
+    let env = Setup::tickets(4)
+        .push_toml("max_attachment_bytes = 100")
+        .start()
+        .await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    let (a, b) = (s(ids[0]), s(ids[1]));
+    let big = env.dir.path().join("iso.jpg");
+    std::fs::write(&big, vec![0u8; 101]).unwrap();
+    let long = |n: usize| "x".repeat(n);
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec!["accept".into(), "999999".into()],
+            vec!["ticket 999999".into(), "not in the mirror".into()],
+        ),
+        (
+            vec!["hold".into(), a.clone(), "--reason".into(), "x".into()],
+            vec![
+                format!("ticket {a}"),
+                "Avoin".into(),
+                "Odottaa".into(),
+                "Vastaanotettu".into(),
+            ],
+        ),
+        (
+            vec!["hold".into(), a.clone()],
+            vec!["needs a reason".into()],
+        ),
+        (
+            vec!["hold".into(), a.clone(), "--reason".into(), "  ".into()],
+            vec!["needs a reason".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                "D".into(),
+            ],
+            vec!["cost centre".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--cost-centre".into(),
+                "1".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                "D".into(),
+                "--attach".into(),
+                "/nonexistent/kuva.jpg".into(),
+            ],
+            vec!["/nonexistent/kuva.jpg".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--cost-centre".into(),
+                "1".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                "D".into(),
+                "--attach".into(),
+                env.dir.path().to_string_lossy().into(),
+            ],
+            vec!["not a file".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--cost-centre".into(),
+                "1".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                "D".into(),
+                "--attach".into(),
+                big.to_string_lossy().into(),
+            ],
+            vec!["iso.jpg".into(), "101 bytes".into(), "100".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--cost-centre".into(),
+                "1".into(),
+                "--title".into(),
+                long(256),
+                "--description".into(),
+                "D".into(),
+            ],
+            vec!["Otsikko".into(), "256".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--cost-centre".into(),
+                "1".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                long(8001),
+            ],
+            vec!["TyotehtavanKuvaus".into(), "8001".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--account".into(),
+                "sim-1".into(),
+                "--cost-centre".into(),
+                "1".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                "D".into(),
+                "--details".into(),
+                long(19990),
+            ],
+            vec!["TyotehtavanLisatiedot".into(), "20000".into()],
+        ),
+        (
+            vec![
+                "new".into(),
+                "--parent".into(),
+                "999999".into(),
+                "--title".into(),
+                "T".into(),
+                "--description".into(),
+                "D".into(),
+            ],
+            vec!["999999".into()],
+        ),
+        (
+            vec![
+                "accept".into(),
+                b.clone(),
+                "--account".into(),
+                "sim-9".into(),
+            ],
+            vec!["sim-9".into()],
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = env.task_err(&args).await;
+        for e in expected {
+            assert!(
+                err.contains(&e),
+                "task {:?}: {e:?} not in: {err}",
+                &args[..args.len().min(3)]
+            );
+        }
+        assert!(env.outbox().is_empty(), "nothing queued by {args:?}");
+    }
+    // Done on a parent whose follow-up is not carried out: refused while queued and while open.
+    env.task_ok(&[
+        "new",
+        "--parent",
+        &a,
+        "--title",
+        "Jatko",
+        "--description",
+        "D",
+    ])
+    .await;
+    let err = env.task_err(&["done", &a]).await;
+    assert!(err.contains("follow-up") && err.contains("#1"), "{err}");
+    env.push().await;
+    let child = env.sim().log()[0].ticket_id;
+    let err = env.task_err(&["done", &a]).await;
+    assert!(err.contains(&format!("{child} (Avoin)")), "{err}");
+    assert_eq!(env.outbox().len(), 1);
+    // Once the follow-up is done, the parent can be.
+    env.task_ok(&["done", &s(child)]).await;
+    env.task_ok(&["done", &a]).await;
+}
+
+#[tokio::test]
+async fn the_followup_check_can_be_switched_off() {
+    let env = Setup::tickets(2)
+        .push_toml("require_followups_done = false")
+        .start()
+        .await;
+    env.sync_ok().await;
+    let a = s(env.open_ids("sim-1")[0]);
+    env.task_ok(&[
+        "new",
+        "--parent",
+        &a,
+        "--title",
+        "Jatko",
+        "--description",
+        "D",
+    ])
+    .await;
+    env.task_ok(&["done", &a]).await;
+}
+
+#[tokio::test]
+async fn a_pending_state_survives_a_poll_that_still_shows_the_old_state() {
+    let (env, ids) = synced(3).await;
+    let a = s(ids[0]);
+    env.task_ok(&["accept", &a]).await;
+    env.sync_ok().await;
+    let (_, out, _) = env.cli(&["tasks", "--json"]).await;
+    let tasks: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let t = tasks.iter().find(|t| t["id"] == ids[0]).unwrap();
+    assert_eq!(
+        (t["state"].as_str(), t["pending_state"].as_str()),
+        (Some("Avoin"), Some("Vastaanotettu"))
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT pending_state = 'Vastaanotettu' FROM open_tickets WHERE id = {}",
+            ids[0]
+        )),
+        1
+    );
+    // Validation follows the pending state: a second accept is refused, a hold is allowed.
+    let err = env.task_err(&["accept", &a]).await;
+    assert!(
+        err.contains("its state is Vastaanotettu (after queued actions; Tampuuri last said Avoin)"),
+        "{err}"
+    );
+    env.task_ok(&["hold", &a, "--reason", "Odotetaan"]).await;
+    // After delivery and before the next poll, the delivered state still counts: Odottaa.
+    let r = env.push().await;
+    assert_eq!(r.delivered.len(), 2);
+    env.task_ok(&["accept", &a]).await;
+    let err = env.task_err(&["accept", &a]).await;
+    assert!(err.contains("its state is Vastaanotettu"), "{err}");
+}
+
+#[tokio::test]
+async fn an_ambiguous_id_needs_account_and_now_pushes_at_once() {
+    let env = Setup::tickets(3).accounts(2).start().await;
+    env.sync_ok().await;
+    let id = s(env.open_ids("sim-1")[0]);
+    assert!(
+        env.open_ids("sim-2").contains(&env.open_ids("sim-1")[0]),
+        "ids are account-local and overlap"
+    );
+    let err = env.task_err(&["accept", &id]).await;
+    assert!(
+        err.contains("sim-1, sim-2") && err.contains("--account"),
+        "{err}"
+    );
+    let out = env
+        .task_ok(&["accept", &id, "--account", "sim-2", "--now", "--json"])
+        .await;
+    let queued: Value = serde_json::from_str(out.split("push:").next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            queued["account"].as_str(),
+            queued["action"].as_str(),
+            queued["outbox_id"].as_i64()
+        ),
+        (Some("sim-2"), Some("accept"), Some(1))
+    );
+    assert!(out.contains("push: 1 delivered"), "{out}");
+    assert_eq!(env.sim().log()[0].account, "sim-2");
+}
+
+#[tokio::test]
+async fn actions_for_removed_accounts_and_reassigned_tickets_are_dead_lettered() {
+    let env = Setup::tickets(3).accounts(2).start().await;
+    env.sync_ok().await;
+    let id = env.open_ids("sim-1")[0];
+    env.task_ok(&["accept", &s(id), "--account", "sim-1"]).await;
+    env.task_ok(&["accept", &s(id), "--account", "sim-2"]).await;
+    // sim-2 leaves the config; sim-1's ticket is re-assigned and the poll sees it.
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    let cut = text.find("[[accounts]]\nname = \"sim-2\"").unwrap();
+    std::fs::write(env.config_path(), &text[..cut]).unwrap();
+    env.patch("sim-1", id, json!({"TyonsuorittajaId": 5020}));
+    env.sync_ok().await;
+    let (code, out, _) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("re-assigned away from us"), "{out}");
+    assert!(
+        out.contains("\"sim-2\" is no longer in the config"),
+        "{out}"
+    );
+    assert!(env.sim().log().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn outbox_cancel_drops_an_action_and_says_what() {
+    let (env, ids) = synced(2).await;
+    let photo = env.dir.path().join("k.png");
+    std::fs::write(&photo, b"png").unwrap();
+    env.task_ok(&[
+        "new",
+        "--parent",
+        &s(ids[0]),
+        "--title",
+        "T",
+        "--description",
+        "D",
+        "--attach",
+        photo.to_str().unwrap(),
+    ])
+    .await;
+    let (code, out, _) = env.cli(&["outbox", "cancel", "1"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("cancelled #1") && out.contains("1 attachment(s) dropped"),
+        "{out}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox_attachments WHERE content IS NOT NULL"),
+        0
+    );
+    let r = env.push().await;
+    assert!(r.delivered.is_empty() && env.sim().log().is_empty());
+    let (code, _, err) = env.cli(&["outbox", "cancel", "1"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("#1 is cancelled"), "{err}");
+    let (code, _, err) = env.cli(&["outbox", "retry", "7"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("#7 does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn a_transient_failure_past_the_deadline_is_dead_lettered() {
+    let (env, ids) = synced(2).await;
+    env.task_ok(&["accept", &s(ids[0])]).await;
+    env.db()
+        .execute(
+            "UPDATE outbox SET deadline_at = '2000-01-01T00:00:00.000Z'",
+            [],
+        )
+        .unwrap();
+    env.faults(json!({"error_rate": 1.0}));
+    let r = env.push().await;
+    assert_eq!(r.dead.len(), 1);
+    assert!(
+        r.dead[0].1.contains("gave up after 1 attempts"),
+        "{}",
+        r.dead[0].1
+    );
+}
