@@ -62,7 +62,6 @@ impl Setup {
         self
     }
 
-    #[allow(dead_code)]
     pub fn tampuuri_toml(mut self, toml: &str) -> Setup {
         self.tampuuri = toml.into();
         self

@@ -7,3 +7,4 @@ mod crash;
 mod helpers;
 mod push_path;
 mod read_path;
+mod store;

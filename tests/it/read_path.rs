@@ -464,3 +464,52 @@ async fn a_killed_run_is_closed_as_interrupted_by_the_next_one() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_client_side_throttle_spaces_the_calls() {
+    // 10 calls a second: five pages need at least 0.4 s after the first.
+    let env = Setup::tickets(1001).tampuuri_toml("").start().await;
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "max_requests_per_second = 0",
+        "max_requests_per_second = 10",
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    let config = huoltosync::config::Config::load(&env.config_path())
+        .unwrap()
+        .config;
+    let api = huoltosync::tampuuri::Api::new(&config).unwrap();
+    let started = Instant::now();
+    let reports = huoltosync::sync::sync_all(&config, &api).await;
+    assert!(reports[0].ok());
+    assert_eq!(reports[0].api_calls, 5);
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_on_a_read_is_retried() {
+    let env = Setup::tickets(300).start().await;
+    env.faults(json!({"drop_next": 1}));
+    let r = env.sync_ok().await;
+    assert_eq!(env.open_ids("sim-1").len(), 300);
+    assert_eq!(r[0].api_calls, 3);
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried_then_fails_clearly_with_the_store_unchanged() {
+    let env = Setup::tickets(3)
+        .tampuuri_toml("timeout_secs = 1")
+        .start()
+        .await;
+    env.sync_ok().await;
+    let before = env.snapshot();
+    env.faults(json!({"latency_ms": 1500}));
+    let r = env.sync().await;
+    let err = format!("{:#}", r[0].error.as_ref().expect("times out"));
+    assert!(err.contains("sim-1") && err.contains("timed out"), "{err}");
+    assert_eq!(r[0].api_calls, 3, "max_attempts = 3");
+    assert_eq!(env.snapshot(), before);
+}
