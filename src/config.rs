@@ -30,7 +30,83 @@ pub struct Config {
     pub tampuuri: TampuuriConfig,
     pub sync: SyncConfig,
     pub push: PushConfig,
+    pub schedule: ScheduleConfig,
+    pub service: ServiceConfig,
+    pub privacy: PrivacyConfig,
+    pub retention: RetentionConfig,
+    pub pricing: Vec<Package>,
     pub accounts: Vec<AccountConfig>,
+}
+
+/// `[schedule]`: when the daemon polls (UTC, see [`crate::schedule`]).
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    pub poll: crate::schedule::Schedule,
+    /// Each account's poll starts after a random delay up to this.
+    pub jitter: Duration,
+    /// A failing account is skipped for this long after its first failure, doubling…
+    pub backoff_initial: Duration,
+    /// …up to this; a success resets it.
+    pub backoff_max: Duration,
+}
+
+/// `[service]`: the daemon's own behaviour.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// On SIGTERM, how long an in-flight cycle may take to finish.
+    pub shutdown_grace: Duration,
+    /// How often the daemon looks for queued actions to push.
+    pub push_check: Duration,
+    /// `status` fails when an account's last success is older than this.
+    pub stale_after: Duration,
+    /// Prometheus metrics listener (`[metrics] listen`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone)]
+pub struct PrivacyConfig {
+    /// Personal data of tickets that left the open set longer ago than this is erased.
+    pub retain_days: u32,
+}
+
+/// `[retention]`: how long bookkeeping rows are kept, in days.
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    pub sync_runs_days: u32,
+    pub api_calls_days: u32,
+    pub outbox_days: u32,
+}
+
+/// One Tampuuri API package (`[[pricing]]`): monthly fee, included calls, price per extra call.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Package {
+    pub name: String,
+    pub monthly_eur: f64,
+    pub included_calls: u64,
+    pub extra_call_eur: f64,
+}
+
+impl Package {
+    /// The month's price for `calls` calls.
+    pub fn price(&self, calls: u64) -> f64 {
+        self.monthly_eur + calls.saturating_sub(self.included_calls) as f64 * self.extra_call_eur
+    }
+}
+
+/// Tampuuri's packages as the seed lists them.
+pub fn default_pricing() -> Vec<Package> {
+    let p = |name: &str, monthly_eur, included_calls, extra_call_eur| Package {
+        name: name.into(),
+        monthly_eur,
+        included_calls,
+        extra_call_eur,
+    };
+    vec![
+        p("Standard", 0.0, 2_000, 0.011),
+        p("Normal", 240.0, 40_000, 0.009),
+        p("Business", 400.0, 100_000, 0.007),
+    ]
 }
 
 /// `[store]`
@@ -107,6 +183,11 @@ pub struct AccountConfig {
     pub password: SecretString,
     /// Our työnsuorittaja party id in this account.
     pub contractor_id: i64,
+    /// The Tampuuri customer (property manager's contract) whose API package pays for this
+    /// account's calls; default: the account name.
+    pub customer: String,
+    /// `false` for test accounts, whose calls are not billed.
+    pub billed: bool,
     pub api_key: SecretString,
     pub customer_name: String,
     /// Base URL, always ending in `/`.
@@ -271,6 +352,92 @@ impl Config {
         };
         r.finish(pt, "push");
 
+        let mut sc = r.table(&mut root, "", "schedule").unwrap_or_default();
+        let poll_expr = r
+            .string(&mut sc, "schedule", "poll")
+            .unwrap_or_else(|| "0 */15 * * * *".into());
+        let poll = match crate::schedule::Schedule::parse(&poll_expr) {
+            Ok(s) => s,
+            Err(e) => {
+                r.error("schedule.poll", &e);
+                crate::schedule::Schedule::parse("0 */15 * * * *")
+                    .expect("the default schedule is valid")
+            }
+        };
+        let schedule = ScheduleConfig {
+            jitter: Duration::from_secs(
+                r.int_in(&mut sc, "schedule", "jitter_secs", 0, 3600)
+                    .unwrap_or(0) as u64,
+            ),
+            backoff_initial: Duration::from_secs(
+                r.int_in(&mut sc, "schedule", "backoff_initial_secs", 1, 86_400)
+                    .unwrap_or(60) as u64,
+            ),
+            backoff_max: Duration::from_secs(
+                r.int_in(&mut sc, "schedule", "backoff_max_secs", 1, 7 * 86_400)
+                    .unwrap_or(3600) as u64,
+            ),
+            poll,
+        };
+        r.finish(sc, "schedule");
+
+        let mut sv = r.table(&mut root, "", "service").unwrap_or_default();
+        let default_stale = schedule
+            .poll
+            .longest_gap(chrono::Utc::now())
+            .num_seconds()
+            .max(1)
+            * 3;
+        let mut service = ServiceConfig {
+            shutdown_grace: Duration::from_secs(
+                r.int_in(&mut sv, "service", "shutdown_grace_secs", 0, 3600)
+                    .unwrap_or(20) as u64,
+            ),
+            push_check: Duration::from_millis(
+                r.int_in(&mut sv, "service", "push_check_ms", 100, 600_000)
+                    .unwrap_or(2000) as u64,
+            ),
+            stale_after: Duration::from_secs(
+                r.int_in(&mut sv, "service", "stale_after_secs", 1, 90 * 86_400)
+                    .unwrap_or(default_stale) as u64,
+            ),
+            metrics_listen: None,
+        };
+        r.finish(sv, "service");
+        let mut mt = r.table(&mut root, "", "metrics").unwrap_or_default();
+        if let Some(listen) = r.string(&mut mt, "metrics", "listen") {
+            match listen.parse::<std::net::SocketAddr>() {
+                Ok(a) => service.metrics_listen = Some(a),
+                Err(e) => r.error(
+                    "metrics.listen",
+                    &format!("{listen:?} is not an address like 127.0.0.1:9187: {e}"),
+                ),
+            }
+        }
+        r.finish(mt, "metrics");
+
+        let mut pv = r.table(&mut root, "", "privacy").unwrap_or_default();
+        let privacy = PrivacyConfig {
+            retain_days: r
+                .int_in(&mut pv, "privacy", "retain_days", 1, 3650)
+                .unwrap_or(90) as u32,
+        };
+        r.finish(pv, "privacy");
+        let mut rt = r.table(&mut root, "", "retention").unwrap_or_default();
+        let retention = RetentionConfig {
+            sync_runs_days: r
+                .int_in(&mut rt, "retention", "sync_runs_days", 1, 3650)
+                .unwrap_or(400) as u32,
+            api_calls_days: r
+                .int_in(&mut rt, "retention", "api_calls_days", 1, 3650)
+                .unwrap_or(400) as u32,
+            outbox_days: r
+                .int_in(&mut rt, "retention", "outbox_days", 1, 3650)
+                .unwrap_or(400) as u32,
+        };
+        r.finish(rt, "retention");
+        let pricing = r.pricing(&mut root);
+
         let mut accounts = Vec::new();
         match root.remove("accounts") {
             None => r.error(
@@ -306,6 +473,8 @@ impl Config {
                         r.missing_secret(&key, "password");
                     }
                     let contractor_id = r.int_in(&mut a, &key, "contractor_id", 1, i64::MAX);
+                    let customer = r.string(&mut a, &key, "customer");
+                    let billed = r.boolean(&mut a, &key, "billed").unwrap_or(true);
                     if contractor_id.is_none() && !r.has_error(&format!("{key}.contractor_id")) {
                         r.error(
                             &format!("{key}.contractor_id"),
@@ -318,10 +487,10 @@ impl Config {
                     if api_key.is_none() && !r.has_error(&format!("{key}.api_key")) {
                         r.error(&format!("{key}.api_key"), "missing: set tampuuri.api_key (or api_key_file / api_key_env), or this account's api_key");
                     }
-                    let customer = r
+                    let customer_name = r
                         .string(&mut a, &key, "customer_name")
                         .or_else(|| global_customer.clone());
-                    if customer.is_none() {
+                    if customer_name.is_none() {
                         r.error(
                             &format!("{key}.customer_name"),
                             "missing: set tampuuri.customer_name or this account's customer_name",
@@ -367,10 +536,12 @@ impl Config {
                         password,
                         contractor_id,
                         api_key,
-                        customer,
+                        customer_name,
                         url,
                     ) {
                         accounts.push(AccountConfig {
+                            customer: customer.unwrap_or_else(|| name.clone()),
+                            billed,
                             name,
                             username,
                             password,
@@ -408,6 +579,11 @@ impl Config {
                 },
                 sync,
                 push,
+                schedule,
+                service,
+                privacy,
+                retention,
+                pricing,
                 accounts,
             },
             warnings: r.warnings,
@@ -537,6 +713,44 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// `[[pricing]]` entries, or the seed's three packages.
+    fn pricing(&mut self, root: &mut Table) -> Vec<Package> {
+        let Some(v) = root.remove("pricing") else {
+            return default_pricing();
+        };
+        let Value::Array(items) = v else {
+            self.error("pricing", "must be an array of tables ([[pricing]])");
+            return default_pricing();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let key = format!("pricing[{i}]");
+            let Value::Table(mut t) = item else {
+                self.error(&key, "must be a table");
+                continue;
+            };
+            let name = self.required_string(&mut t, &key, "name");
+            let monthly = self.float_in(&mut t, &key, "monthly_eur", 0.0, 1e6);
+            let included = self.int_in(&mut t, &key, "included_calls", 0, i64::MAX);
+            let extra = self.float_in(&mut t, &key, "extra_call_eur", 0.0, 100.0);
+            self.finish(t, &key);
+            match (name, monthly, included, extra) {
+                (Some(name), Some(monthly_eur), Some(included_calls), Some(extra_call_eur)) => out
+                    .push(Package {
+                        name,
+                        monthly_eur,
+                        included_calls: included_calls as u64,
+                        extra_call_eur,
+                    }),
+                _ => self.error(
+                    &key,
+                    "needs name, monthly_eur, included_calls and extra_call_eur",
+                ),
+            }
+        }
+        out
     }
 
     fn boolean(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<bool> {

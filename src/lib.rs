@@ -19,9 +19,14 @@
 pub mod action;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod demo;
+pub mod lock;
+pub mod metrics;
 pub mod model;
 pub mod push;
+pub mod schedule;
+pub mod service;
 pub mod sim;
 pub mod store;
 pub mod sync;

@@ -48,26 +48,38 @@ impl SyncReport {
 /// Syncs every configured account, at most `[sync] account_concurrency` at a time. One
 /// failing account does not stop the others. Reports come back in config order.
 pub async fn sync_all(config: &Config, api: &Api) -> Vec<SyncReport> {
+    sync_accounts(config, api, &config.accounts, Duration::ZERO).await
+}
+
+/// Syncs the given accounts, at most `[sync] account_concurrency` at a time, each after a
+/// random delay up to `jitter`. Reports come back in the order given.
+pub async fn sync_accounts(
+    config: &Config,
+    api: &Api,
+    accounts: &[AccountConfig],
+    jitter: Duration,
+) -> Vec<SyncReport> {
     let store_path = config.store.path.clone();
     // Open (and migrate) once before the accounts open their own connections.
     if let Err(e) = Handle::open(store_path.clone()).await {
         let e = format!("{e:#}");
-        return config
-            .accounts
+        return accounts
             .iter()
             .map(|a| SyncReport::failed(&a.name, anyhow::anyhow!("{e}")))
             .collect();
     }
     let page_size = config.tampuuri.page_size;
     let resweeps = config.sync.max_resweeps;
+    // Owned accounts and API handle: the futures borrow nothing, so a spawned caller can hold them.
     let mut reports: Vec<(usize, SyncReport)> =
-        futures::stream::iter(config.accounts.iter().enumerate())
+        futures::stream::iter(accounts.to_vec().into_iter().enumerate())
             .map(|(i, account)| {
-                let store_path = store_path.clone();
+                let (store_path, api) = (store_path.clone(), api.clone());
                 async move {
-                    let report = match api.client(account) {
+                    tokio::time::sleep(crate::service::jitter_delay(jitter)).await;
+                    let report = match api.client(&account) {
                         Ok(client) => {
-                            sync_account(&store_path, account, &client, page_size, resweeps).await
+                            sync_account(&store_path, &account, &client, page_size, resweeps).await
                         }
                         Err(e) => SyncReport::failed(&account.name, e),
                     };

@@ -54,13 +54,41 @@ pub enum Command {
     Sim(SimArgs),
     /// Run the built-in demo against an embedded simulator; needs no config.
     Demo(crate::demo::DemoArgs),
+    /// API calls and what they cost per account and customer, projected, under each package.
+    Cost(CostArgs),
+    /// Erase personal data of tickets that left long enough ago; trim old bookkeeping rows.
+    Purge(PurgeArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Run one cycle over all accounts and exit (0 only if every account synced).
+    /// Run one cycle (push, poll every account, push) and exit: 0 only if every account synced
+    /// and no action was dead-lettered; 75 if another process holds the store lock.
     #[arg(long)]
     pub once: bool,
+    /// With --once: wait up to this many seconds for the store lock.
+    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "once")]
+    pub wait: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// The month, YYYY-MM (default: this month, Helsinki time).
+    #[arg(long, value_name = "YYYY-MM")]
+    pub month: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Only count what would be erased and deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -144,13 +172,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => check_config(&cli.config, args).await,
         Command::Run(args) => {
             let config = load(&cli.config)?;
-            if !args.once {
-                anyhow::bail!(
-                    "the scheduled daemon (`run` without --once) is not part of this version yet; run `huoltosync run --once` from a timer"
-                );
+            if args.once {
+                run_once(&config, std::time::Duration::from_secs(args.wait)).await
+            } else {
+                crate::service::run(cli.config.clone(), config).await
             }
-            run_once(&config).await
         }
+        Command::Cost(args) => cost(&load(&cli.config)?, args).await,
+        Command::Purge(args) => purge(&load(&cli.config)?, args).await,
         Command::Tasks(args) => tasks(&load(&cli.config)?, args).await,
         Command::Task(args) => task::task(&load(&cli.config)?, args).await,
         Command::Outbox(args) => task::outbox(&load(&cli.config)?, args).await,
@@ -167,25 +196,22 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(loaded.config)
 }
 
-/// One cycle: push pending actions, poll every account, push again (actions queued during
-/// the run). Prints one line per account and what the pushes did; exit 0 only if every account
-/// synced and no action was dead-lettered.
-pub async fn run_once(config: &Config) -> anyhow::Result<ExitCode> {
-    let api = Api::new(config)?;
-    let store = crate::store::Handle::open(config.store.path.clone()).await?;
-    let mut pushed = crate::push::push_pending(config, &api, &store).await?;
-    let reports = crate::sync::sync_all(config, &api).await;
-    let again = crate::push::push_pending(config, &api, &store).await?;
-    pushed.delivered.extend(again.delivered);
-    pushed.dead.extend(again.dead);
-    pushed.pending = again.pending;
-    pushed.api_calls += again.api_calls;
-    for r in &reports {
+/// `run --once`: one cycle under the store lock, waiting up to `wait` for it. Prints one line per
+/// account and what the pushes did; exit 0 only if every account synced and no action was
+/// dead-lettered; 75 when another process holds the lock.
+pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Result<ExitCode> {
+    let report = match crate::service::run_once(config, wait).await? {
+        Ok(r) => r,
+        Err(busy) => {
+            eprintln!("error: {busy}");
+            return Ok(ExitCode::from(crate::lock::EXIT_BUSY));
+        }
+    };
+    for r in &report.syncs {
         println!("{}", summary_line(r));
     }
-    task::print_push(&pushed);
-    let ok = reports.iter().all(SyncReport::ok) && pushed.dead.is_empty();
-    Ok(if ok {
+    task::print_push(&report.push);
+    Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -263,6 +289,18 @@ fn account_names(config: &Config) -> Vec<String> {
     config.accounts.iter().map(|a| a.name.clone()).collect()
 }
 
+/// An account's status with what is wrong with it, as `status` shows it.
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    status: &'a crate::store::AccountStatus,
+    last_success_age_secs: Option<i64>,
+    /// Why `status` exits non-zero for this account; empty when it is healthy.
+    problems: Vec<String>,
+}
+
+/// `status`: exits 1 when an account's last success is older than `[service] stale_after_secs`
+/// (default 3 × the poll interval) or never happened, or dead letters exist.
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
     let now = time::now();
@@ -271,16 +309,59 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         &time::local_day(now),
         &time::local_month(now),
     )?;
+    let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
+    let shown: Vec<Shown> = statuses
+        .iter()
+        .map(|s| {
+            let age = s
+                .last_success
+                .as_deref()
+                .and_then(time::parse)
+                .map(|t| now - t);
+            let mut problems = Vec::new();
+            match age {
+                None => problems.push("never synced successfully".to_owned()),
+                Some(a) if a > stale_after => problems.push(format!(
+                    "last successful sync {} ago, over the {} threshold",
+                    time::age(a),
+                    time::age(stale_after)
+                )),
+                _ => {}
+            }
+            if s.dead_letters > 0 {
+                problems.push(format!("{} dead-lettered action(s)", s.dead_letters));
+            }
+            Shown {
+                status: s,
+                last_success_age_secs: age.map(|a| a.num_seconds()),
+                problems,
+            }
+        })
+        .collect();
+    let healthy = shown.iter().all(|s| s.problems.is_empty());
+    let code = if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&statuses)?);
-        return Ok(ExitCode::SUCCESS);
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(code);
     }
-    for s in &statuses {
+    for (s, sh) in statuses.iter().zip(&shown) {
         let success = match s.last_success.as_deref().and_then(time::parse) {
             Some(t) => format!("{} ({} ago)", time::fmt(t), time::age(now - t)),
             None => "never".into(),
         };
-        println!("{}:", s.account);
+        println!(
+            "{}: {}",
+            s.account,
+            if sh.problems.is_empty() {
+                "OK".to_owned()
+            } else {
+                format!("PROBLEM: {}", sh.problems.join("; "))
+            }
+        );
         println!("  last successful sync: {success}");
         match &s.last_run {
             Some(r) if r.outcome != "ok" => println!(
@@ -307,7 +388,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -409,5 +490,60 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
+    let now = time::now();
+    let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
+    crate::cost::month_bounds(&month)?;
+    let store = open_store(config).await?;
+    let calls = store.calls_in_month(&month)?;
+    let per_poll = |account: &str| store.last_run_calls(account).ok().flatten().unwrap_or(1);
+    let report = crate::cost::report(config, &month, now, &calls, &per_poll)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::cost::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    let _lock = match crate::lock::StoreLock::acquire(
+        &config.store.path,
+        std::time::Duration::from_secs(30),
+    )
+    .await?
+    {
+        Ok(l) => l,
+        Err(busy) => {
+            eprintln!("error: {busy}");
+            return Ok(ExitCode::from(crate::lock::EXIT_BUSY));
+        }
+    };
+    let (privacy, retention) = (config.privacy.clone(), config.retention.clone());
+    let path = config.store.path.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        Store::open(&path)?.purge(&privacy, &retention, time::now(), args.dry_run)
+    })
+    .await??;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s); {} old bookkeeping row(s) deleted",
+            if report.dry_run {
+                "dry run, nothing changed: "
+            } else {
+                ""
+            },
+            report.tickets_erased,
+            config.privacy.retain_days,
+            report.actions_erased,
+            report.errors_erased,
+            report.rows_deleted
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

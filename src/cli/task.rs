@@ -289,6 +289,13 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     if !common.now {
         return Ok(ExitCode::SUCCESS);
     }
+    let _lock = match crate::lock::StoreLock::try_acquire(&config.store.path)? {
+        Ok(l) => l,
+        Err(busy) => {
+            println!("not pushed now: {busy}; it goes out with that cycle or the next");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let api = Api::new(config)?;
     let report = crate::push::push_pending(config, &api, &store).await?;
     print_push(&report);

@@ -11,6 +11,7 @@
 //! sweep is known to be consistent; [`Store::apply_sweep`] then applies it in one transaction.
 
 mod outbox;
+mod purge;
 mod queries;
 
 use std::path::{Path, PathBuf};
@@ -23,12 +24,14 @@ use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 use crate::model::{Departure, LeftReason, Ticket, changed_fields};
 pub use outbox::{AttemptEnd, OutboxRow};
+pub use purge::{PERSONAL_FIELDS, PurgeReport};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 
 /// The schema, one migration per file in `sql/`, in order.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../sql/001_read_path.sql")),
     M::up(include_str!("../../sql/002_outbox.sql")),
+    M::up(include_str!("../../sql/003_retention.sql")),
 ];
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
@@ -82,6 +85,8 @@ impl Store {
             .with_context(|| format!("{} is not a usable SQLite database", path.display()))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Freed bytes are zeroed, so erased personal data is really gone from the file.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.pragma_update(None, "temp_store", "FILE")?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {

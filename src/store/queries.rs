@@ -62,6 +62,8 @@ pub struct AccountStatus {
     pub open_tickets: u64,
     pub calls_today: u64,
     pub calls_this_month: u64,
+    /// Calls today by endpoint.
+    pub calls_by_endpoint_today: Vec<(String, u64)>,
     /// Actions waiting in the outbox.
     pub outbox_pending: u64,
     /// Dead-lettered actions: they need an operator (`huoltosync outbox --failed`).
@@ -146,6 +148,11 @@ impl Store {
                 .optional()?;
             let (calls_today, calls_this_month) =
                 calls.query_row(params![account, day, month], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let calls_by_endpoint_today = {
+                let mut st = self.conn.prepare_cached("SELECT endpoint, calls FROM api_calls WHERE account = ?1 AND day = ?2 ORDER BY endpoint")?;
+                st.query_map(params![account, day], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<_>, _>>()?
+            };
             let (outbox_pending, dead_letters) = self.outbox_counts(account)?;
             out.push(AccountStatus {
                 account: account.clone(),
@@ -157,10 +164,34 @@ impl Store {
                 open_tickets: open.query_row([account], |r| r.get(0))?,
                 calls_today,
                 calls_this_month,
+                calls_by_endpoint_today,
                 outbox_pending,
                 dead_letters,
             });
         }
         Ok(out)
+    }
+
+    /// API calls per account and Helsinki day within a month (`YYYY-MM`), for cost reports.
+    pub fn calls_in_month(&self, month: &str) -> anyhow::Result<Vec<(String, String, u64)>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT account, day, sum(calls) FROM api_calls WHERE substr(day, 1, 7) = ?1 GROUP BY account, day ORDER BY account, day",
+        )?;
+        let v = st
+            .query_map([month], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// The API calls of each account's last successful sync run.
+    pub fn last_run_calls(&self, account: &str) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT api_calls FROM sync_runs WHERE account = ?1 AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                [account],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 }

@@ -1,0 +1,314 @@
+//! The service shell: one cycle (push, poll, push) as `run --once` and the daemon run it, and
+//! the daemon itself (`huoltosync run`).
+//!
+//! The daemon polls on `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
+//! sends a tick to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one
+//! at a time under the store lock ([`crate::lock`]): a tick that comes while work is running, or
+//! while another process (a `run --once`) holds the lock, is skipped and logged, never
+//! overlapped. Between cycles the loop looks for queued actions every `[service] push_check_ms`
+//! and pushes them. A failing account is skipped for a backoff that doubles up to a cap and
+//! resets on success. SIGHUP reloads the config (an invalid one is logged and the old one kept);
+//! SIGTERM or SIGINT stops taking work, lets running work finish within
+//! `[service] shutdown_grace_secs`, and exits 0. Under systemd (`Type=notify`) it reports READY,
+//! STOPPING and the watchdog.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::config::{AccountConfig, Config};
+use crate::lock::StoreLock;
+use crate::push::PushReport;
+use crate::store::Handle;
+use crate::sync::SyncReport;
+use crate::tampuuri::Api;
+use crate::time;
+
+/// What one cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    pub syncs: Vec<SyncReport>,
+    pub push: PushReport,
+}
+
+impl CycleReport {
+    /// Every account synced and nothing was dead-lettered.
+    pub fn ok(&self) -> bool {
+        self.syncs.iter().all(SyncReport::ok) && self.push.dead.is_empty()
+    }
+}
+
+/// One cycle over `accounts`: push what is queued, poll, push what was queued meanwhile. The
+/// caller holds the store lock.
+pub async fn cycle(
+    config: &Config,
+    api: &Api,
+    store: &Handle,
+    accounts: &[AccountConfig],
+    jitter: Duration,
+) -> anyhow::Result<CycleReport> {
+    let mut push = crate::push::push_pending(config, api, store).await?;
+    let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
+    let again = crate::push::push_pending(config, api, store).await?;
+    push.delivered.extend(again.delivered);
+    push.dead.extend(again.dead);
+    push.pending = again.pending;
+    push.api_calls += again.api_calls;
+    Ok(CycleReport { syncs, push })
+}
+
+/// Per-account failure backoff.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    until: Instant,
+}
+
+/// What a piece of background work finished with.
+enum Done {
+    Cycle(anyhow::Result<CycleReport>),
+    Push(anyhow::Result<PushReport>),
+    Purge(anyhow::Result<crate::store::PurgeReport>),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCode> {
+    let mut config = config;
+    let mut api = Api::new(&config)?;
+    let store = Handle::open(config.store.path.clone()).await?;
+    if let Some(addr) = config.service.metrics_listen {
+        crate::metrics::install(addr)?;
+    }
+    let (tick_tx, mut tick_rx) = mpsc::unbounded_channel::<()>();
+    let mut scheduler = JobScheduler::new().await?;
+    let mut job = add_poll_job(&scheduler, config.schedule.poll.expr(), tick_tx.clone()).await?;
+    scheduler.start().await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut push_check = tokio::time::interval(config.service.push_check);
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let mut watchdog_tick =
+        tokio::time::interval(Duration::from_micros(watchdog_usec.max(2_000_000) / 2));
+    let mut next_purge = Instant::now() + Duration::from_secs(60);
+    let mut backoff: HashMap<String, Backoff> = HashMap::new();
+    let mut work: Option<tokio::task::JoinHandle<Done>> = None;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(
+        pid = std::process::id(),
+        schedule = config.schedule.poll.expr(),
+        accounts = config.accounts.len(),
+        store = %config.store.path.display(),
+        "Daemon started."
+    );
+    refresh_metrics(&config, &store).await;
+
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => match Config::load(&config_path) {
+                Ok(loaded) => {
+                    for w in &loaded.warnings {
+                        tracing::warn!("{w}");
+                    }
+                    let new = loaded.config;
+                    match Api::new(&new) {
+                        Ok(a) => {
+                            if new.schedule.poll.expr() != config.schedule.poll.expr() {
+                                scheduler.remove(&job).await?;
+                                job = add_poll_job(&scheduler, new.schedule.poll.expr(), tick_tx.clone()).await?;
+                            }
+                            api = a;
+                            config = new;
+                            tracing::info!(schedule = config.schedule.poll.expr(), accounts = config.accounts.len(), "Config reloaded.");
+                        }
+                        Err(e) => tracing::error!(error = format!("{e:#}"), "Config reload failed; keeping the running config."),
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "Config reload failed; keeping the running config."),
+            },
+            Some(()) = tick_rx.recv() => {
+                if work.is_some() {
+                    tracing::warn!(schedule = config.schedule.poll.expr(), "Skipping a scheduled poll: the previous cycle is still running.");
+                    continue;
+                }
+                let lock = match StoreLock::try_acquire(&config.store.path)? {
+                    Ok(l) => l,
+                    Err(busy) => {
+                        tracing::warn!(holder = ?busy.holder, "Skipping a scheduled poll: another process holds the store lock.");
+                        continue;
+                    }
+                };
+                let now = Instant::now();
+                let due: Vec<AccountConfig> = config
+                    .accounts
+                    .iter()
+                    .filter(|a| match backoff.get(&a.name) {
+                        Some(b) if b.until > now => {
+                            tracing::info!(account = %a.name, failures = b.failures, retry_in_s = (b.until - now).as_secs(), "Account backing off after failures; skipped this tick.");
+                            false
+                        }
+                        _ => true,
+                    })
+                    .cloned()
+                    .collect();
+                let (c, a, s) = (config.clone(), api.clone(), store.clone());
+                let jitter = config.schedule.jitter;
+                work = Some(tokio::spawn(async move {
+                    let r = cycle(&c, &a, &s, &due, jitter).await;
+                    drop(lock);
+                    Done::Cycle(r)
+                }));
+            },
+            _ = push_check.tick(), if work.is_none() => {
+                let due = store.call(|s| s.next_due()).await.ok().flatten();
+                if !due.as_deref().and_then(time::parse).is_some_and(|d| d <= time::now()) {
+                    if Instant::now() >= next_purge {
+                        next_purge = Instant::now() + Duration::from_secs(86_400);
+                        if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
+                            let (c, s) = (config.clone(), store.clone());
+                            work = Some(tokio::spawn(async move {
+                                let r = s.call(move |st| st.purge(&c.privacy, &c.retention, time::now(), false)).await;
+                                drop(lock);
+                                Done::Purge(r)
+                            }));
+                        }
+                    }
+                    continue;
+                }
+                if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
+                    let (c, a, s) = (config.clone(), api.clone(), store.clone());
+                    work = Some(tokio::spawn(async move {
+                        let r = crate::push::push_pending(&c, &a, &s).await;
+                        drop(lock);
+                        Done::Push(r)
+                    }));
+                }
+            },
+            done = async { work.as_mut().expect("guarded").await }, if work.is_some() => {
+                work = None;
+                match done {
+                    Ok(Done::Cycle(Ok(report))) => {
+                        for r in &report.syncs {
+                            match &r.error {
+                                None => {
+                                    backoff.remove(&r.account);
+                                }
+                                Some(_) => {
+                                    let b = backoff.entry(r.account.clone()).or_insert(Backoff { failures: 0, until: Instant::now() });
+                                    b.failures += 1;
+                                    let wait = config
+                                        .schedule
+                                        .backoff_initial
+                                        .saturating_mul(2u32.saturating_pow(b.failures - 1))
+                                        .min(config.schedule.backoff_max);
+                                    b.until = Instant::now() + wait;
+                                    tracing::warn!(account = %r.account, failures = b.failures, backoff_s = wait.as_secs(), "Account failed; backing off.");
+                                }
+                            }
+                        }
+                        crate::metrics::record_cycle(&report);
+                    }
+                    Ok(Done::Cycle(Err(e))) | Ok(Done::Push(Err(e))) => tracing::error!(error = format!("{e:#}"), "The store failed; the work will be tried again."),
+                    Ok(Done::Push(Ok(_))) => {}
+                    Ok(Done::Purge(Ok(p))) => tracing::info!(tickets = p.tickets_erased, rows = p.rows_deleted, "Daily purge done."),
+                    Ok(Done::Purge(Err(e))) => tracing::error!(error = format!("{e:#}"), "The daily purge failed."),
+                    Err(e) => tracing::error!(error = %e, "A background task ended abnormally."),
+                }
+                refresh_metrics(&config, &store).await;
+            },
+            _ = watchdog_tick.tick(), if watchdog => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            },
+        }
+    }
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("Stopping: no new work is started.");
+    let _ = scheduler.shutdown().await;
+    if let Some(mut running) = work {
+        let grace = config.service.shutdown_grace;
+        match tokio::time::timeout(grace, &mut running).await {
+            Ok(_) => tracing::info!("The running work finished."),
+            Err(_) => {
+                running.abort();
+                tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "The running work did not finish within the grace period and was stopped; queued actions stay queued (in doubt ones are checked next time)."
+                );
+            }
+        }
+    }
+    tracing::info!("Daemon stopped.");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn add_poll_job(
+    scheduler: &JobScheduler,
+    expr: &str,
+    tx: mpsc::UnboundedSender<()>,
+) -> anyhow::Result<uuid::Uuid> {
+    let job = Job::new_async(expr, move |_id, _sched| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.send(());
+        })
+    })?;
+    Ok(scheduler.add(job).await?)
+}
+
+async fn refresh_metrics(config: &Config, store: &Handle) {
+    if config.service.metrics_listen.is_none() {
+        return;
+    }
+    let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let now = time::now();
+    match store
+        .call(move |s| s.account_status(&names, &time::local_day(now), &time::local_month(now)))
+        .await
+    {
+        Ok(statuses) => crate::metrics::record_status(&statuses),
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "Cannot read the store for metrics."
+        ),
+    }
+}
+
+/// A random delay up to `jitter`.
+pub fn jitter_delay(jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
+}
+
+/// `run --once`: takes the lock (waiting up to `wait`), runs one cycle over all accounts.
+/// `Err(Busy)` when another process holds the lock.
+pub async fn run_once(
+    config: &Config,
+    wait: Duration,
+) -> anyhow::Result<Result<CycleReport, crate::lock::Busy>> {
+    let _lock = match StoreLock::acquire(&config.store.path, wait).await? {
+        Ok(l) => l,
+        Err(busy) => return Ok(Err(busy)),
+    };
+    let api = Api::new(config)?;
+    let store = Handle::open(config.store.path.clone()).await?;
+    Ok(Ok(cycle(
+        config,
+        &api,
+        &store,
+        &config.accounts,
+        Duration::ZERO,
+    )
+    .await?))
+}
