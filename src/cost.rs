@@ -67,10 +67,10 @@ fn prices(packages: &[Package], calls: u64) -> Vec<Price> {
             cheapest: false,
         })
         .collect();
-    if let Some(min) = v.iter().map(|p| p.eur).reduce(f64::min) {
-        if let Some(p) = v.iter_mut().find(|p| p.eur == min) {
-            p.cheapest = true;
-        }
+    if let Some(min) = v.iter().map(|p| p.eur).reduce(f64::min)
+        && let Some(p) = v.iter_mut().find(|p| p.eur == min)
+    {
+        p.cheapest = true;
     }
     v
 }

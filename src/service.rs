@@ -170,7 +170,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
             },
             _ = push_check.tick(), if work.is_none() => {
                 let due = store.call(|s| s.next_due()).await.ok().flatten();
-                if !due.as_deref().and_then(time::parse).is_some_and(|d| d <= time::now()) {
+                if due.as_deref().and_then(time::parse).is_none_or(|d| d > time::now()) {
                     if Instant::now() >= next_purge {
                         next_purge = Instant::now() + Duration::from_secs(86_400);
                         if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
