@@ -72,7 +72,7 @@ pub async fn sync_accounts(
     let resweeps = config.sync.max_resweeps;
     // Owned accounts and API handle: the futures borrow nothing, so a spawned caller can hold them.
     let mut reports: Vec<(usize, SyncReport)> =
-        futures::stream::iter(accounts.to_vec().into_iter().enumerate())
+        futures::stream::iter(accounts.iter().cloned().enumerate())
             .map(|(i, account)| {
                 let (store_path, api) = (store_path.clone(), api.clone());
                 async move {
