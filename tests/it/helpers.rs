@@ -27,6 +27,8 @@ pub struct Setup {
     pub account: String,
     /// Extra TOML appended to the `[push]` section.
     pub push: String,
+    /// Extra top-level sections (`[schedule]`, `[service]`…), before the accounts.
+    pub sections: String,
 }
 
 impl Setup {
@@ -42,7 +44,13 @@ impl Setup {
             tampuuri: String::new(),
             account: String::new(),
             push: String::new(),
+            sections: String::new(),
         }
+    }
+
+    pub fn sections(mut self, toml: &str) -> Setup {
+        self.sections = toml.into();
+        self
     }
 
     pub fn accounts(mut self, k: u32) -> Setup {
@@ -89,8 +97,8 @@ pub fn config_text(base_url: &str, store: &std::path::Path, s: &Setup) -> String
         "[store]\npath = {store:?}\n[tampuuri]\nbase_url = {base_url:?}\napi_key = \"sim-key\"\n\
          customer_name = \"Simulaattori Oy\"\nmax_requests_per_second = 0\n{}\n\
          [tampuuri.retry]\nmax_attempts = 3\ninitial_delay_ms = 5\nmax_delay_ms = 50\n\
-         [push]\nretry_initial_ms = 10\nretry_max_ms = 40\nlinger_secs = 5\n{}\n",
-        s.tampuuri, s.push
+         [push]\nretry_initial_ms = 10\nretry_max_ms = 40\nlinger_secs = 5\n{}\n{}\n",
+        s.tampuuri, s.push, s.sections
     );
     for name in &s.accounts {
         c.push_str(&format!(
@@ -271,6 +279,98 @@ impl TestEnv {
     pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
         run_cli(&self.config_path(), args).await
     }
+}
+
+/// A daemon (`huoltosync run`) as a child process, its stderr in a file.
+pub struct Daemon {
+    pub child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl TestEnv {
+    pub async fn daemon(&self, args: &[&str]) -> Daemon {
+        let log = self
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", rand_suffix()));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .arg("run")
+            .env_remove("RUST_LOG")
+            .stdout(std::fs::File::create(self.dir.path().join("daemon.out")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Daemon { child, log }
+    }
+
+    /// Sync runs of an account, as (started_at, finished_at, outcome), oldest first.
+    pub fn runs(&self, account: &str) -> Vec<(String, Option<String>, String)> {
+        let db = self.db();
+        // The daemon may not have created the schema yet: no table, no runs.
+        let Ok(mut s) = db.prepare(
+            "SELECT started_at, finished_at, outcome FROM sync_runs WHERE account = ?1 ORDER BY id",
+        ) else {
+            return Vec::new();
+        };
+        s.query_map([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        % 1_000_000_007
+}
+
+impl Daemon {
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit code (within `limit`).
+    pub async fn stop(mut self, limit: std::time::Duration) -> (i32, String) {
+        self.signal("TERM");
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the daemon stops in time")
+            .unwrap();
+        (status.code().unwrap_or(-1), self.log())
+    }
+}
+
+/// Waits until `cond` holds, checking every 50 ms, for at most `limit`.
+pub async fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cond()
 }
 
 pub async fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {

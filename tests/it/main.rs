@@ -7,4 +7,5 @@ mod crash;
 mod helpers;
 mod push_path;
 mod read_path;
+mod service;
 mod store;

@@ -23,11 +23,23 @@ fn a_migration_writes_a_copy_of_the_store_first() {
         .connection()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    let latest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+        .unwrap()
+        .filter(|e| {
+            let n = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            n.ends_with(".sql") && n.starts_with(|c: char| c.is_ascii_digit())
+        })
+        .count() as i64;
+    assert_eq!(version, latest, "every migration in sql/ is applied");
     let backups: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("store.pre-v2.") && n.ends_with(".bak"))
+        .filter(|n| n.starts_with(&format!("store.pre-v{latest}.")) && n.ends_with(".bak"))
         .collect();
     assert_eq!(backups.len(), 1, "{backups:?}");
     let copy = rusqlite::Connection::open(dir.path().join(&backups[0])).unwrap();

@@ -1,0 +1,517 @@
+//! The service: schedule, one cycle at a time, clean shutdown, reload, backoff, monitoring,
+//! cost, purge, no secrets anywhere, and the systemd units.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Setup, wait_for};
+
+const EVERY_SECOND: &str = "[schedule]\npoll = \"* * * * * *\"\n";
+const NEVER: &str = "[schedule]\npoll = \"0 0 0 1 1 *\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_on_schedule_and_a_slow_cycle_is_never_overlapped() {
+    let env = Setup::tickets(5).sections(EVERY_SECOND).start().await;
+    env.faults(json!({"latency_ms": 1300}));
+    let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(Duration::from_secs(15), || env
+            .runs("sim-1")
+            .iter()
+            .filter(|r| r.2 == "ok")
+            .count()
+            >= 3)
+        .await
+    );
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+    let runs = env.runs("sim-1");
+    for pair in runs.windows(2) {
+        let finished = pair[0].1.as_deref().expect("a finished run");
+        assert!(
+            pair[1].0.as_str() >= finished,
+            "run started at {} while the one before ran until {finished}",
+            pair[1].0
+        );
+    }
+    assert!(
+        log.contains("Skipping a scheduled poll: the previous cycle is still running."),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_account_backs_off_and_its_backoff_resets_after_success() {
+    let env = Setup::tickets(3)
+        .accounts(2)
+        .sections(&format!(
+            "{EVERY_SECOND}backoff_initial_secs = 2\nbackoff_max_secs = 4\n"
+        ))
+        .start()
+        .await;
+    env.faults(json!({"error_rate": 1.0, "only_account": "sim-2"}));
+    let daemon = env.daemon(&[]).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (ok1, failed2) = (env.runs("sim-1").len(), env.runs("sim-2").len());
+    assert!(
+        (2..=4).contains(&failed2) && failed2 + 2 < ok1,
+        "sim-1 polled {ok1} times, the failing sim-2 {failed2}"
+    );
+    env.sim().clear_faults();
+    let ok2 = || env.runs("sim-2").iter().filter(|r| r.2 == "ok").count();
+    assert!(
+        wait_for(Duration::from_secs(8), || ok2() >= 1).await,
+        "sim-2 recovers"
+    );
+    // Reset: from now on it is polled every tick again.
+    let after = ok2();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        ok2() >= after + 2,
+        "{} ok polls of sim-2 in 3.5 s after recovery",
+        ok2() - after
+    );
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0);
+    assert!(log.contains("backing off"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_during_a_cycle_exits_75_naming_the_holder_and_between_cycles_runs() {
+    let env = Setup::tickets(5).sections(EVERY_SECOND).start().await;
+    env.faults(json!({"latency_ms": 3000}));
+    let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(Duration::from_secs(5), || env.sim().total_calls() >= 1).await,
+        "a cycle started"
+    );
+    let before = env.sim().total_calls();
+    let (code, _, err) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains(&format!("pid {}", daemon.pid())), "{err}");
+    assert_eq!(
+        env.sim().total_calls(),
+        before,
+        "the refused one-shot made no call"
+    );
+    let (code, _) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0);
+
+    // A daemon between cycles does not hold the lock: a one-shot simply runs.
+    env.sim().clear_faults();
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace(EVERY_SECOND, NEVER);
+    std::fs::write(env.config_path(), text).unwrap();
+    let daemon = env.daemon(&[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, out, err) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    daemon.stop(Duration::from_secs(15)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_killed_process_never_blocks() {
+    let env = Setup::tickets(5).start().await;
+    env.faults(json!({"latency_ms": 3000}));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || env.sim().total_calls() >= 1).await);
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    env.sim().clear_faults();
+    let (code, out, err) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_slow_push_exits_0_and_the_action_is_never_lost_or_doubled() {
+    let env = Setup::tickets(3)
+        .sections(&format!(
+            "{NEVER}[service]\npush_check_ms = 200\nshutdown_grace_secs = 10\n"
+        ))
+        .start()
+        .await;
+    env.sync_ok().await;
+    let id = env.open_ids("sim-1")[0];
+    env.task_ok(&["accept", &id.to_string()]).await;
+    env.faults(json!({"latency_after_apply_ms": 1500}));
+    let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(Duration::from_secs(5), || env.sim().log().len() == 1).await,
+        "the push reached Tampuuri"
+    );
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+    let status: String = env
+        .db()
+        .query_row("SELECT status FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        status, "delivered",
+        "the in-flight push finished within the grace period"
+    );
+    // Another run changes nothing: applied exactly once.
+    env.sim().clear_faults();
+    let (code, _, _) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(env.sim().log().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_broken_one() {
+    let env = Setup::tickets(3).sections(NEVER).start().await;
+    let daemon = env.daemon(&[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(env.runs("sim-1").is_empty());
+    let good = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace(NEVER, EVERY_SECOND);
+    std::fs::write(env.config_path(), &good).unwrap();
+    daemon.signal("HUP");
+    assert!(
+        wait_for(Duration::from_secs(6), || env.runs("sim-1").len() >= 2).await,
+        "the new schedule is in force"
+    );
+    std::fs::write(
+        env.config_path(),
+        good.replace("contractor_id = 4711", "contractor_id = \"x\""),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = env.runs("sim-1").len();
+    assert!(
+        wait_for(Duration::from_secs(6), || env.runs("sim-1").len() >= n + 2).await,
+        "still polling on the old config"
+    );
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0);
+    assert!(
+        log.contains("Config reloaded.")
+            && log.contains("Config reload failed; keeping the running config."),
+        "{log}"
+    );
+    assert!(
+        log.contains("accounts[0].contractor_id"),
+        "the reload error names the key: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_appears_in_any_log_format_error_or_output() {
+    let env = Setup::tickets(4)
+        .sections(&format!(
+            "{EVERY_SECOND}[metrics]\nlisten = \"127.0.0.1:0\"\n"
+        ))
+        .start()
+        .await;
+    let mut all = String::new();
+    for format in ["text", "json"] {
+        let level = ["--log-format", format, "--log-level", "trace"];
+        for cmd in [
+            &["run", "--once"][..],
+            &["status"],
+            &["status", "--json"],
+            &["tasks", "--all"],
+            &["check-config", "--online"],
+            &["outbox"],
+            &["cost"],
+            &["purge", "--dry-run"],
+        ] {
+            let args: Vec<&str> = level.iter().chain(cmd).copied().collect();
+            let (_, out, err) = env.cli(&args).await;
+            all.push_str(&out);
+            all.push_str(&err);
+        }
+        let daemon = env.daemon(&level).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let (_, log) = daemon.stop(Duration::from_secs(15)).await;
+        all.push_str(&log);
+    }
+    // Errors too: a wrong password and a wrong key.
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        text.replace("sim-password", "väärä-salainen-1")
+            .replace("\"sim-key\"", "\"väärä-avain-2\""),
+    )
+    .unwrap();
+    for cmd in [
+        &["--log-level", "trace", "run", "--once"][..],
+        &["check-config", "--online"],
+        &["status"],
+    ] {
+        let (_, out, err) = env.cli(cmd).await;
+        all.push_str(&out);
+        all.push_str(&err);
+    }
+    assert!(
+        all.contains("Sync finished.") && all.contains("credentials"),
+        "the logs were captured"
+    );
+    for secret in [
+        "sim-password",
+        "sim-key",
+        "väärä-salainen-1",
+        "väärä-avain-2",
+    ] {
+        assert!(!all.contains(secret), "{secret} leaked");
+    }
+}
+
+#[tokio::test]
+async fn status_fails_on_a_stale_account_and_on_dead_letters() {
+    let env = Setup::tickets(2)
+        .sections("[service]\nstale_after_secs = 2\n")
+        .start()
+        .await;
+    let (code, out, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 1, "never synced is a problem: {out}");
+    assert!(out.contains("never synced successfully"), "{out}");
+    env.sync_ok().await;
+    assert_eq!(env.cli(&["status"]).await.0, 0);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (code, out, _) = env.cli(&["status", "--json"]).await;
+    assert_eq!(code, 1);
+    let v: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        v[0]["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("over the 2 s threshold"),
+        "{out}"
+    );
+    env.sync_ok().await;
+    env.task_ok(&["accept", &env.open_ids("sim-1")[0].to_string()])
+        .await;
+    env.faults(json!({"reject_next": 1}));
+    env.push().await;
+    let (code, out, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("1 dead-lettered action(s)"), "{out}");
+}
+
+#[tokio::test]
+async fn cost_gives_exact_figures_per_account_customer_and_package() {
+    let env = Setup::tickets(1).accounts(3).account_toml("").start().await;
+    let text = std::fs::read_to_string(env.config_path()).unwrap();
+    let text = text
+        .replacen(
+            "name = \"sim-1\"",
+            "name = \"sim-1\"\ncustomer = \"Isännöinti Oy\"",
+            1,
+        )
+        .replacen(
+            "name = \"sim-2\"",
+            "name = \"sim-2\"\ncustomer = \"Isännöinti Oy\"",
+            1,
+        )
+        .replacen("name = \"sim-3\"", "name = \"sim-3\"\nbilled = false", 1);
+    std::fs::write(env.config_path(), text).unwrap();
+    {
+        let _ = huoltosync::store::Store::open(&env.config.store.path).unwrap();
+    }
+    env.db()
+        .execute_batch(
+            "INSERT INTO api_calls VALUES ('sim-1', '2026-09-01', 'POST ilmoitukset/selaa', 1000), ('sim-1', '2026-09-30', 'GET ilmoitukset/{id}', 500),
+                                          ('sim-2', '2026-09-15', 'POST ilmoitukset/selaa', 1000), ('sim-3', '2026-09-15', 'POST ilmoitukset/selaa', 5000),
+                                          ('sim-1', '2026-10-01', 'POST ilmoitukset/selaa', 77);",
+        )
+        .unwrap();
+    let (code, out, err) = env.cli(&["cost", "--month", "2026-09", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (r["days_in_month"].as_u64(), r["total_calls"].as_u64()),
+        (Some(30), Some(7500))
+    );
+    let customers = r["customers"].as_array().unwrap();
+    assert_eq!(
+        customers.len(),
+        1,
+        "the test account sim-3 is not billed: {out}"
+    );
+    let c = &customers[0];
+    assert_eq!(
+        (
+            c["customer"].as_str(),
+            c["calls"].as_u64(),
+            c["projected_calls"].as_u64()
+        ),
+        (Some("Isännöinti Oy"), Some(2500), Some(2500))
+    );
+    let prices: Vec<(String, f64, bool)> = c["projected_prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["package"].as_str().unwrap().to_owned(),
+                p["eur"].as_f64().unwrap(),
+                p["cheapest"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        prices,
+        [
+            ("Standard".into(), 5.5, true),
+            ("Normal".into(), 240.0, false),
+            ("Business".into(), 400.0, false)
+        ]
+    );
+    // The default schedule polls 96 times a day: 2 880 polls in September at 1 call each, per account.
+    assert_eq!(c["schedule_calls_per_month"].as_u64(), Some(5760));
+    assert_eq!(c["schedule_prices"][0]["eur"].as_f64(), Some(41.36));
+    assert!(r["note"].as_str().unwrap().contains("other integrations"));
+    let (code, _, err) = env.cli(&["cost", "--month", "2026-13"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("2026-13"), "{err}");
+}
+
+#[tokio::test]
+async fn purge_erases_personal_data_of_old_closed_tickets_from_the_files() {
+    let env = Setup::tickets(3).start().await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    let phone = |id: i64| -> String {
+        env.db()
+            .query_row(
+                "SELECT reporter_phone FROM tickets WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let (old, recent, open) = (phone(ids[0]), phone(ids[1]), phone(ids[2]));
+    env.patch("sim-1", ids[0], json!({"Tila": "Valmis"}));
+    env.patch("sim-1", ids[1], json!({"Tila": "Valmis"}));
+    env.sync_ok().await;
+    env.db()
+        .execute(
+            "UPDATE tickets SET left_at = '2026-01-01T00:00:00.000Z' WHERE id = ?1",
+            [ids[0]],
+        )
+        .unwrap();
+    let bytes = || {
+        let mut b = std::fs::read(&env.config.store.path).unwrap();
+        b.extend(std::fs::read(env.config.store.path.with_extension("db-wal")).unwrap_or_default());
+        b
+    };
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let (code, out, _) = env.cli(&["purge", "--dry-run", "--json"]).await;
+    assert_eq!(code, 0);
+    let dry: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(dry["tickets_erased"], 1);
+    assert!(contains(&bytes(), &old), "a dry run changes nothing");
+    let (code, out, _) = env.cli(&["purge"]).await;
+    assert_eq!(code, 0, "{out}");
+    let all = bytes();
+    assert!(
+        !contains(&all, &old),
+        "the old closed ticket's phone number is gone from the store files"
+    );
+    assert!(
+        contains(&all, &recent) && contains(&all, &open),
+        "recent and open tickets are untouched"
+    );
+    let (title, history): (Option<String>, i64) = env
+        .db()
+        .query_row("SELECT title, (SELECT count(*) FROM ticket_changes WHERE ticket_id = ?1) FROM tickets WHERE id = ?1", [ids[0]], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert!(
+        title.is_some() && history == 2,
+        "the ticket and its workflow history stay"
+    );
+    let raw: String = env
+        .db()
+        .query_row(
+            "SELECT raw_json FROM tickets WHERE id = ?1",
+            [ids[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !raw.contains("Ilmoittaja") && raw.contains("Otsikko"),
+        "{raw}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_serves_prometheus_metrics() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = Setup::tickets(7)
+        .sections(&format!(
+            "{EVERY_SECOND}[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+        ))
+        .start()
+        .await;
+    let daemon = env.daemon(&[]).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut body = String::new();
+    for _ in 0..60 {
+        if let Ok(r) = reqwest::get(&url).await {
+            body = r.text().await.unwrap_or_default();
+            if body.contains("huoltosync_open_tickets{account=\"sim-1\"} 7") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop(Duration::from_secs(15)).await;
+    for metric in [
+        "huoltosync_open_tickets{account=\"sim-1\"} 7",
+        "huoltosync_sync_duration_seconds",
+        "huoltosync_dead_letters{account=\"sim-1\"} 0",
+        "huoltosync_last_success_timestamp_seconds",
+    ] {
+        assert!(body.contains(metric), "{metric} missing from:\n{body}");
+    }
+}
+
+#[test]
+fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    for unit in ["huoltosync.service", "huoltosync-once.service"] {
+        let verify = std::process::Command::new("systemd-analyze")
+            .args(["verify", unit])
+            .current_dir(&dir)
+            .output()
+            .expect("systemd-analyze is installed");
+        let text = String::from_utf8_lossy(&verify.stderr).into_owned()
+            + &String::from_utf8_lossy(&verify.stdout);
+        let problems: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                !l.trim().is_empty() && !l.contains("/usr/local/bin/huoltosync is not executable")
+            })
+            .collect();
+        assert!(problems.is_empty(), "{unit}: {problems:?}");
+        let security = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", unit])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&security.stdout);
+        let score: f64 = out
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for").nth(1))
+            .and_then(|rest| rest.split(':').nth(1))
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no exposure level in {out}"));
+        assert!(score <= 2.0, "{unit}: exposure {score}");
+    }
+}
