@@ -484,7 +484,13 @@ impl Config {
                     let api_key = r
                         .secret(&mut a, &key, "api_key")
                         .or_else(|| global_key.clone());
-                    if api_key.is_none() && !r.has_error(&format!("{key}.api_key")) {
+                    if api_key.is_none()
+                        && !r.has_error(&format!("{key}.api_key"))
+                        && !r
+                            .errors
+                            .iter()
+                            .any(|i| i.key.starts_with("tampuuri.api_key"))
+                    {
                         r.error(&format!("{key}.api_key"), "missing: set tampuuri.api_key (or api_key_file / api_key_env), or this account's api_key");
                     }
                     let customer_name = r

@@ -234,3 +234,26 @@ async fn check_config_prints_every_error_and_exits_2() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_example_config_is_valid_with_its_credentials_in_place() {
+    let creds = tempfile::tempdir().unwrap();
+    std::fs::write(creds.path().join("tampuuri-api-key"), "k\n").unwrap();
+    std::fs::write(creds.path().join("isannointi-esimerkki-password"), "p\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .args([
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
+            "check-config",
+        ])
+        .env("CREDENTIALS_DIRECTORY", creds.path())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("is valid: 1 account(s): isannointi-esimerkki"),
+        "{text}"
+    );
+}
