@@ -95,6 +95,9 @@ async fn a_one_shot_during_a_cycle_exits_75_naming_the_holder_and_between_cycles
         before,
         "the refused one-shot made no call"
     );
+    // With --wait it waits for the daemon's cycle to end, then runs.
+    let (code, out, err) = env.cli(&["run", "--once", "--wait", "30"]).await;
+    assert_eq!(code, 0, "{out}{err}");
     let (code, _) = daemon.stop(Duration::from_secs(15)).await;
     assert_eq!(code, 0);
 
@@ -514,4 +517,37 @@ fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
             .unwrap_or_else(|| panic!("{unit}: no exposure level in {out}"));
         assert!(score <= 2.0, "{unit}: exposure {score}");
     }
+}
+
+#[tokio::test]
+async fn under_the_journal_log_lines_carry_no_timestamp_of_their_own() {
+    let env = Setup::tickets(2).start().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .arg("--config")
+        .arg(env.config_path())
+        .args(["run", "--once"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("Sync finished."))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].trim_start().starts_with("INFO"),
+        "the journal stamps lines itself: {err}"
+    );
+    assert!(
+        lines[0].contains("account=sim-1"),
+        "lines about an account carry it: {err}"
+    );
+    let (_, _, plain) = env.cli(&["run", "--once"]).await;
+    assert!(
+        plain.lines().any(|l| l.starts_with("20")),
+        "a terminal or file gets timestamps: {plain}"
+    );
 }
