@@ -143,6 +143,8 @@ pub struct SyncConfig {
     pub max_resweeps: u32,
     /// How many accounts sync at the same time.
     pub account_concurrency: usize,
+    /// Page requests of one sweep under way at once (after the first page told the total).
+    pub pages_in_flight: usize,
 }
 
 /// `[push]`: how queued actions are delivered.
@@ -320,6 +322,9 @@ impl Config {
             account_concurrency: r
                 .int_in(&mut st, "sync", "account_concurrency", 1, 64)
                 .unwrap_or(4) as usize,
+            pages_in_flight: r
+                .int_in(&mut st, "sync", "pages_in_flight", 1, 8)
+                .unwrap_or(2) as usize,
         };
         r.finish(st, "sync");
 

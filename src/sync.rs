@@ -68,8 +68,7 @@ pub async fn sync_accounts(
             .map(|a| SyncReport::failed(&a.name, anyhow::anyhow!("{e}")))
             .collect();
     }
-    let page_size = config.tampuuri.page_size;
-    let resweeps = config.sync.max_resweeps;
+    let settings = SweepSettings::from_config(config);
     // Owned accounts and API handle: the futures borrow nothing, so a spawned caller can hold them.
     let mut reports: Vec<(usize, SyncReport)> =
         futures::stream::iter(accounts.iter().cloned().enumerate())
@@ -78,9 +77,7 @@ pub async fn sync_accounts(
                 async move {
                     tokio::time::sleep(crate::service::jitter_delay(jitter)).await;
                     let report = match api.client(&account) {
-                        Ok(client) => {
-                            sync_account(&store_path, &account, &client, page_size, resweeps).await
-                        }
+                        Ok(client) => sync_account(&store_path, &account, &client, &settings).await,
                         Err(e) => SyncReport::failed(&account.name, e),
                     };
                     (i, report)
@@ -114,8 +111,7 @@ pub async fn sync_account(
     store_path: &Path,
     account: &AccountConfig,
     client: &Client,
-    page_size: u32,
-    max_resweeps: u32,
+    settings: &SweepSettings,
 ) -> SyncReport {
     let started = Instant::now();
     let store = match Handle::open(store_path.to_owned()).await {
@@ -131,16 +127,7 @@ pub async fn sync_account(
         Err(e) => return SyncReport::failed(&account.name, e),
     };
     let mut progress = Progress::default();
-    let result = sweep_and_apply(
-        &store,
-        account,
-        client,
-        page_size,
-        max_resweeps,
-        run_id,
-        &mut progress,
-    )
-    .await;
+    let result = sweep_and_apply(&store, account, client, settings, run_id, &mut progress).await;
     let calls = client.take_calls();
     let mut record = RunRecord {
         ok: result.is_ok(),
@@ -201,6 +188,24 @@ pub async fn sync_account(
     report
 }
 
+/// How sweeps page.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepSettings {
+    pub page_size: u32,
+    pub max_resweeps: u32,
+    pub pages_in_flight: usize,
+}
+
+impl SweepSettings {
+    pub fn from_config(config: &Config) -> SweepSettings {
+        SweepSettings {
+            page_size: config.tampuuri.page_size,
+            max_resweeps: config.sync.max_resweeps,
+            pages_in_flight: config.sync.pages_in_flight,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Progress {
     sweeps: u32,
@@ -218,8 +223,7 @@ async fn sweep_and_apply(
     store: &Handle,
     account: &AccountConfig,
     client: &Client,
-    page_size: u32,
-    max_resweeps: u32,
+    settings: &SweepSettings,
     run_id: i64,
     progress: &mut Progress,
 ) -> anyhow::Result<ApplyCounts> {
@@ -234,7 +238,7 @@ async fn sweep_and_apply(
         let mut moved = None;
         for states in &groups {
             if let Sweep::Moved(why) =
-                sweep(store, account, client, states, page_size, progress).await?
+                sweep(store, account, client, states, settings, progress).await?
             {
                 moved = Some(why);
                 break;
@@ -242,7 +246,7 @@ async fn sweep_and_apply(
         }
         match moved {
             None => break,
-            Some(why) if attempt < max_resweeps => {
+            Some(why) if attempt < settings.max_resweeps => {
                 tracing::warn!(sweep = progress.sweeps, reason = %why, "The ticket list moved while paging; sweeping again.");
                 attempt += 1;
             }
@@ -310,15 +314,18 @@ pub fn openness(account: &AccountConfig, t: &Ticket) -> Result<(), LeftReason> {
     }
 }
 
-/// One sweep over the tickets in `states`, staging each page while fetching the next.
+/// One sweep over the tickets in `states`, staging each page while the next ones are fetched.
+/// Once the first page tells the total, up to `pages_in_flight` page requests are under way at
+/// a time (never more calls than pages, and always within the client's throttle).
 async fn sweep(
     store: &Handle,
     account: &AccountConfig,
     client: &Client,
     states: &[String],
-    page_size: u32,
+    settings: &SweepSettings,
     progress: &mut Progress,
 ) -> anyhow::Result<Sweep> {
+    let page_size = settings.page_size;
     let body = |offset: u64| {
         wire::selaa_body(
             account.contractor_id,
@@ -328,41 +335,84 @@ async fn sweep(
             &account.extra_filter,
         )
     };
-    let mut offset = 0u64;
-    let mut page = client.selaa(&body(0)).await?;
-    let first_total = page.total;
+    let first = client.selaa(&body(0)).await?;
+    progress.pages += 1;
+    let Some(total) = first.total else {
+        // No total to plan by: page one at a time until a short page.
+        return sweep_without_total(store, account, client, &body, first, page_size, progress)
+            .await;
+    };
+    let mut seen = first.items.len() as u64;
+    let offsets: Vec<u64> = (1..)
+        .map(|k| k * u64::from(page_size))
+        .take_while(|o| *o < total)
+        .collect();
+    let mut fetches = futures::stream::iter(offsets)
+        .map(|offset| {
+            let b = body(offset);
+            async move { (offset, client.selaa(&b).await) }
+        })
+        .buffered(settings.pages_in_flight);
+    let mut staging = stage(store, &account.name, first.items);
     loop {
+        let (staged, next) = tokio::join!(staging, fetches.next());
+        staged?;
+        let Some((offset, page)) = next else { break };
+        let page = page?;
         progress.pages += 1;
-        if page.total != first_total {
+        if page.total != Some(total) {
             return Ok(Sweep::Moved(format!(
-                "Total was {} at the first page and {} at offset {offset}",
-                show(first_total),
+                "Total was {total} at the first page and {} at offset {offset}",
                 show(page.total)
             )));
         }
+        seen += page.items.len() as u64;
+        staging = stage(store, &account.name, page.items);
+    }
+    if seen != total {
+        return Ok(Sweep::Moved(format!(
+            "the pages held {seen} tickets, Total said {total}"
+        )));
+    }
+    Ok(Sweep::Consistent)
+}
+
+/// Stages one page on the store's thread.
+fn stage(
+    store: &Handle,
+    account: &str,
+    items: Vec<Ticket>,
+) -> impl Future<Output = anyhow::Result<()>> + use<> {
+    let (store, name) = (store.clone(), account.to_owned());
+    async move { store.call(move |s| s.stage_page(&name, &items)).await }
+}
+
+/// A sweep over a list that reports no total: one page at a time until a short page.
+async fn sweep_without_total(
+    store: &Handle,
+    account: &AccountConfig,
+    client: &Client,
+    body: &(dyn Fn(u64) -> serde_json::Value + Sync),
+    first: wire::Page,
+    page_size: u32,
+    progress: &mut Progress,
+) -> anyhow::Result<Sweep> {
+    let mut page = first;
+    let mut offset = 0u64;
+    loop {
         let n = page.items.len() as u64;
-        let next = offset + n;
-        let more = match first_total {
-            Some(total) if next < total && n == 0 => {
-                return Ok(Sweep::Moved(format!(
-                    "an empty page at offset {offset} of {total}"
-                )));
-            }
-            Some(total) => next < total,
-            None => n == u64::from(page_size),
-        };
-        let name = account.name.clone();
-        let items = page.items;
-        let stage = store.call(move |s| s.stage_page(&name, &items));
-        if !more {
-            stage.await?;
+        let full = n == u64::from(page_size);
+        let staging = stage(store, &account.name, page.items);
+        if !full {
+            staging.await?;
             return Ok(Sweep::Consistent);
         }
-        let next_body = body(next);
-        let (staged, fetched) = tokio::join!(stage, client.selaa(&next_body));
+        offset += n;
+        let next_body = body(offset);
+        let (staged, fetched) = tokio::join!(staging, client.selaa(&next_body));
         staged?;
         page = fetched?;
-        offset = next;
+        progress.pages += 1;
     }
 }
 
