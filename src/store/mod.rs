@@ -294,23 +294,13 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counts = ApplyCounts::default();
         {
-            // Known tickets that changed or came back: history names the changed fields.
+            // Known tickets that changed or came back: history names the changed fields. In
+            // chunks by id, so memory stays flat when every ticket changed at once.
             let mut changed = tx.prepare_cached(
                 "SELECT s.id, t.raw_json, s.raw_json, t.state, s.state, t.open
-                 FROM temp.sweep_stage s JOIN main.tickets t ON t.account = ?1 AND t.id = s.id",
+                 FROM temp.sweep_stage s JOIN main.tickets t ON t.account = ?1 AND t.id = s.id
+                 WHERE s.id > ?2 ORDER BY s.id LIMIT 1000",
             )?;
-            let rows: Vec<(i64, String, String, String, String, bool)> = changed
-                .query_map(params![account], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
             let mut update = tx.prepare_cached(&format!(
                 "UPDATE tickets SET ({TICKET_COLUMNS}) = (SELECT {TICKET_COLUMNS} FROM temp.sweep_stage WHERE id = ?2),
                      last_changed = CASE WHEN ?4 THEN ?3 ELSE last_changed END,
@@ -321,27 +311,46 @@ impl Store {
                 "INSERT INTO ticket_changes (account, ticket_id, run_id, at, kind, fields, old_state, new_state)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
-            for (id, old_raw, new_raw, old_state, new_state, was_open) in rows {
-                let fields = changed_fields(&old_raw, &new_raw);
-                let real = !fields.is_empty() || !was_open;
-                update.execute(params![account, id, now, real])?;
-                counts.rows_written += 1;
-                if real {
-                    let kind = if was_open { "changed" } else { "returned" };
-                    note.execute(params![
-                        account,
-                        id,
-                        run_id,
-                        now,
-                        kind,
-                        serde_json::to_string(&fields)?,
-                        old_state,
-                        new_state
-                    ])?;
-                    if was_open {
-                        counts.changed += 1
-                    } else {
-                        counts.new += 1
+            let mut after = i64::MIN;
+            loop {
+                let rows: Vec<(i64, String, String, String, String, bool)> = changed
+                    .query_map(params![account, after], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let Some(last) = rows.last().map(|r| r.0) else {
+                    break;
+                };
+                after = last;
+                for (id, old_raw, new_raw, old_state, new_state, was_open) in rows {
+                    let fields = changed_fields(&old_raw, &new_raw);
+                    let real = !fields.is_empty() || !was_open;
+                    update.execute(params![account, id, now, real])?;
+                    counts.rows_written += 1;
+                    if real {
+                        let kind = if was_open { "changed" } else { "returned" };
+                        note.execute(params![
+                            account,
+                            id,
+                            run_id,
+                            now,
+                            kind,
+                            serde_json::to_string(&fields)?,
+                            old_state,
+                            new_state
+                        ])?;
+                        if was_open {
+                            counts.changed += 1
+                        } else {
+                            counts.new += 1
+                        }
                     }
                 }
             }

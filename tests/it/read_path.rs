@@ -513,3 +513,15 @@ async fn a_timeout_is_retried_then_fails_clearly_with_the_store_unchanged() {
     assert_eq!(r[0].api_calls, 3, "max_attempts = 3");
     assert_eq!(env.snapshot(), before);
 }
+
+#[tokio::test]
+async fn when_every_ticket_changes_at_once_each_is_recorded_once() {
+    // More changed tickets than one apply chunk (1 000).
+    let env = Setup::tickets(1200).start().await;
+    env.sync_ok().await;
+    env.faults(json!({"extra_fields": true}));
+    let r = env.sync_ok().await;
+    assert_eq!((r[0].counts.changed, r[0].counts.rows_written), (1200, 1200));
+    assert_eq!(env.count("SELECT count(*) FROM ticket_changes WHERE kind = 'changed' AND fields LIKE '%SimUusiKentta%'"), 1200);
+    assert_eq!(env.count("SELECT count(DISTINCT ticket_id) FROM ticket_changes WHERE kind = 'changed'"), 1200);
+}
