@@ -144,33 +144,33 @@ pub enum OutboxCommand {
 /// Decides the action to queue from the facts read in the enqueue transaction.
 type Plan = Box<dyn FnOnce(&action::Facts) -> anyhow::Result<Action> + Send>;
 
+/// What a task command queues: its options, the account, the ticket, attachments, the check.
+type Queued = (Common, String, Option<i64>, Vec<action::Attachment>, Plan);
+
+/// A transition on ticket `id`: its account resolved, checked against the workflow when queued.
+async fn transition(
+    config: &Config,
+    store: &Handle,
+    common: Common,
+    id: i64,
+    action: Action,
+) -> anyhow::Result<Queued> {
+    let account = resolve(config, store, common.account.as_deref(), id).await?;
+    let (acc, require_followups) = (account.clone(), config.push.require_followups_done);
+    let plan: Plan = Box::new(move |f: &action::Facts| {
+        action::check_transition(action, &acc, id, f, require_followups)
+    });
+    Ok((common, account, Some(id), vec![], plan))
+}
+
 pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let store = Handle::open(config.store.path.clone()).await?;
-    let require_followups = config.push.require_followups_done;
-    let (common, account, ticket, attachments, plan): (_, _, _, _, Plan) = match args.action {
+    let (common, account, ticket, attachments, plan): Queued = match args.action {
         TaskAction::Accept {
             id,
             comment,
             common,
-        } => {
-            let account = resolve(config, &store, common.account.as_deref(), id).await?;
-            let acc = account.clone();
-            (
-                common,
-                account,
-                Some(id),
-                vec![],
-                Box::new(move |f: &action::Facts| {
-                    action::check_transition(
-                        Action::Accept { comment },
-                        &acc,
-                        id,
-                        f,
-                        require_followups,
-                    )
-                }),
-            )
-        }
+        } => transition(config, &store, common, id, Action::Accept { comment }).await?,
         TaskAction::Hold {
             id,
             reason,
@@ -178,23 +178,19 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
             common,
         } => {
             let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-                    anyhow::anyhow!("hold of ticket {id} needs a reason (--reason TEXT): the resident is told why the job waits")
-                })?;
-            let account = resolve(config, &store, common.account.as_deref(), id).await?;
-            let acc = account.clone();
-            let action = Action::Hold {
-                reason,
-                notify: notify.value(),
-            };
-            (
+                anyhow::anyhow!("hold of ticket {id} needs a reason (--reason TEXT): the resident is told why the job waits")
+            })?;
+            transition(
+                config,
+                &store,
                 common,
-                account,
-                Some(id),
-                vec![],
-                Box::new(move |f: &action::Facts| {
-                    action::check_transition(action, &acc, id, f, require_followups)
-                }),
+                id,
+                Action::Hold {
+                    reason,
+                    notify: notify.value(),
+                },
             )
+            .await?
         }
         TaskAction::Done {
             id,
@@ -202,21 +198,17 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
             notify,
             common,
         } => {
-            let account = resolve(config, &store, common.account.as_deref(), id).await?;
-            let acc = account.clone();
-            let action = Action::Done {
-                comment,
-                notify: notify.value(),
-            };
-            (
+            transition(
+                config,
+                &store,
                 common,
-                account,
-                Some(id),
-                vec![],
-                Box::new(move |f: &action::Facts| {
-                    action::check_transition(action, &acc, id, f, require_followups)
-                }),
+                id,
+                Action::Done {
+                    comment,
+                    notify: notify.value(),
+                },
             )
+            .await?
         }
         TaskAction::New {
             parent,

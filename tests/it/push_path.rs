@@ -331,13 +331,41 @@ async fn every_bad_action_is_refused_with_a_clear_error_and_nothing_queued() {
     let big = env.dir.path().join("iso.jpg");
     std::fs::write(&big, vec![0u8; 101]).unwrap();
     let long = |n: usize| "x".repeat(n);
+    // `task new` on sim-1 with a cost centre, a title and a description, then `extra`.
+    let new = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "new",
+            "--account",
+            "sim-1",
+            "--cost-centre",
+            "1",
+            "--title",
+            "T",
+            "--description",
+            "D",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // A new ticket with the title or description replaced.
+    let with = |key: &str, value: String| -> Vec<String> {
+        let mut v = new(&[]);
+        let at = v.iter().position(|a| a == key).unwrap() + 1;
+        v[at] = value;
+        v
+    };
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let dir = env.dir.path().to_string_lossy().into_owned();
+    let big = big.to_string_lossy().into_owned();
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         (
-            vec!["accept".into(), "999999".into()],
-            vec!["ticket 999999".into(), "not in the mirror".into()],
+            strs(&["accept", "999999"]),
+            strs(&["ticket 999999", "not in the mirror"]),
         ),
         (
-            vec!["hold".into(), a.clone(), "--reason".into(), "x".into()],
+            strs(&["hold", &a, "--reason", "x"]),
             vec![
                 format!("ticket {a}"),
                 "Avoin".into(),
@@ -345,138 +373,56 @@ async fn every_bad_action_is_refused_with_a_clear_error_and_nothing_queued() {
                 "Vastaanotettu".into(),
             ],
         ),
+        (strs(&["hold", &a]), strs(&["needs a reason"])),
         (
-            vec!["hold".into(), a.clone()],
-            vec!["needs a reason".into()],
+            strs(&["hold", &a, "--reason", "  "]),
+            strs(&["needs a reason"]),
         ),
         (
-            vec!["hold".into(), a.clone(), "--reason".into(), "  ".into()],
-            vec!["needs a reason".into()],
+            strs(&[
+                "new",
+                "--account",
+                "sim-1",
+                "--title",
+                "T",
+                "--description",
+                "D",
+            ]),
+            strs(&["cost centre"]),
         ),
         (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                "D".into(),
-            ],
-            vec!["cost centre".into()],
+            new(&["--attach", "/nonexistent/kuva.jpg"]),
+            strs(&["/nonexistent/kuva.jpg"]),
+        ),
+        (new(&["--attach", &dir]), strs(&["not a file"])),
+        (
+            new(&["--attach", &big]),
+            strs(&["iso.jpg", "101 bytes", "100"]),
+        ),
+        (with("--title", long(256)), strs(&["Otsikko", "256"])),
+        (
+            with("--description", long(8001)),
+            strs(&["TyotehtavanKuvaus", "8001"]),
         ),
         (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--cost-centre".into(),
-                "1".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                "D".into(),
-                "--attach".into(),
-                "/nonexistent/kuva.jpg".into(),
-            ],
-            vec!["/nonexistent/kuva.jpg".into()],
+            new(&["--details", &long(19990)]),
+            strs(&["TyotehtavanLisatiedot", "20000"]),
         ),
         (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--cost-centre".into(),
-                "1".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                "D".into(),
-                "--attach".into(),
-                env.dir.path().to_string_lossy().into(),
-            ],
-            vec!["not a file".into()],
+            strs(&[
+                "new",
+                "--parent",
+                "999999",
+                "--title",
+                "T",
+                "--description",
+                "D",
+            ]),
+            strs(&["999999"]),
         ),
         (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--cost-centre".into(),
-                "1".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                "D".into(),
-                "--attach".into(),
-                big.to_string_lossy().into(),
-            ],
-            vec!["iso.jpg".into(), "101 bytes".into(), "100".into()],
-        ),
-        (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--cost-centre".into(),
-                "1".into(),
-                "--title".into(),
-                long(256),
-                "--description".into(),
-                "D".into(),
-            ],
-            vec!["Otsikko".into(), "256".into()],
-        ),
-        (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--cost-centre".into(),
-                "1".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                long(8001),
-            ],
-            vec!["TyotehtavanKuvaus".into(), "8001".into()],
-        ),
-        (
-            vec![
-                "new".into(),
-                "--account".into(),
-                "sim-1".into(),
-                "--cost-centre".into(),
-                "1".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                "D".into(),
-                "--details".into(),
-                long(19990),
-            ],
-            vec!["TyotehtavanLisatiedot".into(), "20000".into()],
-        ),
-        (
-            vec![
-                "new".into(),
-                "--parent".into(),
-                "999999".into(),
-                "--title".into(),
-                "T".into(),
-                "--description".into(),
-                "D".into(),
-            ],
-            vec!["999999".into()],
-        ),
-        (
-            vec![
-                "accept".into(),
-                b.clone(),
-                "--account".into(),
-                "sim-9".into(),
-            ],
-            vec!["sim-9".into()],
+            strs(&["accept", &b, "--account", "sim-9"]),
+            strs(&["sim-9"]),
         ),
     ];
     for (args, expected) in cases {

@@ -521,7 +521,13 @@ async fn when_every_ticket_changes_at_once_each_is_recorded_once() {
     env.sync_ok().await;
     env.faults(json!({"extra_fields": true}));
     let r = env.sync_ok().await;
-    assert_eq!((r[0].counts.changed, r[0].counts.rows_written), (1200, 1200));
+    assert_eq!(
+        (r[0].counts.changed, r[0].counts.rows_written),
+        (1200, 1200)
+    );
     assert_eq!(env.count("SELECT count(*) FROM ticket_changes WHERE kind = 'changed' AND fields LIKE '%SimUusiKentta%'"), 1200);
-    assert_eq!(env.count("SELECT count(DISTINCT ticket_id) FROM ticket_changes WHERE kind = 'changed'"), 1200);
+    assert_eq!(
+        env.count("SELECT count(DISTINCT ticket_id) FROM ticket_changes WHERE kind = 'changed'"),
+        1200
+    );
 }
