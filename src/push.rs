@@ -144,11 +144,11 @@ pub async fn push_pending(
                     {
                         mirror_created(account, &clients[&row.account], store, new_id).await;
                     }
-                    tracing::info!(account = %row.account, ticket = ?row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
+                    tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
                     report.delivered.push(row);
                 }
                 AttemptEnd::Dead { error } => {
-                    tracing::error!(account = %row.account, ticket = ?row.ticket_id, outbox_id = id, action = row.kind, reason = %error, "Action dead-lettered; later actions on this ticket wait.");
+                    tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, reason = %error, "Action dead-lettered; later actions on this ticket wait.");
                     report.dead.push((row, error));
                 }
                 AttemptEnd::Retry {
@@ -156,7 +156,7 @@ pub async fn push_pending(
                     error,
                     in_doubt,
                 } => {
-                    tracing::warn!(account = %row.account, ticket = ?row.ticket_id, outbox_id = id, action = row.kind, %next_at, in_doubt, %error, "Action not delivered; will retry.");
+                    tracing::warn!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, %next_at, in_doubt, %error, "Action not delivered; will retry.");
                 }
             }
         }
