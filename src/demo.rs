@@ -112,8 +112,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!("\nThe store is {}; look around with:", store.display());
-    println!("  huoltosync --config {} tasks", config_path.display());
-    println!("  huoltosync --config {} status", config_path.display());
+    // The binary that is running: after a fresh clone nothing is installed on the PATH yet.
+    let bin = std::env::current_exe()
+        .map_or_else(|_| "huoltosync".to_owned(), |p| p.display().to_string());
+    println!("  {bin} --config {} tasks", config_path.display());
+    println!("  {bin} --config {} status", config_path.display());
+    println!("  {bin} --config {} outbox", config_path.display());
     println!(
         "  sqlite3 {} 'select account, id, state, title from open_tickets limit 5'",
         store.display()

@@ -172,14 +172,7 @@ pub async fn push_pending(
                 .await?;
         }
     }
-    report.pending = store
-        .call(|s| {
-            Ok(s.outbox_list(false)?
-                .iter()
-                .filter(|r| r.status == "pending")
-                .count() as u64)
-        })
-        .await?;
+    report.pending = store.call(|s| s.pending_count()).await?;
     Ok(report)
 }
 

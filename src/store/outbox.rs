@@ -383,6 +383,15 @@ impl Store {
         Ok(row)
     }
 
+    /// Actions still pending, in all accounts.
+    pub fn pending_count(&self) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM outbox WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Pending and dead-lettered actions of an account.
     pub fn outbox_counts(&self, account: &str) -> anyhow::Result<(u64, u64)> {
         Ok(self.conn.query_row(
