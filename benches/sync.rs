@@ -273,6 +273,102 @@ fn history_scenario() -> (u64, u64, u64) {
     (initial, store_bytes(dir.path()), changes)
 }
 
+/// Webhook latency: 200 tickets created in the simulator (which delivers to a daemon's
+/// listener), each timed until it is visible in the store. Returns the latencies, sorted.
+fn webhook_latency_scenario() -> Vec<Duration> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/tampuuri/webhook");
+    let mut child = Command::new(BIN)
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            "9",
+            "--tickets",
+            "100",
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            "bench",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().trim_start_matches("listening on ").to_owned();
+    let sim = Sim {
+        root: base.trim_end_matches("/v10/api/").to_owned(),
+        base,
+        child,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim, 0.0);
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text = text.replace(
+        "[[accounts]]",
+        &format!("[schedule]\npoll = \"0 0 0 1 1 *\"\n[webhook]\nlisten = \"127.0.0.1:{port}\"\nhmac_secret = \"bench\"\nreconcile = \"0 0 0 1 1 *\"\n[[accounts]]"),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    measure(&cfg, &["run", "--once"]);
+    let mut daemon = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("run")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let db = rusqlite::Connection::open(dir.path().join("store.db")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let started = Instant::now();
+        let id: i64 = rt.block_on(async {
+            let v: Value = client
+                .post(format!("{}/_sim/tickets", sim.root))
+                .json(&json!({"account": "sim-1", "Otsikko": format!("Vika {i}"), "TyotehtavanKuvaus": "Kuvaus"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["Id"].as_i64().unwrap()
+        });
+        loop {
+            let seen: bool = db
+                .query_row("SELECT count(*) FROM tickets WHERE id = ?1", [id], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap()
+                > 0;
+            if seen || started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(started.elapsed());
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    latencies.sort();
+    latencies
+}
+
 fn main() {
     // `cargo bench` passes --bench; anything else (cargo test --benches) just checks it builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -330,6 +426,20 @@ fn main() {
             r.store_bytes as f64 / 1_048_576.0
         );
     }
+    let lat = webhook_latency_scenario();
+    let pct = |p: f64| {
+        lat[((lat.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
+    println!();
+    println!(
+        "Webhook latency, ticket created in the simulator until visible in the store, over {} tickets: p50 {}, p95 {}, max {}.",
+        lat.len(),
+        ms(pct(0.50)),
+        ms(pct(0.95)),
+        ms(*lat.last().unwrap())
+    );
     let (took, calls, delivered) = outbox_scenario();
     println!();
     println!(

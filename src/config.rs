@@ -35,7 +35,30 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub retention: RetentionConfig,
     pub pricing: Vec<Package>,
+    /// `[webhook]`, when `listen` is set.
+    pub webhook: Option<WebhookConfig>,
     pub accounts: Vec<AccountConfig>,
+}
+
+/// `[webhook]`: the listener for Tampuuri's event deliveries.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub listen: std::net::SocketAddr,
+    /// The URL path (default `/tampuuri/webhook`); with a path token, the token is its last segment.
+    pub path: String,
+    pub path_token: Option<SecretString>,
+    pub basic_username: Option<String>,
+    pub basic_password: Option<SecretString>,
+    pub hmac_secret: Option<SecretString>,
+    /// The header carrying the HMAC-SHA256 digest of the raw body.
+    pub hmac_header: String,
+    pub max_body_bytes: usize,
+    /// The full poll runs on this schedule instead of `[schedule] poll` (a reconciliation).
+    pub reconcile: crate::schedule::Schedule,
+    /// Actions that mean "refetch this ticket"; empty: every action starting with `Ilmoitus`.
+    pub actions: Vec<String>,
+    /// Extra: how much the webhook add-on costs a customer per month, for `cost`.
+    pub addon_eur: f64,
 }
 
 /// `[schedule]`: when the daemon polls (UTC, see [`crate::schedule`]).
@@ -76,6 +99,7 @@ pub struct RetentionConfig {
     pub sync_runs_days: u32,
     pub api_calls_days: u32,
     pub outbox_days: u32,
+    pub webhook_events_days: u32,
 }
 
 /// One Tampuuri API package (`[[pricing]]`): monthly fee, included calls, price per extra call.
@@ -439,9 +463,13 @@ impl Config {
             outbox_days: r
                 .int_in(&mut rt, "retention", "outbox_days", 1, 3650)
                 .unwrap_or(400) as u32,
+            webhook_events_days: r
+                .int_in(&mut rt, "retention", "webhook_events_days", 1, 3650)
+                .unwrap_or(400) as u32,
         };
         r.finish(rt, "retention");
         let pricing = r.pricing(&mut root);
+        let webhook = r.webhook(&mut root);
 
         let mut accounts = Vec::new();
         match root.remove("accounts") {
@@ -595,6 +623,7 @@ impl Config {
                 privacy,
                 retention,
                 pricing,
+                webhook,
                 accounts,
             },
             warnings: r.warnings,
@@ -724,6 +753,82 @@ impl Reader {
                 None
             }
         }
+    }
+
+    /// `[webhook]`: `None` unless `listen` is set; then at least one authentication is required.
+    fn webhook(&mut self, root: &mut Table) -> Option<WebhookConfig> {
+        let mut t = self.table(root, "", "webhook")?;
+        let p = "webhook";
+        let listen = self.string(&mut t, p, "listen");
+        let path = self
+            .string(&mut t, p, "path")
+            .unwrap_or_else(|| "/tampuuri/webhook".into());
+        if !path.starts_with('/') {
+            self.error("webhook.path", &format!("{path:?} must start with /"));
+        }
+        let path_token = self.secret(&mut t, p, "path_token");
+        let basic_username = self.string(&mut t, p, "basic_username");
+        let basic_password = self.secret(&mut t, p, "basic_password");
+        if basic_username.is_some() != basic_password.is_some() {
+            self.error(
+                "webhook.basic_username",
+                "give both basic_username and basic_password (or neither)",
+            );
+        }
+        let hmac_secret = self.secret(&mut t, p, "hmac_secret");
+        let hmac_header = self
+            .string(&mut t, p, "hmac_header")
+            .unwrap_or_else(|| "X-Huoltosync-Digest".into());
+        let max_body_bytes = self
+            .int_in(&mut t, p, "max_body_bytes", 1024, 64 << 20)
+            .unwrap_or(256 * 1024) as usize;
+        let reconcile_expr = self
+            .string(&mut t, p, "reconcile")
+            .unwrap_or_else(|| "0 0 * * * *".into());
+        let reconcile = crate::schedule::Schedule::parse(&reconcile_expr)
+            .map_err(|e| self.error("webhook.reconcile", &e))
+            .ok();
+        let actions = match t.remove("actions") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            Some(_) => {
+                self.error("webhook.actions", "must be a list of action names");
+                Vec::new()
+            }
+        };
+        let addon_eur = self
+            .float_in(&mut t, p, "addon_eur", 0.0, 1e6)
+            .unwrap_or(500.0);
+        self.finish(t, "webhook");
+        let listen = match listen?.parse::<std::net::SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                self.error(
+                    "webhook.listen",
+                    &format!("not an address like 127.0.0.1:8787: {e}"),
+                );
+                return None;
+            }
+        };
+        if path_token.is_none() && basic_password.is_none() && hmac_secret.is_none() {
+            self.error("webhook", "a listener needs at least one of path_token, basic_username + basic_password, hmac_secret");
+        }
+        Some(WebhookConfig {
+            listen,
+            path: path.trim_end_matches('/').to_owned(),
+            path_token,
+            basic_username,
+            basic_password,
+            hmac_secret,
+            hmac_header,
+            max_body_bytes,
+            reconcile: reconcile?,
+            actions,
+            addon_eur,
+        })
     }
 
     /// `[[pricing]]` entries, or the seed's three packages.

@@ -49,6 +49,23 @@ pub struct CustomerCost {
     pub projected_prices: Vec<Price>,
     /// The configured schedule's month under each package.
     pub schedule_prices: Vec<Price>,
+    /// Polling only against webhooks plus a slower reconciliation sweep.
+    pub webhooks: WebhookComparison,
+}
+
+/// Whether the webhook add-on pays off for a customer.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct WebhookComparison {
+    /// Calls a month polling on `[schedule] poll`, and the cheapest package's price for them.
+    pub polling_calls_per_month: u64,
+    pub polling_eur: f64,
+    /// Calls a month with webhooks: reconciliation sweeps on `[webhook] reconcile` plus one
+    /// fetch per ticket event (this month's rate), and the cheapest package's price plus the
+    /// add-on.
+    pub webhook_calls_per_month: u64,
+    pub webhook_eur: f64,
+    pub addon_eur: f64,
+    pub webhooks_cheaper: bool,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -96,6 +113,7 @@ pub fn report(
     now: DateTime<Utc>,
     calls: &[(String, String, u64)],
     calls_per_poll: &dyn Fn(&str) -> u64,
+    webhook_fetches: &dyn Fn(&str) -> u64,
 ) -> anyhow::Result<CostReport> {
     let (first, days) = month_bounds(month)?;
     let local_now = now.with_timezone(&Helsinki);
@@ -124,6 +142,22 @@ pub fn report(
         .schedule
         .poll
         .ticks_within(month_start_utc, chrono::Duration::days(days.into()));
+    let reconcile_default =
+        crate::schedule::Schedule::parse("0 0 * * * *").expect("a valid schedule");
+    let reconcile = config
+        .webhook
+        .as_ref()
+        .map_or(&reconcile_default, |w| &w.reconcile);
+    let reconcile_ticks =
+        reconcile.ticks_within(month_start_utc, chrono::Duration::days(days.into()));
+    let addon_eur = config.webhook.as_ref().map_or(500.0, |w| w.addon_eur);
+    let scale = |n: u64| {
+        if days_elapsed > 0.0 && days_elapsed < days as f64 {
+            (n as f64 / days_elapsed * days as f64).round() as u64
+        } else {
+            n
+        }
+    };
     // Accounts in the config, plus any the store has calls for that the config no longer has.
     let mut names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
     for (a, _, _) in calls {
@@ -174,6 +208,14 @@ pub fn report(
                     schedule_calls_per_month: 0,
                     projected_prices: vec![],
                     schedule_prices: vec![],
+                    webhooks: WebhookComparison {
+                        polling_calls_per_month: 0,
+                        polling_eur: 0.0,
+                        webhook_calls_per_month: 0,
+                        webhook_eur: 0.0,
+                        addon_eur,
+                        webhooks_cheaper: false,
+                    },
                 });
                 customers.last_mut().expect("just pushed")
             }
@@ -182,10 +224,23 @@ pub fn report(
         c.calls += a.calls;
         c.projected_calls += a.projected_calls;
         c.schedule_calls_per_month += a.schedule_calls_per_month;
+        c.webhooks.webhook_calls_per_month +=
+            reconcile_ticks * a.calls_per_poll + scale(webhook_fetches(&a.account));
     }
     for c in &mut customers {
         c.projected_prices = prices(&config.pricing, c.projected_calls);
         c.schedule_prices = prices(&config.pricing, c.schedule_calls_per_month);
+        let cheapest = |calls: u64| {
+            prices(&config.pricing, calls)
+                .iter()
+                .map(|p| p.eur)
+                .fold(f64::INFINITY, f64::min)
+        };
+        let w = &mut c.webhooks;
+        w.polling_calls_per_month = c.schedule_calls_per_month;
+        w.polling_eur = cheapest(w.polling_calls_per_month);
+        w.webhook_eur = ((cheapest(w.webhook_calls_per_month) + addon_eur) * 100.0).round() / 100.0;
+        w.webhooks_cheaper = w.webhook_eur < w.polling_eur;
     }
     Ok(CostReport {
         month: month.to_owned(),
@@ -242,6 +297,16 @@ pub fn render(r: &CostReport) -> String {
             show(&c.projected_prices),
             c.schedule_calls_per_month,
             show(&c.schedule_prices)
+        ));
+        let w = &c.webhooks;
+        out.push_str(&format!(
+            "  polling only: {} calls/month, {:.2} €; with webhooks (reconciliation + fetches, {:.0} € add-on): {} calls/month, {:.2} €: {}\n",
+            w.polling_calls_per_month,
+            w.polling_eur,
+            w.addon_eur,
+            w.webhook_calls_per_month,
+            w.webhook_eur,
+            if w.webhooks_cheaper { "webhooks are cheaper" } else { "polling is cheaper" }
         ));
     }
     out.push_str(r.note);

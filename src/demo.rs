@@ -29,6 +29,7 @@ pub struct DemoArgs {
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let running = Sim::new(&SimOptions {
+        webhook: None,
         tickets: args.tickets,
         accounts: args.accounts,
         seed: 2026,

@@ -33,3 +33,4 @@ pub mod sync;
 pub mod tampuuri;
 pub mod telemetry;
 pub mod time;
+pub mod webhook;

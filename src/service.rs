@@ -75,6 +75,7 @@ enum Done {
     Cycle(anyhow::Result<CycleReport>),
     Push(anyhow::Result<PushReport>),
     Purge(anyhow::Result<crate::store::PurgeReport>),
+    Webhook(anyhow::Result<crate::webhook::Processed>),
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -85,9 +86,30 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     if let Some(addr) = config.service.metrics_listen {
         crate::metrics::install(addr)?;
     }
+    // Webhooks: the listener records deliveries and wakes the loop; events left pending by an
+    // earlier run are processed first.
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let listener_task = match &config.webhook {
+        Some(w) => {
+            let listener = tokio::net::TcpListener::bind(w.listen).await.map_err(|e| {
+                anyhow::anyhow!("[webhook] listen = {}: cannot listen: {e}", w.listen)
+            })?;
+            tracing::info!(addr = %w.listen, path = %w.path, reconcile = w.reconcile.expr(), "Webhook listener started; polling becomes reconciliation.");
+            let (w, s, k) = (w.clone(), store.clone(), wake.clone());
+            wake.notify_one();
+            Some(tokio::spawn(async move {
+                if let Err(e) =
+                    crate::webhook::serve(listener, w, s, k, std::future::pending()).await
+                {
+                    tracing::error!(error = format!("{e:#}"), "The webhook listener stopped.");
+                }
+            }))
+        }
+        None => None,
+    };
     let (tick_tx, mut tick_rx) = mpsc::unbounded_channel::<()>();
     let mut scheduler = JobScheduler::new().await?;
-    let mut job = add_poll_job(&scheduler, config.schedule.poll.expr(), tick_tx.clone()).await?;
+    let mut job = add_poll_job(&scheduler, poll_schedule(&config), tick_tx.clone()).await?;
     scheduler.start().await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -103,7 +125,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(
         pid = std::process::id(),
-        schedule = config.schedule.poll.expr(),
+        schedule = poll_schedule(&config),
         accounts = config.accounts.len(),
         store = %config.store.path.display(),
         "Daemon started."
@@ -122,9 +144,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     let new = loaded.config;
                     match Api::new(&new) {
                         Ok(a) => {
-                            if new.schedule.poll.expr() != config.schedule.poll.expr() {
+                            if poll_schedule(&new) != poll_schedule(&config) {
                                 scheduler.remove(&job).await?;
-                                job = add_poll_job(&scheduler, new.schedule.poll.expr(), tick_tx.clone()).await?;
+                                job = add_poll_job(&scheduler, poll_schedule(&new), tick_tx.clone()).await?;
                             }
                             api = a;
                             config = new;
@@ -168,7 +190,23 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     Done::Cycle(r)
                 }));
             },
+            _ = wake.notified(), if work.is_none() => {
+                // Let a burst of deliveries settle, so each ticket is fetched once.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
+                    let (c, a, s) = (config.clone(), api.clone(), store.clone());
+                    work = Some(tokio::spawn(async move {
+                        let r = crate::webhook::process_pending(&c, &a, &s).await;
+                        drop(lock);
+                        Done::Webhook(r)
+                    }));
+                }
+            },
             _ = push_check.tick(), if work.is_none() => {
+                if config.webhook.is_some() && store.call(|s| s.pending_event_count()).await.unwrap_or(0) > 0 {
+                    wake.notify_one();
+                    continue;
+                }
                 let due = store.call(|s| s.next_due()).await.ok().flatten();
                 if due.as_deref().and_then(time::parse).is_none_or(|d| d > time::now()) {
                     if Instant::now() >= next_purge {
@@ -219,6 +257,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     }
                     Ok(Done::Cycle(Err(e))) | Ok(Done::Push(Err(e))) => tracing::error!(error = format!("{e:#}"), "The store failed; the work will be tried again."),
                     Ok(Done::Push(Ok(_))) => {}
+                    Ok(Done::Webhook(Ok(p))) => {
+                        if p.fetched + p.skipped + p.ignored + p.failed > 0 {
+                            tracing::info!(fetched = p.fetched, skipped = p.skipped, ignored = p.ignored, failed = p.failed, "Webhook events processed.");
+                        }
+                    }
+                    Ok(Done::Webhook(Err(e))) => tracing::error!(error = format!("{e:#}"), "Webhook processing failed; the events stay pending."),
                     Ok(Done::Purge(Ok(p))) => tracing::info!(tickets = p.tickets_erased, rows = p.rows_deleted, "Daily purge done."),
                     Ok(Done::Purge(Err(e))) => tracing::error!(error = format!("{e:#}"), "The daily purge failed."),
                     Err(e) => tracing::error!(error = %e, "A background task ended abnormally."),
@@ -234,6 +278,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("Stopping: no new work is started.");
     let _ = scheduler.shutdown().await;
+    if let Some(t) = listener_task {
+        t.abort();
+    }
     if let Some(mut running) = work {
         let grace = config.service.shutdown_grace;
         match tokio::time::timeout(grace, &mut running).await {
@@ -249,6 +296,14 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     }
     tracing::info!("Daemon stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The full poll's schedule: `[webhook] reconcile` when webhooks are on, else `[schedule] poll`.
+fn poll_schedule(config: &Config) -> &str {
+    config
+        .webhook
+        .as_ref()
+        .map_or(config.schedule.poll.expr(), |w| w.reconcile.expr())
 }
 
 async fn add_poll_job(

@@ -119,8 +119,9 @@ pub async fn sync_account(
         Err(e) => return SyncReport::failed(&account.name, e),
     };
     let name = account.name.clone();
+    let trigger = settings.trigger;
     let run_id = match store
-        .call(move |s| s.begin_run(&name, &time::fmt(time::now())))
+        .call(move |s| s.begin_run(&name, &time::fmt(time::now()), trigger))
         .await
     {
         Ok(id) => id,
@@ -194,6 +195,8 @@ pub struct SweepSettings {
     pub page_size: u32,
     pub max_resweeps: u32,
     pub pages_in_flight: usize,
+    /// What `sync_runs.trigger` records: `reconcile` when webhooks are on, else `poll`.
+    pub trigger: &'static str,
 }
 
 impl SweepSettings {
@@ -202,6 +205,11 @@ impl SweepSettings {
             page_size: config.tampuuri.page_size,
             max_resweeps: config.sync.max_resweeps,
             pages_in_flight: config.sync.pages_in_flight,
+            trigger: if config.webhook.is_some() {
+                "reconcile"
+            } else {
+                "poll"
+            },
         }
     }
 }

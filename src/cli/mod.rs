@@ -138,6 +138,21 @@ pub struct SimArgs {
     /// Latency added to every API call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Deliver webhook notifications (every ticket created or changing state) to this URL.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Sign deliveries with HMAC-SHA256 of the body under this secret (`sha256=<hex>`).
+    #[arg(long, value_name = "SECRET", requires = "webhook_url")]
+    pub webhook_secret: Option<String>,
+    /// The header carrying the digest.
+    #[arg(long, value_name = "NAME", default_value = "X-Huoltosync-Digest")]
+    pub webhook_header: String,
+    /// HTTP Basic credentials for deliveries, `USER:PASSWORD`.
+    #[arg(long, value_name = "USER:PASSWORD", requires = "webhook_url")]
+    pub webhook_basic: Option<String>,
+    /// The share of deliveries dropped entirely (0 to 1).
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub webhook_drop_rate: f64,
 }
 
 /// Runs the parsed command line on a new runtime.
@@ -339,14 +354,39 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let healthy = shown.iter().all(|s| s.problems.is_empty());
+    let webhooks = match &config.webhook {
+        Some(_) => Some(store.webhook_status()?),
+        None => None,
+    };
     let code = if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        match &webhooks {
+            // With webhooks on, the accounts and the webhook figures together.
+            Some(w) => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "accounts": shown, "webhooks": w })
+                )?
+            ),
+            None => println!("{}", serde_json::to_string_pretty(&shown)?),
+        }
         return Ok(code);
+    }
+    if let Some(w) = &webhooks {
+        println!(
+            "webhooks: {} deliveries received, {} rejected; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending; {} tickets fetched",
+            w.deliveries_received,
+            w.deliveries_rejected,
+            w.events_relevant,
+            w.events_irrelevant,
+            w.events_ignored,
+            w.events_pending,
+            w.fetches
+        );
     }
     for (s, sh) in statuses.iter().zip(&shown) {
         let success = match s.last_success.as_deref().and_then(time::parse) {
@@ -373,6 +413,11 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             _ => {}
         }
         println!("  open tickets mirrored: {}", s.open_tickets);
+        if let Some(found) = s.last_reconcile_found {
+            println!(
+                "  last reconciliation found {found} ticket(s) new or changed that no webhook had brought (missed deliveries)"
+            );
+        }
         println!(
             "  API calls: {} today, {} this month",
             s.calls_today, s.calls_this_month
@@ -477,6 +522,31 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         accounts: args.accounts,
         seed: args.seed,
         latency_ms: args.latency_ms,
+        webhook: match &args.webhook_url {
+            None => None,
+            Some(url) => {
+                let basic = match &args.webhook_basic {
+                    Some(b) => match b.split_once(':') {
+                        Some((u, p)) => Some((u.to_owned(), p.to_owned())),
+                        None => anyhow::bail!("--webhook-basic must be USER:PASSWORD"),
+                    },
+                    None => None,
+                };
+                if !(0.0..=1.0).contains(&args.webhook_drop_rate) {
+                    anyhow::bail!(
+                        "--webhook-drop-rate {} must be from 0 to 1",
+                        args.webhook_drop_rate
+                    );
+                }
+                Some(crate::sim::WebhookTarget {
+                    url: url.clone(),
+                    secret: args.webhook_secret.clone(),
+                    header: args.webhook_header.clone(),
+                    basic,
+                    drop_rate: args.webhook_drop_rate,
+                })
+            }
+        },
     });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -500,7 +570,8 @@ async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
     let calls = store.calls_in_month(&month)?;
     let per_poll = |account: &str| store.last_run_calls(account).ok().flatten().unwrap_or(1);
-    let report = crate::cost::report(config, &month, now, &calls, &per_poll)?;
+    let fetches = |account: &str| store.webhook_fetches_in_month(account, &month).unwrap_or(0);
+    let report = crate::cost::report(config, &month, now, &calls, &per_poll, &fetches)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -532,7 +603,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s); {} old bookkeeping row(s) deleted",
+            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s); {} old bookkeeping row(s) deleted",
             if report.dry_run {
                 "dry run, nothing changed: "
             } else {
@@ -542,6 +613,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             config.privacy.retain_days,
             report.actions_erased,
             report.errors_erased,
+            report.events_erased,
             report.rows_deleted
         );
     }

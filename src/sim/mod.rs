@@ -46,11 +46,28 @@ pub struct SimOptions {
     pub accounts: u32,
     pub seed: u64,
     pub latency_ms: u64,
+    /// Where to deliver webhook notifications, if anywhere.
+    pub webhook: Option<WebhookTarget>,
+}
+
+/// Webhook deliveries: a notification batch for every ticket created or changing state.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookTarget {
+    pub url: String,
+    /// Signs the body with HMAC-SHA256 (`sha256=<hex>`), as the listener expects by default.
+    pub secret: Option<String>,
+    /// The digest header (default `X-Huoltosync-Digest`).
+    pub header: String,
+    /// HTTP Basic credentials.
+    pub basic: Option<(String, String)>,
+    /// The share of deliveries dropped entirely (never sent).
+    pub drop_rate: f64,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
+            webhook: None,
             tickets: 20,
             accounts: 1,
             seed: 1,
@@ -241,6 +258,10 @@ struct Inner {
     max_in_flight: u64,
     log: Vec<LogEntry>,
     faults: Faults,
+    webhook: Option<WebhookTarget>,
+    /// Webhook deliveries dropped on purpose, and made (successfully answered).
+    webhooks_dropped: u64,
+    webhooks_delivered: u64,
     /// A sweep has started (a request at offset 0) and the drift will hit its next page.
     drift_armed: bool,
     rng: StdRng,
@@ -332,6 +353,9 @@ impl Sim {
                 max_in_flight: 0,
                 log: Vec::new(),
                 faults,
+                webhook: opts.webhook.clone(),
+                webhooks_dropped: 0,
+                webhooks_delivered: 0,
                 drift_armed: false,
                 rng: StdRng::seed_from_u64(opts.seed ^ 0x5eed),
             })),
@@ -506,7 +530,10 @@ impl Sim {
         .map_err(|e| e.to_string())?;
         merge(&mut base, fields, &["Id", "account"]);
         let ticket = to_ticket(base)?;
+        let note = notification("IlmoitusUusi", account, &ticket);
         acc.tickets.insert(id, ticket);
+        drop(inner);
+        self.deliver(note);
         Ok(id)
     }
 
@@ -528,8 +555,72 @@ impl Sim {
         if let Some(obj) = v.as_object_mut() {
             obj.insert("Muokattu".into(), stamp().into());
         }
+        let before = t.tila.clone();
         *t = to_ticket(v)?;
-        Ok(t.clone())
+        let t = t.clone();
+        drop(inner);
+        if t.tila != before {
+            self.deliver(notification("IlmoitusTilamuutos", account, &t));
+        }
+        Ok(t)
+    }
+
+    /// Changes where (and whether) webhook notifications are delivered.
+    pub fn set_webhook(&self, target: Option<WebhookTarget>) {
+        self.lock().webhook = target;
+    }
+
+    /// Webhook deliveries `(made, dropped on purpose)`.
+    pub fn webhook_counts(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.webhooks_delivered, inner.webhooks_dropped)
+    }
+
+    /// Sends one notification batch to the webhook target, retrying up to 5 attempts, unless
+    /// the drop rate says to lose it.
+    fn deliver(&self, note: Value) {
+        let (target, dropped) = {
+            let mut inner = self.lock();
+            let Some(target) = inner.webhook.clone() else {
+                return;
+            };
+            let dropped =
+                target.drop_rate > 0.0 && inner.rng.random_bool(target.drop_rate.min(1.0));
+            if dropped {
+                inner.webhooks_dropped += 1;
+            }
+            (target, dropped)
+        };
+        if dropped {
+            return;
+        }
+        let sim = self.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for attempt in 1..=5u32 {
+                let body =
+                    json!({ "Notifications": [note.clone()], "Attempts": attempt }).to_string();
+                let mut req = client
+                    .post(&target.url)
+                    .header("content-type", "application/json");
+                if let Some(secret) = &target.secret {
+                    req = req.header(
+                        target.header.as_str(),
+                        crate::webhook::sign(secret.as_bytes(), body.as_bytes()),
+                    );
+                }
+                if let Some((u, p)) = &target.basic {
+                    req = req.basic_auth(u, Some(p));
+                }
+                match req.body(body).timeout(Duration::from_secs(10)).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        sim.lock().webhooks_delivered += 1;
+                        return;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100 << attempt)).await,
+                }
+            }
+        });
     }
 
     /// Deletes a ticket; whether it existed.
@@ -540,6 +631,19 @@ impl Sim {
             .and_then(|a| a.tickets.remove(&id))
             .is_some()
     }
+}
+
+/// A notification about `t` as Tampuuri's webhook add-on sends it.
+fn notification(action: &str, account: &str, t: &SimTicket) -> Value {
+    json!({
+        "Action": action,
+        "Account": account,
+        "ReferenceId": t.id,
+        "ReferenceSecondaryId": null,
+        "ReferenceData": null,
+        "ReferenceJson": json!({ "TyonsuorittajaId": t.tyonsuorittaja_id, "Tila": t.tila }).to_string(),
+        "Timestamp": t.muokattu,
+    })
 }
 
 fn merge(base: &mut Value, fields: &Map<String, Value>, skip: &[&str]) {
@@ -958,6 +1062,9 @@ async fn api_transition(
         .to_owned();
     if let Err(refused) = apply_transition(&sim, &g.account, id, &action, body, &comment) {
         return *refused;
+    }
+    if let Some(t) = sim.ticket(&g.account, id) {
+        sim.deliver(notification("IlmoitusTilamuutos", &g.account, &t));
     }
     g.after_apply().await;
     answer(&g, StatusCode::OK, json!({}))

@@ -13,6 +13,7 @@
 mod outbox;
 mod purge;
 mod queries;
+mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -26,12 +27,14 @@ use crate::model::{Departure, LeftReason, Ticket, changed_fields};
 pub use outbox::{AttemptEnd, OutboxRow};
 pub use purge::{PERSONAL_FIELDS, PurgeReport};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
+pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// The schema, one migration per file in `sql/`, in order.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../sql/001_read_path.sql")),
     M::up(include_str!("../../sql/002_outbox.sql")),
     M::up(include_str!("../../sql/003_retention.sql")),
+    M::up(include_str!("../../sql/004_webhooks.sql")),
 ];
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
@@ -148,7 +151,7 @@ impl Store {
 
     /// Records the start of a sync run; runs of this account that a killed process left
     /// `running` are closed as `interrupted` first.
-    pub fn begin_run(&mut self, account: &str, now: &str) -> anyhow::Result<i64> {
+    pub fn begin_run(&mut self, account: &str, now: &str, trigger: &str) -> anyhow::Result<i64> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -159,8 +162,8 @@ impl Store {
             params![account, now],
         )?;
         tx.execute(
-            "INSERT INTO sync_runs (account, started_at, outcome) VALUES (?1, ?2, 'running')",
-            params![account, now],
+            "INSERT INTO sync_runs (account, started_at, outcome, trigger) VALUES (?1, ?2, 'running', ?3)",
+            params![account, now, trigger],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit()?;
@@ -457,6 +460,19 @@ impl Store {
                 }],
             ),
         }
+    }
+}
+
+impl Store {
+    /// Records that Tampuuri no longer has a ticket we held (a fetch answered 404).
+    pub fn record_deleted(
+        &mut self,
+        account: &str,
+        id: i64,
+        now: &str,
+    ) -> anyhow::Result<ApplyCounts> {
+        self.begin_sweep()?;
+        self.apply_sweep(account, None, now, &[Departure::Deleted { id }])
     }
 }
 

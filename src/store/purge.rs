@@ -24,6 +24,8 @@ pub struct PurgeReport {
     pub actions_erased: u64,
     /// Error texts erased from old sync runs and actions.
     pub errors_erased: u64,
+    /// Webhook events whose `ReferenceJson` was erased.
+    pub events_erased: u64,
     /// Bookkeeping rows deleted: sync runs, API-call days, finished outbox actions.
     pub rows_deleted: u64,
 }
@@ -65,6 +67,15 @@ impl Store {
                                         '$.description', '[erased]', '$.details', json('null'))
              WHERE status <> 'pending' AND created_at < ?1 AND erased_at IS NULL",
             params![cutoff, stamp],
+        )? as u64;
+        r.events_erased = tx.execute(
+            "UPDATE webhook_events SET reference_json = NULL, last_error = NULL
+             WHERE received_at < ?1 AND status <> 'pending' AND reference_json IS NOT NULL",
+            [&cutoff],
+        )? as u64;
+        r.rows_deleted += tx.execute(
+            "DELETE FROM webhook_events WHERE status <> 'pending' AND received_at < ?1",
+            [ago(retention.webhook_events_days)],
         )? as u64;
         r.errors_erased = tx.execute(
             "UPDATE sync_runs SET error = '[erased]' WHERE started_at < ?1 AND error IS NOT NULL AND error <> '[erased]'",

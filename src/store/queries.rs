@@ -64,6 +64,9 @@ pub struct AccountStatus {
     pub calls_this_month: u64,
     /// Calls today by endpoint.
     pub calls_by_endpoint_today: Vec<(String, u64)>,
+    /// The last reconciliation sweep (webhooks on): tickets it found new or changed, which
+    /// means their webhook deliveries were missed.
+    pub last_reconcile_found: Option<u64>,
     /// Actions waiting in the outbox.
     pub outbox_pending: u64,
     /// Dead-lettered actions: they need an operator (`huoltosync outbox --failed`).
@@ -165,6 +168,14 @@ impl Store {
                 calls_today,
                 calls_this_month,
                 calls_by_endpoint_today,
+                last_reconcile_found: self
+                    .conn
+                    .query_row(
+                        "SELECT new_count + changed_count FROM sync_runs WHERE account = ?1 AND trigger = 'reconcile' AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
+                        [account],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
                 outbox_pending,
                 dead_letters,
             });

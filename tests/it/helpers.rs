@@ -39,6 +39,7 @@ impl Setup {
                 accounts: 1,
                 seed: 7,
                 latency_ms: 0,
+                webhook: None,
             },
             accounts: vec!["sim-1".into()],
             tampuuri: String::new(),

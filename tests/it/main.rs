@@ -9,3 +9,4 @@ mod push_path;
 mod read_path;
 mod service;
 mod store;
+mod webhook;

@@ -374,6 +374,24 @@ async fn cost_gives_exact_figures_per_account_customer_and_package() {
     assert_eq!(c["schedule_calls_per_month"].as_u64(), Some(5760));
     assert_eq!(c["schedule_prices"][0]["eur"].as_f64(), Some(41.36));
     assert!(r["note"].as_str().unwrap().contains("other integrations"));
+    // Webhooks: hourly reconciliation (720 sweeps in September, 1 call each, two accounts) and
+    // no events yet, plus the 500 € add-on, against polling's 5 760 calls.
+    let w = &c["webhooks"];
+    assert_eq!(
+        (
+            w["polling_calls_per_month"].as_u64(),
+            w["polling_eur"].as_f64()
+        ),
+        (Some(5760), Some(41.36))
+    );
+    assert_eq!(
+        (
+            w["webhook_calls_per_month"].as_u64(),
+            w["webhook_eur"].as_f64()
+        ),
+        (Some(1440), Some(500.0))
+    );
+    assert_eq!(w["webhooks_cheaper"], false);
     let (code, _, err) = env.cli(&["cost", "--month", "2026-13"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("2026-13"), "{err}");
@@ -410,10 +428,24 @@ async fn purge_erases_personal_data_of_old_closed_tickets_from_the_files() {
     };
     let contains =
         |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    // An old webhook event whose ReferenceJson carried the resident's number.
+    env.db()
+        .execute(
+            "INSERT INTO webhook_events (event_key, received_at, account, action, reference_id, reference_json, status)
+             VALUES (1, '2026-01-01T00:00:00.000Z', 'sim-1', 'IlmoitusUusi', ?1, ?2, 'fetched')",
+            rusqlite::params![ids[0], format!("{{\"Puhelin\":\"{old}\"}}")],
+        )
+        .unwrap();
     let (code, out, _) = env.cli(&["purge", "--dry-run", "--json"]).await;
     assert_eq!(code, 0);
     let dry: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(dry["tickets_erased"], 1);
+    assert_eq!(
+        (
+            dry["tickets_erased"].as_u64(),
+            dry["events_erased"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
     assert!(contains(&bytes(), &old), "a dry run changes nothing");
     let (code, out, _) = env.cli(&["purge"]).await;
     assert_eq!(code, 0, "{out}");

@@ -1,0 +1,212 @@
+//! Webhook events: recorded durably before a delivery is answered, then processed in order
+//! per ticket, one fetch per ticket however many events name it.
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use super::Store;
+
+/// One notification as recorded.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub key: i64,
+    pub account: Option<String>,
+    pub action: Option<String>,
+    pub reference_id: Option<i64>,
+    pub reference_json: Option<String>,
+    pub event_time: Option<String>,
+}
+
+/// A pending event for processing.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: i64,
+    pub account: Option<String>,
+    pub action: Option<String>,
+    pub reference_id: Option<i64>,
+    pub reference_json: Option<String>,
+}
+
+/// What `status` shows about webhooks.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct WebhookStatus {
+    pub deliveries_received: u64,
+    pub deliveries_rejected: u64,
+    pub events_pending: u64,
+    /// Events about tickets that concern us (fetched).
+    pub events_relevant: u64,
+    /// Events about other contractors' tickets (skipped without a fetch).
+    pub events_irrelevant: u64,
+    /// Events of other kinds or for accounts not in the config.
+    pub events_ignored: u64,
+    pub fetches: u64,
+}
+
+impl Store {
+    /// Records a delivery's notifications in one transaction; answers how many were new (a
+    /// redelivered notification is not recorded twice).
+    pub fn record_delivery(&mut self, now: &str, events: &[NewEvent]) -> anyhow::Result<u64> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut new = 0;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO webhook_events (event_key, received_at, account, action, reference_id, reference_json, event_time, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            )?;
+            for e in events {
+                new += ins.execute(params![
+                    e.key,
+                    now,
+                    e.account,
+                    e.action,
+                    e.reference_id,
+                    e.reference_json,
+                    e.event_time
+                ])? as u64;
+            }
+            bump(&tx, "deliveries_received", 1)?;
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Counts a rejected delivery (nothing of it is recorded).
+    pub fn count_rejected_delivery(&mut self) -> anyhow::Result<()> {
+        bump(&self.conn, "deliveries_rejected", 1)
+    }
+
+    /// Counts tickets fetched because of webhook events.
+    pub fn count_fetches(&mut self, n: u64) -> anyhow::Result<()> {
+        bump(&self.conn, "fetches", n as i64)
+    }
+
+    /// Pending events, oldest first.
+    pub fn pending_events(&self, limit: u32) -> anyhow::Result<Vec<PendingEvent>> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT id, account, action, reference_id, reference_json FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT ?1",
+        )?;
+        let v = s
+            .query_map([limit], |r| {
+                Ok(PendingEvent {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    action: r.get(2)?,
+                    reference_id: r.get(3)?,
+                    reference_json: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// How many events wait.
+    pub fn pending_event_count(&self) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM webhook_events WHERE status = 'pending'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Marks events processed: `fetched`, `skipped` or `ignored`, with a reason.
+    pub fn finish_events(
+        &mut self,
+        ids: &[i64],
+        status: &str,
+        reason: Option<&str>,
+        now: &str,
+    ) -> anyhow::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut up = tx.prepare_cached("UPDATE webhook_events SET status = ?2, reason = ?3, processed_at = ?4 WHERE id = ?1")?;
+            for id in ids {
+                up.execute(params![id, status, reason, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a failed attempt at processing events; they stay pending.
+    pub fn fail_events(&mut self, ids: &[i64], error: &str) -> anyhow::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut up = tx.prepare_cached(
+                "UPDATE webhook_events SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            )?;
+            for id in ids {
+                up.execute(params![id, error])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Tickets fetched for webhook events of `account` in a month (`YYYY-MM`, by receipt time).
+    pub fn webhook_fetches_in_month(&self, account: &str, month: &str) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(DISTINCT reference_id || '@' || processed_at) FROM webhook_events
+             WHERE account = ?1 AND status = 'fetched' AND substr(received_at, 1, 7) = ?2",
+            params![account, month],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Whether ticket `id` of `account` is in our open set.
+    pub fn holds_open(&self, account: &str, id: i64) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM tickets WHERE account = ?1 AND id = ?2 AND open = 1",
+                params![account, id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Webhook figures for `status`.
+    pub fn webhook_status(&self) -> anyhow::Result<WebhookStatus> {
+        let counter = |name: &str| -> anyhow::Result<u64> {
+            Ok(self
+                .conn
+                .query_row(
+                    "SELECT value FROM webhook_counters WHERE name = ?1",
+                    [name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0))
+        };
+        let status = |s: &str| -> anyhow::Result<u64> {
+            Ok(self.conn.query_row(
+                "SELECT count(*) FROM webhook_events WHERE status = ?1",
+                [s],
+                |r| r.get(0),
+            )?)
+        };
+        Ok(WebhookStatus {
+            deliveries_received: counter("deliveries_received")?,
+            deliveries_rejected: counter("deliveries_rejected")?,
+            events_pending: status("pending")?,
+            events_relevant: status("fetched")?,
+            events_irrelevant: status("skipped")?,
+            events_ignored: status("ignored")?,
+            fetches: counter("fetches")?,
+        })
+    }
+}
+
+fn bump(conn: &rusqlite::Connection, name: &str, by: i64) -> anyhow::Result<()> {
+    conn.execute(
+        "INSERT INTO webhook_counters (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        params![name, by],
+    )?;
+    Ok(())
+}
