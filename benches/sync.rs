@@ -26,6 +26,11 @@ struct Sim {
 
 impl Sim {
     fn start(tickets: u64, latency_ms: u64) -> Sim {
+        Sim::start_with(tickets, latency_ms, &[])
+    }
+
+    /// A simulator with extra `sim` arguments (e.g. `--webhook-url`).
+    fn start_with(tickets: u64, latency_ms: u64, extra: &[&str]) -> Sim {
         let mut child = Command::new(BIN)
             .args(["sim", "--listen", "127.0.0.1:0", "--seed", "9"])
             .args([
@@ -34,6 +39,7 @@ impl Sim {
                 "--latency-ms",
                 &latency_ms.to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -282,34 +288,11 @@ fn webhook_latency_scenario() -> Vec<Duration> {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/tampuuri/webhook");
-    let mut child = Command::new(BIN)
-        .args([
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--seed",
-            "9",
-            "--tickets",
-            "100",
-            "--webhook-url",
-            &url,
-            "--webhook-secret",
-            "bench",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line.trim().trim_start_matches("listening on ").to_owned();
-    let sim = Sim {
-        root: base.trim_end_matches("/v10/api/").to_owned(),
-        base,
-        child,
-    };
+    let sim = Sim::start_with(
+        100,
+        0,
+        &["--webhook-url", &url, "--webhook-secret", "bench"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &sim, 0.0);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
