@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -336,14 +335,6 @@ async fn refresh_metrics(config: &Config, store: &Handle) {
             "Cannot read the store for metrics."
         ),
     }
-}
-
-/// A random delay up to `jitter`.
-pub fn jitter_delay(jitter: Duration) -> Duration {
-    if jitter.is_zero() {
-        return Duration::ZERO;
-    }
-    Duration::from_millis(rand::rng().random_range(0..=jitter.as_millis() as u64))
 }
 
 /// `run --once`: takes the lock (waiting up to `wait`), runs one cycle over all accounts.

@@ -75,7 +75,7 @@ pub async fn sync_accounts(
             .map(|(i, account)| {
                 let (store_path, api) = (store_path.clone(), api.clone());
                 async move {
-                    tokio::time::sleep(crate::service::jitter_delay(jitter)).await;
+                    tokio::time::sleep(jitter_delay(jitter)).await;
                     let report = match api.client(&account) {
                         Ok(client) => sync_account(&store_path, &account, &client, &settings).await,
                         Err(e) => SyncReport::failed(&account.name, e),
@@ -426,4 +426,15 @@ async fn sweep_without_total(
 
 fn show(total: Option<u64>) -> String {
     total.map_or_else(|| "absent".to_owned(), |t| t.to_string())
+}
+
+/// A random delay up to `jitter`, so accounts do not all poll at the same second.
+fn jitter_delay(jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::Rng::random_range(
+        &mut rand::rng(),
+        0..=jitter.as_millis() as u64,
+    ))
 }

@@ -319,10 +319,10 @@ pub async fn process_pending(
             done.skipped += evs.len() as u64;
             continue;
         }
-        let client = match clients.get(&account) {
-            Some(c) => c,
-            None => clients.entry(account.clone()).or_insert(api.client(acc)?),
-        };
+        if !clients.contains_key(&account) {
+            clients.insert(account.clone(), api.client(acc)?);
+        }
+        let client = &clients[&account];
         match client.get_ticket(id).await {
             Ok(fetched) => {
                 let name = account.clone();

@@ -169,7 +169,7 @@ async fn scenario(seed: u64) -> Survived {
         applied
             .entry(e.ticket_id)
             .or_default()
-            .push(api_action_name(&e.action));
+            .push(e.action.as_str());
     }
     assert_eq!(
         applied, queued,
@@ -237,15 +237,6 @@ async fn scenario(seed: u64) -> Survived {
     survived.in_doubt_applied =
         env.count("SELECT count(*) FROM outbox WHERE outcome = 'already applied'");
     survived
-}
-
-fn api_action_name(a: &str) -> &'static str {
-    match a {
-        "vastaanota" => "vastaanota",
-        "odotukseen" => "odotukseen",
-        "kuittaatehdyksi" => "kuittaatehdyksi",
-        _ => "create",
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,20 @@
 
 use huoltosync::store::Store;
 
+/// How many pre-migration copies lie beside the store.
+fn backup_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".bak")
+        })
+        .count()
+}
+
 #[test]
 fn a_migration_writes_a_copy_of_the_store_first() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,18 +72,7 @@ fn a_migration_writes_a_copy_of_the_store_first() {
     // Opening again migrates nothing and copies nothing.
     drop(store);
     Store::open(&path).unwrap();
-    assert_eq!(
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".bak"))
-            .count(),
-        1
-    );
+    assert_eq!(backup_count(dir.path()), 1);
 }
 
 #[test]
@@ -77,18 +80,7 @@ fn a_fresh_store_needs_no_copy_and_a_newer_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     drop(Store::open(&path).unwrap());
-    assert_eq!(
-        std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| e
-                .as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".bak"))
-            .count(),
-        0
-    );
+    assert_eq!(backup_count(dir.path()), 0);
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch("PRAGMA user_version = 99")
