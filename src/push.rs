@@ -6,9 +6,20 @@
 //! dead-lettered; different queues go side by side up to `[push] concurrency`. Before a send,
 //! the action is marked *in doubt* in its own commit; a definite answer clears that. An action
 //! still in doubt at its next attempt (a timeout, a lost connection, a 5xx, or a process killed
-//! between the send and the commit) is first checked against Tampuuri: a transition by reading
-//! the ticket's state, a create by looking for its correlation marker among the open tickets
-//! of its assignee. Only when it did not take effect is it sent again.
+//! between the send and the commit) is first checked against Tampuuri: a create by looking for
+//! its correlation marker among the open tickets of its assignee; a transition by reading the
+//! ticket and comparing it with what it looked like just before the send (its state and
+//! `Muokattu`, recorded with the in-doubt mark). Only when it provably did not take effect is
+//! it sent again: a transition whose ticket is in the target state counts as applied, one whose
+//! ticket is exactly as before (state and `Muokattu`) is sent again, and one whose ticket
+//! changed in between (someone else moved or edited it while ours was in flight) is
+//! dead-lettered for a dispatcher, because Tampuuri cannot tell whether ours was applied.
+//!
+//! The picture before the send comes from the mirror when the mirror is current for that
+//! ticket, and otherwise (an earlier action of ours changed it since the last poll) from one
+//! `GET` of the ticket. When Tampuuri sends no `Muokattu`, only the state can be compared: the
+//! action is sent again when the ticket is in the state it was sent from, and dead-lettered
+//! when it is in neither that state nor the target.
 //!
 //! Transient failures are retried with exponential backoff until `[push] deadline_hours`;
 //! a permanent rejection (4xx other than 429) dead-letters the action with Tampuuri's message,
@@ -23,7 +34,7 @@ use futures::StreamExt;
 use crate::action::Action;
 use crate::config::{AccountConfig, Config};
 use crate::model::Ticket;
-use crate::store::{AttemptEnd, Handle, OutboxRow};
+use crate::store::{AttemptEnd, Handle, OutboxRow, Snapshot};
 use crate::tampuuri::{Api, ApiError, Client, wire};
 use crate::time;
 
@@ -212,13 +223,13 @@ async fn attempt(
             }));
         }
     }
-    if row.in_doubt {
+    let before = if row.in_doubt {
         match check_applied(account, client, store, row).await {
             Ok(Check::Applied(created)) => {
                 return Ok(Outcome::Delivered("already applied", created));
             }
             Ok(Check::Impossible(why)) => return Ok(Outcome::Dead(why)),
-            Ok(Check::NotApplied) => {}
+            Ok(Check::NotApplied(before)) => before,
             Err(e) => {
                 return Ok(Outcome::Retry(
                     format!("cannot check whether the last attempt took effect: {e}"),
@@ -226,10 +237,15 @@ async fn attempt(
                 ));
             }
         }
-    }
+    } else {
+        match before_send(account, client, store, row).await? {
+            Ok(before) => before,
+            Err(outcome) => return Ok(outcome),
+        }
+    };
     let id = row.id;
     store
-        .call(move |s| s.begin_attempt(id, &time::fmt(time::now())))
+        .call(move |s| s.begin_attempt(id, &time::fmt(time::now()), before.as_ref()))
         .await?;
     let attachments = match row.action {
         Action::Create(_) => store.call(move |s| s.attachments(id)).await?,
@@ -257,9 +273,121 @@ async fn attempt(
 enum Check {
     /// It took effect (a create: the ticket it made).
     Applied(Option<i64>),
-    NotApplied,
-    /// It can never take effect.
+    /// It provably did not take effect (a transition: the ticket as it is now, before the
+    /// next send).
+    NotApplied(Option<Snapshot>),
+    /// It can never take effect, or whether it did cannot be known: a dispatcher decides.
     Impossible(String),
+}
+
+/// What a transition's ticket looks like before it is sent (`None` for a create): the
+/// mirror's picture when it is current, else one `GET`. `Err` is the attempt's outcome when
+/// the ticket cannot be acted on or cannot be read.
+async fn before_send(
+    account: &AccountConfig,
+    client: &Client,
+    store: &Handle,
+    row: &OutboxRow,
+) -> anyhow::Result<Result<Option<Snapshot>, Outcome>> {
+    let Some(id) = row
+        .ticket_id
+        .filter(|_| !matches!(row.action, Action::Create(_)))
+    else {
+        return Ok(Ok(None));
+    };
+    let (name, from) = (account.name.clone(), row.from_state.clone());
+    if let Some(snap) = store
+        .call(move |s| s.mirror_snapshot(&name, id, from.as_deref()))
+        .await?
+    {
+        return Ok(Ok(Some(snap)));
+    }
+    Ok(match client.get_ticket(id).await {
+        Ok(None) => Err(Outcome::Dead(format!(
+            "ticket {id} was deleted in Tampuuri"
+        ))),
+        Ok(Some(t)) if t.assignee_id != Some(account.contractor_id) => {
+            let who = t.assignee_id.map_or("nobody".to_owned(), |a| a.to_string());
+            upsert(account, store, t).await;
+            Err(Outcome::Dead(format!(
+                "ticket {id} was re-assigned away from us (to {who})"
+            )))
+        }
+        Ok(Some(t)) => {
+            let snap = snapshot(&t);
+            upsert(account, store, t).await;
+            Ok(Some(snap))
+        }
+        Err(e) => Err(Outcome::Retry(
+            format!("cannot read ticket {id} before sending: {e}"),
+            false,
+        )),
+    })
+}
+
+fn snapshot(t: &Ticket) -> Snapshot {
+    Snapshot {
+        state: t.state.name().to_owned(),
+        modified: t.remote_modified.clone(),
+    }
+}
+
+/// What a transition's in-doubt check concludes from the ticket as it is now.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// In the target state: it took effect.
+    Applied,
+    /// Exactly as before the send: it did not take effect, and may be sent again.
+    Unchanged,
+    /// Changed since before the send, and not in the target state: whether ours took effect
+    /// cannot be known.
+    Changed,
+}
+
+/// Compares a transition's ticket now with the picture taken before the send. Without a
+/// `Muokattu` from before (Tampuuri sent none, or the action was marked before huoltosync
+/// recorded it), only the state is compared.
+fn judge(target: Option<&str>, before: &Snapshot, now: &Snapshot) -> Verdict {
+    if target == Some(now.state.as_str()) {
+        Verdict::Applied
+    } else if now.state != before.state {
+        Verdict::Changed
+    } else {
+        match (&before.modified, &now.modified) {
+            (None, _) => Verdict::Unchanged,
+            (Some(b), Some(n)) if same_instant(b, n) => Verdict::Unchanged,
+            _ => Verdict::Changed,
+        }
+    }
+}
+
+/// Whether two `Muokattu` values are the same moment (compared as instants when both parse,
+/// else as text).
+fn same_instant(a: &str, b: &str) -> bool {
+    match (
+        chrono::DateTime::parse_from_rfc3339(a),
+        chrono::DateTime::parse_from_rfc3339(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// A dispatcher's explanation of an ambiguous transition.
+fn changed_in_flight(row: &OutboxRow, id: i64, before: &Snapshot, now: &Snapshot) -> String {
+    let when = |s: &Snapshot| match &s.modified {
+        Some(m) => format!("{}, modified {m}", s.state),
+        None => s.state.clone(),
+    };
+    format!(
+        "the ticket changed in Tampuuri while our {kind} was in flight, so whether it took effect is unknown \
+         (ticket {id} was {was} before the send, and is {is} now); check ticket {id} in Tampuuri, \
+         then `huoltosync outbox retry {oid}` or `huoltosync outbox cancel {oid}`",
+        kind = row.kind,
+        was = when(before),
+        is = when(now),
+        oid = row.id,
+    )
 }
 
 /// Whether an in-doubt action took effect.
@@ -283,7 +411,7 @@ async fn check_applied(
                     upsert(account, store, ticket).await;
                     Check::Applied(Some(id))
                 }
-                None => Check::NotApplied,
+                None => Check::NotApplied(None),
             },
         );
     }
@@ -298,12 +426,23 @@ async fn check_applied(
             ))
         }
         Some(t) => {
-            let applied = Some(t.state.name()) == row.expected_state.as_deref();
+            let now = snapshot(&t);
+            // Marked before huoltosync recorded the picture: the state it was queued from.
+            let before = match (&row.before_state, &row.from_state) {
+                (Some(state), _) | (None, Some(state)) => Snapshot {
+                    state: state.clone(),
+                    modified: row.before_modified.clone(),
+                },
+                (None, None) => Snapshot {
+                    state: String::new(),
+                    modified: None,
+                },
+            };
             upsert(account, store, t).await;
-            if applied {
-                Check::Applied(None)
-            } else {
-                Check::NotApplied
+            match judge(row.expected_state.as_deref(), &before, &now) {
+                Verdict::Applied => Check::Applied(None),
+                Verdict::Unchanged => Check::NotApplied(Some(now)),
+                Verdict::Changed => Check::Impossible(changed_in_flight(row, id, &before, &now)),
             }
         }
     })
@@ -369,5 +508,52 @@ async fn upsert(account: &AccountConfig, store: &Handle, t: Ticket) {
         .await
     {
         tracing::warn!(account = %account.name, ticket = id, error = format!("{e:#}"), "Cannot mirror a fetched ticket.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(state: &str, modified: Option<&str>) -> Snapshot {
+        Snapshot {
+            state: state.into(),
+            modified: modified.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn an_in_doubt_transition_is_sent_again_only_when_the_ticket_is_provably_unchanged() {
+        use Verdict::*;
+        const M1: &str = "2026-03-01T10:00:00.000001+02:00";
+        const M2: &str = "2026-03-01T10:00:05.5+02:00";
+        let target = Some("Vastaanotettu");
+        let before = snap("Avoin", Some(M1));
+        for (now, expected) in [
+            (snap("Vastaanotettu", Some(M2)), Applied),
+            (snap("Avoin", Some(M1)), Unchanged),
+            // The same instant written another way.
+            (
+                snap("Avoin", Some("2026-03-01T08:00:00.000001Z")),
+                Unchanged,
+            ),
+            // Applied, then moved back by someone else: Muokattu moved.
+            (snap("Avoin", Some(M2)), Changed),
+            (snap("Avoin", None), Changed),
+            (snap("Odottaa", Some(M2)), Changed),
+            (snap("Tehty", Some(M2)), Changed),
+        ] {
+            assert_eq!(judge(target, &before, &now), expected, "{now:?}");
+        }
+        // Without a Muokattu from before, only the state can be compared.
+        let unknown = snap("Avoin", None);
+        for (now, expected) in [
+            (snap("Vastaanotettu", Some(M2)), Applied),
+            (snap("Avoin", Some(M2)), Unchanged),
+            (snap("Avoin", None), Unchanged),
+            (snap("Odottaa", None), Changed),
+        ] {
+            assert_eq!(judge(target, &unknown, &now), expected, "{now:?}");
+        }
     }
 }

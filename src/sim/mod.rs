@@ -685,8 +685,20 @@ fn state_name(v: &Value) -> Option<String> {
     }
 }
 
+/// A `Muokattu`/`Luotu` value for a change made now: strictly later than every earlier one, so
+/// that every change (a transition, an admin PATCH, drift) is visible as a new `Muokattu`.
 fn stamp() -> String {
-    chrono::Utc::now()
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let now = chrono::Utc::now().timestamp_micros();
+    let prev = LAST
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now);
+    let micros = now.max(prev.saturating_add(1));
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
         .with_timezone(&chrono_tz::Europe::Helsinki)
         .format("%Y-%m-%dT%H:%M:%S%.6f%:z")
         .to_string()

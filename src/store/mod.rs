@@ -24,7 +24,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 use crate::model::{Departure, LeftReason, Ticket, changed_fields};
-pub use outbox::{AttemptEnd, OutboxRow};
+pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
 pub use purge::{PERSONAL_FIELDS, PurgeReport};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
@@ -35,6 +35,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("../../sql/002_outbox.sql")),
     M::up(include_str!("../../sql/003_retention.sql")),
     M::up(include_str!("../../sql/004_webhooks.sql")),
+    M::up(include_str!("../../sql/005_outbox_before_send.sql")),
 ];
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
@@ -385,7 +386,12 @@ impl Store {
                  WHERE account = ?1 AND id = ?2"
             ))?;
             let mut state_of = tx.prepare_cached(
-                "SELECT state, raw_json FROM tickets WHERE account = ?1 AND id = ?2",
+                "SELECT state, raw_json, open, left_reason, content_hash FROM tickets WHERE account = ?1 AND id = ?2",
+            )?;
+            // A ticket that had already left, fetched again (an in-doubt check, a webhook):
+            // its content and why it is out of the open set, with a history row.
+            let mut relabel = tx.prepare_cached(
+                "UPDATE tickets SET left_reason = ?3, last_changed = ?4 WHERE account = ?1 AND id = ?2",
             )?;
             for d in departures {
                 let (id, reason, ticket) = match d {
@@ -394,14 +400,45 @@ impl Store {
                     }
                     Departure::Deleted { id } => (*id, "deleted", None),
                 };
-                let Some((old_state, old_raw)) = state_of
-                    .query_row(params![account, id], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-                    })
-                    .optional()?
+                type Known = (String, String, bool, Option<String>, i64);
+                let Some((old_state, old_raw, was_open, old_reason, old_hash)): Option<Known> =
+                    state_of
+                        .query_row(params![account, id], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        })
+                        .optional()?
                 else {
                     continue;
                 };
+                if !was_open {
+                    let content_changed = ticket.is_some_and(|t| t.content_hash != old_hash);
+                    if !content_changed && old_reason.as_deref() == Some(reason) {
+                        continue;
+                    }
+                    if let Some(t) = ticket.filter(|_| content_changed) {
+                        refresh.execute(rusqlite::params_from_iter(
+                            [&account as &dyn rusqlite::ToSql, &id]
+                                .into_iter()
+                                .chain(ticket_values(t)),
+                        ))?;
+                    }
+                    relabel.execute(params![account, id, reason, now])?;
+                    counts.rows_written += 1;
+                    let fields = ticket
+                        .map(|t| changed_fields(&old_raw, &t.raw_json))
+                        .unwrap_or_default();
+                    note.execute(params![
+                        account,
+                        id,
+                        run_id,
+                        now,
+                        "changed",
+                        serde_json::to_string(&fields)?,
+                        old_state,
+                        ticket.map_or(old_state.clone(), |t| t.state.name().to_owned())
+                    ])?;
+                    continue;
+                }
                 if let Some(t) = ticket {
                     refresh.execute(rusqlite::params_from_iter(
                         [&account as &dyn rusqlite::ToSql, &id]

@@ -32,12 +32,16 @@ pub struct OutboxRow {
     pub created_ticket_id: Option<i64>,
     pub marker: Option<String>,
     pub attachments: u32,
+    /// The ticket's state just before the latest send (a transition).
+    pub before_state: Option<String>,
+    /// The ticket's `Muokattu` just before the latest send, when known.
+    pub before_modified: Option<String>,
 }
 
 const ROW_COLUMNS: &str = "o.id, o.account, o.kind, o.ticket_id, o.queue_ticket, o.payload, o.from_state, \
      o.expected_state, o.status, o.in_doubt, o.attempts, o.created_at, o.next_attempt_at, o.deadline_at, \
      o.last_error, o.delivered_at, o.outcome, o.created_ticket_id, o.marker, \
-     (SELECT count(*) FROM outbox_attachments a WHERE a.outbox_id = o.id)";
+     (SELECT count(*) FROM outbox_attachments a WHERE a.outbox_id = o.id), o.before_state, o.before_modified";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(5)?;
@@ -65,7 +69,17 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         created_ticket_id: r.get(17)?,
         marker: r.get(18)?,
         attachments: r.get(19)?,
+        before_state: r.get(20)?,
+        before_modified: r.get(21)?,
     })
+}
+
+/// What a ticket looked like at one moment: its state, and its `Muokattu` as Tampuuri sent it
+/// (`None` when it sent none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: String,
+    pub modified: Option<String>,
 }
 
 /// How a relay attempt ended, for [`Store::finish_attempt`].
@@ -209,14 +223,59 @@ impl Store {
             .flatten())
     }
 
-    /// Records that a send is about to happen: from here until [`Store::finish_attempt`], a
-    /// crash leaves the action in doubt, and the next attempt checks Tampuuri first.
-    pub fn begin_attempt(&mut self, id: i64, now: &str) -> anyhow::Result<()> {
+    /// Records that a send is about to happen, with what the ticket looked like just before
+    /// it (`before`: state and `Muokattu`; `None` for a create): from here until
+    /// [`Store::finish_attempt`], a crash leaves the action in doubt, and the next attempt
+    /// checks Tampuuri first against that picture.
+    pub fn begin_attempt(
+        &mut self,
+        id: i64,
+        now: &str,
+        before: Option<&Snapshot>,
+    ) -> anyhow::Result<()> {
         self.conn.execute(
-            "UPDATE outbox SET in_doubt = 1, attempts = attempts + 1, last_attempt_at = ?2 WHERE id = ?1 AND status = 'pending'",
-            params![id, now],
+            "UPDATE outbox SET in_doubt = 1, attempts = attempts + 1, last_attempt_at = ?2,
+                 before_state = ?3, before_modified = ?4
+             WHERE id = ?1 AND status = 'pending'",
+            params![
+                id,
+                now,
+                before.map(|b| &b.state),
+                before.and_then(|b| b.modified.as_ref())
+            ],
         )?;
         Ok(())
+    }
+
+    /// What the mirror knows of ticket `id` before an action queued from `from_state` is
+    /// sent, if that is known to be current: the row is open, in `from_state`, and no action
+    /// of ours was sent to it since the mirror last recorded a change (its effect, and the
+    /// new `Muokattu`, are not in the mirror yet). `None`: the caller reads the ticket instead.
+    pub fn mirror_snapshot(
+        &self,
+        account: &str,
+        id: i64,
+        from_state: Option<&str>,
+    ) -> anyhow::Result<Option<Snapshot>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT t.state, t.remote_modified FROM tickets t
+                 WHERE t.account = ?1 AND t.id = ?2 AND t.open = 1 AND (?3 IS NULL OR t.state = ?3)
+                   AND NOT EXISTS (
+                       SELECT 1 FROM outbox o
+                       WHERE o.account = ?1 AND o.ticket_id = ?2 AND o.status = 'delivered' AND o.outcome = 'sent'
+                         AND o.delivered_at >= coalesce((SELECT max(c.at) FROM ticket_changes c
+                                                         WHERE c.account = ?1 AND c.ticket_id = ?2), ''))",
+                params![account, id, from_state],
+                |r| {
+                    Ok(Snapshot {
+                        state: r.get(0)?,
+                        modified: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
     }
 
     /// Records how an attempt ended. Delivered and dead actions drop their attachment bytes.

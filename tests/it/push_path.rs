@@ -625,3 +625,143 @@ async fn a_transient_failure_past_the_deadline_is_dead_lettered() {
         r.dead[0].1
     );
 }
+
+/// A push pass that does not wait for retries (a minute away): an in-doubt action stays in
+/// doubt until the next pass.
+fn no_linger(mut env: TestEnv) -> TestEnv {
+    env.config.push.linger = std::time::Duration::ZERO;
+    env.config.push.retry_initial = std::time::Duration::from_secs(60);
+    env.config.push.retry_max = std::time::Duration::from_secs(60);
+    env
+}
+
+/// Makes every pending action due now (instead of waiting out its retry delay).
+fn due_now(env: &TestEnv) {
+    env.db()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = '2000-01-01T00:00:00.000Z' WHERE status = 'pending'",
+            [],
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_lost_answer_then_a_third_party_move_is_dead_lettered_never_applied_twice() {
+    let env = no_linger(Setup::tickets(6).start().await);
+    let ids = env.truth("sim-1");
+    for id in &ids[3..6] {
+        env.patch("sim-1", *id, json!({"Tila": "Vastaanotettu"}));
+    }
+    env.sync_ok().await;
+    // (ticket, action, what the manager's staff do after Tampuuri applied ours unanswered)
+    let cases = [
+        (ids[0], vec!["accept"], "Avoin"),
+        (ids[1], vec!["accept"], "Odottaa"),
+        (ids[2], vec!["done"], "Vastaanotettu"),
+        (
+            ids[3],
+            vec!["hold", "--reason", "Odotetaan osia"],
+            "Vastaanotettu",
+        ),
+        (ids[4], vec!["hold", "--reason", "Odotetaan osia"], "Avoin"),
+        (ids[5], vec!["done"], "Odottaa"),
+    ];
+    for (id, args, _) in &cases {
+        let mut args = args.clone();
+        let t = s(*id);
+        args.insert(1, &t);
+        env.task_ok(&args).await;
+    }
+    env.faults(json!({"drop_after_apply_rate": 1.0}));
+    let r = env.push().await;
+    assert_eq!(
+        (r.delivered.len(), r.dead.len(), r.pending),
+        (0, 0, 6),
+        "every answer lost: all in doubt"
+    );
+    assert_eq!(env.applied().len(), 6, "each applied once");
+    env.sim().clear_faults();
+    for (id, _, moved_to) in &cases {
+        env.patch("sim-1", *id, json!({"Tila": moved_to}));
+    }
+    due_now(&env);
+    let r = env.push().await;
+    assert_eq!((r.delivered.len(), r.dead.len(), r.pending), (0, 6, 0));
+    assert_eq!(env.applied().len(), 6, "nothing was sent again");
+    for (row, why) in &r.dead {
+        assert!(
+            why.contains(&format!(
+                "the ticket changed in Tampuuri while our {} was in flight",
+                row.kind
+            )) && why.contains(&format!(
+                "check ticket {} in Tampuuri",
+                row.ticket_id.unwrap()
+            )) && why.contains(&format!("outbox retry {}", row.id))
+                && why.contains(&format!("outbox cancel {}", row.id)),
+            "{why}"
+        );
+    }
+    let (code, out, _) = env.cli(&["outbox", "--failed", "--json"]).await;
+    assert_eq!(code, 0);
+    let failed: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(failed.len(), 6, "{out}");
+    // The check refreshed the mirror, with a history row naming what changed.
+    for (id, _, moved_to) in &cases {
+        let (state, fields): (String, String) = env
+            .db()
+            .query_row(
+                "SELECT new_state, fields FROM ticket_changes WHERE ticket_id = ?1 ORDER BY seq DESC LIMIT 1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(state, *moved_to, "ticket {id}");
+        assert!(fields.contains("Muokattu"), "ticket {id}: {fields}");
+    }
+
+    // A dispatcher who checked in Tampuuri and retries sends it once more, on purpose.
+    let (code, out, _) = env
+        .cli(&["outbox", "retry", &r.dead[0].0.id.to_string()])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let r2 = env.push().await;
+    assert_eq!(r2.delivered.len(), 1);
+    assert_eq!(env.applied().len(), 7);
+}
+
+#[tokio::test]
+async fn an_in_doubt_action_on_an_unchanged_ticket_is_checked_and_sent_again_once() {
+    // The accept is delivered; the mirror does not know its new Muokattu yet, so the hold
+    // behind it reads the ticket first. The hold's send then fails with a 5xx (in doubt); the
+    // check finds the ticket exactly as read before the send, and sends it again.
+    let env = no_linger(Setup::tickets(2).start().await);
+    env.sync_ok().await;
+    let id = env.open_ids("sim-1")[0];
+    env.task_ok(&["accept", &s(id)]).await;
+    env.task_ok(&["hold", &s(id), "--reason", "Odotetaan"])
+        .await;
+    let gets = env.get_calls();
+    // POST vastaanota, GET the ticket, then POST odotukseen and everything after it fails.
+    env.faults(json!({"error_from_call": env.sim().total_calls() + 3}));
+    let r = env.push().await;
+    assert_eq!((r.delivered.len(), r.pending), (1, 1), "{:?}", r.dead);
+    assert_eq!(env.get_calls() - gets, 1, "one read before the hold");
+    assert_eq!(
+        env.count("SELECT in_doubt FROM outbox WHERE kind = 'hold'"),
+        1
+    );
+    env.sim().clear_faults();
+    due_now(&env);
+    let r = env.push().await;
+    assert_eq!((r.delivered.len(), r.dead.len()), (1, 0), "{:?}", r.dead);
+    assert_eq!(
+        env.applied(),
+        [(id, "vastaanota".to_owned()), (id, "odotukseen".to_owned())],
+        "each applied exactly once"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE outcome = 'sent' AND kind = 'hold'"),
+        1,
+        "the hold was checked, found unchanged, and sent again"
+    );
+}
