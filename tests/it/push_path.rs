@@ -765,3 +765,76 @@ async fn an_in_doubt_action_on_an_unchanged_ticket_is_checked_and_sent_again_onc
         "the hold was checked, found unchanged, and sent again"
     );
 }
+
+#[tokio::test]
+async fn a_ticket_that_had_left_and_is_refreshed_by_a_check_keeps_its_history_and_reason() {
+    let env = no_linger(Setup::tickets(2).start().await);
+    env.sync_ok().await;
+    let id = env.open_ids("sim-1")[0];
+    env.task_ok(&["done", &s(id)]).await;
+    env.faults(json!({"drop_after_apply_rate": 1.0}));
+    let r = env.push().await;
+    assert_eq!(r.pending, 1, "the answer was lost");
+    env.sim().clear_faults();
+    env.sync_ok().await;
+    let left = "SELECT left_reason FROM tickets WHERE open = 0";
+    let reason = |env: &TestEnv| -> String { env.db().query_row(left, [], |r| r.get(0)).unwrap() };
+    assert_eq!(reason(&env), "state", "the poll saw it done");
+    // The manager re-assigns it to another contractor before our check.
+    env.patch(
+        "sim-1",
+        id,
+        json!({"TyonsuorittajaId": 5020, "Tila": "Avoin"}),
+    );
+    let changes_before = env.count("SELECT count(*) FROM ticket_changes");
+    due_now(&env);
+    let r = env.push().await;
+    assert_eq!(r.dead.len(), 1);
+    assert!(
+        r.dead[0].1.contains("re-assigned away from us (to 5020)"),
+        "{}",
+        r.dead[0].1
+    );
+    assert_eq!(reason(&env), "reassigned");
+    assert_eq!(
+        env.count("SELECT count(*) FROM ticket_changes"),
+        changes_before + 1
+    );
+    let (kind, fields, new_state): (String, String, String) = env
+        .db()
+        .query_row(
+            "SELECT kind, fields, new_state FROM ticket_changes ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), new_state.as_str()), ("changed", "Avoin"));
+    assert!(
+        fields.contains("TyonsuorittajaId") && fields.contains("Tila"),
+        "{fields}"
+    );
+    assert_eq!(
+        env.count(&format!("SELECT assignee_id FROM tickets WHERE id = {id}")),
+        5020
+    );
+    assert_eq!(env.applied().len(), 1, "never sent twice");
+}
+
+#[tokio::test]
+async fn the_simulator_moves_muokattu_on_every_change_admin_patch_included() {
+    let (env, ids) = synced(2).await;
+    let m = |env: &TestEnv| env.sim().ticket("sim-1", ids[0]).unwrap().muokattu;
+    let mut seen = vec![m(&env)];
+    env.patch("sim-1", ids[0], json!({"Otsikko": "Uusi otsikko"}));
+    seen.push(m(&env));
+    // Even a PATCH that tries to set Muokattu, or changes nothing else, moves it.
+    env.patch("sim-1", ids[0], json!({"Muokattu": seen[0]}));
+    seen.push(m(&env));
+    env.task_ok(&["accept", &s(ids[0]), "--now"]).await;
+    seen.push(m(&env));
+    let instants: Vec<_> = seen
+        .iter()
+        .map(|s| chrono::DateTime::parse_from_rfc3339(s).unwrap())
+        .collect();
+    assert!(instants.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}
