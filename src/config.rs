@@ -52,13 +52,51 @@ pub struct WebhookConfig {
     pub hmac_secret: Option<SecretString>,
     /// The header carrying the HMAC-SHA256 digest of the raw body.
     pub hmac_header: String,
+    /// At most [`MAX_WEBHOOK_BODY`].
     pub max_body_bytes: usize,
+    /// Connections served at once; at the cap the oldest idle one is closed for a new one.
+    pub max_connections: usize,
+    /// A ticket's events are processed once none arrived for it for this long…
+    pub debounce: Duration,
+    /// …or once its oldest pending event waited this long.
+    pub debounce_max: Duration,
     /// The full poll runs on this schedule instead of `[schedule] poll` (a reconciliation).
     pub reconcile: crate::schedule::Schedule,
     /// Actions that mean "refetch this ticket"; empty: every action starting with `Ilmoitus`.
     pub actions: Vec<String>,
     /// Extra: how much the webhook add-on costs a customer per month, for `cost`.
     pub addon_eur: f64,
+}
+
+/// The largest `[webhook] max_body_bytes`: a delivery is a few notifications, and the listener
+/// buffers bodies (within a fixed memory budget) before it can check their digest.
+pub const MAX_WEBHOOK_BODY: usize = 4 << 20;
+
+/// Why `path` cannot be the listener's `[webhook] path`: it must be `/` and one or more
+/// non-empty segments of plain URL characters (no `*`, `{`, `}`, `:`, spaces, `?` or `#`). One
+/// trailing `/` is ignored.
+pub fn check_webhook_path(path: &str) -> Result<(), &'static str> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err("must start with /");
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err("must name at least one segment after /, like /tampuuri/webhook");
+    }
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Err("must not contain an empty segment (//)");
+        }
+        if !segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()+,;=@%".contains(&b))
+        {
+            return Err(
+                "may contain only letters, digits and -._~!$&'()+,;=@% between slashes (no *, {, }, :, spaces, ? or #)",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `[schedule]`: when the daemon polls (UTC, see [`crate::schedule`]).
@@ -763,8 +801,8 @@ impl Reader {
         let path = self
             .string(&mut t, p, "path")
             .unwrap_or_else(|| "/tampuuri/webhook".into());
-        if !path.starts_with('/') {
-            self.error("webhook.path", &format!("{path:?} must start with /"));
+        if let Err(why) = check_webhook_path(&path) {
+            self.error("webhook.path", &format!("{path:?} {why}"));
         }
         let path_token = self.secret(&mut t, p, "path_token");
         let basic_username = self.string(&mut t, p, "basic_username");
@@ -780,8 +818,23 @@ impl Reader {
             .string(&mut t, p, "hmac_header")
             .unwrap_or_else(|| "X-Huoltosync-Digest".into());
         let max_body_bytes = self
-            .int_in(&mut t, p, "max_body_bytes", 1024, 64 << 20)
+            .int_in(&mut t, p, "max_body_bytes", 1024, MAX_WEBHOOK_BODY as i64)
             .unwrap_or(256 * 1024) as usize;
+        let max_connections = self
+            .int_in(&mut t, p, "max_connections", 1, 10_000)
+            .unwrap_or(256) as usize;
+        let debounce_ms = self
+            .int_in(&mut t, p, "debounce_ms", 0, 60_000)
+            .unwrap_or(200) as u64;
+        let debounce_max_ms = self
+            .int_in(&mut t, p, "debounce_max_ms", 0, 3_600_000)
+            .unwrap_or(5_000) as u64;
+        if debounce_max_ms < debounce_ms {
+            self.error(
+                "webhook.debounce_max_ms",
+                &format!("{debounce_max_ms} is below debounce_ms ({debounce_ms})"),
+            );
+        }
         let reconcile_expr = self
             .string(&mut t, p, "reconcile")
             .unwrap_or_else(|| "0 0 * * * *".into());
@@ -825,6 +878,9 @@ impl Reader {
             hmac_secret,
             hmac_header,
             max_body_bytes,
+            max_connections,
+            debounce: Duration::from_millis(debounce_ms),
+            debounce_max: Duration::from_millis(debounce_max_ms),
             reconcile: reconcile?,
             actions,
             addon_eur,

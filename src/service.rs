@@ -11,6 +11,13 @@
 //! SIGTERM or SIGINT stops taking work, lets running work finish within
 //! `[service] shutdown_grace_secs`, and exits 0. Under systemd (`Type=notify`) it reports READY,
 //! STOPPING and the watchdog.
+//!
+//! A piece of work that cannot start (say the lock file cannot be opened because the process
+//! ran out of file descriptors) is skipped, logged and counted
+//! (`huoltosync_work_skipped_total`); the next tick tries again. With `[webhook]`, the listener
+//! runs beside the loop; if it ever ends, the daemon exits 1 so that systemd restarts it, rather
+//! than running on deaf. Deliveries wake the loop; a ticket's events are processed once its
+//! deliveries settle (`[webhook] debounce_ms`, at most `debounce_max_ms` after the first).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -88,7 +95,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     // Webhooks: the listener records deliveries and wakes the loop; events left pending by an
     // earlier run are processed first.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let listener_task = match &config.webhook {
+    let mut listener_task = match &config.webhook {
         Some(w) => {
             let listener = tokio::net::TcpListener::bind(w.listen).await.map_err(|e| {
                 anyhow::anyhow!("[webhook] listen = {}: cannot listen: {e}", w.listen)
@@ -96,13 +103,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
             tracing::info!(addr = %w.listen, path = %w.path, reconcile = w.reconcile.expr(), "Webhook listener started; polling becomes reconciliation.");
             let (w, s, k) = (w.clone(), store.clone(), wake.clone());
             wake.notify_one();
-            Some(tokio::spawn(async move {
-                if let Err(e) =
-                    crate::webhook::serve(listener, w, s, k, std::future::pending()).await
-                {
-                    tracing::error!(error = format!("{e:#}"), "The webhook listener stopped.");
-                }
-            }))
+            Some(tokio::spawn(crate::webhook::serve(
+                listener,
+                w,
+                s,
+                k,
+                std::future::pending(),
+            )))
         }
         None => None,
     };
@@ -121,6 +128,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     let mut next_purge = Instant::now() + Duration::from_secs(60);
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
     let mut work: Option<tokio::task::JoinHandle<Done>> = None;
+    // When the next webhook processing pass is due.
+    let mut webhook_at: Option<tokio::time::Instant> = None;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(
         pid = std::process::id(),
@@ -131,10 +140,16 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     );
     refresh_metrics(&config, &store).await;
 
-    loop {
+    let failure = loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            ended = async { listener_task.as_mut().expect("guarded").await }, if listener_task.is_some() => {
+                listener_task = None;
+                let why = listener_ended(ended);
+                tracing::error!(error = %why, "The webhook listener stopped; exiting so that the service is restarted.");
+                break Some(why);
+            },
             _ = hup.recv() => match Config::load(&config_path) {
                 Ok(loaded) => {
                     for w in &loaded.warnings {
@@ -161,9 +176,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     tracing::warn!(schedule = config.schedule.poll.expr(), "Skipping a scheduled poll: the previous cycle is still running.");
                     continue;
                 }
-                let lock = match StoreLock::try_acquire(&config.store.path)? {
-                    Ok(l) => l,
-                    Err(busy) => {
+                let lock = match lock_for(&config.store.path, "poll") {
+                    None => continue,
+                    Some(Ok(l)) => l,
+                    Some(Err(busy)) => {
                         tracing::warn!(holder = ?busy.holder, "Skipping a scheduled poll: another process holds the store lock.");
                         continue;
                     }
@@ -189,28 +205,37 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     Done::Cycle(r)
                 }));
             },
-            _ = wake.notified(), if work.is_none() => {
+            _ = wake.notified() => {
                 // Let a burst of deliveries settle, so each ticket is fetched once.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
-                    let (c, a, s) = (config.clone(), api.clone(), store.clone());
-                    work = Some(tokio::spawn(async move {
-                        let r = crate::webhook::process_pending(&c, &a, &s).await;
-                        drop(lock);
-                        Done::Webhook(r)
-                    }));
+                let settle = config.webhook.as_ref().map_or(Duration::ZERO, |w| w.debounce);
+                let at = tokio::time::Instant::now() + settle;
+                webhook_at = Some(webhook_at.map_or(at, |t| t.min(at)));
+            },
+            _ = tokio::time::sleep_until(webhook_at.unwrap_or_else(tokio::time::Instant::now)), if work.is_none() && webhook_at.is_some() => {
+                webhook_at = None;
+                match lock_for(&config.store.path, "webhook") {
+                    None => {}
+                    // Another process works on the store: try again shortly.
+                    Some(Err(_)) => webhook_at = Some(tokio::time::Instant::now() + Duration::from_secs(1)),
+                    Some(Ok(lock)) => {
+                        let (c, a, s) = (config.clone(), api.clone(), store.clone());
+                        work = Some(tokio::spawn(async move {
+                            let r = crate::webhook::process_pending(&c, &a, &s, time::now()).await;
+                            drop(lock);
+                            Done::Webhook(r)
+                        }));
+                    }
                 }
             },
             _ = push_check.tick(), if work.is_none() => {
-                if config.webhook.is_some() && store.call(|s| s.pending_event_count()).await.unwrap_or(0) > 0 {
-                    wake.notify_one();
-                    continue;
+                if config.webhook.is_some() && webhook_at.is_none() && store.call(|s| s.pending_event_count()).await.unwrap_or(0) > 0 {
+                    webhook_at = Some(tokio::time::Instant::now());
                 }
                 let due = store.call(|s| s.next_due()).await.ok().flatten();
                 if due.as_deref().and_then(time::parse).is_none_or(|d| d > time::now()) {
                     if Instant::now() >= next_purge {
                         next_purge = Instant::now() + Duration::from_secs(86_400);
-                        if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
+                        if let Some(Ok(lock)) = lock_for(&config.store.path, "purge") {
                             let (c, s) = (config.clone(), store.clone());
                             work = Some(tokio::spawn(async move {
                                 let r = s.call(move |st| st.purge(&c.privacy, &c.retention, time::now(), false)).await;
@@ -221,7 +246,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     }
                     continue;
                 }
-                if let Ok(lock) = StoreLock::try_acquire(&config.store.path)? {
+                if let Some(Ok(lock)) = lock_for(&config.store.path, "push") {
                     let (c, a, s) = (config.clone(), api.clone(), store.clone());
                     work = Some(tokio::spawn(async move {
                         let r = crate::push::push_pending(&c, &a, &s).await;
@@ -258,7 +283,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     Ok(Done::Push(Ok(_))) => {}
                     Ok(Done::Webhook(Ok(p))) => {
                         if p.fetched + p.skipped + p.ignored + p.failed > 0 {
-                            tracing::info!(fetched = p.fetched, skipped = p.skipped, ignored = p.ignored, failed = p.failed, "Webhook events processed.");
+                            tracing::info!(fetched = p.fetched, skipped = p.skipped, ignored = p.ignored, failed = p.failed, deferred = p.deferred, "Webhook events processed.");
+                        }
+                        if let Some(due) = p.next_due {
+                            let wait = (due - time::now()).to_std().unwrap_or(Duration::ZERO);
+                            let at = tokio::time::Instant::now() + wait;
+                            webhook_at = Some(webhook_at.map_or(at, |t| t.min(at)));
                         }
                     }
                     Ok(Done::Webhook(Err(e))) => tracing::error!(error = format!("{e:#}"), "Webhook processing failed; the events stay pending."),
@@ -272,7 +302,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             },
         }
-    }
+    };
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("Stopping: no new work is started.");
@@ -293,8 +323,50 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
             }
         }
     }
+    if let Some(why) = failure {
+        return Err(why);
+    }
     tracing::info!("Daemon stopped.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes the store lock for a piece of `work` (`poll`, `push`, `webhook`, `purge`). `None` when
+/// the lock file cannot even be opened (too many open files, say): that is logged and counted,
+/// and the work is skipped until its next turn, never the end of the daemon.
+fn lock_for(
+    store: &std::path::Path,
+    work: &'static str,
+) -> Option<Result<StoreLock, crate::lock::Busy>> {
+    match StoreLock::try_acquire(store) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            metrics::counter!("huoltosync_work_skipped_total", "work" => work).increment(1);
+            tracing::error!(
+                work,
+                error = format!("{e:#}"),
+                "Cannot take the store lock; this work is skipped and tried again later."
+            );
+            None
+        }
+    }
+}
+
+/// Why the webhook listener's task ended: it never should.
+fn listener_ended(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
+    match r {
+        Ok(Ok(())) => anyhow::anyhow!("the webhook listener stopped"),
+        Ok(Err(e)) => e.context("the webhook listener failed"),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            anyhow::anyhow!("the webhook listener panicked: {msg}")
+        }
+        Err(e) => anyhow::anyhow!("the webhook listener was cancelled: {e}"),
+    }
 }
 
 /// The full poll's schedule: `[webhook] reconcile` when webhooks are on, else `[schedule] poll`.
@@ -357,4 +429,29 @@ pub async fn run_once(
         Duration::ZERO,
     )
     .await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_listener_that_ends_in_any_way_is_a_reason_to_exit() {
+        let panicked = tokio::spawn(async { panic!("boom") })
+            .await
+            .map(|()| Ok(()));
+        assert_eq!(
+            listener_ended(panicked).to_string(),
+            "the webhook listener panicked: boom"
+        );
+        let failed: anyhow::Result<()> = Err(anyhow::anyhow!("accept: EINVAL"));
+        assert_eq!(
+            format!("{:#}", listener_ended(Ok(failed))),
+            "the webhook listener failed: accept: EINVAL"
+        );
+        assert_eq!(
+            listener_ended(Ok(Ok(()))).to_string(),
+            "the webhook listener stopped"
+        );
+    }
 }

@@ -12,7 +12,9 @@
 //! skipped without a (billed) fetch.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -21,27 +23,130 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore, oneshot};
+use tower::ServiceExt;
 
 use crate::config::{Config, WebhookConfig};
 use crate::store::{Handle, NewEvent, PendingEvent};
 use crate::tampuuri::Api;
 use crate::time;
 
+/// A connection that has not sent a complete request head this long after it opened (or after
+/// its previous response) is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request whose body has not arrived this long after its head (waiting for the body budget
+/// included) is answered 408.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes of request bodies buffered at once over all connections: each request reserves
+/// `max_body_bytes` of it before reading its body. With HMAC-only authentication a body must be
+/// read before it can be refused, so this (not the number of connections) bounds the memory.
+pub const BODY_BUDGET: usize = 8 << 20;
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(50);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 struct Listener {
     config: Arc<WebhookConfig>,
     store: Handle,
     wake: Arc<Notify>,
+    bodies: Arc<Semaphore>,
+}
+
+/// The open connections, oldest first. Removing an entry closes its connection (its task
+/// watches the other end of `close`).
+#[derive(Default)]
+struct Connections {
+    open: Mutex<BTreeMap<u64, Conn>>,
+    /// Notified whenever a connection ends.
+    ended: Notify,
+}
+
+struct Conn {
+    /// Requests in progress on this connection (0: idle, waiting for a request head).
+    busy: Arc<AtomicUsize>,
+    _close: oneshot::Sender<()>,
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Conn>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a new connection may be served: below the cap, or after the oldest idle
+    /// connection was closed to make room.
+    fn make_room(&self, cap: usize) -> bool {
+        let mut open = self.lock();
+        if open.len() < cap {
+            return true;
+        }
+        let oldest_idle = open
+            .iter()
+            .find(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
+            .map(|(id, _)| *id);
+        match oldest_idle {
+            Some(id) => {
+                open.remove(&id);
+                metrics::counter!("huoltosync_webhook_connections_shed_total").increment(1);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Removes its connection from the table when the connection's task ends, however it ends.
+struct Registered {
+    id: u64,
+    table: Arc<Connections>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.id);
+        self.table.ended.notify_waiters();
+    }
+}
+
+/// Counts a request in progress while alive.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(n: &Arc<AtomicUsize>) -> Busy {
+        n.fetch_add(1, Ordering::SeqCst);
+        Busy(n.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Whether an accept error means the listening socket itself is broken (rather than a passing
+/// shortage of file descriptors or memory, or a connection reset before it was accepted).
+fn listener_broken(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP)
+    )
 }
 
 /// Serves the listener on `listener` until `shutdown`; `wake` is notified after each recorded
 /// delivery.
+///
+/// HTTP/1.1 with a [`HEADER_TIMEOUT`] on every request head, a [`BODY_TIMEOUT`] and a shared
+/// [`BODY_BUDGET`] for bodies, and at most `max_connections` connections: at the cap the oldest
+/// idle connection is closed for the new one (or, when every connection is in the middle of a
+/// request, the new one waits for a slot). An accept error such as too many open files pauses
+/// the accept loop briefly (50 ms, doubling up to 1 s); only a broken listening socket ends it,
+/// with an error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: WebhookConfig,
@@ -49,20 +154,119 @@ pub async fn serve(
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    crate::config::check_webhook_path(&config.path)
+        .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
+    let addr = listener.local_addr()?;
     let path = config.path.clone();
+    let cap = config.max_connections.max(1);
     let state = Listener {
         config: Arc::new(config),
         store,
         wake,
+        bodies: Arc::new(Semaphore::new(BODY_BUDGET)),
     };
     let router = Router::new()
         .route(&path, post(receive_plain))
         .route(&format!("{path}/{{token}}"), post(receive_token))
         .with_state(state);
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let table = Arc::new(Connections::default());
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut pause = ACCEPT_PAUSE_MIN;
+    let mut next_id = 0u64;
+    'accept: loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => r,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                pause = ACCEPT_PAUSE_MIN;
+                stream
+            }
+            Err(e) if listener_broken(&e) => {
+                anyhow::bail!("[webhook] listen = {addr}: the listening socket failed: {e}")
+            }
+            Err(e) => {
+                metrics::counter!("huoltosync_webhook_accept_errors_total").increment(1);
+                tracing::warn!(
+                    error = %e,
+                    open = table.lock().len(),
+                    pause_ms = pause.as_millis() as u64,
+                    "Cannot accept a webhook connection; pausing the listener."
+                );
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                continue;
+            }
+        };
+        loop {
+            let ended = table.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if table.make_room(cap) {
+                break;
+            }
+            tokio::select! {
+                () = &mut shutdown => break 'accept,
+                () = ended => {}
+            }
+        }
+        let busy = Arc::new(AtomicUsize::new(0));
+        let (close_tx, close_rx) = oneshot::channel();
+        next_id += 1;
+        table.lock().insert(
+            next_id,
+            Conn {
+                busy: busy.clone(),
+                _close: close_tx,
+            },
+        );
+        let registered = Registered {
+            id: next_id,
+            table: table.clone(),
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            router.clone(),
+            busy,
+            close_rx,
+            registered,
+        ));
+    }
+    // Dropping the entries closes the connections.
+    table.lock().clear();
     Ok(())
+}
+
+/// One connection: HTTP/1.1 until the client closes, a head times out, or the table drops it.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    router: Router,
+    busy: Arc<AtomicUsize>,
+    close: oneshot::Receiver<()>,
+    _registered: Registered,
+) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        let busy = Busy::new(&busy);
+        async move {
+            let _busy = busy;
+            router.oneshot(req.map(Body::new)).await
+        }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::select! {
+        r = conn => if let Err(e) = r {
+            tracing::debug!(error = %e, "A webhook connection ended with an error.");
+        },
+        _ = close => tracing::debug!("A webhook connection was closed to make room."),
+    }
 }
 
 async fn receive_plain(State(l): State<Listener>, headers: HeaderMap, body: Body) -> Response {
@@ -117,12 +321,7 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b.trim())
-                    .ok()
-            })
+            .and_then(basic_credentials)
             .unwrap_or_default();
         let expected = format!("{user}:{}", pass.expose_secret());
         if !eq(&given, expected.as_bytes()) {
@@ -134,13 +333,41 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
             .await;
         }
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, cfg.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
+    let max = cfg.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return reject(
+            &l,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("body over {max} bytes"),
+        )
+        .await;
+    }
+    // Reserve what the body may take of the shared budget (its declared length, which hyper
+    // holds it to, or `max`), then read it, all within BODY_TIMEOUT.
+    let limit = declared.map_or(max, |n| n as usize).min(max);
+    let reserve = u32::try_from(limit.min(BODY_BUDGET)).expect("the budget fits in u32");
+    let read = async {
+        let permit = l.bodies.clone().acquire_many_owned(reserve).await;
+        (axum::body::to_bytes(body, limit).await, permit)
+    };
+    let (bytes, _reserved): (Bytes, _) = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok((Ok(b), permit)) => (b, permit),
+        Ok((Err(_), _)) => {
             return reject(
                 &l,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("body over {} bytes", cfg.max_body_bytes),
+                &format!("body over {max} bytes"),
+            )
+            .await;
+        }
+        Err(_) => {
+            return reject(
+                &l,
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("body not received within {} s", BODY_TIMEOUT.as_secs()),
             )
             .await;
         }
@@ -201,6 +428,18 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
     }
 }
 
+/// The decoded `user:password` of an `Authorization: Basic …` value; the scheme name is
+/// case-insensitive (RFC 9110, section 11.1).
+fn basic_credentials(value: &str) -> Option<Vec<u8>> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()
+}
+
 /// Whether `given` is the HMAC-SHA256 of `body` under `secret`: lowercase (or any case) hex,
 /// optionally prefixed `sha256=`, or base64. Compared in constant time.
 pub fn digest_matches(secret: &[u8], body: &[u8], given: &str) -> bool {
@@ -257,19 +496,50 @@ pub struct Processed {
     pub skipped: u64,
     pub ignored: u64,
     pub failed: u64,
+    /// Events left pending because their ticket's deliveries have not settled yet.
+    pub deferred: u64,
+    /// When the earliest deferred ticket becomes due.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
-/// Processes every pending event: one fetch per ticket named by relevant events.
+/// When the pending events of one ticket are due: once no event arrived for it for `quiet`
+/// (a burst has settled), but no later than `longest` after its oldest pending event (so a
+/// steady stream is still processed).
+pub fn due_at(
+    oldest: DateTime<Utc>,
+    newest: DateTime<Utc>,
+    quiet: Duration,
+    longest: Duration,
+) -> DateTime<Utc> {
+    let span = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let settled = newest.checked_add_signed(span(quiet));
+    let overdue = oldest.checked_add_signed(span(longest));
+    match (settled, overdue) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(DateTime::<Utc>::MAX_UTC),
+    }
+}
+
+/// Processes the pending events that are due at `now` (see [`due_at`] and `[webhook]
+/// debounce_ms`, `debounce_max_ms`): one fetch per ticket named by relevant events; the events
+/// of a ticket whose deliveries are still coming wait for the next pass.
 pub async fn process_pending(
     config: &Config,
     api: &Api,
     store: &Handle,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<Processed> {
     let mut done = Processed::default();
     let refetch = |action: &str| match config.webhook.as_ref().map(|w| &w.actions) {
         Some(list) if !list.is_empty() => list.iter().any(|a| a == action),
         _ => action.starts_with("Ilmoitus"),
     };
+    let (quiet, longest) = config
+        .webhook
+        .as_ref()
+        .map_or((Duration::ZERO, Duration::ZERO), |w| {
+            (w.debounce, w.debounce_max)
+        });
     let events = store.call(|s| s.pending_events(10_000)).await?;
     // Group by (account, ticket), keeping the order of first arrival.
     let mut groups: BTreeMap<(String, i64), Vec<PendingEvent>> = BTreeMap::new();
@@ -295,6 +565,21 @@ pub async fn process_pending(
     done.ignored = ignored.len() as u64;
     let mut clients = std::collections::HashMap::new();
     for ((account, id), evs) in groups {
+        // An unreadable receipt time counts as long ago: never a reason to wait.
+        let received: Vec<DateTime<Utc>> = evs
+            .iter()
+            .map(|e| time::parse(&e.received_at).unwrap_or(DateTime::<Utc>::MIN_UTC))
+            .collect();
+        let (oldest, newest) = (
+            received.iter().min().copied().unwrap_or(now),
+            received.iter().max().copied().unwrap_or(now),
+        );
+        let due = due_at(oldest, newest, quiet, longest);
+        if due > now {
+            done.deferred += evs.len() as u64;
+            done.next_due = Some(done.next_due.map_or(due, |d| d.min(due)));
+            continue;
+        }
         let acc = config.account(&account).expect("filtered above");
         let ids: Vec<i64> = evs.iter().map(|e| e.id).collect();
         let names_other = evs.iter().any(|e| {
@@ -403,5 +688,48 @@ mod tests {
         );
         assert_eq!(assignee_in(Some("not json")), None);
         assert_eq!(assignee_in(None), None);
+    }
+
+    #[test]
+    fn a_ticket_is_due_when_its_burst_settles_or_its_oldest_event_waited_long_enough() {
+        let t = |s: &str| time::parse(&format!("2026-11-25T10:00:{s}Z")).unwrap();
+        let (quiet, longest) = (Duration::from_millis(500), Duration::from_secs(5));
+        // (oldest, newest) -> due
+        for (oldest, newest, due) in [
+            ("00.000", "00.000", "00.500"), // one event: half a second later
+            ("00.000", "02.000", "02.500"), // a burst: half a second after its last event
+            ("00.000", "04.800", "05.000"), // a steady stream: 5 s after its first event
+            ("00.000", "09.000", "05.000"),
+        ] {
+            assert_eq!(
+                due_at(t(oldest), t(newest), quiet, longest),
+                t(due),
+                "{oldest}..{newest}"
+            );
+        }
+        assert_eq!(
+            due_at(t("00.000"), t("03.000"), Duration::ZERO, Duration::ZERO),
+            t("00.000"),
+            "no debounce: due at once"
+        );
+    }
+
+    #[test]
+    fn the_basic_scheme_is_case_insensitive() {
+        let token = base64::engine::general_purpose::STANDARD.encode("tampuuri:b4sic");
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            assert_eq!(
+                basic_credentials(&format!("{scheme} {token}")).as_deref(),
+                Some(&b"tampuuri:b4sic"[..]),
+                "{scheme}"
+            );
+        }
+        assert_eq!(
+            basic_credentials(&format!("Basic\t {token} ")).as_deref(),
+            Some(&b"tampuuri:b4sic"[..])
+        );
+        assert_eq!(basic_credentials(&format!("Bearer {token}")), None);
+        assert_eq!(basic_credentials(&format!("Basic{token}")), None);
+        assert_eq!(basic_credentials("Basic !!!"), None);
     }
 }

@@ -25,6 +25,8 @@ pub struct PendingEvent {
     pub action: Option<String>,
     pub reference_id: Option<i64>,
     pub reference_json: Option<String>,
+    /// When it was recorded (`time::fmt`).
+    pub received_at: String,
 }
 
 /// What `status` shows about webhooks.
@@ -85,7 +87,7 @@ impl Store {
     /// Pending events, oldest first.
     pub fn pending_events(&self, limit: u32) -> anyhow::Result<Vec<PendingEvent>> {
         let mut s = self.conn.prepare_cached(
-            "SELECT id, account, action, reference_id, reference_json FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT ?1",
+            "SELECT id, account, action, reference_id, reference_json, received_at FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT ?1",
         )?;
         let v = s
             .query_map([limit], |r| {
@@ -95,6 +97,7 @@ impl Store {
                     action: r.get(2)?,
                     reference_id: r.get(3)?,
                     reference_json: r.get(4)?,
+                    received_at: r.get(5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -257,3 +257,89 @@ async fn the_example_config_is_valid_with_its_credentials_in_place() {
         "{text}"
     );
 }
+
+#[test]
+fn a_webhook_path_the_listener_cannot_serve_is_refused_by_key() {
+    let with = |lines: &str| {
+        format!("{GOOD}\n[webhook]\nlisten = \"127.0.0.1:8787\"\npath_token = \"t0k3n\"\n{lines}\n")
+    };
+    for path in [
+        "/",
+        "//",
+        "/a//b",
+        "/a/*rest",
+        "/a/{x}",
+        "/a/:x",
+        "/with space",
+        "no-slash",
+        "/a?b",
+    ] {
+        check(&with(&format!("path = {path:?}")), &["webhook.path"]);
+    }
+    for path in [
+        "/tampuuri/webhook",
+        "/tampuuri/webhook/",
+        "/hooks/tampuuri-v1.0",
+    ] {
+        check(&with(&format!("path = {path:?}")), &[]);
+    }
+    // Bodies are buffered before an HMAC can be checked: at most 4 MiB.
+    check(
+        &with("max_body_bytes = 67108864"),
+        &["webhook.max_body_bytes"],
+    );
+    check(&with("max_body_bytes = 4194304"), &[]);
+    check(&with("max_connections = 0"), &["webhook.max_connections"]);
+    check(
+        &with("debounce_ms = 2000\ndebounce_max_ms = 1000"),
+        &["webhook.debounce_max_ms"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        with("max_connections = 64\ndebounce_ms = 250\ndebounce_max_ms = 3000"),
+    )
+    .unwrap();
+    let w = Config::load(&path).unwrap().config.webhook.unwrap();
+    assert_eq!(
+        (w.max_connections, w.debounce, w.debounce_max),
+        (
+            64,
+            std::time::Duration::from_millis(250),
+            std::time::Duration::from_secs(3)
+        )
+    );
+    std::fs::write(&path, with("")).unwrap();
+    let w = Config::load(&path).unwrap().config.webhook.unwrap();
+    assert_eq!(
+        (
+            w.max_body_bytes,
+            w.max_connections,
+            w.debounce,
+            w.debounce_max
+        ),
+        (
+            262_144,
+            256,
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5)
+        )
+    );
+}
+
+#[tokio::test]
+async fn check_config_refuses_the_root_as_webhook_path_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{GOOD}\n[webhook]\nlisten = \"127.0.0.1:0\"\npath = \"/\"\npath_token = \"t0k3n\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = crate::helpers::run_cli(&path, &["check-config"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("webhook.path"), "{out}{err}");
+}

@@ -548,6 +548,14 @@ fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{unit}: no exposure level in {out}"));
         assert!(score <= 2.0, "{unit}: exposure {score}");
+        // The default soft limit of 1 024 file descriptors is too few for the listener.
+        let text = std::fs::read_to_string(dir.join(unit)).unwrap();
+        let nofile: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .and_then(|v| v.split(':').next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no LimitNOFILE"));
+        assert!(nofile >= 16_384, "{unit}: LimitNOFILE={nofile}");
     }
 }
 

@@ -67,14 +67,23 @@ async fn signed(url: &str, notes: Vec<Value>) -> u16 {
     .await
 }
 
-async fn process(env: &TestEnv) -> huoltosync::webhook::Processed {
+/// One processing pass at `now`.
+async fn process_at(
+    env: &TestEnv,
+    now: chrono::DateTime<chrono::Utc>,
+) -> huoltosync::webhook::Processed {
     let api = huoltosync::tampuuri::Api::new(&env.config).unwrap();
     let store = huoltosync::store::Handle::open(env.config.store.path.clone())
         .await
         .unwrap();
-    huoltosync::webhook::process_pending(&env.config, &api, &store)
+    huoltosync::webhook::process_pending(&env.config, &api, &store, now)
         .await
         .unwrap()
+}
+
+/// One processing pass once every burst so far has settled.
+async fn process(env: &TestEnv) -> huoltosync::webhook::Processed {
+    process_at(env, chrono::Utc::now() + chrono::Duration::hours(1)).await
 }
 
 fn events(env: &TestEnv) -> i64 {
@@ -399,4 +408,442 @@ async fn with_a_fifth_of_deliveries_lost_one_reconciliation_sweep_restores_the_m
         out.contains(&format!("last reconciliation found {lost} ticket(s)")),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn a_flood_of_deliveries_for_the_same_tickets_costs_one_get_per_ticket() {
+    // A long quiet period, so that no pass of the flood below can find a ticket settled.
+    let env = Setup::tickets(5)
+        .sections(&webhook_toml(
+            "debounce_ms = 60000\ndebounce_max_ms = 600000",
+        ))
+        .start()
+        .await;
+    env.sync_ok().await;
+    let gets = env.get_calls();
+    let url = listener(&env).await;
+    let ids = env.open_ids("sim-1");
+    // Ten deliveries for the same five tickets, a processing pass after each.
+    for round in 0..10u64 {
+        let notes = ids
+            .iter()
+            .map(|id| {
+                note(
+                    "IlmoitusTilamuutos",
+                    *id,
+                    4711,
+                    "Avoin",
+                    &format!("2026-11-25T10:00:{round:02}+02:00"),
+                )
+            })
+            .collect();
+        assert_eq!(signed(&url, notes).await, 200);
+        let p = process_at(&env, chrono::Utc::now()).await;
+        assert_eq!(
+            (p.fetched, p.deferred),
+            (0, 5 * (round + 1)),
+            "round {round}"
+        );
+        assert!(p.next_due.is_some_and(|d| d > chrono::Utc::now()));
+    }
+    assert_eq!(
+        env.get_calls(),
+        gets,
+        "nothing fetched while deliveries kept coming"
+    );
+    // Once the deliveries have settled: one GET per ticket.
+    let p = process_at(&env, chrono::Utc::now() + chrono::Duration::minutes(2)).await;
+    assert_eq!((p.fetched, p.deferred, p.next_due), (5, 0, None));
+    assert_eq!(env.get_calls() - gets, 5);
+    assert_eq!(
+        env.count("SELECT count(*) FROM webhook_events WHERE status = 'fetched'"),
+        50
+    );
+}
+
+#[tokio::test]
+async fn the_basic_scheme_name_is_case_insensitive() {
+    let toml = "[webhook]\nlisten = \"127.0.0.1:9\"\nbasic_username = \"tampuuri\"\nbasic_password = \"b4sic\"\n";
+    let env = Setup::tickets(1).sections(toml).start().await;
+    let url = listener(&env).await;
+    let token = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("tampuuri:b4sic")
+    };
+    for (i, scheme) in ["basic", "BASIC", "Basic"].into_iter().enumerate() {
+        let body =
+            json!({ "Notifications": [note("IlmoitusUusi", 1001 + i as i64, 4711, "Avoin", "t")] })
+                .to_string();
+        let status = reqwest::Client::new()
+            .post(&url)
+            .header("authorization", format!("{scheme} {token}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, 200, "{scheme}");
+    }
+    assert_eq!(events(&env), 3);
+}
+
+/// `host:port` of a listener URL.
+fn authority(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Connects and sends the start of a request head, never its end.
+async fn idle_connection(addr: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /tampuuri/webhook HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    s
+}
+
+/// Reads until the peer closes; answers what was read.
+async fn read_to_close(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all).await;
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_completes_its_head_is_closed_after_ten_seconds() {
+    let env = Setup::tickets(1).sections(&webhook_toml("")).start().await;
+    let url = listener(&env).await;
+    let mut idle = idle_connection(&authority(&url)).await;
+    // Paused time: the timers run on the test's clock, which jumps whenever all is idle.
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(120), read_to_close(&mut idle))
+        .await
+        .expect("closed by the listener");
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_secs(10)..Duration::from_secs(11)).contains(&waited),
+        "closed after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_answered_408() {
+    use tokio::io::AsyncWriteExt;
+    let env = Setup::tickets(1).sections(&webhook_toml("")).start().await;
+    let url = listener(&env).await;
+    let mut slow = tokio::net::TcpStream::connect(authority(&url))
+        .await
+        .unwrap();
+    slow.write_all(
+        b"POST /tampuuri/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Notif",
+    )
+    .await
+    .unwrap();
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(120), read_to_close(&mut slow))
+        .await
+        .expect("answered and closed by the listener");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(15));
+    assert_eq!(events(&env), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_connection_cap_the_oldest_idle_connections_make_room_for_a_delivery() {
+    let env = Setup::tickets(1)
+        .sections(&webhook_toml("max_connections = 8"))
+        .start()
+        .await;
+    let url = listener(&env).await;
+    let started = std::time::Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(idle_connection(&authority(&url)).await);
+    }
+    assert_eq!(
+        signed(&url, vec![note("IlmoitusUusi", 1001, 4711, "Avoin", "t")]).await,
+        200
+    );
+    assert_eq!(events(&env), 1);
+    // 41 connections, 8 at most open: the 33 oldest (idle) ones were closed for newer ones.
+    // Closed: the read end says so (end of stream or reset) instead of "nothing yet".
+    let closed = |s: &tokio::net::TcpStream| {
+        let mut buf = [0u8; 64];
+        !matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    assert!(
+        wait_for(Duration::from_secs(5), || idle[..33].iter().all(closed)).await,
+        "the oldest idle connections were closed"
+    );
+    // The newest stay open until their own header timeout (10 s), if this ran fast enough to see.
+    if started.elapsed() < Duration::from_secs(9) {
+        assert!(
+            idle[33..].iter().all(|s| !closed(s)),
+            "only as many connections were closed as needed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_path_the_router_cannot_take_is_an_error_not_a_panic() {
+    let env = Setup::tickets(1).sections(&webhook_toml("")).start().await;
+    let store = huoltosync::store::Handle::open(env.config.store.path.clone())
+        .await
+        .unwrap();
+    for bad in ["", "/a/{x}", "/a/*rest"] {
+        let mut cfg = env.config.webhook.clone().unwrap();
+        cfg.path = bad.into();
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = tokio::spawn(huoltosync::webhook::serve(
+            tcp,
+            cfg,
+            store.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+            std::future::pending(),
+        ))
+        .await
+        .expect("no panic");
+        let e = r.expect_err("an invalid path is refused");
+        assert!(e.to_string().contains("webhook.path"), "{bad:?}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_broken_listening_socket_ends_the_listener_with_an_error() {
+    use std::os::fd::AsRawFd;
+    let env = Setup::tickets(1).sections(&webhook_toml("")).start().await;
+    let store = huoltosync::store::Handle::open(env.config.store.path.clone())
+        .await
+        .unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let fd = std_listener.as_raw_fd();
+    let tcp = tokio::net::TcpListener::from_std(std_listener).unwrap();
+    let task = tokio::spawn(huoltosync::webhook::serve(
+        tcp,
+        env.config.webhook.clone().unwrap(),
+        store,
+        Arc::new(tokio::sync::Notify::new()),
+        std::future::pending(),
+    ));
+    tokio::task::yield_now().await;
+    // Shutting a listening socket down makes accept() fail with EINVAL from then on.
+    assert_eq!(unsafe { libc::shutdown(fd, libc::SHUT_RDWR) }, 0);
+    let r = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the listener ends instead of retrying forever")
+        .expect("no panic");
+    let e = r.expect_err("an error");
+    assert!(e.to_string().contains("listening socket failed"), "{e}");
+}
+
+/// The daemon as a child process with at most `nofile` open files.
+fn daemon_with_nofile(env: &TestEnv, nofile: u64) -> crate::helpers::Daemon {
+    let log = env.dir.path().join(format!("daemon-nofile-{nofile}.log"));
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"));
+    cmd.arg("--config")
+        .arg(env.config_path())
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    crate::helpers::Daemon {
+        child: cmd.spawn().unwrap(),
+        log,
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn listening(port: u16) -> bool {
+    wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_idle_connections_beyond_its_file_limit_the_daemon_still_serves_and_pushes() {
+    let port = free_port();
+    let toml = webhook_toml("max_connections = 32\n[service]\npush_check_ms = 200")
+        .replace("127.0.0.1:9", &format!("127.0.0.1:{port}"));
+    let env = Setup::tickets(3).sections(&toml).start().await;
+    env.sync_ok().await;
+    let mut daemon = daemon_with_nofile(&env, 128);
+    assert!(listening(port).await);
+    let addr = format!("127.0.0.1:{port}");
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(idle_connection(&addr).await);
+    }
+    let ticket = env.open_ids("sim-1")[0];
+    env.task_ok(&["accept", &ticket.to_string()]).await;
+    let url = format!("http://{addr}/tampuuri/webhook");
+    let answered = tokio::time::timeout(
+        Duration::from_secs(60),
+        signed(
+            &url,
+            vec![note("IlmoitusTilamuutos", ticket, 4711, "Avoin", "t")],
+        ),
+    )
+    .await;
+    assert_eq!(answered, Ok(200), "{}", daemon.log());
+    assert!(
+        wait_for(Duration::from_secs(30), || env.applied().len() == 1).await,
+        "the queued action was pushed: {}",
+        daemon.log()
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "{}",
+        daemon.log()
+    );
+    drop(idle);
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_daemon_skips_work_and_carries_on() {
+    let port = free_port();
+    // A cap above the file limit: the idle connections take every descriptor.
+    let toml = webhook_toml("max_connections = 1000\n[service]\npush_check_ms = 200")
+        .replace("127.0.0.1:9", &format!("127.0.0.1:{port}"));
+    let env = Setup::tickets(3).sections(&toml).start().await;
+    env.sync_ok().await;
+    let mut daemon = daemon_with_nofile(&env, 128);
+    assert!(listening(port).await);
+    let addr = format!("127.0.0.1:{port}");
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(idle_connection(&addr).await);
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || daemon.log().contains(
+            "Cannot accept a webhook connection; pausing the listener."
+        ))
+        .await,
+        "{}",
+        daemon.log()
+    );
+    let ticket = env.open_ids("sim-1")[0];
+    env.task_ok(&["accept", &ticket.to_string()]).await;
+    assert!(
+        wait_for(Duration::from_secs(8), || daemon
+            .log()
+            .contains("this work is skipped and tried again later"))
+        .await,
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "{}",
+        daemon.log()
+    );
+    drop(idle);
+    assert!(
+        wait_for(Duration::from_secs(30), || env.applied().len() == 1).await,
+        "the action went out once descriptors were free again: {}",
+        daemon.log()
+    );
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+}
+
+/// Peak and current resident memory of a process, in bytes.
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = |key: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap()
+            * 1024
+    };
+    (kb("VmHWM:"), kb("VmRSS:"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_bodies_cannot_take_the_daemons_memory() {
+    use tokio::io::AsyncWriteExt;
+    let port = free_port();
+    // HMAC only: a body must be read before it can be refused.
+    let toml = webhook_toml("max_body_bytes = 1048576")
+        .replace("127.0.0.1:9", &format!("127.0.0.1:{port}"));
+    let env = Setup::tickets(1).sections(&toml).start().await;
+    let daemon = env.daemon(&[]).await;
+    assert!(listening(port).await);
+    let pid = daemon.pid();
+    let (_, before) = memory(pid);
+    // 120 clients each send a 1 MiB body but its last byte, and hold on: 120 MiB if buffered.
+    let body = vec![b'x'; (1 << 20) - 1];
+    let clients: Vec<_> = (0..120)
+        .map(|_| {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                let head = format!(
+                    "POST /tampuuri/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len() + 1
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(20), async {
+                    s.write_all(head.as_bytes()).await?;
+                    s.write_all(&body).await
+                })
+                .await;
+                s
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for c in clients {
+        held.push(c.await.unwrap());
+    }
+    // What the kernel buffered when the writes returned reaches the daemon meanwhile. (The
+    // bound holds at every moment; the pause only gives an unbounded listener time to show.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (peak, _) = memory(pid);
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 48 << 20,
+        "the daemon grew by {} MiB for 120 × 1 MiB of unauthenticated bodies",
+        grown >> 20
+    );
+    drop(held);
+    assert_eq!(events(&env), 0);
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
 }
