@@ -247,6 +247,7 @@ async fn attempt(
         )),
         Err(
             e @ (ApiError::Auth { .. }
+            | ApiError::Credentials { .. }
             | ApiError::RateLimited { .. }
             | ApiError::Unreachable { .. }),
         ) => Outcome::Retry(e.to_string(), false),
