@@ -187,6 +187,8 @@ pub struct TampuuriConfig {
     /// Client-side throttle per API host; 0 turns it off.
     pub max_requests_per_second: f64,
     pub retry: RetryConfig,
+    /// A response body larger than this fails its call instead of being read whole.
+    pub max_response_bytes: u64,
 }
 
 /// `[tampuuri.retry]`: bounded exponential backoff with jitter.
@@ -300,6 +302,9 @@ fn list(issues: &[Issue]) -> String {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<Issue>,
+    /// Problems that leave one account unusable but the others runnable (a password file with
+    /// a newline inside): `check-config` fails on them; a run fails that account alone.
+    pub account_errors: Vec<Issue>,
 }
 
 impl Config {
@@ -333,6 +338,7 @@ impl Config {
         let mut r = Reader {
             errors: Vec::new(),
             warnings: Vec::new(),
+            account_errors: Vec::new(),
             base_dir: base_dir.clone(),
         };
 
@@ -345,7 +351,7 @@ impl Config {
 
         let mut t = r.table(&mut root, "", "tampuuri").unwrap_or_default();
         let global_url = r.url(&mut t, "tampuuri", "base_url");
-        let global_key = r.secret(&mut t, "tampuuri", "api_key");
+        let global_key = r.header_secret(&mut t, "tampuuri", "api_key", false);
         let global_customer = r.string(&mut t, "tampuuri", "customer_name");
         let software_version = r
             .string(&mut t, "tampuuri", "software_version")
@@ -359,6 +365,9 @@ impl Config {
         let max_rps = r
             .float_in(&mut t, "tampuuri", "max_requests_per_second", 0.0, 1000.0)
             .unwrap_or(5.0);
+        let max_response_bytes = r
+            .int_in(&mut t, "tampuuri", "max_response_bytes", 1024, 1 << 30)
+            .unwrap_or(16 << 20) as u64;
         let mut rt = r.table(&mut t, "tampuuri", "retry").unwrap_or_default();
         let retry = RetryConfig {
             max_attempts: r
@@ -539,7 +548,7 @@ impl Config {
                         );
                     }
                     let username = r.required_string(&mut a, &key, "username");
-                    let password = r.secret(&mut a, &key, "password");
+                    let password = r.header_secret(&mut a, &key, "password", true);
                     if password.is_none() {
                         r.missing_secret(&key, "password");
                     }
@@ -553,7 +562,7 @@ impl Config {
                         );
                     }
                     let api_key = r
-                        .secret(&mut a, &key, "api_key")
+                        .header_secret(&mut a, &key, "api_key", true)
                         .or_else(|| global_key.clone());
                     if api_key.is_none()
                         && !r.has_error(&format!("{key}.api_key"))
@@ -653,6 +662,7 @@ impl Config {
                     timeout: Duration::from_secs(timeout_secs as u64),
                     max_requests_per_second: max_rps,
                     retry,
+                    max_response_bytes,
                 },
                 sync,
                 push,
@@ -665,6 +675,7 @@ impl Config {
                 accounts,
             },
             warnings: r.warnings,
+            account_errors: r.account_errors,
         })
     }
 
@@ -678,6 +689,7 @@ impl Config {
 struct Reader {
     errors: Vec<Issue>,
     warnings: Vec<Issue>,
+    account_errors: Vec<Issue>,
     base_dir: PathBuf,
 }
 
@@ -1049,6 +1061,38 @@ impl Reader {
             };
         }
         None
+    }
+
+    /// A secret sent as an HTTP header (`api_key`, `password`): one with a character a header
+    /// cannot carry is reported by the key it came from, never by its value. An account's own
+    /// secret (`account_level`) spoils only that account.
+    fn header_secret(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+        key: &str,
+        account_level: bool,
+    ) -> Option<SecretString> {
+        let given = [key.to_owned(), format!("{key}_file"), format!("{key}_env")]
+            .into_iter()
+            .find(|k| t.contains_key(k))
+            .map(|k| join(prefix, &k))?;
+        let secret = self.secret(t, prefix, key)?;
+        if reqwest::header::HeaderValue::from_str(secrecy::ExposeSecret::expose_secret(&secret))
+            .is_err()
+        {
+            let issue = Issue {
+                key: given,
+                message: "holds a character an HTTP header cannot carry (a control character such as a newline inside the value); it cannot be sent to Tampuuri".into(),
+            };
+            if account_level {
+                self.account_errors.push(issue);
+            } else {
+                self.errors.push(issue);
+                return None;
+            }
+        }
+        Some(secret)
     }
 
     fn missing_secret(&mut self, prefix: &str, key: &str) {

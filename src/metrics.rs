@@ -32,8 +32,11 @@ pub fn record_cycle(report: &CycleReport) {
             0.0
         });
         counter!("huoltosync_syncs_total", "account" => account.clone(), "outcome" => if r.ok() { "ok" } else { "failed" }).increment(1);
-        counter!("huoltosync_api_calls_total", "account" => account, "kind" => "sync")
+        counter!("huoltosync_api_calls_total", "account" => account.clone(), "kind" => "sync")
             .increment(r.api_calls);
+        // Requests that never reached Tampuuri: not billed, so not among the calls.
+        counter!("huoltosync_unreached_requests_total", "account" => account)
+            .increment(r.unreached);
     }
     counter!("huoltosync_actions_delivered_total").increment(report.push.delivered.len() as u64);
     counter!("huoltosync_actions_dead_lettered_total").increment(report.push.dead.len() as u64);

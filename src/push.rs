@@ -263,6 +263,7 @@ async fn attempt(
         )),
         Err(
             e @ (ApiError::Auth { .. }
+            | ApiError::Credentials { .. }
             | ApiError::RateLimited { .. }
             | ApiError::Unreachable { .. }),
         ) => Outcome::Retry(e.to_string(), false),

@@ -31,6 +31,9 @@ pub struct SyncReport {
     pub pages: u32,
     /// Calls sent, retries included.
     pub api_calls: u64,
+    /// Requests that never reached Tampuuri (refused, DNS, TLS, proxy): not billed, not in
+    /// `api_calls`.
+    pub unreached: u64,
     /// Tickets in the open set after the sync.
     pub seen: u64,
     pub counts: ApplyCounts,
@@ -97,6 +100,7 @@ impl SyncReport {
             sweeps: 0,
             pages: 0,
             api_calls: 0,
+            unreached: 0,
             seen: 0,
             counts: ApplyCounts::default(),
             elapsed: Duration::ZERO,
@@ -130,6 +134,7 @@ pub async fn sync_account(
     let mut progress = Progress::default();
     let result = sweep_and_apply(&store, account, client, settings, run_id, &mut progress).await;
     let calls = client.take_calls();
+    let unreached = client.take_unreached();
     let mut record = RunRecord {
         ok: result.is_ok(),
         sweeps: progress.sweeps,
@@ -164,6 +169,7 @@ pub async fn sync_account(
         sweeps: record.sweeps,
         pages: record.pages,
         api_calls: record.api_calls,
+        unreached,
         seen: record.seen,
         counts: record.counts,
         elapsed: started.elapsed(),
@@ -182,6 +188,7 @@ pub async fn sync_account(
         ),
         Some(e) => tracing::error!(
             api_calls = report.api_calls,
+            unreached = report.unreached,
             error = format!("{e:#}"),
             "Sync failed; the mirror is unchanged."
         ),

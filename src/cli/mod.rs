@@ -208,6 +208,9 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     for w in &loaded.warnings {
         tracing::warn!(config = %path.display(), "{w}");
     }
+    for e in &loaded.account_errors {
+        tracing::error!(config = %path.display(), "{e}; this account fails, the others run");
+    }
     Ok(loaded.config)
 }
 
@@ -453,6 +456,17 @@ async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result
     };
     for w in &loaded.warnings {
         println!("  warning: {w}");
+    }
+    if !loaded.account_errors.is_empty() {
+        println!(
+            "{} is invalid: {} problem(s)",
+            path.display(),
+            loaded.account_errors.len()
+        );
+        for issue in &loaded.account_errors {
+            println!("  error: {issue}");
+        }
+        return Ok(ExitCode::from(2));
     }
     let config = loaded.config;
     println!(

@@ -8,10 +8,17 @@
 //! retried. Writes (state changes, creates) are retried only when the request surely was not
 //! applied (it never connected, or Tampuuri answered 429); any other failure of a write is
 //! returned as [`ApiError::OutcomeUnknown`] or [`ApiError::Server`] for the caller to resolve.
+//!
+//! Hostile or broken answers stay bounded: no redirect is followed (the credentials go to
+//! `base_url` only, and a 3xx is an error naming its `Location`), a body larger than
+//! `[tampuuri] max_response_bytes` is not read past the cap, and a ticket fetched by id must be
+//! that ticket. A request that never reached Tampuuri (refused, DNS, TLS, proxy) is not metered
+//! as a call: it is counted apart ([`Client::take_unreached`]).
 
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +99,17 @@ pub enum ApiError {
         endpoint: &'static str,
         detail: String,
     },
+    #[error(
+        "account {account}: {endpoint}: the response is larger than [tampuuri] max_response_bytes = {limit}; not read further"
+    )]
+    TooLarge {
+        account: String,
+        endpoint: &'static str,
+        limit: u64,
+    },
+    /// A credential of this account cannot be sent in an HTTP header; nothing was sent.
+    #[error("account {account}: {detail}; nothing was sent")]
+    Credentials { account: String, detail: String },
 }
 
 impl ApiError {
@@ -125,15 +143,19 @@ pub struct Api {
     max_rps: f64,
     retry: RetryConfig,
     software_version: String,
+    max_response_bytes: u64,
 }
 
 impl Api {
-    /// Builds the shared HTTP client from `[tampuuri]`.
+    /// Builds the shared HTTP client from `[tampuuri]`. It follows no redirect: reqwest strips
+    /// only `Authorization` on a cross-host hop, and our credentials are other headers.
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured (reqwest's default).
     pub fn new(config: &Config) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(config.tampuuri.timeout)
             .connect_timeout(config.tampuuri.timeout.min(Duration::from_secs(10)))
             .user_agent(config.tampuuri.software_version.clone())
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Api {
             http,
@@ -141,6 +163,7 @@ impl Api {
             max_rps: config.tampuuri.max_requests_per_second,
             retry: config.tampuuri.retry.clone(),
             software_version: config.tampuuri.software_version.clone(),
+            max_response_bytes: config.tampuuri.max_response_bytes,
         })
     }
 
@@ -158,24 +181,9 @@ impl Api {
                 })
                 .clone()
         });
-        let mut headers = HeaderMap::new();
-        let mut put = |name: &'static str, value: &str, sensitive: bool| -> anyhow::Result<()> {
-            let mut v = HeaderValue::from_str(value).map_err(|_| {
-                anyhow::anyhow!(
-                    "account {}: the value for header {name} has characters HTTP cannot carry",
-                    account.name
-                )
-            })?;
-            v.set_sensitive(sensitive);
-            headers.insert(HeaderName::from_static(name), v);
-            Ok(())
-        };
-        put("x-tampuuriavain", account.api_key.expose_secret(), true)?;
-        put("x-asiakasnimi", &account.customer_name, false)?;
-        put("x-ohjelmistoversio", &self.software_version, false)?;
-        put("x-tilinimi", &account.name, false)?;
-        put("x-kayttajatunnus", &account.username, false)?;
-        put("x-salasana", account.password.expose_secret(), true)?;
+        // A value HTTP cannot carry (a newline in a password file) fails this account's calls,
+        // not the building of every account's client.
+        let headers = account_headers(account, &self.software_version);
         Ok(Client {
             http: self.http.clone(),
             account: account.name.clone(),
@@ -183,9 +191,54 @@ impl Api {
             headers,
             throttle,
             retry: self.retry.clone(),
+            max_response_bytes: self.max_response_bytes,
             meter: Default::default(),
+            unreached: Default::default(),
         })
     }
+}
+
+/// The six headers of one account, or what keeps one of them from being sent (never the value).
+fn account_headers(account: &AccountConfig, software_version: &str) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    let values: [(&'static str, &str, &str, bool); 6] = [
+        (
+            "x-tampuuriavain",
+            "api_key",
+            account.api_key.expose_secret(),
+            true,
+        ),
+        (
+            "x-asiakasnimi",
+            "customer_name",
+            &account.customer_name,
+            false,
+        ),
+        (
+            "x-ohjelmistoversio",
+            "software_version",
+            software_version,
+            false,
+        ),
+        ("x-tilinimi", "name", &account.name, false),
+        ("x-kayttajatunnus", "username", &account.username, false),
+        (
+            "x-salasana",
+            "password",
+            account.password.expose_secret(),
+            true,
+        ),
+    ];
+    for (name, key, value, sensitive) in values {
+        let mut v = HeaderValue::from_str(value).map_err(|_| {
+            format!(
+                "the {key} holds a character an HTTP header cannot carry (a control character such as a newline?)"
+            )
+        })?;
+        v.set_sensitive(sensitive);
+        headers.insert(HeaderName::from_static(name), v);
+    }
+    Ok(headers)
 }
 
 /// Calls made, by endpoint template.
@@ -196,10 +249,14 @@ pub struct Client {
     http: reqwest::Client,
     account: String,
     base: reqwest::Url,
-    headers: HeaderMap,
+    /// The six headers, or why they cannot be sent.
+    headers: Result<HeaderMap, String>,
     throttle: Option<Arc<DefaultDirectRateLimiter>>,
     retry: RetryConfig,
+    max_response_bytes: u64,
     meter: Arc<Mutex<CallCounts>>,
+    /// Requests that never reached Tampuuri (no connection): not billed, not in `meter`.
+    unreached: Arc<AtomicU64>,
 }
 
 /// One attempt's failure, before it is decided whether to try again.
@@ -221,6 +278,12 @@ impl Client {
         std::mem::take(&mut *self.meter.lock().expect("meter poisoned"))
     }
 
+    /// Requests that never reached Tampuuri (connection refused, DNS, TLS handshake, proxy)
+    /// since the last call of this: not API calls, so not in [`Client::take_calls`].
+    pub fn take_unreached(&self) -> u64 {
+        self.unreached.swap(0, Ordering::Relaxed)
+    }
+
     /// `POST ilmoitukset/selaa` with this body.
     pub async fn selaa(&self, body: &Value) -> Result<Page, ApiError> {
         self.call(
@@ -239,7 +302,15 @@ impl Client {
         let path = format!("ilmoitukset/{id}");
         match self
             .call(endpoint::GET, Method::GET, &path, None, Kind::Read, |b| {
-                wire::parse_ticket(std::str::from_utf8(b).map_err(|e| e.to_string())?)
+                let t = wire::parse_ticket(std::str::from_utf8(b).map_err(|e| e.to_string())?)?;
+                // Applying another ticket's answer to this one would be worse than failing.
+                if t.id != id {
+                    return Err(format!(
+                        "asked for ticket {id}, the answer is ticket {}; not applied",
+                        t.id
+                    ));
+                }
+                Ok(t)
             })
             .await
         {
@@ -368,33 +439,51 @@ impl Client {
         body: Option<&Value>,
         parse: &impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, Failure> {
-        if let Some(t) = &self.throttle {
-            t.until_ready().await;
-        }
-        *self
-            .meter
-            .lock()
-            .expect("meter poisoned")
-            .entry(endpoint)
-            .or_default() += 1;
         let account = || self.account.clone();
-        let mut req = self.http.request(method, url).headers(self.headers.clone());
-        if let Some(b) = body {
-            req = req.json(b);
-        }
         let fail = |error, not_applied| Failure {
             error,
             not_applied,
             retry_after: None,
         };
-        let resp = match req.send().await {
+        let headers = match &self.headers {
+            Ok(h) => h.clone(),
+            Err(detail) => {
+                return Err(fail(
+                    ApiError::Credentials {
+                        account: account(),
+                        detail: detail.clone(),
+                    },
+                    true,
+                ));
+            }
+        };
+        if let Some(t) = &self.throttle {
+            t.until_ready().await;
+        }
+        let mut req = self.http.request(method, url).headers(headers);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let sent = req.send().await;
+        // A request that never connected reached nothing: it is not an API call.
+        if matches!(&sent, Err(e) if e.is_connect()) {
+            self.unreached.fetch_add(1, Ordering::Relaxed);
+        } else {
+            *self
+                .meter
+                .lock()
+                .expect("meter poisoned")
+                .entry(endpoint)
+                .or_default() += 1;
+        }
+        let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
                 return Err(fail(
                     ApiError::Unreachable {
                         account: account(),
                         endpoint,
-                        detail: e.without_url().to_string(),
+                        detail: error_chain(e),
                     },
                     true,
                 ));
@@ -404,25 +493,60 @@ impl Client {
                     ApiError::OutcomeUnknown {
                         account: account(),
                         endpoint,
-                        detail: error_chain(&e),
+                        detail: error_chain(e),
                     },
                     false,
                 ));
             }
         };
         let status = resp.status();
+        if status.is_redirection() {
+            // Not followed: the credentials go to base_url's origin only.
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map_or_else(|| "(no Location)".to_owned(), show_header);
+            return Err(fail(
+                ApiError::Rejected {
+                    account: account(),
+                    endpoint,
+                    status: status.as_u16(),
+                    message: format!(
+                        "a redirect to {location}, not followed (requests go to base_url only: check it)"
+                    ),
+                },
+                true,
+            ));
+        }
         let retry_after = resp
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(parse_retry_after);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
+        // An error answer is read for its message only, so a smaller cap does.
+        let cap = if status.is_success() {
+            self.max_response_bytes
+        } else {
+            self.max_response_bytes.min(ERROR_BODY_BYTES)
+        };
+        let bytes = match read_body(resp, cap).await {
+            Ok(Body::Whole(b)) => b,
+            Ok(Body::Truncated(b)) if !status.is_success() => b,
+            Ok(Body::Truncated(_)) => {
+                return Err(fail(
+                    ApiError::TooLarge {
+                        account: account(),
+                        endpoint,
+                        limit: self.max_response_bytes,
+                    },
+                    false,
+                ));
+            }
             Err(e) => {
                 return Err(fail(
                     ApiError::OutcomeUnknown {
                         account: account(),
                         endpoint,
-                        detail: error_chain(&e),
+                        detail: error_chain(e),
                     },
                     false,
                 ));
@@ -487,6 +611,49 @@ impl Client {
     }
 }
 
+/// How much of an error answer is read for its message.
+const ERROR_BODY_BYTES: u64 = 64 * 1024;
+
+/// A response body read up to a cap.
+enum Body {
+    Whole(Vec<u8>),
+    /// The body is longer than the cap (by its `Content-Length`, or as it streamed); what was
+    /// read up to the cap.
+    Truncated(Vec<u8>),
+}
+
+/// Reads a body chunk by chunk, never holding more than `cap` bytes of it; a declared
+/// `Content-Length` over the cap is refused before reading.
+async fn read_body(mut resp: reqwest::Response, cap: u64) -> Result<Body, reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > cap) {
+        return Ok(Body::Truncated(Vec::new()));
+    }
+    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        let room = cap.saturating_sub(out.len() as u64) as usize;
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok(Body::Truncated(out));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Body::Whole(out))
+}
+
+/// A header value from the server as printable text, bounded in length.
+fn show_header(v: &HeaderValue) -> String {
+    let text = String::from_utf8_lossy(v.as_bytes());
+    let mut out: String = text
+        .chars()
+        .take(200)
+        .flat_map(char::escape_default)
+        .collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
 /// `Retry-After` as seconds or as an HTTP date.
 fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
     let s = v.to_str().ok()?.trim();
@@ -499,19 +666,24 @@ fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
         .ok()
 }
 
-/// A reqwest error with its causes, without the URL's query (there are no secrets in our URLs,
-/// but the message stays short).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
+/// A reqwest error with its whole cause chain ("error sending request: client error
+/// (Connect): tcp connect error: Connection refused (os error 111)"), without the URL.
+fn error_chain(e: reqwest::Error) -> String {
+    let timed_out = e.is_timeout();
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        // Some errors repeat their source's text in their own.
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
+    }
+    if timed_out && !out.contains("timed out") {
+        out.push_str(" (timed out)");
     }
     out
 }

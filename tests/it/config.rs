@@ -120,6 +120,63 @@ fn each_broken_config_names_the_key_at_fault() {
         &["accounts[0].api_key"],
     );
     check("[tampuuri\n", &[""]);
+    check(
+        &GOOD.replace(
+            "customer_name = \"C\"",
+            "customer_name = \"C\"\nmax_response_bytes = 10",
+        ),
+        &["tampuuri.max_response_bytes"],
+    );
+}
+
+#[test]
+fn max_response_bytes_defaults_to_16_mib_and_can_be_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let c = Config::load(&path).unwrap().config;
+    assert_eq!(c.tampuuri.max_response_bytes, 16 << 20);
+    std::fs::write(
+        &path,
+        GOOD.replace(
+            "customer_name = \"C\"",
+            "customer_name = \"C\"\nmax_response_bytes = 65536",
+        ),
+    )
+    .unwrap();
+    let c = Config::load(&path).unwrap().config;
+    assert_eq!(c.tampuuri.max_response_bytes, 65536);
+}
+
+#[test]
+fn a_secret_http_cannot_carry_is_named_by_its_key_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "XYZZY\nmore\n").unwrap();
+    let path = dir.path().join("c.toml");
+    // An account's own secret: that account is unusable, the config still loads for the others.
+    std::fs::write(
+        &path,
+        GOOD.replace("password = \"p\"", "password_file = \"pw\""),
+    )
+    .unwrap();
+    let loaded = Config::load(&path).unwrap();
+    let keys: Vec<&str> = loaded
+        .account_errors
+        .iter()
+        .map(|i| i.key.as_str())
+        .collect();
+    assert_eq!(keys, ["accounts[0].password_file"]);
+    assert!(!format!("{:?}", loaded.account_errors).contains("XYZZY"));
+    // The global key spoils every account: the config is invalid.
+    std::fs::write(
+        &path,
+        GOOD.replace("api_key = \"k\"", "api_key_file = \"pw\""),
+    )
+    .unwrap();
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert_eq!(e.errors[0].key, "tampuuri.api_key_file");
+    assert!(!e.to_string().contains("XYZZY"));
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod crash;
 mod helpers;
+mod hostile_client;
 mod push_path;
 mod read_path;
 mod service;
