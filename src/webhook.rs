@@ -6,8 +6,13 @@
 //! once: processing happens afterwards, in the daemon's work slot under the store lock, so a
 //! poll and a webhook fetch never write the same ticket side by side.
 //!
+//! Under load it stays bounded (see [`serve`]): a header timeout, a body timeout and one body
+//! budget for all connections, a connection cap that closes the oldest idle connection for a
+//! new one, and an accept loop that pauses on errors such as too many open files.
+//!
 //! Processing groups the pending events by ticket: each ticket is fetched once (`GET
-//! ilmoitukset/{id}`) however many events name it, and goes through the same upsert as a poll.
+//! ilmoitukset/{id}`) however many events name it, once its deliveries have settled
+//! ([`due_at`]), and goes through the same upsert as a poll.
 //! An event whose `ReferenceJson` names another assignee, for a ticket we do not hold, is
 //! skipped without a (billed) fetch.
 
