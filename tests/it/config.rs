@@ -257,3 +257,25 @@ async fn the_example_config_is_valid_with_its_credentials_in_place() {
         "{text}"
     );
 }
+
+#[test]
+fn sweep_bounds_have_defaults_and_refuse_nonsense_by_key() {
+    let load = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap().config
+    };
+    let c = load(GOOD);
+    assert_eq!(c.sync.max_pages, 2000);
+    assert_eq!(c.sync.account_deadline, std::time::Duration::from_secs(600));
+    let c = load(&format!(
+        "{GOOD}[sync]\nmax_pages = 20\naccount_deadline_secs = 30\n"
+    ));
+    assert_eq!(c.sync.max_pages, 20);
+    assert_eq!(c.sync.account_deadline, std::time::Duration::from_secs(30));
+    check(
+        &format!("{GOOD}[sync]\nmax_pages = 0\naccount_deadline_secs = -1\n"),
+        &["sync.max_pages", "sync.account_deadline_secs"],
+    );
+}

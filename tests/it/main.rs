@@ -9,4 +9,5 @@ mod push_path;
 mod read_path;
 mod service;
 mod store;
+mod sweep_bounds;
 mod webhook;
