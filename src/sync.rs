@@ -633,7 +633,14 @@ mod tests {
                     pages: 10u64.pow(18),
                 },
             ),
-            (u64::MAX, 250, 2000, Plan::TooManyPages { pages: u64::MAX.div_ceil(250) }),
+            (
+                u64::MAX,
+                250,
+                2000,
+                Plan::TooManyPages {
+                    pages: u64::MAX.div_ceil(250),
+                },
+            ),
         ] {
             assert_eq!(
                 plan(total, served, max_pages),

@@ -181,6 +181,8 @@ pub struct Faults {
     pub ignore_offset: bool,
     /// selaa reports this `Total` instead of the true one; 0 turns it off.
     pub lie_total: u64,
+    /// selaa refuses `Tila` given as a list (400): the server takes one state at a time.
+    pub no_state_list: bool,
 }
 
 impl Default for Faults {
@@ -212,6 +214,7 @@ impl Default for Faults {
             ignore_filter: false,
             ignore_offset: false,
             lie_total: 0,
+            no_state_list: false,
         }
     }
 }
@@ -962,10 +965,22 @@ async fn api_selaa(State(sim): State<Sim>, headers: HeaderMap, body: String) -> 
     let f = &inner.faults;
     let page_faults = f.only_account.as_ref().is_none_or(|a| *a == g.account);
     let (page_cap, no_total, ignore_filter, ignore_offset, lie_total) = if page_faults {
-        (f.page_cap, f.no_total, f.ignore_filter, f.ignore_offset, f.lie_total)
+        (
+            f.page_cap,
+            f.no_total,
+            f.ignore_filter,
+            f.ignore_offset,
+            f.lie_total,
+        )
     } else {
         (0, false, false, false, 0)
     };
+    if page_faults && f.no_state_list && matches!(q.get("Tila"), Some(Value::Array(_))) {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Tila: odotettiin yksi arvo (Tila must be one value)",
+        );
+    }
     let offset = if ignore_offset { 0 } else { offset };
     let limit = match page_cap {
         0 => limit,

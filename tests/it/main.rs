@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod crash;
+mod first_contact;
 mod helpers;
 mod push_path;
 mod read_path;
