@@ -209,6 +209,11 @@ pub struct SyncConfig {
     pub account_concurrency: usize,
     /// Page requests of one sweep under way at once (after the first page told the total).
     pub pages_in_flight: usize,
+    /// Most pages one sweep may take; a sweep that needs more (or whose Total implies more)
+    /// fails at once.
+    pub max_pages: u32,
+    /// Wall-clock time one account's sync may spend calling Tampuuri before it gives up.
+    pub account_deadline: Duration,
 }
 
 /// `[push]`: how queued actions are delivered.
@@ -396,6 +401,13 @@ impl Config {
             pages_in_flight: r
                 .int_in(&mut st, "sync", "pages_in_flight", 1, 8)
                 .unwrap_or(2) as usize,
+            max_pages: r
+                .int_in(&mut st, "sync", "max_pages", 1, 1_000_000)
+                .unwrap_or(2000) as u32,
+            account_deadline: Duration::from_secs(
+                r.int_in(&mut st, "sync", "account_deadline_secs", 1, 86_400)
+                    .unwrap_or(600) as u64,
+            ),
         };
         r.finish(st, "sync");
 

@@ -1,9 +1,13 @@
 //! The mirror logic: one sync of one account, and of all accounts.
 //!
 //! A sync sweeps `ilmoitukset/selaa` page by page, staging each page in the store as it
-//! arrives (while the next page is already being fetched), so memory does not grow with the
-//! number of tickets. If the list's `Total` moves during a sweep, the sweep is repeated (up to
-//! `[sync] max_resweeps` more times) so that what is applied is one consistent snapshot. Each
+//! arrives (while the next page is already being fetched), so memory holds a page or two and
+//! the ids listed (to refuse a page that repeats them). It pages by what the server serves,
+//! which may be fewer than the `Limit` asked. If the list's `Total` moves during a sweep, the
+//! sweep is repeated (up to `[sync] max_resweeps` more times) so that what is applied is one
+//! consistent snapshot. The server is not trusted to end its list or to filter it: a sweep
+//! takes at most `[sync] max_pages` pages, an account's calls at most `[sync]
+//! account_deadline_secs`, and listed tickets that are not ours and open are left out. Each
 //! open ticket the sweep did not list is then fetched once by id: offset paging over a moving
 //! list can skip a ticket, so absence from a sweep is not proof that a ticket left. Only then is
 //! the whole result applied, in one short transaction. A failed sweep changes nothing.
@@ -11,6 +15,7 @@
 //! Sync knows nothing about cron, systemd or HTTP servers; it is called by the commands and,
 //! later, the scheduler.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -196,12 +201,17 @@ pub async fn sync_account(
     report
 }
 
-/// How sweeps page.
+/// How sweeps page, and how far they may go.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepSettings {
+    /// The `Limit` asked; the server may serve fewer, and the sweep pages by what it serves.
     pub page_size: u32,
     pub max_resweeps: u32,
     pub pages_in_flight: usize,
+    /// Most pages one sweep may take (`[sync] max_pages`).
+    pub max_pages: u32,
+    /// Time one account's sweeps and fetches may take (`[sync] account_deadline_secs`).
+    pub account_deadline: Duration,
     /// What `sync_runs.trigger` records: `reconcile` when webhooks are on, else `poll`.
     pub trigger: &'static str,
 }
@@ -212,6 +222,8 @@ impl SweepSettings {
             page_size: config.tampuuri.page_size,
             max_resweeps: config.sync.max_resweeps,
             pages_in_flight: config.sync.pages_in_flight,
+            max_pages: config.sync.max_pages,
+            account_deadline: config.sync.account_deadline,
             trigger: if config.webhook.is_some() {
                 "reconcile"
             } else {
@@ -226,6 +238,8 @@ struct Progress {
     sweeps: u32,
     pages: u32,
     seen: u64,
+    /// Listed tickets left out because they are not ours or not open (this sweep).
+    not_ours: u64,
 }
 
 /// Whether a sweep saw one consistent list.
@@ -242,6 +256,45 @@ async fn sweep_and_apply(
     run_id: i64,
     progress: &mut Progress,
 ) -> anyhow::Result<ApplyCounts> {
+    let collected = tokio::time::timeout(
+        settings.account_deadline,
+        sweep_and_confirm(store, account, client, settings, progress),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        bail!(
+            "account {}: the sync took longer than [sync] account_deadline_secs = {} ({} pages so far); nothing was applied, the next sync tries again",
+            account.name,
+            settings.account_deadline.as_secs(),
+            progress.pages
+        );
+    };
+    let (departures, still_open) = collected?;
+    let name = account.name.clone();
+    store
+        .call(move |s| {
+            s.stage_page(&name, &still_open)?;
+            let seen = s.seen_count()?;
+            let counts =
+                s.apply_sweep(&name, Some(run_id), &time::fmt(time::now()), &departures)?;
+            Ok((seen, counts))
+        })
+        .await
+        .map(|(seen, counts)| {
+            progress.seen = seen;
+            counts
+        })
+}
+
+/// Sweeps until one sweep is consistent, then fetches each open ticket it did not list:
+/// answers the departures and the tickets confirmed still open. Writes only staging tables.
+async fn sweep_and_confirm(
+    store: &Handle,
+    account: &AccountConfig,
+    client: &Client,
+    settings: &SweepSettings,
+    progress: &mut Progress,
+) -> anyhow::Result<(Vec<Departure>, Vec<Ticket>)> {
     let groups: Vec<Vec<String>> = match account.state_filter {
         StateFilter::List => vec![account.states.clone()],
         StateFilter::PerState => account.states.iter().map(|s| vec![s.clone()]).collect(),
@@ -249,6 +302,7 @@ async fn sweep_and_apply(
     let mut attempt = 0;
     loop {
         progress.sweeps += 1;
+        progress.not_ours = 0;
         store.call(|s| s.begin_sweep()).await?;
         let mut moved = None;
         for states in &groups {
@@ -270,6 +324,12 @@ async fn sweep_and_apply(
                 progress.sweeps
             ),
         }
+    }
+    if progress.not_ours > 0 {
+        tracing::warn!(
+            tickets = progress.not_ours,
+            "The list held tickets that are not ours or not open; they were left out (any that were mirrored as open are checked by id)."
+        );
     }
 
     // Tickets the sweep did not list: confirm each with one fetch.
@@ -295,20 +355,7 @@ async fn sweep_and_apply(
             },
         }
     }
-    let name = account.name.clone();
-    store
-        .call(move |s| {
-            s.stage_page(&name, &still_open)?;
-            let seen = s.seen_count()?;
-            let counts =
-                s.apply_sweep(&name, Some(run_id), &time::fmt(time::now()), &departures)?;
-            Ok((seen, counts))
-        })
-        .await
-        .map(|(seen, counts)| {
-            progress.seen = seen;
-            counts
-        })
+    Ok((departures, still_open))
 }
 
 fn is_open_state(account: &AccountConfig, t: &Ticket) -> bool {
@@ -330,8 +377,15 @@ pub fn openness(account: &AccountConfig, t: &Ticket) -> Result<(), LeftReason> {
 }
 
 /// One sweep over the tickets in `states`, staging each page while the next ones are fetched.
-/// Once the first page tells the total, up to `pages_in_flight` page requests are under way at
-/// a time (never more calls than pages, and always within the client's throttle).
+///
+/// The sweep pages by what the server serves, not by what it asked: the first page tells the
+/// server's page size (a server may serve 100 a page whatever `Limit` says). With a `Total`,
+/// the offsets are planned from that page size and up to `pages_in_flight` page requests are
+/// under way at a time (never more calls than pages, always within the client's throttle);
+/// without one, pages come one at a time until an empty page. Every sweep stays within
+/// `max_pages`, and a page that holds more than asked or repeats a ticket already listed ends
+/// it with an error (see [`PageGuard`]). Listed tickets that are not ours or not open are not
+/// staged (see [`ours`]).
 async fn sweep(
     store: &Handle,
     account: &AccountConfig,
@@ -340,35 +394,48 @@ async fn sweep(
     settings: &SweepSettings,
     progress: &mut Progress,
 ) -> anyhow::Result<Sweep> {
-    let page_size = settings.page_size;
     let body = |offset: u64| {
         wire::selaa_body(
             account.contractor_id,
             states,
             offset,
-            page_size,
+            settings.page_size,
             &account.extra_filter,
         )
     };
+    let mut guard = PageGuard::new(&account.name, settings.page_size, settings.max_pages);
     let first = client.selaa(&body(0)).await?;
     progress.pages += 1;
+    guard.admit(0, &first)?;
     let Some(total) = first.total else {
-        // No total to plan by: page one at a time until a short page.
-        return sweep_without_total(store, account, client, &body, first, page_size, progress)
+        return sweep_without_total(store, account, client, &body, first, &mut guard, progress)
             .await;
     };
-    let mut seen = first.items.len() as u64;
-    let offsets: Vec<u64> = (1..)
-        .map(|k| k * u64::from(page_size))
-        .take_while(|o| *o < total)
-        .collect();
+    let served = first.items.len() as u64;
+    let step = match plan(total, served, settings.max_pages) {
+        Plan::Done => total,
+        Plan::Pages { step } => step,
+        Plan::EmptyFirstPage => {
+            return Ok(Sweep::Moved(format!(
+                "Total was {total} but the first page was empty"
+            )));
+        }
+        Plan::TooManyPages { pages } => bail!(
+            "account {}: Total {total} at {served} tickets a page means {pages} pages, more than [sync] max_pages = {}; nothing was applied (raise max_pages only if the Total is real)",
+            account.name,
+            settings.max_pages
+        ),
+    };
+    let mut seen = served;
+    // Lazily: never more offsets than pages, and at most `max_pages` of them (checked above).
+    let offsets = (1..).map(move |k| k * step).take_while(move |o| *o < total);
     let mut fetches = futures::stream::iter(offsets)
         .map(|offset| {
             let b = body(offset);
             async move { (offset, client.selaa(&b).await) }
         })
         .buffered(settings.pages_in_flight);
-    let mut staging = stage(store, &account.name, first.items);
+    let mut staging = stage(store, &account.name, ours(account, first.items, progress));
     loop {
         let (staged, next) = tokio::join!(staging, fetches.next());
         staged?;
@@ -381,8 +448,9 @@ async fn sweep(
                 show(page.total)
             )));
         }
+        guard.admit(offset, &page)?;
         seen += page.items.len() as u64;
-        staging = stage(store, &account.name, page.items);
+        staging = stage(store, &account.name, ours(account, page.items, progress));
     }
     if seen != total {
         return Ok(Sweep::Moved(format!(
@@ -390,6 +458,108 @@ async fn sweep(
         )));
     }
     Ok(Sweep::Consistent)
+}
+
+/// How a sweep with a known `Total` goes on after a first page of `served` tickets.
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// The first page held everything.
+    Done,
+    /// Pages of `step` tickets (the server's page size) at offsets `step`, `2·step`, … below
+    /// `Total`.
+    Pages { step: u64 },
+    /// `Total` says there is more, yet the first page was empty: the list moved, or the server
+    /// is confused.
+    EmptyFirstPage,
+    /// `Total` implies more pages than the sweep may take.
+    TooManyPages { pages: u64 },
+}
+
+fn plan(total: u64, served: u64, max_pages: u32) -> Plan {
+    if served >= total {
+        Plan::Done
+    } else if served == 0 {
+        Plan::EmptyFirstPage
+    } else {
+        match total.div_ceil(served) {
+            pages if pages > u64::from(max_pages) => Plan::TooManyPages { pages },
+            _ => Plan::Pages { step: served },
+        }
+    }
+}
+
+/// The bounds every page of one sweep must keep, whatever the server says: at most
+/// `max_pages` pages, no page larger than the `Limit` asked, no ticket listed twice (a server
+/// that ignores `Offset` would otherwise be paged forever). Remembers the ids listed so far,
+/// at most `max_pages × Limit` of them.
+struct PageGuard<'a> {
+    account: &'a str,
+    asked: u32,
+    max_pages: u32,
+    pages: u32,
+    ids: HashSet<i64>,
+}
+
+impl<'a> PageGuard<'a> {
+    fn new(account: &'a str, asked: u32, max_pages: u32) -> PageGuard<'a> {
+        PageGuard {
+            account,
+            asked,
+            max_pages,
+            pages: 0,
+            ids: HashSet::new(),
+        }
+    }
+
+    /// Checks a page that arrived from `offset`.
+    fn admit(&mut self, offset: u64, page: &wire::Page) -> anyhow::Result<()> {
+        self.pages += 1;
+        if page.items.len() > self.asked as usize {
+            bail!(
+                "account {}: the page at offset {offset} held {} tickets, more than the Limit {} asked; nothing was applied",
+                self.account,
+                page.items.len(),
+                self.asked
+            );
+        }
+        let mut repeated = page.items.iter().filter(|t| !self.ids.insert(t.id));
+        if let Some(first) = repeated.next() {
+            bail!(
+                "account {}: the page at offset {offset} repeats {} ticket(s) already listed in this sweep (first: {}); the server does not page by Offset, nothing was applied",
+                self.account,
+                1 + repeated.count(),
+                first.id
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether one more page may be asked for.
+    fn another(&self) -> anyhow::Result<()> {
+        if self.pages >= self.max_pages {
+            bail!(
+                "account {}: the list did not end within [sync] max_pages = {} pages ({} tickets listed, no Total); nothing was applied",
+                self.account,
+                self.max_pages,
+                self.ids.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The listed tickets that belong in the open set. The server's filter is not trusted: a
+/// listed ticket of another contractor, or in a state that is not open (or none), is left out
+/// here and so not seen by the sweep; if the mirror holds it as open, the check of unseen
+/// tickets fetches it by id and [`openness`] decides, as for any ticket the sweep missed.
+fn ours(account: &AccountConfig, items: Vec<Ticket>, progress: &mut Progress) -> Vec<Ticket> {
+    let listed = items.len();
+    let kept: Vec<Ticket> = items
+        .into_iter()
+        .filter(|t| openness(account, t).is_ok())
+        .collect();
+    progress.not_ours += (listed - kept.len()) as u64;
+    kept
 }
 
 /// Stages one page on the store's thread.
@@ -402,32 +572,34 @@ fn stage(
     async move { store.call(move |s| s.stage_page(&name, &items)).await }
 }
 
-/// A sweep over a list that reports no total: one page at a time until a short page.
+/// A sweep over a list that reports no total: one page at a time, each from where the last
+/// one ended, until an empty page. A short page is not the end: the server may cap its pages.
 async fn sweep_without_total(
     store: &Handle,
     account: &AccountConfig,
     client: &Client,
     body: &(dyn Fn(u64) -> serde_json::Value + Sync),
     first: wire::Page,
-    page_size: u32,
+    guard: &mut PageGuard<'_>,
     progress: &mut Progress,
 ) -> anyhow::Result<Sweep> {
     let mut page = first;
     let mut offset = 0u64;
     loop {
         let n = page.items.len() as u64;
-        let full = n == u64::from(page_size);
-        let staging = stage(store, &account.name, page.items);
-        if !full {
+        let staging = stage(store, &account.name, ours(account, page.items, progress));
+        if n == 0 {
             staging.await?;
             return Ok(Sweep::Consistent);
         }
         offset += n;
+        guard.another()?;
         let next_body = body(offset);
         let (staged, fetched) = tokio::join!(staging, client.selaa(&next_body));
         staged?;
         page = fetched?;
         progress.pages += 1;
+        guard.admit(offset, &page)?;
     }
 }
 
@@ -444,4 +616,108 @@ fn jitter_delay(jitter: Duration) -> Duration {
         &mut rand::rng(),
         0..=jitter.as_millis() as u64,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_total_is_planned_by_the_page_size_the_server_served() {
+        for (total, served, max_pages, expected) in [
+            (0, 0, 20, Plan::Done),
+            (3, 3, 20, Plan::Done),
+            (600, 250, 20, Plan::Pages { step: 250 }),
+            (600, 100, 20, Plan::Pages { step: 100 }),
+            (2000, 100, 20, Plan::Pages { step: 100 }),
+            (2001, 100, 20, Plan::TooManyPages { pages: 21 }),
+            (5, 0, 20, Plan::EmptyFirstPage),
+            (
+                10u64.pow(18),
+                1,
+                2000,
+                Plan::TooManyPages {
+                    pages: 10u64.pow(18),
+                },
+            ),
+            (
+                u64::MAX,
+                250,
+                2000,
+                Plan::TooManyPages {
+                    pages: u64::MAX.div_ceil(250),
+                },
+            ),
+        ] {
+            assert_eq!(
+                plan(total, served, max_pages),
+                expected,
+                "Total {total}, first page {served}, max_pages {max_pages}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_listed_tickets_that_are_ours_and_open_are_staged() {
+        let toml = r#"
+            [tampuuri]
+            base_url = "http://127.0.0.1:9/v10/api/"
+            api_key = "k"
+            customer_name = "C"
+            [[accounts]]
+            name = "a"
+            username = "u"
+            password = "p"
+            contractor_id = 4711
+        "#;
+        let config = Config::from_table(toml.parse().unwrap(), Path::new("c.toml"))
+            .unwrap()
+            .config;
+        let listed = wire::parse_page(
+            br#"{"Items":[
+                {"Id":1,"Tila":"Avoin","TyonsuorittajaId":4711},
+                {"Id":2,"Tila":"Valmis","TyonsuorittajaId":4711},
+                {"Id":3,"Tila":null,"TyonsuorittajaId":4711},
+                {"Id":4,"TyonsuorittajaId":4711},
+                {"Id":5,"Tila":"Odottaa","TyonsuorittajaId":5020},
+                {"Id":6,"Tila":"Vastaanotettu"},
+                {"Id":7,"Tila":2,"TyonsuorittajaId":"4711"}]}"#,
+        )
+        .unwrap();
+        let mut progress = Progress::default();
+        let kept: Vec<i64> = ours(&config.accounts[0], listed.items, &mut progress)
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!((kept, progress.not_ours), (vec![1, 7], 5));
+    }
+
+    fn page(ids: std::ops::Range<i64>) -> wire::Page {
+        let body = format!(
+            r#"{{"Items":[{}]}}"#,
+            ids.map(|i| format!(r#"{{"Id":{i}}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        wire::parse_page(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_page_guard_refuses_oversized_pages_repeats_and_one_page_too_many() {
+        let mut g = PageGuard::new("sim-1", 3, 2);
+        g.admit(0, &page(1..4)).unwrap();
+        g.another().unwrap();
+        let e = g.admit(3, &page(3..6)).unwrap_err().to_string();
+        assert!(
+            e.contains("sim-1") && e.contains("offset 3") && e.contains("first: 3"),
+            "{e}"
+        );
+        let e = g.another().unwrap_err().to_string();
+        assert!(e.contains("max_pages = 2") && e.contains("sim-1"), "{e}");
+        let e = PageGuard::new("sim-2", 3, 5)
+            .admit(0, &page(1..5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("held 4 tickets, more than the Limit 3"), "{e}");
+    }
 }

@@ -10,12 +10,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+mod online;
 pub mod task;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::store::{Store, TicketFilter};
 use crate::sync::SyncReport;
-use crate::tampuuri::{Api, wire};
 use crate::telemetry::LogFormat;
 use crate::time;
 
@@ -116,7 +116,8 @@ pub struct JsonArg {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Also make one selaa call (Limit 1) per account to check credentials and contractor id.
+    /// Also call each account once (one selaa page; one more per extra state with
+    /// state_filter = "per_state"): credentials, contractor id, and what the server really does.
     #[arg(long)]
     pub online: bool,
 }
@@ -478,51 +479,7 @@ async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result
     if !args.online {
         return Ok(ExitCode::SUCCESS);
     }
-    let api = Api::new(&config)?;
-    let mut ok = true;
-    for account in &config.accounts {
-        let client = api.client(account)?;
-        let groups: Vec<Vec<String>> = match account.state_filter {
-            crate::config::StateFilter::List => vec![account.states.clone()],
-            crate::config::StateFilter::PerState => {
-                account.states.iter().map(|s| vec![s.clone()]).collect()
-            }
-        };
-        let mut total = 0;
-        let mut failure = None;
-        for states in groups {
-            match client
-                .selaa(&wire::selaa_body(
-                    account.contractor_id,
-                    &states,
-                    0,
-                    1,
-                    &account.extra_filter,
-                ))
-                .await
-            {
-                Ok(page) => total += page.total.unwrap_or(page.items.len() as u64),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        match failure {
-            Some(e) => {
-                ok = false;
-                println!("  {}: FAILED: {e}", account.name);
-            }
-            None if total == 0 => println!(
-                "  {}: credentials work; warning: 0 unfinished tickets are assigned to contractor_id {} (is it our työnsuorittaja id in this account?)",
-                account.name, account.contractor_id
-            ),
-            None => println!(
-                "  {}: credentials work; {total} unfinished tickets are assigned to contractor_id {}",
-                account.name, account.contractor_id
-            ),
-        }
-    }
+    let ok = online::report(&config).await?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -169,6 +169,20 @@ pub struct Faults {
     /// A change is applied, then the answer waits this long: the window in which a caller
     /// that dies has changed Tampuuri without knowing it.
     pub latency_after_apply_ms: u64,
+    /// selaa serves at most this many tickets a page, whatever `Limit` asks, and echoes this
+    /// `Limit` in the envelope; 0 turns it off.
+    pub page_cap: u32,
+    /// selaa's envelope carries no `Total` (nor `metadata.total`).
+    pub no_total: bool,
+    /// selaa ignores `TyonsuorittajaId` and `Tila`: every ticket of the account is listed, other
+    /// contractors' and finished ones too (a server that does not filter as asked).
+    pub ignore_filter: bool,
+    /// selaa ignores `Offset`: every page is the first one (a list that never ends).
+    pub ignore_offset: bool,
+    /// selaa reports this `Total` instead of the true one; 0 turns it off.
+    pub lie_total: u64,
+    /// selaa refuses `Tila` given as a list (400): the server takes one state at a time.
+    pub no_state_list: bool,
 }
 
 impl Default for Faults {
@@ -195,6 +209,12 @@ impl Default for Faults {
             drift_sweeps: 1,
             reject_next: 0,
             latency_after_apply_ms: 0,
+            page_cap: 0,
+            no_total: false,
+            ignore_filter: false,
+            ignore_offset: false,
+            lie_total: 0,
+            no_state_list: false,
         }
     }
 }
@@ -953,6 +973,36 @@ async fn api_selaa(State(sim): State<Sim>, headers: HeaderMap, body: String) -> 
         }
         apply_drift(&mut inner, &g.account, drift, assignee, states.as_deref());
     }
+    // The page faults hit every account unless `only_account` names another one.
+    let f = &inner.faults;
+    let page_faults = f.only_account.as_ref().is_none_or(|a| *a == g.account);
+    let (page_cap, no_total, ignore_filter, ignore_offset, lie_total) = if page_faults {
+        (
+            f.page_cap,
+            f.no_total,
+            f.ignore_filter,
+            f.ignore_offset,
+            f.lie_total,
+        )
+    } else {
+        (0, false, false, false, 0)
+    };
+    if page_faults && f.no_state_list && matches!(q.get("Tila"), Some(Value::Array(_))) {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Tila: odotettiin yksi arvo (Tila must be one value)",
+        );
+    }
+    let offset = if ignore_offset { 0 } else { offset };
+    let limit = match page_cap {
+        0 => limit,
+        cap => limit.min(i64::from(cap)),
+    };
+    let (assignee, states) = if ignore_filter {
+        (None, None)
+    } else {
+        (assignee, states)
+    };
     let acc = &inner.accounts[&g.account];
     let matching: Vec<&SimTicket> = acc
         .tickets
@@ -960,7 +1010,10 @@ async fn api_selaa(State(sim): State<Sim>, headers: HeaderMap, body: String) -> 
         .filter(|t| assignee.is_none_or(|a| t.tyonsuorittaja_id == Some(a)))
         .filter(|t| states.as_ref().is_none_or(|s| s.contains(&t.tila)))
         .collect();
-    let total = matching.len();
+    let total = match lie_total {
+        0 => matching.len() as u64,
+        lie => lie,
+    };
     let items: Vec<Value> = matching
         .iter()
         .skip(offset)
@@ -973,6 +1026,14 @@ async fn api_selaa(State(sim): State<Sim>, headers: HeaderMap, body: String) -> 
     } else {
         json!({ "Offset": offset, "Limit": limit, "Total": total, "Items": items })
     };
+    if no_total {
+        if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("total");
+        }
+        if let Some(m) = body.as_object_mut() {
+            m.remove("Total");
+        }
+    }
     if g.extra_fields {
         body["SimHakuId"] = json!("a1b2c3");
     }

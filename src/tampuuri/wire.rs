@@ -21,6 +21,35 @@ pub struct Page {
     /// How many objects match in all, when the envelope says.
     pub total: Option<u64>,
     pub items: Vec<Ticket>,
+    /// The `Limit` the envelope echoed (top level or `metadata.limit`), if any: a server that
+    /// serves fewer than asked may say so here.
+    pub limit: Option<u64>,
+    /// Where the envelope keeps its total, for the first-contact report.
+    pub total_at: TotalAt,
+}
+
+/// Where a selaa envelope keeps its total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalAt {
+    /// `{"Total": n, "Items": [...]}`, in any key case.
+    TopLevel,
+    /// `{"Items": [...], "metadata": {"total": n}}`.
+    Metadata,
+    /// An envelope without a total.
+    Absent,
+    /// A bare array of tickets.
+    BareArray,
+}
+
+impl std::fmt::Display for TotalAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TotalAt::TopLevel => "Total at the top level",
+            TotalAt::Metadata => "total inside metadata",
+            TotalAt::Absent => "no Total (paging ends at an empty page)",
+            TotalAt::BareArray => "a bare array, no Total (paging ends at an empty page)",
+        })
+    }
 }
 
 /// Parses a selaa response: `{"Offset", "Limit", "Total", "Items"}`, or `Total` inside
@@ -33,6 +62,8 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
         return Ok(Page {
             total: None,
             items: parse_items(&items)?,
+            limit: None,
+            total_at: TotalAt::BareArray,
         });
     }
     let envelope: HashMap<String, &RawValue> =
@@ -46,23 +77,37 @@ pub fn parse_page(body: &[u8]) -> Result<Page, String> {
     let items_raw = field("items").ok_or("the response has no Items collection")?;
     let items: Vec<&RawValue> =
         serde_json::from_str(items_raw.get()).map_err(|e| format!("Items is not a list: {e}"))?;
-    let total = match field("total") {
-        Some(t) => Some(parse_total(t.get())?),
-        None => match field("metadata") {
-            Some(m) => {
-                let meta: Map<String, Value> = serde_json::from_str(m.get())
-                    .map_err(|e| format!("metadata is not an object: {e}"))?;
-                meta.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("total"))
-                    .map(|(_, v)| parse_total(&v.to_string()))
-                    .transpose()?
-            }
-            None => None,
-        },
+    let meta: Option<Result<Map<String, Value>, String>> = field("metadata").map(|m| {
+        serde_json::from_str(m.get()).map_err(|e| format!("metadata is not an object: {e}"))
+    });
+    if field("total").is_none()
+        && let Some(Err(e)) = &meta
+    {
+        return Err(e.clone());
+    }
+    let meta = meta.and_then(Result::ok);
+    let in_meta = |name: &str| {
+        meta.as_ref().and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.to_string())
+        })
     };
+    let (total, total_at) = match (field("total"), in_meta("total")) {
+        (Some(t), _) => (Some(parse_total(t.get())?), TotalAt::TopLevel),
+        (None, Some(t)) => (Some(parse_total(&t)?), TotalAt::Metadata),
+        (None, None) => (None, TotalAt::Absent),
+    };
+    // An echoed Limit is informative only: one that is not a count is ignored.
+    let limit = field("limit")
+        .map(|l| l.get().to_owned())
+        .or_else(|| in_meta("limit"))
+        .and_then(|l| parse_total(&l).ok());
     Ok(Page {
         total,
         items: parse_items(&items)?,
+        limit,
+        total_at,
     })
 }
 
@@ -260,6 +305,79 @@ pub fn error_message(body: &[u8]) -> String {
         .to_owned()
 }
 
+/// The top-level ticket fields [`parse_ticket`] reads; any other field is kept in the raw
+/// JSON only.
+const KNOWN_FIELDS: &[&str] = &[
+    "Id",
+    "Tila",
+    "Otsikko",
+    "TyotehtavanKuvaus",
+    "TyotehtavanLisatiedot",
+    "TyonsuorittajaId",
+    "KustannuspaikkaId",
+    "TilaId",
+    "HuoneId",
+    "ParentId",
+    "Kiireellisyys",
+    "Sisaanpaasy",
+    "Vikaluokka",
+    "SuoritusaikaAikaisintaan",
+    "SuoritusaikaViimeistaan",
+    "Ilmoittaja",
+    "Luotu",
+    "Muokattu",
+];
+
+/// How one ticket object arrived, for the first-contact report (`check-config --online`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketShape {
+    /// `Tila` as it arrived; `None` when absent or null.
+    pub state: Option<StateAs>,
+    /// The creation and modification stamps (`Luotu`, `Muokattu`) as they arrived.
+    pub dates: Vec<String>,
+    /// Top-level fields the mirror does not read, as the server spells them.
+    pub unknown_fields: Vec<String>,
+}
+
+/// How a ticket's state arrived.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StateAs {
+    Name(String),
+    Number(i64),
+}
+
+/// Describes a ticket's raw JSON (see [`TicketShape`]); `None` if it is not a JSON object.
+pub fn ticket_shape(raw: &str) -> Option<TicketShape> {
+    let map: Map<String, Value> = serde_json::from_str(raw).ok()?;
+    let get = |name: &str| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
+    let state = match get("Tila") {
+        Some(Value::Number(n)) => n.as_i64().map(StateAs::Number),
+        Some(Value::String(s)) => Some(match s.trim().parse() {
+            Ok(n) => StateAs::Number(n),
+            Err(_) => StateAs::Name(s.clone()),
+        }),
+        _ => None,
+    };
+    let dates = ["Luotu", "Muokattu"]
+        .iter()
+        .filter_map(|k| get(k).and_then(as_text))
+        .collect();
+    let unknown_fields = map
+        .keys()
+        .filter(|k| !KNOWN_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(k)))
+        .cloned()
+        .collect();
+    Some(TicketShape {
+        state,
+        dates,
+        unknown_fields,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +397,54 @@ mod tests {
                 .contains("invalid JSON")
         );
         assert!(parse_page(br#"{"Total":1}"#).unwrap_err().contains("Items"));
+    }
+
+    #[test]
+    fn the_envelope_tells_where_its_total_is_and_what_limit_it_served() {
+        let check = |body: &str, expected: (TotalAt, Option<u64>, Option<u64>)| {
+            let p = parse_page(body.as_bytes()).unwrap();
+            assert_eq!((p.total_at, p.total, p.limit), expected, "{body}");
+        };
+        check(
+            r#"{"Offset":0,"Limit":100,"Total":600,"Items":[]}"#,
+            (TotalAt::TopLevel, Some(600), Some(100)),
+        );
+        check(
+            r#"{"items":[],"metadata":{"total":"7","limit":50}}"#,
+            (TotalAt::Metadata, Some(7), Some(50)),
+        );
+        check(
+            r#"{"Offset":0,"Limit":100,"Items":[]}"#,
+            (TotalAt::Absent, None, Some(100)),
+        );
+        check(r#"{"Items":[],"Limit":"x"}"#, (TotalAt::Absent, None, None));
+        check(r#"[]"#, (TotalAt::BareArray, None, None));
+        // A broken metadata matters only when the total must come from it.
+        check(
+            r#"{"Total":3,"Items":[],"metadata":7}"#,
+            (TotalAt::TopLevel, Some(3), None),
+        );
+        assert!(
+            parse_page(br#"{"Items":[],"metadata":7}"#)
+                .unwrap_err()
+                .contains("metadata")
+        );
+    }
+
+    #[test]
+    fn a_ticket_shape_names_its_state_form_dates_and_unknown_fields() {
+        let shape = ticket_shape(
+            r#"{"id":1,"Tila":"Avoin","Luotu":"2025-04-20T00:37:45.86+03:00","Kohde":"Koivutie 3","SimUusi":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(shape.state, Some(StateAs::Name("Avoin".into())));
+        assert_eq!(shape.dates, vec!["2025-04-20T00:37:45.86+03:00".to_owned()]);
+        assert_eq!(shape.unknown_fields, vec!["Kohde", "SimUusi"]);
+        let numeric = ticket_shape(r#"{"Id":1,"Tila":"2"}"#).unwrap();
+        assert_eq!(numeric.state, Some(StateAs::Number(2)));
+        let null = ticket_shape(r#"{"Id":1,"Tila":null}"#).unwrap();
+        assert_eq!((null.state, null.unknown_fields.len()), (None, 0));
+        assert_eq!(ticket_shape("[1]"), None);
     }
 
     #[test]

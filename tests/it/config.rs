@@ -400,3 +400,25 @@ async fn check_config_refuses_the_root_as_webhook_path_with_exit_2() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("webhook.path"), "{out}{err}");
 }
+
+#[test]
+fn sweep_bounds_have_defaults_and_refuse_nonsense_by_key() {
+    let load = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap().config
+    };
+    let c = load(GOOD);
+    assert_eq!(c.sync.max_pages, 2000);
+    assert_eq!(c.sync.account_deadline, std::time::Duration::from_secs(600));
+    let c = load(&format!(
+        "{GOOD}[sync]\nmax_pages = 20\naccount_deadline_secs = 30\n"
+    ));
+    assert_eq!(c.sync.max_pages, 20);
+    assert_eq!(c.sync.account_deadline, std::time::Duration::from_secs(30));
+    check(
+        &format!("{GOOD}[sync]\nmax_pages = 0\naccount_deadline_secs = -1\n"),
+        &["sync.max_pages", "sync.account_deadline_secs"],
+    );
+}

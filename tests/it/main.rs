@@ -4,10 +4,12 @@
 mod cli;
 mod config;
 mod crash;
+mod first_contact;
 mod helpers;
 mod hostile_client;
 mod push_path;
 mod read_path;
 mod service;
 mod store;
+mod sweep_bounds;
 mod webhook;
