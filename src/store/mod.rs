@@ -140,7 +140,7 @@ impl Store {
             conn.pragma_update(None, pragma, value)
                 .map_err(|e| fail("cannot open the store", e))?;
         }
-        if existed {
+        if existed && check_due(path) {
             let found = quick_check(&conn).map_err(|e| fail("cannot check the store", e))?;
             if !found.is_empty() {
                 bail!(
@@ -149,6 +149,7 @@ impl Store {
                     found.join("; ")
                 );
             }
+            checked(path);
         }
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {
@@ -642,6 +643,28 @@ impl Handle {
         })
         .await?
     }
+}
+
+/// How long a passed `quick_check` holds for the process: a command checks its store once;
+/// the daemon, which opens it for every cycle and every account, once an hour.
+const QUICK_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// When each store last passed `quick_check` in this process.
+static CHECKED: Mutex<Vec<(PathBuf, std::time::Instant)>> = Mutex::new(Vec::new());
+
+/// Whether the store at `path` is due a `quick_check`.
+fn check_due(path: &Path) -> bool {
+    let checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    !checked
+        .iter()
+        .any(|(p, at)| p == path && at.elapsed() < QUICK_CHECK_EVERY)
+}
+
+/// Records that the store at `path` passed `quick_check` now.
+fn checked(path: &Path) {
+    let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    checked.retain(|(p, _)| p != path);
+    checked.push((path.to_owned(), std::time::Instant::now()));
 }
 
 /// `PRAGMA quick_check`: what it found wrong, empty when the store is sound. Cheap at a

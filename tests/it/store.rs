@@ -103,6 +103,7 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     .unwrap();
     let err = format!("{:#}", Store::open(&path).err().expect("refused"));
     assert!(err.contains("store.db"), "{err}");
+    assert!(err.contains("not an SQLite database"), "{err}");
 }
 
 /// A store as version 1 left it, with an `outbox` table in the way of migration 002.
