@@ -812,3 +812,32 @@ fn ticket_values(t: &Ticket) -> [&dyn rusqlite::ToSql; 21] {
         &t.content_hash,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_name_the_file_and_the_cause_in_words() {
+        let path = Path::new("/var/lib/huoltosync/store.db");
+        for (code, words) in [
+            (
+                rusqlite::ffi::SQLITE_READONLY,
+                "read-only file or file system",
+            ),
+            (rusqlite::ffi::SQLITE_PERM, "permission denied"),
+            (rusqlite::ffi::SQLITE_FULL, "the disk is full"),
+            (rusqlite::ffi::SQLITE_CORRUPT, "it is corrupt"),
+            (rusqlite::ffi::SQLITE_NOTADB, "not an SQLite database"),
+            (rusqlite::ffi::SQLITE_CANTOPEN, "-wal and -shm files"),
+        ] {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            let text = store_error(path, "cannot open the store", e, None).to_string();
+            assert!(
+                text.starts_with("cannot open the store /var/lib/huoltosync/store.db: ")
+                    && text.contains(words),
+                "{code}: {text}"
+            );
+        }
+    }
+}
