@@ -315,8 +315,16 @@ pub fn read_attachment(path: &std::path::Path, max_bytes: u64) -> anyhow::Result
             meta.len()
         );
     }
-    let bytes =
-        std::fs::read(path).map_err(|e| anyhow::anyhow!("attachment {}: {e}", path.display()))?;
+    // The size `stat` reports is not the size read: /proc files say 0, a file may grow. Read
+    // at most one byte past the limit and refuse when it is there.
+    let bytes = read_bounded(path, max_bytes)
+        .map_err(|e| anyhow::anyhow!("attachment {}: {e}", path.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "attachment {} is over the limit of {max_bytes} bytes ([push] max_attachment_bytes)",
+                path.display()
+            )
+        })?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -333,6 +341,16 @@ pub fn read_attachment(path: &std::path::Path, max_bytes: u64) -> anyhow::Result
     })
 }
 
+/// The file's bytes, or `None` when it holds more than `max_bytes`.
+fn read_bounded(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max_bytes).then_some(bytes))
+}
+
 /// A new correlation marker: `[huoltosync:` and 12 random hex digits `]`.
 pub fn new_marker() -> String {
     format!(
@@ -345,6 +363,27 @@ pub fn new_marker() -> String {
 mod tests {
     use super::*;
     use TicketState::*;
+
+    #[test]
+    fn an_attachment_is_read_with_a_bound_whatever_stat_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("kuva.png");
+        std::fs::write(&photo, [7u8; 100]).unwrap();
+        let a = read_attachment(&photo, 100).unwrap();
+        assert_eq!((a.bytes.len(), a.content_type.as_str()), (100, "image/png"));
+        let err = read_attachment(&photo, 99).unwrap_err().to_string();
+        assert!(err.contains("kuva.png") && err.contains("99"), "{err}");
+        // A /proc file: stat says 0 bytes, reading gives more.
+        let proc = std::path::Path::new("/proc/self/maps");
+        if proc.exists() {
+            assert_eq!(std::fs::metadata(proc).unwrap().len(), 0);
+            let err = read_attachment(proc, 16).unwrap_err().to_string();
+            assert!(
+                err.contains("/proc/self/maps") && err.contains("limit of 16 bytes"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn the_workflow_allows_exactly_the_documented_transitions() {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
+use crate::cli::escape::esc;
 use crate::config::Config;
 use crate::sim::{Sim, SimOptions};
 use crate::store::{Store, TicketFilter};
@@ -106,10 +107,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for r in rows.iter().step_by((rows.len() / 5).max(1)).take(5) {
         println!(
             "  {:<6} #{:<5} {:<13} {}",
-            r.account,
+            esc(&r.account),
             r.id,
-            r.state,
-            r.title.as_deref().unwrap_or("-")
+            esc(&r.state),
+            esc(r.title.as_deref().unwrap_or("-"))
         );
     }
     println!("\nThe store is {}; look around with:", store.display());
@@ -222,7 +223,7 @@ async fn workflow(
     println!("What the simulated Tampuuri now says:");
     for id in [a, b, c] {
         if let Some(t) = running.sim.ticket(&account, id) {
-            println!("  #{id:<5} {:<13} {}", t.tila, t.otsikko);
+            println!("  #{id:<5} {:<13} {}", esc(&t.tila), esc(&t.otsikko));
         }
     }
     for row in report.delivered.iter().filter(|r| r.kind == "create") {
@@ -233,14 +234,15 @@ async fn workflow(
             println!(
                 "  #{:<5} {:<13} {} (follow-up of #{a}, {} attachment: {})",
                 t.id,
-                t.tila,
-                t.otsikko,
+                esc(&t.tila),
+                esc(&t.otsikko),
                 t.liitteet.len(),
-                t.liitteet
+                esc(&t
+                    .liitteet
                     .iter()
                     .filter_map(|l| l.get("FileName").and_then(|f| f.as_str()))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "))
             );
         }
     }

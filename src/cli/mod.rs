@@ -11,7 +11,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod online;
+pub mod escape;
 pub mod task;
+
+use escape::esc;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::store::{Store, TicketFilter};
@@ -175,7 +178,8 @@ pub fn main(cli: Cli) -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
-            eprintln!("error: {e:#}");
+            // Error texts may quote a server's answer or a ticket's text.
+            eprintln!("error: {}", esc(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -252,15 +256,18 @@ pub fn summary_line(r: &SyncReport) -> String {
             r.elapsed.as_secs_f64()
         ),
         Some(e) => format!(
-            "{}: FAILED after {} API calls: {e:#}",
-            r.account, r.api_calls
+            "{}: FAILED after {} API calls: {}",
+            r.account,
+            r.api_calls,
+            esc(&format!("{e:#}"))
         ),
     }
 }
 
+/// Opens the store for a command that only reads it: a missing store is an error, not created.
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let path = config.store.path.clone();
-    tokio::task::spawn_blocking(move || Store::open(&path)).await?
+    tokio::task::spawn_blocking(move || Store::open_existing(&path)).await?
 }
 
 async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
@@ -285,18 +292,18 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
     for r in &rows {
         println!(
             "{:<12} {:>8}  {:<13} {}{}{}",
-            r.account,
+            esc(&r.account),
             r.id,
-            r.state,
-            r.title.as_deref().unwrap_or("-"),
+            esc(&r.state),
+            esc(r.title.as_deref().unwrap_or("-")),
             r.pending_state
                 .as_deref()
-                .map(|p| format!("  (→ {p} pending)"))
+                .map(|p| format!("  (→ {} pending)", esc(p)))
                 .unwrap_or_default(),
             if r.open {
                 String::new()
             } else {
-                format!("  (left {})", r.left_at.as_deref().unwrap_or("?"))
+                format!("  (left {})", esc(r.left_at.as_deref().unwrap_or("?")))
             }
         );
     }
@@ -323,11 +330,13 @@ struct Shown<'a> {
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
     let now = time::now();
-    let statuses = store.account_status(
-        &account_names(config),
-        &time::local_day(now),
-        &time::local_month(now),
-    )?;
+    let statuses = store
+        .account_status(
+            &account_names(config),
+            &time::local_day(now),
+            &time::local_month(now),
+        )
+        .map_err(|e| store.explain(e))?;
     let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
     let shown: Vec<Shown> = statuses
         .iter()
@@ -410,9 +419,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         match &s.last_run {
             Some(r) if r.outcome != "ok" => println!(
                 "  last run: {} at {}: {}",
-                r.outcome,
-                r.started_at,
-                r.error.as_deref().unwrap_or("-")
+                esc(&r.outcome),
+                esc(&r.started_at),
+                esc(r.error.as_deref().unwrap_or("-"))
             ),
             _ => {}
         }

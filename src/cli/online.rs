@@ -16,6 +16,11 @@ use crate::tampuuri::wire::{self, Page, StateAs};
 use crate::tampuuri::{Api, ApiError, Client};
 use crate::time;
 
+/// Server text made safe for a terminal (see [`super::escape`]).
+fn shown_esc(s: &str) -> String {
+    super::esc(s).to_string()
+}
+
 /// Probes every account and prints what it learned; answers whether every account worked.
 pub async fn report(config: &Config) -> anyhow::Result<bool> {
     let api = Api::new(config)?;
@@ -26,7 +31,7 @@ pub async fn report(config: &Config) -> anyhow::Result<bool> {
             Ok(lines) => lines,
             Err(e) => {
                 ok = false;
-                vec![format!("FAILED: {e}")]
+                vec![format!("FAILED: {}", super::esc(&e.to_string()))]
             }
         };
         let calls = client.take_calls();
@@ -94,7 +99,7 @@ async fn probe(
         }) if account.state_filter == StateFilter::List => {
             notes.push(format!(
                 "Tila list: refused (HTTP {status}: {}): set state_filter = \"per_state\" for this account",
-                shown(&message)
+                shown_esc(&message)
             ));
             let page = client.selaa(&body(&first[..1], asked)).await?;
             (page, first[1..].to_vec())
@@ -148,7 +153,7 @@ fn list_note(account: &AccountConfig, page: &Page) -> String {
     } else {
         format!(
             "Tila list: accepted, but tickets in other states were listed ({}): the server may ignore it; sweeps leave such tickets out, and state_filter = \"per_state\" may filter better",
-            shown(&outside.into_iter().collect::<Vec<_>>().join(", "))
+            shown_esc(&outside.into_iter().collect::<Vec<_>>().join(", "))
         )
     }
 }
@@ -192,7 +197,7 @@ fn ticket_lines(page: &Page) -> Vec<String> {
     let names: Vec<String> = states
         .iter()
         .filter_map(|s| match s {
-            StateAs::Name(n) => Some(shown(n)),
+            StateAs::Name(n) => Some(shown_esc(n)),
             StateAs::Number(_) => None,
         })
         .collect();
@@ -232,7 +237,7 @@ fn ticket_lines(page: &Page) -> Vec<String> {
             .into_iter()
             .map(|(form, d)| {
                 let example: String = d.chars().take(40).collect();
-                format!("{form}, e.g. {}", shown(&example))
+                format!("{form}, e.g. {}", shown_esc(&example))
             })
             .collect();
         format!("dates: {}", forms.join("; "))
@@ -245,7 +250,7 @@ fn ticket_lines(page: &Page) -> Vec<String> {
             "ticket fields the mirror does not read (kept in raw_json): {}",
             unknown
                 .into_iter()
-                .map(|f| shown(f))
+                .map(|f| shown_esc(f))
                 .collect::<Vec<_>>()
                 .join(", ")
         )
@@ -264,20 +269,6 @@ fn date_format(d: &str) -> &'static str {
     } else {
         "not ISO 8601"
     }
-}
-
-/// Text from the server, with control characters escaped before it reaches a terminal.
-fn shown(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::escape::esc;
 use crate::action::{self, Action, CreateRequest};
 use crate::config::Config;
 use crate::store::{Handle, OutboxRow};
@@ -313,8 +314,10 @@ fn queued_json(row: &OutboxRow) -> serde_json::Value {
     })
 }
 
-/// `accept ticket 1003 in sim-1 (Avoin → Vastaanotettu)`
+/// `accept ticket 1003 in sim-1 (Avoin → Vastaanotettu)`, its text escaped for a terminal.
 pub fn describe(row: &OutboxRow) -> String {
+    let (action, account) = (row.action.describe(), &row.account);
+    let (action, account) = (esc(&action), esc(account));
     match (&row.action, row.ticket_id) {
         (Action::Create(_), _) => {
             let files = if row.attachments > 0 {
@@ -322,16 +325,14 @@ pub fn describe(row: &OutboxRow) -> String {
             } else {
                 String::new()
             };
-            format!("{} in {}{files}", row.action.describe(), row.account)
+            format!("{action} in {account}{files}")
         }
-        (a, Some(id)) => format!(
-            "{} ticket {id} in {} ({} → {})",
-            a.describe(),
-            row.account,
-            row.from_state.as_deref().unwrap_or("?"),
-            row.expected_state.as_deref().unwrap_or("?")
+        (_, Some(id)) => format!(
+            "{action} ticket {id} in {account} ({} → {})",
+            esc(row.from_state.as_deref().unwrap_or("?")),
+            esc(row.expected_state.as_deref().unwrap_or("?"))
         ),
-        (a, None) => format!("{} in {}", a.describe(), row.account),
+        (_, None) => format!("{action} in {account}"),
     }
 }
 
@@ -348,7 +349,12 @@ pub fn print_push(report: &crate::push::PushReport) {
         report.api_calls
     );
     for (row, why) in &report.dead {
-        println!("  dead-lettered #{}: {}: {why}", row.id, describe(row));
+        println!(
+            "  dead-lettered #{}: {}: {}",
+            row.id,
+            describe(row),
+            esc(why)
+        );
     }
 }
 
@@ -403,7 +409,7 @@ async fn resolve(
 }
 
 pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCode> {
-    let store = Handle::open(config.store.path.clone()).await?;
+    let store = Handle::open_existing(config.store.path.clone()).await?;
     match args.command {
         Some(OutboxCommand::Retry { id }) => {
             let now = time::now();
@@ -425,7 +431,7 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
                 "cancelled #{}: {} (was {}, {} attempt(s){}); it will not be sent",
                 row.id,
                 describe(&row),
-                row.status,
+                esc(&row.status),
                 row.attempts,
                 if row.attachments > 0 {
                     format!(", {} attachment(s) dropped", row.attachments)
@@ -451,13 +457,13 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
                     println!(
                         "#{:<5} {:<8} {:<10} attempts {:<3} {}{}",
                         r.id,
-                        r.status,
-                        r.account,
+                        esc(&r.status),
+                        esc(&r.account),
                         r.attempts,
                         describe(r),
                         r.last_error
                             .as_deref()
-                            .map(|e| format!("\n        last error: {e}"))
+                            .map(|e| format!("\n        last error: {}", esc(e)))
                             .unwrap_or_default()
                     );
                 }

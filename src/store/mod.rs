@@ -29,14 +29,19 @@ pub use purge::{PERSONAL_FIELDS, PurgeReport};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
+/// `(file in sql/, its text)` for every migration, in order.
+macro_rules! sql_files {
+    ($($file:literal,)*) => { &[$(($file, include_str!(concat!("../../sql/", $file))),)*] };
+}
+
 /// The schema, one migration per file in `sql/`, in order.
-const MIGRATIONS: &[M<'static>] = &[
-    M::up(include_str!("../../sql/001_read_path.sql")),
-    M::up(include_str!("../../sql/002_outbox.sql")),
-    M::up(include_str!("../../sql/003_retention.sql")),
-    M::up(include_str!("../../sql/004_webhooks.sql")),
-    M::up(include_str!("../../sql/005_outbox_before_send.sql")),
-];
+const MIGRATIONS: &[(&str, &str)] = sql_files!(
+    "001_read_path.sql",
+    "002_outbox.sql",
+    "003_retention.sql",
+    "004_webhooks.sql",
+    "005_outbox_before_send.sql",
+);
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
 const TICKET_COLUMNS: &str = "state, title, description, extra_info, assignee_id, cost_centre_id, \
@@ -75,23 +80,78 @@ pub struct RunRecord {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`, and brings its schema up to date.
+    /// Opens (creating if needed) the store at `path`, checks it, and brings its schema up to
+    /// date. For the commands that write: `run`, `task`, `purge`, the daemon.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the store's folder {}", dir.display()))?;
         }
+        Store::open_with(path, true)
+    }
+
+    /// Opens the store at `path` like [`Store::open`], but never creates one: the read-only
+    /// commands (`status`, `tasks`, `outbox`, `cost`) say there is no store instead.
+    pub fn open_existing(path: &Path) -> anyhow::Result<Store> {
+        if !path.exists() {
+            bail!(
+                "no store at {}: run `huoltosync run --once` first (or check [store] path)",
+                path.display()
+            );
+        }
+        Store::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> anyhow::Result<Store> {
+        use rusqlite::OpenFlags;
         let existed = path.exists();
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the store {}", path.display()))?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            // SQLite says only "unable to open database file"; the file system says why.
+            match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+            {
+                Err(io) if existed => {
+                    anyhow::anyhow!("cannot open the store {}: {io}", path.display())
+                }
+                _ => store_error(path, "cannot open the store", e, None),
+            }
+        })?;
+        let fail = |what: &str, e: rusqlite::Error| store_error(path, what, e, Some(&conn));
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| fail("cannot open the store", e))?;
+        // The first statement that reads the file: a file that is not SQLite, a read-only file
+        // or file system, or a full disk shows here.
         conn.pragma_update(None, "journal_mode", "WAL")
-            .with_context(|| format!("{} is not a usable SQLite database", path.display()))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Freed bytes are zeroed, so erased personal data is really gone from the file.
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.pragma_update(None, "temp_store", "FILE")?;
+            .map_err(|e| fail("cannot open the store", e))?;
+        for (pragma, value) in [
+            ("synchronous", "FULL"),
+            ("foreign_keys", "ON"),
+            // Freed bytes are zeroed, so erased personal data is really gone from the file.
+            ("secure_delete", "ON"),
+            ("temp_store", "FILE"),
+        ] {
+            conn.pragma_update(None, pragma, value)
+                .map_err(|e| fail("cannot open the store", e))?;
+        }
+        if existed && check_due(path) {
+            let found = quick_check(&conn).map_err(|e| fail("cannot check the store", e))?;
+            if !found.is_empty() {
+                bail!(
+                    "the store {} is corrupt (SQLite quick_check: {}): {CORRUPT_ADVICE}",
+                    path.display(),
+                    found.join("; ")
+                );
+            }
+            checked(path);
+        }
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {
             conn,
@@ -106,13 +166,40 @@ impl Store {
         &self.path
     }
 
+    /// Names the store and the cause when `e` comes from SQLite finding the store corrupt, its
+    /// disk full, or its file read-only: the errors an operator must act on.
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let code = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<rusqlite::Error>())
+            .and_then(rusqlite::Error::sqlite_error_code);
+        match code {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => e
+                .context(format!(
+                    "the store {} is corrupt: {CORRUPT_ADVICE}",
+                    self.path.display()
+                )),
+            Some(code) => match cause(code) {
+                Some(why) => e.context(format!("the store {}: {why}", self.path.display())),
+                None => e,
+            },
+            None => e,
+        }
+    }
+
     fn migrate(&mut self, existed: bool) -> anyhow::Result<()> {
         // Connections opened at once by one process (accounts syncing side by side) take turns.
         static MIGRATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _turn = MIGRATING.lock().unwrap_or_else(|p| p.into_inner());
-        let migrations = Migrations::from_slice(MIGRATIONS);
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|(_, sql)| M::up(sql)).collect());
         let latest = MIGRATIONS.len();
-        let current = match migrations.current_version(&self.conn)? {
+        let current = match migrations.current_version(&self.conn).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the schema version of the store {}: {}",
+                self.path.display(),
+                migration_message(&e, None)
+            )
+        })? {
             SchemaVersion::NoneSet => 0,
             SchemaVersion::Inside(v) => v.get(),
             SchemaVersion::Outside(v) => bail!(
@@ -124,21 +211,70 @@ impl Store {
             return Ok(());
         }
         if existed && current > 0 {
-            let backup = self.path.with_extension(format!(
-                "pre-v{}.{}.bak",
-                latest,
-                chrono::Utc::now().format("%Y%m%dT%H%M%S")
-            ));
-            self.conn
-                .execute("VACUUM INTO ?1", [backup.to_string_lossy()])
-                .with_context(|| {
-                    format!("cannot write the pre-migration copy {}", backup.display())
-                })?;
-            tracing::info!(from = current, to = latest, backup = %backup.display(), "Migrating the store; a copy was written first.");
+            self.pre_migration_copy(current, latest)?;
         }
-        migrations
-            .to_latest(&mut self.conn)
-            .with_context(|| format!("cannot migrate the store {}", self.path.display()))?;
+        migrations.to_latest(&mut self.conn).map_err(|e| {
+            // The failing migration is named by its file; its SQL text is not repeated.
+            let file = match &e {
+                rusqlite_migration::Error::RusqliteError { query, .. } => {
+                    MIGRATIONS.iter().find(|(_, sql)| sql == query)
+                }
+                _ => None,
+            };
+            anyhow::anyhow!(
+                "cannot migrate the store {} from schema version {current} to {latest}{}: {}",
+                self.path.display(),
+                file.map(|(f, _)| format!(": sql/{f}")).unwrap_or_default(),
+                migration_message(&e, file.map(|(_, sql)| *sql))
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Writes a copy of the store, as it is before migrating from `current` to `latest`,
+    /// beside it (`store.pre-v4.20260101T120000.bak`). One copy per upgrade: when an earlier
+    /// attempt at the same upgrade failed, its copy is the store before that attempt, and is
+    /// kept. The copy is written under a temporary name and renamed, so a copy that is there is
+    /// whole.
+    fn pre_migration_copy(&self, current: usize, latest: usize) -> anyhow::Result<()> {
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prefix = format!("{stem}.pre-v{latest}.");
+        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => d.to_owned(),
+            None => PathBuf::from("."),
+        };
+        let earlier = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list the store's folder {}", dir.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with(&prefix) && n.ends_with(".bak"));
+        if let Some(name) = earlier {
+            tracing::info!(from = current, to = latest, backup = %dir.join(&name).display(), "Migrating the store; the copy an earlier attempt wrote is kept.");
+            return Ok(());
+        }
+        let backup = self.path.with_extension(format!(
+            "pre-v{latest}.{}.bak",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S")
+        ));
+        let partial = self.path.with_extension(format!("pre-v{latest}.partial"));
+        let _ = std::fs::remove_file(&partial);
+        self.conn
+            .execute("VACUUM INTO ?1", [partial.to_string_lossy()])
+            .map_err(|e| {
+                store_error(
+                    &backup,
+                    "cannot write the pre-migration copy",
+                    e,
+                    Some(&self.conn),
+                )
+            })?;
+        std::fs::rename(&partial, &backup)
+            .with_context(|| format!("cannot write the pre-migration copy {}", backup.display()))?;
+        tracing::info!(from = current, to = latest, backup = %backup.display(), "Migrating the store; a copy was written first.");
         Ok(())
     }
 
@@ -525,6 +661,12 @@ impl Handle {
         Ok(Handle(Arc::new(Mutex::new(store))))
     }
 
+    /// Opens the store at `path` without creating one ([`Store::open_existing`]).
+    pub async fn open_existing(path: PathBuf) -> anyhow::Result<Handle> {
+        let store = tokio::task::spawn_blocking(move || Store::open_existing(&path)).await??;
+        Ok(Handle(Arc::new(Mutex::new(store))))
+    }
+
     /// Runs `f` with the store on a blocking thread.
     pub async fn call<T, F>(&self, f: F) -> anyhow::Result<T>
     where
@@ -534,9 +676,116 @@ impl Handle {
         let inner = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = inner.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut store)
+            f(&mut store).map_err(|e| store.explain(e))
         })
         .await?
+    }
+}
+
+/// How long a passed `quick_check` holds for the process: a command checks its store once;
+/// the daemon, which opens it for every cycle and every account, once an hour.
+const QUICK_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// When each store last passed `quick_check` in this process.
+static CHECKED: Mutex<Vec<(PathBuf, std::time::Instant)>> = Mutex::new(Vec::new());
+
+/// Whether the store at `path` is due a `quick_check`.
+fn check_due(path: &Path) -> bool {
+    let checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    !checked
+        .iter()
+        .any(|(p, at)| p == path && at.elapsed() < QUICK_CHECK_EVERY)
+}
+
+/// Records that the store at `path` passed `quick_check` now.
+fn checked(path: &Path) {
+    let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    checked.retain(|(p, _)| p != path);
+    checked.push((path.to_owned(), std::time::Instant::now()));
+}
+
+/// `PRAGMA quick_check`: what it found wrong, empty when the store is sound. Cheap at a
+/// mirror's size: it reads every page once, without the index cross-checks of
+/// `integrity_check`.
+fn quick_check(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("PRAGMA quick_check(5)")?;
+    let found: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(found.into_iter().filter(|f| f != "ok").collect())
+}
+
+/// What an operator does about a corrupt store.
+const CORRUPT_ADVICE: &str = "stop huoltosync, keep the file for inspection, and restore a backup (or move it away and run `huoltosync run --once` to mirror afresh)";
+
+/// The cause of a store error in words, for the SQLite errors an operator can act on.
+fn cause(code: rusqlite::ErrorCode) -> Option<&'static str> {
+    use rusqlite::ErrorCode;
+    Some(match code {
+        ErrorCode::DatabaseCorrupt => "it is corrupt",
+        ErrorCode::NotADatabase => "it is not an SQLite database, or it is corrupt",
+        ErrorCode::ReadOnly => "it cannot be written (read-only file or file system)",
+        ErrorCode::PermissionDenied => "permission denied",
+        ErrorCode::DiskFull => "the disk is full",
+        ErrorCode::CannotOpen => "SQLite cannot open it, or the -wal and -shm files beside it",
+        _ => return None,
+    })
+}
+
+/// A store error that says what happened: the file, what was being done, and the cause in
+/// words, with the operating system's own error when SQLite recorded one.
+fn store_error(
+    path: &Path,
+    doing: &str,
+    e: rusqlite::Error,
+    conn: Option<&Connection>,
+) -> anyhow::Error {
+    // SAFETY: the handle belongs to a live connection; sqlite3_system_errno only reads it.
+    let errno = conn.map_or(0, |c| unsafe {
+        rusqlite::ffi::sqlite3_system_errno(c.handle())
+    });
+    let detail = match errno {
+        0 => e.to_string(),
+        n => format!("{e}; {}", std::io::Error::from_raw_os_error(n)),
+    };
+    let path = path.display();
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            anyhow::anyhow!("{doing} {path}: it is corrupt ({detail}): {CORRUPT_ADVICE}")
+        }
+        Some(code) if cause(code).is_some() => {
+            anyhow::anyhow!(
+                "{doing} {path}: {} ({detail})",
+                cause(code).unwrap_or_default()
+            )
+        }
+        _ => anyhow::anyhow!("{doing} {path}: {detail}"),
+    }
+}
+
+/// A migration error's SQLite message, without the SQL text it ran: the line in `file_sql`
+/// (the migration's text) when SQLite points at a token.
+fn migration_message(e: &rusqlite_migration::Error, file_sql: Option<&str>) -> String {
+    match e {
+        rusqlite_migration::Error::RusqliteError {
+            err: rusqlite::Error::SqlInputError {
+                msg, sql, offset, ..
+            },
+            ..
+        } => {
+            // SQLite's offset is into the statements it was given: the file, or its tail.
+            let line = file_sql
+                .filter(|f| f.ends_with(sql.as_str()))
+                .zip(usize::try_from(*offset).ok())
+                .and_then(|(f, o)| f.get(..f.len() - sql.len() + o))
+                .map(|before| before.matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg.clone(),
+            }
+        }
+        rusqlite_migration::Error::RusqliteError { err, .. } => err.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -599,4 +848,33 @@ fn ticket_values(t: &Ticket) -> [&dyn rusqlite::ToSql; 21] {
         &t.raw_json,
         &t.content_hash,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_name_the_file_and_the_cause_in_words() {
+        let path = Path::new("/var/lib/huoltosync/store.db");
+        for (code, words) in [
+            (
+                rusqlite::ffi::SQLITE_READONLY,
+                "read-only file or file system",
+            ),
+            (rusqlite::ffi::SQLITE_PERM, "permission denied"),
+            (rusqlite::ffi::SQLITE_FULL, "the disk is full"),
+            (rusqlite::ffi::SQLITE_CORRUPT, "it is corrupt"),
+            (rusqlite::ffi::SQLITE_NOTADB, "not an SQLite database"),
+            (rusqlite::ffi::SQLITE_CANTOPEN, "-wal and -shm files"),
+        ] {
+            let e = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+            let text = store_error(path, "cannot open the store", e, None).to_string();
+            assert!(
+                text.starts_with("cannot open the store /var/lib/huoltosync/store.db: ")
+                    && text.contains(words),
+                "{code}: {text}"
+            );
+        }
+    }
 }

@@ -178,3 +178,105 @@ async fn the_demo_runs_with_nothing_configured() {
     assert!(text.contains("sim-1: ok: 30 open (30 new"), "{text}");
     assert!(text.contains("ticket rows rewritten: 0"), "{text}");
 }
+
+/// Bytes a terminal must never get raw from ticket text.
+fn assert_no_raw_controls(what: &str, text: &str) {
+    assert!(
+        !text.contains(['\x1b', '\r', '\x07', '\u{202e}', '\u{9b}']),
+        "{what} prints raw control characters: {text:?}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("sim-1  9999")),
+        "{what} prints a forged line: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn control_characters_in_ticket_text_never_reach_the_terminal_but_json_keeps_them() {
+    let env = Setup::tickets(3).start().await;
+    let hostile =
+        "Vuoto\x1b]0;PWNED\x07\x1b[2J\r\nsim-1  9999  Avoin  forged line \u{202e}gpj.exe\u{9b}";
+    let ids = env.truth("sim-1");
+    env.patch("sim-1", ids[0], serde_json::json!({ "Otsikko": hostile }));
+    env.sync_ok().await;
+    let (code, out, err) = env.cli(&["tasks"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_no_raw_controls("tasks", &out);
+    assert!(
+        out.contains("Vuoto\\x1b]0;PWNED\\x07\\x1b[2J\\r\\nsim-1  9999"),
+        "the title is shown, escaped: {out}"
+    );
+    assert_eq!(out.lines().count(), 3, "one line per ticket: {out}");
+    let (_, json, _) = env.cli(&["tasks", "--json"]).await;
+    let rows: Vec<Value> = serde_json::from_str(&json).unwrap();
+    assert!(
+        rows.iter().any(|r| r["title"] == hostile),
+        "--json keeps the title exactly: {json}"
+    );
+    // Text the operator typed shows escaped too: the outbox and the queue line.
+    let id = ids[1].to_string();
+    env.task_ok(&["accept", &id]).await;
+    let out = env
+        .task_ok(&["hold", &id, "--reason", "odottaa\x1b[2J\r\nsim-1  9999 x"])
+        .await;
+    assert_no_raw_controls("task hold", &out);
+    let (code, out, _) = env.cli(&["outbox"]).await;
+    assert_eq!(code, 0);
+    assert_no_raw_controls("outbox", &out);
+}
+
+#[tokio::test]
+async fn read_only_commands_never_create_a_store() {
+    let env = Setup::tickets(2).start().await;
+    let missing = env.dir.path().join("nosuch").join("store.db");
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        &format!("{:?}", env.config.store.path),
+        &format!("{missing:?}"),
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    for cmd in [
+        &["status"][..],
+        &["status", "--json"],
+        &["tasks"],
+        &["tasks", "--json"],
+        &["outbox"],
+        &["cost"],
+    ] {
+        let (code, out, err) = env.cli(cmd).await;
+        assert_eq!(code, 1, "{cmd:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("no store at {}", missing.display()))
+                && err.contains("huoltosync run --once"),
+            "{cmd:?}: {err}"
+        );
+        assert!(out.is_empty(), "{cmd:?}: {out}");
+        assert!(
+            !missing.parent().unwrap().exists(),
+            "{cmd:?} created a folder"
+        );
+    }
+    assert!(!env.config.store.path.exists());
+}
+
+#[tokio::test]
+async fn status_fails_loudly_on_a_corrupt_store_and_nothing_writes_it() {
+    let env = Setup::tickets(300).start().await;
+    env.sync_ok().await;
+    let (code, _, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 0);
+    let store = env.config.store.path.clone();
+    crate::store::corrupt_table_root(&store, "tickets");
+    let before = std::fs::read(&store).unwrap();
+    for cmd in [&["status"][..], &["status", "--json"], &["run", "--once"]] {
+        let (code, out, err) = env.cli(cmd).await;
+        assert_eq!(code, 1, "{cmd:?}: {out}{err}");
+        assert!(
+            format!("{out}{err}").contains(&format!("the store {} is corrupt", store.display())),
+            "{cmd:?}: {out}{err}"
+        );
+    }
+    assert!(
+        std::fs::read(&store).unwrap() == before,
+        "nothing was written to the corrupt store"
+    );
+}

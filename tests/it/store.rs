@@ -103,4 +103,133 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     .unwrap();
     let err = format!("{:#}", Store::open(&path).err().expect("refused"));
     assert!(err.contains("store.db"), "{err}");
+    assert!(err.contains("not an SQLite database"), "{err}");
+}
+
+/// A store as version 1 left it, with an `outbox` table in the way of migration 002.
+fn v1_store_that_cannot_migrate(path: &std::path::Path) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.execute_batch(include_str!("../../sql/001_read_path.sql"))
+        .unwrap();
+    db.execute_batch("CREATE TABLE outbox (x); PRAGMA user_version = 1;")
+        .unwrap();
+}
+
+#[test]
+fn a_failing_migration_keeps_one_copy_and_names_its_file_not_its_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    v1_store_that_cannot_migrate(&path);
+    for attempt in 1..=3 {
+        let err = format!("{:#}", Store::open(&path).err().expect("migration fails"));
+        assert!(
+            err.contains("store.db")
+                && err.contains("sql/002_outbox.sql")
+                && err.contains("line 4: table outbox already exists"),
+            "attempt {attempt}: {err}"
+        );
+        assert!(
+            !err.contains("CREATE") && err.len() < 400,
+            "attempt {attempt}: the SQL text is not repeated: {err}"
+        );
+        assert_eq!(backup_count(dir.path()), 1, "attempt {attempt}");
+    }
+    // The copy is the store before the first attempt; no partial copy lies around.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "a failed migration changes nothing");
+}
+
+#[test]
+fn a_store_with_a_corrupted_page_is_refused_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    fill_and_corrupt(&path);
+    let err = format!("{:#}", Store::open(&path).err().expect("refused"));
+    assert!(err.contains("store.db") && err.contains("corrupt"), "{err}");
+    assert!(Store::open_existing(&path).is_err());
+}
+
+/// A store with enough tickets for `tickets` to span pages; then its root page overwritten.
+pub fn fill_and_corrupt(path: &std::path::Path) {
+    {
+        let store = Store::open(path).unwrap();
+        let db = store.connection();
+        for id in 0..400 {
+            db.execute(
+                "INSERT INTO tickets (account, id, state, raw_json, content_hash, first_seen, last_changed, open)
+                 VALUES ('sim-1', ?1, 'Avoin', ?2, 1, 'x', 'x', 1)",
+                rusqlite::params![id, format!("{{\"Id\":{id},\"Otsikko\":\"{}\"}}", "x".repeat(200))],
+            )
+            .unwrap();
+        }
+    }
+    corrupt_table_root(path, "tickets");
+}
+
+/// Overwrites the root page of `table` with garbage (the store closed, its WAL checkpointed).
+pub fn corrupt_table_root(path: &std::path::Path, table: &str) {
+    let (page_size, root): (u64, u64) = {
+        let db = rusqlite::Connection::open(path).unwrap();
+        let root = db
+            .query_row(
+                "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (
+            db.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap(),
+            root,
+        )
+    };
+    assert!(
+        !std::path::Path::new(&format!("{}-wal", path.display())).exists(),
+        "the WAL is checkpointed when the last connection closes"
+    );
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start((root - 1) * page_size)).unwrap();
+    f.write_all(&vec![0xa5; page_size as usize]).unwrap();
+}
+
+#[test]
+fn a_missing_store_is_not_created_by_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nosuch").join("store.db");
+    let err = format!("{:#}", Store::open_existing(&path).err().expect("refused"));
+    assert!(
+        err.contains(&format!("no store at {}", path.display())) && err.contains("run --once"),
+        "{err}"
+    );
+    assert!(!dir.path().join("nosuch").exists());
+}
+
+#[tokio::test]
+async fn a_full_disk_is_named_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = huoltosync::store::Handle::open(path.clone()).await.unwrap();
+    let err = store
+        .call(|s| {
+            // The file may not grow: SQLite answers as it does when the disk is full.
+            let db = s.connection();
+            let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            db.pragma_update(None, "max_page_count", pages)?;
+            s.begin_run(&"x".repeat(200_000), "2026-01-01T00:00:00Z", "poll")
+        })
+        .await
+        .expect_err("the disk is full");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("store.db") && err.contains("the disk is full"),
+        "{err}"
+    );
 }
