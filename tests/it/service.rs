@@ -275,6 +275,12 @@ async fn status_fails_on_a_stale_account_and_on_dead_letters() {
         .sections("[service]\nstale_after_secs = 2\n")
         .start()
         .await;
+    // Before anything created the store, status says so (and creates none).
+    let (code, _, err) = env.cli(&["status"]).await;
+    assert_eq!(code, 1, "no store is a problem: {err}");
+    assert!(err.contains("no store at"), "{err}");
+    // The store exists (the daemon opened it) but no poll succeeded yet.
+    drop(huoltosync::store::Store::open(&env.config.store.path).unwrap());
     let (code, out, _) = env.cli(&["status"]).await;
     assert_eq!(code, 1, "never synced is a problem: {out}");
     assert!(out.contains("never synced successfully"), "{out}");
