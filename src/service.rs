@@ -122,9 +122,18 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     let mut backoff: HashMap<String, Backoff> = HashMap::new();
     let mut work: Option<tokio::task::JoinHandle<Done>> = None;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // A mirror older than one interval is polled now, not up to a whole interval later.
+    let poll_now = stale_at_start(&config, &store).await;
+    if poll_now {
+        let _ = tick_tx.send(());
+    }
     tracing::info!(
         pid = std::process::id(),
         schedule = poll_schedule(&config),
+        poll_now,
+        next_poll = poll_sched(&config)
+            .next_after(chrono::Utc::now())
+            .map_or_else(|| "never".to_owned(), time::fmt),
         accounts = config.accounts.len(),
         store = %config.store.path.display(),
         "Daemon started."
@@ -154,7 +163,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                         Err(e) => tracing::error!(error = format!("{e:#}"), "Config reload failed; keeping the running config."),
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "Config reload failed; keeping the running config."),
+                // One event: every problem on one line, so the journal keeps them together.
+                Err(e) => tracing::error!(
+                    config = %e.path.display(),
+                    problems = %e.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                    "Config reload failed; keeping the running config."
+                ),
             },
             Some(()) = tick_rx.recv() => {
                 if work.is_some() {
@@ -299,10 +313,34 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
 
 /// The full poll's schedule: `[webhook] reconcile` when webhooks are on, else `[schedule] poll`.
 fn poll_schedule(config: &Config) -> &str {
+    poll_sched(config).expr()
+}
+
+fn poll_sched(config: &Config) -> &crate::schedule::Schedule {
     config
         .webhook
         .as_ref()
-        .map_or(config.schedule.poll.expr(), |w| w.reconcile.expr())
+        .map_or(&config.schedule.poll, |w| &w.reconcile)
+}
+
+/// Whether some account has no successful sync within the poll schedule's longest interval
+/// (or the store cannot say): then the daemon polls at start-up.
+async fn stale_at_start(config: &Config, store: &Handle) -> bool {
+    let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let now = time::now();
+    let interval = poll_sched(config).longest_gap(now);
+    match store
+        .call(move |s| s.account_status(&names, &time::local_day(now), &time::local_month(now)))
+        .await
+    {
+        Ok(statuses) => statuses.iter().any(|s| {
+            s.last_success
+                .as_deref()
+                .and_then(time::parse)
+                .is_none_or(|t| now - t > interval)
+        }),
+        Err(_) => true,
+    }
 }
 
 async fn add_poll_job(

@@ -130,6 +130,13 @@ pub struct Api {
 impl Api {
     /// Builds the shared HTTP client from `[tampuuri]`.
     pub fn new(config: &Config) -> anyhow::Result<Api> {
+        if !config.unread_secrets.is_empty() {
+            anyhow::bail!(
+                "{}: the config was loaded without its secrets ({}), so it cannot call Tampuuri",
+                config.source.display(),
+                config.unread_secrets.join(", ")
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(config.tampuuri.timeout)
             .connect_timeout(config.tampuuri.timeout.min(Duration::from_secs(10)))
