@@ -1,7 +1,9 @@
 //! The service shell: one cycle (push, poll, push) as `run --once` and the daemon run it, and
 //! the daemon itself (`huoltosync run`).
 //!
-//! The daemon polls on `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
+//! The daemon polls at start-up when an account's last successful sync is older than one
+//! interval (a restart loop does not spend billed calls on a fresh mirror), then on
+//! `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
 //! sends a tick to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one
 //! at a time under the store lock ([`crate::lock`]): a tick that comes while work is running, or
 //! while another process (a `run --once`) holds the lock, is skipped and logged, never

@@ -338,3 +338,21 @@ async fn the_demo_runs_with_nothing_configured() {
     assert!(text.contains("sim-1: ok: 30 open (30 new"), "{text}");
     assert!(text.contains("ticket rows rewritten: 0"), "{text}");
 }
+
+#[test]
+fn every_argument_of_every_command_has_help() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&huoltosync::cli::Cli::command(), "huoltosync", &mut missing);
+    assert!(missing.is_empty(), "arguments without help: {missing:?}");
+}
