@@ -31,7 +31,7 @@ fn directives(level: Option<&str>, env: Option<&str>, default: &str) -> String {
     d
 }
 
-/// Installs the global subscriber (see [`directives`] for the filter); `default` is the level
+/// Installs the global subscriber. `--log-level` wins over `RUST_LOG`; `default` is the level
 /// when neither `--log-level` nor `RUST_LOG` gives one (`info`; the demo, which tells its own
 /// story on stdout, `warn`).
 pub fn init(level: Option<&str>, format: LogFormat, default: &str) -> anyhow::Result<()> {
