@@ -183,9 +183,15 @@ pub fn check_transition(
             Action::Hold { .. } => "Vastaanotettu (accept it first)",
             _ => "Avoin, Vastaanotettu or Odottaa",
         };
+        let ticket = format!("ticket {id} in account {account}");
+        let what = match action {
+            Action::Accept { .. } => format!("accept {ticket}"),
+            Action::Hold { .. } => format!("put {ticket} on hold"),
+            Action::Done { .. } => format!("mark {ticket} done"),
+            Action::Create(_) => format!("{} {ticket}", action.kind()),
+        };
         anyhow::bail!(
-            "cannot {} ticket {id} in account {account}: its state is {current} ({how}); {} → {} is allowed only from {allowed}",
-            action.kind(),
+            "cannot {what}: its state is {current} ({how}); {} → {} is allowed only from {allowed}",
             action.kind(),
             action
                 .target_state()

@@ -5,6 +5,8 @@
 //! rather than serde's first error. Secrets are read from the file, from a file named by
 //! `*_file` (relative names resolve in `$CREDENTIALS_DIRECTORY` when systemd set it), or from an
 //! environment variable named by `*_env`, and are held as [`SecretString`]s, which never print.
+//! Commands that never call Tampuuri load the file with [`Config::load_without_secrets`]: they
+//! do not need (and may not be allowed to read) the credentials.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -38,6 +40,10 @@ pub struct Config {
     /// `[webhook]`, when `listen` is set.
     pub webhook: Option<WebhookConfig>,
     pub accounts: Vec<AccountConfig>,
+    /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
+    /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]
+    /// refuses a config that has any.
+    pub unread_secrets: Vec<String>,
 }
 
 /// `[webhook]`: the listener for Tampuuri's event deliveries.
@@ -313,8 +319,20 @@ pub struct Loaded {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`, with every secret it names.
     pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        Self::load_with(path, true)
+    }
+
+    /// Reads and validates the file at `path` without reading the secrets kept in files or
+    /// environment variables, for the commands that never call Tampuuri (`tasks`, `status`,
+    /// `cost`, `purge`, `outbox`, `task` without `--now`). Those secrets are listed in
+    /// [`Config::unread_secrets`]; everything else is validated as [`Config::load`] does.
+    pub fn load_without_secrets(path: &Path) -> Result<Loaded, ConfigError> {
+        Self::load_with(path, false)
+    }
+
+    fn load_with(path: &Path, read_secrets: bool) -> Result<Loaded, ConfigError> {
         let fail = |message: String| ConfigError {
             path: path.to_owned(),
             errors: vec![Issue {
@@ -327,7 +345,7 @@ impl Config {
         let table: Table = text
             .parse()
             .map_err(|e: toml::de::Error| fail(format!("not valid TOML: {e}")))?;
-        let mut loaded = Self::from_table(table, path)?;
+        let mut loaded = Self::from_table_with(table, path, read_secrets)?;
         if holds_inline_secret(&text)
             && let Some(w) = readable_by_others(path)
         {
@@ -338,13 +356,23 @@ impl Config {
 
     /// Validates an already parsed TOML table; `path` names it in messages and anchors
     /// relative paths.
-    pub fn from_table(mut root: Table, path: &Path) -> Result<Loaded, ConfigError> {
+    pub fn from_table(root: Table, path: &Path) -> Result<Loaded, ConfigError> {
+        Self::from_table_with(root, path, true)
+    }
+
+    fn from_table_with(
+        mut root: Table,
+        path: &Path,
+        read_secrets: bool,
+    ) -> Result<Loaded, ConfigError> {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut r = Reader {
             errors: Vec::new(),
             warnings: Vec::new(),
             account_errors: Vec::new(),
             base_dir: base_dir.clone(),
+            read_secrets,
+            unread: Vec::new(),
         };
 
         let mut store_t = r.table(&mut root, "", "store").unwrap_or_default();
@@ -685,6 +713,7 @@ impl Config {
                 pricing,
                 webhook,
                 accounts,
+                unread_secrets: r.unread,
             },
             warnings: r.warnings,
             account_errors: r.account_errors,
@@ -703,6 +732,9 @@ struct Reader {
     warnings: Vec<Issue>,
     account_errors: Vec<Issue>,
     base_dir: PathBuf,
+    /// false: `*_file` and `*_env` secrets are not read, only noted in `unread`.
+    read_secrets: bool,
+    unread: Vec<String>,
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -1038,6 +1070,16 @@ impl Reader {
         if let Some(s) = inline {
             return Some(SecretString::from(s));
         }
+        if !self.read_secrets
+            && let Some(unread) = file
+                .as_ref()
+                .map(|_| &file_key)
+                .or(env.as_ref().map(|_| &env_key))
+        {
+            // Never sent anywhere: `Api::new` refuses a config with unread secrets.
+            self.unread.push(join(prefix, unread));
+            return Some(SecretString::from(String::new()));
+        }
         if let Some(f) = file {
             let path = self.credential_path(&f);
             return match std::fs::read_to_string(&path) {
@@ -1212,10 +1254,16 @@ fn holds_inline_secret(text: &str) -> bool {
 fn readable_by_others(path: &Path) -> Option<Issue> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o044 != 0).then(|| Issue {
+    inline_secret_warning(path, mode)
+}
+
+/// The warning for a config file holding a secret inline, when its `mode` lets every user on
+/// the machine read it. Owner and group access are the service's own (`root:huoltosync 0640`).
+fn inline_secret_warning(path: &Path, mode: u32) -> Option<Issue> {
+    (mode & 0o004 != 0).then(|| Issue {
         key: String::new(),
         message: format!(
-            "{} holds a secret inline and is readable by others (mode {:o}): chmod 600 it, or move the secret to a *_file",
+            "{} holds a secret inline and is readable by others (every user; mode {:o}): `chmod o-rwx` it (the service reads it as its owner or group, e.g. root:huoltosync 0640), or move the secret to a *_file",
             path.display(),
             mode & 0o777
         ),
@@ -1261,6 +1309,20 @@ mod tests {
         assert_eq!(c.tampuuri.max_requests_per_second, 5.0);
         assert!(c.tampuuri.software_version.starts_with("huoltosync/"));
         assert_eq!(c.store.path, Path::new("/var/lib/huoltosync/huoltosync.db"));
+    }
+
+    #[test]
+    fn an_inline_secret_is_worth_a_warning_only_when_every_user_can_read_it() {
+        let path = Path::new("/etc/huoltosync/config.toml");
+        for private in [0o600, 0o640, 0o660, 0o750] {
+            assert!(
+                inline_secret_warning(path, private).is_none(),
+                "{private:o}"
+            );
+        }
+        let w = inline_secret_warning(path, 0o100644).unwrap().message;
+        assert!(w.contains("mode 644") && w.contains("chmod o-rwx"), "{w}");
+        assert!(!w.contains("chmod 600"), "{w}");
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub fn month_bounds(month: &str) -> anyhow::Result<(NaiveDate, u32)> {
     } else {
         NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
     }
-    .expect("a valid date");
+    .ok_or_else(|| anyhow::anyhow!("--month {month:?} is out of the calendar's range"))?;
     Ok((first, (next - first).num_days() as u32))
 }
 
@@ -254,28 +254,45 @@ pub fn report(
     })
 }
 
-/// The report as text for an operator.
+/// The report as text for an operator. A month that is over shows its calls, not a projection.
 pub fn render(r: &CostReport) -> String {
-    let mut out = format!(
-        "API calls in {} (day {:.1} of {}):\n",
-        r.month, r.days_elapsed, r.days_in_month
-    );
+    let complete = r.days_elapsed >= r.days_in_month as f64;
+    let mut out = if complete {
+        format!("API calls in {} (the whole month):\n", r.month)
+    } else {
+        format!(
+            "API calls in {} (day {:.1} of {}):\n",
+            r.month, r.days_elapsed, r.days_in_month
+        )
+    };
+    let projected = |n: u64| {
+        if complete {
+            String::new()
+        } else {
+            format!(", {n:>7} projected")
+        }
+    };
     for a in &r.accounts {
         out.push_str(&format!(
-            "  {:<20} customer {:<24} {:>7} calls, {:>7} projected; schedule: {} calls/poll, {} calls/month{}\n",
+            "  {:<20} customer {:<24} {:>7} calls{}; schedule: {} calls/poll, {} calls/month{}\n",
             a.account,
             a.customer,
             a.calls,
-            a.projected_calls,
+            projected(a.projected_calls),
             a.calls_per_poll,
             a.schedule_calls_per_month,
-            if a.billed { "" } else { " (test account, not billed)" }
+            if a.billed {
+                ""
+            } else {
+                " (test account, not billed)"
+            }
         ));
     }
-    out.push_str(&format!(
-        "  total: {} calls, {} projected\n",
-        r.total_calls, r.total_projected_calls
-    ));
+    out.push_str(&format!("  total: {} calls", r.total_calls));
+    if !complete {
+        out.push_str(&format!(", {} projected", r.total_projected_calls));
+    }
+    out.push('\n');
     for c in &r.customers {
         let show = |ps: &[Price]| {
             ps.iter()
@@ -290,10 +307,14 @@ pub fn render(r: &CostReport) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let month = if complete {
+            format!("{} calls in {}", c.projected_calls, r.month)
+        } else {
+            format!("{} projected calls this month", c.projected_calls)
+        };
         out.push_str(&format!(
-            "customer {}: {} projected calls this month: {}\n  with the configured schedule ({} calls/month): {}\n",
+            "customer {}: {month}: {}\n  with the configured schedule ({} calls/month): {}\n",
             c.customer,
-            c.projected_calls,
             show(&c.projected_prices),
             c.schedule_calls_per_month,
             show(&c.schedule_prices)
@@ -312,4 +333,64 @@ pub fn render(r: &CostReport) -> String {
     out.push_str(r.note);
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(days_elapsed: f64) -> CostReport {
+        CostReport {
+            month: "2026-01".into(),
+            days_in_month: 31,
+            days_elapsed,
+            accounts: vec![AccountCost {
+                account: "a".into(),
+                customer: "C".into(),
+                billed: true,
+                calls: 100,
+                projected_calls: if days_elapsed < 31.0 { 200 } else { 100 },
+                calls_per_poll: 1,
+                schedule_calls_per_month: 2976,
+            }],
+            customers: vec![CustomerCost {
+                customer: "C".into(),
+                accounts: vec!["a".into()],
+                calls: 100,
+                projected_calls: if days_elapsed < 31.0 { 200 } else { 100 },
+                schedule_calls_per_month: 2976,
+                projected_prices: prices(&crate::config::default_pricing(), 100),
+                schedule_prices: prices(&crate::config::default_pricing(), 2976),
+                webhooks: WebhookComparison {
+                    polling_calls_per_month: 2976,
+                    polling_eur: 10.74,
+                    webhook_calls_per_month: 744,
+                    webhook_eur: 500.0,
+                    addon_eur: 500.0,
+                    webhooks_cheaper: false,
+                },
+            }],
+            total_calls: 100,
+            total_projected_calls: if days_elapsed < 31.0 { 200 } else { 100 },
+            note: NOTE,
+        }
+    }
+
+    #[test]
+    fn a_past_month_is_not_projected() {
+        let past = render(&report(31.0));
+        assert!(!past.contains("projected"), "{past}");
+        assert!(
+            past.contains("the whole month")
+                && past.contains("total: 100 calls\n")
+                && past.contains("customer C: 100 calls in 2026-01:"),
+            "{past}"
+        );
+        let current = render(&report(15.5));
+        assert!(
+            current.contains("day 15.5 of 31")
+                && current.contains("total: 100 calls, 200 projected"),
+            "{current}"
+        );
+    }
 }

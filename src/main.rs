@@ -4,7 +4,14 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = huoltosync::cli::Cli::parse();
-    if let Err(e) = huoltosync::telemetry::init(cli.log_level.as_deref(), cli.log_format) {
+    // The demo tells its story on stdout; its INFO lines would only repeat it.
+    let default_level = match cli.command {
+        huoltosync::cli::Command::Demo(_) => "warn",
+        _ => "info",
+    };
+    if let Err(e) =
+        huoltosync::telemetry::init(cli.log_level.as_deref(), cli.log_format, default_level)
+    {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);
     }

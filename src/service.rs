@@ -1,7 +1,9 @@
 //! The service shell: one cycle (push, poll, push) as `run --once` and the daemon run it, and
 //! the daemon itself (`huoltosync run`).
 //!
-//! The daemon polls on `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
+//! The daemon polls at start-up when an account's last successful sync is older than one
+//! interval (a restart loop does not spend billed calls on a fresh mirror), then on
+//! `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
 //! sends a tick to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one
 //! at a time under the store lock ([`crate::lock`]): a tick that comes while work is running, or
 //! while another process (a `run --once`) holds the lock, is skipped and logged, never
@@ -131,9 +133,18 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     // When the next webhook processing pass is due.
     let mut webhook_at: Option<tokio::time::Instant> = None;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // A mirror older than one interval is polled now, not up to a whole interval later.
+    let poll_now = stale_at_start(&config, &store).await;
+    if poll_now {
+        let _ = tick_tx.send(());
+    }
     tracing::info!(
         pid = std::process::id(),
         schedule = poll_schedule(&config),
+        poll_now,
+        next_poll = poll_sched(&config)
+            .next_after(chrono::Utc::now())
+            .map_or_else(|| "never".to_owned(), time::fmt),
         accounts = config.accounts.len(),
         store = %config.store.path.display(),
         "Daemon started."
@@ -169,7 +180,12 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                         Err(e) => tracing::error!(error = format!("{e:#}"), "Config reload failed; keeping the running config."),
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "Config reload failed; keeping the running config."),
+                // One event: every problem on one line, so the journal keeps them together.
+                Err(e) => tracing::error!(
+                    config = %e.path.display(),
+                    problems = %e.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                    "Config reload failed; keeping the running config."
+                ),
             },
             Some(()) = tick_rx.recv() => {
                 if work.is_some() {
@@ -371,10 +387,34 @@ fn listener_ended(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyh
 
 /// The full poll's schedule: `[webhook] reconcile` when webhooks are on, else `[schedule] poll`.
 fn poll_schedule(config: &Config) -> &str {
+    poll_sched(config).expr()
+}
+
+fn poll_sched(config: &Config) -> &crate::schedule::Schedule {
     config
         .webhook
         .as_ref()
-        .map_or(config.schedule.poll.expr(), |w| w.reconcile.expr())
+        .map_or(&config.schedule.poll, |w| &w.reconcile)
+}
+
+/// Whether some account has no successful sync within the poll schedule's longest interval
+/// (or the store cannot say): then the daemon polls at start-up.
+async fn stale_at_start(config: &Config, store: &Handle) -> bool {
+    let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
+    let now = time::now();
+    let interval = poll_sched(config).longest_gap(now);
+    match store
+        .call(move |s| s.account_status(&names, &time::local_day(now), &time::local_month(now)))
+        .await
+    {
+        Ok(statuses) => statuses.iter().any(|s| {
+            s.last_success
+                .as_deref()
+                .and_then(time::parse)
+                .is_none_or(|t| now - t > interval)
+        }),
+        Err(_) => true,
+    }
 }
 
 async fn add_poll_job(

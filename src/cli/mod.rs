@@ -2,7 +2,11 @@
 //!
 //! Logs and progress go to stderr; stdout carries only the command's output, so `--json`
 //! output can be piped. Exit codes: 0 success, 1 a failure at run time (an account that did not
-//! sync, a check that found problems), 2 bad usage or an invalid config.
+//! sync, a check that found problems), 2 bad usage ([`Usage`]) or an invalid config.
+//!
+//! Only the commands that call Tampuuri (`run`, `task … --now`, `check-config`) read its
+//! secrets; the others load the config without them, so staff and monitoring can run them
+//! without access to the credentials.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +14,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-mod online;
 pub mod escape;
+mod online;
 pub mod task;
 
 use escape::esc;
@@ -159,6 +163,17 @@ pub struct SimArgs {
     pub webhook_drop_rate: f64,
 }
 
+/// Bad usage found after parsing (an unknown account or state, a missing `--reason`, an invalid
+/// month, the wrong user): exit code 2, like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// A [`Usage`] error.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Usage(message.into()).into()
+}
+
 /// Runs the parsed command line on a new runtime.
 pub fn main(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -174,7 +189,9 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+            if e.downcast_ref::<crate::config::ConfigError>().is_some()
+                || e.downcast_ref::<Usage>().is_some()
+            {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
@@ -186,37 +203,80 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let path = &cli.config;
     match cli.command {
         Command::Sim(args) => sim(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
-        Command::CheckConfig(args) => check_config(&cli.config, args).await,
+        Command::CheckConfig(args) => check_config(path, args).await,
         Command::Run(args) => {
-            let config = load(&cli.config)?;
+            let config = load(path)?;
             if args.once {
                 run_once(&config, std::time::Duration::from_secs(args.wait)).await
             } else {
-                crate::service::run(cli.config.clone(), config).await
+                crate::service::run(path.clone(), config).await
             }
         }
-        Command::Cost(args) => cost(&load(&cli.config)?, args).await,
-        Command::Purge(args) => purge(&load(&cli.config)?, args).await,
-        Command::Tasks(args) => tasks(&load(&cli.config)?, args).await,
-        Command::Task(args) => task::task(&load(&cli.config)?, args).await,
-        Command::Outbox(args) => task::outbox(&load(&cli.config)?, args).await,
-        Command::Status(args) => status(&load(&cli.config)?, args.json).await,
+        Command::Task(args) if args.pushes_now() => task::task(&load(path)?, args).await,
+        Command::Task(args) => task::task(&load_without_secrets(path)?, args).await,
+        Command::Cost(args) => cost(&load_without_secrets(path)?, args).await,
+        Command::Purge(args) => purge(&load_without_secrets(path)?, args).await,
+        Command::Tasks(args) => tasks(&load_without_secrets(path)?, args).await,
+        Command::Outbox(args) => task::outbox(&load_without_secrets(path)?, args).await,
+        Command::Status(args) => status(&load_without_secrets(path)?, args.json).await,
     }
 }
 
-/// Loads the config, logging its warnings.
+/// Loads the config with its secrets (for the commands that call Tampuuri), logging its
+/// warnings; refuses root on a store that belongs to another user.
 pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    let loaded = Config::load(path)?;
+    checked(path, Config::load(path)?)
+}
+
+/// Loads the config without reading its secrets (for the commands that do not call Tampuuri).
+fn load_without_secrets(path: &std::path::Path) -> anyhow::Result<Config> {
+    checked(path, Config::load_without_secrets(path)?)
+}
+
+fn checked(path: &std::path::Path, loaded: crate::config::Loaded) -> anyhow::Result<Config> {
     for w in &loaded.warnings {
         tracing::warn!(config = %path.display(), "{w}");
     }
     for e in &loaded.account_errors {
         tracing::error!(config = %path.display(), "{e}; this account fails, the others run");
     }
+    refuse_root_on_a_foreign_store(&loaded.config.store.path)?;
     Ok(loaded.config)
+}
+
+/// Root must not work on a store that belongs to another user (the service's): the lock file,
+/// the `-wal` and `-shm` files or a migration's copy it created would belong to root, and the
+/// service would then fail with "Permission denied". Names the user to run as instead.
+pub fn refuse_root_on_a_foreign_store(store: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let folder = store
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    for p in [store, folder] {
+        let Ok(meta) = std::fs::metadata(p) else {
+            continue;
+        };
+        if meta.uid() == 0 {
+            continue;
+        }
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+        return Err(usage(format!(
+            "{} belongs to the user {user}: run this command as {user} (`runuser -u {user} -- huoltosync …`), not as root, whose files there would lock the service out",
+            p.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `run --once`: one cycle under the store lock, waiting up to `wait` for it. Prints one line per
@@ -245,23 +305,33 @@ pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Res
 pub fn summary_line(r: &SyncReport) -> String {
     match &r.error {
         None => format!(
-            "{}: ok: {} open ({} new, {} changed, {} left), {} pages, {} API calls, {:.1} s",
+            "{}: ok: {} open ({} new, {} changed, {} left), {}, {}, {:.1} s",
             r.account,
             r.seen,
             r.counts.new,
             r.counts.changed,
             r.counts.gone,
-            r.pages,
-            r.api_calls,
+            count(r.pages.into(), "page", "pages"),
+            count(r.api_calls, "API call", "API calls"),
             r.elapsed.as_secs_f64()
         ),
-        Some(e) => format!(
-            "{}: FAILED after {} API calls: {}",
-            r.account,
-            r.api_calls,
-            esc(&format!("{e:#}"))
-        ),
+        Some(e) => {
+            // The line starts with the account; the error need not say it again.
+            let text = format!("{e:#}");
+            let prefix = format!("account {}: ", r.account);
+            format!(
+                "{}: FAILED after {}: {}",
+                r.account,
+                count(r.api_calls, "API call", "API calls"),
+                esc(text.strip_prefix(&prefix).unwrap_or(&text))
+            )
+        }
     }
+}
+
+/// `1 page`, `2 pages`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Opens the store for a command that only reads it: a missing store is an error, not created.
@@ -274,15 +344,20 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
     if let Some(a) = &args.account
         && config.account(a).is_none()
     {
-        anyhow::bail!(
+        return Err(usage(format!(
             "--account {a:?} is not in the config (accounts: {})",
             account_names(config).join(", ")
-        );
+        )));
     }
+    let state = args
+        .state
+        .as_deref()
+        .map(|s| known_state(config, s))
+        .transpose()?;
     let store = open_store(config).await?;
     let rows = store.tickets(&TicketFilter {
         account: args.account,
-        state: args.state,
+        state,
         all: args.all,
     })?;
     if args.json {
@@ -307,8 +382,33 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
-    eprintln!("{} tickets", rows.len());
+    eprintln!("{}", count(rows.len() as u64, "ticket", "tickets"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `--state` value: one of Tampuuri's five states, or a state an account's `states` names.
+fn known_state(config: &Config, given: &str) -> anyhow::Result<String> {
+    let mut names: Vec<String> = crate::model::TicketState::KNOWN
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    for a in &config.accounts {
+        for s in &a.states {
+            if !names.contains(s) {
+                names.push(s.clone());
+            }
+        }
+    }
+    names
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(given.trim()))
+        .cloned()
+        .ok_or_else(|| {
+            usage(format!(
+                "--state {given:?} is not a ticket state (states: {})",
+                names.join(", ")
+            ))
+        })
 }
 
 fn account_names(config: &Config) -> Vec<String> {
@@ -546,7 +646,7 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
 async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let now = time::now();
     let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
-    crate::cost::month_bounds(&month)?;
+    crate::cost::month_bounds(&month).map_err(|e| usage(format!("{e:#}")))?;
     let store = open_store(config).await?;
     let calls = store.calls_in_month(&month)?;
     let per_poll = |account: &str| store.last_run_calls(account).ok().flatten().unwrap_or(1);

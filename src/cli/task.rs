@@ -21,6 +21,18 @@ pub struct TaskArgs {
     pub action: TaskAction,
 }
 
+impl TaskArgs {
+    /// `--now`: the action is pushed at once, so the command calls Tampuuri.
+    pub fn pushes_now(&self) -> bool {
+        match &self.action {
+            TaskAction::Accept { common, .. }
+            | TaskAction::Hold { common, .. }
+            | TaskAction::Done { common, .. }
+            | TaskAction::New { common, .. } => common.now,
+        }
+    }
+}
+
 /// Options every task command takes.
 #[derive(Debug, Args)]
 pub struct Common {
@@ -59,16 +71,17 @@ pub enum TaskAction {
         /// Ticket id.
         id: i64,
         /// A comment to send with it.
-        #[arg(long)]
+        #[arg(long, value_name = "TEXT")]
         comment: Option<String>,
         #[command(flatten)]
         common: Common,
     },
     /// Put an accepted ticket on hold (odotukseen), with the reason the resident is told.
     Hold {
+        /// Ticket id.
         id: i64,
-        /// Why the job waits (required).
-        #[arg(long)]
+        /// Why the job waits (required; the resident is told).
+        #[arg(long, value_name = "TEXT")]
         reason: Option<String>,
         #[command(flatten)]
         notify: Notify,
@@ -77,8 +90,10 @@ pub enum TaskAction {
     },
     /// Mark a ticket done (kuittaatehdyksi); its follow-ups must be carried out first.
     Done {
+        /// Ticket id.
         id: i64,
-        #[arg(long)]
+        /// A comment to send with it.
+        #[arg(long, value_name = "TEXT")]
         comment: Option<String>,
         #[command(flatten)]
         notify: Notify,
@@ -137,9 +152,15 @@ pub struct OutboxArgs {
 #[derive(Debug, Subcommand)]
 pub enum OutboxCommand {
     /// Re-queue a dead-lettered action (after fixing its cause).
-    Retry { id: i64 },
+    Retry {
+        /// The action's outbox id (`#` in `huoltosync outbox`).
+        id: i64,
+    },
     /// Drop a pending or dead-lettered action; prints what was dropped.
-    Cancel { id: i64 },
+    Cancel {
+        /// The action's outbox id (`#` in `huoltosync outbox`).
+        id: i64,
+    },
 }
 
 /// Decides the action to queue from the facts read in the enqueue transaction.
@@ -179,7 +200,7 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
             common,
         } => {
             let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-                anyhow::anyhow!("hold of ticket {id} needs a reason (--reason TEXT): the resident is told why the job waits")
+                super::usage(format!("hold of ticket {id} needs a reason (--reason TEXT): the resident is told why the job waits"))
             })?;
             transition(
                 config,
@@ -231,9 +252,11 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
             let account = match (common.account.as_deref(), parent) {
                 (Some(a), _) => known(config, a)?,
                 (None, Some(p)) => resolve(config, &store, None, p).await?,
-                (None, None) => anyhow::bail!(
-                    "task new needs --account NAME (or --parent ID of a ticket in one account)"
-                ),
+                (None, None) => {
+                    return Err(super::usage(
+                        "task new needs --account NAME (or --parent ID of a ticket in one account)",
+                    ));
+                }
             };
             let contractor = config
                 .account(&account)
@@ -361,10 +384,10 @@ pub fn print_push(report: &crate::push::PushReport) {
 fn known(config: &Config, name: &str) -> anyhow::Result<String> {
     match config.account(name) {
         Some(a) => Ok(a.name.clone()),
-        None => anyhow::bail!(
+        None => Err(super::usage(format!(
             "--account {name:?} is not in the config (accounts: {})",
             names(config)
-        ),
+        ))),
     }
 }
 
@@ -401,10 +424,10 @@ async fn resolve(
             "ticket {id} is not in the mirror of any account ({}): check the id, or run `huoltosync run --once` first",
             names(config)
         ),
-        many => anyhow::bail!(
+        many => Err(super::usage(format!(
             "ticket {id} exists in several accounts: {}; say which with --account NAME",
             many.join(", ")
-        ),
+        ))),
     }
 }
 

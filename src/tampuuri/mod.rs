@@ -151,6 +151,13 @@ impl Api {
     /// only `Authorization` on a cross-host hop, and our credentials are other headers.
     /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured (reqwest's default).
     pub fn new(config: &Config) -> anyhow::Result<Api> {
+        if !config.unread_secrets.is_empty() {
+            anyhow::bail!(
+                "{}: the config was loaded without its secrets ({}), so it cannot call Tampuuri",
+                config.source.display(),
+                config.unread_secrets.join(", ")
+            );
+        }
         let http = reqwest::Client::builder()
             .timeout(config.tampuuri.timeout)
             .connect_timeout(config.tampuuri.timeout.min(Duration::from_secs(10)))

@@ -99,8 +99,163 @@ async fn tasks_filters_by_state_and_all_includes_tickets_that_left() {
         1
     );
     let (code, _, err) = env.cli(&["tasks", "--account", "nope"]).await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "an unknown account is bad usage: {err}");
     assert!(err.contains("nope") && err.contains("sim-1"), "{err}");
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2_and_names_what_is_wrong() {
+    let env = Setup::tickets(3).start().await;
+    env.sync_ok().await;
+    let id = env.open_ids("sim-1")[0].to_string();
+    for (args, names) in [
+        (&["tasks", "--state", "Bogus"][..], "Bogus"),
+        (&["cost", "--month", "2026-13"], "2026-13"),
+        (&["cost", "--month", "262142-12"], "262142-12"),
+        (&["task", "hold", &id], "--reason"),
+        (&["task", "accept", &id, "--account", "nosuch"], "nosuch"),
+        (
+            &["task", "new", "--title", "T", "--description", "D"],
+            "--account",
+        ),
+    ] {
+        let (code, out, err) = env.cli(args).await;
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox"),
+        0,
+        "nothing queued"
+    );
+    // A known state in any case is no error, even when no ticket is in it.
+    let (code, out, _) = env.cli(&["tasks", "--state", "odottaa", "--json"]).await;
+    assert_eq!((code, out.trim()), (0, "[]"));
+}
+
+#[tokio::test]
+async fn commands_that_do_not_call_tampuuri_need_no_secret_but_those_that_do_say_which() {
+    let env = Setup::tickets(3).start().await;
+    env.sync_ok().await;
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace(
+            "api_key = \"sim-key\"",
+            "api_key_file = \"/nonexistent/api-key\"",
+        )
+        .replace(
+            "password = \"sim-password\"",
+            "password_env = \"HUOLTOSYNC_TEST_UNSET\"",
+        );
+    std::fs::write(env.config_path(), text).unwrap();
+    let id = env.open_ids("sim-1")[0].to_string();
+    for args in [
+        &["tasks", "--json"][..],
+        &["cost", "--json"],
+        &["outbox", "--json"],
+        &["purge", "--dry-run"],
+        &["task", "accept", &id],
+    ] {
+        let (code, out, err) = env.cli(args).await;
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
+    let (code, out, err) = env.cli(&["status", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str::<Value>(&out).expect("status --json prints JSON");
+    for args in [
+        &["check-config"][..],
+        &["run", "--once"],
+        &["task", "accept", &id, "--now"],
+    ] {
+        let (code, out, err) = env.cli(args).await;
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        let said = format!("{out}{err}");
+        assert!(
+            said.contains("tampuuri.api_key_file") && said.contains("/nonexistent/api-key"),
+            "{args:?}: {said}"
+        );
+        assert!(
+            said.contains("accounts[0].password_env"),
+            "{args:?}: {said}"
+        );
+    }
+    assert_eq!(env.sim().log().len(), 0, "nothing was pushed");
+    // A config loaded without its secrets cannot be used to call Tampuuri.
+    let loaded = huoltosync::config::Config::load_without_secrets(&env.config_path()).unwrap();
+    let err = huoltosync::tampuuri::Api::new(&loaded.config)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("tampuuri.api_key_file"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test]
+async fn root_is_refused_on_a_store_that_belongs_to_another_user() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !nix_is_root() {
+        eprintln!("skipped: only root can be refused");
+        return;
+    }
+    let env = Setup::tickets(2).start().await;
+    let folder = env.config.store.path.parent().unwrap().to_owned();
+    // The service's folder: owned by nobody (65534), as /var/lib/huoltosync by huoltosync.
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&folder, Some(65534), Some(65534)).unwrap();
+    let before: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    for args in [&["run", "--once"][..], &["status"], &["tasks"], &["purge"]] {
+        let (code, out, err) = env.cli(args).await;
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&folder.display().to_string()) && err.contains("run this command as"),
+            "{args:?}: {err}"
+        );
+    }
+    let after: Vec<_> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "no lock, store or -wal file made by root");
+    assert_eq!(env.sim().total_calls(), 0);
+    assert_eq!(std::fs::metadata(&folder).unwrap().uid(), 65534);
+    // Root's own store is root's business.
+    std::os::unix::fs::chown(&folder, Some(0), Some(0)).unwrap();
+    let (code, out, err) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn one_is_not_many_in_a_sync_line() {
+    let mut r = huoltosync::sync::SyncReport {
+        account: "sim-1".into(),
+        sweeps: 1,
+        pages: 1,
+        api_calls: 1,
+        unreached: 0,
+        seen: 1,
+        counts: Default::default(),
+        elapsed: std::time::Duration::ZERO,
+        error: None,
+    };
+    let line = huoltosync::cli::summary_line(&r);
+    assert!(line.contains(", 1 page, 1 API call,"), "{line}");
+    r.error = Some(anyhow::anyhow!(
+        "account sim-1: ilmoitukset/selaa: Tampuuri failed (HTTP 500)"
+    ));
+    assert_eq!(
+        huoltosync::cli::summary_line(&r),
+        "sim-1: FAILED after 1 API call: ilmoitukset/selaa: Tampuuri failed (HTTP 500)",
+        "the account is named once"
+    );
 }
 
 #[tokio::test]
@@ -166,10 +321,16 @@ async fn the_demo_runs_with_nothing_configured() {
         .args(["demo", "--tickets", "30", "--accounts", "2", "--dir"])
         .arg(dir.path().join("demo"))
         .env_remove("HUOLTOSYNC_CONFIG")
+        .env_remove("RUST_LOG")
         .output()
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("INFO") && !err.contains("Migrat"),
+        "the demo tells its story on stdout only: {err}"
+    );
     assert!(
         out.status.success(),
         "{text}\n{}",
@@ -279,4 +440,22 @@ async fn status_fails_loudly_on_a_corrupt_store_and_nothing_writes_it() {
         std::fs::read(&store).unwrap() == before,
         "nothing was written to the corrupt store"
     );
+}
+
+#[test]
+fn every_argument_of_every_command_has_help() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&huoltosync::cli::Cli::command(), "huoltosync", &mut missing);
+    assert!(missing.is_empty(), "arguments without help: {missing:?}");
 }

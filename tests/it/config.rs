@@ -265,6 +265,9 @@ fn an_inline_secret_in_a_world_readable_file_is_warned_about() {
     );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(Config::load(&path).unwrap().warnings.is_empty());
+    // root:huoltosync 0640 is how the service reads it: no other user can, so no warning.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(Config::load(&path).unwrap().warnings.is_empty());
 }
 
 #[tokio::test]
@@ -421,4 +424,48 @@ fn sweep_bounds_have_defaults_and_refuse_nonsense_by_key() {
         &format!("{GOOD}[sync]\nmax_pages = 0\naccount_deadline_secs = -1\n"),
         &["sync.max_pages", "sync.account_deadline_secs"],
     );
+}
+
+#[test]
+fn without_secrets_the_file_is_validated_but_no_credential_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let text = GOOD
+        .replace("api_key = \"k\"", "api_key_file = \"/nonexistent/key\"")
+        .replace(
+            "password = \"p\"",
+            "password_env = \"HUOLTOSYNC_TEST_NO_SUCH_VAR\"",
+        );
+    std::fs::write(&path, &text).unwrap();
+    let strict = Config::load(&path).unwrap_err();
+    let keys: Vec<&str> = strict.errors.iter().map(|i| i.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["tampuuri.api_key_file", "accounts[0].password_env"],
+        "{strict}"
+    );
+    let c = Config::load_without_secrets(&path).unwrap().config;
+    assert_eq!(
+        c.unread_secrets,
+        ["tampuuri.api_key_file", "accounts[0].password_env"]
+    );
+    assert_eq!(c.accounts[0].name, "a");
+    // Everything else is checked as before.
+    std::fs::write(&path, text.replace("contractor_id = 4711", "")).unwrap();
+    let err = Config::load_without_secrets(&path).unwrap_err();
+    assert_eq!(err.errors[0].key, "accounts[0].contractor_id");
+    // A config with its secrets has none unread.
+    assert!(
+        Config::load(&error_keys_config(dir.path()))
+            .unwrap()
+            .config
+            .unread_secrets
+            .is_empty()
+    );
+}
+
+fn error_keys_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("good.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    path
 }

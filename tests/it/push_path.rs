@@ -516,6 +516,20 @@ async fn a_pending_state_survives_a_poll_that_still_shows_the_old_state() {
     env.task_ok(&["accept", &a]).await;
     let err = env.task_err(&["accept", &a]).await;
     assert!(err.contains("its state is Vastaanotettu"), "{err}");
+    // Each refusal reads as a sentence, whatever the action.
+    env.task_ok(&["done", &a]).await;
+    let err = env.task_err(&["done", &a]).await;
+    assert!(
+        err.contains(&format!(
+            "cannot mark ticket {a} in account sim-1 done: its state is Tehty"
+        )),
+        "{err}"
+    );
+    let err = env.task_err(&["hold", &a, "--reason", "x"]).await;
+    assert!(
+        err.contains(&format!("cannot put ticket {a} in account sim-1 on hold:")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -171,15 +171,23 @@ async fn sigterm_during_a_slow_push_exits_0_and_the_action_is_never_lost_or_doub
 async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_broken_one() {
     let env = Setup::tickets(3).sections(NEVER).start().await;
     let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(Duration::from_secs(5), || env.runs("sim-1").len() == 1).await,
+        "the start-up poll"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(env.runs("sim-1").is_empty());
+    assert_eq!(
+        env.runs("sim-1").len(),
+        1,
+        "then none until the schedule says so"
+    );
     let good = std::fs::read_to_string(env.config_path())
         .unwrap()
         .replace(NEVER, EVERY_SECOND);
     std::fs::write(env.config_path(), &good).unwrap();
     daemon.signal("HUP");
     assert!(
-        wait_for(Duration::from_secs(6), || env.runs("sim-1").len() >= 2).await,
+        wait_for(Duration::from_secs(6), || env.runs("sim-1").len() >= 3).await,
         "the new schedule is in force"
     );
     std::fs::write(
@@ -202,9 +210,48 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_broken_one() {
         "{log}"
     );
     assert!(
-        log.contains("accounts[0].contractor_id"),
-        "the reload error names the key: {log}"
+        log.lines().any(
+            |l| l.contains("Config reload failed; keeping the running config.")
+                && l.contains("accounts[0].contractor_id")
+        ),
+        "the reload error is one event naming the key: {log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_polls_at_start_up_when_the_mirror_is_stale_and_says_when_it_polls_next() {
+    let env = Setup::tickets(3).sections(NEVER).start().await;
+    let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(Duration::from_secs(10), || env
+            .runs("sim-1")
+            .iter()
+            .any(|r| r.2 == "ok"))
+        .await,
+        "polled at start-up, not at the next scheduled tick (a year away)"
+    );
+    let (code, out, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+    let started = log
+        .lines()
+        .find(|l| l.contains("Daemon started."))
+        .unwrap_or_default();
+    assert!(
+        started.contains("poll_now=true") && started.contains("next_poll="),
+        "{log}"
+    );
+    assert!(
+        !log.contains("tokio_cron_scheduler") && !log.contains("Uninited"),
+        "no library noise: {log}"
+    );
+    // A mirror synced within the interval is not polled again at start-up.
+    let daemon = env.daemon(&[]).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(env.runs("sim-1").len(), 1, "{log}");
+    assert!(log.contains("poll_now=false"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +446,7 @@ async fn cost_gives_exact_figures_per_account_customer_and_package() {
     );
     assert_eq!(w["webhooks_cheaper"], false);
     let (code, _, err) = env.cli(&["cost", "--month", "2026-13"]).await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "an invalid month is bad usage: {err}");
     assert!(err.contains("2026-13"), "{err}");
 }
 
@@ -562,6 +609,49 @@ fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
             .and_then(|v| v.split(':').next()?.trim().parse().ok())
             .unwrap_or_else(|| panic!("{unit}: no LimitNOFILE"));
         assert!(nofile >= 16_384, "{unit}: LimitNOFILE={nofile}");
+    }
+}
+
+#[test]
+fn the_units_set_notify_access_once_and_document_what_the_readme_installs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let install = readme
+        .split("## Install\n")
+        .nth(1)
+        .and_then(|s| s.split("```sh\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .expect("README has an install block");
+    for unit in ["huoltosync.service", "huoltosync-once.service"] {
+        let text = std::fs::read_to_string(root.join("systemd").join(unit)).unwrap();
+        let settings: Vec<(&str, &str)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .collect();
+        let times = |key: &str| settings.iter().filter(|(k, _)| *k == key).count();
+        assert!(
+            times("NotifyAccess") <= 1,
+            "{unit}: NotifyAccess= set twice"
+        );
+        let docs: Vec<&str> = settings
+            .iter()
+            .filter(|(k, _)| *k == "Documentation")
+            .flat_map(|(_, v)| v.split_whitespace())
+            .collect();
+        assert!(!docs.is_empty(), "{unit}: no Documentation=");
+        for doc in docs {
+            match doc.strip_prefix("file://") {
+                Some(path) => assert!(
+                    install.contains(path),
+                    "{unit}: Documentation={doc} is not installed by the README's install steps"
+                ),
+                None => assert!(
+                    doc.starts_with("man:") || doc.starts_with("https://"),
+                    "{unit}: {doc}"
+                ),
+            }
+        }
     }
 }
 
