@@ -33,9 +33,10 @@ use futures::StreamExt;
 
 use crate::action::Action;
 use crate::config::{AccountConfig, Config};
-use crate::model::Ticket;
+use crate::model::{Ticket, TicketState};
 use crate::store::{AttemptEnd, Handle, OutboxRow, Snapshot};
-use crate::tampuuri::{Api, ApiError, Client, wire};
+use crate::sync;
+use crate::tampuuri::{Api, ApiError, Client};
 use crate::time;
 
 /// What a push pass did.
@@ -224,7 +225,7 @@ async fn attempt(
         }
     }
     let before = if row.in_doubt {
-        match check_applied(account, client, store, row).await {
+        match check_applied(config, account, client, store, row).await {
             Ok(Check::Applied(created)) => {
                 return Ok(Outcome::Delivered("already applied", created));
             }
@@ -232,7 +233,7 @@ async fn attempt(
             Ok(Check::NotApplied(before)) => before,
             Err(e) => {
                 return Ok(Outcome::Retry(
-                    format!("cannot check whether the last attempt took effect: {e}"),
+                    format!("cannot check whether the last attempt took effect: {e:#}"),
                     true,
                 ));
             }
@@ -282,7 +283,8 @@ enum Check {
 }
 
 /// What a transition's ticket looks like before it is sent (`None` for a create): the
-/// mirror's picture when it is current, else one `GET`. `Err` is the attempt's outcome when
+/// mirror's picture when it is current and carries a modification time (without one, the
+/// check after a lost answer could only compare states), else one `GET`. `Err` is the attempt's outcome when
 /// the ticket cannot be acted on or cannot be read.
 async fn before_send(
     account: &AccountConfig,
@@ -300,6 +302,7 @@ async fn before_send(
     if let Some(snap) = store
         .call(move |s| s.mirror_snapshot(&name, id, from.as_deref()))
         .await?
+        .filter(|snap| snap.modified.is_some())
     {
         return Ok(Ok(Some(snap)));
     }
@@ -393,11 +396,12 @@ fn changed_in_flight(row: &OutboxRow, id: i64, before: &Snapshot, now: &Snapshot
 
 /// Whether an in-doubt action took effect.
 async fn check_applied(
+    config: &Config,
     account: &AccountConfig,
     client: &Client,
     store: &Handle,
     row: &OutboxRow,
-) -> Result<Check, ApiError> {
+) -> anyhow::Result<Check> {
     if let Action::Create(t) = &row.action {
         // The poll may already have brought it: the mirror costs no call.
         let (name, marker) = (account.name.clone(), t.marker.clone());
@@ -406,7 +410,7 @@ async fn check_applied(
         }
         let assignee = t.assignee_id.unwrap_or(account.contractor_id);
         return Ok(
-            match find_marker(account, client, assignee, &t.marker).await? {
+            match find_marker(config, account, client, assignee, &t.marker).await? {
                 Some(ticket) => {
                     let id = ticket.id;
                     upsert(account, store, ticket).await;
@@ -449,42 +453,31 @@ async fn check_applied(
     })
 }
 
-/// Looks for a ticket carrying `marker` among the open tickets assigned to `assignee`: one
-/// selaa sweep.
+/// Looks for a ticket carrying `marker` among the tickets assigned to `assignee`, open or
+/// finished (staff may have finished the new ticket before this check): see [`sync::search`].
+/// Only a search that went through the whole list answers "not there".
 async fn find_marker(
+    config: &Config,
     account: &AccountConfig,
     client: &Client,
     assignee: i64,
     marker: &str,
-) -> Result<Option<Ticket>, ApiError> {
-    let mut offset = 0u64;
-    loop {
-        let page = client
-            .selaa(&wire::selaa_body(
-                assignee,
-                &account.states,
-                offset,
-                250,
-                &account.extra_filter,
-            ))
-            .await?;
-        let n = page.items.len() as u64;
-        if let Some(t) = page
-            .items
-            .into_iter()
-            .find(|t| t.extra_info.as_deref().is_some_and(|d| d.contains(marker)))
-        {
-            return Ok(Some(t));
-        }
-        offset += n;
-        let more = match page.total {
-            Some(total) => offset < total && n > 0,
-            None => n == 250,
-        };
-        if !more {
-            return Ok(None);
+) -> anyhow::Result<Option<Ticket>> {
+    let mut states = account.states.clone();
+    for done in [TicketState::Tehty, TicketState::Valmis] {
+        if !states.iter().any(|s| s.eq_ignore_ascii_case(done.name())) {
+            states.push(done.name().to_owned());
         }
     }
+    sync::search(
+        account,
+        client,
+        &sync::SweepSettings::from_config(config),
+        assignee,
+        &states,
+        |t| t.extra_info.as_deref().is_some_and(|d| d.contains(marker)),
+    )
+    .await
 }
 
 /// Fetches a ticket we just created and mirrors it, so it shows without waiting for the next

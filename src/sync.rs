@@ -406,7 +406,7 @@ async fn sweep(
     let mut guard = PageGuard::new(&account.name, settings.page_size, settings.max_pages);
     let first = client.selaa(&body(0)).await?;
     progress.pages += 1;
-    guard.admit(0, &first)?;
+    guard.admit(0, &first)?; // the first page cannot repeat anything
     let Some(total) = first.total else {
         return sweep_without_total(store, account, client, &body, first, &mut guard, progress)
             .await;
@@ -448,7 +448,9 @@ async fn sweep(
                 show(page.total)
             )));
         }
-        guard.admit(offset, &page)?;
+        if let Admitted::Overlap(why) = guard.admit(offset, &page)? {
+            return Ok(Sweep::Moved(why));
+        }
         seen += page.items.len() as u64;
         staging = stage(store, &account.name, ours(account, page.items, progress));
     }
@@ -458,6 +460,82 @@ async fn sweep(
         )));
     }
     Ok(Sweep::Consistent)
+}
+
+/// Looks through the tickets in `states` assigned to `assignee`, page by page, for the first
+/// that `found` accepts: the search behind an in-doubt create's marker check. It keeps the
+/// bounds of a sweep (the server's real page size, `max_pages`, no page larger than asked, no
+/// page of repeats, `account_deadline`), and a list that moves under it (a `Total` that
+/// changes, a page that repeats tickets) is an error rather than "not found", since a ticket
+/// may have been skipped and "not found" would send the create again.
+pub async fn search(
+    account: &AccountConfig,
+    client: &Client,
+    settings: &SweepSettings,
+    assignee: i64,
+    states: &[String],
+    found: impl Fn(&Ticket) -> bool,
+) -> anyhow::Result<Option<Ticket>> {
+    let groups: Vec<Vec<String>> = match account.state_filter {
+        StateFilter::List => vec![states.to_vec()],
+        StateFilter::PerState => states.iter().map(|s| vec![s.clone()]).collect(),
+    };
+    let pages = async {
+        for states in &groups {
+            let mut guard = PageGuard::new(&account.name, settings.page_size, settings.max_pages);
+            let mut offset = 0u64;
+            let mut first_total = None;
+            loop {
+                let page = client
+                    .selaa(&wire::selaa_body(
+                        assignee,
+                        states,
+                        offset,
+                        settings.page_size,
+                        &account.extra_filter,
+                    ))
+                    .await?;
+                if let Admitted::Overlap(why) = guard.admit(offset, &page)? {
+                    bail!(
+                        "account {}: the list moved while searching ({why})",
+                        account.name
+                    );
+                }
+                if offset == 0 {
+                    first_total = page.total;
+                } else if page.total != first_total {
+                    bail!(
+                        "account {}: the list moved while searching (Total {} at the first page, {} at offset {offset})",
+                        account.name,
+                        show(first_total),
+                        show(page.total)
+                    );
+                }
+                let n = page.items.len() as u64;
+                if let Some(t) = page.items.into_iter().find(|t| found(t)) {
+                    return Ok(Some(t));
+                }
+                offset += n;
+                let done = match first_total {
+                    Some(total) => offset >= total || n == 0,
+                    None => n == 0,
+                };
+                if done {
+                    break;
+                }
+                guard.another()?;
+            }
+        }
+        Ok(None)
+    };
+    match tokio::time::timeout(settings.account_deadline, pages).await {
+        Ok(result) => result,
+        Err(_) => bail!(
+            "account {}: the search took longer than [sync] account_deadline_secs = {}",
+            account.name,
+            settings.account_deadline.as_secs()
+        ),
+    }
 }
 
 /// How a sweep with a known `Total` goes on after a first page of `served` tickets.
@@ -488,6 +566,15 @@ fn plan(total: u64, served: u64, max_pages: u32) -> Plan {
     }
 }
 
+/// What [`PageGuard::admit`] found in a page.
+#[derive(Debug, PartialEq, Eq)]
+enum Admitted {
+    /// Only tickets not listed before in this sweep.
+    Fresh,
+    /// Some tickets listed before: the list moved while paging.
+    Overlap(String),
+}
+
 /// The bounds every page of one sweep must keep, whatever the server says: at most
 /// `max_pages` pages, no page larger than the `Limit` asked, no ticket listed twice (a server
 /// that ignores `Offset` would otherwise be paged forever). Remembers the ids listed so far,
@@ -511,8 +598,11 @@ impl<'a> PageGuard<'a> {
         }
     }
 
-    /// Checks a page that arrived from `offset`.
-    fn admit(&mut self, offset: u64, page: &wire::Page) -> anyhow::Result<()> {
+    /// Checks a page that arrived from `offset`. A page that repeats some of the tickets already
+    /// listed means the list moved under the offsets (a ticket that arrived at the front shifts
+    /// every later one): [`Admitted::Overlap`], and the sweep starts again. A page that repeats
+    /// every one of its tickets is a server that does not page by `Offset`: an error.
+    fn admit(&mut self, offset: u64, page: &wire::Page) -> anyhow::Result<Admitted> {
         self.pages += 1;
         if page.items.len() > self.asked as usize {
             bail!(
@@ -522,16 +612,24 @@ impl<'a> PageGuard<'a> {
                 self.asked
             );
         }
-        let mut repeated = page.items.iter().filter(|t| !self.ids.insert(t.id));
-        if let Some(first) = repeated.next() {
-            bail!(
-                "account {}: the page at offset {offset} repeats {} ticket(s) already listed in this sweep (first: {}); the server does not page by Offset, nothing was applied",
+        let repeated: Vec<i64> = page
+            .items
+            .iter()
+            .filter(|t| !self.ids.insert(t.id))
+            .map(|t| t.id)
+            .collect();
+        match repeated.first() {
+            None => Ok(Admitted::Fresh),
+            Some(first) if repeated.len() == page.items.len() => bail!(
+                "account {}: the page at offset {offset} repeats {} ticket(s), every one already listed in this sweep (first: {first}); the server does not page by Offset, nothing was applied",
                 self.account,
-                1 + repeated.count(),
-                first.id
-            );
+                repeated.len()
+            ),
+            Some(first) => Ok(Admitted::Overlap(format!(
+                "the page at offset {offset} repeats {} ticket(s) already listed (first: {first})",
+                repeated.len()
+            ))),
         }
-        Ok(())
     }
 
     /// Whether one more page may be asked for.
@@ -552,11 +650,16 @@ impl<'a> PageGuard<'a> {
 /// listed ticket of another contractor, or in a state that is not open (or none), is left out
 /// here and so not seen by the sweep; if the mirror holds it as open, the check of unseen
 /// tickets fetches it by id and [`openness`] decides, as for any ticket the sweep missed.
+/// A listed ticket that names no assignee at all is taken as ours: the list was asked for our
+/// id, and a server whose list rows leave the field out would otherwise mirror nothing.
 fn ours(account: &AccountConfig, items: Vec<Ticket>, progress: &mut Progress) -> Vec<Ticket> {
     let listed = items.len();
     let kept: Vec<Ticket> = items
         .into_iter()
-        .filter(|t| openness(account, t).is_ok())
+        .filter(|t| match t.assignee_id {
+            None => is_open_state(account, t),
+            Some(_) => openness(account, t).is_ok(),
+        })
         .collect();
     progress.not_ours += (listed - kept.len()) as u64;
     kept
@@ -599,7 +702,9 @@ async fn sweep_without_total(
         staged?;
         page = fetched?;
         progress.pages += 1;
-        guard.admit(offset, &page)?;
+        if let Admitted::Overlap(why) = guard.admit(offset, &page)? {
+            return Ok(Sweep::Moved(why));
+        }
     }
 }
 
@@ -689,7 +794,7 @@ mod tests {
             .iter()
             .map(|t| t.id)
             .collect();
-        assert_eq!((kept, progress.not_ours), (vec![1, 7], 5));
+        assert_eq!((kept, progress.not_ours), (vec![1, 6, 7], 4));
     }
 
     fn page(ids: std::ops::Range<i64>) -> wire::Page {
@@ -703,17 +808,28 @@ mod tests {
     }
 
     #[test]
-    fn a_page_guard_refuses_oversized_pages_repeats_and_one_page_too_many() {
-        let mut g = PageGuard::new("sim-1", 3, 2);
-        g.admit(0, &page(1..4)).unwrap();
+    fn a_page_guard_refuses_oversized_pages_whole_repeats_and_one_page_too_many_and_tells_a_moving_list()
+     {
+        let mut g = PageGuard::new("sim-1", 3, 3);
+        assert_eq!(g.admit(0, &page(1..4)).unwrap(), Admitted::Fresh);
         g.another().unwrap();
-        let e = g.admit(3, &page(3..6)).unwrap_err().to_string();
+        // One ticket shifted in at the front: the next page repeats the last one listed.
+        let Admitted::Overlap(why) = g.admit(3, &page(3..6)).unwrap() else {
+            panic!("a partial repeat is a moving list")
+        };
         assert!(
-            e.contains("sim-1") && e.contains("offset 3") && e.contains("first: 3"),
+            why.contains("offset 3") && why.contains("first: 3"),
+            "{why}"
+        );
+        g.another().unwrap();
+        // Every ticket repeated: the server ignores Offset.
+        let e = g.admit(6, &page(1..4)).unwrap_err().to_string();
+        assert!(
+            e.contains("sim-1") && e.contains("offset 6") && e.contains("does not page by Offset"),
             "{e}"
         );
         let e = g.another().unwrap_err().to_string();
-        assert!(e.contains("max_pages = 2") && e.contains("sim-1"), "{e}");
+        assert!(e.contains("max_pages = 3") && e.contains("sim-1"), "{e}");
         let e = PageGuard::new("sim-2", 3, 5)
             .admit(0, &page(1..5))
             .unwrap_err()

@@ -854,3 +854,80 @@ async fn the_simulator_moves_muokattu_on_every_change_admin_patch_included() {
         .collect();
     assert!(instants.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }
+
+/// An in-doubt create is looked for wherever the new ticket can be: on every page of a server
+/// that caps its pages and reports no `Total`, and among finished tickets when the manager's
+/// staff closed it before the check. Found, it is not sent again.
+#[tokio::test]
+async fn an_in_doubt_create_is_found_on_capped_pages_and_after_staff_finished_it() {
+    let env = no_linger(Setup::tickets(300).start().await);
+    env.sync_ok().await;
+    let creates = |env: &TestEnv| env.applied().iter().filter(|(_, a)| a == "create").count();
+    for (n, staff) in [(1, None), (2, Some("Valmis")), (3, Some("Tehty"))] {
+        env.task_ok(&[
+            "new",
+            "--account",
+            "sim-1",
+            "--cost-centre",
+            "120",
+            "--title",
+            &format!("Jatkotyö {n}"),
+            "--description",
+            "Kuvaus",
+        ])
+        .await;
+        env.faults(json!({"drop_after_apply_rate": 1.0}));
+        let r = env.push().await;
+        assert_eq!(r.pending, 1, "case {n}: the answer was lost: in doubt");
+        assert_eq!(creates(&env), n, "case {n}: applied once");
+        env.sim().clear_faults();
+        let created = env.applied().last().unwrap().0;
+        if let Some(state) = staff {
+            env.patch("sim-1", created, json!({"Tila": state}));
+        }
+        env.faults(json!({"page_cap": 100, "no_total": true}));
+        due_now(&env);
+        let r = env.push().await;
+        env.sim().clear_faults();
+        assert_eq!(
+            (r.delivered.len(), r.pending, r.dead.len()),
+            (1, 0, 0),
+            "case {n} ({staff:?}): found, so delivered"
+        );
+        assert_eq!(creates(&env), n, "case {n} ({staff:?}): not created again");
+    }
+}
+
+/// A marker search that cannot finish (a server that lies about `Total` and ignores `Offset`)
+/// is bounded, and leaves the create in doubt rather than sending it again.
+#[tokio::test]
+async fn an_in_doubt_create_whose_search_cannot_finish_is_not_sent_again() {
+    let mut env = no_linger(Setup::tickets(300).start().await);
+    env.config.sync.max_pages = 5;
+    env.sync_ok().await;
+    env.task_ok(&[
+        "new",
+        "--account",
+        "sim-1",
+        "--cost-centre",
+        "120",
+        "--title",
+        "Uusi",
+        "--description",
+        "Kuvaus",
+    ])
+    .await;
+    env.faults(json!({"drop_after_apply_rate": 1.0}));
+    env.push().await;
+    env.sim().clear_faults();
+    let before = env.selaa_calls();
+    env.faults(json!({"lie_total": 1_000_000_000_000_000_000u64, "ignore_offset": true}));
+    due_now(&env);
+    let r = env.push().await;
+    env.sim().clear_faults();
+    let after = env.selaa_calls();
+    assert_eq!((r.delivered.len(), r.pending), (0, 1), "still in doubt");
+    assert!(after - before <= 5, "{} selaa calls", after - before);
+    let creates = env.applied().iter().filter(|(_, a)| a == "create").count();
+    assert_eq!(creates, 1, "not sent again");
+}
