@@ -35,7 +35,7 @@ use crate::action::Action;
 use crate::config::{AccountConfig, Config};
 use crate::model::Ticket;
 use crate::store::{AttemptEnd, Handle, OutboxRow, Snapshot};
-use crate::tampuuri::{Api, ApiError, Client, wire};
+use crate::tampuuri::{Api, ApiError, Client, Query};
 use crate::time;
 
 /// What a push pass did.
@@ -457,17 +457,13 @@ async fn find_marker(
     assignee: i64,
     marker: &str,
 ) -> Result<Option<Ticket>, ApiError> {
+    let query = Query {
+        assignee_id: assignee,
+        ..Query::of(account, &account.states, 250)
+    };
     let mut offset = 0u64;
     loop {
-        let page = client
-            .selaa(&wire::selaa_body(
-                assignee,
-                &account.states,
-                offset,
-                250,
-                &account.extra_filter,
-            ))
-            .await?;
+        let page = client.list_open(&query, offset).await?;
         let n = page.items.len() as u64;
         if let Some(t) = page
             .items
