@@ -527,6 +527,13 @@ mod tests {
         assert_eq!(t.reporter.phone.as_deref(), Some("040 123"));
         assert_eq!(t.raw_json, raw);
         assert!(parse_ticket(r#"{"Otsikko":"no id"}"#).is_err());
+        // A null or missing state is no known state (so not open), never an error.
+        for raw in [r#"{"Id":3,"Tila":null}"#, r#"{"Id":4}"#] {
+            assert_eq!(
+                parse_ticket(raw).unwrap().state,
+                TicketState::Other(String::new())
+            );
+        }
     }
 
     #[test]
