@@ -138,33 +138,29 @@ pub async fn sync_account(
     };
     let mut progress = Progress::default();
     let result = sweep_and_apply(&store, account, client, settings, run_id, &mut progress).await;
-    let calls = client.take_calls();
+    let metered = client.record_calls(&store).await;
     let unreached = client.take_unreached();
     let mut record = RunRecord {
         ok: result.is_ok(),
         sweeps: progress.sweeps,
         pages: progress.pages,
-        api_calls: calls.values().sum(),
+        api_calls: match &metered {
+            Ok(n) => *n,
+            Err(_) => client.unrecorded_calls(),
+        },
         seen: progress.seen,
         counts: result.as_ref().copied().unwrap_or_default(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),
     };
-    let name = account.name.clone();
     let rec = record.clone();
     let finished = store
-        .call(move |s| {
-            let now = time::now();
-            s.finish_run(
-                run_id,
-                &name,
-                &time::fmt(now),
-                &time::local_day(now),
-                &calls,
-                &rec,
-            )
-        })
+        .call(move |s| s.finish_run(run_id, &time::fmt(time::now()), &rec))
         .await;
     let mut error = result.err();
+    if let Err(e) = metered {
+        record.ok = false;
+        error.get_or_insert(e);
+    }
     if let Err(e) = finished {
         record.ok = false;
         error.get_or_insert(e.context("cannot record the sync run"));

@@ -619,13 +619,8 @@ pub async fn process_pending(
             }
         }
     }
-    let day = time::local_day(time::now());
-    for (name, client) in clients {
-        let calls = client.take_calls();
-        let day = day.clone();
-        store
-            .call(move |s| s.record_calls(&name, &day, &calls))
-            .await?;
+    for client in clients.values() {
+        client.record_calls(store).await?;
     }
     Ok(done)
 }

@@ -11,9 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{AccountConfig, Config, StateFilter};
-use crate::store::Store;
+use crate::store::Handle;
 use crate::tampuuri::{self, Api, ApiError, Client, Page, Query, StateAs, TicketShape};
-use crate::time;
 
 /// Server text made safe for a terminal (see [`super::escape`]).
 fn shown_esc(s: &str) -> String {
@@ -33,16 +32,15 @@ pub async fn report(config: &Config) -> anyhow::Result<bool> {
                 vec![format!("FAILED: {}", super::esc(&e.to_string()))]
             }
         };
-        let calls = client.take_calls();
-        let n: u64 = calls.values().sum();
+        let n = client.unrecorded_calls();
         let metered = if config.store.path.exists() {
-            let (path, name) = (config.store.path.clone(), account.name.clone());
-            tokio::task::spawn_blocking(move || {
-                Store::open(&path)?.record_calls(&name, &time::local_day(time::now()), &calls)
-            })
-            .await?
-            .map(|()| "metered in the store".to_owned())
-            .unwrap_or_else(|e| format!("NOT metered: {e:#}"))
+            let recorded = match Handle::open(config.store.path.clone()).await {
+                Ok(store) => client.record_calls(&store).await,
+                Err(e) => Err(e),
+            };
+            recorded
+                .map(|_| "metered in the store".to_owned())
+                .unwrap_or_else(|e| format!("NOT metered: {e:#}"))
         } else {
             format!(
                 "not metered: no store yet at {}",

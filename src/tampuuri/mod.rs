@@ -39,6 +39,8 @@ use serde_json::{Map, Value};
 use crate::action::{Action, Attachment, NewTicket};
 use crate::config::{AccountConfig, Config, RetryConfig};
 use crate::model::Ticket;
+use crate::store::Handle;
+use crate::time;
 pub use wire::{
     Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, StateAs, TicketShape, TotalAt,
     parse_notifications, reference_assignee,
@@ -324,14 +326,49 @@ impl Client {
         &self.account
     }
 
-    /// Calls sent since the last [`Client::take_calls`], by endpoint (retries included: each
-    /// one is billed).
-    pub fn take_calls(&self) -> CallCounts {
-        std::mem::take(&mut *self.meter.lock().expect("meter poisoned"))
+    /// Meters the calls sent since they were last recorded (retries included: each one is
+    /// billed) into the store's `api_calls`, by endpoint, on today's Helsinki day, and answers
+    /// how many there were. This is the only way calls leave the client's meter. If the store
+    /// cannot take them they stay counted here, for the next time, and the error is returned.
+    pub async fn record_calls(&self, store: &Handle) -> anyhow::Result<u64> {
+        let calls = std::mem::take(&mut *self.meter());
+        if calls.is_empty() {
+            return Ok(0);
+        }
+        let n = calls.values().sum();
+        let (name, day, kept) = (
+            self.account.clone(),
+            time::local_day(time::now()),
+            calls.clone(),
+        );
+        if let Err(e) = store
+            .call(move |s| s.record_calls(&name, &day, &calls))
+            .await
+        {
+            let mut meter = self.meter();
+            for (endpoint, k) in kept {
+                *meter.entry(endpoint).or_default() += k;
+            }
+            return Err(e.context(format!(
+                "account {}: cannot meter {n} API call(s) in the store",
+                self.account
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Calls sent and not yet recorded (see [`Client::record_calls`]), for a report that has
+    /// no store to meter them in.
+    pub fn unrecorded_calls(&self) -> u64 {
+        self.meter().values().sum()
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, CallCounts> {
+        self.meter.lock().expect("meter poisoned")
     }
 
     /// Requests that never reached Tampuuri (connection refused, DNS, TLS handshake, proxy)
-    /// since the last call of this: not API calls, so not in [`Client::take_calls`].
+    /// since the last call of this: not API calls, so never metered.
     pub fn take_unreached(&self) -> u64 {
         self.unreached.swap(0, Ordering::Relaxed)
     }
@@ -531,12 +568,7 @@ impl Client {
         if matches!(&sent, Err(e) if e.is_connect()) {
             self.unreached.fetch_add(1, Ordering::Relaxed);
         } else {
-            *self
-                .meter
-                .lock()
-                .expect("meter poisoned")
-                .entry(endpoint)
-                .or_default() += 1;
+            *self.meter().entry(endpoint).or_default() += 1;
         }
         let resp = match sent {
             Ok(r) => r,
