@@ -209,7 +209,7 @@ fn preview(raw: &str) -> String {
 }
 
 /// The selaa fields huoltosync sets itself: `[accounts] extra_filter` may not name them (in any
-/// key case). [`selaa_body`] sets exactly these.
+/// key case). The selaa body sets exactly these.
 pub const RESERVED_FILTER_KEYS: [&str; 4] = ["Offset", "Limit", "Tila", "TyonsuorittajaId"];
 
 /// Top-level ticket fields that hold personal data (party objects): erased from a stored
