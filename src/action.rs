@@ -3,7 +3,7 @@
 //! allowed from a ticket's state.
 //!
 //! Actions are stored in the outbox in this crate's own JSON form (serde of [`Action`]), and
-//! turned into Tampuuri's request bodies only at send time, in [`crate::tampuuri::wire`].
+//! turned into Tampuuri's request bodies only at send time, inside [`crate::tampuuri`].
 
 use serde::{Deserialize, Serialize};
 

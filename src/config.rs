@@ -1216,7 +1216,7 @@ impl Reader {
         };
         let mut out = serde_json::Map::new();
         for (k, v) in table {
-            if ["Offset", "Limit", "Tila", "TyonsuorittajaId"]
+            if crate::tampuuri::RESERVED_FILTER_KEYS
                 .iter()
                 .any(|r| r.eq_ignore_ascii_case(&k))
             {

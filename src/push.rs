@@ -173,16 +173,8 @@ pub async fn push_pending(
             }
         }
     }
-    let day = time::local_day(time::now());
-    for (name, client) in clients {
-        let calls = client.take_calls();
-        report.api_calls += calls.values().sum::<u64>();
-        if !calls.is_empty() {
-            let day = day.clone();
-            store
-                .call(move |s| s.record_calls(&name, &day, &calls))
-                .await?;
-        }
+    for client in clients.values() {
+        report.api_calls += client.record_calls(store).await?;
     }
     report.pending = store.call(|s| s.pending_count()).await?;
     Ok(report)

@@ -25,7 +25,7 @@ use futures::StreamExt;
 use crate::config::{AccountConfig, Config, StateFilter};
 use crate::model::{Departure, LeftReason, Ticket};
 use crate::store::{ApplyCounts, Handle, RunRecord};
-use crate::tampuuri::{Api, Client, wire};
+use crate::tampuuri::{Api, Client, Page, Query};
 use crate::time;
 
 /// What one account's sync did.
@@ -138,33 +138,29 @@ pub async fn sync_account(
     };
     let mut progress = Progress::default();
     let result = sweep_and_apply(&store, account, client, settings, run_id, &mut progress).await;
-    let calls = client.take_calls();
+    let metered = client.record_calls(&store).await;
     let unreached = client.take_unreached();
     let mut record = RunRecord {
         ok: result.is_ok(),
         sweeps: progress.sweeps,
         pages: progress.pages,
-        api_calls: calls.values().sum(),
+        api_calls: match &metered {
+            Ok(n) => *n,
+            Err(_) => client.unrecorded_calls(),
+        },
         seen: progress.seen,
         counts: result.as_ref().copied().unwrap_or_default(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),
     };
-    let name = account.name.clone();
     let rec = record.clone();
     let finished = store
-        .call(move |s| {
-            let now = time::now();
-            s.finish_run(
-                run_id,
-                &name,
-                &time::fmt(now),
-                &time::local_day(now),
-                &calls,
-                &rec,
-            )
-        })
+        .call(move |s| s.finish_run(run_id, &time::fmt(time::now()), &rec))
         .await;
     let mut error = result.err();
+    if let Err(e) = metered {
+        record.ok = false;
+        error.get_or_insert(e);
+    }
     if let Err(e) = finished {
         record.ok = false;
         error.get_or_insert(e.context("cannot record the sync run"));
@@ -394,21 +390,13 @@ async fn sweep(
     settings: &SweepSettings,
     progress: &mut Progress,
 ) -> anyhow::Result<Sweep> {
-    let body = |offset: u64| {
-        wire::selaa_body(
-            account.contractor_id,
-            states,
-            offset,
-            settings.page_size,
-            &account.extra_filter,
-        )
-    };
+    let query = Query::of(account, states, settings.page_size);
     let mut guard = PageGuard::new(&account.name, settings.page_size, settings.max_pages);
-    let first = client.selaa(&body(0)).await?;
+    let first = client.list_open(&query, 0).await?;
     progress.pages += 1;
     guard.admit(0, &first)?; // the first page cannot repeat anything
     let Some(total) = first.total else {
-        return sweep_without_total(store, account, client, &body, first, &mut guard, progress)
+        return sweep_without_total(store, account, client, &query, first, &mut guard, progress)
             .await;
     };
     let served = first.items.len() as u64;
@@ -430,10 +418,7 @@ async fn sweep(
     // Lazily: never more offsets than pages, and at most `max_pages` of them (checked above).
     let offsets = (1..).map(move |k| k * step).take_while(move |o| *o < total);
     let mut fetches = futures::stream::iter(offsets)
-        .map(|offset| {
-            let b = body(offset);
-            async move { (offset, client.selaa(&b).await) }
-        })
+        .map(|offset| async move { (offset, client.list_open(&query, offset).await) })
         .buffered(settings.pages_in_flight);
     let mut staging = stage(store, &account.name, ours(account, first.items, progress));
     loop {
@@ -486,15 +471,11 @@ pub async fn search(
             let mut offset = 0u64;
             let mut first_total = None;
             loop {
-                let page = client
-                    .selaa(&wire::selaa_body(
-                        assignee,
-                        states,
-                        offset,
-                        settings.page_size,
-                        &account.extra_filter,
-                    ))
-                    .await?;
+                let query = Query {
+                    assignee_id: assignee,
+                    ..Query::of(account, states, settings.page_size)
+                };
+                let page = client.list_open(&query, offset).await?;
                 if let Admitted::Overlap(why) = guard.admit(offset, &page)? {
                     bail!(
                         "account {}: the list moved while searching ({why})",
@@ -602,7 +583,7 @@ impl<'a> PageGuard<'a> {
     /// listed means the list moved under the offsets (a ticket that arrived at the front shifts
     /// every later one): [`Admitted::Overlap`], and the sweep starts again. A page that repeats
     /// every one of its tickets is a server that does not page by `Offset`: an error.
-    fn admit(&mut self, offset: u64, page: &wire::Page) -> anyhow::Result<Admitted> {
+    fn admit(&mut self, offset: u64, page: &Page) -> anyhow::Result<Admitted> {
         self.pages += 1;
         if page.items.len() > self.asked as usize {
             bail!(
@@ -681,8 +662,8 @@ async fn sweep_without_total(
     store: &Handle,
     account: &AccountConfig,
     client: &Client,
-    body: &(dyn Fn(u64) -> serde_json::Value + Sync),
-    first: wire::Page,
+    query: &Query<'_>,
+    first: Page,
     guard: &mut PageGuard<'_>,
     progress: &mut Progress,
 ) -> anyhow::Result<Sweep> {
@@ -697,8 +678,7 @@ async fn sweep_without_total(
         }
         offset += n;
         guard.another()?;
-        let next_body = body(offset);
-        let (staged, fetched) = tokio::join!(staging, client.selaa(&next_body));
+        let (staged, fetched) = tokio::join!(staging, client.list_open(query, offset));
         staged?;
         page = fetched?;
         progress.pages += 1;
@@ -778,33 +758,64 @@ mod tests {
         let config = Config::from_table(toml.parse().unwrap(), Path::new("c.toml"))
             .unwrap()
             .config;
-        let listed = wire::parse_page(
-            br#"{"Items":[
-                {"Id":1,"Tila":"Avoin","TyonsuorittajaId":4711},
-                {"Id":2,"Tila":"Valmis","TyonsuorittajaId":4711},
-                {"Id":3,"Tila":null,"TyonsuorittajaId":4711},
-                {"Id":4,"TyonsuorittajaId":4711},
-                {"Id":5,"Tila":"Odottaa","TyonsuorittajaId":5020},
-                {"Id":6,"Tila":"Vastaanotettu"},
-                {"Id":7,"Tila":2,"TyonsuorittajaId":"4711"}]}"#,
-        )
-        .unwrap();
+        use crate::model::TicketState::*;
+        let listed: Vec<Ticket> = [
+            (1, Avoin, Some(4711)),
+            (2, Valmis, Some(4711)),
+            (3, Other(String::new()), Some(4711)),
+            (4, Other("Peruttu".into()), Some(4711)),
+            (5, Odottaa, Some(5020)),
+            (6, Vastaanotettu, None),
+            (7, Vastaanotettu, Some(4711)),
+        ]
+        .into_iter()
+        .map(|(id, state, assignee_id)| Ticket {
+            state,
+            assignee_id,
+            ..ticket(id)
+        })
+        .collect();
         let mut progress = Progress::default();
-        let kept: Vec<i64> = ours(&config.accounts[0], listed.items, &mut progress)
+        let kept: Vec<i64> = ours(&config.accounts[0], listed, &mut progress)
             .iter()
             .map(|t| t.id)
             .collect();
         assert_eq!((kept, progress.not_ours), (vec![1, 6, 7], 4));
     }
 
-    fn page(ids: std::ops::Range<i64>) -> wire::Page {
-        let body = format!(
-            r#"{{"Items":[{}]}}"#,
-            ids.map(|i| format!(r#"{{"Id":{i}}}"#))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        wire::parse_page(body.as_bytes()).unwrap()
+    /// A listed ticket with nothing but its id.
+    fn ticket(id: i64) -> Ticket {
+        Ticket {
+            id,
+            state: crate::model::TicketState::Other(String::new()),
+            title: None,
+            description: None,
+            extra_info: None,
+            assignee_id: None,
+            cost_centre_id: None,
+            space_id: None,
+            room_id: None,
+            parent_id: None,
+            urgency: None,
+            access: None,
+            fault_class: None,
+            earliest: None,
+            latest: None,
+            reporter: Default::default(),
+            remote_created: None,
+            remote_modified: None,
+            raw_json: format!(r#"{{"Id":{id}}}"#),
+            content_hash: 0,
+        }
+    }
+
+    fn page(ids: std::ops::Range<i64>) -> Page {
+        Page {
+            total: None,
+            items: ids.map(ticket).collect(),
+            limit: None,
+            total_at: crate::tampuuri::TotalAt::Absent,
+        }
     }
 
     #[test]

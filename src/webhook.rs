@@ -31,7 +31,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, Semaphore, oneshot};
@@ -39,7 +39,7 @@ use tower::ServiceExt;
 
 use crate::config::{Config, WebhookConfig};
 use crate::store::{Handle, NewEvent, PendingEvent};
-use crate::tampuuri::Api;
+use crate::tampuuri::{self, Api};
 use crate::time;
 
 /// A connection that has not sent a complete request head this long after it opened (or after
@@ -391,19 +391,14 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
             .await;
         }
     }
-    let parsed: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return reject(&l, StatusCode::BAD_REQUEST, &format!("malformed JSON: {e}")).await;
-        }
-    };
-    let Some(Value::Array(notes)) = field(&parsed, "Notifications").cloned() else {
-        return reject(&l, StatusCode::BAD_REQUEST, "no Notifications collection").await;
+    let notes = match tampuuri::parse_notifications(&bytes) {
+        Ok(notes) => notes,
+        Err(why) => return reject(&l, StatusCode::BAD_REQUEST, &why).await,
     };
     if notes.is_empty() {
         return (StatusCode::OK, axum::Json(json!({ "received": 0 }))).into_response();
     }
-    let events: Vec<NewEvent> = notes.iter().map(to_event).collect();
+    let events: Vec<NewEvent> = notes.into_iter().map(to_event).collect();
     let n = events.len();
     match l
         .store
@@ -468,29 +463,14 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
-fn to_event(n: &Value) -> NewEvent {
-    let text = |k: &str| {
-        field(n, k).and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        })
-    };
+fn to_event(n: tampuuri::Notification) -> NewEvent {
     NewEvent {
-        key: crate::model::content_hash(&n.to_string()),
-        account: text("Account"),
-        action: text("Action"),
-        reference_id: field(n, "ReferenceId")
-            .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())),
-        reference_json: text("ReferenceJson"),
-        event_time: text("Timestamp"),
+        key: n.key,
+        account: n.account,
+        action: n.action,
+        reference_id: n.reference_id,
+        reference_json: n.reference_json,
+        event_time: n.event_time,
     }
 }
 
@@ -639,22 +619,15 @@ pub async fn process_pending(
             }
         }
     }
-    let day = time::local_day(time::now());
-    for (name, client) in clients {
-        let calls = client.take_calls();
-        let day = day.clone();
-        store
-            .call(move |s| s.record_calls(&name, &day, &calls))
-            .await?;
+    for client in clients.values() {
+        client.record_calls(store).await?;
     }
     Ok(done)
 }
 
-/// The assignee a `ReferenceJson` names (`TyonsuorittajaId`), if it is JSON and names one.
+/// The assignee an event's ticket JSON names, if it is JSON and names one.
 fn assignee_in(reference_json: Option<&str>) -> Option<i64> {
-    let v: Value = serde_json::from_str(reference_json?).ok()?;
-    let a = field(&v, "TyonsuorittajaId")?;
-    a.as_i64().or_else(|| a.as_str()?.trim().parse().ok())
+    tampuuri::reference_assignee(reference_json?)
 }
 
 #[cfg(test)]
@@ -679,20 +652,6 @@ mod tests {
         ] {
             assert!(!digest_matches(b"salainen", body, bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn reference_json_tells_the_assignee_when_it_can() {
-        assert_eq!(
-            assignee_in(Some(r#"{"TyonsuorittajaId":4711,"Tila":"Avoin"}"#)),
-            Some(4711)
-        );
-        assert_eq!(
-            assignee_in(Some(r#"{"tyonsuorittajaid":"5020"}"#)),
-            Some(5020)
-        );
-        assert_eq!(assignee_in(Some("not json")), None);
-        assert_eq!(assignee_in(None), None);
     }
 
     #[test]

@@ -11,10 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{AccountConfig, Config, StateFilter};
-use crate::store::Store;
-use crate::tampuuri::wire::{self, Page, StateAs};
-use crate::tampuuri::{Api, ApiError, Client};
-use crate::time;
+use crate::store::Handle;
+use crate::tampuuri::{self, Api, ApiError, Client, Page, Query, StateAs, TicketShape};
 
 /// Server text made safe for a terminal (see [`super::escape`]).
 fn shown_esc(s: &str) -> String {
@@ -34,16 +32,15 @@ pub async fn report(config: &Config) -> anyhow::Result<bool> {
                 vec![format!("FAILED: {}", super::esc(&e.to_string()))]
             }
         };
-        let calls = client.take_calls();
-        let n: u64 = calls.values().sum();
+        let n = client.unrecorded_calls();
         let metered = if config.store.path.exists() {
-            let (path, name) = (config.store.path.clone(), account.name.clone());
-            tokio::task::spawn_blocking(move || {
-                Store::open(&path)?.record_calls(&name, &time::local_day(time::now()), &calls)
-            })
-            .await?
-            .map(|()| "metered in the store".to_owned())
-            .unwrap_or_else(|e| format!("NOT metered: {e:#}"))
+            let recorded = match Handle::open(config.store.path.clone()).await {
+                Ok(store) => client.record_calls(&store).await,
+                Err(e) => Err(e),
+            };
+            recorded
+                .map(|_| "metered in the store".to_owned())
+                .unwrap_or_else(|e| format!("NOT metered: {e:#}"))
         } else {
             format!(
                 "not metered: no store yet at {}",
@@ -66,15 +63,6 @@ async fn probe(
     client: &Client,
 ) -> Result<Vec<String>, ApiError> {
     let asked = config.tampuuri.page_size;
-    let body = |states: &[String], limit: u32| {
-        wire::selaa_body(
-            account.contractor_id,
-            states,
-            0,
-            limit,
-            &account.extra_filter,
-        )
-    };
     let mut notes = Vec::new();
     // The first call asks a full page: it costs one call like `Limit 1` would, and shows the
     // page size the server really serves and what the tickets look like.
@@ -82,7 +70,10 @@ async fn probe(
         StateFilter::List => (account.states.clone(), &[]),
         StateFilter::PerState => (account.states[..1].to_vec(), &account.states[1..]),
     };
-    let (page, mut rest) = match client.selaa(&body(&first, asked)).await {
+    let (page, mut rest) = match client
+        .list_open(&Query::of(account, &first, asked), 0)
+        .await
+    {
         Ok(page) => {
             if account.state_filter == StateFilter::List {
                 notes.push(list_note(account, &page));
@@ -101,7 +92,9 @@ async fn probe(
                 "Tila list: refused (HTTP {status}: {}): set state_filter = \"per_state\" for this account",
                 shown_esc(&message)
             ));
-            let page = client.selaa(&body(&first[..1], asked)).await?;
+            let page = client
+                .list_open(&Query::of(account, &first[..1], asked), 0)
+                .await?;
             (page, first[1..].to_vec())
         }
         Err(e) => return Err(e),
@@ -109,7 +102,9 @@ async fn probe(
     let mut open = page.total;
     let mut counted = true;
     for state in rest.drain(..) {
-        let p = client.selaa(&body(&[state], 1)).await?;
+        let p = client
+            .list_open(&Query::of(account, &[state], 1), 0)
+            .await?;
         match (open, p.total) {
             (Some(sum), Some(t)) => open = Some(sum + t),
             _ => counted = false,
@@ -183,10 +178,10 @@ fn page_size_line(page: &Page, asked: u32) -> String {
 
 /// How states and dates arrive, and the ticket fields the mirror does not read.
 fn ticket_lines(page: &Page) -> Vec<String> {
-    let shapes: Vec<wire::TicketShape> = page
+    let shapes: Vec<TicketShape> = page
         .items
         .iter()
-        .filter_map(|t| wire::ticket_shape(&t.raw_json))
+        .filter_map(tampuuri::ticket_shape)
         .collect();
     if shapes.is_empty() {
         return vec![
@@ -276,7 +271,7 @@ mod tests {
     use super::*;
 
     fn page(body: &str) -> Page {
-        wire::parse_page(body.as_bytes()).unwrap()
+        tampuuri::parse_page(body.as_bytes()).unwrap()
     }
 
     fn items(n: usize) -> String {

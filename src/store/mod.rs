@@ -307,16 +307,8 @@ impl Store {
         Ok(id)
     }
 
-    /// Finishes a run and meters its calls, by Helsinki day.
-    pub fn finish_run(
-        &mut self,
-        run_id: i64,
-        account: &str,
-        now: &str,
-        day: &str,
-        calls: &crate::tampuuri::CallCounts,
-        r: &RunRecord,
-    ) -> anyhow::Result<()> {
+    /// Finishes a run (its calls are metered by the client, `Client::record_calls`).
+    pub fn finish_run(&mut self, run_id: i64, now: &str, r: &RunRecord) -> anyhow::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -338,12 +330,11 @@ impl Store {
                 r.error
             ],
         )?;
-        meter(&tx, account, day, calls)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Adds calls made outside a sync run (pushes, webhook fetches) to the meter.
+    /// Adds calls to the meter (`Client::record_calls` is the one caller).
     pub fn record_calls(
         &mut self,
         account: &str,

@@ -11,8 +11,9 @@ use super::Store;
 use crate::config::{PrivacyConfig, RetentionConfig};
 use crate::time;
 
-/// Top-level ticket fields that hold personal data (party objects), erased from `raw_json`.
-pub const PERSONAL_FIELDS: [&str; 3] = ["Ilmoittaja", "Tilaaja", "Maksaja"];
+/// Top-level ticket fields that hold personal data (party objects), erased from `raw_json`:
+/// Tampuuri's names, so they are kept with the rest of the wire format in `tampuuri`.
+pub use crate::tampuuri::PERSONAL_FIELDS;
 
 /// What a purge erased or deleted (or would, with `dry_run`).
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]

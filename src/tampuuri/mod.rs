@@ -14,8 +14,15 @@
 //! `[tampuuri] max_response_bytes` is not read past the cap, and a ticket fetched by id must be
 //! that ticket. A request that never reached Tampuuri (refused, DNS, TLS, proxy) is not metered
 //! as a call: it is counted apart ([`Client::take_unreached`]).
+//!
+//! Callers speak the model's terms: list the open tickets of a [`Query`] from an offset
+//! ([`Client::list_open`]), get one ticket ([`Client::get_ticket`]), deliver an [`Action`]
+//! ([`Client::push`], [`Client::create_ticket`]). Request bodies are built, and Tampuuri's field
+//! names known, only in the private `wire` module; what other modules need of them (the
+//! webhook payload, the reserved filter keys, the personal-data fields, the shape of a ticket
+//! for the first-contact report) is offered here.
 
-pub mod wire;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +34,52 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::action::{Action, Attachment};
+use crate::action::{Action, Attachment, NewTicket};
 use crate::config::{AccountConfig, Config, RetryConfig};
 use crate::model::Ticket;
-pub use wire::Page;
+use crate::store::Handle;
+use crate::time;
+pub use wire::{
+    Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, StateAs, TicketShape, TotalAt,
+    parse_notifications, reference_assignee,
+};
+
+/// Which open tickets to list: those assigned to `assignee_id` in `states` (one state or a
+/// list, as the account's `state_filter` asks), `limit` a page, narrowed by the account's
+/// extra filter fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    pub assignee_id: i64,
+    pub states: &'a [String],
+    pub limit: u32,
+    pub extra_filter: &'a Map<String, Value>,
+}
+
+impl<'a> Query<'a> {
+    /// The account's own tickets (its `contractor_id`) in `states`, `limit` a page.
+    pub fn of(account: &'a AccountConfig, states: &'a [String], limit: u32) -> Query<'a> {
+        Query {
+            assignee_id: account.contractor_id,
+            states,
+            limit,
+            extra_filter: &account.extra_filter,
+        }
+    }
+}
+
+/// How a ticket arrived (its state's form, its dates, the fields the mirror does not read),
+/// for the first-contact report; `None` if its raw JSON is not an object.
+pub fn ticket_shape(t: &Ticket) -> Option<TicketShape> {
+    wire::ticket_shape(&t.raw_json)
+}
+
+/// A selaa response body as a [`Page`], for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn parse_page(body: &[u8]) -> Result<Page, String> {
+    wire::parse_page(body)
+}
 
 /// Route templates, as metered in the store and counted by the simulator.
 pub mod endpoint {
@@ -279,25 +326,67 @@ impl Client {
         &self.account
     }
 
-    /// Calls sent since the last [`Client::take_calls`], by endpoint (retries included: each
-    /// one is billed).
-    pub fn take_calls(&self) -> CallCounts {
-        std::mem::take(&mut *self.meter.lock().expect("meter poisoned"))
+    /// Meters the calls sent since they were last recorded (retries included: each one is
+    /// billed) into the store's `api_calls`, by endpoint, on today's Helsinki day, and answers
+    /// how many there were. This is the only way calls leave the client's meter. If the store
+    /// cannot take them they stay counted here, for the next time, and the error is returned.
+    pub async fn record_calls(&self, store: &Handle) -> anyhow::Result<u64> {
+        let calls = std::mem::take(&mut *self.meter());
+        if calls.is_empty() {
+            return Ok(0);
+        }
+        let n = calls.values().sum();
+        let (name, day, kept) = (
+            self.account.clone(),
+            time::local_day(time::now()),
+            calls.clone(),
+        );
+        if let Err(e) = store
+            .call(move |s| s.record_calls(&name, &day, &calls))
+            .await
+        {
+            let mut meter = self.meter();
+            for (endpoint, k) in kept {
+                *meter.entry(endpoint).or_default() += k;
+            }
+            return Err(e.context(format!(
+                "account {}: cannot meter {n} API call(s) in the store",
+                self.account
+            )));
+        }
+        Ok(n)
+    }
+
+    /// Calls sent and not yet recorded (see [`Client::record_calls`]), for a report that has
+    /// no store to meter them in.
+    pub fn unrecorded_calls(&self) -> u64 {
+        self.meter().values().sum()
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, CallCounts> {
+        self.meter.lock().expect("meter poisoned")
     }
 
     /// Requests that never reached Tampuuri (connection refused, DNS, TLS handshake, proxy)
-    /// since the last call of this: not API calls, so not in [`Client::take_calls`].
+    /// since the last call of this: not API calls, so never metered.
     pub fn take_unreached(&self) -> u64 {
         self.unreached.swap(0, Ordering::Relaxed)
     }
 
-    /// `POST ilmoitukset/selaa` with this body.
-    pub async fn selaa(&self, body: &Value) -> Result<Page, ApiError> {
+    /// One page of the open tickets of `query`, from `offset` (`POST ilmoitukset/selaa`).
+    pub async fn list_open(&self, query: &Query<'_>, offset: u64) -> Result<Page, ApiError> {
+        let body = wire::selaa_body(
+            query.assignee_id,
+            query.states,
+            offset,
+            query.limit,
+            query.extra_filter,
+        );
         self.call(
             endpoint::SELAA,
             Method::POST,
             "ilmoitukset/selaa",
-            Some(body),
+            Some(&body),
             Kind::Read,
             wire::parse_page,
         )
@@ -329,7 +418,7 @@ impl Client {
 
     /// A workflow transition, `POST ilmoitukset/{id}/{action}` (`vastaanota`, `odotukseen`,
     /// `kuittaatehdyksi`).
-    pub async fn transition(
+    async fn transition(
         &self,
         endpoint: &'static str,
         id: i64,
@@ -348,13 +437,19 @@ impl Client {
         .await
     }
 
-    /// `POST ilmoitukset/base64`: creates a ticket, answers its new id.
-    pub async fn create_ticket(&self, body: &Value) -> Result<i64, ApiError> {
+    /// `POST ilmoitukset/base64`: creates a ticket (its details carrying the marker) with its
+    /// attachments, answers its new id.
+    pub async fn create_ticket(
+        &self,
+        ticket: &NewTicket,
+        attachments: &[Attachment],
+    ) -> Result<i64, ApiError> {
+        let body = wire::create_body(ticket, attachments);
         self.call(
             endpoint::BASE64,
             Method::POST,
             "ilmoitukset/base64",
-            Some(body),
+            Some(&body),
             Kind::Write,
             |b| {
                 let v: Value =
@@ -380,10 +475,7 @@ impl Client {
             Action::Hold { .. } => (endpoint::ODOTUKSEEN, "odotukseen"),
             Action::Done { .. } => (endpoint::KUITTAA, "kuittaatehdyksi"),
             Action::Create(t) => {
-                return self
-                    .create_ticket(&wire::create_body(t, attachments))
-                    .await
-                    .map(Some);
+                return self.create_ticket(t, attachments).await.map(Some);
             }
         };
         let id = ticket_id.ok_or_else(|| ApiError::Rejected {
@@ -476,12 +568,7 @@ impl Client {
         if matches!(&sent, Err(e) if e.is_connect()) {
             self.unreached.fetch_add(1, Ordering::Relaxed);
         } else {
-            *self
-                .meter
-                .lock()
-                .expect("meter poisoned")
-                .entry(endpoint)
-                .or_default() += 1;
+            *self.meter().entry(endpoint).or_default() += 1;
         }
         let resp = match sent {
             Ok(r) => r,

@@ -1,5 +1,6 @@
-//! Tampuuri's JSON as it arrives, turned into [`crate::model`] types. The only place that knows
-//! field names like `TyonsuorittajaId`.
+//! Tampuuri's JSON as it arrives, turned into [`crate::model`] types, and the request bodies
+//! built from them. The only place that knows field names like `TyonsuorittajaId` (private to
+//! [`crate::tampuuri`], which offers what the rest of the crate needs in the model's terms).
 //!
 //! Parsing is deliberately lenient (see `tampuuri-api.md`, "open/closed evolution"): unknown
 //! fields are kept in the raw JSON and never rejected; a field of an unexpected type is read as
@@ -207,6 +208,14 @@ fn preview(raw: &str) -> String {
     raw.chars().take(120).collect()
 }
 
+/// The selaa fields huoltosync sets itself: `[accounts] extra_filter` may not name them (in any
+/// key case). The selaa body sets exactly these.
+pub const RESERVED_FILTER_KEYS: [&str; 4] = ["Offset", "Limit", "Tila", "TyonsuorittajaId"];
+
+/// Top-level ticket fields that hold personal data (party objects): erased from a stored
+/// ticket's raw JSON when its retention ends.
+pub const PERSONAL_FIELDS: [&str; 3] = ["Ilmoittaja", "Tilaaja", "Maksaja"];
+
 /// The body of `ilmoitukset/selaa`: our assignee id, the state filter, paging, and the
 /// account's extra filter fields.
 pub fn selaa_body(
@@ -303,6 +312,64 @@ pub fn error_message(body: &[u8]) -> String {
     String::from_utf8_lossy(&body[..body.len().min(300)])
         .trim()
         .to_owned()
+}
+
+/// One notification of a webhook delivery, as the store keeps it. Every field is optional: a
+/// notification is recorded whatever it lacks, and processing decides what it can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// A hash of the notification's JSON: the same notification delivered twice is one event.
+    pub key: i64,
+    pub account: Option<String>,
+    pub action: Option<String>,
+    /// The ticket it is about.
+    pub reference_id: Option<i64>,
+    /// The ticket's JSON as the notification carried it, if it did.
+    pub reference_json: Option<String>,
+    pub event_time: Option<String>,
+}
+
+/// Parses a webhook delivery, `{"Notifications": [{"Account", "Action", "ReferenceId",
+/// "ReferenceJson", "Timestamp"}, ...]}` in any key case. An error says why the whole delivery is
+/// refused (not JSON, or no `Notifications` list); a notification missing fields is kept.
+pub fn parse_notifications(body: &[u8]) -> Result<Vec<Notification>, String> {
+    let parsed: Value = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let Some(Value::Array(notes)) = field(&parsed, "Notifications") else {
+        return Err("no Notifications collection".into());
+    };
+    Ok(notes.iter().map(notification).collect())
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+fn notification(n: &Value) -> Notification {
+    let text = |k: &str| {
+        field(n, k).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        })
+    };
+    Notification {
+        key: content_hash(&n.to_string()),
+        account: text("Account"),
+        action: text("Action"),
+        reference_id: field(n, "ReferenceId").and_then(as_i64),
+        reference_json: text("ReferenceJson"),
+        event_time: text("Timestamp"),
+    }
+}
+
+/// The assignee a notification's ticket JSON names (`TyonsuorittajaId`), if it is JSON and
+/// names one.
+pub fn reference_assignee(reference_json: &str) -> Option<i64> {
+    let v: Value = serde_json::from_str(reference_json).ok()?;
+    field(&v, "TyonsuorittajaId").and_then(as_i64)
 }
 
 /// The top-level ticket fields [`parse_ticket`] reads; any other field is kept in the raw
@@ -460,6 +527,13 @@ mod tests {
         assert_eq!(t.reporter.phone.as_deref(), Some("040 123"));
         assert_eq!(t.raw_json, raw);
         assert!(parse_ticket(r#"{"Otsikko":"no id"}"#).is_err());
+        // A null or missing state is no known state (so not open), never an error.
+        for raw in [r#"{"Id":3,"Tila":null}"#, r#"{"Id":4}"#] {
+            assert_eq!(
+                parse_ticket(raw).unwrap().state,
+                TicketState::Other(String::new())
+            );
+        }
     }
 
     #[test]
@@ -470,5 +544,165 @@ mod tests {
         let many = selaa_body(4711, &["Avoin".into(), "Odottaa".into()], 250, 250, &extra);
         assert_eq!(many["Tila"], serde_json::json!(["Avoin", "Odottaa"]));
         assert_eq!(many["Offset"], 250);
+    }
+
+    #[test]
+    fn selaa_body_sets_exactly_the_reserved_keys_over_the_extra_filter() {
+        let mut extra = Map::new();
+        extra.insert("KustannuspaikkaId".into(), 120.into());
+        extra.insert("Limit".into(), 5.into());
+        let body = selaa_body(4711, &["Avoin".into()], 0, 250, &extra);
+        assert_eq!(
+            (body["Limit"].clone(), body["KustannuspaikkaId"].clone()),
+            (250.into(), 120.into())
+        );
+        let mut set: Vec<String> = selaa_body(4711, &["Avoin".into()], 0, 250, &Map::new())
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let mut reserved: Vec<String> =
+            RESERVED_FILTER_KEYS.iter().map(|k| k.to_string()).collect();
+        set.sort();
+        reserved.sort();
+        assert_eq!(set, reserved);
+    }
+
+    #[test]
+    fn a_transition_body_carries_the_comment_and_whom_to_tell() {
+        let hold = transition_body(&Action::Hold {
+            reason: "Odotetaan varaosia".into(),
+            notify: true,
+        });
+        assert_eq!(
+            hold,
+            serde_json::json!({"Kommentti": "Odotetaan varaosia", "IlmoitaOsallisille": true})
+        );
+        let accept = transition_body(&Action::Accept { comment: None });
+        assert_eq!(accept, serde_json::json!({}));
+        let done = transition_body(&Action::Done {
+            comment: Some("Vaihdettu".into()),
+            notify: false,
+        });
+        assert_eq!(
+            done,
+            serde_json::json!({"Kommentti": "Vaihdettu", "IlmoitaOsallisille": false})
+        );
+    }
+
+    #[test]
+    fn a_create_body_carries_the_marker_after_the_details_and_the_files_as_base64() {
+        let t = NewTicket {
+            parent_id: Some(77),
+            cost_centre_id: 120,
+            space_id: None,
+            room_id: Some(3),
+            title: "Jatkotyö".into(),
+            description: "Vaihda tiiviste".into(),
+            details: Some("Avain huoltoyhtiöltä".into()),
+            urgency: Some("Kiireellinen".into()),
+            assignee_id: Some(4711),
+            marker: "[huoltosync:abc123]".into(),
+        };
+        let files = [Attachment {
+            file_name: "kuva.jpg".into(),
+            content_type: "image/jpeg".into(),
+            description: None,
+            bytes: b"hei".to_vec(),
+        }];
+        let body = create_body(&t, &files);
+        assert_eq!(
+            body["TyotehtavanLisatiedot"],
+            "Avain huoltoyhtiöltä\n\n[huoltosync:abc123]"
+        );
+        assert_eq!(
+            (
+                body["ParentId"].clone(),
+                body["HuoneId"].clone(),
+                body["TyonsuorittajaId"].clone(),
+                body["KustannuspaikkaId"].clone()
+            ),
+            (77.into(), 3.into(), 4711.into(), 120.into())
+        );
+        assert!(body.get("TilaId").is_none(), "an absent space is not sent");
+        assert_eq!(
+            body["Liitteet"],
+            serde_json::json!([{"FileName": "kuva.jpg", "ContentType": "image/jpeg",
+                "Description": null, "Base64Content": "aGVp"}])
+        );
+        let bare = create_body(&NewTicket { details: None, ..t }, &[]);
+        assert_eq!(bare["TyotehtavanLisatiedot"], "[huoltosync:abc123]");
+        assert_eq!(bare["Liitteet"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_webhook_delivery_is_read_notification_by_notification() {
+        let body = br#"{"notifications":[
+            {"Account":"sim-1","Action":"Muokattu","ReferenceId":"42",
+             "ReferenceJson":"{\"TyonsuorittajaId\":4711}","Timestamp":"2026-11-25T10:00:00Z"},
+            {"ACTION":"Luotu","referenceid":7,"Extra":{"x":1}},
+            {}]}"#;
+        let notes = parse_notifications(body).unwrap();
+        assert_eq!(notes.len(), 3);
+        assert_eq!(
+            (
+                notes[0].account.as_deref(),
+                notes[0].action.as_deref(),
+                notes[0].reference_id,
+                notes[0].event_time.as_deref()
+            ),
+            (
+                Some("sim-1"),
+                Some("Muokattu"),
+                Some(42),
+                Some("2026-11-25T10:00:00Z")
+            )
+        );
+        assert_eq!(
+            notes[0]
+                .reference_json
+                .as_deref()
+                .and_then(reference_assignee),
+            Some(4711)
+        );
+        assert_eq!(
+            (
+                notes[1].action.as_deref(),
+                notes[1].reference_id,
+                notes[1].account.as_deref()
+            ),
+            (Some("Luotu"), Some(7), None)
+        );
+        assert_eq!(notes[2].reference_id, None);
+        assert_ne!(notes[0].key, notes[1].key);
+        let again = parse_notifications(body).unwrap();
+        assert_eq!(
+            again[0].key, notes[0].key,
+            "the same notification, the same key"
+        );
+        assert!(
+            parse_notifications(b"{")
+                .unwrap_err()
+                .starts_with("malformed JSON")
+        );
+        assert_eq!(
+            parse_notifications(br#"{"Notifications":{}}"#).unwrap_err(),
+            "no Notifications collection"
+        );
+    }
+
+    #[test]
+    fn reference_json_tells_the_assignee_when_it_can() {
+        assert_eq!(
+            reference_assignee(r#"{"TyonsuorittajaId":4711,"Tila":"Avoin"}"#),
+            Some(4711)
+        );
+        assert_eq!(
+            reference_assignee(r#"{"tyonsuorittajaid":"5020"}"#),
+            Some(5020)
+        );
+        assert_eq!(reference_assignee(r#"{"Tila":"Avoin"}"#), None);
+        assert_eq!(reference_assignee("not json"), None);
     }
 }

@@ -1,0 +1,156 @@
+//! The Tampuuri boundary holds: the wire format (request bodies, field names) is private to
+//! `src/tampuuri/`. Outside it (and the simulator, which speaks the wire format), no code line
+//! names a Tampuuri field; comments and help text may. And every call is metered in one place,
+//! by the client.
+
+use std::path::{Path, PathBuf};
+
+use huoltosync::store::Handle;
+use huoltosync::tampuuri::Api;
+
+use crate::helpers::{Setup, TestEnv};
+
+/// Field names that only `src/tampuuri/` may use in code, as substrings of a line.
+const FIELDS: [&str; 8] = [
+    "TyonsuorittajaId",
+    "ReferenceJson",
+    "\"Ilmoittaja\"",
+    "\"Tilaaja\"",
+    "\"Maksaja\"",
+    "\"IlmoitaOsallisille\"",
+    "\"TyotehtavanLisatiedot\"",
+    "\"ReferenceId\"",
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// `file:line: text` for every code line (not a `//` comment) of `src/` outside the exempt
+/// folders that holds one of `needles`.
+fn offending_lines(needles: &[&str], exempt: &[&str]) -> (usize, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut scanned = 0;
+    let mut found = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if exempt.iter().any(|e| rel.starts_with(e)) {
+            continue;
+        }
+        scanned += 1;
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            if needles.iter().any(|f| line.contains(f)) {
+                found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    (scanned, found)
+}
+
+#[test]
+fn tampuuri_field_names_stay_inside_the_tampuuri_module() {
+    let (scanned, found) = offending_lines(&FIELDS, &["src/tampuuri/", "src/sim/"]);
+    assert!(
+        scanned >= 20,
+        "only {scanned} files scanned: is src/ where it was?"
+    );
+    assert!(
+        found.is_empty(),
+        "Tampuuri field names outside src/tampuuri (build bodies and parse payloads there):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_wire_module_is_private() {
+    let (scanned, found) = offending_lines(&["pub mod wire", "pub(crate) mod wire"], &[]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Calls in the store's meter for one endpoint.
+fn metered(env: &TestEnv, endpoint: &str) -> i64 {
+    env.count(&format!(
+        "SELECT coalesce(sum(calls), 0) FROM api_calls WHERE account = 'sim-1' AND endpoint = '{endpoint}'"
+    ))
+}
+
+#[tokio::test]
+async fn every_call_is_metered_once_by_the_client_whoever_made_it() {
+    let env = Setup::tickets(3).start().await;
+    env.sync_ok().await;
+    let id = env.open_ids("sim-1")[0].to_string();
+    env.task_ok(&["accept", &id]).await;
+    let report = env.push().await;
+    assert_eq!(report.delivered.len(), 1);
+    for endpoint in [
+        "POST ilmoitukset/selaa",
+        "GET ilmoitukset/{id}",
+        "POST ilmoitukset/{id}/vastaanota",
+    ] {
+        assert_eq!(
+            metered(&env, endpoint) as u64,
+            env.sim().calls(endpoint),
+            "{endpoint}"
+        );
+    }
+    assert_eq!(
+        env.count("SELECT sum(calls) FROM api_calls") as u64,
+        env.sim().total_calls()
+    );
+    assert_eq!(
+        report.api_calls,
+        env.sim().total_calls() - env.selaa_calls()
+    );
+}
+
+#[tokio::test]
+async fn calls_the_store_cannot_take_stay_counted_in_the_client() {
+    let env = Setup::tickets(2).start().await;
+    env.sync_ok().await;
+    let before = env.sim().total_calls();
+    let api = Api::new(&env.config).unwrap();
+    let client = api.client(&env.config.accounts[0]).unwrap();
+    let id = env.open_ids("sim-1")[0];
+    assert!(client.get_ticket(id).await.unwrap().is_some());
+    assert_eq!(client.unrecorded_calls(), 1);
+    let store = Handle::open(env.config.store.path.clone()).await.unwrap();
+    let db = env.db();
+    db.execute_batch("ALTER TABLE api_calls RENAME TO api_calls_away")
+        .unwrap();
+    let e = format!("{:#}", client.record_calls(&store).await.unwrap_err());
+    assert!(
+        e.contains("sim-1") && e.contains("cannot meter 1 API call"),
+        "{e}"
+    );
+    assert_eq!(client.unrecorded_calls(), 1, "kept for the next time");
+    db.execute_batch("ALTER TABLE api_calls_away RENAME TO api_calls")
+        .unwrap();
+    assert_eq!(client.record_calls(&store).await.unwrap(), 1);
+    assert_eq!(client.unrecorded_calls(), 0);
+    assert_eq!(
+        client.record_calls(&store).await.unwrap(),
+        0,
+        "recorded once"
+    );
+    assert_eq!(metered(&env, "GET ilmoitukset/{id}"), 1);
+    assert_eq!(env.sim().total_calls(), before + 1);
+}
