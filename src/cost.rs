@@ -143,7 +143,8 @@ pub fn report(
         .poll
         .ticks_within(month_start_utc, chrono::Duration::days(days.into()));
     let reconcile_default =
-        crate::schedule::Schedule::parse("0 0 * * * *").expect("a valid schedule");
+        crate::schedule::Schedule::parse("0 0 * * * *", config.schedule.timezone)
+            .expect("a valid schedule");
     let reconcile = config
         .webhook
         .as_ref()
