@@ -396,6 +396,33 @@ async fn status_fails_on_a_stale_account_and_on_dead_letters() {
 }
 
 #[tokio::test]
+async fn cost_counts_scheduled_polls_over_the_month_as_helsinki_has_it() {
+    let env = Setup::tickets(1)
+        .sections("[schedule]\npoll = \"0 */15 * * * *\"\n")
+        .start()
+        .await;
+    {
+        let _ = huoltosync::store::Store::open(&env.config.store.path).unwrap();
+    }
+    // March 2026 is an hour short in Helsinki (clocks go forward), October an hour long, with
+    // the repeated hour polled twice.
+    for (month, polls) in [
+        ("2026-03", 96 * 31 - 4),
+        ("2026-09", 96 * 30),
+        ("2026-10", 96 * 31 + 4),
+    ] {
+        let (code, out, err) = env.cli(&["cost", "--month", month, "--json"]).await;
+        assert_eq!(code, 0, "{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            r["accounts"][0]["schedule_calls_per_month"].as_u64(),
+            Some(polls),
+            "{month}: {out}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn cost_gives_exact_figures_per_account_customer_and_package() {
     let env = Setup::tickets(1).accounts(3).account_toml("").start().await;
     let text = std::fs::read_to_string(env.config_path()).unwrap();
