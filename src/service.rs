@@ -3,10 +3,11 @@
 //!
 //! The daemon polls at start-up when an account's last successful sync is older than one
 //! interval (a restart loop does not spend billed calls on a fresh mirror), then on
-//! `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
-//! sends a tick to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one
-//! at a time under the store lock ([`crate::lock`]): a tick that comes while work is running, or
-//! while another process (a `run --once`) holds the lock, is skipped and logged, never
+//! `[schedule] poll`, in `[schedule] timezone`, with tokio-cron-scheduler (whose job is created
+//! again at each daylight-saving change, see `PollJob`). The scheduler's job only sends a tick
+//! to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one at a time
+//! under the store lock ([`crate::lock`]): a tick that comes while work is running, or while
+//! another process (a `run --once`) holds the lock, is skipped and logged, never
 //! overlapped. Between cycles the loop looks for queued actions every `[service] push_check_ms`
 //! and pushes them. A failing account is skipped for a backoff that doubles up to a cap and
 //! resets on success. SIGHUP reloads the config (an invalid one is logged and the old one kept);
@@ -142,6 +143,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     tracing::info!(
         pid = std::process::id(),
         schedule = poll_schedule(&config),
+        zone = %poll_sched(&config).zone(),
         poll_now,
         next_poll = poll_sched(&config)
             .next_after(chrono::Utc::now())
@@ -480,12 +482,12 @@ async fn keep_poll_job(
         if !reloaded && in_force == offset && id.is_some() {
             continue;
         }
-        if let Some(old) = id.take() {
-            if let Err(e) = scheduler.remove(&old).await {
-                tracing::error!(error = %e, "Could not remove the poll job; keeping it.");
-                id = Some(old);
-                continue;
-            }
+        if let Some(old) = id.take()
+            && let Err(e) = scheduler.remove(&old).await
+        {
+            tracing::error!(error = %e, "Could not remove the poll job; keeping it.");
+            id = Some(old);
+            continue;
         }
         match add_poll_job(&scheduler, &current, now, tx.clone()).await {
             Ok((o, new)) => {
