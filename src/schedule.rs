@@ -16,6 +16,8 @@
 //! agree, which is what [`Schedule::next_after`] computes. Schedules are parsed with the
 //! same croner settings as the scheduler uses.
 
+use std::time::Duration;
+
 use chrono::{DateTime, FixedOffset, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -61,6 +63,14 @@ pub fn next_offset_change(zone: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         }
     }
     DateTime::from_timestamp(hi, 0)
+}
+
+/// How long to wait from `now` until `zone`'s next offset change, at most `cap` (a caller that
+/// sleeps this long and looks again also notices the wall clock being set).
+pub fn until_offset_change(zone: Tz, now: DateTime<Utc>, cap: Duration) -> Duration {
+    next_offset_change(zone, now)
+        .and_then(|change| (change - now).to_std().ok())
+        .map_or(cap, |d| d.min(cap))
 }
 
 /// A parsed, valid schedule and the zone it is read in.
@@ -405,6 +415,24 @@ mod tests {
                 next_offset_change(zone, at(from)),
                 change.map(at),
                 "{zone} after {from}"
+            );
+        }
+        let hour = Duration::from_secs(3600);
+        let waits = [
+            (
+                Helsinki,
+                "2026-03-29T00:59:58.5Z",
+                Duration::from_millis(1500),
+            ),
+            (Helsinki, "2026-03-29T00:30:00Z", Duration::from_secs(1800)),
+            (Helsinki, "2026-06-01T00:00:00Z", hour),
+            (chrono_tz::UTC, "2026-03-29T00:59:59Z", hour),
+        ];
+        for (zone, now, wait) in waits {
+            assert_eq!(
+                until_offset_change(zone, at(now), hour),
+                wait,
+                "{zone} at {now}"
             );
         }
         assert_eq!(offset_secs(Helsinki, at("2026-03-29T00:59:59Z")), 7200);

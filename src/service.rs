@@ -462,12 +462,12 @@ async fn keep_poll_job(
     mut offset: chrono::FixedOffset,
     mut id: Option<uuid::Uuid>,
 ) {
+    // A reload or an offset change not yet applied (the scheduler refused).
+    let mut pending = false;
     loop {
         let now = chrono::Utc::now();
-        let wait = crate::schedule::next_offset_change(schedule.borrow().zone(), now)
-            .and_then(|change| (change - now).to_std().ok())
-            .unwrap_or(Duration::MAX)
-            .min(Duration::from_secs(3600));
+        let zone = schedule.borrow().zone();
+        let wait = crate::schedule::until_offset_change(zone, now, Duration::from_secs(3600));
         let reloaded = tokio::select! {
             _ = tokio::time::sleep(wait) => false,
             changed = schedule.changed() => match changed {
@@ -478,8 +478,8 @@ async fn keep_poll_job(
         };
         let now = chrono::Utc::now();
         let current = schedule.borrow_and_update().clone();
-        let in_force = crate::schedule::offset_at(current.zone(), now);
-        if !reloaded && in_force == offset && id.is_some() {
+        pending |= reloaded || crate::schedule::offset_at(current.zone(), now) != offset;
+        if !pending && id.is_some() {
             continue;
         }
         if let Some(old) = id.take()
@@ -491,7 +491,7 @@ async fn keep_poll_job(
         }
         match add_poll_job(&scheduler, &current, now, tx.clone()).await {
             Ok((o, new)) => {
-                (offset, id) = (o, Some(new));
+                (offset, id, pending) = (o, Some(new), false);
                 tracing::info!(schedule = current.expr(), zone = %current.zone(), offset = %o, "Poll job set.");
             }
             Err(e) => tracing::error!(
