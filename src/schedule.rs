@@ -49,11 +49,11 @@ pub fn next_offset_change(zone: Tz, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let offset_at = |secs: i64| DateTime::from_timestamp(secs, 0).map(|t| offset_secs(zone, t));
     let start = t.timestamp();
     let now = offset_at(start)?;
-    // Zones change their offset a few times a year at most, never twice within an hour: find
-    // the hour of the change, then the second.
-    const HOUR: i64 = 3600;
-    let hours = (1..=400 * 24).find(|i| offset_at(start + i * HOUR) != Some(now))?;
-    let (mut lo, mut hi) = (start + (hours - 1) * HOUR, start + hours * HOUR);
+    // Zones change their offset a few times a year at most, never twice within a day: find
+    // the day of the change, then the second.
+    const DAY: i64 = 86_400;
+    let days = (1..=400).find(|i| offset_at(start + i * DAY) != Some(now))?;
+    let (mut lo, mut hi) = (start + (days - 1) * DAY, start + days * DAY);
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if offset_at(mid) == Some(now) {
@@ -143,21 +143,24 @@ impl Schedule {
         None
     }
 
-    /// The longest gap between ticks over the coming week (at least 50 ticks, at most 20 000):
-    /// what "one interval" means for staleness and cost estimates. A week, so that an
-    /// office-hours schedule's weekend counts.
+    /// The longest gap between ticks over the coming week and at least 50 ticks, but no more
+    /// than 20 000 ticks or a year: what "one interval" means for staleness and cost estimates.
+    /// A week, so that an office-hours schedule's weekend counts.
     pub fn longest_gap(&self, from: DateTime<Utc>) -> chrono::Duration {
         let mut t = match self.next_after(from) {
             Some(t) => t,
             None => return chrono::Duration::days(366),
         };
-        let horizon = t + chrono::Duration::days(8);
+        let (week, year) = (
+            t + chrono::Duration::days(8),
+            t + chrono::Duration::days(366),
+        );
         let mut longest = chrono::Duration::zero();
         for i in 0..20_000 {
             let Some(n) = self.next_after(t) else { break };
             longest = longest.max(n - t);
             t = n;
-            if i >= 50 && t > horizon {
+            if (i >= 50 && t > week) || t > year {
                 break;
             }
         }
@@ -381,6 +384,17 @@ mod tests {
         assert_eq!(
             office.longest_gap(at("2026-06-01T06:00:00Z")),
             chrono::Duration::minutes(61 * 60 + 15)
+        );
+        // Rare schedules look up to a year ahead: October to November is 31 days and an hour.
+        let monthly = Schedule::parse("0 0 6 1 * *", Helsinki).unwrap();
+        assert_eq!(
+            monthly.longest_gap(at("2026-06-01T06:00:00Z")),
+            chrono::Duration::days(31) + chrono::Duration::hours(1)
+        );
+        let yearly = Schedule::parse("0 0 0 1 1 *", Helsinki).unwrap();
+        assert_eq!(
+            yearly.longest_gap(at("2026-06-01T06:00:00Z")),
+            chrono::Duration::days(366)
         );
     }
 
