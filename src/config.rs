@@ -105,10 +105,12 @@ pub fn check_webhook_path(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `[schedule]`: when the daemon polls (UTC, see [`crate::schedule`]).
+/// `[schedule]`: when the daemon polls, in `timezone` (see [`crate::schedule`]).
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
     pub poll: crate::schedule::Schedule,
+    /// The zone of every schedule in the config (`[schedule] timezone`, default Europe/Helsinki).
+    pub timezone: chrono_tz::Tz,
     /// Each account's poll starts after a random delay up to this.
     pub jitter: Duration,
     /// A failing account is skipped for this long after its first failure, doubling…
@@ -469,14 +471,21 @@ impl Config {
         r.finish(pt, "push");
 
         let mut sc = r.table(&mut root, "", "schedule").unwrap_or_default();
+        let timezone = match r.string(&mut sc, "schedule", "timezone") {
+            None => crate::schedule::DEFAULT_ZONE,
+            Some(name) => crate::schedule::parse_zone(&name).unwrap_or_else(|e| {
+                r.error("schedule.timezone", &e);
+                crate::schedule::DEFAULT_ZONE
+            }),
+        };
         let poll_expr = r
             .string(&mut sc, "schedule", "poll")
             .unwrap_or_else(|| "0 */15 * * * *".into());
-        let poll = match crate::schedule::Schedule::parse(&poll_expr) {
+        let poll = match crate::schedule::Schedule::parse(&poll_expr, timezone) {
             Ok(s) => s,
             Err(e) => {
                 r.error("schedule.poll", &e);
-                crate::schedule::Schedule::parse("0 */15 * * * *")
+                crate::schedule::Schedule::parse("0 */15 * * * *", timezone)
                     .expect("the default schedule is valid")
             }
         };
@@ -494,6 +503,7 @@ impl Config {
                     .unwrap_or(3600) as u64,
             ),
             poll,
+            timezone,
         };
         r.finish(sc, "schedule");
 
@@ -556,7 +566,7 @@ impl Config {
         };
         r.finish(rt, "retention");
         let pricing = r.pricing(&mut root);
-        let webhook = r.webhook(&mut root);
+        let webhook = r.webhook(&mut root, schedule.timezone);
 
         let mut accounts = Vec::new();
         match root.remove("accounts") {
@@ -850,7 +860,7 @@ impl Reader {
     }
 
     /// `[webhook]`: `None` unless `listen` is set; then at least one authentication is required.
-    fn webhook(&mut self, root: &mut Table) -> Option<WebhookConfig> {
+    fn webhook(&mut self, root: &mut Table, zone: chrono_tz::Tz) -> Option<WebhookConfig> {
         let mut t = self.table(root, "", "webhook")?;
         let p = "webhook";
         let listen = self.string(&mut t, p, "listen");
@@ -894,7 +904,7 @@ impl Reader {
         let reconcile_expr = self
             .string(&mut t, p, "reconcile")
             .unwrap_or_else(|| "0 0 * * * *".into());
-        let reconcile = crate::schedule::Schedule::parse(&reconcile_expr)
+        let reconcile = crate::schedule::Schedule::parse(&reconcile_expr, zone)
             .map_err(|e| self.error("webhook.reconcile", &e))
             .ok();
         let actions = match t.remove("actions") {

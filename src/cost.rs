@@ -131,25 +131,29 @@ pub fn report(
             ((local_now - start).num_seconds() as f64 / 86_400.0).clamp(0.0, days as f64)
         }
     };
-    let month_start_utc = first
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight")
-        .and_local_timezone(Helsinki)
-        .earliest()
-        .expect("a Helsinki midnight")
-        .with_timezone(&Utc);
+    let helsinki_midnight = |day: NaiveDate| {
+        day.and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_local_timezone(Helsinki)
+            .earliest()
+            .expect("a Helsinki midnight")
+            .with_timezone(&Utc)
+    };
+    let month_start_utc = helsinki_midnight(first);
+    // The month as Helsinki has it: an hour short in March, an hour long in October.
+    let month_span = helsinki_midnight(first + chrono::Days::new(days.into())) - month_start_utc;
     let ticks = config
         .schedule
         .poll
-        .ticks_within(month_start_utc, chrono::Duration::days(days.into()));
+        .ticks_within(month_start_utc, month_span);
     let reconcile_default =
-        crate::schedule::Schedule::parse("0 0 * * * *").expect("a valid schedule");
+        crate::schedule::Schedule::parse("0 0 * * * *", config.schedule.timezone)
+            .expect("a valid schedule");
     let reconcile = config
         .webhook
         .as_ref()
         .map_or(&reconcile_default, |w| &w.reconcile);
-    let reconcile_ticks =
-        reconcile.ticks_within(month_start_utc, chrono::Duration::days(days.into()));
+    let reconcile_ticks = reconcile.ticks_within(month_start_utc, month_span);
     let addon_eur = config.webhook.as_ref().map_or(500.0, |w| w.addon_eur);
     let scale = |n: u64| {
         if days_elapsed > 0.0 && days_elapsed < days as f64 {

@@ -3,10 +3,11 @@
 //!
 //! The daemon polls at start-up when an account's last successful sync is older than one
 //! interval (a restart loop does not spend billed calls on a fresh mirror), then on
-//! `[schedule] poll` with tokio-cron-scheduler. The scheduler's job only
-//! sends a tick to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one
-//! at a time under the store lock ([`crate::lock`]): a tick that comes while work is running, or
-//! while another process (a `run --once`) holds the lock, is skipped and logged, never
+//! `[schedule] poll`, in `[schedule] timezone`, with tokio-cron-scheduler (whose job is created
+//! again at each daylight-saving change, see `PollJob`). The scheduler's job only sends a tick
+//! to the daemon's loop; the loop decides. Work (a cycle, a push, a purge) runs one at a time
+//! under the store lock ([`crate::lock`]): a tick that comes while work is running, or while
+//! another process (a `run --once`) holds the lock, is skipped and logged, never
 //! overlapped. Between cycles the loop looks for queued actions every `[service] push_check_ms`
 //! and pushes them. A failing account is skipped for a backoff that doubles up to a cap and
 //! resets on success. SIGHUP reloads the config (an invalid one is logged and the old one kept);
@@ -33,6 +34,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::config::{AccountConfig, Config};
 use crate::lock::StoreLock;
 use crate::push::PushReport;
+use crate::schedule::Schedule;
 use crate::store::Handle;
 use crate::sync::SyncReport;
 use crate::tampuuri::Api;
@@ -117,7 +119,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     };
     let (tick_tx, mut tick_rx) = mpsc::unbounded_channel::<()>();
     let mut scheduler = JobScheduler::new().await?;
-    let mut job = add_poll_job(&scheduler, poll_schedule(&config), tick_tx.clone()).await?;
+    let job = PollJob::start(&scheduler, poll_sched(&config), tick_tx.clone()).await?;
     scheduler.start().await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -141,6 +143,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     tracing::info!(
         pid = std::process::id(),
         schedule = poll_schedule(&config),
+        zone = %poll_sched(&config).zone(),
         poll_now,
         next_poll = poll_sched(&config)
             .next_after(chrono::Utc::now())
@@ -169,10 +172,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     let new = loaded.config;
                     match Api::new(&new) {
                         Ok(a) => {
-                            if poll_schedule(&new) != poll_schedule(&config) {
-                                scheduler.remove(&job).await?;
-                                job = add_poll_job(&scheduler, poll_schedule(&new), tick_tx.clone()).await?;
-                            }
+                            job.set(poll_sched(&new));
                             api = a;
                             config = new;
                             tracing::info!(schedule = config.schedule.poll.expr(), accounts = config.accounts.len(), "Config reloaded.");
@@ -390,7 +390,7 @@ fn poll_schedule(config: &Config) -> &str {
     poll_sched(config).expr()
 }
 
-fn poll_sched(config: &Config) -> &crate::schedule::Schedule {
+fn poll_sched(config: &Config) -> &Schedule {
     config
         .webhook
         .as_ref()
@@ -417,18 +417,110 @@ async fn stale_at_start(config: &Config, store: &Handle) -> bool {
     }
 }
 
+/// The poll job in the scheduler. tokio-cron-scheduler freezes a job's UTC offset when the job
+/// is created, so the job is created at the offset in force in the schedule's zone and a keeper
+/// task creates it again whenever that offset changes (daylight saving), or the schedule does
+/// (a reload). Between changes the scheduler then fires where [`Schedule::next_after`] says.
+struct PollJob {
+    schedule: tokio::sync::watch::Sender<Schedule>,
+}
+
+impl PollJob {
+    /// Adds the job; its keeper runs until the `PollJob` is dropped, then removes it.
+    async fn start(
+        scheduler: &JobScheduler,
+        schedule: &Schedule,
+        tx: mpsc::UnboundedSender<()>,
+    ) -> anyhow::Result<PollJob> {
+        let (offset, id) =
+            add_poll_job(scheduler, schedule, chrono::Utc::now(), tx.clone()).await?;
+        let (set, get) = tokio::sync::watch::channel(schedule.clone());
+        tokio::spawn(keep_poll_job(scheduler.clone(), get, tx, offset, Some(id)));
+        Ok(PollJob { schedule: set })
+    }
+
+    /// Puts a reloaded schedule in force (nothing happens if it is the same).
+    fn set(&self, schedule: &Schedule) {
+        self.schedule.send_if_modified(|s| {
+            let changed = s != schedule;
+            if changed {
+                *s = schedule.clone();
+            }
+            changed
+        });
+    }
+}
+
+/// The keeper of [`PollJob`]: wakes at the next offset change (at least hourly, so that a
+/// wall-clock jump is noticed) or on a new schedule, and creates the job again when its offset
+/// or schedule is no longer the one in force. A job that cannot be replaced is logged and
+/// tried again at the next wake-up.
+async fn keep_poll_job(
+    scheduler: JobScheduler,
+    mut schedule: tokio::sync::watch::Receiver<Schedule>,
+    tx: mpsc::UnboundedSender<()>,
+    mut offset: chrono::FixedOffset,
+    mut id: Option<uuid::Uuid>,
+) {
+    // A reload or an offset change not yet applied (the scheduler refused).
+    let mut pending = false;
+    loop {
+        let now = chrono::Utc::now();
+        let zone = schedule.borrow().zone();
+        let wait = crate::schedule::until_offset_change(zone, now, Duration::from_secs(3600));
+        let reloaded = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            changed = schedule.changed() => match changed {
+                Ok(()) => true,
+                // The daemon is ending.
+                Err(_) => break,
+            },
+        };
+        let now = chrono::Utc::now();
+        let current = schedule.borrow_and_update().clone();
+        pending |= reloaded || crate::schedule::offset_at(current.zone(), now) != offset;
+        if !pending && id.is_some() {
+            continue;
+        }
+        if let Some(old) = id.take()
+            && let Err(e) = scheduler.remove(&old).await
+        {
+            tracing::error!(error = %e, "Could not remove the poll job; keeping it.");
+            id = Some(old);
+            continue;
+        }
+        match add_poll_job(&scheduler, &current, now, tx.clone()).await {
+            Ok((o, new)) => {
+                (offset, id, pending) = (o, Some(new), false);
+                tracing::info!(schedule = current.expr(), zone = %current.zone(), offset = %o, "Poll job set.");
+            }
+            Err(e) => tracing::error!(
+                error = format!("{e:#}"),
+                schedule = current.expr(),
+                "Could not set the poll job; trying again within the hour."
+            ),
+        }
+    }
+    if let Some(id) = id {
+        let _ = scheduler.remove(&id).await;
+    }
+}
+
+/// Adds a job that sends a tick on `schedule`, at the offset in force at `now`.
 async fn add_poll_job(
     scheduler: &JobScheduler,
-    expr: &str,
+    schedule: &Schedule,
+    now: chrono::DateTime<chrono::Utc>,
     tx: mpsc::UnboundedSender<()>,
-) -> anyhow::Result<uuid::Uuid> {
-    let job = Job::new_async(expr, move |_id, _sched| {
+) -> anyhow::Result<(chrono::FixedOffset, uuid::Uuid)> {
+    let offset = crate::schedule::offset_at(schedule.zone(), now);
+    let job = Job::new_async_tz(schedule.expr(), offset, move |_id, _sched| {
         let tx = tx.clone();
         Box::pin(async move {
             let _ = tx.send(());
         })
     })?;
-    Ok(scheduler.add(job).await?)
+    Ok((offset, scheduler.add(job).await?))
 }
 
 async fn refresh_metrics(config: &Config, store: &Handle) {

@@ -469,3 +469,35 @@ fn error_keys_config(dir: &Path) -> std::path::PathBuf {
     std::fs::write(&path, GOOD).unwrap();
     path
 }
+
+#[test]
+fn schedules_are_read_in_schedule_timezone_helsinki_by_default() {
+    let load = |text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path).unwrap().config
+    };
+    let c = load(GOOD);
+    assert_eq!(c.schedule.timezone, chrono_tz::Europe::Helsinki);
+    assert_eq!(c.schedule.poll.zone(), chrono_tz::Europe::Helsinki);
+    let office = "[schedule]\npoll = \"0 */15 7-17 * * Mon-Fri\"\ntimezone = \"UTC\"\n";
+    let c = load(&format!(
+        "{GOOD}{office}[webhook]\nlisten = \"127.0.0.1:9\"\nhmac_secret = \"s\"\nreconcile = \"0 0 6 * * *\"\n"
+    ));
+    assert_eq!(c.schedule.timezone, chrono_tz::UTC);
+    assert_eq!(c.schedule.poll.expr(), "0 */15 7-17 * * Mon-Fri");
+    assert_eq!(
+        c.webhook.expect("a webhook").reconcile.zone(),
+        chrono_tz::UTC,
+        "[webhook] reconcile is read in the same zone"
+    );
+    check(
+        &format!("{GOOD}[schedule]\ntimezone = \"Mars/Olympus\"\n"),
+        &["schedule.timezone"],
+    );
+    check(
+        &format!("{GOOD}[schedule]\ntimezone = 2\npoll = \"0 61 * * * *\"\n"),
+        &["schedule.timezone", "schedule.poll"],
+    );
+}

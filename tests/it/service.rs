@@ -218,6 +218,47 @@ async fn sighup_reloads_a_valid_config_and_keeps_the_old_one_on_a_broken_one() {
     );
 }
 
+/// A schedule that fires every second during the current hour and the next in `zone`, and at
+/// no time in the coming hours in UTC (Kathmandu is UTC+05:45 all year).
+fn every_second_this_hour_in_kathmandu() -> String {
+    use chrono::Timelike;
+    let h = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Kathmandu)
+        .hour();
+    format!("* * {h},{} * * *", (h + 1) % 24)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_job_fires_on_the_wall_clock_of_schedule_timezone_and_follows_a_reload() {
+    let poll = every_second_this_hour_in_kathmandu();
+    let utc = format!("[schedule]\npoll = \"{poll}\"\ntimezone = \"UTC\"\n");
+    let env = Setup::tickets(3).sections(&utc).start().await;
+    let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(Duration::from_secs(5), || env.runs("sim-1").len() == 1).await,
+        "the start-up poll"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(env.runs("sim-1").len(), 1, "in UTC, {poll:?} is hours away");
+    let kathmandu = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("timezone = \"UTC\"", "timezone = \"Asia/Kathmandu\"");
+    std::fs::write(env.config_path(), &kathmandu).unwrap();
+    daemon.signal("HUP");
+    assert!(
+        wait_for(Duration::from_secs(8), || env.runs("sim-1").len() >= 3).await,
+        "in Asia/Kathmandu, {poll:?} fires now"
+    );
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("Poll job set.")
+            && l.contains("Asia/Kathmandu")
+            && l.contains("+05:45")),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_polls_at_start_up_when_the_mirror_is_stale_and_says_when_it_polls_next() {
     let env = Setup::tickets(3).sections(NEVER).start().await;
@@ -352,6 +393,33 @@ async fn status_fails_on_a_stale_account_and_on_dead_letters() {
     let (code, out, _) = env.cli(&["status"]).await;
     assert_eq!(code, 1);
     assert!(out.contains("1 dead-lettered action(s)"), "{out}");
+}
+
+#[tokio::test]
+async fn cost_counts_scheduled_polls_over_the_month_as_helsinki_has_it() {
+    let env = Setup::tickets(1)
+        .sections("[schedule]\npoll = \"0 */15 * * * *\"\n")
+        .start()
+        .await;
+    {
+        let _ = huoltosync::store::Store::open(&env.config.store.path).unwrap();
+    }
+    // March 2026 is an hour short in Helsinki (clocks go forward), October an hour long, with
+    // the repeated hour polled twice.
+    for (month, polls) in [
+        ("2026-03", 96 * 31 - 4),
+        ("2026-09", 96 * 30),
+        ("2026-10", 96 * 31 + 4),
+    ] {
+        let (code, out, err) = env.cli(&["cost", "--month", month, "--json"]).await;
+        assert_eq!(code, 0, "{err}");
+        let r: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            r["accounts"][0]["schedule_calls_per_month"].as_u64(),
+            Some(polls),
+            "{month}: {out}"
+        );
+    }
 }
 
 #[tokio::test]
