@@ -491,13 +491,13 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(w) = &webhooks {
         println!(
-            "webhooks: {} deliveries received, {} rejected; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending; {} tickets fetched",
+            "webhooks: {} deliveries received; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending, {} parked (fetch failed; the next reconciliation covers them); {} tickets fetched",
             w.deliveries_received,
-            w.deliveries_rejected,
             w.events_relevant,
             w.events_irrelevant,
             w.events_ignored,
             w.events_pending,
+            w.events_parked,
             w.fetches
         );
     }
