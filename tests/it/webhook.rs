@@ -997,3 +997,25 @@ async fn while_a_webhook_fetch_keeps_failing_the_daemon_backs_off_and_still_push
     );
     let _ = daemon.stop(Duration::from_secs(15)).await;
 }
+
+#[tokio::test]
+async fn a_purge_with_nothing_to_purge_writes_nothing() {
+    let env = Setup::tickets(3).start().await;
+    env.sync_ok().await;
+    // Held open, as the daemon holds it: the WAL stays.
+    let db = env.db();
+    let _: i64 = db
+        .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
+        .unwrap();
+    env.sync_ok().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = store_files(&env);
+    assert!(
+        before[1].is_some_and(|(len, _)| len > 0),
+        "a WAL to fold: {before:?}"
+    );
+    let (code, out, err) = env.cli(&["purge"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(store_files(&env), before);
+    drop(db);
+}
