@@ -854,3 +854,36 @@ async fn the_simulator_moves_muokattu_on_every_change_admin_patch_included() {
         .collect();
     assert!(instants.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_dead_lettered_hold_whose_reason_the_purge_erased_is_not_retried() {
+    let env = Setup::tickets(2).start().await;
+    env.sync_ok().await;
+    let a = s(env.open_ids("sim-1")[0]);
+    env.task_ok(&["accept", &a]).await;
+    assert_eq!(env.push().await.delivered.len(), 1);
+    env.task_ok(&["hold", &a, "--reason", "Odotetaan varaosaa"])
+        .await;
+    // Dead-lettered long ago (a rejection, say): the purge erases the hold's reason.
+    let id: i64 = env
+        .db()
+        .query_row("SELECT max(id) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    env.db()
+        .execute(
+            "UPDATE outbox SET status = 'dead', last_error = 'HTTP 400', created_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let (code, out, err) = env.cli(&["purge"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = env.cli(&["outbox", "retry", &id.to_string()]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("#{id}")) && err.contains("erased"),
+        "{err}"
+    );
+    let report = env.push().await;
+    assert_eq!((report.delivered.len(), report.pending), (0, 0));
+    assert_eq!(env.applied().len(), 1, "only the accept reached Tampuuri");
+}
