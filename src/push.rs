@@ -107,7 +107,6 @@ pub async fn push_pending(
                 .buffer_unordered(config.push.concurrency)
         );
         while let Some((row, outcome)) = results.next().await {
-            let row: OutboxRow = row;
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {
