@@ -318,6 +318,8 @@ pub struct Loaded {
     /// Problems that leave one account unusable but the others runnable (a password file with
     /// a newline inside): `check-config` fails on them; a run fails that account alone.
     pub account_errors: Vec<Issue>,
+    /// The keys of the secrets given inline (`webhook.basic_password`), never their values.
+    pub inline_secrets: Vec<String>,
 }
 
 impl Config {
@@ -348,8 +350,8 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| fail(format!("not valid TOML: {e}")))?;
         let mut loaded = Self::from_table_with(table, path, read_secrets)?;
-        if holds_inline_secret(&text)
-            && let Some(w) = readable_by_others(path)
+        if !loaded.inline_secrets.is_empty()
+            && let Some(w) = readable_by_others(path, &loaded.inline_secrets)
         {
             loaded.warnings.push(w);
         }
@@ -375,6 +377,7 @@ impl Config {
             base_dir: base_dir.clone(),
             read_secrets,
             unread: Vec::new(),
+            inline: Vec::new(),
         };
 
         let mut store_t = r.table(&mut root, "", "store").unwrap_or_default();
@@ -727,6 +730,7 @@ impl Config {
             },
             warnings: r.warnings,
             account_errors: r.account_errors,
+            inline_secrets: r.inline,
         })
     }
 
@@ -745,6 +749,8 @@ struct Reader {
     /// false: `*_file` and `*_env` secrets are not read, only noted in `unread`.
     read_secrets: bool,
     unread: Vec<String>,
+    /// Secrets given inline, by key.
+    inline: Vec<String>,
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -1078,6 +1084,7 @@ impl Reader {
             return None;
         }
         if let Some(s) = inline {
+            self.inline.push(join(prefix, key));
             return Some(SecretString::from(s));
         }
         if !self.read_secrets
@@ -1250,38 +1257,30 @@ impl Reader {
     }
 }
 
-/// Whether the file's text sets a secret inline (`api_key = "…"`, `password = "…"`).
-fn holds_inline_secret(text: &str) -> bool {
-    text.lines().map(str::trim_start).any(|l| {
-        ["api_key", "password", "secret"].iter().any(|k| {
-            l.strip_prefix(k)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        }) || l.starts_with("hmac_secret") && l.contains('=')
-    })
-}
-
 #[cfg(unix)]
-fn readable_by_others(path: &Path) -> Option<Issue> {
+fn readable_by_others(path: &Path, keys: &[String]) -> Option<Issue> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    inline_secret_warning(path, mode)
+    inline_secret_warning(path, mode, keys)
 }
 
-/// The warning for a config file holding a secret inline, when its `mode` lets every user on
-/// the machine read it. Owner and group access are the service's own (`root:huoltosync 0640`).
-fn inline_secret_warning(path: &Path, mode: u32) -> Option<Issue> {
+/// The warning for a config file holding secrets inline (`keys`, as the loader read them),
+/// when its `mode` lets every user on the machine read it. Owner and group access are the
+/// service's own (`root:huoltosync 0640`). Names the keys, never the values.
+fn inline_secret_warning(path: &Path, mode: u32, keys: &[String]) -> Option<Issue> {
     (mode & 0o004 != 0).then(|| Issue {
         key: String::new(),
         message: format!(
-            "{} holds a secret inline and is readable by others (every user; mode {:o}): `chmod o-rwx` it (the service reads it as its owner or group, e.g. root:huoltosync 0640), or move the secret to a *_file",
+            "{} holds secrets inline ({}) and is readable by others (every user; mode {:o}): `chmod o-rwx` it (the service reads it as its owner or group, e.g. root:huoltosync 0640), or move each to a *_file",
             path.display(),
+            keys.join(", "),
             mode & 0o777
         ),
     })
 }
 
 #[cfg(not(unix))]
-fn readable_by_others(_: &Path) -> Option<Issue> {
+fn readable_by_others(_: &Path, _: &[String]) -> Option<Issue> {
     None
 }
 
@@ -1324,14 +1323,18 @@ mod tests {
     #[test]
     fn an_inline_secret_is_worth_a_warning_only_when_every_user_can_read_it() {
         let path = Path::new("/etc/huoltosync/config.toml");
+        let keys = ["webhook.basic_password".to_owned()];
         for private in [0o600, 0o640, 0o660, 0o750] {
             assert!(
-                inline_secret_warning(path, private).is_none(),
+                inline_secret_warning(path, private, &keys).is_none(),
                 "{private:o}"
             );
         }
-        let w = inline_secret_warning(path, 0o100644).unwrap().message;
+        let w = inline_secret_warning(path, 0o100644, &keys)
+            .unwrap()
+            .message;
         assert!(w.contains("mode 644") && w.contains("chmod o-rwx"), "{w}");
+        assert!(w.contains("(webhook.basic_password)"), "{w}");
         assert!(!w.contains("chmod 600"), "{w}");
     }
 

@@ -97,15 +97,17 @@ pub async fn push_pending(
                 _ => break,
             }
         }
-        let results: Vec<(OutboxRow, anyhow::Result<Outcome>)> = futures::stream::iter(ready)
-            .map(|row| async {
-                let outcome = attempt(config, &clients, store, &row).await;
-                (row, outcome)
-            })
-            .buffer_unordered(config.push.concurrency)
-            .collect()
-            .await;
-        for (row, outcome) in results {
+        // Each outcome is recorded as it arrives: a slow queue keeps no other queue's delivered
+        // action in doubt.
+        let mut results = std::pin::pin!(
+            futures::stream::iter(ready)
+                .map(|row| async {
+                    let outcome = attempt(config, &clients, store, &row).await;
+                    (row, outcome)
+                })
+                .buffer_unordered(config.push.concurrency)
+        );
+        while let Some((row, outcome)) = results.next().await {
             let outcome = match outcome {
                 Ok(o) => o,
                 Err(e) => {

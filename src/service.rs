@@ -244,7 +244,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                 }
             },
             _ = push_check.tick(), if work.is_none() => {
-                if config.webhook.is_some() && webhook_at.is_none() && store.call(|s| s.pending_event_count()).await.unwrap_or(0) > 0 {
+                if config.webhook.is_some() && webhook_at.is_none() && store.call(|s| s.due_event_count(&time::fmt(time::now()))).await.unwrap_or(0) > 0 {
                     webhook_at = Some(tokio::time::Instant::now());
                 }
                 let due = store.call(|s| s.next_due()).await.ok().flatten();
@@ -299,7 +299,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                     Ok(Done::Push(Ok(_))) => {}
                     Ok(Done::Webhook(Ok(p))) => {
                         if p.fetched + p.skipped + p.ignored + p.failed > 0 {
-                            tracing::info!(fetched = p.fetched, skipped = p.skipped, ignored = p.ignored, failed = p.failed, deferred = p.deferred, "Webhook events processed.");
+                            tracing::info!(fetched = p.fetched, skipped = p.skipped, ignored = p.ignored, failed = p.failed, parked = p.parked, deferred = p.deferred, "Webhook events processed.");
                         }
                         if let Some(due) = p.next_due {
                             let wait = (due - time::now()).to_std().unwrap_or(Duration::ZERO);

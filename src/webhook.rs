@@ -52,6 +52,14 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
 /// `max_body_bytes` of it before reading its body. With HMAC-only authentication a body must be
 /// read before it can be refused, so this (not the number of connections) bounds the memory.
 pub const BODY_BUDGET: usize = 8 << 20;
+/// A ticket whose fetch failed transiently is fetched again after this, then after twice as
+/// long each time (at most [`RETRY_MAX`]), ...
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two fetches of a failing ticket.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+/// ... and after this many failed fetches its events are parked (about 8.5 minutes of
+/// retries): the next reconciliation sweep covers the ticket.
+pub const RETRY_ATTEMPTS: u32 = 10;
 const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(50);
 const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
@@ -297,7 +305,8 @@ async fn reject(l: &Listener, status: StatusCode, why: &str) -> Response {
         reason = why,
         "Webhook delivery rejected."
     );
-    let _ = l.store.call(|s| s.count_rejected_delivery()).await;
+    // Counted in memory only: a flood of bad requests must not write (and fsync) the store.
+    metrics::counter!("huoltosync_webhook_rejected_total").increment(1);
     let mut r = (status, axum::Json(json!({ "error": why }))).into_response();
     if status == StatusCode::UNAUTHORIZED && l.config.basic_password.is_some() {
         r.headers_mut().insert(
@@ -481,9 +490,11 @@ pub struct Processed {
     pub skipped: u64,
     pub ignored: u64,
     pub failed: u64,
+    /// Tickets whose events were parked this pass (a permanent failure, or the last retry).
+    pub parked: u64,
     /// Events left pending because their ticket's deliveries have not settled yet.
     pub deferred: u64,
-    /// When the earliest deferred ticket becomes due.
+    /// When the earliest deferred ticket becomes due (its deliveries settled, or its retry).
     pub next_due: Option<DateTime<Utc>>,
 }
 
@@ -559,7 +570,15 @@ pub async fn process_pending(
             received.iter().min().copied().unwrap_or(now),
             received.iter().max().copied().unwrap_or(now),
         );
-        let due = due_at(oldest, newest, quiet, longest);
+        let mut due = due_at(oldest, newest, quiet, longest);
+        // After a failed fetch, not before its retry time.
+        if let Some(retry) = evs
+            .iter()
+            .filter_map(|e| e.next_try_at.as_deref().and_then(time::parse))
+            .max()
+        {
+            due = due.max(retry);
+        }
         if due > now {
             done.deferred += evs.len() as u64;
             done.next_due = Some(done.next_due.map_or(due, |d| d.min(due)));
@@ -613,9 +632,44 @@ pub async fn process_pending(
             }
             Err(e) => {
                 let msg = e.to_string();
-                tracing::warn!(account = %account, ticket = id, error = %msg, "Cannot fetch a ticket named by webhook events; they stay pending.");
-                store.call(move |s| s.fail_events(&ids, &msg)).await?;
+                let attempts = evs.iter().map(|e| e.attempts).max().unwrap_or(0) + 1;
+                let retry = (e.is_transient() && attempts < RETRY_ATTEMPTS).then(|| {
+                    now + chrono::Duration::from_std(retry_after(attempts)).unwrap_or_default()
+                });
                 done.failed += 1;
+                let reason = match &retry {
+                    Some(at) => {
+                        done.next_due = Some(done.next_due.map_or(*at, |d| d.min(*at)));
+                        tracing::warn!(account = %account, ticket = id, error = %msg, attempts, retry_at = %time::fmt(*at), "Cannot fetch a ticket named by webhook events; trying again later.");
+                        String::new()
+                    }
+                    None => {
+                        done.parked += 1;
+                        let reason = if e.is_transient() {
+                            format!(
+                                "fetch failed {attempts} times; the next reconciliation covers the ticket"
+                            )
+                        } else {
+                            "fetch failed permanently; the next reconciliation covers the ticket"
+                                .to_owned()
+                        };
+                        tracing::warn!(account = %account, ticket = id, error = %msg, attempts, "Cannot fetch a ticket named by webhook events; its events are parked until the next reconciliation.");
+                        reason
+                    }
+                };
+                let retry = retry.map(time::fmt);
+                store
+                    .call(move |s| {
+                        s.fail_events(
+                            &ids,
+                            &msg,
+                            attempts,
+                            retry.as_deref(),
+                            &reason,
+                            &time::fmt(time::now()),
+                        )
+                    })
+                    .await?;
             }
         }
     }
@@ -623,6 +677,14 @@ pub async fn process_pending(
         client.record_calls(store).await?;
     }
     Ok(done)
+}
+
+/// How long to wait before fetching again a ticket whose fetch failed `attempts` times:
+/// [`RETRY_FIRST`], doubling, at most [`RETRY_MAX`].
+pub fn retry_after(attempts: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
+        .min(RETRY_MAX)
 }
 
 /// The assignee an event's ticket JSON names, if it is JSON and names one.

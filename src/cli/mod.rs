@@ -7,9 +7,28 @@
 //! Only the commands that call Tampuuri (`run`, `task … --now`, `check-config`) read its
 //! secrets; the others load the config without them, so staff and monitoring can run them
 //! without access to the credentials.
+//!
+//! Output goes through [`out!`] and [`outln!`], which return an error instead of panicking: a
+//! closed pipe (`huoltosync tasks | head`) ends the command quietly with exit 0, as ripgrep does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// `print!` that returns an `io::Result` rather than panicking (see [`broken_pipe`]).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
+/// `println!` that returns an `io::Result` rather than panicking (see [`broken_pipe`]).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)
+    }};
+}
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -188,6 +207,8 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): nothing more to say, nothing failed.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if e.downcast_ref::<crate::config::ConfigError>().is_some()
                 || e.downcast_ref::<Usage>().is_some()
@@ -200,6 +221,14 @@ pub fn main(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error is (caused by) writing to a closed pipe.
+pub fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -291,9 +320,9 @@ pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Res
         }
     };
     for r in &report.syncs {
-        println!("{}", summary_line(r));
+        outln!("{}", summary_line(r))?;
     }
-    task::print_push(&report.push);
+    task::print_push(&report.push)?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
@@ -361,11 +390,11 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
         all: args.all,
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for r in &rows {
-        println!(
+        outln!(
             "{:<12} {:>8}  {:<13} {}{}{}",
             esc(&r.account),
             r.id,
@@ -380,7 +409,7 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("  (left {})", esc(r.left_at.as_deref().unwrap_or("?")))
             }
-        );
+        )?;
     }
     eprintln!("{}", count(rows.len() as u64, "ticket", "tickets"));
     Ok(ExitCode::SUCCESS)
@@ -479,34 +508,34 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         match &webhooks {
             // With webhooks on, the accounts and the webhook figures together.
-            Some(w) => println!(
+            Some(w) => outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &serde_json::json!({ "accounts": shown, "webhooks": w })
                 )?
-            ),
-            None => println!("{}", serde_json::to_string_pretty(&shown)?),
+            )?,
+            None => outln!("{}", serde_json::to_string_pretty(&shown)?)?,
         }
         return Ok(code);
     }
     if let Some(w) = &webhooks {
-        println!(
-            "webhooks: {} deliveries received, {} rejected; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending; {} tickets fetched",
+        outln!(
+            "webhooks: {} deliveries received; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending, {} parked (fetch failed; the next reconciliation covers them); {} tickets fetched",
             w.deliveries_received,
-            w.deliveries_rejected,
             w.events_relevant,
             w.events_irrelevant,
             w.events_ignored,
             w.events_pending,
+            w.events_parked,
             w.fetches
-        );
+        )?;
     }
     for (s, sh) in statuses.iter().zip(&shown) {
         let success = match s.last_success.as_deref().and_then(time::parse) {
             Some(t) => format!("{} ({} ago)", time::fmt(t), time::age(now - t)),
             None => "never".into(),
         };
-        println!(
+        outln!(
             "{}: {}",
             s.account,
             if sh.problems.is_empty() {
@@ -514,28 +543,29 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 format!("PROBLEM: {}", sh.problems.join("; "))
             }
-        );
-        println!("  last successful sync: {success}");
+        )?;
+        outln!("  last successful sync: {success}")?;
         match &s.last_run {
-            Some(r) if r.outcome != "ok" => println!(
+            Some(r) if r.outcome != "ok" => outln!(
                 "  last run: {} at {}: {}",
                 esc(&r.outcome),
                 esc(&r.started_at),
                 esc(r.error.as_deref().unwrap_or("-"))
-            ),
+            )?,
             _ => {}
         }
-        println!("  open tickets mirrored: {}", s.open_tickets);
+        outln!("  open tickets mirrored: {}", s.open_tickets)?;
         if let Some(found) = s.last_reconcile_found {
-            println!(
+            outln!(
                 "  last reconciliation found {found} ticket(s) new or changed that no webhook had brought (missed deliveries)"
-            );
+            )?;
         }
-        println!(
+        outln!(
             "  API calls: {} today, {} this month",
-            s.calls_today, s.calls_this_month
-        );
-        println!(
+            s.calls_today,
+            s.calls_this_month
+        )?;
+        outln!(
             "  outbox: {} pending, {} dead-lettered{}",
             s.outbox_pending,
             s.dead_letters,
@@ -544,7 +574,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             }
-        );
+        )?;
     }
     Ok(code)
 }
@@ -553,38 +583,38 @@ async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result
     let loaded = match Config::load(path) {
         Ok(l) => l,
         Err(e) => {
-            println!(
+            outln!(
                 "{} is invalid: {} problem(s)",
                 e.path.display(),
                 e.errors.len()
-            );
+            )?;
             for issue in &e.errors {
-                println!("  error: {issue}");
+                outln!("  error: {issue}")?;
             }
             return Ok(ExitCode::from(2));
         }
     };
     for w in &loaded.warnings {
-        println!("  warning: {w}");
+        outln!("  warning: {w}")?;
     }
     if !loaded.account_errors.is_empty() {
-        println!(
+        outln!(
             "{} is invalid: {} problem(s)",
             path.display(),
             loaded.account_errors.len()
-        );
+        )?;
         for issue in &loaded.account_errors {
-            println!("  error: {issue}");
+            outln!("  error: {issue}")?;
         }
         return Ok(ExitCode::from(2));
     }
     let config = loaded.config;
-    println!(
+    outln!(
         "{} is valid: {} account(s): {}",
         path.display(),
         config.accounts.len(),
         account_names(&config).join(", ")
-    );
+    )?;
     if !args.online {
         return Ok(ExitCode::SUCCESS);
     }
@@ -632,7 +662,7 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     let addr = listener.local_addr()?;
-    println!("listening on http://{addr}/v10/api/");
+    outln!("listening on http://{addr}/v10/api/")?;
     use std::io::Write;
     std::io::stdout().flush()?;
     tracing::info!(%addr, tickets = args.tickets, accounts = args.accounts, seed = args.seed, "Simulator started.");
@@ -653,9 +683,9 @@ async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let fetches = |account: &str| store.webhook_fetches_in_month(account, &month).unwrap_or(0);
     let report = crate::cost::report(config, &month, now, &calls, &per_poll, &fetches)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        print!("{}", crate::cost::render(&report));
+        out!("{}", crate::cost::render(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -680,9 +710,9 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
     })
     .await??;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!(
+        outln!(
             "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s); {} old bookkeeping row(s) deleted",
             if report.dry_run {
                 "dry run, nothing changed: "
@@ -695,7 +725,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             report.errors_erased,
             report.events_erased,
             report.rows_deleted
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

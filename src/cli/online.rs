@@ -47,11 +47,11 @@ pub async fn report(config: &Config) -> anyhow::Result<bool> {
                 config.store.path.display()
             )
         };
-        println!("  {}: {}", account.name, lines[0]);
+        outln!("  {}: {}", account.name, lines[0])?;
         for line in &lines[1..] {
-            println!("    {line}");
+            outln!("    {line}")?;
         }
-        println!("    calls made: {n} ({metered})");
+        outln!("    calls made: {n} ({metered})")?;
     }
     Ok(ok)
 }

@@ -298,9 +298,9 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
         })
         .await?;
     if common.json {
-        println!("{}", serde_json::to_string_pretty(&queued_json(&row))?);
+        outln!("{}", serde_json::to_string_pretty(&queued_json(&row))?)?;
     } else {
-        println!("queued #{}: {}", row.id, describe(&row));
+        outln!("queued #{}: {}", row.id, describe(&row))?;
     }
     if !common.now {
         return Ok(ExitCode::SUCCESS);
@@ -308,13 +308,13 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     let _lock = match crate::lock::StoreLock::try_acquire(&config.store.path)? {
         Ok(l) => l,
         Err(busy) => {
-            println!("not pushed now: {busy}; it goes out with that cycle or the next");
+            outln!("not pushed now: {busy}; it goes out with that cycle or the next")?;
             return Ok(ExitCode::SUCCESS);
         }
     };
     let api = Api::new(config)?;
     let report = crate::push::push_pending(config, &api, &store).await?;
-    print_push(&report);
+    print_push(&report)?;
     let ours_dead = report.dead.iter().any(|(r, _)| r.id == row.id);
     Ok(if ours_dead {
         ExitCode::FAILURE
@@ -360,25 +360,26 @@ pub fn describe(row: &OutboxRow) -> String {
 }
 
 /// Prints what a push pass did; dead letters name the action and why.
-pub fn print_push(report: &crate::push::PushReport) {
+pub fn print_push(report: &crate::push::PushReport) -> std::io::Result<()> {
     if report.delivered.is_empty() && report.dead.is_empty() && report.pending == 0 {
-        return;
+        return Ok(());
     }
-    println!(
+    outln!(
         "push: {} delivered, {} dead-lettered, {} pending, {} API calls",
         report.delivered.len(),
         report.dead.len(),
         report.pending,
         report.api_calls
-    );
+    )?;
     for (row, why) in &report.dead {
-        println!(
+        outln!(
             "  dead-lettered #{}: {}: {}",
             row.id,
             describe(row),
             esc(why)
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn known(config: &Config, name: &str) -> anyhow::Result<String> {
@@ -440,17 +441,17 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
             let row = store
                 .call(move |s| s.outbox_retry(id, &time::fmt(now), &time::fmt(deadline)))
                 .await?;
-            println!(
+            outln!(
                 "re-queued #{}: {} (it goes out with the next push)",
                 row.id,
                 describe(&row)
-            );
+            )?;
         }
         Some(OutboxCommand::Cancel { id }) => {
             let row = store
                 .call(move |s| s.outbox_cancel(id, &time::fmt(time::now())))
                 .await?;
-            println!(
+            outln!(
                 "cancelled #{}: {} (was {}, {} attempt(s){}); it will not be sent",
                 row.id,
                 describe(&row),
@@ -461,7 +462,7 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
                 } else {
                     String::new()
                 }
-            );
+            )?;
         }
         None => {
             let rows = store.call(move |s| s.outbox_list(args.failed)).await?;
@@ -474,10 +475,10 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
                         j
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 for r in &rows {
-                    println!(
+                    outln!(
                         "#{:<5} {:<8} {:<10} attempts {:<3} {}{}",
                         r.id,
                         esc(&r.status),
@@ -488,7 +489,7 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
                             .as_deref()
                             .map(|e| format!("\n        last error: {}", esc(e)))
                             .unwrap_or_default()
-                    );
+                    )?;
                 }
                 eprintln!("{} action(s)", rows.len());
             }

@@ -395,12 +395,26 @@ impl Store {
         deadline: &str,
     ) -> anyhow::Result<OutboxRow> {
         let n = self.conn.execute(
-            "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, deadline_at = ?3 WHERE id = ?1 AND status = 'dead'",
+            "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, deadline_at = ?3 WHERE id = ?1 AND status = 'dead' AND erased_at IS NULL",
             params![id, now, deadline],
         )?;
         let row = self
             .outbox_row(id)?
             .ok_or_else(|| anyhow::anyhow!("outbox action #{id} does not exist"))?;
+        let erased: Option<String> =
+            self.conn
+                .query_row("SELECT erased_at FROM outbox WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+        if n == 0
+            && let Some(when) = erased
+        {
+            // Its reason, comment or description now reads "[erased]": sending that would be
+            // a message to the resident that nobody wrote.
+            anyhow::bail!(
+                "outbox action #{id} cannot be retried: the retention purge erased its text on {when} ([privacy] retention); queue the action again with its text (huoltosync task …)"
+            );
+        }
         if n == 0 {
             anyhow::bail!(
                 "outbox action #{id} is {}, not dead-lettered: only dead-lettered actions can be retried",

@@ -102,8 +102,13 @@ impl Store {
         }
         tx.commit()?;
         // Old page images of the erased rows may still sit in the WAL: fold it in and truncate.
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        // A purge that changed nothing writes nothing (an idle daemon leaves the files alone).
+        if r.tickets_erased + r.actions_erased + r.errors_erased + r.events_erased + r.rows_deleted
+            > 0
+        {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
         Ok(r)
     }
 }

@@ -27,14 +27,20 @@ pub struct PendingEvent {
     pub reference_json: Option<String>,
     /// When it was recorded (`time::fmt`).
     pub received_at: String,
+    /// Failed fetches so far.
+    pub attempts: u32,
+    /// After a failed fetch: not to be fetched before this (`time::fmt`).
+    pub next_try_at: Option<String>,
 }
 
 /// What `status` shows about webhooks.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct WebhookStatus {
     pub deliveries_received: u64,
-    pub deliveries_rejected: u64,
     pub events_pending: u64,
+    /// Events whose fetch failed permanently or on every retry: the next reconciliation sweep
+    /// covers their tickets.
+    pub events_parked: u64,
     /// Events about tickets that concern us (fetched).
     pub events_relevant: u64,
     /// Events about other contractors' tickets (skipped without a fetch).
@@ -74,11 +80,6 @@ impl Store {
         Ok(new)
     }
 
-    /// Counts a rejected delivery (nothing of it is recorded).
-    pub fn count_rejected_delivery(&mut self) -> anyhow::Result<()> {
-        bump(&self.conn, "deliveries_rejected", 1)
-    }
-
     /// Counts tickets fetched because of webhook events.
     pub fn count_fetches(&mut self, n: u64) -> anyhow::Result<()> {
         bump(&self.conn, "fetches", n as i64)
@@ -87,7 +88,7 @@ impl Store {
     /// Pending events, oldest first.
     pub fn pending_events(&self, limit: u32) -> anyhow::Result<Vec<PendingEvent>> {
         let mut s = self.conn.prepare_cached(
-            "SELECT id, account, action, reference_id, reference_json, received_at FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT ?1",
+            "SELECT id, account, action, reference_id, reference_json, received_at, attempts, next_try_at FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT ?1",
         )?;
         let v = s
             .query_map([limit], |r| {
@@ -98,17 +99,20 @@ impl Store {
                     reference_id: r.get(3)?,
                     reference_json: r.get(4)?,
                     received_at: r.get(5)?,
+                    attempts: r.get(6)?,
+                    next_try_at: r.get(7)?,
                 })
             })?
             .collect::<Result<_, _>>()?;
         Ok(v)
     }
 
-    /// How many events wait.
-    pub fn pending_event_count(&self) -> anyhow::Result<u64> {
+    /// How many pending events may be processed at `now` (`time::fmt`): those not waiting
+    /// for a retry after a failed fetch.
+    pub fn due_event_count(&self, now: &str) -> anyhow::Result<u64> {
         Ok(self.conn.query_row(
-            "SELECT count(*) FROM webhook_events WHERE status = 'pending'",
-            [],
+            "SELECT count(*) FROM webhook_events WHERE status = 'pending' AND (next_try_at IS NULL OR next_try_at <= ?1)",
+            [now],
             |r| r.get(0),
         )?)
     }
@@ -134,17 +138,30 @@ impl Store {
         Ok(())
     }
 
-    /// Records a failed attempt at processing events; they stay pending.
-    pub fn fail_events(&mut self, ids: &[i64], error: &str) -> anyhow::Result<()> {
+    /// Records a failed fetch for events: with `retry_at`, they stay pending until then, with
+    /// `attempts` failures so far; without, they are parked (status `parked`, `reason`).
+    pub fn fail_events(
+        &mut self,
+        ids: &[i64],
+        error: &str,
+        attempts: u32,
+        retry_at: Option<&str>,
+        reason: &str,
+        now: &str,
+    ) -> anyhow::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut up = tx.prepare_cached(
-                "UPDATE webhook_events SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+                "UPDATE webhook_events SET attempts = ?2, last_error = ?3, next_try_at = ?4,
+                     status = CASE WHEN ?4 IS NULL THEN 'parked' ELSE status END,
+                     reason = CASE WHEN ?4 IS NULL THEN ?5 ELSE reason END,
+                     processed_at = CASE WHEN ?4 IS NULL THEN ?6 ELSE processed_at END
+                 WHERE id = ?1",
             )?;
             for id in ids {
-                up.execute(params![id, error])?;
+                up.execute(params![id, attempts, error, retry_at, reason, now])?;
             }
         }
         tx.commit()?;
@@ -196,8 +213,8 @@ impl Store {
         };
         Ok(WebhookStatus {
             deliveries_received: counter("deliveries_received")?,
-            deliveries_rejected: counter("deliveries_rejected")?,
             events_pending: status("pending")?,
+            events_parked: status("parked")?,
             events_relevant: status("fetched")?,
             events_irrelevant: status("skipped")?,
             events_ignored: status("ignored")?,

@@ -459,3 +459,28 @@ fn every_argument_of_every_command_has_help() {
     walk(&huoltosync::cli::Cli::command(), "huoltosync", &mut missing);
     assert!(missing.is_empty(), "arguments without help: {missing:?}");
 }
+
+#[tokio::test]
+async fn output_to_a_closed_pipe_ends_quietly_with_success() {
+    use std::io::Read;
+    let env = Setup::tickets(1000).start().await;
+    env.sync_ok().await;
+    for args in [&["tasks", "--json"][..], &["tasks"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+            .arg("--config")
+            .arg(env.config_path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -c 100`: read a little, then close the pipe. The output is far larger than a
+        // pipe's buffer, so the command is still writing when the pipe closes.
+        let mut head = [0u8; 100];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panick"), "{args:?}: {err}");
+    }
+}

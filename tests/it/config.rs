@@ -271,6 +271,49 @@ fn an_inline_secret_in_a_world_readable_file_is_warned_about() {
 }
 
 #[tokio::test]
+async fn every_inline_secret_is_warned_about_by_its_key_and_never_by_its_value() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (f, v) in [
+        ("key", "file-key"),
+        ("pw", "file-pw"),
+        ("other", "file-other"),
+    ] {
+        std::fs::write(dir.path().join(f), v).unwrap();
+    }
+    let files_only = GOOD
+        .replace("api_key = \"k\"", "api_key_file = \"key\"")
+        .replace("password = \"p\"", "password_file = \"pw\"");
+    let path = dir.path().join("c.toml");
+    for (key, value, other) in [
+        ("basic_password", "inline-basic-pass", "path_token"),
+        ("path_token", "inline-path-token-123", "basic_password"),
+        ("hmac_secret", "inline-hmac", "basic_password"),
+    ] {
+        let text = format!(
+            "{files_only}[webhook]\nlisten = \"127.0.0.1:0\"\nbasic_username = \"tampuuri\"\n{key} = \"{value}\"\n{other}_file = \"other\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let loaded = Config::load(&path).unwrap();
+        assert_eq!(loaded.inline_secrets, [format!("webhook.{key}")]);
+        let warnings = format!("{:?}", loaded.warnings);
+        assert!(warnings.contains(&format!("webhook.{key}")), "{warnings}");
+        assert!(
+            !warnings.contains(&format!("webhook.{other}")),
+            "{warnings}"
+        );
+        let (_, out, err) = crate::helpers::run_cli(&path, &["check-config"]).await;
+        assert!(out.contains(&format!("webhook.{key}")), "{out}{err}");
+        assert!(!out.contains(value) && !err.contains(value), "{out}{err}");
+    }
+    // Only what is inline, in a file others can read: no warning for secrets in files.
+    std::fs::write(&path, &files_only).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(Config::load(&path).unwrap().warnings.is_empty());
+}
+
+#[tokio::test]
 async fn check_config_prints_every_error_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");

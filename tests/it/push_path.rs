@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Setup, TestEnv};
+use crate::helpers::{Setup, TestEnv, wait_for};
 
 async fn synced(n: u64) -> (TestEnv, Vec<i64>) {
     let env = Setup::tickets(n).start().await;
@@ -930,4 +930,82 @@ async fn an_in_doubt_create_whose_search_cannot_finish_is_not_sent_again() {
     assert!(after - before <= 5, "{} selaa calls", after - before);
     let creates = env.applied().iter().filter(|(_, a)| a == "create").count();
     assert_eq!(creates, 1, "not sent again");
+}
+
+#[tokio::test]
+async fn a_dead_lettered_hold_whose_reason_the_purge_erased_is_not_retried() {
+    let env = Setup::tickets(2).start().await;
+    env.sync_ok().await;
+    let a = s(env.open_ids("sim-1")[0]);
+    env.task_ok(&["accept", &a]).await;
+    assert_eq!(env.push().await.delivered.len(), 1);
+    env.task_ok(&["hold", &a, "--reason", "Odotetaan varaosaa"])
+        .await;
+    // Dead-lettered long ago (a rejection, say): the purge erases the hold's reason.
+    let id: i64 = env
+        .db()
+        .query_row("SELECT max(id) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    env.db()
+        .execute(
+            "UPDATE outbox SET status = 'dead', last_error = 'HTTP 400', created_at = '2020-01-01T00:00:00.000Z' WHERE id = ?1",
+            [id],
+        )
+        .unwrap();
+    let (code, out, err) = env.cli(&["purge"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = env.cli(&["outbox", "retry", &id.to_string()]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!("#{id}")) && err.contains("erased"),
+        "{err}"
+    );
+    let report = env.push().await;
+    assert_eq!((report.delivered.len(), report.pending), (0, 0));
+    assert_eq!(env.applied().len(), 1, "only the accept reached Tampuuri");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_queue_keeps_no_other_queues_delivered_action_in_doubt() {
+    let env = Setup::tickets(2)
+        .accounts(2)
+        .push_toml("concurrency = 4")
+        .start()
+        .await;
+    env.sync_ok().await;
+    let t = s(env.open_ids("sim-1")[0]);
+    env.task_ok(&["accept", &t, "--account", "sim-1"]).await;
+    env.task_ok(&["accept", &t, "--account", "sim-2"]).await;
+    // sim-2's change is applied, then its answer takes 8 s.
+    env.faults(json!({"latency_after_apply_ms": 8000, "only_account": "sim-2"}));
+    let (config, path) = (env.config.clone(), env.config.store.path.clone());
+    let push = tokio::spawn(async move {
+        let api = huoltosync::tampuuri::Api::new(&config).unwrap();
+        let store = huoltosync::store::Handle::open(path).await.unwrap();
+        huoltosync::push::push_pending(&config, &api, &store)
+            .await
+            .unwrap()
+    });
+    let status = |account: &str| -> String {
+        env.db()
+            .query_row(
+                "SELECT status FROM outbox WHERE account = ?1",
+                [account],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(
+        wait_for(std::time::Duration::from_secs(30), || status("sim-1")
+            == "delivered")
+        .await,
+        "{}",
+        status("sim-1")
+    );
+    assert!(
+        !push.is_finished() && status("sim-2") == "pending",
+        "sim-1's delivery was recorded while sim-2's answer was still coming"
+    );
+    let report = push.await.unwrap();
+    assert_eq!(report.delivered.len(), 2);
 }

@@ -1,0 +1,28 @@
+-- 006: a webhook event whose fetch keeps failing is retried with backoff, then parked.
+-- SQLite cannot widen a CHECK in place, so webhook_events is rebuilt with the 'parked' status
+-- and next_try_at (when a failed event may be fetched again; NULL: at once).
+CREATE TABLE webhook_events_new (
+    id             INTEGER PRIMARY KEY,
+    event_key      INTEGER NOT NULL UNIQUE,
+    received_at    TEXT    NOT NULL,
+    account        TEXT,
+    action         TEXT,
+    reference_id   INTEGER,
+    reference_json TEXT,
+    event_time     TEXT,
+    status         TEXT    NOT NULL CHECK (status IN ('pending', 'fetched', 'skipped', 'ignored', 'parked')),
+    reason         TEXT,                      -- why skipped, ignored or parked
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    processed_at   TEXT,
+    next_try_at    TEXT                       -- a pending event that failed: not fetched before this
+);
+INSERT INTO webhook_events_new (id, event_key, received_at, account, action, reference_id, reference_json,
+                                event_time, status, reason, attempts, last_error, processed_at)
+    SELECT id, event_key, received_at, account, action, reference_id, reference_json,
+           event_time, status, reason, attempts, last_error, processed_at
+    FROM webhook_events;
+DROP TABLE webhook_events;
+ALTER TABLE webhook_events_new RENAME TO webhook_events;
+CREATE INDEX webhook_events_pending ON webhook_events (account, reference_id, id) WHERE status = 'pending';
+CREATE INDEX webhook_events_received ON webhook_events (received_at);
