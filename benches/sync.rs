@@ -357,6 +357,8 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
+    // reqwest is built without a TLS provider of its own.
+    huoltosync::tampuuri::install_tls_provider();
     let quick = std::env::var_os("BENCH_QUICK").is_some();
     let sizes: &[u64] = if quick {
         &[1_000, 10_000]

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    huoltosync::tampuuri::install_tls_provider();
     let cli = huoltosync::cli::Cli::parse();
     // The demo tells its story on stdout; its INFO lines would only repeat it.
     let default_level = match cli.command {

@@ -616,6 +616,7 @@ impl Sim {
         }
         let sim = self.clone();
         tokio::spawn(async move {
+            crate::tampuuri::install_tls_provider();
             let client = reqwest::Client::new();
             for attempt in 1..=5u32 {
                 let body =

@@ -182,6 +182,17 @@ enum Kind {
     Write,
 }
 
+/// Installs rustls' `ring` crypto provider as the process default. reqwest is built without a
+/// provider of its own (to keep aws-lc, a large C build, out of the tree), and panics when it
+/// builds a client while none is installed, even for plain `http://`. Call it before building
+/// any `reqwest::Client`; [`Api::new`] does. Idempotent: a provider installed earlier is kept.
+pub fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // An error means another thread installed one in between, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Shared by all accounts' clients: one connection pool and one throttle per API host.
 #[derive(Clone)]
 pub struct Api {
@@ -205,6 +216,7 @@ impl Api {
                 config.unread_secrets.join(", ")
             );
         }
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(config.tampuuri.timeout)
             .connect_timeout(config.tampuuri.timeout.min(Duration::from_secs(10)))
@@ -799,5 +811,16 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn the_ring_provider_is_installed_once_and_builds_an_https_client() {
+        install_tls_provider();
+        install_tls_provider();
+        let provider = rustls::crypto::CryptoProvider::get_default().expect("a provider");
+        assert!(!provider.cipher_suites.is_empty());
+        let http = reqwest::Client::builder().build().expect("client builds");
+        let req = http.get("https://tampuuri.example/api/").build().unwrap();
+        assert_eq!(req.url().scheme(), "https");
     }
 }

@@ -77,6 +77,8 @@ impl Setup {
     }
 
     pub async fn start(self) -> TestEnv {
+        // Tests build their own reqwest clients too; reqwest has no provider of its own.
+        huoltosync::tampuuri::install_tls_provider();
         let sim = Sim::new(&self.sim)
             .start("127.0.0.1:0")
             .await

@@ -13,4 +13,5 @@ mod read_path;
 mod service;
 mod store;
 mod sweep_bounds;
+mod tls;
 mod webhook;
