@@ -8,7 +8,7 @@
 //! secrets; the others load the config without them, so staff and monitoring can run them
 //! without access to the credentials.
 //!
-//! Output goes through [`out!`] and [`outln!`], which return an error instead of panicking: a
+//! Output goes through `out!` and `outln!`, which return an error instead of panicking: a
 //! closed pipe (`huoltosync tasks | head`) ends the command quietly with exit 0, as ripgrep does.
 
 use std::path::PathBuf;
