@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file, validated in full, secrets that never print.
 //! - [`model`]: tickets and their workflow states, as the rest of the crate sees them.
 //! - [`action`]: the contractor's actions (accept, hold, done, create) and the workflow rules.
+//! - [`backoff`]: the one exponential backoff rule every retry uses.
 //! - [`tampuuri`]: the API boundary (HTTP client, throttle, retries, metering; wire types stay here).
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
@@ -17,6 +18,7 @@
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
 
 pub mod action;
+pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod cost;

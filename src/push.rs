@@ -28,10 +28,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
 
 use crate::action::Action;
+use crate::backoff::Backoff;
 use crate::config::{AccountConfig, Config};
 use crate::model::{Ticket, TicketState};
 use crate::store::{AttemptEnd, Handle, OutboxRow, Snapshot};
@@ -182,17 +182,10 @@ pub async fn push_pending(
     Ok(report)
 }
 
-/// The delay before attempt `n` (counting from 1): exponential from `retry_initial` up to
+/// The delay before attempt `n` (counting from 1): doubling from `retry_initial` up to
 /// `retry_max`, with jitter.
 fn backoff(config: &Config, attempts: u32) -> Duration {
-    ExponentialBuilder::default()
-        .with_min_delay(config.push.retry_initial)
-        .with_max_delay(config.push.retry_max)
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .nth(attempts.saturating_sub(1) as usize)
-        .unwrap_or(config.push.retry_max)
+    Backoff::jittered(config.push.retry_initial, config.push.retry_max).delay(attempts)
 }
 
 /// One attempt at one action.

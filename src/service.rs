@@ -283,11 +283,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                                 Some(_) => {
                                     let b = backoff.entry(r.account.clone()).or_insert(Backoff { failures: 0, until: Instant::now() });
                                     b.failures += 1;
-                                    let wait = config
-                                        .schedule
-                                        .backoff_initial
-                                        .saturating_mul(2u32.saturating_pow(b.failures - 1))
-                                        .min(config.schedule.backoff_max);
+                                    let wait = crate::backoff::Backoff::doubling(config.schedule.backoff_initial, config.schedule.backoff_max).delay(b.failures);
                                     b.until = Instant::now() + wait;
                                     tracing::warn!(account = %r.account, failures = b.failures, backoff_s = wait.as_secs(), "Account failed; backing off.");
                                 }

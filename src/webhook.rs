@@ -682,9 +682,7 @@ pub async fn process_pending(
 /// How long to wait before fetching again a ticket whose fetch failed `attempts` times:
 /// [`RETRY_FIRST`], doubling, at most [`RETRY_MAX`].
 pub fn retry_after(attempts: u32) -> Duration {
-    RETRY_FIRST
-        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
-        .min(RETRY_MAX)
+    crate::backoff::Backoff::doubling(RETRY_FIRST, RETRY_MAX).delay(attempts)
 }
 
 /// The assignee an event's ticket JSON names, if it is JSON and names one.

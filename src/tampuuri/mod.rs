@@ -29,7 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -37,6 +36,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::action::{Action, Attachment, NewTicket};
+use crate::backoff::Backoff;
 use crate::config::{AccountConfig, Config, RetryConfig};
 use crate::model::Ticket;
 use crate::store::Handle;
@@ -515,12 +515,7 @@ impl Client {
             endpoint,
             detail: format!("bad URL: {e}"),
         })?;
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(self.retry.initial_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
-            .with_jitter()
-            .build();
+        let delays = Backoff::jittered(self.retry.initial_delay, self.retry.max_delay);
         let mut attempt = 1;
         loop {
             let failure = match self
@@ -532,9 +527,10 @@ impl Client {
             };
             let retryable =
                 failure.error.is_transient() && (kind == Kind::Read || failure.not_applied);
-            let Some(delay) = retryable.then(|| delays.next()).flatten() else {
+            if !retryable || attempt >= self.retry.max_attempts {
                 return Err(failure.error);
-            };
+            }
+            let delay = delays.delay(attempt);
             let delay = delay.max(failure.retry_after.unwrap_or_default());
             tracing::warn!(account = %self.account, endpoint, attempt, delay_ms = delay.as_millis() as u64, error = %failure.error, "Retrying a Tampuuri call.");
             tokio::time::sleep(delay).await;
