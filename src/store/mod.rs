@@ -42,6 +42,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "004_webhooks.sql",
     "005_outbox_before_send.sql",
     "006_webhook_retry.sql",
+    "007_feed.sql",
 );
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.

@@ -5,6 +5,7 @@ mod boundary;
 mod cli;
 mod config;
 mod crash;
+mod feed;
 mod first_contact;
 mod helpers;
 mod hostile_client;
