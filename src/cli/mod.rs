@@ -520,13 +520,14 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(w) = &webhooks {
         outln!(
-            "webhooks: {} deliveries received; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending, {} parked (fetch failed; the next reconciliation covers them); {} tickets fetched",
+            "webhooks: {} deliveries received; events: {} relevant (fetched), {} irrelevant (other contractors'), {} ignored, {} pending, {} parked (fetch failed; the next reconciliation covers them), {} reconciled; {} tickets fetched",
             w.deliveries_received,
             w.events_relevant,
             w.events_irrelevant,
             w.events_ignored,
             w.events_pending,
             w.events_parked,
+            w.events_reconciled,
             w.fetches
         )?;
     }

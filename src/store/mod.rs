@@ -43,6 +43,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "005_outbox_before_send.sql",
     "006_webhook_retry.sql",
     "007_feed.sql",
+    "008_webhook_reconciled.sql",
 );
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
@@ -332,6 +333,18 @@ impl Store {
                 r.error
             ],
         )?;
+        if r.ok {
+            // A complete sync covers every ticket whose webhook events were parked before it
+            // started: they are settled.
+            tx.execute(
+                "UPDATE webhook_events SET status = 'reconciled', processed_at = ?2,
+                     reason = 'covered by sync run ' || ?1
+                 WHERE status = 'parked'
+                   AND account = (SELECT account FROM sync_runs WHERE id = ?1)
+                   AND received_at <= (SELECT started_at FROM sync_runs WHERE id = ?1)",
+                params![run_id, now],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }

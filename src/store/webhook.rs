@@ -41,6 +41,8 @@ pub struct WebhookStatus {
     /// Events whose fetch failed permanently or on every retry: the next reconciliation sweep
     /// covers their tickets.
     pub events_parked: u64,
+    /// Parked events settled by a later successful sync of their account.
+    pub events_reconciled: u64,
     /// Events about tickets that concern us (fetched).
     pub events_relevant: u64,
     /// Events about other contractors' tickets (skipped without a fetch).
@@ -215,6 +217,7 @@ impl Store {
             deliveries_received: counter("deliveries_received")?,
             events_pending: status("pending")?,
             events_parked: status("parked")?,
+            events_reconciled: status("reconciled")?,
             events_relevant: status("fetched")?,
             events_irrelevant: status("skipped")?,
             events_ignored: status("ignored")?,

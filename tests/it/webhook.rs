@@ -930,9 +930,24 @@ async fn a_fetch_that_keeps_failing_is_retried_with_backoff_then_parked_for_reco
     env.faults(json!({"error_rate": 0.0}));
     let p = process_at(&env, t0 + chrono::Duration::hours(9)).await;
     assert_eq!((p.fetched, p.failed, env.get_calls()), (0, 0, gets));
-    // The next reconciliation covers the ticket.
+    // The next reconciliation covers the ticket, and settles the parked event.
     env.sync_ok().await;
     assert!(env.open_ids("sim-1").contains(&id));
+    let (_, out, _) = env.cli(&["status", "--json"]).await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            &v["webhooks"]["events_parked"],
+            &v["webhooks"]["events_reconciled"]
+        ),
+        (&json!(0), &json!(1)),
+        "{out}"
+    );
+    let (_, out, _) = env.cli(&["status"]).await;
+    assert!(
+        out.contains("0 parked") && out.contains("1 reconciled"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
