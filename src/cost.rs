@@ -539,4 +539,252 @@ mod tests {
             "{current}"
         );
     }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_count_is_projected_only_while_its_month_is_under_way() {
+        for (n, elapsed, days, projected) in [
+            (100, 15.5, 31, 200),
+            (100, 10.0, 30, 300),
+            (0, 10.0, 30, 0),
+            (7, 30.0, 30, 7), // over
+            (7, 31.0, 30, 7), // over
+            (7, 0.0, 30, 7),  // not begun
+            (1, 0.001, 30, 30_000),
+        ] {
+            assert_eq!(
+                project(n, elapsed, days),
+                projected,
+                "{n} over {elapsed} of {days}"
+            );
+        }
+    }
+
+    #[test]
+    fn months_are_helsinki_months() {
+        let h = chrono::Duration::hours;
+        for (name, days, start, span) in [
+            ("2026-09", 30, "2026-08-31T21:00:00Z", h(30 * 24)),
+            ("2026-03", 31, "2026-02-28T22:00:00Z", h(31 * 24 - 1)),
+            ("2026-10", 31, "2026-09-30T21:00:00Z", h(31 * 24 + 1)),
+            ("2024-02", 29, "2024-01-31T22:00:00Z", h(29 * 24)),
+            ("2026-12", 31, "2026-11-30T22:00:00Z", h(31 * 24)),
+        ] {
+            let m = Month::parse(name).unwrap();
+            assert_eq!(
+                (m.days, m.start, m.span),
+                (days, utc(start), span),
+                "{name}"
+            );
+        }
+        for bad in [
+            "2026-13",
+            "2026",
+            "november",
+            "262142-12",
+            "-262143-01",
+        ] {
+            let e = Month::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn days_elapsed_count_helsinki_days_of_the_month() {
+        let m = Month::parse("2026-09").unwrap();
+        for (now, elapsed) in [
+            ("2026-10-15T12:00:00Z", 30.0), // a past month
+            ("2026-08-15T12:00:00Z", 0.0),  // a future one
+            ("2026-08-31T21:00:00Z", 0.0),  // its first Helsinki midnight
+            ("2026-09-16T09:00:00Z", 15.5), // noon in Helsinki on the 16th
+            ("2026-09-30T09:00:00Z", 29.5),
+        ] {
+            assert_eq!(m.days_elapsed(utc(now)), elapsed, "{now}");
+        }
+    }
+
+    #[test]
+    fn the_cheapest_package_is_marked_once() {
+        let packages = default_pricing();
+        for (calls, eur, cheapest) in [
+            (0, [0.0, 240.0, 400.0], 0),
+            (2_500, [5.5, 240.0, 400.0], 0),
+            (40_000, [418.0, 240.0, 400.0], 1),
+            (200_000, [2178.0, 1680.0, 1100.0], 2),
+        ] {
+            let p = prices(&packages, calls);
+            let shown: Vec<f64> = p.iter().map(|p| p.eur).collect();
+            assert_eq!(shown, eur, "{calls}");
+            let marked: Vec<usize> = (0..p.len()).filter(|&i| p[i].cheapest).collect();
+            assert_eq!(marked, [cheapest], "{calls}");
+            assert_eq!(cheapest_price(&packages, calls), eur[cheapest]);
+        }
+        // A tie marks the first.
+        let twice = [packages[0].clone(), packages[0].clone()];
+        let p = prices(&twice, 10);
+        assert_eq!((p[0].cheapest, p[1].cheapest), (true, false));
+        assert!(prices(&[], 10).is_empty());
+    }
+
+    fn cheapest_price(packages: &[Package], calls: u64) -> f64 {
+        cheapest(packages, calls)
+    }
+
+    #[test]
+    fn webhooks_pay_off_when_their_calls_and_add_on_cost_less_than_polling() {
+        let packages = default_pricing();
+        for (polling, webhook, addon, polling_eur, webhook_eur, cheaper) in [
+            (5_760, 1_440, 500.0, 41.36, 500.0, false),
+            (500_000, 20_000, 500.0, 3200.0, 698.0, true),
+            (5_760, 1_440, 0.0, 41.36, 0.0, true),
+            (1_000, 1_000, 0.0, 0.0, 0.0, false),
+        ] {
+            let w = webhook_comparison(&packages, polling, webhook, addon);
+            assert_eq!(
+                (w.polling_eur, w.webhook_eur, w.webhooks_cheaper),
+                (polling_eur, webhook_eur, cheaper),
+                "{polling} against {webhook} + {addon} €"
+            );
+            assert_eq!(
+                (
+                    w.polling_calls_per_month,
+                    w.webhook_calls_per_month,
+                    w.addon_eur
+                ),
+                (polling, webhook, addon)
+            );
+        }
+    }
+
+    fn plan() -> Plan {
+        let account = |name: &str, customer: &str, billed, calls_per_poll| AccountPlan {
+            name: name.into(),
+            customer: customer.into(),
+            billed,
+            calls_per_poll,
+        };
+        Plan {
+            packages: default_pricing(),
+            accounts: vec![
+                account("a", "C", true, 2),
+                account("b", "C", true, 0),
+                account("t", "T", false, 5),
+                account("d", "D", true, 1),
+            ],
+            poll_ticks: 100,
+            reconcile_ticks: 10,
+            addon_eur: 500.0,
+        }
+    }
+
+    fn calls(rows: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
+        rows.iter()
+            .map(|(a, d, n)| (a.to_string(), d.to_string(), *n))
+            .collect()
+    }
+
+    #[test]
+    fn each_account_gets_its_calls_projection_and_schedule() {
+        let calls = calls(&[
+            ("a", "2026-09-01", 10),
+            ("gone", "2026-09-02", 4),
+            ("a", "2026-09-03", 5),
+            ("t", "2026-09-03", 50),
+        ]);
+        let got: Vec<(String, String, bool, u64, u64, u64, u64)> =
+            account_costs(&plan(), &calls, 15.0, 30)
+                .into_iter()
+                .map(|a| {
+                    (
+                        a.account,
+                        a.customer,
+                        a.billed,
+                        a.calls,
+                        a.projected_calls,
+                        a.calls_per_poll,
+                        a.schedule_calls_per_month,
+                    )
+                })
+                .collect();
+        let row = |a: &str, c: &str, billed, n, p, per_poll, sched| {
+            (a.to_string(), c.to_string(), billed, n, p, per_poll, sched)
+        };
+        assert_eq!(
+            got,
+            [
+                row("a", "C", true, 15, 30, 2, 200),
+                // No successful poll yet: one call a poll is assumed.
+                row("b", "C", true, 0, 0, 1, 100),
+                row("t", "T", false, 50, 100, 5, 500),
+                row("d", "D", true, 0, 0, 1, 100),
+                // Gone from the config: billed, its own customer, no more polls.
+                row("gone", "gone", true, 4, 8, 0, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn billed_accounts_are_summed_per_customer_in_order_of_appearance() {
+        let calls = calls(&[
+            ("a", "2026-09-01", 10),
+            ("b", "2026-09-01", 20),
+            ("t", "2026-09-01", 99),
+        ]);
+        let accounts = account_costs(&plan(), &calls, 30.0, 30);
+        let fetches = |a: &str| if a == "a" { 7 } else { 0 };
+        let got = group_by_customer(&accounts, 10, &fetches);
+        let totals = |customer: &str, accounts: &[&str], calls, projected, schedule, webhook| {
+            CustomerTotals {
+                customer: customer.into(),
+                accounts: accounts.iter().map(|a| a.to_string()).collect(),
+                calls,
+                projected_calls: projected,
+                schedule_calls: schedule,
+                webhook_calls: webhook,
+            }
+        };
+        assert_eq!(
+            got,
+            [
+                // a: 10 sweeps × 2 calls + 7 fetches; b: 10 × 1.
+                totals("C", &["a", "b"], 30, 30, 300, 37),
+                totals("D", &["d"], 0, 0, 100, 10),
+            ],
+            "the test account t is left out"
+        );
+    }
+
+    #[test]
+    fn a_report_prices_each_customer() {
+        let month = Month::parse("2026-09").unwrap();
+        let usage = Usage {
+            calls: calls(&[("a", "2026-09-01", 2_000), ("b", "2026-09-15", 500)]),
+            webhook_fetches: [("a".to_string(), 30)].into_iter().collect(),
+        };
+        let r = super::report(&month, utc("2026-10-02T00:00:00Z"), &plan(), &usage);
+        assert_eq!(
+            (
+                r.days_in_month,
+                r.days_elapsed,
+                r.total_calls,
+                r.total_projected_calls
+            ),
+            (30, 30.0, 2_500, 2_500)
+        );
+        let c = &r.customers[0];
+        assert_eq!(
+            (c.customer.as_str(), c.calls, c.schedule_calls_per_month),
+            ("C", 2_500, 300)
+        );
+        assert_eq!(c.projected_prices[0].eur, 5.5);
+        assert_eq!(c.webhooks.webhook_calls_per_month, 60);
+        // Half-way through the month, the fetches are projected too.
+        let r = super::report(&month, utc("2026-09-15T21:00:00Z"), &plan(), &usage);
+        assert_eq!(r.days_elapsed, 15.0);
+        assert_eq!(r.customers[0].webhooks.webhook_calls_per_month, 90);
+        assert_eq!(r.customers[0].projected_calls, 5_000);
+    }
 }
