@@ -150,6 +150,7 @@ pub(crate) mod service {
         max: 90 * 86_400,
     };
     pub const STALE_AFTER_POLL_GAPS: i64 = 3;
+    const _: () = assert!(STALE_AFTER_POLL_GAPS >= 1);
 }
 
 pub(crate) mod metrics {
@@ -187,6 +188,8 @@ pub(crate) mod webhook {
     pub const MAX_CONNECTIONS: Int = int("max_connections", 256, 1, 10_000);
     pub const DEBOUNCE_MS: Int = int("debounce_ms", 200, 0, 60_000);
     pub const DEBOUNCE_MAX_MS: Int = int("debounce_max_ms", 5_000, 0, 3_600_000);
+    // The loader refuses a debounce_max_ms below debounce_ms; the defaults must pass.
+    const _: () = assert!(DEBOUNCE_MS.default <= DEBOUNCE_MAX_MS.default);
     /// Hourly.
     pub const RECONCILE: Text = text("reconcile", "0 0 * * * *");
     pub const ADDON_EUR: Float = Float {
@@ -428,14 +431,6 @@ mod tests {
             crate::schedule::Schedule::parse(expr, zone).expect(expr);
         }
         crate::config::check_webhook_path(webhook::PATH.default).unwrap();
-        assert!(
-            webhook::DEBOUNCE_MS.default <= webhook::DEBOUNCE_MAX_MS.default,
-            "debounce_max_ms may not be below debounce_ms"
-        );
-        assert!(
-            service::STALE_AFTER_POLL_GAPS >= 1,
-            "stale after fewer polls than one"
-        );
     }
 
     /// The `[section]` of the example file (up to the next header), without the header.
