@@ -580,13 +580,7 @@ mod tests {
                 "{name}"
             );
         }
-        for bad in [
-            "2026-13",
-            "2026",
-            "november",
-            "262142-12",
-            "-262143-01",
-        ] {
+        for bad in ["2026-13", "2026", "november", "262142-12", "-262143-01"] {
             let e = Month::parse(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{bad}: {e}");
         }
@@ -786,5 +780,14 @@ mod tests {
         assert_eq!(r.days_elapsed, 15.0);
         assert_eq!(r.customers[0].webhooks.webhook_calls_per_month, 90);
         assert_eq!(r.customers[0].projected_calls, 5_000);
+    }
+
+    #[test]
+    fn cost_is_domain_it_imports_neither_the_config_nor_the_store() {
+        let source = include_str!("cost.rs");
+        for module in ["config", "store", "cli"] {
+            let path = format!("{}::{module}", "crate");
+            assert!(!source.contains(&path), "cost.rs names {path}");
+        }
     }
 }
