@@ -677,18 +677,49 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
 async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let now = time::now();
     let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
-    crate::cost::month_bounds(&month).map_err(|e| usage(format!("{e:#}")))?;
+    let month = crate::cost::Month::parse(&month).map_err(|e| usage(format!("{e:#}")))?;
     let store = open_store(config).await?;
-    let calls = store.calls_in_month(&month)?;
-    let per_poll = |account: &str| store.last_run_calls(account).ok().flatten().unwrap_or(1);
-    let fetches = |account: &str| store.webhook_fetches_in_month(account, &month).unwrap_or(0);
-    let report = crate::cost::report(config, &month, now, &calls, &per_poll, &fetches)?;
+    let plan = cost_plan(config, &store, &month);
+    let calls = store.calls_in_month(&month.name)?;
+    let webhook_fetches = crate::cost::account_names(&plan, &calls)
+        .into_iter()
+        .map(|a| {
+            let n = store.webhook_fetches_in_month(&a, &month.name).unwrap_or(0);
+            (a, n)
+        })
+        .collect();
+    let usage = crate::cost::Usage {
+        calls,
+        webhook_fetches,
+    };
+    let report = crate::cost::report(&month, now, &plan, &usage);
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         out!("{}", crate::cost::render(&report))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the config says about `month`'s cost, with each account's calls per poll from the store.
+fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> crate::cost::Plan {
+    let ticks = |s: &crate::schedule::Schedule| s.ticks_within(month.start, month.span);
+    crate::cost::Plan {
+        packages: config.pricing.clone(),
+        accounts: config
+            .accounts
+            .iter()
+            .map(|a| crate::cost::AccountPlan {
+                name: a.name.clone(),
+                customer: a.customer.clone(),
+                billed: a.billed,
+                calls_per_poll: store.last_run_calls(&a.name).ok().flatten().unwrap_or(1),
+            })
+            .collect(),
+        poll_ticks: ticks(&config.schedule.poll),
+        reconcile_ticks: ticks(&config.reconcile_schedule()),
+        addon_eur: config.webhook_addon_eur(),
+    }
 }
 
 async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {

@@ -112,6 +112,8 @@ async fn bad_usage_exits_2_and_names_what_is_wrong() {
         (&["tasks", "--state", "Bogus"][..], "Bogus"),
         (&["cost", "--month", "2026-13"], "2026-13"),
         (&["cost", "--month", "262142-12"], "262142-12"),
+        // The calendar's first month has no Helsinki midnight in range: an error, not a panic.
+        (&["cost", "--month=-262143-01"], "-262143-01"),
         (&["task", "hold", &id], "--reason"),
         (&["task", "accept", &id, "--account", "nosuch"], "nosuch"),
         (
