@@ -360,3 +360,36 @@ impl Store {
         Ok(counts)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_column_list_and_the_values_agree() {
+        assert_eq!(TICKET_COLUMNS.split(", ").count(), TICKET_COLUMN_COUNT);
+        assert_eq!(placeholders(3).split(", ").count(), TICKET_COLUMN_COUNT);
+        assert!(placeholders(3).starts_with("?3, ?4") && placeholders(3).ends_with("?23"));
+        assert!(
+            prefixed("s.").starts_with("s.state, s.title")
+                && prefixed("s.").ends_with("s.content_hash")
+        );
+    }
+
+    #[test]
+    fn a_known_tickets_new_content_is_history_only_when_a_reader_sees_a_change() {
+        let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (was_open, changed, kind) in [
+            (true, fields(&["Otsikko"]), Some("changed")),
+            (true, fields(&[]), None),
+            (false, fields(&["Tila"]), Some("returned")),
+            (false, fields(&[]), Some("returned")),
+        ] {
+            assert_eq!(
+                content_change(was_open, &changed),
+                kind,
+                "{was_open} {changed:?}"
+            );
+        }
+    }
+}

@@ -8,6 +8,7 @@ mod crash;
 mod first_contact;
 mod helpers;
 mod hostile_client;
+mod mirror;
 mod push_path;
 mod read_path;
 mod service;
