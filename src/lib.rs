@@ -12,6 +12,7 @@
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
 //! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
+//! - [`retention`]: the purge's retention values, from the config.
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
@@ -27,6 +28,7 @@ pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod push;
+pub mod retention;
 pub mod schedule;
 pub mod service;
 pub mod sim;

@@ -254,7 +254,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                         if let Some(Ok(lock)) = lock_for(&config.store.path, "purge") {
                             let (c, s) = (config.clone(), store.clone());
                             work = Some(tokio::spawn(async move {
-                                let r = s.call(move |st| st.purge(&c.privacy, &c.retention, time::now(), false)).await;
+                                let r = s.call(move |st| st.purge(&crate::retention::from_config(&c), time::now(), false)).await;
                                 drop(lock);
                                 Done::Purge(r)
                             }));

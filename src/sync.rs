@@ -24,7 +24,7 @@ use futures::StreamExt;
 
 use crate::config::{AccountConfig, Config, StateFilter};
 use crate::model::{Departure, LeftReason, Ticket};
-use crate::store::{ApplyCounts, Handle, RunRecord};
+use crate::store::{ApplyCounts, Handle, RunRecord, StagingHandle};
 use crate::tampuuri::{Api, Client, Page, Query};
 use crate::time;
 
@@ -252,9 +252,10 @@ async fn sweep_and_apply(
     run_id: i64,
     progress: &mut Progress,
 ) -> anyhow::Result<ApplyCounts> {
+    let staging = store.begin_staging(&account.name).await?;
     let collected = tokio::time::timeout(
         settings.account_deadline,
-        sweep_and_confirm(store, account, client, settings, progress),
+        sweep_and_confirm(&staging, account, client, settings, progress),
     )
     .await;
     let Ok(collected) = collected else {
@@ -266,26 +267,17 @@ async fn sweep_and_apply(
         );
     };
     let (departures, still_open) = collected?;
-    let name = account.name.clone();
-    store
-        .call(move |s| {
-            s.stage_page(&name, &still_open)?;
-            let seen = s.seen_count()?;
-            let counts =
-                s.apply_sweep(&name, Some(run_id), &time::fmt(time::now()), &departures)?;
-            Ok((seen, counts))
-        })
-        .await
-        .map(|(seen, counts)| {
-            progress.seen = seen;
-            counts
-        })
+    let (seen, counts) = staging
+        .apply(Some(run_id), time::fmt(time::now()), still_open, departures)
+        .await?;
+    progress.seen = seen;
+    Ok(counts)
 }
 
 /// Sweeps until one sweep is consistent, then fetches each open ticket it did not list:
 /// answers the departures and the tickets confirmed still open. Writes only staging tables.
 async fn sweep_and_confirm(
-    store: &Handle,
+    staging: &StagingHandle,
     account: &AccountConfig,
     client: &Client,
     settings: &SweepSettings,
@@ -299,11 +291,11 @@ async fn sweep_and_confirm(
     loop {
         progress.sweeps += 1;
         progress.not_ours = 0;
-        store.call(|s| s.begin_sweep()).await?;
+        staging.restart().await?;
         let mut moved = None;
         for states in &groups {
             if let Sweep::Moved(why) =
-                sweep(store, account, client, states, settings, progress).await?
+                sweep(staging, account, client, states, settings, progress).await?
             {
                 moved = Some(why);
                 break;
@@ -329,8 +321,7 @@ async fn sweep_and_confirm(
     }
 
     // Tickets the sweep did not list: confirm each with one fetch.
-    let name = account.name.clone();
-    let unseen = store.call(move |s| s.unseen_open(&name)).await?;
+    let unseen = staging.unseen_open().await?;
     let mut departures = Vec::new();
     let mut still_open = Vec::new();
     for id in unseen {
@@ -383,7 +374,7 @@ pub fn openness(account: &AccountConfig, t: &Ticket) -> Result<(), LeftReason> {
 /// it with an error (see [`PageGuard`]). Listed tickets that are not ours or not open are not
 /// staged (see [`ours`]).
 async fn sweep(
-    store: &Handle,
+    staging: &StagingHandle,
     account: &AccountConfig,
     client: &Client,
     states: &[String],
@@ -396,8 +387,10 @@ async fn sweep(
     progress.pages += 1;
     guard.admit(0, &first)?; // the first page cannot repeat anything
     let Some(total) = first.total else {
-        return sweep_without_total(store, account, client, &query, first, &mut guard, progress)
-            .await;
+        return sweep_without_total(
+            staging, account, client, &query, first, &mut guard, progress,
+        )
+        .await;
     };
     let served = first.items.len() as u64;
     let step = match plan(total, served, settings.max_pages) {
@@ -420,9 +413,9 @@ async fn sweep(
     let mut fetches = futures::stream::iter(offsets)
         .map(|offset| async move { (offset, client.list_open(&query, offset).await) })
         .buffered(settings.pages_in_flight);
-    let mut staging = stage(store, &account.name, ours(account, first.items, progress));
+    let mut staged_page = staging.stage(ours(account, first.items, progress));
     loop {
-        let (staged, next) = tokio::join!(staging, fetches.next());
+        let (staged, next) = tokio::join!(staged_page, fetches.next());
         staged?;
         let Some((offset, page)) = next else { break };
         let page = page?;
@@ -437,7 +430,7 @@ async fn sweep(
             return Ok(Sweep::Moved(why));
         }
         seen += page.items.len() as u64;
-        staging = stage(store, &account.name, ours(account, page.items, progress));
+        staged_page = staging.stage(ours(account, page.items, progress));
     }
     if seen != total {
         return Ok(Sweep::Moved(format!(
@@ -646,20 +639,10 @@ fn ours(account: &AccountConfig, items: Vec<Ticket>, progress: &mut Progress) ->
     kept
 }
 
-/// Stages one page on the store's thread.
-fn stage(
-    store: &Handle,
-    account: &str,
-    items: Vec<Ticket>,
-) -> impl Future<Output = anyhow::Result<()>> + use<> {
-    let (store, name) = (store.clone(), account.to_owned());
-    async move { store.call(move |s| s.stage_page(&name, &items)).await }
-}
-
 /// A sweep over a list that reports no total: one page at a time, each from where the last
 /// one ended, until an empty page. A short page is not the end: the server may cap its pages.
 async fn sweep_without_total(
-    store: &Handle,
+    staging: &StagingHandle,
     account: &AccountConfig,
     client: &Client,
     query: &Query<'_>,
@@ -671,14 +654,14 @@ async fn sweep_without_total(
     let mut offset = 0u64;
     loop {
         let n = page.items.len() as u64;
-        let staging = stage(store, &account.name, ours(account, page.items, progress));
+        let staged_page = staging.stage(ours(account, page.items, progress));
         if n == 0 {
-            staging.await?;
+            staged_page.await?;
             return Ok(Sweep::Consistent);
         }
         offset += n;
         guard.another()?;
-        let (staged, fetched) = tokio::join!(staging, client.list_open(query, offset));
+        let (staged, fetched) = tokio::join!(staged_page, client.list_open(query, offset));
         staged?;
         page = fetched?;
         progress.pages += 1;

@@ -735,10 +735,10 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(crate::lock::EXIT_BUSY));
         }
     };
-    let (privacy, retention) = (config.privacy.clone(), config.retention.clone());
+    let retention = crate::retention::from_config(config);
     let path = config.store.path.clone();
     let report = tokio::task::spawn_blocking(move || {
-        Store::open(&path)?.purge(&privacy, &retention, time::now(), args.dry_run)
+        Store::open(&path)?.purge(&retention, time::now(), args.dry_run)
     })
     .await??;
     if args.json {

@@ -6,13 +6,21 @@
 //! (a committed outbox row survives power loss), a busy timeout, and short IMMEDIATE write
 //! transactions that are never held across an API call.
 //!
-//! A sweep is staged in two TEMP tables (`sweep_seen`, `sweep_stage`) page by page, so memory
-//! does not grow with the number of tickets and nothing in `tickets` changes until the whole
-//! sweep is known to be consistent; [`Store::apply_sweep`] then applies it in one transaction.
+//! A sweep is staged page by page in a [`Staging`], which owns a connection of its own and its
+//! TEMP tables, so memory does not grow with the number of tickets and nothing in `tickets`
+//! changes until the whole sweep is known to be consistent; [`Staging::apply`] then applies it
+//! in one transaction. One ticket fetched outside a sweep is written directly
+//! ([`Store::upsert_fetched`]). Both write through `mirror`, which holds the SQL fragments of
+//! `tickets` and `ticket_changes` and the one rule for what a fetched ticket writes.
+//!
+//! The store imports neither the config nor the API module: the purge takes a [`Retention`],
+//! the meter plain `(endpoint, calls)` pairs.
 
+mod mirror;
 mod outbox;
 mod purge;
 mod queries;
+mod staging;
 mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -20,13 +28,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-use crate::model::{Departure, LeftReason, Ticket, changed_fields};
 pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
-pub use purge::{PERSONAL_FIELDS, PurgeReport};
+pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
+pub use staging::{Staging, StagingHandle};
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// `(file in sql/, its text)` for every migration, in order.
@@ -45,11 +53,6 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "007_feed.sql",
     "008_webhook_reconciled.sql",
 );
-
-/// The columns a ticket's content fills, in [`ticket_values`] order.
-const TICKET_COLUMNS: &str = "state, title, description, extra_info, assignee_id, cost_centre_id, \
-     space_id, room_id, parent_id, urgency, access, fault_class, earliest, latest, reporter_name, \
-     reporter_phone, reporter_email, remote_created, remote_modified, raw_json, content_hash";
 
 /// An open connection to the store.
 pub struct Store {
@@ -172,22 +175,7 @@ impl Store {
     /// Names the store and the cause when `e` comes from SQLite finding the store corrupt, its
     /// disk full, or its file read-only: the errors an operator must act on.
     pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        let code = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<rusqlite::Error>())
-            .and_then(rusqlite::Error::sqlite_error_code);
-        match code {
-            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => e
-                .context(format!(
-                    "the store {} is corrupt: {CORRUPT_ADVICE}",
-                    self.path.display()
-                )),
-            Some(code) => match cause(code) {
-                Some(why) => e.context(format!("the store {}: {why}", self.path.display())),
-                None => e,
-            },
-            None => e,
-        }
+        explain(&self.path, e)
     }
 
     fn migrate(&mut self, existed: bool) -> anyhow::Result<()> {
@@ -349,12 +337,13 @@ impl Store {
         Ok(())
     }
 
-    /// Adds calls to the meter (`Client::record_calls` is the one caller).
-    pub fn record_calls(
+    /// Adds calls, as `(endpoint, calls)`, to the meter of `account` on `day`
+    /// (`Client::record_calls` is the one caller).
+    pub fn record_calls<'a>(
         &mut self,
         account: &str,
         day: &str,
-        calls: &crate::tampuuri::CallCounts,
+        calls: impl IntoIterator<Item = (&'a str, u64)>,
     ) -> anyhow::Result<()> {
         let tx = self
             .conn
@@ -362,296 +351,6 @@ impl Store {
         meter(&tx, account, day, calls)?;
         tx.commit()?;
         Ok(())
-    }
-
-    // ---- sweeps ----------------------------------------------------------------------------
-
-    /// Empties the staging tables for a new sweep.
-    pub fn begin_sweep(&mut self) -> anyhow::Result<()> {
-        self.conn.execute_batch(&format!(
-            "CREATE TEMP TABLE IF NOT EXISTS sweep_seen (id INTEGER PRIMARY KEY);
-             CREATE TEMP TABLE IF NOT EXISTS sweep_stage (id INTEGER PRIMARY KEY, {TICKET_COLUMNS});
-             DELETE FROM temp.sweep_seen;
-             DELETE FROM temp.sweep_stage;"
-        ))?;
-        Ok(())
-    }
-
-    /// Stages one page: every ticket is marked seen; those that are new, changed, or back in
-    /// the open set are staged in full. Only TEMP tables are written.
-    pub fn stage_page(&mut self, account: &str, tickets: &[Ticket]) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut seen =
-                tx.prepare_cached("INSERT OR IGNORE INTO temp.sweep_seen (id) VALUES (?1)")?;
-            let mut known = tx.prepare_cached(
-                "SELECT content_hash, open FROM main.tickets WHERE account = ?1 AND id = ?2",
-            )?;
-            let mut stage = tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO temp.sweep_stage (id, {TICKET_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
-            ))?;
-            for t in tickets {
-                seen.execute([t.id])?;
-                let current: Option<(i64, bool)> = known
-                    .query_row(params![account, t.id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                if current != Some((t.content_hash, true)) {
-                    stage.execute(rusqlite::params_from_iter(
-                        std::iter::once(&t.id as &dyn rusqlite::ToSql).chain(ticket_values(t)),
-                    ))?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// Tickets of `account` in the open set that the staged sweep did not see.
-    pub fn unseen_open(&self, account: &str) -> anyhow::Result<Vec<i64>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id FROM tickets WHERE account = ?1 AND open = 1
-               AND id NOT IN (SELECT id FROM temp.sweep_seen) ORDER BY id",
-        )?;
-        let ids = stmt
-            .query_map([account], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        Ok(ids)
-    }
-
-    /// How many distinct tickets the staged sweep saw.
-    pub fn seen_count(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM temp.sweep_seen", [], |r| r.get(0))?)
-    }
-
-    /// Applies the staged sweep in one transaction: new tickets inserted, changed ones
-    /// updated, departures recorded, a history row for each. Unchanged tickets are not written.
-    pub fn apply_sweep(
-        &mut self,
-        account: &str,
-        run_id: Option<i64>,
-        now: &str,
-        departures: &[Departure],
-    ) -> anyhow::Result<ApplyCounts> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut counts = ApplyCounts::default();
-        {
-            // Known tickets that changed or came back: history names the changed fields. In
-            // chunks by id, so memory stays flat when every ticket changed at once.
-            let mut changed = tx.prepare_cached(
-                "SELECT s.id, t.raw_json, s.raw_json, t.state, s.state, t.open
-                 FROM temp.sweep_stage s JOIN main.tickets t ON t.account = ?1 AND t.id = s.id
-                 WHERE s.id > ?2 ORDER BY s.id LIMIT 1000",
-            )?;
-            let mut update = tx.prepare_cached(&format!(
-                "UPDATE tickets SET ({TICKET_COLUMNS}) = (SELECT {TICKET_COLUMNS} FROM temp.sweep_stage WHERE id = ?2),
-                     last_changed = CASE WHEN ?4 THEN ?3 ELSE last_changed END,
-                     open = 1, left_at = NULL, left_reason = NULL
-                 WHERE account = ?1 AND id = ?2"
-            ))?;
-            let mut note = tx.prepare_cached(
-                "INSERT INTO ticket_changes (account, ticket_id, run_id, at, kind, fields, old_state, new_state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut after = i64::MIN;
-            loop {
-                let rows: Vec<(i64, String, String, String, String, bool)> = changed
-                    .query_map(params![account, after], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    })?
-                    .collect::<Result<_, _>>()?;
-                let Some(last) = rows.last().map(|r| r.0) else {
-                    break;
-                };
-                after = last;
-                for (id, old_raw, new_raw, old_state, new_state, was_open) in rows {
-                    let fields = changed_fields(&old_raw, &new_raw);
-                    let real = !fields.is_empty() || !was_open;
-                    update.execute(params![account, id, now, real])?;
-                    counts.rows_written += 1;
-                    if real {
-                        let kind = if was_open { "changed" } else { "returned" };
-                        note.execute(params![
-                            account,
-                            id,
-                            run_id,
-                            now,
-                            kind,
-                            serde_json::to_string(&fields)?,
-                            old_state,
-                            new_state
-                        ])?;
-                        if was_open {
-                            counts.changed += 1
-                        } else {
-                            counts.new += 1
-                        }
-                    }
-                }
-            }
-
-            // Brand-new tickets, in bulk.
-            let mut history = tx.prepare_cached(
-                "INSERT INTO ticket_changes (account, ticket_id, run_id, at, kind, new_state)
-                 SELECT ?1, s.id, ?2, ?3, 'appeared', s.state FROM temp.sweep_stage s
-                 WHERE NOT EXISTS (SELECT 1 FROM main.tickets t WHERE t.account = ?1 AND t.id = s.id)",
-            )?;
-            history.execute(params![account, run_id, now])?;
-            let mut insert = tx.prepare_cached(&format!(
-                "INSERT INTO tickets (account, id, {TICKET_COLUMNS}, first_seen, last_changed, open)
-                 SELECT ?1, s.id, {cols}, ?2, ?2, 1 FROM temp.sweep_stage s
-                 WHERE NOT EXISTS (SELECT 1 FROM main.tickets t WHERE t.account = ?1 AND t.id = s.id)",
-                cols = prefixed("s.")
-            ))?;
-            let inserted = insert.execute(params![account, now])? as u64;
-            counts.new += inserted;
-            counts.rows_written += inserted;
-
-            // Departures, each confirmed by a fetch of its own.
-            let mut leave = tx.prepare_cached(
-                "UPDATE tickets SET open = 0, left_at = ?3, left_reason = ?4, last_changed = ?3
-                 WHERE account = ?1 AND id = ?2 AND open = 1",
-            )?;
-            let mut refresh = tx.prepare_cached(&format!(
-                "UPDATE tickets SET ({TICKET_COLUMNS}) = (?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
-                 WHERE account = ?1 AND id = ?2"
-            ))?;
-            let mut state_of = tx.prepare_cached(
-                "SELECT state, raw_json, open, left_reason, content_hash FROM tickets WHERE account = ?1 AND id = ?2",
-            )?;
-            // A ticket that had already left, fetched again (an in-doubt check, a webhook):
-            // its content and why it is out of the open set, with a history row.
-            let mut relabel = tx.prepare_cached(
-                "UPDATE tickets SET left_reason = ?3, last_changed = ?4 WHERE account = ?1 AND id = ?2",
-            )?;
-            for d in departures {
-                let (id, reason, ticket) = match d {
-                    Departure::Left { ticket, reason } => {
-                        (ticket.id, reason.as_str(), Some(ticket))
-                    }
-                    Departure::Deleted { id } => (*id, "deleted", None),
-                };
-                type Known = (String, String, bool, Option<String>, i64);
-                let Some((old_state, old_raw, was_open, old_reason, old_hash)): Option<Known> =
-                    state_of
-                        .query_row(params![account, id], |r| {
-                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                        })
-                        .optional()?
-                else {
-                    continue;
-                };
-                if !was_open {
-                    let content_changed = ticket.is_some_and(|t| t.content_hash != old_hash);
-                    if !content_changed && old_reason.as_deref() == Some(reason) {
-                        continue;
-                    }
-                    if let Some(t) = ticket.filter(|_| content_changed) {
-                        refresh.execute(rusqlite::params_from_iter(
-                            [&account as &dyn rusqlite::ToSql, &id]
-                                .into_iter()
-                                .chain(ticket_values(t)),
-                        ))?;
-                    }
-                    relabel.execute(params![account, id, reason, now])?;
-                    counts.rows_written += 1;
-                    let fields = ticket
-                        .map(|t| changed_fields(&old_raw, &t.raw_json))
-                        .unwrap_or_default();
-                    note.execute(params![
-                        account,
-                        id,
-                        run_id,
-                        now,
-                        "changed",
-                        serde_json::to_string(&fields)?,
-                        old_state,
-                        ticket.map_or(old_state.clone(), |t| t.state.name().to_owned())
-                    ])?;
-                    continue;
-                }
-                if let Some(t) = ticket {
-                    refresh.execute(rusqlite::params_from_iter(
-                        [&account as &dyn rusqlite::ToSql, &id]
-                            .into_iter()
-                            .chain(ticket_values(t)),
-                    ))?;
-                }
-                if leave.execute(params![account, id, now, reason])? == 1 {
-                    counts.gone += 1;
-                    counts.rows_written += 1;
-                    let fields = ticket
-                        .map(|t| changed_fields(&old_raw, &t.raw_json))
-                        .unwrap_or_default();
-                    let new_state = ticket.map(|t| t.state.name().to_owned());
-                    note.execute(params![
-                        account,
-                        id,
-                        run_id,
-                        now,
-                        "left",
-                        serde_json::to_string(&fields)?,
-                        old_state,
-                        new_state
-                    ])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(counts)
-    }
-}
-
-impl Store {
-    /// Records one ticket fetched outside a sweep (after a create, or for a webhook): upserted
-    /// with history when it is ours and open, else recorded as having left the open set.
-    pub fn upsert_fetched(
-        &mut self,
-        account: &str,
-        ticket: Ticket,
-        open: Result<(), LeftReason>,
-        now: &str,
-    ) -> anyhow::Result<ApplyCounts> {
-        self.begin_sweep()?;
-        match open {
-            Ok(()) => {
-                self.stage_page(account, std::slice::from_ref(&ticket))?;
-                self.apply_sweep(account, None, now, &[])
-            }
-            Err(reason) => self.apply_sweep(
-                account,
-                None,
-                now,
-                &[Departure::Left {
-                    ticket: Box::new(ticket),
-                    reason,
-                }],
-            ),
-        }
-    }
-}
-
-impl Store {
-    /// Records that Tampuuri no longer has a ticket we held (a fetch answered 404).
-    pub fn record_deleted(
-        &mut self,
-        account: &str,
-        id: i64,
-        now: &str,
-    ) -> anyhow::Result<ApplyCounts> {
-        self.begin_sweep()?;
-        self.apply_sweep(account, None, now, &[Departure::Deleted { id }])
     }
 }
 
@@ -685,6 +384,26 @@ impl Handle {
             f(&mut store).map_err(|e| store.explain(e))
         })
         .await?
+    }
+}
+
+/// [`Store::explain`] for the store at `path`.
+fn explain(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<rusqlite::Error>())
+        .and_then(rusqlite::Error::sqlite_error_code);
+    match code {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => e
+            .context(format!(
+                "the store {} is corrupt: {CORRUPT_ADVICE}",
+                path.display()
+            )),
+        Some(code) => match cause(code) {
+            Some(why) => e.context(format!("the store {}: {why}", path.display())),
+            None => e,
+        },
+        None => e,
     }
 }
 
@@ -795,12 +514,12 @@ fn migration_message(e: &rusqlite_migration::Error, file_sql: Option<&str>) -> S
     }
 }
 
-/// Adds calls to `api_calls`.
-fn meter(
+/// Adds calls, as `(endpoint, calls)`, to `api_calls`.
+fn meter<'a>(
     tx: &rusqlite::Transaction<'_>,
     account: &str,
     day: &str,
-    calls: &crate::tampuuri::CallCounts,
+    calls: impl IntoIterator<Item = (&'a str, u64)>,
 ) -> anyhow::Result<()> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO api_calls (account, day, endpoint, calls) VALUES (?1, ?2, ?3, ?4)
@@ -818,42 +537,6 @@ impl rusqlite::ToSql for crate::model::TicketState {
             rusqlite::types::ValueRef::Text(self.name().as_bytes()),
         ))
     }
-}
-
-/// `TICKET_COLUMNS` with each name prefixed (`s.state, s.title, …`).
-fn prefixed(prefix: &str) -> String {
-    TICKET_COLUMNS
-        .split(", ")
-        .map(|c| format!("{prefix}{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A ticket's values in `TICKET_COLUMNS` order.
-fn ticket_values(t: &Ticket) -> [&dyn rusqlite::ToSql; 21] {
-    [
-        &t.state,
-        &t.title,
-        &t.description,
-        &t.extra_info,
-        &t.assignee_id,
-        &t.cost_centre_id,
-        &t.space_id,
-        &t.room_id,
-        &t.parent_id,
-        &t.urgency,
-        &t.access,
-        &t.fault_class,
-        &t.earliest,
-        &t.latest,
-        &t.reporter.name,
-        &t.reporter.phone,
-        &t.reporter.email,
-        &t.remote_created,
-        &t.remote_modified,
-        &t.raw_json,
-        &t.content_hash,
-    ]
 }
 
 #[cfg(test)]

@@ -8,12 +8,23 @@ use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use super::Store;
-use crate::config::{PrivacyConfig, RetentionConfig};
 use crate::time;
 
-/// Top-level ticket fields that hold personal data (party objects), erased from `raw_json`:
-/// Tampuuri's names, so they are kept with the rest of the wire format in `tampuuri`.
-pub use crate::tampuuri::PERSONAL_FIELDS;
+/// What a purge keeps, and for how long: plain values, so the store needs neither the config
+/// nor the API module. The caller builds it (`crate::retention::from_config`).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention<'a> {
+    /// Personal data of tickets that left the open set longer ago than this is erased, with
+    /// the free text of actions, error texts and webhook references as old.
+    pub personal_days: u32,
+    pub sync_runs_days: u32,
+    pub api_calls_days: u32,
+    pub outbox_days: u32,
+    pub webhook_events_days: u32,
+    /// Top-level fields of a ticket's raw JSON that hold personal data, removed from
+    /// `raw_json` when its personal data is erased.
+    pub personal_fields: &'a [&'a str],
+}
 
 /// What a purge erased or deleted (or would, with `dry_run`).
 #[derive(Debug, Default, Clone, Serialize, PartialEq)]
@@ -35,18 +46,20 @@ impl Store {
     /// Erases and deletes what retention says; with `dry_run`, only counts.
     pub fn purge(
         &mut self,
-        privacy: &PrivacyConfig,
-        retention: &RetentionConfig,
+        retention: &Retention<'_>,
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> anyhow::Result<PurgeReport> {
         let ago = |days: u32| time::fmt(now - chrono::Duration::days(days.into()));
-        let cutoff = ago(privacy.retain_days);
+        let cutoff = ago(retention.personal_days);
         let stamp = time::fmt(now);
-        let removals: String = PERSONAL_FIELDS
+        // The fields' JSON paths are bound as parameters `?3, ?4, …`, never spliced into SQL.
+        let paths: Vec<String> = retention
+            .personal_fields
             .iter()
-            .map(|f| format!(", '$.{f}'"))
+            .map(|f| format!("$.{f}"))
             .collect();
+        let removals: String = (3..3 + paths.len()).map(|i| format!(", ?{i}")).collect();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -60,7 +73,12 @@ impl Store {
                      raw_json = json_remove(raw_json{removals}), personal_erased_at = ?2
                  WHERE open = 0 AND left_at < ?1 AND personal_erased_at IS NULL"
             ),
-            params![cutoff, stamp],
+            rusqlite::params_from_iter(
+                [&cutoff, &stamp]
+                    .into_iter()
+                    .chain(&paths)
+                    .map(|v| v as &dyn rusqlite::ToSql),
+            ),
         )? as u64;
         r.actions_erased = tx.execute(
             "UPDATE outbox SET erased_at = ?2, last_error = NULL,

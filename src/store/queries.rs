@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
+use super::mirror::OPEN_SET;
 
 /// Which tickets `huoltosync tasks` lists.
 #[derive(Debug, Clone, Default)]
@@ -126,7 +127,7 @@ impl Store {
         )?;
         let mut open = self
             .conn
-            .prepare_cached("SELECT count(*) FROM tickets WHERE account = ?1 AND open = 1")?;
+            .prepare_cached(&format!("SELECT count(*) FROM tickets WHERE {OPEN_SET}"))?;
         let mut calls = self.conn.prepare_cached(
             "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
              FROM api_calls WHERE account = ?1 AND substr(day, 1, 7) = ?3",

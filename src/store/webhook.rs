@@ -5,6 +5,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::Store;
+use super::mirror::THIS_TICKET;
 
 /// One notification as recorded.
 #[derive(Debug, Clone)]
@@ -185,7 +186,7 @@ impl Store {
         Ok(self
             .conn
             .query_row(
-                "SELECT 1 FROM tickets WHERE account = ?1 AND id = ?2 AND open = 1",
+                &format!("SELECT 1 FROM tickets WHERE {THIS_TICKET} AND open = 1"),
                 params![account, id],
                 |_| Ok(()),
             )

@@ -354,7 +354,7 @@ impl Client {
             calls.clone(),
         );
         if let Err(e) = store
-            .call(move |s| s.record_calls(&name, &day, &calls))
+            .call(move |s| s.record_calls(&name, &day, calls.iter().map(|(e, n)| (*e, *n))))
             .await
         {
             let mut meter = self.meter();

@@ -1,7 +1,7 @@
 //! The Tampuuri boundary holds: the wire format (request bodies, field names) is private to
 //! `src/tampuuri/`. Outside it (and the simulator, which speaks the wire format), no code line
 //! names a Tampuuri field; comments and help text may. And every call is metered in one place,
-//! by the client.
+//! by the client. The store imports neither the API module nor the config.
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +84,33 @@ fn the_wire_module_is_private() {
     let (scanned, found) = offending_lines(&["pub mod wire", "pub(crate) mod wire"], &[]);
     assert!(scanned >= 20, "only {scanned} files scanned");
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_store_imports_neither_the_api_module_nor_the_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(files.len() >= 5, "only {} files in src/store", files.len());
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if !code.starts_with("//")
+                && ["crate::tampuuri", "crate::config"]
+                    .iter()
+                    .any(|m| code.contains(m))
+            {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, code));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the store takes plain values (a Retention, (endpoint, calls) pairs):\n{}",
+        found.join("\n")
+    );
 }
 
 /// Calls in the store's meter for one endpoint.

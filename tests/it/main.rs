@@ -9,6 +9,7 @@ mod feed;
 mod first_contact;
 mod helpers;
 mod hostile_client;
+mod mirror;
 mod push_path;
 mod read_path;
 mod service;

@@ -1,0 +1,20 @@
+//! What the purge keeps: the config's `[privacy]` and `[retention]` values joined with the
+//! ticket fields Tampuuri keeps personal data in, as the plain [`Retention`] that
+//! [`Store::purge`](crate::store::Store::purge) takes. The one place that knows all three, so
+//! the store imports neither the config nor the API module.
+
+use crate::config::Config;
+use crate::store::Retention;
+use crate::tampuuri::PERSONAL_FIELDS;
+
+/// The purge's retention values from `config`.
+pub fn from_config(config: &Config) -> Retention<'static> {
+    Retention {
+        personal_days: config.privacy.retain_days,
+        sync_runs_days: config.retention.sync_runs_days,
+        api_calls_days: config.retention.api_calls_days,
+        outbox_days: config.retention.outbox_days,
+        webhook_events_days: config.retention.webhook_events_days,
+        personal_fields: &PERSONAL_FIELDS,
+    }
+}
