@@ -661,6 +661,18 @@ struct Failure {
     retry_after: Option<Duration>,
 }
 
+impl Failure {
+    /// `error` on a `call`; `not_applied` when the request certainly had no effect (it never
+    /// connected, or Tampuuri refused it before acting on it).
+    fn new(call: &Call<'_>, error: ApiError, not_applied: bool) -> Failure {
+        Failure {
+            retry: error.is_transient() && (call.kind == Kind::Read || not_applied),
+            error,
+            retry_after: None,
+        }
+    }
+}
+
 /// The decision about one request: its value, or which [`ApiError`] it is and whether it may
 /// be tried again. Pure (the mechanism is [`Client::exchange`]), so that every status class
 /// is checked in a table.
@@ -675,13 +687,7 @@ fn classify<T>(
     parse: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Result<T, Failure> {
     let (account, endpoint) = (call.account.to_owned(), call.endpoint);
-    // `not_applied`: the request certainly had no effect (it never connected, or Tampuuri
-    // refused it before acting on it).
-    let fail = |error: ApiError, not_applied: bool| Failure {
-        retry: error.is_transient() && (call.kind == Kind::Read || not_applied),
-        error,
-        retry_after: None,
-    };
+    let fail = |error, not_applied| Failure::new(call, error, not_applied);
     let answer = match reply {
         Reply::Unreached(detail) => {
             let error = ApiError::Unreachable {
@@ -706,92 +712,103 @@ fn classify<T>(
         let location = answer
             .location
             .unwrap_or_else(|| "(no Location)".to_owned());
+        let status = status.as_u16();
         return Err(match call.kind {
-            Kind::Read => fail(
-                ApiError::Redirect {
+            Kind::Read => {
+                let error = ApiError::Redirect {
                     account,
                     endpoint,
-                    status: status.as_u16(),
+                    status,
                     location,
-                },
-                true,
-            ),
-            Kind::Write => fail(
-                ApiError::OutcomeUnknown {
+                };
+                fail(error, true)
+            }
+            Kind::Write => {
+                let error = ApiError::OutcomeUnknown {
                     account,
                     endpoint,
                     detail: format!(
-                        "HTTP {}, a redirect to {location}, not followed (requests go to base_url only: check it); whether Tampuuri applied it first cannot be told",
-                        status.as_u16()
+                        "HTTP {status}, a redirect to {location}, not followed (requests go to base_url only: check it); whether Tampuuri applied it first cannot be told"
                     ),
-                },
-                false,
-            ),
-        });
-    }
-    if status.is_success() {
-        return match answer.body {
-            Body::Whole(bytes) => parse(&bytes).map_err(|detail| {
-                let error = ApiError::Malformed {
-                    account,
-                    endpoint,
-                    detail,
                 };
                 fail(error, false)
-            }),
-            Body::Truncated(_) => {
-                let error = ApiError::TooLarge {
-                    account,
-                    endpoint,
-                    limit: call.max_response_bytes,
-                };
-                Err(fail(error, false))
             }
-        };
+        });
     }
-    let (Body::Whole(bytes) | Body::Truncated(bytes)) = answer.body;
-    let message = wire::error_message(&bytes);
+    match (status.is_success(), answer.body) {
+        (true, Body::Whole(bytes)) => parse(&bytes).map_err(|detail| {
+            let error = ApiError::Malformed {
+                account,
+                endpoint,
+                detail,
+            };
+            fail(error, false)
+        }),
+        (true, Body::Truncated(_)) => {
+            let error = ApiError::TooLarge {
+                account,
+                endpoint,
+                limit: call.max_response_bytes,
+            };
+            Err(fail(error, false))
+        }
+        (false, Body::Whole(bytes) | Body::Truncated(bytes)) => {
+            Err(refusal(call, status, answer.retry_after, &bytes))
+        }
+    }
+}
+
+/// What an error status (4xx, 5xx, or any other that is neither success nor redirect) means,
+/// with the message of its body.
+fn refusal(
+    call: &Call<'_>,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Failure {
+    let (account, endpoint) = (call.account.to_owned(), call.endpoint);
+    let message = wire::error_message(body);
     let code = status.as_u16();
-    Err(match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            let error = ApiError::Auth {
+    let (error, not_applied) = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+            ApiError::Auth {
                 account,
                 status: code,
-            };
-            fail(error, true)
-        }
+            },
+            true,
+        ),
         StatusCode::TOO_MANY_REQUESTS => {
-            let retry_after = answer.retry_after;
             let error = ApiError::RateLimited {
                 account,
                 endpoint,
                 retry_after,
             };
-            Failure {
+            return Failure {
                 retry_after,
-                ..fail(error, true)
-            }
+                ..Failure::new(call, error, true)
+            };
         }
-        StatusCode::NOT_FOUND => fail(ApiError::NotFound { account, endpoint }, true),
-        s if s.is_server_error() => {
-            let error = ApiError::Server {
+        StatusCode::NOT_FOUND => (ApiError::NotFound { account, endpoint }, true),
+        s if s.is_server_error() => (
+            ApiError::Server {
                 account,
                 endpoint,
                 status: code,
                 message,
-            };
-            fail(error, false)
-        }
-        _ => {
-            let error = ApiError::Rejected {
+            },
+            false,
+        ),
+        _ => (
+            ApiError::Rejected {
                 account,
                 endpoint,
                 status: code,
                 message,
-            };
-            fail(error, true)
-        }
-    })
+            },
+            true,
+        ),
+    };
+    Failure::new(call, error, not_applied)
 }
 
 /// How much of an error answer is read for its message.
@@ -957,8 +974,9 @@ mod tests {
                 body: Body::Truncated(b"{\"Id\": 1".to_vec()),
             })
         }
-        // (what came back, as a read, as a write)
-        let table: Vec<(&str, fn() -> Reply, &str, &str)> = vec![
+        /// What came back, how a read ends, how a write ends.
+        type Row = (&'static str, fn() -> Reply, &'static str, &'static str);
+        let table: Vec<Row> = vec![
             ("200 good", || answer(200, r#"{"Id": 7}"#), "Ok(7)", "Ok(7)"),
             (
                 "200 malformed",
