@@ -26,9 +26,9 @@
 //! and the ticket's later actions wait behind it. A redirect answering a send is not a
 //! rejection: whether Tampuuri acted first is unknown, so the action is in doubt.
 //!
-//! The decisions are pure functions with table tests: [`sent_outcome`] (what a send's answer
-//! makes of an attempt), [`decide`] (the retry rule) and [`judge`] (an in-doubt transition's
-//! check); `push_pending`, `attempt` and `finish` are the mechanism around them.
+//! The decisions are pure functions with table tests: `sent_outcome` (what a send's answer
+//! makes of an attempt), `decide` (the retry rule) and `judge` (an in-doubt transition's
+//! check); [`push_pending`], `attempt` and `finish` are the mechanism around them.
 
 use std::collections::HashMap;
 use std::time::Duration;
