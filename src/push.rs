@@ -23,7 +23,12 @@
 //!
 //! Transient failures are retried with exponential backoff until `[push] deadline_hours`;
 //! a permanent rejection (4xx other than 429) dead-letters the action with Tampuuri's message,
-//! and the ticket's later actions wait behind it.
+//! and the ticket's later actions wait behind it. A redirect answering a send is not a
+//! rejection: whether Tampuuri acted first is unknown, so the action is in doubt.
+//!
+//! The decisions are pure functions with table tests: `sent_outcome` (what a send's answer
+//! makes of an attempt), `decide` (the retry rule) and `judge` (an in-doubt transition's
+//! check); [`push_pending`], `attempt` and `finish` are the mechanism around them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,10 +57,16 @@ pub struct PushReport {
     pub api_calls: u64,
 }
 
-/// How one attempt at one action ended.
+/// How one attempt at one action came out, before the retry rule ([`decide`]) is applied.
+#[derive(Debug, PartialEq, Eq)]
 enum Outcome {
+    /// It took effect: how it was found (`"sent"`, `"already applied"`), and the ticket a
+    /// create made.
     Delivered(&'static str, Option<i64>),
-    Retry(String, bool),
+    /// Not delivered, and it may be later; `in_doubt` when the send may have reached Tampuuri
+    /// (it is then checked against Tampuuri before it is sent again).
+    Failed { error: String, in_doubt: bool },
+    /// It can never be delivered, or only a dispatcher can tell whether it was: why.
     Dead(String),
 }
 
@@ -80,22 +91,10 @@ pub async fn push_pending(
             .call(move |s| s.ready_actions(&time::fmt(now), 256))
             .await?;
         if ready.is_empty() {
-            let next = store
-                .call(|s| s.next_due())
-                .await?
-                .as_deref()
-                .and_then(time::parse);
-            match next {
-                Some(due) if due <= linger_until && time::now() < linger_until => {
-                    let wait = (due - time::now())
-                        .to_std()
-                        .unwrap_or_default()
-                        .max(Duration::from_millis(10));
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                _ => break,
+            if wait_for_due(store, linger_until).await? {
+                continue;
             }
+            break;
         }
         // Each outcome is recorded as it arrives: a slow queue keeps no other queue's delivered
         // action in doubt.
@@ -108,71 +107,13 @@ pub async fn push_pending(
                 .buffer_unordered(config.push.concurrency)
         );
         while let Some((row, outcome)) = results.next().await {
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(e) => {
-                    return Err(e.context(format!(
-                        "outbox action #{}: cannot record its outcome",
-                        row.id
-                    )));
-                }
-            };
-            let end = match outcome {
-                Outcome::Delivered(how, created) => AttemptEnd::Delivered {
-                    outcome: how,
-                    created_ticket_id: created,
-                },
-                Outcome::Dead(why) => AttemptEnd::Dead { error: why },
-                Outcome::Retry(error, in_doubt) => {
-                    let next = time::now()
-                        + chrono::Duration::from_std(backoff(config, row.attempts + 1))?;
-                    match time::parse(&row.deadline_at) {
-                        Some(deadline) if next > deadline => AttemptEnd::Dead {
-                            error: format!(
-                                "gave up after {} attempts (deadline {}): {error}",
-                                row.attempts + 1,
-                                row.deadline_at
-                            ),
-                        },
-                        _ => AttemptEnd::Retry {
-                            next_at: time::fmt(next),
-                            error,
-                            in_doubt,
-                        },
-                    }
-                }
-            };
-            let id = row.id;
-            let end2 = end.clone();
-            store
-                .call(move |s| s.finish_attempt(id, &time::fmt(time::now()), &end2))
-                .await?;
-            match end {
-                AttemptEnd::Delivered {
-                    outcome,
-                    created_ticket_id,
-                } => {
-                    // Mirror a ticket we just created, after its delivery is on record.
-                    if let (Some(new_id), "sent", Some(account)) =
-                        (created_ticket_id, outcome, config.account(&row.account))
-                    {
-                        mirror_created(account, &clients[&row.account], store, new_id).await;
-                    }
-                    tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
-                    report.delivered.push(row);
-                }
-                AttemptEnd::Dead { error } => {
-                    tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, reason = %error, "Action dead-lettered; later actions on this ticket wait.");
-                    report.dead.push((row, error));
-                }
-                AttemptEnd::Retry {
-                    next_at,
-                    error,
-                    in_doubt,
-                } => {
-                    tracing::warn!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, %next_at, in_doubt, %error, "Action not delivered; will retry.");
-                }
-            }
+            let outcome = outcome.map_err(|e| {
+                e.context(format!(
+                    "outbox action #{}: cannot record its outcome",
+                    row.id
+                ))
+            })?;
+            finish(config, &clients, store, row, outcome, &mut report).await?;
         }
     }
     for client in clients.values() {
@@ -180,6 +121,114 @@ pub async fn push_pending(
     }
     report.pending = store.call(|s| s.pending_count()).await?;
     Ok(report)
+}
+
+/// With nothing due now: waits for the next retry if it falls due before `linger_until`, and
+/// answers whether it did.
+async fn wait_for_due(
+    store: &Handle,
+    linger_until: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<bool> {
+    let next = store
+        .call(|s| s.next_due())
+        .await?
+        .as_deref()
+        .and_then(time::parse);
+    match next {
+        Some(due) if due <= linger_until && time::now() < linger_until => {
+            let wait = (due - time::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_millis(10));
+            tokio::time::sleep(wait).await;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Applies the retry rule to one attempt's outcome, records the result on the action, logs
+/// it, and mirrors a ticket the action created (after its delivery is on record).
+async fn finish(
+    config: &Config,
+    clients: &HashMap<String, Client>,
+    store: &Handle,
+    row: OutboxRow,
+    outcome: Outcome,
+    report: &mut PushReport,
+) -> anyhow::Result<()> {
+    let delay = backoff(config, row.attempts + 1);
+    let end = decide(outcome, row.attempts, &row.deadline_at, time::now(), delay);
+    let id = row.id;
+    let recorded = end.clone();
+    store
+        .call(move |s| s.finish_attempt(id, &time::fmt(time::now()), &recorded))
+        .await?;
+    match end {
+        AttemptEnd::Delivered {
+            outcome,
+            created_ticket_id,
+        } => {
+            if let (Some(new_id), "sent", Some(account)) =
+                (created_ticket_id, outcome, config.account(&row.account))
+            {
+                mirror_created(account, &clients[&row.account], store, new_id).await;
+            }
+            tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
+            report.delivered.push(row);
+        }
+        AttemptEnd::Dead { error } => {
+            tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, reason = %error, "Action dead-lettered; later actions on this ticket wait.");
+            report.dead.push((row, error));
+        }
+        AttemptEnd::Retry {
+            next_at,
+            error,
+            in_doubt,
+        } => {
+            tracing::warn!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, %next_at, in_doubt, %error, "Action not delivered; will retry.");
+        }
+    }
+    Ok(())
+}
+
+/// The retry rule: what an attempt's outcome makes of an action that had been tried
+/// `attempts` times before it. A failure is tried again `delay` after `now`, unless that is
+/// past the action's `deadline_at`: then it is dead-lettered, saying so. Pure, so that the
+/// rule is checked in a table.
+fn decide(
+    outcome: Outcome,
+    attempts: u32,
+    deadline_at: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    delay: Duration,
+) -> AttemptEnd {
+    match outcome {
+        Outcome::Delivered(how, created) => AttemptEnd::Delivered {
+            outcome: how,
+            created_ticket_id: created,
+        },
+        Outcome::Dead(why) => AttemptEnd::Dead { error: why },
+        Outcome::Failed { error, in_doubt } => {
+            let next = chrono::Duration::from_std(delay)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+            match time::parse(deadline_at) {
+                Some(deadline) if next > deadline => AttemptEnd::Dead {
+                    error: format!(
+                        "gave up after {} attempts (deadline {deadline_at}): {error}",
+                        attempts + 1
+                    ),
+                },
+                _ => AttemptEnd::Retry {
+                    next_at: time::fmt(next),
+                    error,
+                    in_doubt,
+                },
+            }
+        }
+    }
 }
 
 /// The delay before attempt `n` (counting from 1): doubling from `retry_initial` up to
@@ -219,10 +268,10 @@ async fn attempt(
             Ok(Check::Impossible(why)) => return Ok(Outcome::Dead(why)),
             Ok(Check::NotApplied(before)) => before,
             Err(e) => {
-                return Ok(Outcome::Retry(
-                    format!("cannot check whether the last attempt took effect: {e:#}"),
-                    true,
-                ));
+                return Ok(Outcome::Failed {
+                    error: format!("cannot check whether the last attempt took effect: {e:#}"),
+                    in_doubt: true,
+                });
             }
         }
     } else {
@@ -240,23 +289,35 @@ async fn attempt(
         _ => Vec::new(),
     };
     let sent = client.push(row.ticket_id, &row.action, &attachments).await;
-    Ok(match sent {
+    Ok(sent_outcome(sent, row.ticket_id))
+}
+
+/// What the answer to a send makes of the attempt: a definite answer delivers or
+/// dead-letters; a failure that surely left Tampuuri unchanged (bad credentials, 429, no
+/// connection) is retried as is; any other (a 5xx, a lost answer, a redirect, an unreadable
+/// 2xx) leaves the action in doubt, to be checked against Tampuuri before it is sent again.
+fn sent_outcome(sent: Result<Option<i64>, ApiError>, ticket_id: Option<i64>) -> Outcome {
+    let failed = |e: ApiError, in_doubt| Outcome::Failed {
+        error: e.to_string(),
+        in_doubt,
+    };
+    match sent {
         Ok(created) => Outcome::Delivered("sent", created),
         Err(ApiError::Rejected {
             status, message, ..
         }) => Outcome::Dead(format!("Tampuuri rejected it (HTTP {status}): {message}")),
         Err(ApiError::NotFound { .. }) => Outcome::Dead(format!(
             "ticket {} does not exist in Tampuuri (deleted?)",
-            row.ticket_id.unwrap_or_default()
+            ticket_id.unwrap_or_default()
         )),
         Err(
             e @ (ApiError::Auth { .. }
             | ApiError::Credentials { .. }
             | ApiError::RateLimited { .. }
             | ApiError::Unreachable { .. }),
-        ) => Outcome::Retry(e.to_string(), false),
-        Err(e) => Outcome::Retry(e.to_string(), true),
-    })
+        ) => failed(e, false),
+        Err(e) => failed(e, true),
+    }
 }
 
 enum Check {
@@ -309,10 +370,10 @@ async fn before_send(
             upsert(account, store, t).await;
             Ok(Some(snap))
         }
-        Err(e) => Err(Outcome::Retry(
-            format!("cannot read ticket {id} before sending: {e}"),
-            false,
-        )),
+        Err(e) => Err(Outcome::Failed {
+            error: format!("cannot read ticket {id} before sending: {e}"),
+            in_doubt: false,
+        }),
     })
 }
 
@@ -500,6 +561,190 @@ mod tests {
         Snapshot {
             state: state.into(),
             modified: modified.map(Into::into),
+        }
+    }
+
+    fn failed(error: &str, in_doubt: bool) -> Outcome {
+        Outcome::Failed {
+            error: error.into(),
+            in_doubt,
+        }
+    }
+
+    #[test]
+    fn the_retry_rule_delivers_retries_before_the_deadline_and_gives_up_after_it() {
+        let now = time::parse("2026-03-01T10:00:00.000Z").unwrap();
+        let deadline = "2026-03-01T11:00:00.000Z";
+        let min = |m: u64| Duration::from_secs(60 * m);
+        let retry = |at: &str, error: &str, in_doubt| AttemptEnd::Retry {
+            next_at: at.into(),
+            error: error.into(),
+            in_doubt,
+        };
+        let dead = |error: &str| AttemptEnd::Dead {
+            error: error.into(),
+        };
+        // (outcome, earlier attempts, deadline, delay, what becomes of the action)
+        let table = [
+            (
+                Outcome::Delivered("sent", None),
+                0,
+                deadline,
+                min(1),
+                AttemptEnd::Delivered {
+                    outcome: "sent",
+                    created_ticket_id: None,
+                },
+            ),
+            (
+                Outcome::Delivered("already applied", Some(90)),
+                4,
+                deadline,
+                min(1),
+                AttemptEnd::Delivered {
+                    outcome: "already applied",
+                    created_ticket_id: Some(90),
+                },
+            ),
+            // A delivery past the deadline is still a delivery.
+            (
+                Outcome::Delivered("sent", None),
+                9,
+                "2026-03-01T09:00:00.000Z",
+                min(1),
+                AttemptEnd::Delivered {
+                    outcome: "sent",
+                    created_ticket_id: None,
+                },
+            ),
+            (
+                Outcome::Dead("rejected".into()),
+                0,
+                deadline,
+                min(1),
+                dead("rejected"),
+            ),
+            (
+                failed("HTTP 429", false),
+                0,
+                deadline,
+                min(1),
+                retry("2026-03-01T10:01:00.000Z", "HTTP 429", false),
+            ),
+            (
+                failed("outcome unknown", true),
+                2,
+                deadline,
+                min(4),
+                retry("2026-03-01T10:04:00.000Z", "outcome unknown", true),
+            ),
+            // Exactly at the deadline is still in time.
+            (
+                failed("HTTP 500", true),
+                5,
+                deadline,
+                min(60),
+                retry("2026-03-01T11:00:00.000Z", "HTTP 500", true),
+            ),
+            (
+                failed("HTTP 500", true),
+                5,
+                deadline,
+                min(61),
+                dead("gave up after 6 attempts (deadline 2026-03-01T11:00:00.000Z): HTTP 500"),
+            ),
+            (
+                failed("unreachable", false),
+                0,
+                deadline,
+                Duration::MAX,
+                dead("gave up after 1 attempts (deadline 2026-03-01T11:00:00.000Z): unreachable"),
+            ),
+            // A deadline that cannot be read bounds nothing.
+            (
+                failed("unreachable", false),
+                0,
+                "",
+                min(1),
+                retry("2026-03-01T10:01:00.000Z", "unreachable", false),
+            ),
+        ];
+        for (outcome, attempts, deadline, delay, expected) in table {
+            let what = format!("{outcome:?} after {attempts} attempts, {delay:?}");
+            assert_eq!(
+                decide(outcome, attempts, deadline, now, delay),
+                expected,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sends_answer_delivers_dead_letters_retries_or_leaves_the_action_in_doubt() {
+        let account = || "acme".to_owned();
+        let endpoint = crate::tampuuri::endpoint::VASTAANOTA;
+        let doubtful = |e: ApiError| failed(&e.to_string(), true);
+        let clean = |e: ApiError| failed(&e.to_string(), false);
+        let unknown = || ApiError::OutcomeUnknown {
+            account: account(),
+            endpoint,
+            detail: "HTTP 303, a redirect to http://elsewhere.example/, not followed".into(),
+        };
+        let server = || ApiError::Server {
+            account: account(),
+            endpoint,
+            status: 502,
+            message: "bad gateway".into(),
+        };
+        let malformed = || ApiError::Malformed {
+            account: account(),
+            endpoint,
+            detail: "the answer has no Id".into(),
+        };
+        let auth = || ApiError::Auth {
+            account: account(),
+            status: 403,
+        };
+        let limited = || ApiError::RateLimited {
+            account: account(),
+            endpoint,
+            retry_after: None,
+        };
+        let unreachable = || ApiError::Unreachable {
+            account: account(),
+            endpoint,
+            detail: "connection refused".into(),
+        };
+        let table: Vec<(Result<Option<i64>, ApiError>, Outcome)> = vec![
+            (Ok(None), Outcome::Delivered("sent", None)),
+            (Ok(Some(77)), Outcome::Delivered("sent", Some(77))),
+            (
+                Err(ApiError::Rejected {
+                    account: account(),
+                    endpoint,
+                    status: 409,
+                    message: "Tila ei salli".into(),
+                }),
+                Outcome::Dead("Tampuuri rejected it (HTTP 409): Tila ei salli".into()),
+            ),
+            (
+                Err(ApiError::NotFound {
+                    account: account(),
+                    endpoint,
+                }),
+                Outcome::Dead("ticket 5 does not exist in Tampuuri (deleted?)".into()),
+            ),
+            (Err(auth()), clean(auth())),
+            (Err(limited()), clean(limited())),
+            (Err(unreachable()), clean(unreachable())),
+            // The answer does not tell whether Tampuuri acted: checked before any resend.
+            (Err(unknown()), doubtful(unknown())),
+            (Err(server()), doubtful(server())),
+            (Err(malformed()), doubtful(malformed())),
+        ];
+        for (sent, expected) in table {
+            let what = format!("{sent:?}");
+            assert_eq!(sent_outcome(sent, Some(5)), expected, "{what}");
         }
     }
 

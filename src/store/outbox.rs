@@ -83,7 +83,7 @@ pub struct Snapshot {
 }
 
 /// How a relay attempt ended, for [`Store::finish_attempt`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptEnd {
     /// It took effect: sent now, or found already applied.
     Delivered {

@@ -8,9 +8,12 @@
 //! retried. Writes (state changes, creates) are retried only when the request surely was not
 //! applied (it never connected, or Tampuuri answered 429); any other failure of a write is
 //! returned as [`ApiError::OutcomeUnknown`] or [`ApiError::Server`] for the caller to resolve.
+//! What an answer means is decided in one pure function, `classify`; `Client::exchange` is the
+//! mechanism (send, read the bounded body, meter) and `Client::call` the retry loop.
 //!
 //! Hostile or broken answers stay bounded: no redirect is followed (the credentials go to
-//! `base_url` only, and a 3xx is an error naming its `Location`), a body larger than
+//! `base_url` only; a 3xx to a read is an error naming its `Location`, to a write an unknown
+//! outcome, since a server may act on a POST before redirecting), a body larger than
 //! `[tampuuri] max_response_bytes` is not read past the cap, and a ticket fetched by id must be
 //! that ticket. A request that never reached Tampuuri (refused, DNS, TLS, proxy) is not metered
 //! as a call: it is counted apart ([`Client::take_unreached`]).
@@ -118,9 +121,9 @@ pub enum ApiError {
         endpoint: &'static str,
         detail: String,
     },
-    #[error(
-        "account {account}: {endpoint}: the outcome is unknown (timeout or connection lost after sending): {detail}"
-    )]
+    /// Whether Tampuuri acted on it cannot be told from the answer: a write so answered is
+    /// checked against Tampuuri before it is sent again.
+    #[error("account {account}: {endpoint}: the outcome is unknown: {detail}")]
     OutcomeUnknown {
         account: String,
         endpoint: &'static str,
@@ -134,6 +137,16 @@ pub enum ApiError {
         endpoint: &'static str,
         status: u16,
         message: String,
+    },
+    /// A read answered with a redirect, which is never followed.
+    #[error(
+        "account {account}: {endpoint}: Tampuuri answered HTTP {status}, a redirect to {location}; not followed (requests go to base_url only: check it)"
+    )]
+    Redirect {
+        account: String,
+        endpoint: &'static str,
+        status: u16,
+        location: String,
     },
     #[error("account {account}: {endpoint}: not found (HTTP 404)")]
     NotFound {
@@ -325,14 +338,6 @@ pub struct Client {
     unreached: Arc<AtomicU64>,
 }
 
-/// One attempt's failure, before it is decided whether to try again.
-struct Failure {
-    error: ApiError,
-    /// The request certainly had no effect (no connection, or 429).
-    not_applied: bool,
-    retry_after: Option<Duration>,
-}
-
 impl Client {
     pub fn account(&self) -> &str {
         &self.account
@@ -501,6 +506,9 @@ impl Client {
             .map(|()| None)
     }
 
+    /// One call: attempts until one succeeds or [`classify`] says its failure is final, at most
+    /// `[tampuuri.retry] max_attempts` times, waiting the backoff delay (or `Retry-After`, when
+    /// longer) in between.
     async fn call<T>(
         &self,
         endpoint: &'static str,
@@ -515,19 +523,24 @@ impl Client {
             endpoint,
             detail: format!("bad URL: {e}"),
         })?;
+        let call = Call {
+            account: &self.account,
+            endpoint,
+            kind,
+            max_response_bytes: self.max_response_bytes,
+        };
         let delays = Backoff::jittered(self.retry.initial_delay, self.retry.max_delay);
         let mut attempt = 1;
         loop {
             let failure = match self
-                .attempt(endpoint, method.clone(), url.clone(), body, &parse)
+                .exchange(endpoint, method.clone(), url.clone(), body)
                 .await
+                .and_then(|reply| classify(&call, reply, &parse))
             {
                 Ok(v) => return Ok(v),
                 Err(f) => f,
             };
-            let retryable =
-                failure.error.is_transient() && (kind == Kind::Read || failure.not_applied);
-            if !retryable || attempt >= self.retry.max_attempts {
+            if !failure.retry || attempt >= self.retry.max_attempts {
                 return Err(failure.error);
             }
             let delay = delays.delay(attempt);
@@ -538,30 +551,27 @@ impl Client {
         }
     }
 
-    async fn attempt<T>(
+    /// Sends one request and reads what comes back (a body up to its cap), metering it as a
+    /// call unless it never connected. `Err` only when the account's credentials cannot be
+    /// sent: then nothing is.
+    async fn exchange(
         &self,
         endpoint: &'static str,
         method: Method,
         url: reqwest::Url,
         body: Option<&Value>,
-        parse: &impl Fn(&[u8]) -> Result<T, String>,
-    ) -> Result<T, Failure> {
-        let account = || self.account.clone();
-        let fail = |error, not_applied| Failure {
-            error,
-            not_applied,
-            retry_after: None,
-        };
+    ) -> Result<Reply, Failure> {
         let headers = match &self.headers {
             Ok(h) => h.clone(),
             Err(detail) => {
-                return Err(fail(
-                    ApiError::Credentials {
-                        account: account(),
+                return Err(Failure {
+                    error: ApiError::Credentials {
+                        account: self.account.clone(),
                         detail: detail.clone(),
                     },
-                    true,
-                ));
+                    retry: false,
+                    retry_after: None,
+                });
             }
         };
         if let Some(t) = &self.throttle {
@@ -571,146 +581,234 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let sent = req.send().await;
-        // A request that never connected reached nothing: it is not an API call.
-        if matches!(&sent, Err(e) if e.is_connect()) {
-            self.unreached.fetch_add(1, Ordering::Relaxed);
-        } else {
-            *self.meter().entry(endpoint).or_default() += 1;
-        }
-        let resp = match sent {
+        let resp = match req.send().await {
             Ok(r) => r,
+            // A request that never connected reached nothing: it is not an API call.
             Err(e) if e.is_connect() => {
-                return Err(fail(
-                    ApiError::Unreachable {
-                        account: account(),
-                        endpoint,
-                        detail: error_chain(e),
-                    },
-                    true,
-                ));
+                self.unreached.fetch_add(1, Ordering::Relaxed);
+                return Ok(Reply::Unreached(error_chain(e)));
             }
             Err(e) => {
-                return Err(fail(
-                    ApiError::OutcomeUnknown {
-                        account: account(),
-                        endpoint,
-                        detail: error_chain(e),
-                    },
-                    false,
-                ));
+                *self.meter().entry(endpoint).or_default() += 1;
+                return Ok(Reply::Lost(error_chain(e)));
             }
         };
+        *self.meter().entry(endpoint).or_default() += 1;
         let status = resp.status();
-        if status.is_redirection() {
-            // Not followed: the credentials go to base_url's origin only.
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .map_or_else(|| "(no Location)".to_owned(), show_header);
-            return Err(fail(
-                ApiError::Rejected {
-                    account: account(),
-                    endpoint,
-                    status: status.as_u16(),
-                    message: format!(
-                        "a redirect to {location}, not followed (requests go to base_url only: check it)"
-                    ),
-                },
-                true,
-            ));
-        }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(parse_retry_after);
-        // An error answer is read for its message only, so a smaller cap does.
-        let cap = if status.is_success() {
-            self.max_response_bytes
+        let header = |name| resp.headers().get(name);
+        let location = header(reqwest::header::LOCATION).map(show_header);
+        let retry_after = header(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
+        let body = if status.is_redirection() {
+            // A redirect is judged by its status and Location alone.
+            Body::Whole(Vec::new())
         } else {
-            self.max_response_bytes.min(ERROR_BODY_BYTES)
-        };
-        let bytes = match read_body(resp, cap).await {
-            Ok(Body::Whole(b)) => b,
-            Ok(Body::Truncated(b)) if !status.is_success() => b,
-            Ok(Body::Truncated(_)) => {
-                return Err(fail(
-                    ApiError::TooLarge {
-                        account: account(),
-                        endpoint,
-                        limit: self.max_response_bytes,
-                    },
-                    false,
-                ));
-            }
-            Err(e) => {
-                return Err(fail(
-                    ApiError::OutcomeUnknown {
-                        account: account(),
-                        endpoint,
-                        detail: error_chain(e),
-                    },
-                    false,
-                ));
+            // An error answer is read for its message only, so a smaller cap does.
+            let cap = if status.is_success() {
+                self.max_response_bytes
+            } else {
+                self.max_response_bytes.min(ERROR_BODY_BYTES)
+            };
+            match read_body(resp, cap).await {
+                Ok(b) => b,
+                Err(e) => return Ok(Reply::Lost(error_chain(e))),
             }
         };
-        if status.is_success() {
-            return parse(&bytes).map_err(|detail| {
-                fail(
-                    ApiError::Malformed {
-                        account: account(),
-                        endpoint,
-                        detail,
-                    },
-                    false,
-                )
-            });
-        }
-        let message = wire::error_message(&bytes);
-        Err(match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => fail(
-                ApiError::Auth {
-                    account: account(),
-                    status: status.as_u16(),
-                },
-                true,
-            ),
-            StatusCode::TOO_MANY_REQUESTS => Failure {
-                error: ApiError::RateLimited {
-                    account: account(),
-                    endpoint,
-                    retry_after,
-                },
-                not_applied: true,
-                retry_after,
-            },
-            StatusCode::NOT_FOUND => fail(
-                ApiError::NotFound {
-                    account: account(),
-                    endpoint,
-                },
-                true,
-            ),
-            s if s.is_server_error() => fail(
-                ApiError::Server {
-                    account: account(),
-                    endpoint,
-                    status: s.as_u16(),
-                    message,
-                },
-                false,
-            ),
-            s => fail(
-                ApiError::Rejected {
-                    account: account(),
-                    endpoint,
-                    status: s.as_u16(),
-                    message,
-                },
-                true,
-            ),
-        })
+        Ok(Reply::Answer(Answer {
+            status,
+            location,
+            retry_after,
+            body,
+        }))
     }
+}
+
+/// Who calls what, as [`classify`] needs it.
+struct Call<'a> {
+    account: &'a str,
+    endpoint: &'static str,
+    kind: Kind,
+    max_response_bytes: u64,
+}
+
+/// What one request came to, as [`Client::exchange`] saw it.
+enum Reply {
+    /// It never connected (refused, DNS, TLS handshake, proxy): nothing reached Tampuuri.
+    Unreached(String),
+    /// It was sent, but no whole answer came back (a timeout, a lost connection, a body cut
+    /// off): Tampuuri may have acted on it.
+    Lost(String),
+    /// An HTTP answer.
+    Answer(Answer),
+}
+
+/// An HTTP answer, its body read up to its cap (a redirect's body is not read).
+struct Answer {
+    status: StatusCode,
+    /// The `Location` header, as printable text.
+    location: Option<String>,
+    retry_after: Option<Duration>,
+    body: Body,
+}
+
+/// One attempt's failure, and whether to try again.
+#[derive(Debug)]
+struct Failure {
+    error: ApiError,
+    /// Try again: a transient failure of a read, or of a write that surely was not applied
+    /// (it never connected, or Tampuuri refused it before acting on it: a 429).
+    retry: bool,
+    /// Not before this (a 429's `Retry-After`).
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// `error` on a `call`; `not_applied` when the request certainly had no effect (it never
+    /// connected, or Tampuuri refused it before acting on it).
+    fn new(call: &Call<'_>, error: ApiError, not_applied: bool) -> Failure {
+        Failure {
+            retry: error.is_transient() && (call.kind == Kind::Read || not_applied),
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// The decision about one request: its value, or which [`ApiError`] it is and whether it may
+/// be tried again. Pure (the mechanism is [`Client::exchange`]), so that every status class
+/// is checked in a table.
+///
+/// A redirect is never followed (the credentials go to base_url's origin only). For a read it
+/// is [`ApiError::Redirect`], final; for a write it is [`ApiError::OutcomeUnknown`]: a server
+/// may act on a POST and then answer with a redirect (303 See Other), so the caller must check
+/// Tampuuri before sending it again.
+fn classify<T>(
+    call: &Call<'_>,
+    reply: Reply,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, Failure> {
+    let (account, endpoint) = (call.account.to_owned(), call.endpoint);
+    let fail = |error, not_applied| Failure::new(call, error, not_applied);
+    let answer = match reply {
+        Reply::Unreached(detail) => {
+            let error = ApiError::Unreachable {
+                account,
+                endpoint,
+                detail,
+            };
+            return Err(fail(error, true));
+        }
+        Reply::Lost(detail) => {
+            let error = ApiError::OutcomeUnknown {
+                account,
+                endpoint,
+                detail: format!("timeout or connection lost after sending: {detail}"),
+            };
+            return Err(fail(error, false));
+        }
+        Reply::Answer(a) => a,
+    };
+    let status = answer.status;
+    if status.is_redirection() {
+        let location = answer
+            .location
+            .unwrap_or_else(|| "(no Location)".to_owned());
+        let status = status.as_u16();
+        return Err(match call.kind {
+            Kind::Read => {
+                let error = ApiError::Redirect {
+                    account,
+                    endpoint,
+                    status,
+                    location,
+                };
+                fail(error, true)
+            }
+            Kind::Write => {
+                let error = ApiError::OutcomeUnknown {
+                    account,
+                    endpoint,
+                    detail: format!(
+                        "HTTP {status}, a redirect to {location}, not followed (requests go to base_url only: check it); whether Tampuuri applied it first cannot be told"
+                    ),
+                };
+                fail(error, false)
+            }
+        });
+    }
+    match (status.is_success(), answer.body) {
+        (true, Body::Whole(bytes)) => parse(&bytes).map_err(|detail| {
+            let error = ApiError::Malformed {
+                account,
+                endpoint,
+                detail,
+            };
+            fail(error, false)
+        }),
+        (true, Body::Truncated(_)) => {
+            let error = ApiError::TooLarge {
+                account,
+                endpoint,
+                limit: call.max_response_bytes,
+            };
+            Err(fail(error, false))
+        }
+        (false, Body::Whole(bytes) | Body::Truncated(bytes)) => {
+            Err(refusal(call, status, answer.retry_after, &bytes))
+        }
+    }
+}
+
+/// What an error status (4xx, 5xx, or any other that is neither success nor redirect) means,
+/// with the message of its body.
+fn refusal(
+    call: &Call<'_>,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Failure {
+    let (account, endpoint) = (call.account.to_owned(), call.endpoint);
+    let message = wire::error_message(body);
+    let code = status.as_u16();
+    let (error, not_applied) = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+            ApiError::Auth {
+                account,
+                status: code,
+            },
+            true,
+        ),
+        StatusCode::TOO_MANY_REQUESTS => {
+            let error = ApiError::RateLimited {
+                account,
+                endpoint,
+                retry_after,
+            };
+            return Failure {
+                retry_after,
+                ..Failure::new(call, error, true)
+            };
+        }
+        StatusCode::NOT_FOUND => (ApiError::NotFound { account, endpoint }, true),
+        s if s.is_server_error() => (
+            ApiError::Server {
+                account,
+                endpoint,
+                status: code,
+                message,
+            },
+            false,
+        ),
+        _ => (
+            ApiError::Rejected {
+                account,
+                endpoint,
+                status: code,
+                message,
+            },
+            true,
+        ),
+    };
+    Failure::new(call, error, not_applied)
 }
 
 /// How much of an error answer is read for its message.
@@ -807,6 +905,240 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+    }
+
+    /// An HTTP answer with a whole body.
+    fn answer(status: u16, body: &str) -> Reply {
+        Reply::Answer(Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            location: None,
+            retry_after: None,
+            body: Body::Whole(body.as_bytes().to_vec()),
+        })
+    }
+
+    fn with_location(status: u16, location: &str) -> Reply {
+        let Reply::Answer(a) = answer(status, "") else {
+            unreachable!()
+        };
+        Reply::Answer(Answer {
+            location: Some(location.into()),
+            ..a
+        })
+    }
+
+    /// What [`classify`] decided, in one line: `Ok(value)`, or the error's variant with
+    /// `retry` and `Retry-After` in seconds.
+    fn decided(kind: Kind, reply: Reply) -> (String, Option<String>) {
+        let call = Call {
+            account: "acme",
+            endpoint: endpoint::BASE64,
+            kind,
+            max_response_bytes: 1000,
+        };
+        let parse = |b: &[u8]| -> Result<i64, String> {
+            let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+            v.get("Id").and_then(Value::as_i64).ok_or("no Id".into())
+        };
+        match classify(&call, reply, parse) {
+            Ok(v) => (format!("Ok({v})"), None),
+            Err(f) => {
+                let debug = format!("{:?}", f.error);
+                let variant = debug.split([' ', '{']).next().unwrap_or_default();
+                let line = format!(
+                    "{variant} retry={} after={:?}",
+                    f.retry,
+                    f.retry_after.map(|d| d.as_secs())
+                );
+                (line, Some(f.error.to_string()))
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_of_answer_is_classified_for_reads_and_writes() {
+        fn rate_limited(after: Option<u64>) -> Reply {
+            let Reply::Answer(a) = answer(429, r#"{"Message": "liikaa"}"#) else {
+                unreachable!()
+            };
+            Reply::Answer(Answer {
+                retry_after: after.map(Duration::from_secs),
+                ..a
+            })
+        }
+        fn truncated() -> Reply {
+            Reply::Answer(Answer {
+                status: StatusCode::OK,
+                location: None,
+                retry_after: None,
+                body: Body::Truncated(b"{\"Id\": 1".to_vec()),
+            })
+        }
+        /// What came back, how a read ends, how a write ends.
+        type Row = (&'static str, fn() -> Reply, &'static str, &'static str);
+        let table: Vec<Row> = vec![
+            ("200 good", || answer(200, r#"{"Id": 7}"#), "Ok(7)", "Ok(7)"),
+            (
+                "200 malformed",
+                || answer(200, r#"{"Id": "#),
+                "Malformed retry=true after=None",
+                "Malformed retry=false after=None",
+            ),
+            (
+                "201 without the expected field",
+                || answer(201, "{}"),
+                "Malformed retry=true after=None",
+                "Malformed retry=false after=None",
+            ),
+            (
+                "301 redirect",
+                || with_location(301, "http://elsewhere.example/x"),
+                "Redirect retry=false after=None",
+                "OutcomeUnknown retry=false after=None",
+            ),
+            (
+                "303 redirect",
+                || with_location(303, "http://elsewhere.example/x"),
+                "Redirect retry=false after=None",
+                "OutcomeUnknown retry=false after=None",
+            ),
+            (
+                "307 without Location",
+                || answer(307, ""),
+                "Redirect retry=false after=None",
+                "OutcomeUnknown retry=false after=None",
+            ),
+            (
+                "400",
+                || answer(400, r#"{"Message": "Tila ei salli"}"#),
+                "Rejected retry=false after=None",
+                "Rejected retry=false after=None",
+            ),
+            (
+                "401",
+                || answer(401, ""),
+                "Auth retry=false after=None",
+                "Auth retry=false after=None",
+            ),
+            (
+                "403",
+                || answer(403, "Virheellinen avain"),
+                "Auth retry=false after=None",
+                "Auth retry=false after=None",
+            ),
+            (
+                "404",
+                || answer(404, ""),
+                "NotFound retry=false after=None",
+                "NotFound retry=false after=None",
+            ),
+            (
+                "409",
+                || answer(409, r#"{"message": "ristiriita"}"#),
+                "Rejected retry=false after=None",
+                "Rejected retry=false after=None",
+            ),
+            (
+                "422",
+                || answer(422, "{}"),
+                "Rejected retry=false after=None",
+                "Rejected retry=false after=None",
+            ),
+            (
+                "429 with Retry-After",
+                || rate_limited(Some(3)),
+                "RateLimited retry=true after=Some(3)",
+                "RateLimited retry=true after=Some(3)",
+            ),
+            (
+                "429 without Retry-After",
+                || rate_limited(None),
+                "RateLimited retry=true after=None",
+                "RateLimited retry=true after=None",
+            ),
+            (
+                "500",
+                || answer(500, r#"{"Message": "kaatui"}"#),
+                "Server retry=true after=None",
+                "Server retry=false after=None",
+            ),
+            (
+                "503",
+                || answer(503, ""),
+                "Server retry=true after=None",
+                "Server retry=false after=None",
+            ),
+            (
+                "200 over max_response_bytes",
+                truncated,
+                "TooLarge retry=false after=None",
+                "TooLarge retry=false after=None",
+            ),
+            (
+                "never connected",
+                || Reply::Unreached("connection refused".into()),
+                "Unreachable retry=true after=None",
+                "Unreachable retry=true after=None",
+            ),
+            (
+                "sent, answer lost",
+                || Reply::Lost("operation timed out".into()),
+                "OutcomeUnknown retry=true after=None",
+                "OutcomeUnknown retry=false after=None",
+            ),
+        ];
+        for (what, reply, read, write) in table {
+            assert_eq!(decided(Kind::Read, reply()).0, read, "{what}, as a read");
+            assert_eq!(decided(Kind::Write, reply()).0, write, "{what}, as a write");
+        }
+    }
+
+    #[test]
+    fn an_answers_message_names_the_account_the_endpoint_and_what_the_server_said() {
+        let msg = |kind, reply| decided(kind, reply).1.unwrap();
+        let read = msg(Kind::Read, with_location(307, "http://elsewhere.example/x"));
+        assert!(
+            read.contains("acme")
+                && read.contains("HTTP 307, a redirect to http://elsewhere.example/x")
+                && read.contains("base_url"),
+            "{read}"
+        );
+        let write = msg(
+            Kind::Write,
+            with_location(303, "http://elsewhere.example/x"),
+        );
+        assert!(
+            write.contains("the outcome is unknown")
+                && write.contains("HTTP 303, a redirect to http://elsewhere.example/x")
+                && write.contains("not followed"),
+            "{write}"
+        );
+        assert!(msg(Kind::Read, answer(307, "")).contains("(no Location)"));
+        let rejected = msg(Kind::Write, answer(409, r#"{"Message": "Tila ei salli"}"#));
+        assert!(
+            rejected.contains("HTTP 409") && rejected.contains("Tila ei salli"),
+            "{rejected}"
+        );
+        let server = msg(Kind::Read, answer(502, "bad gateway"));
+        assert!(
+            server.contains("HTTP 502") && server.contains("bad gateway"),
+            "{server}"
+        );
+        let lost = msg(Kind::Write, Reply::Lost("operation timed out".into()));
+        assert!(
+            lost.contains("timeout or connection lost after sending: operation timed out"),
+            "{lost}"
+        );
+        let large = msg(
+            Kind::Read,
+            Reply::Answer(Answer {
+                status: StatusCode::OK,
+                location: None,
+                retry_after: None,
+                body: Body::Truncated(Vec::new()),
+            }),
+        );
+        assert!(large.contains("max_response_bytes = 1000"), "{large}");
     }
 
     #[test]

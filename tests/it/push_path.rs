@@ -1009,3 +1009,144 @@ async fn a_slow_queue_keeps_no_other_queues_delivered_action_in_doubt() {
     let report = push.await.unwrap();
     assert_eq!(report.delivered.len(), 2);
 }
+
+/// A proxy on loopback in front of `upstream` (the simulator's root). The next `redirects`
+/// state changes (`POST …/vastaanota`, `…/odotukseen`, `…/kuittaatehdyksi`) are answered with
+/// `303 See Other` to `location`; with `apply_first` they reach the simulator first (Tampuuri
+/// acted on the POST, then redirected), else they never do. Everything else is passed on.
+async fn redirecting_proxy(
+    upstream: String,
+    location: String,
+    apply_first: bool,
+    redirects: u32,
+) -> String {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let left = std::sync::Arc::new(AtomicU32::new(redirects));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: axum::body::Bytes| {
+            let (http, upstream, location, left) = (
+                http.clone(),
+                upstream.clone(),
+                location.clone(),
+                left.clone(),
+            );
+            async move {
+                let path = uri.path().to_owned();
+                let change = method == Method::POST
+                    && ["/vastaanota", "/odotukseen", "/kuittaatehdyksi"]
+                        .iter()
+                        .any(|a| path.ends_with(a));
+                let redirect = change
+                    && left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                if redirect && !apply_first {
+                    return (StatusCode::SEE_OTHER, [("location", location)]).into_response();
+                }
+                let mut req = http.request(method, format!("{upstream}{uri}")).body(body);
+                for (name, value) in &headers {
+                    if name != "host" && name != "content-length" {
+                        req = req.header(name, value);
+                    }
+                }
+                let resp = req.send().await.unwrap();
+                if redirect {
+                    return (StatusCode::SEE_OTHER, [("location", location)]).into_response();
+                }
+                let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (status, resp.bytes().await.unwrap()).into_response()
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v10/api/")
+}
+
+#[tokio::test]
+async fn a_redirect_answering_a_state_change_leaves_it_in_doubt_and_it_is_checked_before_any_resend()
+ {
+    // Another origin records whatever reaches it: nothing may.
+    let caught = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let c = caught.clone();
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let location = format!(
+        "http://localhost:{}/v10/api/ilmoitukset",
+        other.local_addr().unwrap().port()
+    );
+    let catcher = axum::Router::new().fallback(move |uri: axum::http::Uri| async move {
+        c.lock().unwrap().push(uri.to_string());
+        axum::http::StatusCode::NOT_FOUND
+    });
+    tokio::spawn(async move { axum::serve(other, catcher).await });
+
+    // (Tampuuri acted before redirecting, how the second pass delivers it)
+    for (apply_first, delivered_as) in [(true, "already applied"), (false, "sent")] {
+        let mut env = no_linger(Setup::tickets(2).start().await);
+        env.sync_ok().await;
+        let id = env.open_ids("sim-1")[0];
+        env.task_ok(&["accept", &s(id)]).await;
+        let proxy = redirecting_proxy(env.sim.root(), location.clone(), apply_first, 1).await;
+        env.config.accounts[0].base_url = proxy;
+        let posts = env.sim().calls(huoltosync::tampuuri::endpoint::VASTAANOTA);
+
+        let r = env.push().await;
+        assert_eq!(
+            (r.delivered.len(), r.dead.len(), r.pending),
+            (0, 0, 1),
+            "apply_first {apply_first}: a redirect answering a write is no rejection: {:?}",
+            r.dead
+        );
+        let (in_doubt, error): (bool, String) = env
+            .db()
+            .query_row("SELECT in_doubt, last_error FROM outbox", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert!(in_doubt, "apply_first {apply_first}: {error}");
+        assert!(
+            error.contains("the outcome is unknown")
+                && error.contains("HTTP 303, a redirect to")
+                && error.contains(&location),
+            "{error}"
+        );
+        let applied = if apply_first { 1 } else { 0 };
+        assert_eq!(env.applied().len(), applied, "apply_first {apply_first}");
+
+        // The next pass checks the ticket first: applied → delivered without a resend;
+        // unchanged → sent again, once.
+        due_now(&env);
+        let r = env.push().await;
+        assert_eq!(
+            (r.delivered.len(), r.dead.len(), r.pending),
+            (1, 0, 0),
+            "apply_first {apply_first}: {:?}",
+            r.dead
+        );
+        assert_eq!(
+            env.applied(),
+            [(id, "vastaanota".to_owned())],
+            "apply_first {apply_first}: applied exactly once"
+        );
+        assert_eq!(
+            env.count(&format!(
+                "SELECT count(*) FROM outbox WHERE status = 'delivered' AND outcome = '{delivered_as}'"
+            )),
+            1,
+            "apply_first {apply_first}"
+        );
+        let sends = env.sim().calls(huoltosync::tampuuri::endpoint::VASTAANOTA) - posts;
+        assert_eq!(
+            sends, 1,
+            "apply_first {apply_first}: one POST reached Tampuuri, before the redirect or after the check"
+        );
+    }
+    assert!(caught.lock().unwrap().is_empty(), "{:?}", caught.lock());
+}
