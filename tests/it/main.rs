@@ -9,6 +9,7 @@ mod first_contact;
 mod helpers;
 mod hostile_client;
 mod push_path;
+mod queue;
 mod read_path;
 mod service;
 mod store;
