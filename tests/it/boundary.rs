@@ -86,6 +86,20 @@ fn the_wire_module_is_private() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
+#[test]
+fn the_library_does_not_call_into_the_command_line() {
+    // The CLI parses and prints; the demo (and the coming HTTP API) call the library as the
+    // CLI does: `queue::queue`, `report`, `escape`. Only the binary starts the CLI.
+    let (scanned, found) =
+        offending_lines(&["crate::cli", "super::cli"], &["src/cli/", "src/main.rs"]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(
+        found.is_empty(),
+        "library code that reaches into cli:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Calls in the store's meter for one endpoint.
 fn metered(env: &TestEnv, endpoint: &str) -> i64 {
     env.count(&format!(
