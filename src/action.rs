@@ -347,6 +347,43 @@ pub fn read_attachment(path: &std::path::Path, max_bytes: u64) -> anyhow::Result
     })
 }
 
+/// An attachment given as bytes (the HTTP API's upload): at most `max_bytes`, like a file.
+/// Without a content type, it is guessed from the file name.
+pub fn attachment_from_bytes(
+    file_name: &str,
+    content_type: Option<&str>,
+    bytes: Vec<u8>,
+    max_bytes: u64,
+) -> anyhow::Result<Attachment> {
+    // A name, not a path: only its last component is kept.
+    let Some(name) = std::path::Path::new(file_name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.trim().is_empty())
+    else {
+        anyhow::bail!("attachment {file_name:?}: a file name is needed");
+    };
+    if bytes.len() as u64 > max_bytes {
+        anyhow::bail!(
+            "attachment {name} is {} bytes, over the limit of {max_bytes} ([push] max_attachment_bytes)",
+            bytes.len()
+        );
+    }
+    let content_type = match content_type.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.to_owned(),
+        None => mime_guess::from_path(&name)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned(),
+    };
+    Ok(Attachment {
+        file_name: name,
+        content_type,
+        description: None,
+        bytes,
+    })
+}
+
 /// The file's bytes, or `None` when it holds more than `max_bytes`.
 fn read_bounded(path: &std::path::Path, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
@@ -388,6 +425,33 @@ mod tests {
                 err.contains("/proc/self/maps") && err.contains("limit of 16 bytes"),
                 "{err}"
             );
+        }
+    }
+
+    #[test]
+    fn an_attachment_given_as_bytes_is_bounded_and_named_like_a_file() {
+        let a = attachment_from_bytes("kuva.png", None, vec![7u8; 100], 100).unwrap();
+        assert_eq!(
+            (a.file_name.as_str(), a.content_type.as_str(), a.bytes.len()),
+            ("kuva.png", "image/png", 100)
+        );
+        let a = attachment_from_bytes("../../etc/raportti", Some("application/pdf"), vec![], 1)
+            .unwrap();
+        assert_eq!(
+            (a.file_name.as_str(), a.content_type.as_str()),
+            ("raportti", "application/pdf"),
+            "a path is not a file name"
+        );
+        let err = attachment_from_bytes("kuva.png", None, vec![0; 101], 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kuva.png") && err.contains("101 bytes") && err.contains("100"),
+            "{err}"
+        );
+        for bad in ["", " ", "/", "..", "kuvat/ "] {
+            let err = attachment_from_bytes(bad, None, vec![], 100).unwrap_err();
+            assert!(err.to_string().contains("file name"), "{bad:?}: {err}");
         }
     }
 

@@ -9,8 +9,11 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use crate::cli::escape::esc;
+use crate::action::{Action, CreateRequest};
 use crate::config::Config;
+use crate::escape::esc;
+use crate::queue::{AttachmentSource, QueueRequest, Task};
+use crate::report::describe;
 use crate::sim::{Sim, SimOptions};
 use crate::store::{Store, TicketFilter};
 use crate::tampuuri::Api;
@@ -62,68 +65,68 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&config_path)?.config;
     let api = Api::new(&config)?;
 
-    println!(
+    outln!(
         "huoltosync demo: a Tampuuri simulator at {} with {} account(s),",
         running.base_url(),
         args.accounts
-    );
-    println!(
+    )?;
+    outln!(
         "each holding {} open tickets for contractor 4711 and about {} others that must not be mirrored.\n",
         args.tickets,
         args.tickets / 4
-    );
+    )?;
     let started = Instant::now();
     let first = crate::sync::sync_all(&config, &api).await;
-    println!(
+    outln!(
         "First sync ({:.1} s, page size {}, throttle {} calls/s):",
         started.elapsed().as_secs_f64(),
         config.tampuuri.page_size,
         config.tampuuri.max_requests_per_second
-    );
+    )?;
     for r in &first {
-        println!("  {}", crate::cli::summary_line(r));
+        outln!("  {r}")?;
     }
     let calls_before = running.sim.total_calls();
     let started = Instant::now();
     let second = crate::sync::sync_all(&config, &api).await;
-    println!(
+    outln!(
         "\nSecond sync, nothing changed in Tampuuri ({:.1} s):",
         started.elapsed().as_secs_f64()
-    );
+    )?;
     for r in &second {
-        println!("  {}", crate::cli::summary_line(r));
+        outln!("  {r}")?;
     }
-    println!(
+    outln!(
         "  {} API calls in all (one per page); ticket rows rewritten: {}",
         running.sim.total_calls() - calls_before,
         second.iter().map(|r| r.counts.rows_written).sum::<u64>()
-    );
+    )?;
 
-    workflow(&config, &running, &dir).await?;
+    workflow(&config, &running).await?;
 
     let db = Store::open(&store)?;
     let rows = db.tickets(&TicketFilter::default())?;
-    println!("\nA few mirrored tickets (of {}):", rows.len());
+    outln!("\nA few mirrored tickets (of {}):", rows.len())?;
     for r in rows.iter().step_by((rows.len() / 5).max(1)).take(5) {
-        println!(
+        outln!(
             "  {:<6} #{:<5} {:<13} {}",
             esc(&r.account),
             r.id,
             esc(&r.state),
             esc(r.title.as_deref().unwrap_or("-"))
-        );
+        )?;
     }
-    println!("\nThe store is {}; look around with:", store.display());
+    outln!("\nThe store is {}; look around with:", store.display())?;
     // The binary that is running: after a fresh clone nothing is installed on the PATH yet.
     let bin = std::env::current_exe()
         .map_or_else(|_| "huoltosync".to_owned(), |p| p.display().to_string());
-    println!("  {bin} --config {} tasks", config_path.display());
-    println!("  {bin} --config {} status", config_path.display());
-    println!("  {bin} --config {} outbox", config_path.display());
-    println!(
+    outln!("  {bin} --config {} tasks", config_path.display())?;
+    outln!("  {bin} --config {} status", config_path.display())?;
+    outln!("  {bin} --config {} outbox", config_path.display())?;
+    outln!(
         "  sqlite3 {} 'select account, id, state, title from open_tickets limit 5'",
         store.display()
-    );
+    )?;
     running.stop().await;
     let ok = first.iter().chain(&second).all(crate::sync::SyncReport::ok);
     Ok(if ok {
@@ -134,13 +137,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The push path: accept two tickets, hold one, finish one, create a follow-up with a photo,
-/// push, and show what the simulator now says.
-async fn workflow(
-    config: &Config,
-    running: &crate::sim::Running,
-    dir: &std::path::Path,
-) -> anyhow::Result<()> {
-    use crate::cli::task::{Common, Notify, TaskAction, TaskArgs};
+/// each queued as the CLI and the HTTP API queue them; push, and show what the simulator now
+/// says.
+async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Result<()> {
     let account = config.accounts[0].name.clone();
     let db = Store::open(&config.store.path)?;
     let ids: Vec<i64> = db
@@ -156,74 +155,70 @@ async fn workflow(
     let [a, b, c] = ids[..] else {
         anyhow::bail!("the demo needs at least 3 tickets in {account}")
     };
-    // A tiny generated photo: a 1×1 PNG.
-    let photo = dir.join("kuva-vuoto.png");
-    std::fs::write(&photo, PNG_1X1)?;
-    let common = || Common {
-        account: Some(account.clone()),
-        now: false,
-        json: false,
-    };
-    let notify = || Notify {
-        notify: true,
-        no_notify: false,
-    };
-    println!("\nThe contractor's work on {account}, queued in the outbox:");
+    let transition = |ticket: i64, action: Action| Task::Transition { ticket, action };
     let steps = vec![
-        TaskAction::Accept {
-            id: a,
-            comment: Some("Asentaja tulee huomenna klo 9".into()),
-            common: common(),
-        },
-        TaskAction::Accept {
-            id: b,
-            comment: None,
-            common: common(),
-        },
-        TaskAction::Hold {
-            id: b,
-            reason: Some("Odotetaan varaosia toimittajalta".into()),
-            notify: notify(),
-            common: common(),
-        },
-        TaskAction::Done {
-            id: c,
-            comment: Some("Vaihdettu tiiviste, toimii".into()),
-            notify: notify(),
-            common: common(),
-        },
-        TaskAction::New {
-            parent: Some(a),
-            title: "Jatkotyö: putken vaihto".into(),
-            description: "Vuotava putkiosuus kylpyhuoneessa vaihdettava, kuva liitteenä.".into(),
-            details: None,
-            cost_centre: None,
-            space: None,
-            room: None,
-            urgency: Some("Kiireellinen".into()),
-            assignee: None,
-            attach: vec![photo],
-            common: common(),
+        transition(
+            a,
+            Action::Accept {
+                comment: Some("Asentaja tulee huomenna klo 9".into()),
+            },
+        ),
+        transition(b, Action::Accept { comment: None }),
+        transition(
+            b,
+            Action::Hold {
+                reason: "Odotetaan varaosia toimittajalta".into(),
+                notify: true,
+            },
+        ),
+        transition(
+            c,
+            Action::Done {
+                comment: Some("Vaihdettu tiiviste, toimii".into()),
+                notify: true,
+            },
+        ),
+        Task::Create {
+            ticket: CreateRequest {
+                parent_id: Some(a),
+                title: "Jatkotyö: putken vaihto".into(),
+                description: "Vuotava putkiosuus kylpyhuoneessa vaihdettava, kuva liitteenä."
+                    .into(),
+                urgency: Some("Kiireellinen".into()),
+                ..Default::default()
+            },
+            // A tiny generated photo: a 1×1 PNG.
+            attachments: vec![AttachmentSource::Bytes {
+                file_name: "kuva-vuoto.png".into(),
+                content_type: None,
+                bytes: PNG_1X1.to_vec(),
+            }],
         },
     ];
-    for action in steps {
-        print!("  ");
-        crate::cli::task::task(config, TaskArgs { action }).await?;
+    let store = crate::store::Handle::open(config.store.path.clone()).await?;
+    outln!("\nThe contractor's work on {account}, queued in the outbox:")?;
+    for task in steps {
+        let request = QueueRequest {
+            account: Some(account.clone()),
+            task,
+            requested_by: Some("demo".into()),
+        };
+        let row = crate::queue::queue(config, &store, request).await?;
+        outln!("  queued #{}: {}", row.id, describe(&row))?;
     }
     let api = Api::new(config)?;
-    let store = crate::store::Handle::open(config.store.path.clone()).await?;
     let before = running.sim.total_calls();
     let report = crate::push::push_pending(config, &api, &store).await?;
-    println!(
+    outln!(
         "Pushed: {} delivered, {} dead-lettered, {} API calls (the follow-up is fetched once so it shows at once).",
         report.delivered.len(),
         report.dead.len(),
         running.sim.total_calls() - before
-    );
-    println!("What the simulated Tampuuri now says:");
+    )?;
+    outln!("What the simulated Tampuuri now says:")?;
     for id in [a, b, c] {
         if let Some(t) = running.sim.ticket(&account, id) {
-            println!("  #{id:<5} {:<13} {}", esc(&t.tila), esc(&t.otsikko));
+            outln!("  #{id:<5} {:<13} {}", esc(&t.tila), esc(&t.otsikko))?;
         }
     }
     for row in report.delivered.iter().filter(|r| r.kind == "create") {
@@ -231,7 +226,7 @@ async fn workflow(
             .outbox_row(row.id)?
             .and_then(|r| r.created_ticket_id);
         if let Some(t) = id.and_then(|id| running.sim.ticket(&account, id)) {
-            println!(
+            outln!(
                 "  #{:<5} {:<13} {} (follow-up of #{a}, {} attachment: {})",
                 t.id,
                 esc(&t.tila),
@@ -243,12 +238,12 @@ async fn workflow(
                     .filter_map(|l| l.get("FileName").and_then(|f| f.as_str()))
                     .collect::<Vec<_>>()
                     .join(", "))
-            );
+            )?;
         }
     }
     let polled = crate::sync::sync_all(config, &api).await;
-    println!("The next poll brings the mirror up to date:");
-    println!("  {}", crate::cli::summary_line(&polled[0]));
+    outln!("The next poll brings the mirror up to date:")?;
+    outln!("  {}", polled[0])?;
     Ok(())
 }
 

@@ -11,12 +11,32 @@
 //! - [`tampuuri`]: the API boundary (HTTP client, throttle, retries, metering; wire types stay here).
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
+//! - [`queue`]: queueing an action, the one function the CLI, the demo and the HTTP API call.
 //! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
 //! - [`retention`]: the purge's retention values, from the config.
+//! - [`report`]: how a sync's result and a queued action read to a person; [`escape`]: text
+//!   from outside made safe for a terminal.
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
+
+/// `print!` that returns an `io::Result` rather than panicking: output to a closed pipe
+/// (`huoltosync tasks | head`) becomes an error that `cli::main` turns into a quiet exit 0.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($t)*)
+    }};
+}
+
+/// `println!` that returns an `io::Result` rather than panicking (see `out!`).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($t)*)
+    }};
+}
 
 pub mod action;
 pub mod backoff;
@@ -24,11 +44,14 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod demo;
+pub mod escape;
 pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod push;
 pub mod retention;
+pub mod queue;
+pub mod report;
 pub mod schedule;
 pub mod service;
 pub mod sim;

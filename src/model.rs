@@ -117,6 +117,30 @@ pub struct Ticket {
     pub content_hash: i64,
 }
 
+impl Ticket {
+    /// Whether this fetched ticket belongs in an account's open set, and if not, why: it must
+    /// be assigned to `contractor_id` (else [`LeftReason::Reassigned`]) and be in one of
+    /// `open_states`, compared by name in any case (else [`LeftReason::State`]). Sync, push and
+    /// webhook processing all decide with this one rule.
+    pub fn openness(&self, contractor_id: i64, open_states: &[String]) -> Result<(), LeftReason> {
+        if self.assignee_id != Some(contractor_id) {
+            Err(LeftReason::Reassigned)
+        } else if !self.in_open_state(open_states) {
+            Err(LeftReason::State)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the ticket's state is one of `open_states` (state names, any case). A state
+    /// this version does not know is open only when the account names it.
+    pub fn in_open_state(&self, open_states: &[String]) -> bool {
+        open_states
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(self.state.name()))
+    }
+}
+
 /// Why a ticket left our open set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeftReason {
@@ -200,6 +224,58 @@ mod tests {
             TicketState::Other("Peruttu".into())
         );
         assert!(TicketState::Valmis.is_finished() && !TicketState::Odottaa.is_finished());
+    }
+
+    #[test]
+    fn openness_asks_for_our_assignee_first_then_an_open_state() {
+        let open: Vec<String> = ["Avoin", "Vastaanotettu", "odottaa"]
+            .map(String::from)
+            .into();
+        let ticket = |assignee: Option<i64>, state: TicketState| Ticket {
+            id: 1,
+            state,
+            title: None,
+            description: None,
+            extra_info: None,
+            assignee_id: assignee,
+            cost_centre_id: None,
+            space_id: None,
+            room_id: None,
+            parent_id: None,
+            urgency: None,
+            access: None,
+            fault_class: None,
+            earliest: None,
+            latest: None,
+            reporter: Reporter::default(),
+            remote_created: None,
+            remote_modified: None,
+            raw_json: "{}".into(),
+            content_hash: 0,
+        };
+        use LeftReason::*;
+        use TicketState::*;
+        let table: [(Option<i64>, TicketState, Result<(), LeftReason>); 9] = [
+            (Some(4711), Avoin, Ok(())),
+            (Some(4711), Vastaanotettu, Ok(())),
+            // The account's state names match in any case.
+            (Some(4711), Odottaa, Ok(())),
+            (Some(4711), Tehty, Err(State)),
+            (Some(4711), Valmis, Err(State)),
+            (Some(4711), Other("Peruttu".into()), Err(State)),
+            // Another contractor's ticket has left, whatever its state.
+            (Some(12), Avoin, Err(Reassigned)),
+            (Some(12), Tehty, Err(Reassigned)),
+            (None, Avoin, Err(Reassigned)),
+        ];
+        for (assignee, state, expected) in table {
+            let t = ticket(assignee, state.clone());
+            assert_eq!(t.openness(4711, &open), expected, "{assignee:?} {state}");
+        }
+        // A state this version does not know is open when the account lists it.
+        let t = ticket(Some(4711), Other("Työn alla".into()));
+        assert_eq!(t.openness(4711, &["työn alla".to_owned()]), Ok(()));
+        assert!(!ticket(Some(4711), Avoin).in_open_state(&[]));
     }
 
     #[test]

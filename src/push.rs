@@ -543,7 +543,7 @@ async fn mirror_created(account: &AccountConfig, client: &Client, store: &Handle
 }
 
 async fn upsert(account: &AccountConfig, store: &Handle, t: Ticket) {
-    let open = crate::sync::openness(account, &t);
+    let open = t.openness(account.contractor_id, &account.states);
     let (name, id) = (account.name.clone(), t.id);
     if let Err(e) = store
         .call(move |s| s.upsert_fetched(&name, t, open, &time::fmt(time::now())))

@@ -23,7 +23,7 @@ use anyhow::bail;
 use futures::StreamExt;
 
 use crate::config::{AccountConfig, Config, StateFilter};
-use crate::model::{Departure, LeftReason, Ticket};
+use crate::model::{Departure, Ticket};
 use crate::store::{ApplyCounts, Handle, RunRecord, StagingHandle};
 use crate::tampuuri::{Api, Client, Page, Query};
 use crate::time;
@@ -327,7 +327,7 @@ async fn sweep_and_confirm(
     for id in unseen {
         match client.get_ticket(id).await? {
             None => departures.push(Departure::Deleted { id }),
-            Some(t) => match openness(account, &t) {
+            Some(t) => match t.openness(account.contractor_id, &account.states) {
                 Err(reason) => departures.push(Departure::Left {
                     ticket: Box::new(t),
                     reason,
@@ -343,24 +343,6 @@ async fn sweep_and_confirm(
         }
     }
     Ok((departures, still_open))
-}
-
-fn is_open_state(account: &AccountConfig, t: &Ticket) -> bool {
-    account
-        .states
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(t.state.name()))
-}
-
-/// Whether a fetched ticket belongs in the account's open set, and if not, why.
-pub fn openness(account: &AccountConfig, t: &Ticket) -> Result<(), LeftReason> {
-    if t.assignee_id != Some(account.contractor_id) {
-        Err(LeftReason::Reassigned)
-    } else if !is_open_state(account, t) {
-        Err(LeftReason::State)
-    } else {
-        Ok(())
-    }
 }
 
 /// One sweep over the tickets in `states`, staging each page while the next ones are fetched.
@@ -623,7 +605,7 @@ impl<'a> PageGuard<'a> {
 /// The listed tickets that belong in the open set. The server's filter is not trusted: a
 /// listed ticket of another contractor, or in a state that is not open (or none), is left out
 /// here and so not seen by the sweep; if the mirror holds it as open, the check of unseen
-/// tickets fetches it by id and [`openness`] decides, as for any ticket the sweep missed.
+/// tickets fetches it by id and [`Ticket::openness`] decides, as for any ticket the sweep missed.
 /// A listed ticket that names no assignee at all is taken as ours: the list was asked for our
 /// id, and a server whose list rows leave the field out would otherwise mirror nothing.
 fn ours(account: &AccountConfig, items: Vec<Ticket>, progress: &mut Progress) -> Vec<Ticket> {
@@ -631,8 +613,8 @@ fn ours(account: &AccountConfig, items: Vec<Ticket>, progress: &mut Progress) ->
     let kept: Vec<Ticket> = items
         .into_iter()
         .filter(|t| match t.assignee_id {
-            None => is_open_state(account, t),
-            Some(_) => openness(account, t).is_ok(),
+            None => t.in_open_state(&account.states),
+            Some(_) => t.openness(account.contractor_id, &account.states).is_ok(),
         })
         .collect();
     progress.not_ours += (listed - kept.len()) as u64;

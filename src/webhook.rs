@@ -615,7 +615,9 @@ pub async fn process_pending(
         match client.get_ticket(id).await {
             Ok(fetched) => {
                 let name = account.clone();
-                let open = fetched.as_ref().map(|t| crate::sync::openness(acc, t));
+                let open = fetched
+                    .as_ref()
+                    .map(|t| t.openness(acc.contractor_id, &acc.states));
                 store
                     .call(move |s| {
                         let now = time::fmt(time::now());

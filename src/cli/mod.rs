@@ -8,36 +8,23 @@
 //! secrets; the others load the config without them, so staff and monitoring can run them
 //! without access to the credentials.
 //!
-//! Output goes through `out!` and `outln!`, which return an error instead of panicking: a
-//! closed pipe (`huoltosync tasks | head`) ends the command quietly with exit 0, as ripgrep does.
+//! Output goes through `out!` and `outln!` (defined in `lib.rs`, shared with the demo), which
+//! return an error instead of panicking: a closed pipe (`huoltosync tasks | head`) ends the
+//! command quietly with exit 0, as ripgrep does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `print!` that returns an `io::Result` rather than panicking (see [`broken_pipe`]).
-macro_rules! out {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        write!(std::io::stdout().lock(), $($t)*)
-    }};
-}
-
-/// `println!` that returns an `io::Result` rather than panicking (see [`broken_pipe`]).
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout().lock(), $($t)*)
-    }};
-}
-
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-pub mod escape;
 mod online;
 pub mod task;
 
-use escape::esc;
+/// [`crate::escape`], under the path the commands have always used.
+pub use crate::escape;
+use crate::escape::esc;
+use crate::report::count;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::store::{Store, TicketFilter};
@@ -330,37 +317,10 @@ pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Res
     })
 }
 
-/// `sim-1: ok: 1001 open (1001 new, 0 changed, 0 left), 5 pages, 5 API calls, 0.4 s`
+/// `sim-1: ok: 1001 open (1001 new, 0 changed, 0 left), 5 pages, 5 API calls, 0.4 s`: the
+/// line `run --once` prints for an account (see [`SyncReport`]'s `Display`).
 pub fn summary_line(r: &SyncReport) -> String {
-    match &r.error {
-        None => format!(
-            "{}: ok: {} open ({} new, {} changed, {} left), {}, {}, {:.1} s",
-            r.account,
-            r.seen,
-            r.counts.new,
-            r.counts.changed,
-            r.counts.gone,
-            count(r.pages.into(), "page", "pages"),
-            count(r.api_calls, "API call", "API calls"),
-            r.elapsed.as_secs_f64()
-        ),
-        Some(e) => {
-            // The line starts with the account; the error need not say it again.
-            let text = format!("{e:#}");
-            let prefix = format!("account {}: ", r.account);
-            format!(
-                "{}: FAILED after {}: {}",
-                r.account,
-                count(r.api_calls, "API call", "API calls"),
-                esc(text.strip_prefix(&prefix).unwrap_or(&text))
-            )
-        }
-    }
-}
-
-/// `1 page`, `2 pages`.
-pub fn count(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    r.to_string()
 }
 
 /// Opens the store for a command that only reads it: a missing store is an error, not created.

@@ -1,6 +1,7 @@
 //! `huoltosync task …` (queue an action) and `huoltosync outbox …` (look at and manage the
-//! queue). Every queued action is validated against the mirror and written with its outbox
-//! row in one transaction; nothing is queued when a check fails.
+//! queue): their arguments and what they print. Queueing itself is [`crate::queue`]: every
+//! action is validated against the mirror and written with its outbox row in one transaction;
+//! nothing is queued when a check fails.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,9 +9,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::escape::esc;
-use crate::action::{self, Action, CreateRequest};
+use crate::action::{Action, CreateRequest};
 use crate::config::Config;
+use crate::escape::esc;
+use crate::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
+pub use crate::report::describe;
 use crate::store::{Handle, OutboxRow};
 use crate::tampuuri::Api;
 use crate::time;
@@ -163,140 +166,98 @@ pub enum OutboxCommand {
     },
 }
 
-/// Decides the action to queue from the facts read in the enqueue transaction.
-type Plan = Box<dyn FnOnce(&action::Facts) -> anyhow::Result<Action> + Send>;
-
-/// What a task command queues: its options, the account, the ticket, attachments, the check.
-type Queued = (Common, String, Option<i64>, Vec<action::Attachment>, Plan);
-
-/// A transition on ticket `id`: its account resolved, checked against the workflow when queued.
-async fn transition(
-    config: &Config,
-    store: &Handle,
-    common: Common,
-    id: i64,
-    action: Action,
-) -> anyhow::Result<Queued> {
-    let account = resolve(config, store, common.account.as_deref(), id).await?;
-    let (acc, require_followups) = (account.clone(), config.push.require_followups_done);
-    let plan: Plan = Box::new(move |f: &action::Facts| {
-        action::check_transition(action, &acc, id, f, require_followups)
-    });
-    Ok((common, account, Some(id), vec![], plan))
-}
-
-pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
-    let store = Handle::open(config.store.path.clone()).await?;
-    let (common, account, ticket, attachments, plan): Queued = match args.action {
-        TaskAction::Accept {
-            id,
-            comment,
-            common,
-        } => transition(config, &store, common, id, Action::Accept { comment }).await?,
-        TaskAction::Hold {
-            id,
-            reason,
-            notify,
-            common,
-        } => {
-            let reason = reason.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-                super::usage(format!("hold of ticket {id} needs a reason (--reason TEXT): the resident is told why the job waits"))
-            })?;
-            transition(
-                config,
-                &store,
-                common,
+impl TaskAction {
+    /// The library's request for this command (`queue::queue` checks it), and its options.
+    fn into_request(self) -> (QueueRequest, Common) {
+        let (task, common) = match self {
+            TaskAction::Accept {
                 id,
-                Action::Hold {
-                    reason,
-                    notify: notify.value(),
-                },
-            )
-            .await?
-        }
-        TaskAction::Done {
-            id,
-            comment,
-            notify,
-            common,
-        } => {
-            transition(
-                config,
-                &store,
+                comment,
                 common,
+            } => (transition(id, Action::Accept { comment }), common),
+            TaskAction::Hold {
                 id,
-                Action::Done {
-                    comment,
-                    notify: notify.value(),
-                },
-            )
-            .await?
-        }
-        TaskAction::New {
-            parent,
-            title,
-            description,
-            details,
-            cost_centre,
-            space,
-            room,
-            urgency,
-            assignee,
-            attach,
-            common,
-        } => {
-            let files = attach
-                .iter()
-                .map(|p| action::read_attachment(p, config.push.max_attachment_bytes))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let account = match (common.account.as_deref(), parent) {
-                (Some(a), _) => known(config, a)?,
-                (None, Some(p)) => resolve(config, &store, None, p).await?,
-                (None, None) => {
-                    return Err(super::usage(
-                        "task new needs --account NAME (or --parent ID of a ticket in one account)",
-                    ));
-                }
-            };
-            let contractor = config
-                .account(&account)
-                .map(|a| a.contractor_id)
-                .unwrap_or_default();
-            let acc = account.clone();
-            let req = CreateRequest {
-                parent_id: parent,
-                cost_centre_id: cost_centre,
-                space_id: space,
-                room_id: room,
+                reason,
+                notify,
+                common,
+            } => {
+                // No `--reason` is an empty reason, which the queue refuses with the wording
+                // that names `--reason`.
+                let reason = reason.unwrap_or_default();
+                let notify = notify.value();
+                (transition(id, Action::Hold { reason, notify }), common)
+            }
+            TaskAction::Done {
+                id,
+                comment,
+                notify,
+                common,
+            } => {
+                let notify = notify.value();
+                (transition(id, Action::Done { comment, notify }), common)
+            }
+            TaskAction::New {
+                parent,
                 title,
                 description,
                 details,
+                cost_centre,
+                space,
+                room,
                 urgency,
-                assignee_id: assignee,
-            };
-            (
+                assignee,
+                attach,
                 common,
-                account,
-                parent,
-                files,
-                Box::new(move |f: &action::Facts| action::check_create(req, &acc, contractor, f)),
-            )
-        }
-    };
-    let now = time::now();
-    let deadline = now + chrono::Duration::from_std(config.push.deadline)?;
-    let row = store
-        .call(move |s| {
-            s.enqueue(
-                &account,
-                ticket,
-                &time::fmt(now),
-                &time::fmt(deadline),
-                &attachments,
-                plan,
-            )
-        })
-        .await?;
+            } => {
+                let ticket = CreateRequest {
+                    parent_id: parent,
+                    cost_centre_id: cost_centre,
+                    space_id: space,
+                    room_id: room,
+                    title,
+                    description,
+                    details,
+                    urgency,
+                    assignee_id: assignee,
+                };
+                let attachments = attach.into_iter().map(AttachmentSource::Path).collect();
+                let task = Task::Create {
+                    ticket,
+                    attachments,
+                };
+                (task, common)
+            }
+        };
+        let request = QueueRequest {
+            account: common.account.clone(),
+            task,
+            requested_by: None,
+        };
+        (request, common)
+    }
+}
+
+fn transition(ticket: i64, action: Action) -> Task {
+    Task::Transition { ticket, action }
+}
+
+/// A refusal as the command reports it: bad requests are bad usage (exit 2), the rest fail
+/// (exit 1).
+fn refusal(e: QueueError) -> anyhow::Error {
+    match e {
+        QueueError::Invalid(m) => super::usage(m),
+        QueueError::Failed(e) => e,
+        other => other.into(),
+    }
+}
+
+/// `huoltosync task …`: queues the action, prints it, and with `--now` pushes at once.
+pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    let store = Handle::open(config.store.path.clone()).await?;
+    let (request, common) = args.action.into_request();
+    let row = queue::queue(config, &store, request)
+        .await
+        .map_err(refusal)?;
     if common.json {
         outln!("{}", serde_json::to_string_pretty(&queued_json(&row))?)?;
     } else {
@@ -305,6 +266,12 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     if !common.now {
         return Ok(ExitCode::SUCCESS);
     }
+    push_now(config, &store, row.id).await
+}
+
+/// `--now`: pushes what is due, unless a cycle holds the store lock; fails when the action
+/// just queued was dead-lettered.
+async fn push_now(config: &Config, store: &Handle, queued: i64) -> anyhow::Result<ExitCode> {
     let _lock = match crate::lock::StoreLock::try_acquire(&config.store.path)? {
         Ok(l) => l,
         Err(busy) => {
@@ -313,9 +280,9 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let api = Api::new(config)?;
-    let report = crate::push::push_pending(config, &api, &store).await?;
+    let report = crate::push::push_pending(config, &api, store).await?;
     print_push(&report)?;
-    let ours_dead = report.dead.iter().any(|(r, _)| r.id == row.id);
+    let ours_dead = report.dead.iter().any(|(r, _)| r.id == queued);
     Ok(if ours_dead {
         ExitCode::FAILURE
     } else {
@@ -335,28 +302,6 @@ fn queued_json(row: &OutboxRow) -> serde_json::Value {
         "status": row.status,
         "attachments": row.attachments,
     })
-}
-
-/// `accept ticket 1003 in sim-1 (Avoin → Vastaanotettu)`, its text escaped for a terminal.
-pub fn describe(row: &OutboxRow) -> String {
-    let (action, account) = (row.action.describe(), &row.account);
-    let (action, account) = (esc(&action), esc(account));
-    match (&row.action, row.ticket_id) {
-        (Action::Create(_), _) => {
-            let files = if row.attachments > 0 {
-                format!(", {} attachment(s)", row.attachments)
-            } else {
-                String::new()
-            };
-            format!("{action} in {account}{files}")
-        }
-        (_, Some(id)) => format!(
-            "{action} ticket {id} in {account} ({} → {})",
-            esc(row.from_state.as_deref().unwrap_or("?")),
-            esc(row.expected_state.as_deref().unwrap_or("?"))
-        ),
-        (_, None) => format!("{action} in {account}"),
-    }
 }
 
 /// Prints what a push pass did; dead letters name the action and why.
@@ -380,56 +325,6 @@ pub fn print_push(report: &crate::push::PushReport) -> std::io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-fn known(config: &Config, name: &str) -> anyhow::Result<String> {
-    match config.account(name) {
-        Some(a) => Ok(a.name.clone()),
-        None => Err(super::usage(format!(
-            "--account {name:?} is not in the config (accounts: {})",
-            names(config)
-        ))),
-    }
-}
-
-fn names(config: &Config) -> String {
-    config
-        .accounts
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The account of ticket `id`: the one given, or the only configured account whose mirror
-/// holds it.
-async fn resolve(
-    config: &Config,
-    store: &Handle,
-    given: Option<&str>,
-    id: i64,
-) -> anyhow::Result<String> {
-    if let Some(a) = given {
-        return known(config, a);
-    }
-    let holding: Vec<String> = store
-        .call(move |s| s.accounts_holding(id))
-        .await?
-        .into_iter()
-        .filter(|a| config.account(a).is_some())
-        .collect();
-    match holding.as_slice() {
-        [one] => Ok(one.clone()),
-        [] if config.accounts.len() == 1 => Ok(config.accounts[0].name.clone()),
-        [] => anyhow::bail!(
-            "ticket {id} is not in the mirror of any account ({}): check the id, or run `huoltosync run --once` first",
-            names(config)
-        ),
-        many => Err(super::usage(format!(
-            "ticket {id} exists in several accounts: {}; say which with --account NAME",
-            many.join(", ")
-        ))),
-    }
 }
 
 pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCode> {

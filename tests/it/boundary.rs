@@ -113,6 +113,20 @@ fn the_store_imports_neither_the_api_module_nor_the_config() {
     );
 }
 
+#[test]
+fn the_library_does_not_call_into_the_command_line() {
+    // The CLI parses and prints; the demo (and the coming HTTP API) call the library as the
+    // CLI does: `queue::queue`, `report`, `escape`. Only the binary starts the CLI.
+    let (scanned, found) =
+        offending_lines(&["crate::cli", "super::cli"], &["src/cli/", "src/main.rs"]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(
+        found.is_empty(),
+        "library code that reaches into cli:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Calls in the store's meter for one endpoint.
 fn metered(env: &TestEnv, endpoint: &str) -> i64 {
     env.count(&format!(

@@ -342,6 +342,32 @@ async fn the_demo_runs_with_nothing_configured() {
     assert!(text.contains("ticket rows rewritten: 0"), "{text}");
 }
 
+#[test]
+fn the_demo_piped_into_head_ends_quietly_with_success() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .args(["demo", "--tickets", "5", "--accounts", "1", "--dir"])
+        .arg(dir.path().join("demo"))
+        .env_remove("HUOLTOSYNC_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `demo | head -1`: read the first line, then close the pipe while the demo still has
+    // its syncs and the push ahead of it, and so more to print.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("huoltosync demo:"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panick"), "{err}");
+}
+
 /// Bytes a terminal must never get raw from ticket text.
 fn assert_no_raw_controls(what: &str, text: &str) {
     assert!(

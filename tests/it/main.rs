@@ -11,6 +11,7 @@ mod helpers;
 mod hostile_client;
 mod mirror;
 mod push_path;
+mod queue;
 mod read_path;
 mod service;
 mod store;
