@@ -12,7 +12,8 @@
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
 //! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
-//! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
+//! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
+//!   the default cargo feature `sim`).
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod cost;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod lock;
 pub mod metrics;
@@ -29,6 +31,7 @@ pub mod model;
 pub mod push;
 pub mod schedule;
 pub mod service;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod sync;
