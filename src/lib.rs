@@ -16,7 +16,8 @@
 //! - [`retention`]: the purge's retention values, from the config.
 //! - [`report`]: how a sync's result and a queued action read to a person; [`escape`]: text
 //!   from outside made safe for a terminal.
-//! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
+//! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
+//!   the default cargo feature `sim`).
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
@@ -43,6 +44,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod cost;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod escape;
 pub mod lock;
@@ -54,6 +56,7 @@ pub mod queue;
 pub mod report;
 pub mod schedule;
 pub mod service;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod sync;

@@ -7,6 +7,7 @@ fn main() -> std::process::ExitCode {
     let cli = huoltosync::cli::Cli::parse();
     // The demo tells its story on stdout; its INFO lines would only repeat it.
     let default_level = match cli.command {
+        #[cfg(feature = "sim")]
         huoltosync::cli::Command::Demo(_) => "warn",
         _ => "info",
     };

@@ -15,6 +15,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[cfg(feature = "sim")]
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
@@ -64,8 +65,10 @@ pub enum Command {
     /// List queued and dead-lettered actions; retry or cancel one.
     Outbox(task::OutboxArgs),
     /// Run the Tampuuri simulator on loopback until killed.
+    #[cfg(feature = "sim")]
     Sim(SimArgs),
     /// Run the built-in demo against an embedded simulator; needs no config.
+    #[cfg(feature = "sim")]
     Demo(crate::demo::DemoArgs),
     /// API calls and what they cost per account and customer, projected, under each package.
     Cost(CostArgs),
@@ -135,6 +138,7 @@ pub struct CheckArgs {
     pub online: bool,
 }
 
+#[cfg(feature = "sim")]
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// Where to listen (loopback only); port 0 picks a free one.
@@ -221,7 +225,9 @@ pub fn broken_pipe(e: &anyhow::Error) -> bool {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let path = &cli.config;
     match cli.command {
+        #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args).await,
+        #[cfg(feature = "sim")]
         Command::Demo(args) => crate::demo::run(args).await,
         Command::CheckConfig(args) => check_config(path, args).await,
         Command::Run(args) => {
@@ -587,6 +593,7 @@ async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result
     })
 }
 
+#[cfg(feature = "sim")]
 async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let sim = crate::sim::Sim::new(&crate::sim::SimOptions {
         tickets: args.tickets,

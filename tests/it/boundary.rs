@@ -195,3 +195,27 @@ async fn calls_the_store_cannot_take_stay_counted_in_the_client() {
     assert_eq!(metered(&env, "GET ilmoitukset/{id}"), 1);
     assert_eq!(env.sim().total_calls(), before + 1);
 }
+
+/// The simulator is the independent oracle the tests judge huoltosync by: it names no module
+/// of huoltosync (`crate::…`), so a mistake in our signing or parsing cannot hide in both.
+#[test]
+fn the_simulator_uses_no_code_of_huoltosync() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/sim"), &mut files);
+    assert!(files.len() >= 6, "only {} files in src/sim", files.len());
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && line.contains("crate::") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the simulator uses huoltosync's own code:\n{}",
+        found.join("\n")
+    );
+}

@@ -1034,3 +1034,89 @@ async fn a_purge_with_nothing_to_purge_writes_nothing() {
     assert_eq!(store_files(&env), before);
     drop(db);
 }
+
+/// HMAC-SHA256 (RFC 2104) written out over SHA-256, as lowercase hex: shares no code with the
+/// simulator's signing, the listener's check or the `hmac` crate.
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > block.len() {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let padded = |pad: u8| block.iter().map(|b| b ^ pad).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(padded(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(padded(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulators_delivery_digest_is_the_hmac_sha256_of_the_body_computed_independently() {
+    // The test's own HMAC is right: RFC 4231, test cases 2 and 6 (a key longer than a block).
+    assert_eq!(
+        hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    assert_eq!(
+        hmac_sha256_hex(
+            &[0xaa; 131],
+            b"Test Using Larger Than Block-Size Key - Hash Key First"
+        ),
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+    );
+    // A receiver that keeps what it is sent.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let _ = tx.send((headers, body));
+                async { axum::http::StatusCode::OK }
+            },
+        ),
+    );
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(tcp, app).await });
+    let sim = huoltosync::sim::Sim::new(&huoltosync::sim::SimOptions {
+        tickets: 1,
+        webhook: Some(huoltosync::sim::WebhookTarget {
+            url: format!("http://{addr}/hook"),
+            secret: Some("salaisuus-123".into()),
+            header: "X-Tampuuri-Digest".into(),
+            basic: None,
+            drop_rate: 0.0,
+        }),
+        ..Default::default()
+    });
+    let id = sim
+        .insert("sim-1", json!({"Otsikko": "Vuoto"}).as_object().unwrap())
+        .unwrap();
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a delivery within 10 s")
+        .unwrap();
+    let digest = headers
+        .get("x-tampuuri-digest")
+        .expect("the digest in the configured header")
+        .to_str()
+        .unwrap();
+    assert_eq!(
+        digest,
+        format!("sha256={}", hmac_sha256_hex(b"salaisuus-123", &body))
+    );
+    assert_ne!(
+        digest,
+        format!("sha256={}", hmac_sha256_hex(b"salaisuus-124", &body))
+    );
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["Notifications"][0]["ReferenceId"], json!(id));
+    assert_eq!(sent["Attempts"], json!(1));
+}
