@@ -92,6 +92,19 @@ pub enum Done {
     Crashed(Work, String),
 }
 
+impl Done {
+    /// Whether the work itself succeeded (per-account sync errors aside).
+    fn ok(&self) -> bool {
+        match self {
+            Done::Cycle(r) => r.is_ok(),
+            Done::Push(r) => r.is_ok(),
+            Done::Purge(r) => r.is_ok(),
+            Done::Webhook(r) => r.is_ok(),
+            Done::Crashed(..) => false,
+        }
+    }
+}
+
 /// Why a piece of work did not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
@@ -807,9 +820,10 @@ impl Daemon {
         };
         let grace = self.config.service.shutdown_grace;
         match tokio::time::timeout(grace, &mut running).await {
-            Ok(_) => {
-                tracing::info!(work = work.name(), "The running work finished.");
-                self.report(Happened::WorkFinished(work, true));
+            Ok(done) => {
+                let ok = done.is_ok_and(|d| d.ok());
+                tracing::info!(work = work.name(), ok, "The running work finished.");
+                self.report(Happened::WorkFinished(work, ok));
             }
             Err(_) => {
                 running.abort();
