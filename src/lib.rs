@@ -12,6 +12,8 @@
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
 //! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
+//! - [`service`]: one cycle, and the daemon as an event loop (`service::daemon`) with its
+//!   production event sources (cron ticks, signals, the webhook listener, systemd).
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
