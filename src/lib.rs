@@ -16,6 +16,8 @@
 //! - [`retention`]: the purge's retention values, from the config.
 //! - [`report`]: how a sync's result and a queued action read to a person; [`escape`]: text
 //!   from outside made safe for a terminal.
+//! - [`service`]: one cycle, and the daemon as an event loop (`service::daemon`) with its
+//!   production event sources (cron ticks, signals, the webhook listener, systemd).
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
 //!   the default cargo feature `sim`).
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
@@ -51,9 +53,9 @@ pub mod lock;
 pub mod metrics;
 pub mod model;
 pub mod push;
-pub mod retention;
 pub mod queue;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod service;
 #[cfg(feature = "sim")]

@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
-use crate::service::CycleReport;
+use crate::push::PushReport;
 use crate::store::AccountStatus;
+use crate::sync::SyncReport;
 
 /// Serves `/metrics` on `addr`.
 pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
@@ -20,9 +21,9 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a cycle did: durations, outcomes, calls.
-pub fn record_cycle(report: &CycleReport) {
-    for r in &report.syncs {
+/// What a cycle did (its syncs and its pushes): durations, outcomes, calls.
+pub fn record_cycle(syncs: &[SyncReport], push: &PushReport) {
+    for r in syncs {
         let account = r.account.clone();
         gauge!("huoltosync_sync_duration_seconds", "account" => account.clone())
             .set(r.elapsed.as_secs_f64());
@@ -38,8 +39,8 @@ pub fn record_cycle(report: &CycleReport) {
         counter!("huoltosync_unreached_requests_total", "account" => account)
             .increment(r.unreached);
     }
-    counter!("huoltosync_actions_delivered_total").increment(report.push.delivered.len() as u64);
-    counter!("huoltosync_actions_dead_lettered_total").increment(report.push.dead.len() as u64);
+    counter!("huoltosync_actions_delivered_total").increment(push.delivered.len() as u64);
+    counter!("huoltosync_actions_dead_lettered_total").increment(push.dead.len() as u64);
 }
 
 /// The store's view of each account.

@@ -12,7 +12,7 @@
 //!
 //! tokio-cron-scheduler freezes a job's UTC offset when the job is created, so the daemon
 //! creates its job at the offset in force ([`offset_at`]) and creates it again at each
-//! [`next_offset_change`] (see [`crate::service`]); between changes, a fixed offset and the zone
+//! [`next_offset_change`]; between changes, a fixed offset and the zone
 //! agree, which is what [`Schedule::next_after`] computes. Schedules are parsed with the
 //! same croner settings as the scheduler uses.
 

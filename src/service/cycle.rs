@@ -1,0 +1,42 @@
+//! One cycle (push, poll, push): what `run --once` runs, and the daemon on each tick.
+
+use std::time::Duration;
+
+use crate::config::{AccountConfig, Config};
+use crate::push::PushReport;
+use crate::store::Handle;
+use crate::sync::SyncReport;
+use crate::tampuuri::Api;
+
+/// What one cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    pub syncs: Vec<SyncReport>,
+    pub push: PushReport,
+}
+
+impl CycleReport {
+    /// Every account synced and nothing was dead-lettered.
+    pub fn ok(&self) -> bool {
+        self.syncs.iter().all(SyncReport::ok) && self.push.dead.is_empty()
+    }
+}
+
+/// One cycle over `accounts`: push what is queued, poll, push what was queued meanwhile. The
+/// caller holds the store lock.
+pub async fn cycle(
+    config: &Config,
+    api: &Api,
+    store: &Handle,
+    accounts: &[AccountConfig],
+    jitter: Duration,
+) -> anyhow::Result<CycleReport> {
+    let mut push = crate::push::push_pending(config, api, store).await?;
+    let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
+    let again = crate::push::push_pending(config, api, store).await?;
+    push.delivered.extend(again.delivered);
+    push.dead.extend(again.dead);
+    push.pending = again.pending;
+    push.api_calls += again.api_calls;
+    Ok(CycleReport { syncs, push })
+}
