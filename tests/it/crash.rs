@@ -137,10 +137,24 @@ async fn scenario(seed: u64) -> Survived {
             survived.kills += 1;
         }
     }
+    // On a loaded machine a process may spend most of its short life starting up, so the kill
+    // phase can end with work left: runs that are not killed (the faults still on) must finish
+    // it. What is checked below (exactly once, in order) holds across both phases.
+    for _ in 0..30 {
+        if pending() == 0 {
+            break;
+        }
+        survived.runs += 1;
+        let (code, out, err) = env.cli(&["run", "--once"]).await;
+        assert!(
+            code == 0 || code == 1,
+            "seed {seed}: run --once exited {code}:\n{out}\n{err}"
+        );
+    }
     assert_eq!(
         pending(),
         0,
-        "seed {seed}: the outbox drained within 150 runs"
+        "seed {seed}: the outbox drained within 150 runs killed at random and 30 more"
     );
     env.sim().clear_faults();
     let (code, out, err) = env.cli(&["run", "--once"]).await;
