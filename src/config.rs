@@ -39,6 +39,8 @@ pub struct Config {
     pub pricing: Vec<Package>,
     /// `[webhook]`, when `listen` is set.
     pub webhook: Option<WebhookConfig>,
+    /// `[[api.subscribers]]`: where the signed outgoing events go.
+    pub subscribers: Vec<crate::outgoing::SubscriberConfig>,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]
@@ -570,6 +572,13 @@ impl Config {
         r.finish(rt, "retention");
         let pricing = r.pricing(&mut root);
         let webhook = r.webhook(&mut root, schedule.timezone);
+        let subscribers = crate::outgoing::config::subscribers(
+            root.get_mut("api").and_then(Value::as_table_mut),
+            &mut r,
+        );
+        if root.get("api").and_then(Value::as_table).is_some_and(Table::is_empty) {
+            root.remove("api");
+        }
 
         let mut accounts = Vec::new();
         match root.remove("accounts") {
@@ -725,6 +734,7 @@ impl Config {
                 retention,
                 pricing,
                 webhook,
+                subscribers,
                 accounts,
                 unread_secrets: r.unread,
             },
@@ -751,6 +761,15 @@ struct Reader {
     unread: Vec<String>,
     /// Secrets given inline, by key.
     inline: Vec<String>,
+}
+
+impl crate::outgoing::config::Keys for Reader {
+    fn secret(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<SecretString> {
+        Reader::secret(self, t, prefix, key)
+    }
+    fn error(&mut self, key: &str, message: &str) {
+        Reader::error(self, key, message)
+    }
 }
 
 fn join(prefix: &str, key: &str) -> String {

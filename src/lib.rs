@@ -12,6 +12,7 @@
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
 //! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
+//! - [`outgoing`]: signed change-feed events POSTed to subscribers, at least once, in order.
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo.
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod lock;
 pub mod metrics;
 pub mod model;
+pub mod outgoing;
 pub mod push;
 pub mod schedule;
 pub mod service;

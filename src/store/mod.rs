@@ -13,6 +13,7 @@
 mod outbox;
 mod purge;
 mod queries;
+mod subscribers;
 mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::model::{Departure, LeftReason, Ticket, changed_fields};
 pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
 pub use purge::{PERSONAL_FIELDS, PurgeReport};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
+pub use subscribers::{FeedEvent, SubscriberRow};
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// `(file in sql/, its text)` for every migration, in order.
@@ -43,6 +45,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "005_outbox_before_send.sql",
     "006_webhook_retry.sql",
     "007_feed.sql",
+    "009_subscribers.sql",
 );
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
@@ -669,7 +672,13 @@ impl Handle {
         let inner = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = inner.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut store).map_err(|e| store.explain(e))
+            let before = store.conn.total_changes();
+            let r = f(&mut store).map_err(|e| store.explain(e));
+            if store.conn.total_changes() != before {
+                // A write may have added feed events: wake the subscriber tasks.
+                crate::outgoing::feed_changed();
+            }
+            r
         })
         .await?
     }
