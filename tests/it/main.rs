@@ -13,6 +13,7 @@ mod push_path;
 mod read_path;
 mod service;
 mod store;
+mod subscribers;
 mod sweep_bounds;
 mod tls;
 mod webhook;
