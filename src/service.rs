@@ -96,7 +96,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     if let Some(addr) = config.service.metrics_listen {
         crate::metrics::install(addr)?;
     }
-    let _outgoing = crate::outgoing::spawn(&config, store.clone());
+    let _outgoing = crate::outgoing::spawn(&config, store.clone()).await?;
     // Webhooks: the listener records deliveries and wakes the loop; events left pending by an
     // earlier run are processed first.
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -53,9 +53,17 @@ pub fn feed_changed() {
 }
 
 /// Starts one delivery task per configured subscriber; the handle ends only if they all do.
-pub fn spawn(config: &Config, store: Handle) -> JoinHandle<()> {
+/// Each subscriber's row exists when this returns: one new to the store starts at the end of
+/// the feed as it is now, so it gets every event committed after the daemon started.
+pub async fn spawn(config: &Config, store: Handle) -> anyhow::Result<JoinHandle<()>> {
     let subscribers = config.subscribers.clone();
-    tokio::spawn(async move {
+    for s in &subscribers {
+        let (name, url) = (s.name.clone(), s.url.to_string());
+        store
+            .call(move |st| st.subscriber_start(&name, &url, &time::fmt(time::now())))
+            .await?;
+    }
+    Ok(tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for s in subscribers {
             tasks.spawn(serve(s, store.clone()));
@@ -65,7 +73,7 @@ pub fn spawn(config: &Config, store: Handle) -> JoinHandle<()> {
                 tracing::error!(error = %e, "A subscriber's delivery task ended.");
             }
         }
-    })
+    }))
 }
 
 /// The body of an event: `seq`, `type`, `account`, `ticket_id`, `at`, and the type's own

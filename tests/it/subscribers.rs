@@ -167,7 +167,7 @@ async fn deliver(env: &TestEnv) -> tokio::task::JoinHandle<()> {
     let store = huoltosync::store::Handle::open(env.config.store.path.clone())
         .await
         .unwrap();
-    let task = huoltosync::outgoing::spawn(&env.config, store);
+    let task = huoltosync::outgoing::spawn(&env.config, store).await.unwrap();
     let n = env.config.subscribers.len() as i64;
     assert!(
         wait_for(LIMIT, || rows(env).len() as i64 == n).await,
@@ -381,4 +381,33 @@ async fn a_subscriber_that_hangs_does_not_hold_up_a_sync() {
     uniq.dedup();
     assert_eq!(uniq, (1..=31).collect::<Vec<_>>());
     task.abort();
+}
+
+#[tokio::test]
+async fn the_daemon_delivers_what_its_polls_and_the_cli_change() {
+    let r = Receiver::start(false).await;
+    let env = Setup::tickets(8)
+        .sections(&format!(
+            "[schedule]\npoll = \"0 0 0 1 1 *\"\n{}",
+            r.toml("erp", "")
+        ))
+        .start()
+        .await;
+    // The daemon serves the subscriber from its start: the first poll's events reach it.
+    let daemon = env.daemon(&[]).await;
+    assert!(
+        wait_for(LIMIT, || r.accepted().len() == 8).await,
+        "{}",
+        daemon.log()
+    );
+    // A change committed by another process (the CLI) reaches it too.
+    let id = env.open_ids("sim-1")[0].to_string();
+    env.task_ok(&["accept", &id]).await;
+    assert!(wait_for(LIMIT, || r.accepted().len() >= 9).await, "{}", daemon.log());
+    let events = r.accepted();
+    assert_eq!(events[8]["type"], "action.queued");
+    assert_eq!(seqs(&events[..9]), (1..=9).collect::<Vec<_>>());
+    assert!(r.got().iter().all(|g| g.verified));
+    let (code, _) = daemon.stop(LIMIT).await;
+    assert_eq!(code, 0);
 }
