@@ -576,7 +576,11 @@ impl Config {
             root.get_mut("api").and_then(Value::as_table_mut),
             &mut r,
         );
-        if root.get("api").and_then(Value::as_table).is_some_and(Table::is_empty) {
+        if root
+            .get("api")
+            .and_then(Value::as_table)
+            .is_some_and(Table::is_empty)
+        {
             root.remove("api");
         }
 

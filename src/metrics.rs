@@ -68,9 +68,8 @@ pub fn record_status(statuses: &[AccountStatus]) {
 /// `huoltosync_subscriber_lag_events` (feed events after its cursor). Labelled by subscriber
 /// name (a handful per config).
 pub fn record_subscriber(row: &crate::store::SubscriberRow) {
-    gauge!("huoltosync_subscriber_dead", "subscriber" => row.name.clone()).set(
-        if row.status == "dead" { 1.0 } else { 0.0 },
-    );
+    gauge!("huoltosync_subscriber_dead", "subscriber" => row.name.clone())
+        .set(if row.status == "dead" { 1.0 } else { 0.0 });
     gauge!("huoltosync_subscriber_lag_events", "subscriber" => row.name.clone())
         .set(row.lag as f64);
 }

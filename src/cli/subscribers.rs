@@ -74,7 +74,12 @@ pub fn shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Shown> {
 
 /// One line per subscriber for `status` and `subscribers`.
 pub fn line(s: &Shown) -> String {
-    let mut l = format!("subscriber {} ({}): {}", esc(&s.name), esc(&s.url), s.status);
+    let mut l = format!(
+        "subscriber {} ({}): {}",
+        esc(&s.name),
+        esc(&s.url),
+        s.status
+    );
     if let Some(r) = &s.row {
         l.push_str(&format!(
             "; cursor {}, {} event(s) behind, {} delivered",
@@ -103,11 +108,7 @@ pub async fn subscribers(config: &Config, args: SubscribersArgs) -> anyhow::Resu
         Some(SubscribersCommand::Retry { name }) => {
             let rows = store.call(|s| s.subscribers()).await?;
             let Some(row) = rows.iter().find(|r| r.name == name) else {
-                let known: Vec<&str> = config
-                    .subscribers
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
+                let known: Vec<&str> = config.subscribers.iter().map(|s| s.name.as_str()).collect();
                 return Err(usage(format!(
                     "no subscriber named {name:?} has been served (configured: {})",
                     if known.is_empty() {

@@ -315,8 +315,14 @@ mod tests {
     #[test]
     fn default_names_come_from_the_url() {
         let name = |u: &str| default_name(&reqwest::Url::parse(u).unwrap());
-        assert_eq!(name("https://erp.example.fi/hooks/"), "erp.example.fi/hooks");
-        assert_eq!(name("http://127.0.0.1:8080/events"), "127.0.0.1:8080/events");
+        assert_eq!(
+            name("https://erp.example.fi/hooks/"),
+            "erp.example.fi/hooks"
+        );
+        assert_eq!(
+            name("http://127.0.0.1:8080/events"),
+            "127.0.0.1:8080/events"
+        );
         assert_eq!(name("https://erp.example.fi"), "erp.example.fi");
     }
 }

@@ -8,8 +8,8 @@
 //! until `deadline_hours` after that event's first failure; then the subscriber is `dead`
 //! until `huoltosync subscribers retry NAME`. A new subscriber starts at the end of the feed.
 //! No store call is held across a request, so a slow or dead subscriber slows nobody else.
-//! The task wakes when this process commits to the store ([`feed_changed`], called by
-//! [`crate::store::Handle`]) and otherwise checks the feed every [`CHECK_EVERY`].
+//! The task wakes when this process writes to the store ([`crate::store::FEED_WRITTEN`]) and
+//! otherwise checks the feed every [`CHECK_EVERY`].
 
 pub mod config;
 
@@ -19,7 +19,6 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
@@ -44,13 +43,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
-
-static FEED: Notify = Notify::const_new();
-
-/// Tells the subscriber tasks of this process that the store may have new feed events.
-pub fn feed_changed() {
-    FEED.notify_waiters();
-}
 
 /// Starts one delivery task per configured subscriber; the handle ends only if they all do.
 /// Each subscriber's row exists when this returns: one new to the store starts at the end of
@@ -147,7 +139,7 @@ async fn serve(sub: SubscriberConfig, store: Handle) {
     let mut failures_in_a_row = 0u32;
     loop {
         // Registered before looking, so a commit between the look and the wait is not missed.
-        let woken = FEED.notified();
+        let woken = crate::store::FEED_WRITTEN.notified();
         let pause = match step(&sub, &client, &key, &store).await {
             Ok(pause) => {
                 failures_in_a_row = 0;
@@ -239,8 +231,12 @@ async fn step(
     };
     let retry = next_try(now, first, sub.deadline, RETRY.delay(attempts));
     match retry {
-        Some(at) => tracing::warn!(subscriber = %sub.name, seq = cursor + 1, attempts, error = %why, retry_at = %time::fmt(at), "An event was not accepted by the subscriber; retrying."),
-        None => tracing::error!(subscriber = %sub.name, seq = cursor + 1, attempts, error = %why, "A subscriber failed every attempt until its deadline; it is dead until `huoltosync subscribers retry`."),
+        Some(at) => {
+            tracing::warn!(subscriber = %sub.name, seq = cursor + 1, attempts, error = %why, retry_at = %time::fmt(at), "An event was not accepted by the subscriber; retrying.")
+        }
+        None => {
+            tracing::error!(subscriber = %sub.name, seq = cursor + 1, attempts, error = %why, "A subscriber failed every attempt until its deadline; it is dead until `huoltosync subscribers retry`.")
+        }
     }
     let (at, next) = (time::fmt(now), retry.map(time::fmt));
     store
@@ -334,18 +330,22 @@ mod tests {
         let table = [
             // (now, delay, expected next try)
             ("2026-11-27T10:00:00Z", s, Some("2026-11-27T10:00:01Z")),
-            ("2026-11-27T10:30:00Z", 300 * s, Some("2026-11-27T10:35:00Z")),
+            (
+                "2026-11-27T10:30:00Z",
+                300 * s,
+                Some("2026-11-27T10:35:00Z"),
+            ),
             // Never past the deadline: the last try is at it.
-            ("2026-11-27T10:58:00Z", 300 * s, Some("2026-11-27T11:00:00Z")),
+            (
+                "2026-11-27T10:58:00Z",
+                300 * s,
+                Some("2026-11-27T11:00:00Z"),
+            ),
             ("2026-11-27T11:00:00Z", s, None),
             ("2026-11-28T10:00:00Z", s, None),
         ];
         for (now, delay, want) in table {
-            assert_eq!(
-                next_try(t(now), first, h, delay),
-                want.map(t),
-                "at {now}"
-            );
+            assert_eq!(next_try(t(now), first, h, delay), want.map(t), "at {now}");
         }
     }
 

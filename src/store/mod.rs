@@ -645,6 +645,11 @@ impl Store {
     }
 }
 
+/// Notified (`notify_waiters`) after every [`Handle::call`] that wrote: the feed may have new
+/// events. Those who follow the feed (the outgoing event tasks) wait on it, and check the feed
+/// on an interval too for other processes' commits.
+pub static FEED_WRITTEN: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// The store shared by async tasks: each call runs on a blocking thread, one at a time, so
 /// SQLite work never stalls the runtime.
 #[derive(Clone)]
@@ -675,8 +680,8 @@ impl Handle {
             let before = store.conn.total_changes();
             let r = f(&mut store).map_err(|e| store.explain(e));
             if store.conn.total_changes() != before {
-                // A write may have added feed events: wake the subscriber tasks.
-                crate::outgoing::feed_changed();
+                // A write may have added feed events: wake whoever follows the feed.
+                FEED_WRITTEN.notify_waiters();
             }
             r
         })

@@ -645,7 +645,9 @@ fn subscribers_are_validated_by_key_and_their_secret_never_shown() {
     assert_eq!(c.subscribers[0].signing_key().unwrap(), [42u8; 32]);
     std::fs::write(
         &path,
-        sub(&format!("{u}\nsecret_env = \"HUOLTOSYNC_TEST_UNSET_WHSEC\"")),
+        sub(&format!(
+            "{u}\nsecret_env = \"HUOLTOSYNC_TEST_UNSET_WHSEC\""
+        )),
     )
     .unwrap();
     assert_eq!(

@@ -20,7 +20,10 @@ use crate::helpers::{Setup, TestEnv, wait_for};
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn secret() -> String {
-    format!("whsec_{}", STANDARD.encode(b"subscriber-test-secret-32-bytes!"))
+    format!(
+        "whsec_{}",
+        STANDARD.encode(b"subscriber-test-secret-32-bytes!")
+    )
 }
 
 /// One request the receiver got.
@@ -107,8 +110,7 @@ async fn receive(State(r): State<Arc<Inner>>, headers: HeaderMap, body: Bytes) -
             .unwrap_or("")
             .to_owned(),
         verified: verify(&secret(), &headers, &body),
-        json: headers.get("content-type").and_then(|v| v.to_str().ok())
-            == Some("application/json"),
+        json: headers.get("content-type").and_then(|v| v.to_str().ok()) == Some("application/json"),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         status: status.as_u16(),
     });
@@ -167,7 +169,9 @@ async fn deliver(env: &TestEnv) -> tokio::task::JoinHandle<()> {
     let store = huoltosync::store::Handle::open(env.config.store.path.clone())
         .await
         .unwrap();
-    let task = huoltosync::outgoing::spawn(&env.config, store).await.unwrap();
+    let task = huoltosync::outgoing::spawn(&env.config, store)
+        .await
+        .unwrap();
     let n = env.config.subscribers.len() as i64;
     assert!(
         wait_for(LIMIT, || rows(env).len() as i64 == n).await,
@@ -179,9 +183,9 @@ async fn deliver(env: &TestEnv) -> tokio::task::JoinHandle<()> {
 /// (name, cursor, status, attempts, last_error) of every subscriber row.
 fn rows(env: &TestEnv) -> Vec<(String, i64, String, u32, Option<String>)> {
     let db = env.db();
-    let Ok(mut q) =
-        db.prepare("SELECT name, cursor, status, attempts, last_error FROM subscribers ORDER BY name")
-    else {
+    let Ok(mut q) = db.prepare(
+        "SELECT name, cursor, status, attempts, last_error FROM subscribers ORDER BY name",
+    ) else {
         return Vec::new();
     };
     q.query_map([], |r| {
@@ -222,16 +226,26 @@ async fn every_feed_event_reaches_the_subscriber_once_in_order_and_signed() {
     let got = r.got();
     assert!(got.iter().all(|g| g.verified && g.json), "a bad signature");
     let events = r.accepted();
-    assert_eq!(seqs(&events), (1..=end).collect::<Vec<_>>(), "once each, in order");
+    assert_eq!(
+        seqs(&events),
+        (1..=end).collect::<Vec<_>>(),
+        "once each, in order"
+    );
     assert!(got.iter().all(|g| g.id == format!("evt_{}", g.body["seq"])));
     let first = &events[0];
     assert_eq!(first["type"], "ticket.new");
     assert_eq!(first["account"], "sim-1");
     assert_eq!(first["state"], "Avoin");
-    assert!(first["ticket_id"].is_i64() && first["at"].is_string(), "{first}");
+    assert!(
+        first["ticket_id"].is_i64() && first["at"].is_string(),
+        "{first}"
+    );
     let last = &events[400];
     assert_eq!(last["type"], "ticket.left");
-    assert_eq!((&last["ticket_id"], &last["reason"]), (&json!(ids[0]), &json!("state")));
+    assert_eq!(
+        (&last["ticket_id"], &last["reason"]),
+        (&json!(ids[0]), &json!("state"))
+    );
     // The cursor follows: nothing left to send, nothing sent twice.
     assert!(wait_for(LIMIT, || rows(&env)[0].1 == end).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -264,7 +278,11 @@ async fn a_subscriber_failing_for_a_while_gets_everything_in_order_with_the_same
     );
     assert_eq!(seqs(&r.accepted()), (1..=20).collect::<Vec<_>>());
     assert!(got.iter().all(|g| g.verified));
-    assert!(wait_for(LIMIT, || rows(&env)[0] == ("erp".into(), 20, "active".into(), 0, None)).await);
+    assert!(
+        wait_for(LIMIT, || rows(&env)[0]
+            == ("erp".into(), 20, "active".into(), 0, None))
+        .await
+    );
     task.abort();
 }
 
@@ -302,12 +320,18 @@ async fn past_its_deadline_a_subscriber_is_dead_shown_and_revived_by_retry() {
     assert_eq!(status["subscribers"][0]["name"], "erp");
     assert_eq!(status["subscribers"][0]["status"], "dead");
     let (_, text, _) = env.cli(&["status"]).await;
-    assert!(text.contains("subscriber erp") && text.contains("dead"), "{text}");
+    assert!(
+        text.contains("subscriber erp") && text.contains("dead"),
+        "{text}"
+    );
     let (code, out, _) = env.cli(&["subscribers", "--json"]).await;
     assert_eq!(code, 0);
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list[0]["status"], "dead");
-    assert_eq!((&list[0]["cursor"], &list[0]["lag"]), (&json!(0), &json!(5)));
+    assert_eq!(
+        (&list[0]["cursor"], &list[0]["lag"]),
+        (&json!(0), &json!(5))
+    );
     assert!(list[0]["last_error"].as_str().unwrap().contains("500"));
     assert_eq!(list[0]["url"], r.url.as_str());
 
@@ -323,7 +347,11 @@ async fn past_its_deadline_a_subscriber_is_dead_shown_and_revived_by_retry() {
     assert!(out.contains("from event 1"), "{out}");
     assert!(wait_for(LIMIT, || r.accepted().len() == 5).await);
     assert_eq!(seqs(&r.accepted()), [1, 2, 3, 4, 5]);
-    assert!(wait_for(LIMIT, || rows(&env)[0].2 == "active" && rows(&env)[0].1 == 5).await);
+    assert!(
+        wait_for(LIMIT, || rows(&env)[0].2 == "active"
+            && rows(&env)[0].1 == 5)
+        .await
+    );
     let (code, _, _) = env.cli(&["subscribers", "retry", "erp"]).await;
     assert_eq!(code, 1, "an active subscriber has nothing to retry");
     task.abort();
@@ -339,7 +367,11 @@ async fn a_subscriber_gets_only_the_types_it_asks_for_and_starts_at_the_end_of_t
     // Events before the subscriber first runs are not sent to it.
     env.sync_ok().await;
     let task = deliver(&env).await;
-    assert_eq!(rows(&env)[0].1, 10, "a new subscriber starts at the end of the feed");
+    assert_eq!(
+        rows(&env)[0].1,
+        10,
+        "a new subscriber starts at the end of the feed"
+    );
     let ids = env.open_ids("sim-1");
     env.patch("sim-1", ids[0], json!({"Otsikko": "Muuttunut"}));
     env.patch("sim-1", ids[1], json!({"Tila": "Valmis"}));
@@ -347,7 +379,11 @@ async fn a_subscriber_gets_only_the_types_it_asks_for_and_starts_at_the_end_of_t
     let end = feed_end(&env);
     assert_eq!(end, 12);
     // The unwanted event moves the cursor too.
-    assert!(wait_for(LIMIT, || rows(&env)[0].1 == end).await, "{:?}", rows(&env));
+    assert!(
+        wait_for(LIMIT, || rows(&env)[0].1 == end).await,
+        "{:?}",
+        rows(&env)
+    );
     let events = r.accepted();
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "ticket.left");
@@ -403,7 +439,11 @@ async fn the_daemon_delivers_what_its_polls_and_the_cli_change() {
     // A change committed by another process (the CLI) reaches it too.
     let id = env.open_ids("sim-1")[0].to_string();
     env.task_ok(&["accept", &id]).await;
-    assert!(wait_for(LIMIT, || r.accepted().len() >= 9).await, "{}", daemon.log());
+    assert!(
+        wait_for(LIMIT, || r.accepted().len() >= 9).await,
+        "{}",
+        daemon.log()
+    );
     let events = r.accepted();
     assert_eq!(events[8]["type"], "action.queued");
     assert_eq!(seqs(&events[..9]), (1..=9).collect::<Vec<_>>());
