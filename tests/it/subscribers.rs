@@ -422,9 +422,14 @@ async fn a_subscriber_that_hangs_does_not_hold_up_a_sync() {
 #[tokio::test]
 async fn the_daemon_delivers_what_its_polls_and_the_cli_change() {
     let r = Receiver::start(false).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let env = Setup::tickets(8)
         .sections(&format!(
-            "[schedule]\npoll = \"0 0 0 1 1 *\"\n{}",
+            "[schedule]\npoll = \"0 0 0 1 1 *\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n{}",
             r.toml("erp", "")
         ))
         .start()
@@ -448,6 +453,58 @@ async fn the_daemon_delivers_what_its_polls_and_the_cli_change() {
     assert_eq!(events[8]["type"], "action.queued");
     assert_eq!(seqs(&events[..9]), (1..=9).collect::<Vec<_>>());
     assert!(r.got().iter().all(|g| g.verified));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let metrics = [
+        "huoltosync_subscriber_dead{subscriber=\"erp\"} 0",
+        "huoltosync_subscriber_events_delivered_total{subscriber=\"erp\"} 9",
+    ];
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if metrics.iter().all(|m| body.contains(m)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for m in metrics {
+        assert!(body.contains(m), "{m} missing from:\n{body}");
+    }
     let (code, _) = daemon.stop(LIMIT).await;
     assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed_but_counted_as_a_failure() {
+    let elsewhere = Receiver::start(false).await;
+    let target = elsewhere.url.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/moved", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/moved",
+        axum::routing::post(move || async move {
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let env = Setup::tickets(3)
+        .sections(&format!(
+            "[[api.subscribers]]\nname = \"moved\"\nurl = {url:?}\nsecret = {:?}\n",
+            secret()
+        ))
+        .start()
+        .await;
+    let task = deliver(&env).await;
+    env.sync_ok().await;
+    assert!(wait_for(LIMIT, || rows(&env)[0].3 >= 1).await);
+    let (_, cursor, status, _, error) = rows(&env).remove(0);
+    assert_eq!((cursor, status.as_str()), (0, "active"));
+    assert!(error.unwrap().contains("307"));
+    assert!(elsewhere.got().is_empty(), "the redirect was followed");
+    task.abort();
 }
