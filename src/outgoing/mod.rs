@@ -206,7 +206,7 @@ async fn step(
                 delivered += 1;
             }
             Err(why) => {
-                failure = Some(why);
+                failure = Some((e.seq, why));
                 break;
             }
         }
@@ -221,7 +221,7 @@ async fn step(
             .await?;
         crate::metrics::record_delivered(&sub.name, delivered);
     }
-    let Some(why) = failure else {
+    let Some((seq, why)) = failure else {
         return Ok(if full { None } else { Some(CHECK_EVERY) });
     };
     // The failing event's first failure: this one if the cursor moved (a new event failing).
@@ -232,10 +232,10 @@ async fn step(
     let retry = next_try(now, first, sub.deadline, RETRY.delay(attempts));
     match retry {
         Some(at) => {
-            tracing::warn!(subscriber = %sub.name, seq = cursor + 1, attempts, error = %why, retry_at = %time::fmt(at), "An event was not accepted by the subscriber; retrying.")
+            tracing::warn!(subscriber = %sub.name, seq, attempts, error = %why, retry_at = %time::fmt(at), "An event was not accepted by the subscriber; retrying.")
         }
         None => {
-            tracing::error!(subscriber = %sub.name, seq = cursor + 1, attempts, error = %why, "A subscriber failed every attempt until its deadline; it is dead until `huoltosync subscribers retry`.")
+            tracing::error!(subscriber = %sub.name, seq, attempts, error = %why, "A subscriber failed every attempt until its deadline; it is dead until `huoltosync subscribers retry`.")
         }
     }
     let (at, next) = (time::fmt(now), retry.map(time::fmt));
