@@ -16,6 +16,7 @@
 //! - [`retention`]: the purge's retention values, from the config.
 //! - [`report`]: how a sync's result and a queued action read to a person; [`escape`]: text
 //!   from outside made safe for a terminal.
+//! - [`outgoing`]: signed change-feed events POSTed to subscribers, at least once, in order.
 //! - [`service`]: one cycle, and the daemon as an event loop (`service::daemon`) with its
 //!   production event sources (cron ticks, signals, the webhook listener, systemd).
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
@@ -52,6 +53,7 @@ pub mod escape;
 pub mod lock;
 pub mod metrics;
 pub mod model;
+pub mod outgoing;
 pub mod push;
 pub mod queue;
 pub mod report;

@@ -64,3 +64,19 @@ pub fn record_status(statuses: &[AccountStatus]) {
         }
     }
 }
+
+/// A subscriber's state: `huoltosync_subscriber_dead` (1 when its deliveries stopped) and
+/// `huoltosync_subscriber_lag_events` (feed events after its cursor). Labelled by subscriber
+/// name (a handful per config).
+pub fn record_subscriber(row: &crate::store::SubscriberRow) {
+    gauge!("huoltosync_subscriber_dead", "subscriber" => row.name.clone())
+        .set(if row.status == "dead" { 1.0 } else { 0.0 });
+    gauge!("huoltosync_subscriber_lag_events", "subscriber" => row.name.clone())
+        .set(row.lag as f64);
+}
+
+/// Events a subscriber accepted.
+pub fn record_delivered(subscriber: &str, events: u64) {
+    counter!("huoltosync_subscriber_events_delivered_total", "subscriber" => subscriber.to_owned())
+        .increment(events);
+}

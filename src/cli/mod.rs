@@ -20,6 +20,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod online;
+pub mod subscribers;
 pub mod task;
 
 /// [`crate::escape`], under the path the commands have always used.
@@ -74,6 +75,8 @@ pub enum Command {
     Cost(CostArgs),
     /// Erase personal data of tickets that left long enough ago; trim old bookkeeping rows.
     Purge(PurgeArgs),
+    /// List the outgoing event subscribers (cursor, lag, status); revive a dead one.
+    Subscribers(subscribers::SubscribersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +248,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => tasks(&load_without_secrets(path)?, args).await,
         Command::Outbox(args) => task::outbox(&load_without_secrets(path)?, args).await,
         Command::Status(args) => status(&load_without_secrets(path)?, args.json).await,
+        Command::Subscribers(args) => {
+            subscribers::subscribers(&load_without_secrets(path)?, args).await
+        }
     }
 }
 
@@ -461,17 +467,31 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
-    let healthy = shown.iter().all(|s| s.problems.is_empty());
     let webhooks = match &config.webhook {
         Some(_) => Some(store.webhook_status()?),
         None => None,
     };
+    // Outgoing events: a dead subscriber is a problem like a dead letter.
+    let subscribers = match config.subscribers.is_empty() {
+        true => None,
+        false => Some(subscribers::shown(config, store.subscribers()?)),
+    };
+    let healthy = shown.iter().all(|s| s.problems.is_empty())
+        && subscribers.iter().flatten().all(|s| s.status != "dead");
     let code = if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     };
     if json {
+        if let Some(subs) = &subscribers {
+            let mut all = serde_json::json!({ "accounts": shown, "subscribers": subs });
+            if let Some(w) = &webhooks {
+                all["webhooks"] = serde_json::to_value(w)?;
+            }
+            outln!("{}", serde_json::to_string_pretty(&all)?)?;
+            return Ok(code);
+        }
         match &webhooks {
             // With webhooks on, the accounts and the webhook figures together.
             Some(w) => outln!(
@@ -496,6 +516,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             w.events_reconciled,
             w.fetches
         )?;
+    }
+    for s in subscribers.iter().flatten() {
+        outln!("{}", subscribers::line(s))?;
     }
     for (s, sh) in statuses.iter().zip(&shown) {
         let success = match s.last_success.as_deref().and_then(time::parse) {

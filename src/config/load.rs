@@ -110,6 +110,17 @@ impl Config {
         let retention = r.retention(&mut root);
         let pricing = r.pricing(&mut root);
         let webhook = r.webhook(&mut root, schedule.timezone);
+        let subscribers = crate::outgoing::config::subscribers(
+            root.get_mut("api").and_then(toml::Value::as_table_mut),
+            &mut r,
+        );
+        if root
+            .get("api")
+            .and_then(toml::Value::as_table)
+            .is_some_and(toml::Table::is_empty)
+        {
+            root.remove("api");
+        }
         let accounts = r.accounts(&mut root, &globals);
         r.finish(root, "");
 
@@ -132,6 +143,7 @@ impl Config {
                 retention,
                 pricing,
                 webhook,
+                subscribers,
                 accounts,
                 unread_secrets: r.unread,
             },

@@ -169,6 +169,15 @@ pub(super) fn readable_by_others(_: &Path, _: &[String]) -> Option<Issue> {
     None
 }
 
+impl crate::outgoing::config::Keys for Reader {
+    fn secret(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<SecretString> {
+        Reader::secret(self, t, prefix, key)
+    }
+    fn error(&mut self, key: &str, message: &str) {
+        Reader::error(self, key, message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

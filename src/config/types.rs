@@ -33,6 +33,8 @@ pub struct Config {
     pub pricing: Vec<Package>,
     /// `[webhook]`, when `listen` is set.
     pub webhook: Option<WebhookConfig>,
+    /// `[[api.subscribers]]`: where the signed outgoing events go.
+    pub subscribers: Vec<crate::outgoing::SubscriberConfig>,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]

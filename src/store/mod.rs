@@ -21,6 +21,7 @@ mod outbox;
 mod purge;
 mod queries;
 mod staging;
+mod subscribers;
 mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
+pub use subscribers::{FeedEvent, SubscriberRow};
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// `(file in sql/, its text)` for every migration, in order.
@@ -52,6 +54,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "006_webhook_retry.sql",
     "007_feed.sql",
     "008_webhook_reconciled.sql",
+    "009_subscribers.sql",
 );
 
 /// An open connection to the store.
@@ -354,6 +357,11 @@ impl Store {
     }
 }
 
+/// Notified (`notify_waiters`) after every [`Handle::call`] that wrote: the feed may have new
+/// events. Those who follow the feed (the outgoing event tasks) wait on it, and check the feed
+/// on an interval too for other processes' commits.
+pub static FEED_WRITTEN: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// The store shared by async tasks: each call runs on a blocking thread, one at a time, so
 /// SQLite work never stalls the runtime.
 #[derive(Clone)]
@@ -381,7 +389,13 @@ impl Handle {
         let inner = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let mut store = inner.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut store).map_err(|e| store.explain(e))
+            let before = store.conn.total_changes();
+            let r = f(&mut store).map_err(|e| store.explain(e));
+            if store.conn.total_changes() != before {
+                // A write may have added feed events: wake whoever follows the feed.
+                FEED_WRITTEN.notify_waiters();
+            }
+            r
         })
         .await?
     }

@@ -544,3 +544,116 @@ fn schedules_are_read_in_schedule_timezone_helsinki_by_default() {
         &["schedule.timezone", "schedule.poll"],
     );
 }
+
+/// `[[api.subscribers]]`: a good entry gets its defaults; every bad key is named, the secret
+/// never shown.
+#[test]
+fn subscribers_are_validated_by_key_and_their_secret_never_shown() {
+    use base64::Engine as _;
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode([42u8; 32])
+    );
+    let sub = |body: &str| format!("{GOOD}\n[[api.subscribers]]\n{body}\n");
+    let good = sub(&format!(
+        "url = \"https://erp.example.fi/hooks\"\nsecret = \"{secret}\"\nevents = [\"ticket.new\", \"ticket.left\"]"
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, &good).unwrap();
+    let loaded = Config::load(&path).unwrap();
+    let s = &loaded.config.subscribers[0];
+    assert_eq!(s.name, "erp.example.fi/hooks");
+    assert_eq!(s.deadline, std::time::Duration::from_secs(24 * 3600));
+    assert!(s.wants("ticket.left") && !s.wants("action.queued"));
+    assert_eq!(s.signing_key().unwrap(), [42u8; 32]);
+    assert!(
+        loaded
+            .inline_secrets
+            .contains(&"api.subscribers[0].secret".to_owned())
+    );
+    assert!(!format!("{:?}", loaded.config).contains(&secret));
+    let all = sub(&format!(
+        "name = \"erp\"\nurl = \"http://127.0.0.1:9/e\"\nsecret = \"{secret}\"\nevents = [\"*\"]\ndeadline_hours = 2"
+    ));
+    std::fs::write(&path, &all).unwrap();
+    let s = &Config::load(&path).unwrap().config.subscribers[0];
+    assert!(s.wants("action.dead") && s.name == "erp");
+    assert_eq!(s.deadline, std::time::Duration::from_secs(2 * 3600));
+
+    let u = "url = \"http://127.0.0.1:9/e\"";
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            sub(&format!("{u}\nsecret = \"not-a-whsec-secret-at-all\"")),
+            vec!["api.subscribers[0].secret"],
+        ),
+        (
+            sub(&format!("{u}\nsecret = \"whsec_c2hvcnQ=\"")),
+            vec!["api.subscribers[0].secret"],
+        ),
+        (sub(u), vec!["api.subscribers[0].secret"]),
+        (
+            sub(&format!(
+                "{u}\nsecret = \"{secret}\"\nevents = [\"ticket.new\", \"ticket.exploded\"]"
+            )),
+            vec!["api.subscribers[0].events[1]"],
+        ),
+        (
+            sub(&format!("{u}\nsecret = \"{secret}\"\nevents = []")),
+            vec!["api.subscribers[0].events"],
+        ),
+        (
+            sub(&format!("url = \"ftp://x/e\"\nsecret = \"{secret}\"")),
+            vec!["api.subscribers[0].url"],
+        ),
+        (
+            sub(&format!("secret = \"{secret}\"")),
+            vec!["api.subscribers[0].url"],
+        ),
+        (
+            sub(&format!("{u}\nsecret = \"{secret}\"\ndeadline_hours = 0")),
+            vec!["api.subscribers[0].deadline_hours"],
+        ),
+        (
+            sub(&format!("{u}\nsecret = \"{secret}\"\nsecrett = 1")),
+            vec!["api.subscribers[0].secrett"],
+        ),
+        (
+            format!(
+                "{}\n[[api.subscribers]]\n{u}\nsecret = \"{secret}\"\n",
+                sub(&format!("{u}\nsecret = \"{secret}\""))
+            ),
+            vec!["api.subscribers[1].name"],
+        ),
+    ];
+    for (text, keys) in cases {
+        std::fs::write(&path, &text).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        let got: Vec<String> = err.errors.iter().map(|i| i.key.clone()).collect();
+        assert_eq!(got, keys, "{text}");
+        assert!(!err.to_string().contains(&secret), "{err}");
+        assert!(
+            !err.to_string().contains("not-a-whsec-secret-at-all"),
+            "{err}"
+        );
+    }
+
+    // From a file or the environment; without secrets, neither is read.
+    std::fs::write(dir.path().join("whsec"), format!("{secret}\n")).unwrap();
+    std::fs::write(&path, sub(&format!("{u}\nsecret_file = \"whsec\""))).unwrap();
+    let c = Config::load(&path).unwrap().config;
+    assert_eq!(c.subscribers[0].signing_key().unwrap(), [42u8; 32]);
+    std::fs::write(
+        &path,
+        sub(&format!(
+            "{u}\nsecret_env = \"HUOLTOSYNC_TEST_UNSET_WHSEC\""
+        )),
+    )
+    .unwrap();
+    assert_eq!(
+        error_keys(&std::fs::read_to_string(&path).unwrap()),
+        ["api.subscribers[0].secret_env"]
+    );
+    let c = Config::load_without_secrets(&path).unwrap().config;
+    assert_eq!(c.unread_secrets, ["api.subscribers[0].secret_env"]);
+}

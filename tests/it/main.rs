@@ -15,6 +15,7 @@ mod queue;
 mod read_path;
 mod service;
 mod store;
+mod subscribers;
 mod sweep_bounds;
 mod tls;
 mod webhook;

@@ -1,0 +1,151 @@
+//! `subscribers`: each `[[api.subscribers]]` entry's delivery state (cursor, lag, status, last
+//! error), and `subscribers retry NAME`, which revives a dead one.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::escape::esc;
+use super::usage;
+use crate::config::Config;
+use crate::store::{Handle, SubscriberRow};
+
+#[derive(Debug, Args)]
+pub struct SubscribersArgs {
+    #[command(subcommand)]
+    pub command: Option<SubscribersCommand>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Revive a dead subscriber: the daemon delivers again from the event it stopped on.
+    Retry {
+        /// The subscriber's name (`name` in `[[api.subscribers]]`, or as `subscribers` lists it).
+        name: String,
+    },
+}
+
+/// A subscriber as `subscribers` and `status` show it: its config and, once the daemon has
+/// served it, its row.
+#[derive(Debug, Serialize)]
+pub struct Shown {
+    pub name: String,
+    pub url: String,
+    /// `active`, `dead`, `new` (the daemon has not served it yet: it starts at the end of the
+    /// feed then), or `unconfigured` (a row left by a subscriber no longer in the config).
+    pub status: String,
+    pub events: Vec<String>,
+    #[serde(flatten)]
+    pub row: Option<SubscriberRow>,
+}
+
+/// Every configured subscriber, then the rows of subscribers no longer configured.
+pub fn shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Shown> {
+    let mut rows = rows;
+    let mut out = Vec::new();
+    for s in &config.subscribers {
+        let row = rows
+            .iter()
+            .position(|r| r.name == s.name)
+            .map(|i| rows.remove(i));
+        out.push(Shown {
+            name: s.name.clone(),
+            url: s.url.to_string(),
+            status: row.as_ref().map_or("new".into(), |r| r.status.clone()),
+            events: s.events.clone().unwrap_or_else(|| vec!["*".into()]),
+            row,
+        });
+    }
+    for r in rows {
+        out.push(Shown {
+            name: r.name.clone(),
+            url: r.url.clone(),
+            status: "unconfigured".into(),
+            events: Vec::new(),
+            row: Some(r),
+        });
+    }
+    out
+}
+
+/// One line per subscriber for `status` and `subscribers`.
+pub fn line(s: &Shown) -> String {
+    let mut l = format!(
+        "subscriber {} ({}): {}",
+        esc(&s.name),
+        esc(&s.url),
+        s.status
+    );
+    if let Some(r) = &s.row {
+        l.push_str(&format!(
+            "; cursor {}, {} event(s) behind, {} delivered",
+            r.cursor, r.lag, r.delivered
+        ));
+        if let Some(e) = &r.last_error {
+            l.push_str(&format!(
+                "; {} failed attempt(s), last error: {}",
+                r.attempts,
+                esc(e)
+            ));
+        }
+        if s.status == "dead" {
+            l.push_str(&format!(
+                " (revive with `huoltosync subscribers retry {}`)",
+                esc(&s.name)
+            ));
+        }
+    }
+    l
+}
+
+pub async fn subscribers(config: &Config, args: SubscribersArgs) -> anyhow::Result<ExitCode> {
+    let store = Handle::open_existing(config.store.path.clone()).await?;
+    match args.command {
+        Some(SubscribersCommand::Retry { name }) => {
+            let rows = store.call(|s| s.subscribers()).await?;
+            let Some(row) = rows.iter().find(|r| r.name == name) else {
+                let known: Vec<&str> = config.subscribers.iter().map(|s| s.name.as_str()).collect();
+                return Err(usage(format!(
+                    "no subscriber named {name:?} has been served (configured: {})",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            if row.status != "dead" {
+                anyhow::bail!(
+                    "subscriber {name:?} is {}, not dead: nothing to retry",
+                    row.status
+                );
+            }
+            let n = name.clone();
+            store.call(move |s| s.subscriber_retry(&n)).await?;
+            outln!(
+                "revived subscriber {}: the daemon delivers again from event {}",
+                esc(&name),
+                row.cursor + 1
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let rows = store.call(|s| s.subscribers()).await?;
+            let shown = shown(config, rows);
+            if args.json {
+                outln!("{}", serde_json::to_string_pretty(&shown)?)?;
+            } else if shown.is_empty() {
+                outln!("no subscribers ([[api.subscribers]] in the config)")?;
+            } else {
+                for s in &shown {
+                    outln!("{}", line(s))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
