@@ -1,5 +1,5 @@
 //! The service shell: one cycle (push, poll, push) as `run --once` and the daemon run it
-//! ([`cycle`]), the daemon's event loop ([`daemon`]), and [`run`], which starts that loop for
+//! ([`cycle()`]), the daemon's event loop ([`daemon`]), and [`run`], which starts that loop for
 //! `huoltosync run` with the production sources of its events.
 //!
 //! The daemon polls at start-up when an account's last successful sync is older than one
