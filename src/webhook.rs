@@ -526,10 +526,6 @@ pub async fn process_pending(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Processed> {
     let mut done = Processed::default();
-    let refetch = |action: &str| match config.webhook.as_ref().map(|w| &w.actions) {
-        Some(list) if !list.is_empty() => list.iter().any(|a| a == action),
-        _ => action.starts_with("Ilmoitus"),
-    };
     let (quiet, longest) = config
         .webhook
         .as_ref()
@@ -537,21 +533,7 @@ pub async fn process_pending(
             (w.debounce, w.debounce_max)
         });
     let events = store.call(|s| s.pending_events(10_000)).await?;
-    // Group by (account, ticket), keeping the order of first arrival.
-    let mut groups: BTreeMap<(String, i64), Vec<PendingEvent>> = BTreeMap::new();
-    let mut ignored: Vec<(i64, &'static str)> = Vec::new();
-    for e in events {
-        match (&e.account, e.reference_id, e.action.as_deref()) {
-            (Some(acc), Some(id), Some(action)) if refetch(action) => {
-                if config.account(acc).is_some() {
-                    groups.entry((acc.clone(), id)).or_default().push(e);
-                } else {
-                    ignored.push((e.id, "account not in the config"));
-                }
-            }
-            _ => ignored.push((e.id, "not a ticket event")),
-        }
-    }
+    let (groups, ignored) = sort_events(config, events);
     for (id, why) in &ignored {
         let (id, why) = (*id, *why);
         store
@@ -561,40 +543,17 @@ pub async fn process_pending(
     done.ignored = ignored.len() as u64;
     let mut clients = std::collections::HashMap::new();
     for ((account, id), evs) in groups {
-        // An unreadable receipt time counts as long ago: never a reason to wait.
-        let received: Vec<DateTime<Utc>> = evs
-            .iter()
-            .map(|e| time::parse(&e.received_at).unwrap_or(DateTime::<Utc>::MIN_UTC))
-            .collect();
-        let (oldest, newest) = (
-            received.iter().min().copied().unwrap_or(now),
-            received.iter().max().copied().unwrap_or(now),
-        );
-        let mut due = due_at(oldest, newest, quiet, longest);
-        // After a failed fetch, not before its retry time.
-        if let Some(retry) = evs
-            .iter()
-            .filter_map(|e| e.next_try_at.as_deref().and_then(time::parse))
-            .max()
-        {
-            due = due.max(retry);
-        }
+        let due = group_due(&evs, now, quiet, longest);
         if due > now {
             done.deferred += evs.len() as u64;
             done.next_due = Some(done.next_due.map_or(due, |d| d.min(due)));
             continue;
         }
-        let acc = config.account(&account).expect("filtered above");
+        let acc = config.account(&account).expect("sorted by account above");
         let ids: Vec<i64> = evs.iter().map(|e| e.id).collect();
-        let names_other = evs.iter().any(|e| {
-            assignee_in(e.reference_json.as_deref()).is_some_and(|a| a != acc.contractor_id)
-        });
-        let names_us = evs
-            .iter()
-            .any(|e| assignee_in(e.reference_json.as_deref()) == Some(acc.contractor_id));
         let (a2, i2) = (account.clone(), id);
         let held = store.call(move |s| s.holds_open(&a2, i2)).await?;
-        if names_other && !names_us && !held {
+        if names_only_another(&evs, acc.contractor_id) && !held {
             store
                 .call(move |s| {
                     s.finish_events(
@@ -635,31 +594,19 @@ pub async fn process_pending(
             Err(e) => {
                 let msg = e.to_string();
                 let attempts = evs.iter().map(|e| e.attempts).max().unwrap_or(0) + 1;
-                let retry = (e.is_transient() && attempts < RETRY_ATTEMPTS).then(|| {
-                    now + chrono::Duration::from_std(retry_after(attempts)).unwrap_or_default()
-                });
                 done.failed += 1;
-                let reason = match &retry {
-                    Some(at) => {
-                        done.next_due = Some(done.next_due.map_or(*at, |d| d.min(*at)));
-                        tracing::warn!(account = %account, ticket = id, error = %msg, attempts, retry_at = %time::fmt(*at), "Cannot fetch a ticket named by webhook events; trying again later.");
-                        String::new()
+                let (retry, reason) = match after_failure(attempts, e.is_transient(), now) {
+                    FetchEnd::Retry(at) => {
+                        done.next_due = Some(done.next_due.map_or(at, |d| d.min(at)));
+                        tracing::warn!(account = %account, ticket = id, error = %msg, attempts, retry_at = %time::fmt(at), "Cannot fetch a ticket named by webhook events; trying again later.");
+                        (Some(time::fmt(at)), String::new())
                     }
-                    None => {
+                    FetchEnd::Park(reason) => {
                         done.parked += 1;
-                        let reason = if e.is_transient() {
-                            format!(
-                                "fetch failed {attempts} times; the next reconciliation covers the ticket"
-                            )
-                        } else {
-                            "fetch failed permanently; the next reconciliation covers the ticket"
-                                .to_owned()
-                        };
                         tracing::warn!(account = %account, ticket = id, error = %msg, attempts, "Cannot fetch a ticket named by webhook events; its events are parked until the next reconciliation.");
-                        reason
+                        (None, reason)
                     }
                 };
-                let retry = retry.map(time::fmt);
                 store
                     .call(move |s| {
                         s.fail_events(
@@ -681,6 +628,94 @@ pub async fn process_pending(
     Ok(done)
 }
 
+/// Pending events grouped by (account, ticket) for one fetch each, and the events that need no
+/// fetch with the reason: another kind of event (`[webhook] actions`), or an account not in
+/// the config.
+fn sort_events(
+    config: &Config,
+    events: Vec<PendingEvent>,
+) -> (
+    BTreeMap<(String, i64), Vec<PendingEvent>>,
+    Vec<(i64, &'static str)>,
+) {
+    let refetch = |action: &str| match config.webhook.as_ref().map(|w| &w.actions) {
+        Some(list) if !list.is_empty() => list.iter().any(|a| a == action),
+        _ => action.starts_with("Ilmoitus"),
+    };
+    let mut groups: BTreeMap<(String, i64), Vec<PendingEvent>> = BTreeMap::new();
+    let mut ignored = Vec::new();
+    for e in events {
+        match (&e.account, e.reference_id, e.action.as_deref()) {
+            (Some(acc), Some(id), Some(action)) if refetch(action) => {
+                if config.account(acc).is_some() {
+                    groups.entry((acc.clone(), id)).or_default().push(e);
+                } else {
+                    ignored.push((e.id, "account not in the config"));
+                }
+            }
+            _ => ignored.push((e.id, "not a ticket event")),
+        }
+    }
+    (groups, ignored)
+}
+
+/// When a ticket's events are due: once its deliveries settled ([`due_at`]), and after a
+/// failed fetch not before its retry time. An unreadable receipt time counts as long ago:
+/// never a reason to wait.
+fn group_due(
+    evs: &[PendingEvent],
+    now: DateTime<Utc>,
+    quiet: Duration,
+    longest: Duration,
+) -> DateTime<Utc> {
+    let received: Vec<DateTime<Utc>> = evs
+        .iter()
+        .map(|e| time::parse(&e.received_at).unwrap_or(DateTime::<Utc>::MIN_UTC))
+        .collect();
+    let oldest = received.iter().min().copied().unwrap_or(now);
+    let newest = received.iter().max().copied().unwrap_or(now);
+    let due = due_at(oldest, newest, quiet, longest);
+    evs.iter()
+        .filter_map(|e| e.next_try_at.as_deref().and_then(time::parse))
+        .max()
+        .map_or(due, |retry| due.max(retry))
+}
+
+/// Whether the events name another contractor as the assignee and none names us: then the
+/// ticket is not fetched (unless the mirror holds it open).
+fn names_only_another(evs: &[PendingEvent], contractor_id: i64) -> bool {
+    let names = |e: &PendingEvent| assignee_in(e.reference_json.as_deref());
+    evs.iter()
+        .any(|e| names(e).is_some_and(|a| a != contractor_id))
+        && !evs.iter().any(|e| names(e) == Some(contractor_id))
+}
+
+/// What a failed fetch of a ticket named by webhook events leads to.
+#[derive(Debug, PartialEq, Eq)]
+enum FetchEnd {
+    /// Fetch again at this time.
+    Retry(DateTime<Utc>),
+    /// Park the events, with this reason: the next reconciliation covers the ticket.
+    Park(String),
+}
+
+/// The retry rule for webhook fetches: a transient failure is retried with backoff
+/// ([`retry_after`]) until the [`RETRY_ATTEMPTS`]th failure; a permanent one (a 4xx such as
+/// refused credentials) parks the events at once.
+fn after_failure(attempts: u32, transient: bool, now: DateTime<Utc>) -> FetchEnd {
+    if transient && attempts < RETRY_ATTEMPTS {
+        FetchEnd::Retry(now + chrono::Duration::from_std(retry_after(attempts)).unwrap_or_default())
+    } else if transient {
+        FetchEnd::Park(format!(
+            "fetch failed {attempts} times; the next reconciliation covers the ticket"
+        ))
+    } else {
+        FetchEnd::Park(
+            "fetch failed permanently; the next reconciliation covers the ticket".to_owned(),
+        )
+    }
+}
+
 /// How long to wait before fetching again a ticket whose fetch failed `attempts` times:
 /// [`RETRY_FIRST`], doubling, at most [`RETRY_MAX`].
 pub fn retry_after(attempts: u32) -> Duration {
@@ -695,6 +730,33 @@ fn assignee_in(reference_json: Option<&str>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_fetch_is_retried_doubling_then_parked_and_a_permanent_one_parked_at_once() {
+        let now = DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let at = |secs: i64| FetchEnd::Retry(now + chrono::Duration::seconds(secs));
+        let table = [
+            (1, true, at(1)),
+            (2, true, at(2)),
+            (3, true, at(4)),
+            (6, true, at(32)),
+            (RETRY_ATTEMPTS - 1, true, at(256)),
+        ];
+        for (attempts, transient, want) in table {
+            assert_eq!(after_failure(attempts, transient, now), want, "{attempts}");
+        }
+        for (attempts, transient, word) in [
+            (RETRY_ATTEMPTS, true, "10 times"),
+            (RETRY_ATTEMPTS + 5, true, "15 times"),
+            (1, false, "permanently"),
+            (9, false, "permanently"),
+        ] {
+            match after_failure(attempts, transient, now) {
+                FetchEnd::Park(reason) => assert!(reason.contains(word), "{reason}"),
+                other => panic!("{attempts} {transient}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn digests_are_accepted_as_hex_prefixed_hex_or_base64_and_nothing_else() {
