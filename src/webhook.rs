@@ -628,21 +628,18 @@ pub async fn process_pending(
     Ok(done)
 }
 
+/// Pending events by (account, ticket), in the order of their first arrival.
+type Groups = BTreeMap<(String, i64), Vec<PendingEvent>>;
+
 /// Pending events grouped by (account, ticket) for one fetch each, and the events that need no
 /// fetch with the reason: another kind of event (`[webhook] actions`), or an account not in
 /// the config.
-fn sort_events(
-    config: &Config,
-    events: Vec<PendingEvent>,
-) -> (
-    BTreeMap<(String, i64), Vec<PendingEvent>>,
-    Vec<(i64, &'static str)>,
-) {
+fn sort_events(config: &Config, events: Vec<PendingEvent>) -> (Groups, Vec<(i64, &'static str)>) {
     let refetch = |action: &str| match config.webhook.as_ref().map(|w| &w.actions) {
         Some(list) if !list.is_empty() => list.iter().any(|a| a == action),
         _ => action.starts_with("Ilmoitus"),
     };
-    let mut groups: BTreeMap<(String, i64), Vec<PendingEvent>> = BTreeMap::new();
+    let mut groups = Groups::new();
     let mut ignored = Vec::new();
     for e in events {
         match (&e.account, e.reference_id, e.action.as_deref()) {
