@@ -628,7 +628,7 @@ pub async fn process_pending(
     Ok(done)
 }
 
-/// Pending events by (account, ticket), in the order of their first arrival.
+/// Pending events by (account, ticket).
 type Groups = BTreeMap<(String, i64), Vec<PendingEvent>>;
 
 /// Pending events grouped by (account, ticket) for one fetch each, and the events that need no
