@@ -39,6 +39,8 @@ pub struct Config {
     pub pricing: Vec<Package>,
     /// `[webhook]`, when `listen` is set.
     pub webhook: Option<WebhookConfig>,
+    /// `[api]`, when present: the HTTP API (`src/api/`).
+    pub api: Option<crate::api::config::ApiConfig>,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]
@@ -570,6 +572,12 @@ impl Config {
         r.finish(rt, "retention");
         let pricing = r.pricing(&mut root);
         let webhook = r.webhook(&mut root, schedule.timezone);
+        let mut api_found = crate::api::config::Found::default();
+        let api =
+            crate::api::config::read(root.remove("api"), &base_dir, read_secrets, &mut api_found);
+        r.errors.extend(api_found.errors);
+        r.inline.extend(api_found.inline);
+        r.unread.extend(api_found.unread);
 
         let mut accounts = Vec::new();
         match root.remove("accounts") {
@@ -725,6 +733,7 @@ impl Config {
                 retention,
                 pricing,
                 webhook,
+                api,
                 accounts,
                 unread_secrets: r.unread,
             },

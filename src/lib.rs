@@ -18,11 +18,13 @@
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
 
 pub mod action;
+pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod demo;
+pub mod listen;
 pub mod lock;
 pub mod metrics;
 pub mod model;

@@ -117,6 +117,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
         }
         None => None,
     };
+    // The HTTP API, when configured: served beside the loop, on its own store connections.
+    let mut api_task = crate::api::spawn(&config).await?;
     let (tick_tx, mut tick_rx) = mpsc::unbounded_channel::<()>();
     let mut scheduler = JobScheduler::new().await?;
     let job = PollJob::start(&scheduler, poll_sched(&config), tick_tx.clone()).await?;
@@ -162,6 +164,11 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                 listener_task = None;
                 let why = listener_ended(ended);
                 tracing::error!(error = %why, "The webhook listener stopped; exiting so that the service is restarted.");
+                break Some(why);
+            },
+            ended = async { api_task.as_mut().expect("guarded").await }, if api_task.is_some() => {
+                let why = crate::api::ended(ended);
+                tracing::error!(error = format!("{why:#}"), "The HTTP API stopped; exiting so that the service is restarted.");
                 break Some(why);
             },
             _ = hup.recv() => match Config::load(&config_path) {
@@ -254,7 +261,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                         if let Some(Ok(lock)) = lock_for(&config.store.path, "purge") {
                             let (c, s) = (config.clone(), store.clone());
                             work = Some(tokio::spawn(async move {
-                                let r = s.call(move |st| st.purge(&c.privacy, &c.retention, time::now(), false)).await;
+                                let r = s.call(move |st| st.purge_feed(crate::api::config::feed_retain_days(c.api.as_ref()), time::now()).and_then(|_| st.purge(&c.privacy, &c.retention, time::now(), false))).await;
                                 drop(lock);
                                 Done::Purge(r)
                             }));

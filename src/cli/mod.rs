@@ -84,6 +84,10 @@ pub enum Command {
     Cost(CostArgs),
     /// Erase personal data of tickets that left long enough ago; trim old bookkeeping rows.
     Purge(PurgeArgs),
+    /// Serve the HTTP API (`[api]`) alone: no polling, no pushing, no Tampuuri secrets read.
+    Serve,
+    /// Print the HTTP API's OpenAPI 3.1 document (as committed in docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +256,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => tasks(&load_without_secrets(path)?, args).await,
         Command::Outbox(args) => task::outbox(&load_without_secrets(path)?, args).await,
         Command::Status(args) => status(&load_without_secrets(path)?, args.json).await,
+        Command::Serve => crate::api::serve_alone(load_without_secrets(path)?).await,
+        Command::Openapi => {
+            out!("{}", crate::api::openapi())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -446,19 +455,33 @@ fn account_names(config: &Config) -> Vec<String> {
 
 /// An account's status with what is wrong with it, as `status` shows it.
 #[derive(serde::Serialize)]
-struct Shown<'a> {
+pub struct Shown {
     #[serde(flatten)]
-    status: &'a crate::store::AccountStatus,
-    last_success_age_secs: Option<i64>,
+    pub status: crate::store::AccountStatus,
+    pub last_success_age_secs: Option<i64>,
     /// Why `status` exits non-zero for this account; empty when it is healthy.
-    problems: Vec<String>,
+    pub problems: Vec<String>,
 }
 
-/// `status`: exits 1 when an account's last success is older than `[service] stale_after_secs`
-/// (default 3 × the poll interval) or never happened, or dead letters exist.
-async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(config).await?;
-    let now = time::now();
+/// What `status --json` shows: each account with its problems, and the webhook figures when
+/// webhooks are on. Also served by the HTTP API (`GET /api/v1/status`).
+pub fn status_json(
+    shown: &[Shown],
+    webhooks: &Option<crate::store::WebhookStatus>,
+) -> serde_json::Value {
+    match webhooks {
+        // With webhooks on, the accounts and the webhook figures together.
+        Some(w) => serde_json::json!({ "accounts": shown, "webhooks": w }),
+        None => serde_json::json!(shown),
+    }
+}
+
+/// Each account's status as `status` judges it, and the webhook figures when webhooks are on.
+pub fn status_of(
+    config: &Config,
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(Vec<Shown>, Option<crate::store::WebhookStatus>)> {
     let statuses = store
         .account_status(
             &account_names(config),
@@ -468,7 +491,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         .map_err(|e| store.explain(e))?;
     let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
     let shown: Vec<Shown> = statuses
-        .iter()
+        .into_iter()
         .map(|s| {
             let age = s
                 .last_success
@@ -495,27 +518,30 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
-    let healthy = shown.iter().all(|s| s.problems.is_empty());
     let webhooks = match &config.webhook {
         Some(_) => Some(store.webhook_status()?),
         None => None,
     };
+    Ok((shown, webhooks))
+}
+
+/// `status`: exits 1 when an account's last success is older than `[service] stale_after_secs`
+/// (default 3 × the poll interval) or never happened, or dead letters exist.
+async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let now = time::now();
+    let (shown, webhooks) = status_of(config, &store, now)?;
+    let healthy = shown.iter().all(|s| s.problems.is_empty());
     let code = if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     };
     if json {
-        match &webhooks {
-            // With webhooks on, the accounts and the webhook figures together.
-            Some(w) => outln!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "accounts": shown, "webhooks": w })
-                )?
-            )?,
-            None => outln!("{}", serde_json::to_string_pretty(&shown)?)?,
-        }
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&status_json(&shown, &webhooks))?
+        )?;
         return Ok(code);
     }
     if let Some(w) = &webhooks {
@@ -530,7 +556,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             w.fetches
         )?;
     }
-    for (s, sh) in statuses.iter().zip(&shown) {
+    for sh in &shown {
+        let s = &sh.status;
         let success = match s.last_success.as_deref().and_then(time::parse) {
             Some(t) => format!("{} ({} ago)", time::fmt(t), time::age(now - t)),
             None => "never".into(),

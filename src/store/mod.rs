@@ -10,6 +10,7 @@
 //! does not grow with the number of tickets and nothing in `tickets` changes until the whole
 //! sweep is known to be consistent; [`Store::apply_sweep`] then applies it in one transaction.
 
+mod api;
 mod outbox;
 mod purge;
 mod queries;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 use crate::model::{Departure, LeftReason, Ticket, changed_fields};
+pub use api::{FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
 pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
 pub use purge::{PERSONAL_FIELDS, PurgeReport};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
