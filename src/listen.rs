@@ -28,6 +28,8 @@ const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 pub struct Names {
     /// For messages: `[webhook]`, `[api]`.
     pub section: &'static str,
+    /// For messages: `webhook`, `API`.
+    pub noun: &'static str,
     /// Counter of connections closed to make room.
     pub shed: &'static str,
     /// Counter of accept errors.
@@ -156,7 +158,7 @@ pub async fn serve_router(
                     error = %e,
                     open = table.lock().len(),
                     pause_ms = pause.as_millis() as u64,
-                    "Cannot accept a {} connection; pausing the listener.", names.section
+                    "Cannot accept a {} connection; pausing the listener.", names.noun
                 );
                 tokio::select! {
                     () = &mut shutdown => break,

@@ -93,6 +93,7 @@ pub async fn serve(
         .with_state(state);
     let names = crate::listen::Names {
         section: "[webhook]",
+        noun: "webhook",
         shed: "huoltosync_webhook_connections_shed_total",
         accept_errors: "huoltosync_webhook_accept_errors_total",
     };

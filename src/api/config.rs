@@ -37,10 +37,12 @@ pub struct ApiToken {
     pub scope: Scope,
 }
 
-/// `[api]`, when `listen` is set.
+/// `[api]`, when the section is present.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    pub listen: SocketAddr,
+    /// Where to serve the API; `None`: not served (the section may hold only other keys, such
+    /// as `feed_retain_days` or the subscribers).
+    pub listen: Option<SocketAddr>,
     pub tokens: Vec<ApiToken>,
     /// Feed events older than this many days are dropped by the daily purge.
     pub feed_retain_days: u32,
@@ -75,7 +77,7 @@ pub fn feed_retain_days(api: Option<&ApiConfig>) -> u32 {
 }
 
 /// Reads `[api]` (`value` is what the file has under `api`, if anything). `None` when absent or
-/// invalid. With `read_secrets` false, `token_file` / `token_env` are not read (their keys go to
+/// invalid; the API is served only when `listen` is set (then at least one token is needed). With `read_secrets` false, `token_file` / `token_env` are not read (their keys go to
 /// `unread`), as for every other secret; `base_dir` anchors relative `token_file` paths (unless
 /// `$CREDENTIALS_DIRECTORY` is set). The key `subscribers` is left to its own reader.
 pub fn read(
@@ -96,14 +98,9 @@ pub fn read(
     };
     // `[[api.subscribers]]` belongs to the outgoing events' reader.
     t.remove("subscribers");
+    let mut bad_listen = false;
     let listen = match t.remove("listen") {
-        None => {
-            found.error(
-                "api.listen",
-                "missing: the address to serve the API on, like \"127.0.0.1:8788\"",
-            );
-            None
-        }
+        None => None,
         Some(Value::String(s)) => match s.trim().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(e) => {
@@ -111,6 +108,7 @@ pub fn read(
                     "api.listen",
                     format!("{s:?} is not an address like 127.0.0.1:8788: {e}"),
                 );
+                bad_listen = true;
                 None
             }
         },
@@ -119,6 +117,7 @@ pub fn read(
                 "api.listen",
                 format!("must be a string, not a {}", other.type_str()),
             );
+            bad_listen = true;
             None
         }
     };
@@ -132,14 +131,20 @@ pub fn read(
     for key in t.keys() {
         found.error(format!("api.{key}"), "unknown key");
     }
-    if tokens.is_empty() && !found.errors.iter().any(|i| i.key.starts_with("api.tokens")) {
+    if listen.is_some()
+        && tokens.is_empty()
+        && !found.errors.iter().any(|i| i.key.starts_with("api.tokens"))
+    {
         found.error(
             "api.tokens",
-            "missing: add at least one [[api.tokens]] entry (name, token, scope)",
+            "missing: serving the API needs at least one [[api.tokens]] entry (name, token, scope)",
         );
     }
+    if bad_listen {
+        return None;
+    }
     Some(ApiConfig {
-        listen: listen?,
+        listen,
         tokens,
         feed_retain_days,
         max_body_bytes,

@@ -13,7 +13,7 @@
 //! - Errors are `application/problem+json` (RFC 9457): `type`, `title`, `status`, `detail`.
 //! - The change feed (`GET changes`) reads the `feed` table (written by triggers, gap-free
 //!   `seq`); a long poll (`wait`) is woken by [`FeedWatch`], which probes the store's last `seq`
-//!   every [`PROBE_EVERY`] while someone waits, so a commit by any process (the daemon's own
+//!   every [`PROBE_EVERY`] while someone waits (and not at all while nobody does), so a commit by any process (the daemon's own
 //!   sync, or another process writing the store beside `serve`) reaches it quickly.
 //! - The OpenAPI 3.1 document is generated from these handlers by `utoipa` ([`openapi`]) and
 //!   committed as `docs/openapi.json`.
@@ -143,6 +143,8 @@ impl IntoResponse for Problem {
 pub struct FeedWatch {
     last: watch::Sender<i64>,
     waiters: Arc<Semaphore>,
+    /// Notified when a request starts waiting: the probe sleeps while nobody waits.
+    wanted: tokio::sync::Notify,
 }
 
 impl FeedWatch {
@@ -152,14 +154,17 @@ impl FeedWatch {
         let feed = Arc::new(FeedWatch {
             last: tx,
             waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+            wanted: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&feed);
         tokio::spawn(async move {
             loop {
                 let Some(feed) = weak.upgrade() else { return };
                 if feed.last.receiver_count() == 0 {
-                    drop(feed);
-                    tokio::time::sleep(PROBE_EVERY).await;
+                    // Idle: no probe until a request waits (checking now and then that the
+                    // router still exists).
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), feed.wanted.notified()).await;
                     continue;
                 }
                 match store.call(|s| s.feed_head()).await {
@@ -220,19 +225,23 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
 
 /// Binds `[api] listen` and serves the API there until the returned task is dropped: for
 /// `huoltosync run` (the daemon exits 1 if this task ever ends) and `huoltosync serve`. The API
-/// reads the store through its own connections. `None` when `[api]` is absent.
+/// reads the store through its own connections. `None` when `[api] listen` is not set.
 pub async fn spawn(
     config: &Config,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let Some(api) = config.api.clone() else {
+    let Some((api, addr)) = config
+        .api
+        .clone()
+        .and_then(|a| a.listen.map(|addr| (a, addr)))
+    else {
         return Ok(None);
     };
-    let listener = tokio::net::TcpListener::bind(api.listen)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("[api] listen = {}: cannot listen: {e}", api.listen))?;
+        .map_err(|e| anyhow::anyhow!("[api] listen = {addr}: cannot listen: {e}"))?;
     let store = Handle::open(config.store.path.clone()).await?;
     let probe = Handle::open(config.store.path.clone()).await?;
-    tracing::info!(addr = %api.listen, tokens = api.tokens.len(), "HTTP API started.");
+    tracing::info!(addr = %addr, tokens = api.tokens.len(), "HTTP API started.");
     Ok(Some(tokio::spawn(serve(
         listener,
         config.clone(),
@@ -247,9 +256,9 @@ pub async fn spawn(
 /// (an error: exit 1). `config` was loaded without secrets; the `[api]` tokens are read here.
 pub async fn serve_alone(mut config: Config) -> anyhow::Result<std::process::ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
-    if config.api.is_none() {
+    if config.api.as_ref().is_none_or(|a| a.listen.is_none()) {
         return Err(crate::cli::usage(format!(
-            "{} has no [api] section: add one with listen and [[api.tokens]] to serve the API",
+            "{} has no [api] listen: set it (and [[api.tokens]]) to serve the API",
             config.source.display()
         )));
     }
@@ -260,7 +269,7 @@ pub async fn serve_alone(mut config: Config) -> anyhow::Result<std::process::Exi
         })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut task = spawn(&config).await?.expect("[api] is set");
+    let mut task = spawn(&config).await?.expect("[api] listen is set");
     tokio::select! {
         _ = term.recv() => Ok(std::process::ExitCode::SUCCESS),
         _ = int.recv() => Ok(std::process::ExitCode::SUCCESS),
@@ -290,6 +299,7 @@ pub async fn serve(
     let router = router(config, api, store, probe);
     let names = crate::listen::Names {
         section: "[api]",
+        noun: "API",
         shed: "huoltosync_api_connections_shed_total",
         accept_errors: "huoltosync_api_accept_errors_total",
     };
@@ -786,13 +796,19 @@ async fn changes(
             ));
         };
         let mut rx = st.feed.last.subscribe();
+        st.feed.wanted.notify_one();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-        // The probe may lag behind the read above: read again whenever it moves.
+        // Read again whenever the probe sees the feed past `after` (it may already have seen
+        // an event committed after the read above).
+        let mut first = true;
         loop {
-            let moved = tokio::time::timeout_at(deadline, rx.changed()).await;
-            if !matches!(moved, Ok(Ok(()))) {
-                break;
+            if !first {
+                let moved = tokio::time::timeout_at(deadline, rx.changed()).await;
+                if !matches!(moved, Ok(Ok(()))) {
+                    break;
+                }
             }
+            first = false;
             if *rx.borrow_and_update() > after {
                 events = read(&st).await?.1;
                 if !events.is_empty() {

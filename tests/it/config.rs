@@ -556,7 +556,7 @@ fn the_api_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
     std::fs::write(&path, format!("{GOOD}{API}")).unwrap();
     let config = Config::load(&path).unwrap().config;
     let api = config.api.expect("[api] is read");
-    assert_eq!(api.listen.port(), 8788);
+    assert_eq!(api.listen.unwrap().port(), 8788);
     assert_eq!(api.feed_retain_days, 30);
     assert_eq!(api.max_body_bytes, 8 << 20);
     assert_eq!(api.tokens.len(), 2);
@@ -611,6 +611,8 @@ fn the_api_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
         &format!("{GOOD}[api]\nlisten = \"127.0.0.1:8788\"\n"),
         &["api.tokens"],
     );
+    // Without listen the API is not served, and needs no token.
+    check(&format!("{GOOD}[api]\nfeed_retain_days = 7\n"), &[]);
     check(
         &format!("{GOOD}{API}").replace(
             "token = \"read-token-123456\"",
