@@ -17,6 +17,7 @@
 //! the meter plain `(endpoint, calls)` pairs.
 
 mod mirror;
+mod api;
 mod outbox;
 mod purge;
 mod queries;
@@ -32,11 +33,12 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
+pub use api::{FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
 pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
-pub use subscribers::{FeedEvent, SubscriberRow};
+pub use subscribers::SubscriberRow;
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// `(file in sql/, its text)` for every migration, in order.
