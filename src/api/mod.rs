@@ -213,6 +213,7 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
         .route("/status", get(status))
         .route("/cost", get(cost))
         .route("/openapi.json", get(openapi_json))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", v1)
@@ -304,6 +305,13 @@ pub async fn serve(
         accept_errors: "huoltosync_api_accept_errors_total",
     };
     crate::listen::serve_router(listener, router, cap, names, shutdown).await
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not served for {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn not_found(req: Request) -> Problem {

@@ -140,6 +140,21 @@ async fn a_token_is_required_and_errors_are_problem_json() {
     let (s, h, b) = api.get_as(Some(READ), "/nothing-here").await;
     assert_eq!(s, 404);
     assert!(is_problem(&h, &b, 404) && b["detail"].as_str().unwrap().contains("/nothing-here"));
+    // A method an endpoint does not serve is a 405 problem.
+    let r = api
+        .http
+        .delete(format!("{}/tickets", api.base))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
 }
 
 #[tokio::test]
