@@ -33,7 +33,11 @@ impl Status {
     /// No account has a problem and no subscriber is dead.
     pub fn healthy(&self) -> bool {
         self.accounts.iter().all(|s| s.problems.is_empty())
-            && self.subscribers.iter().flatten().all(|s| s.status != "dead")
+            && self
+                .subscribers
+                .iter()
+                .flatten()
+                .all(|s| s.status != "dead")
     }
 
     /// What `status --json` prints: the accounts alone, or with webhooks and subscribers on,
@@ -60,13 +64,7 @@ pub fn status(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Status> {
     let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
-    let statuses = store
-        .account_status(
-            &names,
-            &time::local_day(now),
-            &time::local_month(now),
-        )
-?;
+    let statuses = store.account_status(&names, &time::local_day(now), &time::local_month(now))?;
     let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
     let shown: Vec<Shown> = statuses
         .into_iter()
@@ -154,7 +152,6 @@ pub fn subscribers_shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Subsc
     }
     out
 }
-
 
 /// What the config says about `month`'s cost, with each account's calls per poll from the store.
 pub fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> crate::cost::Plan {

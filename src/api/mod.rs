@@ -885,9 +885,7 @@ async fn list_outbox(
 async fn status(State(st): State<AppState>) -> Result<axum::Json<serde_json::Value>, Problem> {
     let config = st.config.clone();
     st.store
-        .call(move |s| {
-            Ok(crate::status::status(&config, s, crate::time::now())?.to_json())
-        })
+        .call(move |s| Ok(crate::status::status(&config, s, crate::time::now())?.to_json()))
         .await
         .map(axum::Json)
         .map_err(Problem::internal)
@@ -915,8 +913,8 @@ async fn cost(
     let p = query(q)?;
     let now = crate::time::now();
     let month = p.month.unwrap_or_else(|| crate::time::local_month(now));
-    let month =
-        crate::cost::Month::parse(&month).map_err(|e| Problem::bad_request(format!("month: {e:#}")))?;
+    let month = crate::cost::Month::parse(&month)
+        .map_err(|e| Problem::bad_request(format!("month: {e:#}")))?;
     let config = st.config.clone();
     st.store
         .call(move |s| {

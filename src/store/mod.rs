@@ -16,8 +16,8 @@
 //! The store imports neither the config nor the API module: the purge takes a [`Retention`],
 //! the meter plain `(endpoint, calls)` pairs.
 
-mod mirror;
 mod api;
+mod mirror;
 mod outbox;
 mod purge;
 mod queries;

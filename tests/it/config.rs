@@ -656,6 +656,7 @@ fn subscribers_are_validated_by_key_and_their_secret_never_shown() {
     );
     let c = Config::load_without_secrets(&path).unwrap().config;
     assert_eq!(c.unread_secrets, ["api.subscribers[0].secret_env"]);
+}
 
 /// `[api]`: a listen address and at least one token of 16 characters or more, names unique,
 /// scopes `read` or `write`; `[[api.subscribers]]` is left to the outgoing events.
