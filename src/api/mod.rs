@@ -19,6 +19,9 @@
 //!   committed as `docs/openapi.json`.
 
 pub mod config;
+pub mod write;
+
+pub use write::IDEMPOTENCY_KEEP;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +33,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -206,10 +209,15 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
         bodies: BodyBudget::new(BODY_BUDGET),
     };
     let v1 = Router::new()
-        .route("/tickets", get(list_tickets))
+        .route("/tickets", get(list_tickets).post(write::create))
         .route("/tickets/{account}/{id}", get(get_ticket))
+        .route("/tickets/{account}/{id}/accept", post(write::accept))
+        .route("/tickets/{account}/{id}/hold", post(write::hold))
+        .route("/tickets/{account}/{id}/done", post(write::done))
         .route("/changes", get(changes))
         .route("/outbox", get(list_outbox))
+        .route("/outbox/{id}/retry", post(write::retry))
+        .route("/outbox/{id}/cancel", post(write::cancel))
         .route("/status", get(status))
         .route("/cost", get(cost))
         .route("/openapi.json", get(openapi_json))
@@ -218,7 +226,12 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
     Router::new()
         .nest("/api/v1", v1)
         .fallback(not_found)
-        // The outer layer runs first: the token is checked before a body is read.
+        // The outer layer runs first: the token is checked before a body is read, and an
+        // Idempotency-Key is claimed with the body in memory.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            write::idempotency,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), bound_body))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -599,6 +612,8 @@ pub struct Action {
     pub outcome: Option<String>,
     pub created_ticket_id: Option<i64>,
     pub attachments: u32,
+    /// Who asked: the API token's name, `cli`, `demo`.
+    pub requested_by: Option<String>,
 }
 
 impl From<OutboxRow> for Action {
@@ -622,6 +637,7 @@ impl From<OutboxRow> for Action {
             outcome: o.outcome,
             created_ticket_id: o.created_ticket_id,
             attachments: o.attachments,
+            requested_by: o.requested_by,
         }
     }
 }
@@ -950,8 +966,10 @@ impl utoipa::Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "huoltosync API", description = "The mirror of Tampuuri tickets, its change feed and the outbox, for the contractor's own systems. Every endpoint needs `Authorization: Bearer <token>` ([[api.tokens]]); errors are application/problem+json (RFC 9457)."),
-    paths(list_tickets, get_ticket, changes, list_outbox, status, cost, openapi_json),
-    components(schemas(Problem)),
+    paths(list_tickets, get_ticket, write::accept, write::hold, write::done, write::create,
+          changes, list_outbox, write::retry, write::cancel, status, cost, openapi_json),
+    components(schemas(Problem, write::AcceptBody, write::HoldBody, write::DoneBody,
+                       write::NewTicketBody, write::AttachmentBody)),
     modifiers(&BearerAuth),
 )]
 struct ApiDoc;

@@ -556,6 +556,7 @@ impl Daemon {
                         .call(move |st| {
                             let feed_days = crate::api::config::feed_retain_days(c.api.as_ref());
                             st.purge_feed(feed_days, clock())?;
+                            st.purge_idempotency(crate::api::IDEMPOTENCY_KEEP, clock())?;
                             st.purge(&crate::retention::from_config(&c), clock(), false)
                         })
                         .await;

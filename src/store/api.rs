@@ -251,4 +251,96 @@ impl Store {
             .conn
             .execute("DELETE FROM feed WHERE at < ?1", [cutoff])?)
     }
+
+    /// Claims Idempotency-Key `key` of token `token` for a request whose method, path and body
+    /// hash to `hash`, in one IMMEDIATE transaction: the first claim wins; later ones learn the
+    /// stored answer, that the key came with another request, or that the first still runs.
+    pub fn idempotency_claim(
+        &mut self,
+        token: &str,
+        key: &str,
+        hash: &str,
+        now: &str,
+    ) -> anyhow::Result<Claim> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: Option<(String, Option<u16>, Option<String>)> = tx
+            .query_row(
+                "SELECT request_hash, status, body FROM api_idempotency WHERE token = ?1 AND key = ?2",
+                rusqlite::params![token, key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let claim = match found {
+            None => {
+                tx.execute(
+                    "INSERT INTO api_idempotency (token, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![token, key, hash, now],
+                )?;
+                Claim::Claimed
+            }
+            Some((h, _, _)) if h != hash => Claim::OtherRequest,
+            Some((_, Some(status), body)) => Claim::Answered {
+                status,
+                body: body.unwrap_or_default(),
+            },
+            Some((_, None, _)) => Claim::InProgress,
+        };
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Stores the answer to the request that claimed `key`: later requests with it get it.
+    pub fn idempotency_answer(
+        &mut self,
+        token: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE api_idempotency SET status = ?3, body = ?4 WHERE token = ?1 AND key = ?2",
+            rusqlite::params![token, key, status, body],
+        )?;
+        Ok(())
+    }
+
+    /// Gives up a claim whose request had no answer worth repeating (a server failure): the
+    /// client's retry runs again.
+    pub fn idempotency_release(&mut self, token: &str, key: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND status IS NULL",
+            rusqlite::params![token, key],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the Idempotency-Keys claimed more than `max_age` before `now`; how many. Run by
+    /// the daily purge with [`crate::api::IDEMPOTENCY_KEEP`].
+    pub fn purge_idempotency(
+        &mut self,
+        max_age: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let age = chrono::Duration::from_std(max_age)?;
+        let cutoff = crate::time::fmt(now - age);
+        Ok(self.conn.execute(
+            "DELETE FROM api_idempotency WHERE created_at < ?1",
+            [cutoff],
+        )?)
+    }
+}
+
+/// What [`Store::idempotency_claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new: this request runs, then stores its answer.
+    Claimed,
+    /// The key's first request was answered so: answer the same.
+    Answered { status: u16, body: String },
+    /// The key came with another method, path or body.
+    OtherRequest,
+    /// The key's first request has no answer yet.
+    InProgress,
 }

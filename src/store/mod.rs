@@ -33,8 +33,8 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-pub use api::{FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
-pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
+pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
+pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
@@ -57,6 +57,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "007_feed.sql",
     "008_webhook_reconciled.sql",
     "009_subscribers.sql",
+    "010_api_writes.sql",
 );
 
 /// An open connection to the store.

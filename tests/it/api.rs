@@ -10,23 +10,23 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Setup, TestEnv};
 
-const WRITE: &str = "write-token-123456";
-const READ: &str = "read-token-123456";
+pub(crate) const WRITE: &str = "write-token-123456";
+pub(crate) const READ: &str = "read-token-123456";
 
-fn api_toml(extra: &str) -> String {
+pub(crate) fn api_toml(extra: &str) -> String {
     format!(
         "[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n[[api.tokens]]\nname = \"erp\"\ntoken = \"{WRITE}\"\nscope = \"write\"\n[[api.tokens]]\nname = \"viewer\"\ntoken = \"{READ}\"\nscope = \"read\"\n"
     )
 }
 
 /// The API of `env`, served in-process on a loopback port.
-struct Served {
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct Served {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn serve(env: &TestEnv) -> Served {
+pub(crate) async fn serve(env: &TestEnv) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
     let store = Handle::open(env.config.store.path.clone()).await.unwrap();
@@ -74,20 +74,20 @@ impl Served {
     }
 
     /// GET with the read token; the status and JSON body.
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let (s, _, v) = self.get_as(Some(READ), path).await;
         (s, v)
     }
 
     /// GET with the read token that must answer 200.
-    async fn ok(&self, path: &str) -> Value {
+    pub(crate) async fn ok(&self, path: &str) -> Value {
         let (s, v) = self.get(path).await;
         assert_eq!(s, 200, "GET {path}: {v}");
         v
     }
 }
 
-fn is_problem(headers: &reqwest::header::HeaderMap, body: &Value, status: u16) -> bool {
+pub(crate) fn is_problem(headers: &reqwest::header::HeaderMap, body: &Value, status: u16) -> bool {
     headers
         .get("content-type")
         .is_some_and(|v| v.to_str().unwrap().starts_with("application/problem+json"))
@@ -97,7 +97,7 @@ fn is_problem(headers: &reqwest::header::HeaderMap, body: &Value, status: u16) -
         && body["detail"].is_string()
 }
 
-async fn env(tickets: u64) -> TestEnv {
+pub(crate) async fn env(tickets: u64) -> TestEnv {
     Setup::tickets(tickets)
         .sections(&api_toml(""))
         .start()

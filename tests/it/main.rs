@@ -2,6 +2,7 @@
 //! the simulator on loopback with a fresh store in a temporary folder.
 
 mod api;
+mod api_write;
 mod boundary;
 mod cli;
 mod config;
