@@ -689,6 +689,11 @@ async fn the_openapi_document_is_generated_served_and_committed() {
     for p in [
         "/api/v1/tickets",
         "/api/v1/tickets/{account}/{id}",
+        "/api/v1/tickets/{account}/{id}/accept",
+        "/api/v1/tickets/{account}/{id}/hold",
+        "/api/v1/tickets/{account}/{id}/done",
+        "/api/v1/outbox/{id}/retry",
+        "/api/v1/outbox/{id}/cancel",
         "/api/v1/changes",
         "/api/v1/outbox",
         "/api/v1/status",
