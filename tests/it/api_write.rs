@@ -249,14 +249,15 @@ async fn an_idempotency_key_answers_the_first_answer_and_the_accept_goes_out_onc
 async fn ten_concurrent_requests_with_one_key_queue_one_row() {
     let env = env(3).await;
     env.sync_ok().await;
-    let id = env.open_ids("sim-1")[0];
     let api = std::sync::Arc::new(serve(&env).await);
-    let path = format!("/tickets/sim-1/{id}/accept");
+    // A new ticket: without the key, each of these would queue a row of its own.
+    let body = json!({"account": "sim-1", "title": "Vuoto", "description": "Katto vuotaa",
+                      "cost_centre_id": 1});
     let mut tasks = Vec::new();
     for _ in 0..10 {
-        let (api, path) = (api.clone(), path.clone());
+        let (api, body) = (api.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
-            post(&api, WRITE, &path, Some("same"), json!({"comment": "x"})).await
+            post(&api, WRITE, "/tickets", Some("same"), body).await
         }));
     }
     let mut answers = Vec::new();
