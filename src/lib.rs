@@ -43,6 +43,7 @@ macro_rules! outln {
 }
 
 pub mod action;
+pub mod api;
 pub mod backoff;
 pub mod cli;
 pub mod config;
@@ -50,6 +51,7 @@ pub mod cost;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod escape;
+pub mod listen;
 pub mod lock;
 pub mod metrics;
 pub mod model;
@@ -62,6 +64,7 @@ pub mod schedule;
 pub mod service;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod tampuuri;

@@ -24,8 +24,8 @@ pub struct QueueRequest {
     /// mirror of one configured account only, or when one account is configured.
     pub account: Option<String>,
     pub task: Task,
-    /// Who asked (the HTTP API gives its token's name). The outbox has no column for it yet:
-    /// it is logged with the queued row (`requested_by`), not stored.
+    /// Who asked (the HTTP API gives its token's name, the CLI `cli`, the demo `demo`): stored
+    /// in `outbox.requested_by` and logged with the queued row.
     pub requested_by: Option<String>,
 }
 
@@ -120,14 +120,16 @@ pub async fn queue(
         .and_then(|d| now.checked_add_signed(d))
         .ok_or_else(|| anyhow::anyhow!("[push] deadline_hours is out of range"))?;
     let name = account.clone();
+    let by = requested_by.clone();
     let row = store
         .call(move |s| {
-            s.enqueue(
+            s.enqueue_by(
                 &name,
                 ticket,
                 &time::fmt(now),
                 &time::fmt(deadline),
                 &attachments,
+                by.as_deref(),
                 plan,
             )
         })
@@ -145,6 +147,25 @@ pub async fn queue(
         "Action queued."
     );
     Ok(row)
+}
+
+/// `huoltosync outbox retry ID` and `POST outbox/{id}/retry`: puts a dead-lettered action back
+/// in the queue with a new `[push] deadline_hours`; the updated row. A refusal is a
+/// [`crate::store::OutboxRefusal`] inside the error (the CLI's wording).
+pub async fn retry(config: &Config, store: &Handle, id: i64) -> anyhow::Result<OutboxRow> {
+    let now = time::now();
+    let deadline = now + chrono::Duration::from_std(config.push.deadline)?;
+    store
+        .call(move |s| s.outbox_retry(id, &time::fmt(now), &time::fmt(deadline)))
+        .await
+}
+
+/// `huoltosync outbox cancel ID` and `POST outbox/{id}/cancel`: drops a pending or
+/// dead-lettered action; the row as it was. A refusal is a [`crate::store::OutboxRefusal`].
+pub async fn cancel(store: &Handle, id: i64) -> anyhow::Result<OutboxRow> {
+    store
+        .call(move |s| s.outbox_cancel(id, &time::fmt(time::now())))
+        .await
 }
 
 /// A transition of ticket `id`: its account resolved, checked against the workflow when queued.

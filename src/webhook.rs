@@ -17,12 +17,11 @@
 //! skipped without a (billed) fetch.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,20 +33,15 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-use tokio::sync::{Notify, Semaphore, oneshot};
-use tower::ServiceExt;
+use tokio::sync::Notify;
 
 use crate::config::{Config, WebhookConfig};
+use crate::listen::{BodyBudget, BodyRefused, read_body};
 use crate::store::{Handle, NewEvent, PendingEvent};
 use crate::tampuuri::{self, Api};
 use crate::time;
 
-/// A connection that has not sent a complete request head this long after it opened (or after
-/// its previous response) is closed.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request whose body has not arrived this long after its head (waiting for the body budget
-/// included) is answered 408.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(15);
+pub use crate::listen::{BODY_TIMEOUT, HEADER_TIMEOUT};
 /// Bytes of request bodies buffered at once over all connections: each request reserves
 /// `max_body_bytes` of it before reading its body. With HMAC-only authentication a body must be
 /// read before it can be refused, so this (not the number of connections) bounds the memory.
@@ -60,106 +54,22 @@ pub const RETRY_MAX: Duration = Duration::from_secs(300);
 /// ... and after this many failed fetches its events are parked (about 8.5 minutes of
 /// retries): the next reconciliation sweep covers the ticket.
 pub const RETRY_ATTEMPTS: u32 = 10;
-const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(50);
-const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Listener {
     config: Arc<WebhookConfig>,
     store: Handle,
     wake: Arc<Notify>,
-    bodies: Arc<Semaphore>,
-}
-
-/// The open connections, oldest first. Removing an entry closes its connection (its task
-/// watches the other end of `close`).
-#[derive(Default)]
-struct Connections {
-    open: Mutex<BTreeMap<u64, Conn>>,
-    /// Notified whenever a connection ends.
-    ended: Notify,
-}
-
-struct Conn {
-    /// Requests in progress on this connection (0: idle, waiting for a request head).
-    busy: Arc<AtomicUsize>,
-    _close: oneshot::Sender<()>,
-}
-
-impl Connections {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Conn>> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether a new connection may be served: below the cap, or after the oldest idle
-    /// connection was closed to make room.
-    fn make_room(&self, cap: usize) -> bool {
-        let mut open = self.lock();
-        if open.len() < cap {
-            return true;
-        }
-        let oldest_idle = open
-            .iter()
-            .find(|(_, c)| c.busy.load(Ordering::SeqCst) == 0)
-            .map(|(id, _)| *id);
-        match oldest_idle {
-            Some(id) => {
-                open.remove(&id);
-                metrics::counter!("huoltosync_webhook_connections_shed_total").increment(1);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// Removes its connection from the table when the connection's task ends, however it ends.
-struct Registered {
-    id: u64,
-    table: Arc<Connections>,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        self.table.lock().remove(&self.id);
-        self.table.ended.notify_waiters();
-    }
-}
-
-/// Counts a request in progress while alive.
-struct Busy(Arc<AtomicUsize>);
-
-impl Busy {
-    fn new(n: &Arc<AtomicUsize>) -> Busy {
-        n.fetch_add(1, Ordering::SeqCst);
-        Busy(n.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Whether an accept error means the listening socket itself is broken (rather than a passing
-/// shortage of file descriptors or memory, or a connection reset before it was accepted).
-fn listener_broken(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP)
-    )
+    bodies: BodyBudget,
 }
 
 /// Serves the listener on `listener` until `shutdown`; `wake` is notified after each recorded
 /// delivery.
 ///
-/// HTTP/1.1 with a [`HEADER_TIMEOUT`] on every request head, a [`BODY_TIMEOUT`] and a shared
-/// [`BODY_BUDGET`] for bodies, and at most `max_connections` connections: at the cap the oldest
-/// idle connection is closed for the new one (or, when every connection is in the middle of a
-/// request, the new one waits for a slot). An accept error such as too many open files pauses
-/// the accept loop briefly (50 ms, doubling up to 1 s); only a broken listening socket ends it,
-/// with an error.
+/// The accept loop is [`crate::listen::serve_router`] (a header timeout, at most
+/// `max_connections` connections, accept errors paused on); bodies are read with a
+/// [`BODY_TIMEOUT`] and a shared [`BODY_BUDGET`] ([`crate::listen::read_body`]). Only a broken
+/// listening socket ends it, with an error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: WebhookConfig,
@@ -169,117 +79,25 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     crate::config::check_webhook_path(&config.path)
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
-    let addr = listener.local_addr()?;
     let path = config.path.clone();
-    let cap = config.max_connections.max(1);
+    let cap = config.max_connections;
     let state = Listener {
         config: Arc::new(config),
         store,
         wake,
-        bodies: Arc::new(Semaphore::new(BODY_BUDGET)),
+        bodies: BodyBudget::new(BODY_BUDGET),
     };
     let router = Router::new()
         .route(&path, post(receive_plain))
         .route(&format!("{path}/{{token}}"), post(receive_token))
         .with_state(state);
-    let table = Arc::new(Connections::default());
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut pause = ACCEPT_PAUSE_MIN;
-    let mut next_id = 0u64;
-    'accept: loop {
-        let accepted = tokio::select! {
-            () = &mut shutdown => break,
-            r = listener.accept() => r,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => {
-                pause = ACCEPT_PAUSE_MIN;
-                stream
-            }
-            Err(e) if listener_broken(&e) => {
-                anyhow::bail!("[webhook] listen = {addr}: the listening socket failed: {e}")
-            }
-            Err(e) => {
-                metrics::counter!("huoltosync_webhook_accept_errors_total").increment(1);
-                tracing::warn!(
-                    error = %e,
-                    open = table.lock().len(),
-                    pause_ms = pause.as_millis() as u64,
-                    "Cannot accept a webhook connection; pausing the listener."
-                );
-                tokio::select! {
-                    () = &mut shutdown => break,
-                    () = tokio::time::sleep(pause) => {}
-                }
-                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
-                continue;
-            }
-        };
-        loop {
-            let ended = table.ended.notified();
-            let mut ended = std::pin::pin!(ended);
-            ended.as_mut().enable();
-            if table.make_room(cap) {
-                break;
-            }
-            tokio::select! {
-                () = &mut shutdown => break 'accept,
-                () = ended => {}
-            }
-        }
-        let busy = Arc::new(AtomicUsize::new(0));
-        let (close_tx, close_rx) = oneshot::channel();
-        next_id += 1;
-        table.lock().insert(
-            next_id,
-            Conn {
-                busy: busy.clone(),
-                _close: close_tx,
-            },
-        );
-        let registered = Registered {
-            id: next_id,
-            table: table.clone(),
-        };
-        tokio::spawn(serve_connection(
-            stream,
-            router.clone(),
-            busy,
-            close_rx,
-            registered,
-        ));
-    }
-    // Dropping the entries closes the connections.
-    table.lock().clear();
-    Ok(())
-}
-
-/// One connection: HTTP/1.1 until the client closes, a head times out, or the table drops it.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    router: Router,
-    busy: Arc<AtomicUsize>,
-    close: oneshot::Receiver<()>,
-    _registered: Registered,
-) {
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let router = router.clone();
-        let busy = Busy::new(&busy);
-        async move {
-            let _busy = busy;
-            router.oneshot(req.map(Body::new)).await
-        }
-    });
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
-    let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-    tokio::select! {
-        r = conn => if let Err(e) = r {
-            tracing::debug!(error = %e, "A webhook connection ended with an error.");
-        },
-        _ = close => tracing::debug!("A webhook connection was closed to make room."),
-    }
+    let names = crate::listen::Names {
+        section: "[webhook]",
+        noun: "webhook",
+        shed: "huoltosync_webhook_connections_shed_total",
+        accept_errors: "huoltosync_webhook_accept_errors_total",
+    };
+    crate::listen::serve_router(listener, router, cap, names, shutdown).await
 }
 
 async fn receive_plain(State(l): State<Listener>, headers: HeaderMap, body: Body) -> Response {
@@ -351,25 +169,9 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return reject(
-            &l,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("body over {max} bytes"),
-        )
-        .await;
-    }
-    // Reserve what the body may take of the shared budget (its declared length, which hyper
-    // holds it to, or `max`), then read it, all within BODY_TIMEOUT.
-    let limit = declared.map_or(max, |n| n as usize).min(max);
-    let reserve = u32::try_from(limit.min(BODY_BUDGET)).expect("the budget fits in u32");
-    let read = async {
-        let permit = l.bodies.clone().acquire_many_owned(reserve).await;
-        (axum::body::to_bytes(body, limit).await, permit)
-    };
-    let (bytes, _reserved): (Bytes, _) = match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Ok((Ok(b), permit)) => (b, permit),
-        Ok((Err(_), _)) => {
+    let (bytes, _reserved) = match read_body(body, declared, max, &l.bodies).await {
+        Ok(read) => read,
+        Err(BodyRefused::TooLarge) => {
             return reject(
                 &l,
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -377,7 +179,7 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
             )
             .await;
         }
-        Err(_) => {
+        Err(BodyRefused::TimedOut) => {
             return reject(
                 &l,
                 StatusCode::REQUEST_TIMEOUT,

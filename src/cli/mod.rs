@@ -77,6 +77,10 @@ pub enum Command {
     Purge(PurgeArgs),
     /// List the outgoing event subscribers (cursor, lag, status); revive a dead one.
     Subscribers(subscribers::SubscribersArgs),
+    /// Serve the HTTP API (`[api]`) alone: no polling, no pushing, no Tampuuri secrets read.
+    Serve,
+    /// Print the HTTP API's OpenAPI 3.1 document (as committed in docs/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +255,20 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subscribers(args) => {
             subscribers::subscribers(&load_without_secrets(path)?, args).await
         }
+        Command::Serve => {
+            let config = load_without_secrets(path)?;
+            if config.api.as_ref().is_none_or(|a| a.listen.is_none()) {
+                return Err(usage(format!(
+                    "{} has no [api] listen: set it (and [[api.tokens]]) to serve the API",
+                    config.source.display()
+                )));
+            }
+            crate::api::serve_alone(config).await
+        }
+        Command::Openapi => {
+            out!("{}", crate::api::openapi())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -416,92 +434,22 @@ fn account_names(config: &Config) -> Vec<String> {
     config.accounts.iter().map(|a| a.name.clone()).collect()
 }
 
-/// An account's status with what is wrong with it, as `status` shows it.
-#[derive(serde::Serialize)]
-struct Shown<'a> {
-    #[serde(flatten)]
-    status: &'a crate::store::AccountStatus,
-    last_success_age_secs: Option<i64>,
-    /// Why `status` exits non-zero for this account; empty when it is healthy.
-    problems: Vec<String>,
-}
-
 /// `status`: exits 1 when an account's last success is older than `[service] stale_after_secs`
-/// (default 3 × the poll interval) or never happened, or dead letters exist.
+/// (default 3 × the poll interval) or never happened, or dead letters exist, or an outgoing
+/// event subscriber is dead.
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
     let now = time::now();
-    let statuses = store
-        .account_status(
-            &account_names(config),
-            &time::local_day(now),
-            &time::local_month(now),
-        )
-        .map_err(|e| store.explain(e))?;
-    let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
-    let shown: Vec<Shown> = statuses
-        .iter()
-        .map(|s| {
-            let age = s
-                .last_success
-                .as_deref()
-                .and_then(time::parse)
-                .map(|t| now - t);
-            let mut problems = Vec::new();
-            match age {
-                None => problems.push("never synced successfully".to_owned()),
-                Some(a) if a > stale_after => problems.push(format!(
-                    "last successful sync {} ago, over the {} threshold",
-                    time::age(a),
-                    time::age(stale_after)
-                )),
-                _ => {}
-            }
-            if s.dead_letters > 0 {
-                problems.push(format!("{} dead-lettered action(s)", s.dead_letters));
-            }
-            Shown {
-                status: s,
-                last_success_age_secs: age.map(|a| a.num_seconds()),
-                problems,
-            }
-        })
-        .collect();
-    let webhooks = match &config.webhook {
-        Some(_) => Some(store.webhook_status()?),
-        None => None,
-    };
-    // Outgoing events: a dead subscriber is a problem like a dead letter.
-    let subscribers = match config.subscribers.is_empty() {
-        true => None,
-        false => Some(subscribers::shown(config, store.subscribers()?)),
-    };
-    let healthy = shown.iter().all(|s| s.problems.is_empty())
-        && subscribers.iter().flatten().all(|s| s.status != "dead");
+    let st = crate::status::status(config, &store, now).map_err(|e| store.explain(e))?;
+    let (shown, webhooks, subscribers) = (&st.accounts, &st.webhooks, &st.subscribers);
+    let healthy = st.healthy();
     let code = if healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     };
     if json {
-        if let Some(subs) = &subscribers {
-            let mut all = serde_json::json!({ "accounts": shown, "subscribers": subs });
-            if let Some(w) = &webhooks {
-                all["webhooks"] = serde_json::to_value(w)?;
-            }
-            outln!("{}", serde_json::to_string_pretty(&all)?)?;
-            return Ok(code);
-        }
-        match &webhooks {
-            // With webhooks on, the accounts and the webhook figures together.
-            Some(w) => outln!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "accounts": shown, "webhooks": w })
-                )?
-            )?,
-            None => outln!("{}", serde_json::to_string_pretty(&shown)?)?,
-        }
+        outln!("{}", serde_json::to_string_pretty(&st.to_json())?)?;
         return Ok(code);
     }
     if let Some(w) = &webhooks {
@@ -520,7 +468,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     for s in subscribers.iter().flatten() {
         outln!("{}", subscribers::line(s))?;
     }
-    for (s, sh) in statuses.iter().zip(&shown) {
+    for sh in shown {
+        let s = &sh.status;
         let success = match s.last_success.as_deref().and_then(time::parse) {
             Some(t) => format!("{} ({} ago)", time::fmt(t), time::age(now - t)),
             None => "never".into(),
@@ -669,47 +618,13 @@ async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
     let month = crate::cost::Month::parse(&month).map_err(|e| usage(format!("{e:#}")))?;
     let store = open_store(config).await?;
-    let plan = cost_plan(config, &store, &month);
-    let calls = store.calls_in_month(&month.name)?;
-    let webhook_fetches = crate::cost::account_names(&plan, &calls)
-        .into_iter()
-        .map(|a| {
-            let n = store.webhook_fetches_in_month(&a, &month.name).unwrap_or(0);
-            (a, n)
-        })
-        .collect();
-    let usage = crate::cost::Usage {
-        calls,
-        webhook_fetches,
-    };
-    let report = crate::cost::report(&month, now, &plan, &usage);
+    let report = crate::status::cost_report(config, &store, &month, now)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         out!("{}", crate::cost::render(&report))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the config says about `month`'s cost, with each account's calls per poll from the store.
-fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> crate::cost::Plan {
-    let ticks = |s: &crate::schedule::Schedule| s.ticks_within(month.start, month.span);
-    crate::cost::Plan {
-        packages: config.pricing.clone(),
-        accounts: config
-            .accounts
-            .iter()
-            .map(|a| crate::cost::AccountPlan {
-                name: a.name.clone(),
-                customer: a.customer.clone(),
-                billed: a.billed,
-                calls_per_poll: store.last_run_calls(&a.name).ok().flatten().unwrap_or(1),
-            })
-            .collect(),
-        poll_ticks: ticks(&config.schedule.poll),
-        reconcile_ticks: ticks(&config.reconcile_schedule()),
-        addon_eur: config.webhook_addon_eur(),
-    }
 }
 
 async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {

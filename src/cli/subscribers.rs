@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use serde::Serialize;
 
 use super::escape::esc;
 use super::usage;
 use crate::config::Config;
-use crate::store::{Handle, SubscriberRow};
+use crate::status::{SubscriberShown as Shown, subscribers_shown as shown};
+use crate::store::Handle;
 
 #[derive(Debug, Args)]
 pub struct SubscribersArgs {
@@ -27,49 +27,6 @@ pub enum SubscribersCommand {
         /// The subscriber's name (`name` in `[[api.subscribers]]`, or as `subscribers` lists it).
         name: String,
     },
-}
-
-/// A subscriber as `subscribers` and `status` show it: its config and, once the daemon has
-/// served it, its row.
-#[derive(Debug, Serialize)]
-pub struct Shown {
-    pub name: String,
-    pub url: String,
-    /// `active`, `dead`, `new` (the daemon has not served it yet: it starts at the end of the
-    /// feed then), or `unconfigured` (a row left by a subscriber no longer in the config).
-    pub status: String,
-    pub events: Vec<String>,
-    #[serde(flatten)]
-    pub row: Option<SubscriberRow>,
-}
-
-/// Every configured subscriber, then the rows of subscribers no longer configured.
-pub fn shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Shown> {
-    let mut rows = rows;
-    let mut out = Vec::new();
-    for s in &config.subscribers {
-        let row = rows
-            .iter()
-            .position(|r| r.name == s.name)
-            .map(|i| rows.remove(i));
-        out.push(Shown {
-            name: s.name.clone(),
-            url: s.url.to_string(),
-            status: row.as_ref().map_or("new".into(), |r| r.status.clone()),
-            events: s.events.clone().unwrap_or_else(|| vec!["*".into()]),
-            row,
-        });
-    }
-    for r in rows {
-        out.push(Shown {
-            name: r.name.clone(),
-            url: r.url.clone(),
-            status: "unconfigured".into(),
-            events: Vec::new(),
-            row: Some(r),
-        });
-    }
-    out
 }
 
 /// One line per subscriber for `status` and `subscribers`.

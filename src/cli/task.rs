@@ -16,7 +16,6 @@ use crate::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
 pub use crate::report::describe;
 use crate::store::{Handle, OutboxRow};
 use crate::tampuuri::Api;
-use crate::time;
 
 #[derive(Debug, Args)]
 pub struct TaskArgs {
@@ -231,7 +230,7 @@ impl TaskAction {
         let request = QueueRequest {
             account: common.account.clone(),
             task,
-            requested_by: None,
+            requested_by: Some("cli".into()),
         };
         (request, common)
     }
@@ -331,11 +330,7 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
     let store = Handle::open_existing(config.store.path.clone()).await?;
     match args.command {
         Some(OutboxCommand::Retry { id }) => {
-            let now = time::now();
-            let deadline = now + chrono::Duration::from_std(config.push.deadline)?;
-            let row = store
-                .call(move |s| s.outbox_retry(id, &time::fmt(now), &time::fmt(deadline)))
-                .await?;
+            let row = queue::retry(config, &store, id).await?;
             outln!(
                 "re-queued #{}: {} (it goes out with the next push)",
                 row.id,
@@ -343,9 +338,7 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
             )?;
         }
         Some(OutboxCommand::Cancel { id }) => {
-            let row = store
-                .call(move |s| s.outbox_cancel(id, &time::fmt(time::now())))
-                .await?;
+            let row = queue::cancel(&store, id).await?;
             outln!(
                 "cancelled #{}: {} (was {}, {} attempt(s){}); it will not be sent",
                 row.id,

@@ -121,6 +121,12 @@ impl Config {
         {
             root.remove("api");
         }
+        let mut api_found = crate::api::config::Found::default();
+        let api =
+            crate::api::config::read(root.remove("api"), &base_dir, read_secrets, &mut api_found);
+        r.errors.extend(api_found.errors);
+        r.inline.extend(api_found.inline);
+        r.unread.extend(api_found.unread);
         let accounts = r.accounts(&mut root, &globals);
         r.finish(root, "");
 
@@ -144,6 +150,7 @@ impl Config {
                 pricing,
                 webhook,
                 subscribers,
+                api,
                 accounts,
                 unread_secrets: r.unread,
             },

@@ -35,6 +35,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// `[[api.subscribers]]`: where the signed outgoing events go.
     pub subscribers: Vec<crate::outgoing::SubscriberConfig>,
+    /// `[api]`, when present: the HTTP API (`src/api/`).
+    pub api: Option<crate::api::config::ApiConfig>,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]

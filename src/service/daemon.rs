@@ -554,6 +554,9 @@ impl Daemon {
                 self.start_work(Work::Purge, Vec::new(), async move {
                     let r = s
                         .call(move |st| {
+                            let feed_days = crate::api::config::feed_retain_days(c.api.as_ref());
+                            st.purge_feed(feed_days, clock())?;
+                            st.purge_idempotency(crate::api::IDEMPOTENCY_KEEP, clock())?;
                             st.purge(&crate::retention::from_config(&c), clock(), false)
                         })
                         .await;

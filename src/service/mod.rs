@@ -73,6 +73,20 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
         }
         None => None,
     };
+    // The HTTP API, when configured, is served beside the loop on its own store connections.
+    // Like the webhook listener, it never should end: if either does, the daemon exits 1.
+    let listener = match (listener, crate::api::spawn(&config).await?) {
+        (l, None) => l,
+        (None, Some(api)) => Some(tokio::spawn(async move {
+            Err(Described::from(crate::api::ended(api.await)).into())
+        })),
+        (Some(webhook), Some(api)) => Some(tokio::spawn(async move {
+            tokio::select! {
+                r = webhook => Err(Described::from(listener_ended(r)).into()),
+                r = api => Err(Described::from(crate::api::ended(r)).into()),
+            }
+        })),
+    };
     let (tick_tx, ticks) = mpsc::unbounded_channel::<()>();
     let mut scheduler = JobScheduler::new().await?;
     let job = PollJob::start(&scheduler, daemon::poll_schedule(&config), tick_tx).await?;
@@ -117,10 +131,31 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     ended.map(|()| ExitCode::SUCCESS)
 }
 
-/// Why the webhook listener's task ended: it never should.
+/// A listener's end, already described (by the task that serves the webhook listener and the
+/// HTTP API together).
+#[derive(Debug)]
+struct Described(String);
+
+impl From<anyhow::Error> for Described {
+    fn from(e: anyhow::Error) -> Self {
+        Described(format!("{e:#}"))
+    }
+}
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Described {}
+
+/// Why the webhook listener's task (or the HTTP API's, served beside it) ended: it never should.
 fn listener_ended(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error {
     match r {
         Ok(Ok(())) => anyhow::anyhow!("the webhook listener stopped"),
+        // Already described by the task that served both the webhook listener and the API.
+        Ok(Err(e)) if e.downcast_ref::<Described>().is_some() => e,
         Ok(Err(e)) => e.context("the webhook listener failed"),
         Err(e) if e.is_panic() => anyhow::anyhow!(
             "the webhook listener panicked: {}",

@@ -16,6 +16,7 @@
 //! The store imports neither the config nor the API module: the purge takes a [`Retention`],
 //! the meter plain `(endpoint, calls)` pairs.
 
+mod api;
 mod mirror;
 mod outbox;
 mod purge;
@@ -32,11 +33,12 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-pub use outbox::{AttemptEnd, OutboxRow, Snapshot};
+pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
+pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
-pub use subscribers::{FeedEvent, SubscriberRow};
+pub use subscribers::SubscriberRow;
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// `(file in sql/, its text)` for every migration, in order.
@@ -55,6 +57,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "007_feed.sql",
     "008_webhook_reconciled.sql",
     "009_subscribers.sql",
+    "010_api_writes.sql",
 );
 
 /// An open connection to the store.

@@ -36,12 +36,14 @@ pub struct OutboxRow {
     pub before_state: Option<String>,
     /// The ticket's `Muokattu` just before the latest send, when known.
     pub before_modified: Option<String>,
+    /// Who asked for it: the API token's name, `cli`, `demo` (`None` before migration 010).
+    pub requested_by: Option<String>,
 }
 
 const ROW_COLUMNS: &str = "o.id, o.account, o.kind, o.ticket_id, o.queue_ticket, o.payload, o.from_state, \
      o.expected_state, o.status, o.in_doubt, o.attempts, o.created_at, o.next_attempt_at, o.deadline_at, \
      o.last_error, o.delivered_at, o.outcome, o.created_ticket_id, o.marker, \
-     (SELECT count(*) FROM outbox_attachments a WHERE a.outbox_id = o.id), o.before_state, o.before_modified";
+     (SELECT count(*) FROM outbox_attachments a WHERE a.outbox_id = o.id), o.before_state, o.before_modified, o.requested_by";
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
     let payload: String = r.get(5)?;
@@ -71,7 +73,19 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         attachments: r.get(19)?,
         before_state: r.get(20)?,
         before_modified: r.get(21)?,
+        requested_by: r.get(22)?,
     })
+}
+
+/// Why `outbox retry|cancel` did nothing; the message is the CLI's wording.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxRefusal {
+    /// No action has that id.
+    #[error("{0}")]
+    NotFound(String),
+    /// The action is in a status the command does not apply to (or its text was erased).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a ticket looked like at one moment: its state, and its `Muokattu` as Tampuuri sent it
@@ -112,7 +126,8 @@ impl Store {
 
     /// Queues an action in one IMMEDIATE transaction: the facts about `ticket` are read, `plan`
     /// decides (and may refuse) the action from them, then the row and its attachments are
-    /// written. Nothing is written when `plan` fails.
+    /// written. Nothing is written when `plan` fails. Who asked is not recorded: see
+    /// [`Store::enqueue_by`].
     #[allow(clippy::too_many_arguments)]
     pub fn enqueue(
         &mut self,
@@ -121,6 +136,21 @@ impl Store {
         now: &str,
         deadline: &str,
         attachments: &[Attachment],
+        plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
+    ) -> anyhow::Result<OutboxRow> {
+        self.enqueue_by(account, ticket, now, deadline, attachments, None, plan)
+    }
+
+    /// [`Store::enqueue`], recording who asked (`outbox.requested_by`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_by(
+        &mut self,
+        account: &str,
+        ticket: Option<i64>,
+        now: &str,
+        deadline: &str,
+        attachments: &[Attachment],
+        requested_by: Option<&str>,
         plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
     ) -> anyhow::Result<OutboxRow> {
         let tx = self
@@ -146,8 +176,8 @@ impl Store {
         };
         tx.execute(
             "INSERT INTO outbox (account, kind, ticket_id, queue_ticket, payload, from_state, expected_state,
-                 status, created_at, next_attempt_at, deadline_at, marker)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10)",
+                 status, created_at, next_attempt_at, deadline_at, marker, requested_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10, ?11)",
             params![
                 account,
                 action.kind(),
@@ -158,7 +188,8 @@ impl Store {
                 action.target_state(),
                 now,
                 deadline,
-                marker
+                marker,
+                requested_by
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -398,9 +429,9 @@ impl Store {
             "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, deadline_at = ?3 WHERE id = ?1 AND status = 'dead' AND erased_at IS NULL",
             params![id, now, deadline],
         )?;
-        let row = self
-            .outbox_row(id)?
-            .ok_or_else(|| anyhow::anyhow!("outbox action #{id} does not exist"))?;
+        let row = self.outbox_row(id)?.ok_or_else(|| {
+            OutboxRefusal::NotFound(format!("outbox action #{id} does not exist"))
+        })?;
         let erased: Option<String> =
             self.conn
                 .query_row("SELECT erased_at FROM outbox WHERE id = ?1", [id], |r| {
@@ -411,15 +442,17 @@ impl Store {
         {
             // Its reason, comment or description now reads "[erased]": sending that would be
             // a message to the resident that nobody wrote.
-            anyhow::bail!(
+            return Err(OutboxRefusal::Refused(format!(
                 "outbox action #{id} cannot be retried: the retention purge erased its text on {when} ([privacy] retention); queue the action again with its text (huoltosync task …)"
-            );
+            ))
+            .into());
         }
         if n == 0 {
-            anyhow::bail!(
+            return Err(OutboxRefusal::Refused(format!(
                 "outbox action #{id} is {}, not dead-lettered: only dead-lettered actions can be retried",
                 row.status
-            );
+            ))
+            .into());
         }
         Ok(row)
     }
@@ -437,12 +470,15 @@ impl Store {
                 read_row,
             )
             .optional()?
-            .ok_or_else(|| anyhow::anyhow!("outbox action #{id} does not exist"))?;
+            .ok_or_else(|| {
+                OutboxRefusal::NotFound(format!("outbox action #{id} does not exist"))
+            })?;
         if !matches!(row.status.as_str(), "pending" | "dead") {
-            anyhow::bail!(
+            return Err(OutboxRefusal::Refused(format!(
                 "outbox action #{id} is {}: only pending or dead-lettered actions can be cancelled",
                 row.status
-            );
+            ))
+            .into());
         }
         tx.execute(
             "UPDATE outbox SET status = 'cancelled', in_doubt = 0, last_error = coalesce(last_error, '') || ?2 WHERE id = ?1",

@@ -6,18 +6,6 @@ use serde::Serialize;
 
 use super::Store;
 
-/// One feed event, as a subscriber receives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedEvent {
-    pub seq: i64,
-    pub at: String,
-    pub kind: String,
-    pub account: String,
-    pub ticket_id: Option<i64>,
-    /// The JSON object of the type's own fields.
-    pub data: String,
-}
-
 /// A subscriber's delivery state, as `subscribers` and `status` show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SubscriberRow {
@@ -98,27 +86,6 @@ impl Store {
     pub fn subscribers(&self) -> anyhow::Result<Vec<SubscriberRow>> {
         let mut q = self.conn.prepare(&format!("{ROW} ORDER BY name"))?;
         let rows = q.query_map([], row)?.collect::<Result<_, _>>()?;
-        Ok(rows)
-    }
-
-    /// Up to `limit` feed events after `after`, in seq order.
-    pub fn feed_after(&self, after: i64, limit: u32) -> anyhow::Result<Vec<FeedEvent>> {
-        let mut q = self.conn.prepare_cached(
-            "SELECT seq, at, type, account, ticket_id, data FROM feed WHERE seq > ?1 \
-             ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = q
-            .query_map(params![after, limit], |r| {
-                Ok(FeedEvent {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    account: r.get(3)?,
-                    ticket_id: r.get(4)?,
-                    data: r.get(5)?,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
         Ok(rows)
     }
 

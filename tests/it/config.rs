@@ -657,3 +657,123 @@ fn subscribers_are_validated_by_key_and_their_secret_never_shown() {
     let c = Config::load_without_secrets(&path).unwrap().config;
     assert_eq!(c.unread_secrets, ["api.subscribers[0].secret_env"]);
 }
+
+/// `[api]`: a listen address and at least one token of 16 characters or more, names unique,
+/// scopes `read` or `write`; `[[api.subscribers]]` is left to the outgoing events.
+const API: &str = "[api]\nlisten = \"127.0.0.1:8788\"\n[[api.tokens]]\nname = \"erp\"\ntoken = \"write-token-123456\"\nscope = \"write\"\n[[api.tokens]]\nname = \"viewer\"\ntoken = \"read-token-123456\"\nscope = \"read\"\n";
+
+#[test]
+fn the_api_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, format!("{GOOD}{API}")).unwrap();
+    let config = Config::load(&path).unwrap().config;
+    let api = config.api.expect("[api] is read");
+    assert_eq!(api.listen.unwrap().port(), 8788);
+    assert_eq!(api.feed_retain_days, 30);
+    assert_eq!(api.max_body_bytes, 8 << 20);
+    assert_eq!(api.tokens.len(), 2);
+    assert_eq!(api.tokens[0].name, "erp");
+    assert!(Config::load(&dir.path().join("c.toml")).is_ok());
+    assert!(
+        Config::from_table(GOOD.parse().unwrap(), &path)
+            .unwrap()
+            .config
+            .api
+            .is_none(),
+        "no [api]: the API is off"
+    );
+    // Another helper's [[api.subscribers]] is accepted here.
+    check(
+        &format!("{GOOD}{API}[[api.subscribers]]\nurl = \"http://127.0.0.1:9/e\"\n"),
+        &[],
+    );
+    check(
+        &format!("{GOOD}{API}")
+            .replace("feed_retain_days", "x")
+            .replace(
+                "listen = \"127.0.0.1:8788\"",
+                "listen = \"127.0.0.1:8788\"\nfeed_retain_days = 7\nmax_body_bytes = 2048",
+            ),
+        &[],
+    );
+    check(
+        &format!("{GOOD}{API}").replace("127.0.0.1:8788", "localhost"),
+        &["api.listen"],
+    );
+    check(
+        &format!("{GOOD}{API}").replace("write-token-123456", "short"),
+        &["api.tokens[0].token"],
+    );
+    check(
+        &format!("{GOOD}{API}").replace("name = \"viewer\"", "name = \"erp\""),
+        &["api.tokens[1].name"],
+    );
+    check(
+        &format!("{GOOD}{API}").replace("scope = \"read\"", "scope = \"admin\""),
+        &["api.tokens[1].scope"],
+    );
+    check(
+        &format!("{GOOD}{API}").replace(
+            "listen = \"127.0.0.1:8788\"",
+            "listen = \"127.0.0.1:8788\"\nfeed_retain_days = 0\nport = 1",
+        ),
+        &["api.feed_retain_days", "api.port"],
+    );
+    check(
+        &format!("{GOOD}[api]\nlisten = \"127.0.0.1:8788\"\n"),
+        &["api.tokens"],
+    );
+    // Without listen the API is not served, and needs no token.
+    check(&format!("{GOOD}[api]\nfeed_retain_days = 7\n"), &[]);
+    check(
+        &format!("{GOOD}{API}").replace(
+            "token = \"read-token-123456\"",
+            "token = \"read-token-123456\"\ntoken_env = \"HS_TEST_UNSET_TOKEN_VAR\"",
+        ),
+        &["api.tokens[1].token"],
+    );
+}
+
+#[tokio::test]
+async fn api_tokens_come_from_files_and_inline_ones_are_warned_about_by_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("erp.token"), "file-token-0123456789\n").unwrap();
+    let path = dir.path().join("c.toml");
+    let text = format!("{GOOD}{API}").replace(
+        "token = \"write-token-123456\"",
+        "token_file = \"erp.token\"",
+    );
+    std::fs::write(&path, &text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loaded = Config::load(&path).unwrap();
+    let api = loaded.config.api.unwrap();
+    assert_eq!(
+        secrecy::ExposeSecret::expose_secret(&api.tokens[0].token),
+        "file-token-0123456789"
+    );
+    assert!(
+        loaded
+            .inline_secrets
+            .contains(&"api.tokens[1].token".to_owned())
+    );
+    assert!(
+        !loaded
+            .inline_secrets
+            .contains(&"api.tokens[0].token".to_owned())
+    );
+    let (code, out, err) = crate::helpers::run_cli(&path, &["check-config"]).await;
+    assert!(out.contains("api.tokens[1].token"), "{out}{err}");
+    assert!(!out.contains("read-token-123456") && !err.contains("read-token-123456"));
+    assert_eq!(code, 0, "{out}{err}");
+    // A short token is refused by its key, never printed, with exit 2.
+    std::fs::write(dir.path().join("erp.token"), "tiny-secret\n").unwrap();
+    let (code, out, err) = crate::helpers::run_cli(&path, &["check-config"]).await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("api.tokens[0].token_file") && out.contains("at least 16"),
+        "{out}"
+    );
+    assert!(!out.contains("tiny-secret") && !err.contains("tiny-secret"));
+}

@@ -1,6 +1,8 @@
 //! One integration-test binary (it links once); a module per feature. Every test runs against
 //! the simulator on loopback with a fresh store in a temporary folder.
 
+mod api;
+mod api_write;
 mod boundary;
 mod cli;
 mod config;

@@ -1,0 +1,346 @@
+//! The questions the HTTP API asks of the store: a page of tickets by key, one ticket with its
+//! history, the change feed (`feed`, written by triggers: see `sql/007_feed.sql`) and its purge.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{OutboxRow, Store, TicketRow};
+use crate::tampuuri::ADDRESS_FIELDS;
+
+/// Which tickets a page holds, and where it starts.
+#[derive(Debug, Clone, Default)]
+pub struct TicketPageQuery {
+    pub account: Option<String>,
+    /// A state name, matched case-insensitively.
+    pub state: Option<String>,
+    /// `Some(true)`: in the open set; `Some(false)`: left it; `None`: both.
+    pub open: Option<bool>,
+    /// Text searched (case-insensitively for ASCII) in the title, description and address.
+    pub q: Option<String>,
+    /// The page starts after this `(account, id)`.
+    pub after: Option<(String, i64)>,
+    pub limit: u32,
+}
+
+/// One change of a ticket as `ticket_changes` keeps it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HistoryEntry {
+    pub at: String,
+    /// `appeared`, `changed`, `left`, `returned`.
+    pub kind: String,
+    /// The Tampuuri fields that changed (for `changed`).
+    pub fields: Option<serde_json::Value>,
+    pub old_state: Option<String>,
+    pub new_state: Option<String>,
+}
+
+/// A ticket with what the mirror knows about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketDetail {
+    pub row: TicketRow,
+    pub description: Option<String>,
+    pub history: Vec<HistoryEntry>,
+    /// Its queued and dead-lettered actions, oldest first.
+    pub actions: Vec<OutboxRow>,
+    /// The ticket as Tampuuri last sent it.
+    pub raw_json: String,
+}
+
+/// One row of the change feed, as the API serves it and a subscriber receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub account: String,
+    pub ticket_id: Option<i64>,
+    /// A JSON object.
+    pub data: String,
+}
+
+/// What the feed holds: its oldest retained `seq` (`None` when empty) and the last `seq` ever
+/// given (0 when none was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedBounds {
+    pub oldest: Option<i64>,
+    pub last: i64,
+}
+
+const TICKET_SELECT: &str =
+    "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
+        remote_modified, first_seen, last_changed, left_at, left_reason,
+        (SELECT o.expected_state FROM outbox o WHERE o.account = t.account AND o.ticket_id = t.id
+           AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1)
+     FROM tickets t";
+
+fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
+    Ok(TicketRow {
+        account: r.get(0)?,
+        id: r.get(1)?,
+        state: r.get(2)?,
+        title: r.get(3)?,
+        open: r.get(4)?,
+        assignee_id: r.get(5)?,
+        cost_centre_id: r.get(6)?,
+        parent_id: r.get(7)?,
+        urgency: r.get(8)?,
+        remote_modified: r.get(9)?,
+        first_seen: r.get(10)?,
+        last_changed: r.get(11)?,
+        left_at: r.get(12)?,
+        left_reason: r.get(13)?,
+        pending_state: r.get(14)?,
+    })
+}
+
+/// `text` as a LIKE pattern matching it anywhere, `\` escaping the wildcards.
+fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+impl Store {
+    /// Up to `limit` tickets after `q.after`, in `(account, id)` order (keyset paging on the
+    /// primary key).
+    pub fn ticket_page(&self, q: &TicketPageQuery) -> anyhow::Result<Vec<TicketRow>> {
+        let address = format!("$.{}", ADDRESS_FIELDS[0]);
+        let mut st = self.conn.prepare_cached(&format!(
+            "{TICKET_SELECT}
+             WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE)
+               AND (?3 IS NULL OR open = ?3)
+               AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\' OR description LIKE ?4 ESCAPE '\\'
+                    OR json_extract(raw_json, ?5) LIKE ?4 ESCAPE '\\')
+               AND (?6 IS NULL OR (account, id) > (?6, ?7))
+             ORDER BY account, id LIMIT ?8"
+        ))?;
+        let (after_account, after_id) = match &q.after {
+            Some((a, i)) => (Some(a.as_str()), Some(*i)),
+            None => (None, None),
+        };
+        let rows = st
+            .query_map(
+                params![
+                    q.account,
+                    q.state,
+                    q.open,
+                    q.q.as_deref().map(contains_pattern),
+                    address,
+                    after_account,
+                    after_id,
+                    q.limit
+                ],
+                ticket_row,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// One ticket with its history, its queued and dead-lettered actions and its raw JSON.
+    pub fn ticket_detail(&self, account: &str, id: i64) -> anyhow::Result<Option<TicketDetail>> {
+        let Some((row, description, raw_json)) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT r.*, t2.description, t2.raw_json FROM ({TICKET_SELECT} WHERE account = ?1 AND id = ?2) r
+                     JOIN tickets t2 ON t2.account = r.account AND t2.id = r.id"
+                ),
+                params![account, id],
+                |r| Ok((ticket_row(r)?, r.get(15)?, r.get(16)?)),
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut st = self.conn.prepare_cached(
+            "SELECT at, kind, fields, old_state, new_state FROM ticket_changes
+             WHERE account = ?1 AND ticket_id = ?2 ORDER BY seq",
+        )?;
+        let history = st
+            .query_map(params![account, id], |r| {
+                let fields: Option<String> = r.get(2)?;
+                Ok(HistoryEntry {
+                    at: r.get(0)?,
+                    kind: r.get(1)?,
+                    fields: fields.and_then(|f| serde_json::from_str(&f).ok()),
+                    old_state: r.get(3)?,
+                    new_state: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let actions = self
+            .outbox_list(false)?
+            .into_iter()
+            .filter(|o| {
+                o.account == account && (o.ticket_id == Some(id) || o.queue_ticket == Some(id))
+            })
+            .collect();
+        Ok(Some(TicketDetail {
+            row,
+            description,
+            history,
+            actions,
+            raw_json,
+        }))
+    }
+
+    /// Up to `limit` feed events after `after`, in `seq` (commit) order.
+    pub fn feed_after(&self, after: i64, limit: u32) -> anyhow::Result<Vec<FeedEvent>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, at, type, account, ticket_id, data FROM feed WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let v = st
+            .query_map(params![after, limit], |r| {
+                Ok(FeedEvent {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    account: r.get(3)?,
+                    ticket_id: r.get(4)?,
+                    data: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    /// The feed's oldest retained `seq` and the last `seq` it ever gave.
+    pub fn feed_bounds(&self) -> anyhow::Result<FeedBounds> {
+        let oldest: Option<i64> = self
+            .conn
+            .query_row("SELECT min(seq) FROM feed", [], |r| r.get(0))?;
+        let last: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'feed'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(FeedBounds {
+            oldest,
+            last: last.unwrap_or(0),
+        })
+    }
+
+    /// A cheap probe of whether anything changed: SQLite's `data_version` (which moves when
+    /// another connection commits) and the feed's last `seq`.
+    pub fn feed_head(&self) -> anyhow::Result<(i64, i64)> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let last: i64 = self
+            .conn
+            .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?;
+        Ok((version, last))
+    }
+
+    /// Deletes the feed events committed more than `retain_days` days before `now` (`[api]
+    /// feed_retain_days`); how many. Run by the daily purge.
+    pub fn purge_feed(&mut self, retain_days: u32, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let cutoff = crate::time::fmt(now - chrono::Duration::days(retain_days.into()));
+        Ok(self
+            .conn
+            .execute("DELETE FROM feed WHERE at < ?1", [cutoff])?)
+    }
+
+    /// Claims Idempotency-Key `key` of token `token` for a request whose method, path and body
+    /// hash to `hash`, in one IMMEDIATE transaction: the first claim wins; later ones learn the
+    /// stored answer, that the key came with another request, or that the first still runs.
+    pub fn idempotency_claim(
+        &mut self,
+        token: &str,
+        key: &str,
+        hash: &str,
+        now: &str,
+    ) -> anyhow::Result<Claim> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: Option<(String, Option<u16>, Option<String>)> = tx
+            .query_row(
+                "SELECT request_hash, status, body FROM api_idempotency WHERE token = ?1 AND key = ?2",
+                rusqlite::params![token, key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let claim = match found {
+            None => {
+                tx.execute(
+                    "INSERT INTO api_idempotency (token, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![token, key, hash, now],
+                )?;
+                Claim::Claimed
+            }
+            Some((h, _, _)) if h != hash => Claim::OtherRequest,
+            Some((_, Some(status), body)) => Claim::Answered {
+                status,
+                body: body.unwrap_or_default(),
+            },
+            Some((_, None, _)) => Claim::InProgress,
+        };
+        tx.commit()?;
+        Ok(claim)
+    }
+
+    /// Stores the answer to the request that claimed `key`: later requests with it get it.
+    pub fn idempotency_answer(
+        &mut self,
+        token: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE api_idempotency SET status = ?3, body = ?4 WHERE token = ?1 AND key = ?2",
+            rusqlite::params![token, key, status, body],
+        )?;
+        Ok(())
+    }
+
+    /// Gives up a claim whose request had no answer worth repeating (a server failure): the
+    /// client's retry runs again.
+    pub fn idempotency_release(&mut self, token: &str, key: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND status IS NULL",
+            rusqlite::params![token, key],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes the Idempotency-Keys claimed more than `max_age` before `now`; how many. Run by
+    /// the daily purge with [`crate::api::IDEMPOTENCY_KEEP`].
+    pub fn purge_idempotency(
+        &mut self,
+        max_age: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<usize> {
+        let age = chrono::Duration::from_std(max_age)?;
+        let cutoff = crate::time::fmt(now - age);
+        Ok(self.conn.execute(
+            "DELETE FROM api_idempotency WHERE created_at < ?1",
+            [cutoff],
+        )?)
+    }
+}
+
+/// What [`Store::idempotency_claim`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is new: this request runs, then stores its answer.
+    Claimed,
+    /// The key's first request was answered so: answer the same.
+    Answered { status: u16, body: String },
+    /// The key came with another method, path or body.
+    OtherRequest,
+    /// The key's first request has no answer yet.
+    InProgress,
+}
