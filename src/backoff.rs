@@ -1,6 +1,7 @@
 //! The one backoff rule: a delay that starts at `first`, doubles with every failure and stops
 //! growing at `max`, optionally with jitter. Tampuuri call retries, outbox retries, webhook
-//! fetch retries and the daemon's per-account backoff all use it.
+//! fetch retries, subscriber delivery retries and the daemon's account and work backoff all
+//! use it.
 
 use std::time::Duration;
 

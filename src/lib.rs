@@ -21,6 +21,11 @@
 //!   production event sources (cron ticks, signals, the webhook listener, systemd).
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
 //!   the default cargo feature `sim`).
+//! - [`api`]: the HTTP API for the contractor's systems, on the accept loop of [`listen`];
+//!   [`status`]: what `status` and `cost` report, for the CLI and the API.
+//! - [`webhook`]: the webhook listener and the processing of its events; [`schedule`]: cron
+//!   schedules in one zone; [`lock`]: the store lock; [`cost`]: the monthly cost report;
+//!   [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.

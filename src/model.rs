@@ -195,7 +195,7 @@ pub fn changed_fields(old_raw: &str, new_raw: &str) -> Vec<String> {
         .chain(new.keys().filter(|k| !old.contains_key(*k)))
         .filter(|k| {
             let (a, b) = (old.get(*k), new.get(*k));
-            if k.as_str() == "Tila" {
+            if k.as_str() == crate::tampuuri::STATE_FIELD {
                 state_of(a) != state_of(b)
             } else {
                 a != b

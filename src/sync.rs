@@ -12,8 +12,8 @@
 //! list can skip a ticket, so absence from a sweep is not proof that a ticket left. Only then is
 //! the whole result applied, in one short transaction. A failed sweep changes nothing.
 //!
-//! Sync knows nothing about cron, systemd or HTTP servers; it is called by the commands and,
-//! later, the scheduler.
+//! Sync knows nothing about cron, systemd or HTTP servers; it is called by `service::cycle`
+//! (the daemon and `run --once`), the commands and the demo.
 
 use std::collections::HashSet;
 use std::path::Path;

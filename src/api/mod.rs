@@ -5,7 +5,7 @@
 //! - Serving: [`serve`] runs an axum router on the accept loop shared with the webhook
 //!   listener ([`crate::listen`]: header timeout, connection cap); bodies are read with a timeout
 //!   and one byte budget ([`crate::listen::read_body`]) up to `[api] max_body_bytes`. A request
-//!   uses the store only: it never calls Tampuuri (work is queued for the push, [`write`]).
+//!   uses the store only: it never calls Tampuuri (work is queued for the push, [`write`](mod@write)).
 //! - Auth: `Authorization: Bearer <token>`, compared in constant time with every configured
 //!   token; missing or wrong: 401 with `WWW-Authenticate: Bearer`. Each token has a scope;
 //!   [`Caller::require`] refuses a read token on an endpoint that queues work (403). Tokens are

@@ -9,7 +9,7 @@
 //! ticket's current state refuses, 404 for a ticket not in the account's mirror or an unknown
 //! account or outbox id. A body that is not the JSON asked for is a 400 naming the field.
 //!
-//! Idempotency ([`idempotency`], a middleware on every POST): the key is claimed per token in
+//! Idempotency (`idempotency`, a middleware on every POST): the key is claimed per token in
 //! one transaction ([`Store::idempotency_claim`]) before the handler runs; the answer is stored
 //! and given again to a retry with the same method, path and body (`Idempotent-Replayed: true`).
 //! The same key with another request is 422; a retry while the first request still runs waits

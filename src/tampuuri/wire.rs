@@ -216,6 +216,9 @@ pub const RESERVED_FILTER_KEYS: [&str; 4] = ["Offset", "Limit", "Tila", "Tyonsuo
 /// ticket's raw JSON when its retention ends.
 pub const PERSONAL_FIELDS: [&str; 3] = ["Ilmoittaja", "Tilaaja", "Maksaja"];
 
+/// The ticket's state field (a name or a number 1–5).
+pub const STATE_FIELD: &str = "Tila";
+
 /// Top-level ticket fields that hold the ticket's address (the site, "As Oy …, street, city"):
 /// searched by the HTTP API's `q` in a stored ticket's raw JSON.
 pub const ADDRESS_FIELDS: [&str; 1] = ["Kohde"];
