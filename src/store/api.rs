@@ -6,7 +6,6 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{OutboxRow, Store, TicketRow};
-use crate::tampuuri::ADDRESS_FIELDS;
 
 /// Which tickets a page holds, and where it starts.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +17,9 @@ pub struct TicketPageQuery {
     pub open: Option<bool>,
     /// Text searched (case-insensitively for ASCII) in the title, description and address.
     pub q: Option<String>,
+    /// The top-level field of a ticket's raw JSON that holds its address (the caller names it:
+    /// the store knows no Tampuuri field name).
+    pub address_field: &'static str,
     /// The page starts after this `(account, id)`.
     pub after: Option<(String, i64)>,
     pub limit: u32,
@@ -112,7 +114,7 @@ impl Store {
     /// Up to `limit` tickets after `q.after`, in `(account, id)` order (keyset paging on the
     /// primary key).
     pub fn ticket_page(&self, q: &TicketPageQuery) -> anyhow::Result<Vec<TicketRow>> {
-        let address = format!("$.{}", ADDRESS_FIELDS[0]);
+        let address = format!("$.{}", q.address_field);
         let mut st = self.conn.prepare_cached(&format!(
             "{TICKET_SELECT}
              WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE)

@@ -683,9 +683,11 @@ fn the_api_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
             .is_none(),
         "no [api]: the API is off"
     );
-    // Another helper's [[api.subscribers]] is accepted here.
+    // [[api.subscribers]] is read by the outgoing events' own reader, beside the rest of [api].
     check(
-        &format!("{GOOD}{API}[[api.subscribers]]\nurl = \"http://127.0.0.1:9/e\"\n"),
+        &format!(
+            "{GOOD}{API}[[api.subscribers]]\nurl = \"http://127.0.0.1:9/e\"\nsecret = \"whsec_MDEyMzQ1Njc4OWFiY2RlZg==\"\n"
+        ),
         &[],
     );
     check(
