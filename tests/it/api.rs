@@ -706,3 +706,125 @@ async fn the_openapi_document_is_generated_served_and_committed() {
     let api = serve(&env).await;
     assert_eq!(api.ok("/openapi.json").await, doc);
 }
+
+/// Follows the daemon's feed from `after` to its end (bounded), over HTTP.
+async fn follow_daemon(http: &reqwest::Client, base: &str, mut after: i64) -> (Vec<Value>, i64) {
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        let page: Value = http
+            .get(format!("{base}/changes?after={after}&limit=7"))
+            .bearer_auth(READ)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let events = page["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            return (all, after);
+        }
+        after = page["next_after"].as_i64().unwrap();
+        all.extend(events);
+    }
+    panic!("the feed did not end within 100 pages");
+}
+
+#[tokio::test]
+async fn a_client_that_keeps_its_seq_misses_nothing_and_sees_nothing_twice_across_daemon_restarts()
+{
+    let env = Setup::tickets(12)
+        .sections(&format!(
+            "[schedule]\npoll = \"*/2 * * * * *\"\n{}",
+            api_toml("")
+        ))
+        .start()
+        .await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let text = std::fs::read_to_string(env.config_path())
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(env.config_path(), text).unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let ids = env.truth("sim-1");
+
+    // The first daemon mirrors the 12 tickets; the client follows the feed to its end.
+    let daemon = env.daemon(&[]).await;
+    let mut seen: Vec<Value> = Vec::new();
+    let mut after = 0;
+    for _ in 0..150 {
+        if let Ok(r) = http
+            .get(format!("{base}/changes?after=0&limit=1"))
+            .bearer_auth(READ)
+            .send()
+            .await
+            && r.status() == 200
+            && env.count("SELECT count(*) FROM feed WHERE type = 'ticket.new'") == 12
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (events, last) = follow_daemon(&http, &base, after).await;
+    seen.extend(events);
+    after = last;
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+
+    // While no daemon runs, Tampuuri changes and a `run --once` commits it.
+    for id in &ids[..3] {
+        env.patch("sim-1", *id, json!({"Otsikko": format!("Muutettu {id}")}));
+    }
+    let (code, out, err) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A second daemon: the client goes on from its seq, then a change made while it runs.
+    let daemon = env.daemon(&[]).await;
+    env.patch("sim-1", ids[4], json!({"Tila": "Valmis"}));
+    let mut tail = Vec::new();
+    for _ in 0..150 {
+        if let Ok(r) = http
+            .get(format!("{base}/changes?after={after}&wait=1"))
+            .bearer_auth(READ)
+            .send()
+            .await
+            && r.status() == 200
+        {
+            let (events, last) = follow_daemon(&http, &base, after).await;
+            tail.extend(events);
+            after = last;
+            if tail.iter().any(|e| e["type"] == "ticket.left") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, log) = daemon.stop(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{log}");
+    seen.extend(tail);
+
+    let seqs: Vec<i64> = seen.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    let total = env.count("SELECT count(*) FROM feed");
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "every committed event once, in order, across two restarts"
+    );
+    let of = |kind: &str, id: i64| {
+        seen.iter()
+            .filter(|e| e["type"] == kind && e["ticket_id"] == id)
+            .count()
+    };
+    for id in &ids[..3] {
+        assert_eq!(of("ticket.changed", *id), 1, "ticket {id}");
+    }
+    assert_eq!(of("ticket.left", ids[4]), 1);
+    assert_eq!(
+        ids.iter().map(|id| of("ticket.new", *id)).sum::<usize>(),
+        12
+    );
+}
