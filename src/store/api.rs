@@ -69,14 +69,16 @@ pub struct FeedBounds {
     pub last: i64,
 }
 
-const TICKET_SELECT: &str =
+/// The columns of a [`TicketRow`], in [`ticket_row`] order (the listing of `tasks` and the API's
+/// pages share it).
+pub(super) const TICKET_SELECT: &str =
     "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
         remote_modified, first_seen, last_changed, left_at, left_reason,
         (SELECT o.expected_state FROM outbox o WHERE o.account = t.account AND o.ticket_id = t.id
            AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1)
      FROM tickets t";
 
-fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
+pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
     Ok(TicketRow {
         account: r.get(0)?,
         id: r.get(1)?,

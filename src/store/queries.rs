@@ -77,35 +77,14 @@ pub struct AccountStatus {
 impl Store {
     /// Mirrored tickets, by account and id.
     pub fn tickets(&self, f: &TicketFilter) -> anyhow::Result<Vec<TicketRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
-                    remote_modified, first_seen, last_changed, left_at, left_reason,
-                    (SELECT o.expected_state FROM outbox o WHERE o.account = tickets.account AND o.ticket_id = tickets.id
-                       AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1)
-             FROM tickets
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "{}
              WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE) AND (?3 OR open = 1)
              ORDER BY account, id",
-        )?;
+            super::api::TICKET_SELECT
+        ))?;
         let rows = stmt
-            .query_map(params![f.account, f.state, f.all], |r| {
-                Ok(TicketRow {
-                    account: r.get(0)?,
-                    id: r.get(1)?,
-                    state: r.get(2)?,
-                    title: r.get(3)?,
-                    open: r.get(4)?,
-                    assignee_id: r.get(5)?,
-                    cost_centre_id: r.get(6)?,
-                    parent_id: r.get(7)?,
-                    urgency: r.get(8)?,
-                    remote_modified: r.get(9)?,
-                    first_seen: r.get(10)?,
-                    last_changed: r.get(11)?,
-                    left_at: r.get(12)?,
-                    left_reason: r.get(13)?,
-                    pending_state: r.get(14)?,
-                })
-            })?
+            .query_map(params![f.account, f.state, f.all], super::api::ticket_row)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
