@@ -23,6 +23,7 @@
 //!   the default cargo feature `sim`).
 //! - [`api`]: the HTTP API for the contractor's systems, on the accept loop of [`listen`];
 //!   [`status`]: what `status` and `cost` report, for the CLI and the API.
+//! - [`slotti`]: visit booking in Slotti (the resident's message, slot choice, the customer).
 //! - [`webhook`]: the webhook listener and the processing of its events; [`schedule`]: cron
 //!   schedules in one zone; [`lock`]: the store lock; [`cost`]: the monthly cost report;
 //!   [`metrics`]: Prometheus metrics.
@@ -69,6 +70,7 @@ pub mod schedule;
 pub mod service;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod slotti;
 pub mod status;
 pub mod store;
 pub mod sync;

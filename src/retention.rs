@@ -1,5 +1,6 @@
 //! What the purge keeps: the config's `[privacy]` and `[retention]` values joined with the
-//! ticket fields Tampuuri keeps personal data in, as the plain [`Retention`] that
+//! ticket fields Tampuuri keeps personal data in (and the booking fields Slotti keeps the
+//! customer in), as the plain [`Retention`] that
 //! [`Store::purge`](crate::store::Store::purge) takes. The one place that knows all three, so
 //! the store imports neither the config nor the API module.
 
@@ -16,5 +17,6 @@ pub fn from_config(config: &Config) -> Retention<'static> {
         outbox_days: config.retention.outbox_days,
         webhook_events_days: config.retention.webhook_events_days,
         personal_fields: &PERSONAL_FIELDS,
+        booking_personal_fields: &crate::slotti::resident::BOOKING_PERSONAL_FIELDS,
     }
 }

@@ -467,6 +467,32 @@ pub struct Ticket {
     pub left_reason: Option<String>,
     /// The state our queued (or dead-lettered) actions will bring it to, when any wait.
     pub pending_state: Option<String>,
+    /// Its next technician visit booked in Slotti (booked or moved, not ended yet), if any.
+    pub next_visit: Option<NextVisit>,
+}
+
+/// A ticket's next technician visit.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NextVisit {
+    /// When it starts (UTC, RFC 3339).
+    pub start: String,
+    /// When it ends (UTC, RFC 3339).
+    pub end: String,
+    /// The technician (Slotti resource) booked.
+    pub technician: Option<String>,
+    /// `booked`, or `moved` when Slotti moved it since.
+    pub status: String,
+}
+
+impl From<crate::store::NextVisit> for NextVisit {
+    fn from(v: crate::store::NextVisit) -> NextVisit {
+        NextVisit {
+            start: v.start,
+            end: v.end,
+            technician: v.technician,
+            status: v.status,
+        }
+    }
 }
 
 impl From<TicketRow> for Ticket {
@@ -487,6 +513,7 @@ impl From<TicketRow> for Ticket {
             left_at: r.left_at,
             left_reason: r.left_reason,
             pending_state: r.pending_state,
+            next_visit: r.next_visit.map(NextVisit::from),
         }
     }
 }

@@ -650,7 +650,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         outln!(
-            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s); {} old bookkeeping row(s) deleted",
+            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s), customer data from {} visit(s) and {} Slotti delivery(s); {} old bookkeeping row(s) deleted",
             if report.dry_run {
                 "dry run, nothing changed: "
             } else {
@@ -661,6 +661,8 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             report.actions_erased,
             report.errors_erased,
             report.events_erased,
+            report.visits_erased,
+            report.deliveries_erased,
             report.rows_deleted
         )?;
     }

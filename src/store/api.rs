@@ -70,13 +70,22 @@ pub struct FeedBounds {
 }
 
 /// The columns of a [`TicketRow`], in [`ticket_row`] order (the listing of `tasks` and the API's
-/// pages share it).
+/// pages share it). The last is the next visit as a JSON object: the ticket's live visit
+/// (booked or moved) that has not ended (the `open_tickets` view's `next_visit_start` too).
 pub(super) const TICKET_SELECT: &str =
     "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
         remote_modified, first_seen, last_changed, left_at, left_reason,
         (SELECT o.expected_state FROM outbox o WHERE o.account = t.account AND o.ticket_id = t.id
-           AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1)
+           AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1),
+        (SELECT json_object('start', v.start_at, 'end', v.end_at, 'technician', v.technician_name,
+                            'status', v.status)
+           FROM visits v WHERE v.account = t.account AND v.ticket_id = t.id AND v.status <> 'cancelled'
+             AND v.end_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+           ORDER BY v.start_at LIMIT 1)
      FROM tickets t";
+
+/// How many columns [`TICKET_SELECT`] has.
+pub(super) const TICKET_COLUMNS: usize = 16;
 
 pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
     Ok(TicketRow {
@@ -95,6 +104,18 @@ pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
         left_at: r.get(12)?,
         left_reason: r.get(13)?,
         pending_state: r.get(14)?,
+        next_visit: r
+            .get::<_, Option<String>>(15)?
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        15,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -158,7 +179,13 @@ impl Store {
                      JOIN tickets t2 ON t2.account = r.account AND t2.id = r.id"
                 ),
                 params![account, id],
-                |r| Ok((ticket_row(r)?, r.get(15)?, r.get(16)?)),
+                |r| {
+                    Ok((
+                        ticket_row(r)?,
+                        r.get(TICKET_COLUMNS)?,
+                        r.get(TICKET_COLUMNS + 1)?,
+                    ))
+                },
             )
             .optional()?
         else {

@@ -23,6 +23,7 @@ mod purge;
 mod queries;
 mod staging;
 mod subscribers;
+mod visits;
 mod webhook;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,10 @@ pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
 pub use subscribers::SubscriberRow;
+pub use visits::{
+    NewVisit, NextVisit, SlottiDelivery, UntoldChange, Visit, VisitChange, VisitCustomer,
+    VisitFilter, VisitInsert, VisitSeen, VisitSource,
+};
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 
 /// `(file in sql/, its text)` for every migration, in order.
@@ -58,6 +63,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "008_webhook_reconciled.sql",
     "009_subscribers.sql",
     "010_api_writes.sql",
+    "011_visits.sql",
 );
 
 /// An open connection to the store.

@@ -1,5 +1,10 @@
 //! Retention: personal data of tickets that left the open set long enough ago is erased
 //! everywhere it is stored, and bookkeeping rows older than their retention are deleted.
+//! A visit's customer data (its columns and the customer fields of its stored booking) goes
+//! when its ticket's personal data goes, or when the visit ended (or was last changed, for a
+//! cancelled one) longer ago than the same retention; a Slotti webhook delivery's payload when
+//! it was processed and received longer ago than that, the row itself after the retention of
+//! webhook events.
 //! `secure_delete` (set when the store opens) zeroes the freed bytes, and a WAL checkpoint
 //! with TRUNCATE afterwards leaves no old copy in the `-wal` file.
 
@@ -24,6 +29,9 @@ pub struct Retention<'a> {
     /// Top-level fields of a ticket's raw JSON that hold personal data, removed from
     /// `raw_json` when its personal data is erased.
     pub personal_fields: &'a [&'a str],
+    /// Top-level fields of a Slotti booking that hold personal data, removed from a visit's
+    /// `raw_json` when its customer data is erased.
+    pub booking_personal_fields: &'a [&'a str],
 }
 
 /// What a purge erased or deleted (or would, with `dry_run`).
@@ -38,6 +46,10 @@ pub struct PurgeReport {
     pub errors_erased: u64,
     /// Webhook events whose `ReferenceJson` was erased.
     pub events_erased: u64,
+    /// Visits whose customer data was erased.
+    pub visits_erased: u64,
+    /// Slotti webhook deliveries whose payload was erased.
+    pub deliveries_erased: u64,
     /// Bookkeeping rows deleted: sync runs, API-call days, finished outbox actions.
     pub rows_deleted: u64,
 }
@@ -80,6 +92,41 @@ impl Store {
                     .map(|v| v as &dyn rusqlite::ToSql),
             ),
         )? as u64;
+        // After the tickets: a visit's customer data goes with its ticket's personal data.
+        let booking_paths: Vec<String> = retention
+            .booking_personal_fields
+            .iter()
+            .map(|f| format!("$.{f}"))
+            .collect();
+        let booking_removals: String = (3..3 + booking_paths.len())
+            .map(|i| format!(", ?{i}"))
+            .collect();
+        r.visits_erased = tx.execute(
+            &format!(
+                "UPDATE visits SET customer_name = NULL, customer_phone = NULL, customer_email = NULL,
+                     raw_json = CASE WHEN json_valid(raw_json) THEN json_remove(raw_json{booking_removals}) ELSE '{{}}' END,
+                     personal_erased_at = ?2
+                 WHERE personal_erased_at IS NULL
+                   AND (max(end_at, updated_at) < ?1
+                        OR EXISTS (SELECT 1 FROM tickets t WHERE t.account = visits.account
+                                   AND t.id = visits.ticket_id AND t.personal_erased_at IS NOT NULL))"
+            ),
+            rusqlite::params_from_iter(
+                [&cutoff, &stamp]
+                    .into_iter()
+                    .chain(&booking_paths)
+                    .map(|v| v as &dyn rusqlite::ToSql),
+            ),
+        )? as u64;
+        r.deliveries_erased = tx.execute(
+            "UPDATE slotti_deliveries SET payload = NULL
+             WHERE processed_at IS NOT NULL AND received_at < ?1 AND payload IS NOT NULL",
+            [&cutoff],
+        )? as u64;
+        r.rows_deleted += tx.execute(
+            "DELETE FROM slotti_deliveries WHERE processed_at IS NOT NULL AND received_at < ?1",
+            [ago(retention.webhook_events_days)],
+        )? as u64;
         r.actions_erased = tx.execute(
             "UPDATE outbox SET erased_at = ?2, last_error = NULL,
                  payload = json_replace(payload, '$.comment', json('null'), '$.reason', '[erased]',
@@ -121,7 +168,13 @@ impl Store {
         tx.commit()?;
         // Old page images of the erased rows may still sit in the WAL: fold it in and truncate.
         // A purge that changed nothing writes nothing (an idle daemon leaves the files alone).
-        if r.tickets_erased + r.actions_erased + r.errors_erased + r.events_erased + r.rows_deleted
+        if r.tickets_erased
+            + r.actions_erased
+            + r.errors_erased
+            + r.events_erased
+            + r.visits_erased
+            + r.deliveries_erased
+            + r.rows_deleted
             > 0
         {
             self.conn

@@ -36,6 +36,8 @@ pub struct TicketRow {
     pub left_reason: Option<String>,
     /// The state our queued (or dead-lettered) actions will bring it to, when any wait.
     pub pending_state: Option<String>,
+    /// Its live visit (booked or moved) that has not ended, if any.
+    pub next_visit: Option<super::NextVisit>,
 }
 
 /// The last sync run of an account.

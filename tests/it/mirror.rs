@@ -493,6 +493,7 @@ fn the_purge_erases_the_personal_fields_it_is_given() {
         webhook_events_days: 400,
         // A name with a quote is a JSON path bound as a parameter, never SQL.
         personal_fields: &["Ilmoittaja", "Tilaaja') --"],
+        booking_personal_fields: &[],
     };
     let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
         .unwrap()
