@@ -22,6 +22,7 @@ use clap::{Args, Parser, Subcommand};
 mod online;
 pub mod subscribers;
 pub mod task;
+pub mod visits;
 
 /// [`crate::escape`], under the path the commands have always used.
 pub use crate::escape;
@@ -81,6 +82,8 @@ pub enum Command {
     Serve,
     /// Print the HTTP API's OpenAPI 3.1 document (as committed in docs/openapi.json).
     Openapi,
+    /// List the technician visits booked in Slotti, with their history.
+    Visits(visits::VisitsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +268,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::api::serve_alone(config).await
         }
+        Command::Visits(args) => {
+            let config = load_without_secrets(path)?;
+            let tz = visits::zone(&config);
+            visits::visits(&config, args, tz).await
+        }
         Command::Openapi => {
             out!("{}", crate::api::openapi())?;
             Ok(ExitCode::SUCCESS)
@@ -383,9 +391,10 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let tz = visits::zone(config);
     for r in &rows {
         outln!(
-            "{:<12} {:>8}  {:<13} {}{}{}",
+            "{:<12} {:>8}  {:<13} {}{}{}{}",
             esc(&r.account),
             r.id,
             esc(&r.state),
@@ -393,6 +402,11 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
             r.pending_state
                 .as_deref()
                 .map(|p| format!("  (→ {} pending)", esc(p)))
+                .unwrap_or_default(),
+            r.next_visit
+                .as_ref()
+                .and_then(|v| Some((time::parse(&v.start)?, time::parse(&v.end)?)))
+                .map(|(s, e)| format!("  (visit {})", crate::slotti::message::describe(s, e, tz)))
                 .unwrap_or_default(),
             if r.open {
                 String::new()

@@ -20,4 +20,5 @@ mod store;
 mod subscribers;
 mod sweep_bounds;
 mod tls;
+mod visits;
 mod webhook;
