@@ -608,7 +608,10 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
 
 #[tokio::test]
 async fn the_visits_command_and_the_next_visit_in_tasks() {
-    let env = Setup::tickets(3).start().await;
+    let env = Setup::tickets(3)
+        .sections(&crate::api::api_toml(""))
+        .start()
+        .await;
     env.sync_ok().await;
     let ids = env.open_ids(ACCOUNT);
     let now = Utc::now();
@@ -683,6 +686,23 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
         line.contains("(visit ") && line.contains(" klo 9.00–9.30)"),
         "{line}"
     );
+    // So do the HTTP API's ticket items, and one ticket in full.
+    let served = crate::api::serve(&env).await;
+    let (status, page) = served.get("/tickets").await;
+    assert_eq!(status, 200, "{page}");
+    let item = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == ids[0])
+        .unwrap();
+    assert_eq!(item["next_visit"], next(ids[0]));
+    let (status, one) = served.get(&format!("/tickets/{ACCOUNT}/{}", ids[0])).await;
+    assert_eq!(status, 200, "{one}");
+    assert!(
+        one.to_string().contains(&huoltosync::time::fmt(soon)),
+        "{one}"
+    );
     // The view the contractor's systems read has it too.
     let start: Option<String> = env
         .db()
@@ -740,7 +760,10 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
         out.lines().nth(1).unwrap().contains("klo 9.00–9.30") && out.contains("g-b"),
         "{out}"
     );
-    assert!(err.trim_end().ends_with("\n2 visits") || err.trim() == "2 visits", "{err}");
+    assert!(
+        err.trim_end().ends_with("\n2 visits") || err.trim() == "2 visits",
+        "{err}"
+    );
     // Bad usage is named.
     for (args, says) in [
         (&["visits", "--from", "huomenna"][..], "--from \"huomenna\""),
