@@ -149,7 +149,9 @@ mod tests {
     }
 
     /// `(constraints, n, the (guid, start) chosen)`.
-    fn check(cases: Vec<(Constraints, usize, Vec<(&str, &str)>)>) {
+    type Case = (Constraints, usize, Vec<(&'static str, &'static str)>);
+
+    fn check(cases: Vec<Case>) {
         for (i, (c, n, want)) in cases.into_iter().enumerate() {
             let got: Vec<(String, DateTime<Utc>)> = candidates(&offered(), &c, t(NOW), n)
                 .into_iter()

@@ -72,7 +72,7 @@ pub enum VisitInsert {
     /// A visit with this booking guid was already recorded: nothing written.
     Known { visit_id: i64 },
     /// The ticket already has a live visit (booked or moved): nothing written.
-    TicketHasVisit(Visit),
+    TicketHasVisit(Box<Visit>),
 }
 
 /// What recording a booking as Slotti shows it did.
@@ -266,7 +266,7 @@ impl Store {
             return Ok(VisitInsert::Known { visit_id });
         }
         if let Some(existing) = active_visit(&tx, &v.account, v.ticket_id)? {
-            return Ok(VisitInsert::TicketHasVisit(existing));
+            return Ok(VisitInsert::TicketHasVisit(Box::new(existing)));
         }
         let (start, end) = (time::fmt(v.start), time::fmt(v.end));
         tx.execute(

@@ -430,6 +430,8 @@ async fn read_only_commands_never_create_a_store() {
         &["tasks", "--json"],
         &["outbox"],
         &["cost"],
+        &["visits"],
+        &["visits", "--json"],
     ] {
         let (code, out, err) = env.cli(cmd).await;
         assert_eq!(code, 1, "{cmd:?}: {out}{err}");

@@ -470,6 +470,9 @@ fn ticket(id: i64, state: &str) -> Ticket {
     }
 }
 
+/// `(ticket_id, customer_name, customer_phone, raw_json, erased)` of a visit.
+type VisitPersonal = (i64, Option<String>, Option<String>, String, bool);
+
 #[test]
 fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() {
     let (_dir, path, mut store) = open_store();
@@ -532,7 +535,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
         (r.tickets_erased, r.visits_erased, r.deliveries_erased),
         (1, 2, 1)
     );
-    let rows: Vec<(i64, Option<String>, Option<String>, String, bool)> = {
+    let rows: Vec<VisitPersonal> = {
         let mut st = store
             .connection()
             .prepare("SELECT ticket_id, customer_name, customer_phone, raw_json, personal_erased_at IS NOT NULL FROM visits ORDER BY ticket_id")
