@@ -746,13 +746,15 @@ pub struct ChangesParams {
 /// One feed event. Besides the fields listed, each type has its own: `ticket.new`: `state`;
 /// `ticket.changed` / `ticket.returned`: `fields`, `old_state`, `state`; `ticket.left`:
 /// `reason`, `state`; `action.*`: `action_id`, `kind` (and `outcome`, `error`,
-/// `created_ticket_id` when the action ended).
+/// `created_ticket_id` when the action ended); `visit.*`: `visit_id`, `booking_guid`, `start`,
+/// `end`, `old_start`, `old_end`, `technician`, `source`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     /// Gap-free and increasing, in commit order.
     pub seq: i64,
     /// `ticket.new`, `ticket.changed`, `ticket.returned`, `ticket.left`, `action.queued`,
-    /// `action.applied`, `action.dead`, `action.cancelled`, `action.requeued`.
+    /// `action.applied`, `action.dead`, `action.cancelled`, `action.requeued`, `visit.booked`,
+    /// `visit.moved`, `visit.cancelled`.
     #[serde(rename = "type")]
     pub kind: String,
     pub account: String,

@@ -8,8 +8,9 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use toml::{Table, Value};
 
-/// The feed event types a subscriber can ask for (`events`), as `sql/007_feed.sql` writes them.
-pub const EVENT_TYPES: [&str; 9] = [
+/// The feed event types a subscriber can ask for (`events`), as `sql/007_feed.sql` and
+/// `sql/011_visits.sql` write them.
+pub const EVENT_TYPES: [&str; 12] = [
     "ticket.new",
     "ticket.changed",
     "ticket.returned",
@@ -19,6 +20,9 @@ pub const EVENT_TYPES: [&str; 9] = [
     "action.dead",
     "action.cancelled",
     "action.requeued",
+    "visit.booked",
+    "visit.moved",
+    "visit.cancelled",
 ];
 
 /// The smallest signing secret accepted, in decoded bytes (Standard Webhooks secrets are 24 to

@@ -781,3 +781,29 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_subscriber_may_ask_for_visit_events() {
+    use base64::Engine as _;
+    let secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let setup = Setup::tickets(1).sections(&format!(
+        "[[api.subscribers]]\nurl = \"http://127.0.0.1:9/e\"\nsecret = \"{secret}\"\nevents = [\"visit.booked\", \"visit.moved\", \"visit.cancelled\"]\n"
+    ));
+    std::fs::write(
+        &path,
+        crate::helpers::config_text(
+            "http://127.0.0.1:9/v10/api/",
+            &dir.path().join("s.db"),
+            &setup,
+        ),
+    )
+    .unwrap();
+    let config = huoltosync::config::Config::load(&path).unwrap().config;
+    let s = &config.subscribers[0];
+    assert!(s.wants("visit.moved") && s.wants("visit.cancelled") && !s.wants("ticket.new"));
+}
