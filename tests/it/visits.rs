@@ -807,3 +807,74 @@ fn a_subscriber_may_ask_for_visit_events() {
     let s = &config.subscribers[0];
     assert!(s.wants("visit.moved") && s.wants("visit.cancelled") && !s.wants("ticket.new"));
 }
+
+#[tokio::test]
+async fn visits_in_the_weeks_of_the_daylight_saving_changes_show_the_local_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store_path) = (dir.path().join("c.toml"), dir.path().join("s.db"));
+    std::fs::write(
+        &path,
+        crate::helpers::config_text(
+            "http://127.0.0.1:9/v10/api/",
+            &store_path,
+            &Setup::tickets(1),
+        ),
+    )
+    .unwrap();
+    let mut store = Store::open(&store_path).unwrap();
+    let now = t("2026-03-01T00:00:00Z");
+    // 9.00 on the Friday before and the Monday after each change, in 2026 and 2027.
+    for (ticket, start) in [
+        (1, "2026-03-27T07:00:00Z"),
+        (2, "2026-03-30T06:00:00Z"),
+        (3, "2026-10-23T06:00:00Z"),
+        (4, "2026-10-26T07:00:00Z"),
+        (5, "2027-03-26T07:00:00Z"),
+        (6, "2027-03-29T06:00:00Z"),
+        (7, "2027-10-29T06:00:00Z"),
+        (8, "2027-11-01T07:00:00Z"),
+    ] {
+        new_change(
+            store
+                .insert_visit(&booking(ticket, &format!("g-{ticket}"), t(start)), now)
+                .unwrap(),
+        );
+    }
+    drop(store);
+    let (code, out, err) = crate::helpers::run_cli(
+        &path,
+        &["visits", "--from", "2026-03-01", "--to", "2027-11-30"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let days: Vec<&str> = out
+        .lines()
+        .map(|l| l.split(" klo ").next().unwrap())
+        .collect();
+    assert_eq!(
+        days,
+        [
+            "pe 27.3.",
+            "ma 30.3.",
+            "pe 23.10.",
+            "ma 26.10.",
+            "pe 26.3.",
+            "ma 29.3.",
+            "pe 29.10.",
+            "ma 1.11."
+        ]
+    );
+    assert!(
+        out.lines().all(|l| l.contains(" klo 9.00–9.30 ")),
+        "every visit at 9.00 local:\n{out}"
+    );
+    // A local day is a Helsinki day: the visit of Monday 30 March alone.
+    let (code, out, _) = crate::helpers::run_cli(
+        &path,
+        &["visits", "--from", "2026-03-30", "--to", "2026-03-30"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("g-2"), "{out}");
+}
