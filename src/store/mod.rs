@@ -41,8 +41,8 @@ pub use queries::{AccountStatus, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
 pub use subscribers::SubscriberRow;
 pub use visits::{
-    NewVisit, NextVisit, SlottiDelivery, UntoldChange, Visit, VisitChange, VisitCustomer,
-    VisitFilter, VisitInsert, VisitSeen, VisitSource,
+    NewVisit, NextVisit, SeenBooking, SlottiDelivery, UntoldChange, Visit, VisitChange,
+    VisitCustomer, VisitFilter, VisitInsert, VisitSeen, VisitSource,
 };
 pub use webhook::{NewEvent, PendingEvent, WebhookStatus};
 

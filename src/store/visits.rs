@@ -75,6 +75,20 @@ pub enum VisitInsert {
     TicketHasVisit(Box<Visit>),
 }
 
+/// A booking as Slotti shows it now (a webhook's payload, or a line of `GET bookings`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeenBooking<'a> {
+    pub booking_guid: &'a str,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// The resource (technician) Slotti shows it for, when the caller knows it.
+    pub technician_guid: Option<&'a str>,
+    /// That technician's name, when known.
+    pub technician_name: Option<&'a str>,
+    /// The booking's JSON as Slotti showed it.
+    pub raw_json: &'a str,
+}
+
 /// What recording a booking as Slotti shows it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VisitSeen {
@@ -309,28 +323,34 @@ impl Store {
     /// Records a booking as Slotti shows it now (a webhook's `booking.created`/`modified`, or a
     /// reconciliation's listing), in one transaction. Other times than recorded are a `moved`
     /// change; the same times record nothing (so the same move seen by a webhook and by the
-    /// reconciliation is one change). `raw_json` replaces the stored booking unless the visit's
-    /// customer data was erased. A cancelled visit stays cancelled (a late delivery from before
-    /// the deletion changes nothing).
+    /// reconciliation is one change). Another technician replaces the recorded one (with the
+    /// name given, or none) but is no change to tell: the resident was told a time. `raw_json`
+    /// replaces the stored booking unless the visit's customer data was erased. A cancelled
+    /// visit stays cancelled (a late delivery from before the deletion changes nothing).
     pub fn record_visit_seen(
         &mut self,
-        booking_guid: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        raw_json: &str,
+        seen: &SeenBooking<'_>,
         source: VisitSource,
         now: DateTime<Utc>,
     ) -> anyhow::Result<VisitSeen> {
         let now = time::fmt(now);
-        let (start, end) = (time::fmt(start), time::fmt(end));
+        let (start, end, raw_json) = (time::fmt(seen.start), time::fmt(seen.end), seen.raw_json);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some((id, old_start, old_end, status, erased)) = by_guid(&tx, booking_guid)? else {
+        let Some((id, old_start, old_end, status, erased)) = by_guid(&tx, seen.booking_guid)?
+        else {
             return Ok(VisitSeen::Unknown);
         };
         if status == "cancelled" {
             return Ok(VisitSeen::Unchanged);
+        }
+        if let Some(guid) = seen.technician_guid {
+            tx.execute(
+                "UPDATE visits SET technician_guid = ?2, technician_name = ?3, updated_at = ?4
+                 WHERE id = ?1 AND technician_guid IS NOT ?2",
+                params![id, guid, seen.technician_name, now],
+            )?;
         }
         if old_start == start && old_end == end {
             if erased.is_none() {

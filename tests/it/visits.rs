@@ -6,7 +6,8 @@
 use chrono::{DateTime, Duration, Utc};
 use huoltosync::model::{LeftReason, Reporter, Ticket, TicketState, content_hash};
 use huoltosync::store::{
-    NewVisit, Retention, Store, VisitCustomer, VisitFilter, VisitInsert, VisitSeen, VisitSource,
+    NewVisit, Retention, SeenBooking, Store, VisitCustomer, VisitFilter, VisitInsert, VisitSeen,
+    VisitSource,
 };
 use serde_json::Value;
 
@@ -51,6 +52,23 @@ fn booking(ticket: i64, guid: &str, start: DateTime<Utc>) -> NewVisit {
             "customerLinks": [{"customer": {"firstName": "Maija", "phone": PHONE}}],
         })
         .to_string(),
+    }
+}
+
+/// A booking as Slotti shows it, without its technician.
+fn seen<'a>(
+    guid: &'a str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    raw_json: &'a str,
+) -> SeenBooking<'a> {
+    SeenBooking {
+        booking_guid: guid,
+        start,
+        end,
+        technician_guid: None,
+        technician_name: None,
+        raw_json,
     }
 }
 
@@ -147,10 +165,7 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     assert_eq!(
         store
             .record_visit_seen(
-                "g-1",
-                start,
-                start + Duration::minutes(30),
-                "{}",
+                &seen("g-1", start, start + Duration::minutes(30), "{}"),
                 VisitSource::Reconcile,
                 now
             )
@@ -162,10 +177,7 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     let end = moved + Duration::minutes(30);
     let r = store
         .record_visit_seen(
-            "g-1",
-            moved,
-            end,
-            r#"{"guid":"g-1","v":2}"#,
+            &seen("g-1", moved, end, r#"{"guid":"g-1","v":2}"#),
             VisitSource::Webhook,
             now,
         )
@@ -175,7 +187,11 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     for source in [VisitSource::Reconcile, VisitSource::Webhook] {
         assert_eq!(
             store
-                .record_visit_seen("g-1", moved, end, r#"{"guid":"g-1","v":2}"#, source, now)
+                .record_visit_seen(
+                    &seen("g-1", moved, end, r#"{"guid":"g-1","v":2}"#),
+                    source,
+                    now
+                )
                 .unwrap(),
             VisitSeen::Unchanged
         );
@@ -183,7 +199,11 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     // A booking that is not ours.
     assert_eq!(
         store
-            .record_visit_seen("other", moved, end, "{}", VisitSource::Reconcile, now)
+            .record_visit_seen(
+                &seen("other", moved, end, "{}"),
+                VisitSource::Reconcile,
+                now
+            )
             .unwrap(),
         VisitSeen::Unknown
     );
@@ -269,10 +289,12 @@ fn a_cancellation_is_recorded_once_and_a_late_delivery_does_not_revive_it() {
     assert_eq!(
         store
             .record_visit_seen(
-                "g-1",
-                start + Duration::hours(1),
-                start + Duration::hours(2),
-                "{}",
+                &seen(
+                    "g-1",
+                    start + Duration::hours(1),
+                    start + Duration::hours(2),
+                    "{}"
+                ),
                 VisitSource::Webhook,
                 now
             )
@@ -316,10 +338,12 @@ fn each_change_is_told_once() {
     assert!(store.untold_visit_changes().unwrap().is_empty());
     let VisitSeen::Changed { change_id: moved } = store
         .record_visit_seen(
-            "g-1",
-            start + Duration::days(1),
-            start + Duration::days(1) + Duration::minutes(30),
-            "{}",
+            &seen(
+                "g-1",
+                start + Duration::days(1),
+                start + Duration::days(1) + Duration::minutes(30),
+                "{}",
+            ),
             VisitSource::Reconcile,
             now,
         )
@@ -637,10 +661,7 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
         );
         store
             .record_visit_seen(
-                "g-a",
-                soon,
-                soon + Duration::minutes(30),
-                "{}",
+                &seen("g-a", soon, soon + Duration::minutes(30), "{}"),
                 VisitSource::Webhook,
                 now,
             )
@@ -877,4 +898,64 @@ async fn visits_in_the_weeks_of_the_daylight_saving_changes_show_the_local_hour(
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("g-2"), "{out}");
+}
+
+#[test]
+fn another_technician_at_the_same_time_is_recorded_but_is_no_change_to_tell() {
+    let (_dir, _path, mut store) = open_store();
+    let now = t("2026-04-01T10:00:00Z");
+    let start = t("2026-04-07T06:00:00Z");
+    new_change(
+        store
+            .insert_visit(&booking(1001, "g-1", start), now)
+            .unwrap(),
+    );
+    let same_time = SeenBooking {
+        technician_guid: Some("res-2"),
+        technician_name: Some("Asentaja 2"),
+        ..seen("g-1", start, start + Duration::minutes(30), "{}")
+    };
+    assert_eq!(
+        store
+            .record_visit_seen(&same_time, VisitSource::Reconcile, now)
+            .unwrap(),
+        VisitSeen::Unchanged
+    );
+    let v = store.visit_by_guid("g-1").unwrap().unwrap();
+    assert_eq!(
+        (
+            v.technician_guid.as_deref(),
+            v.technician.as_deref(),
+            v.status.as_str()
+        ),
+        (Some("res-2"), Some("Asentaja 2"), "booked")
+    );
+    assert_eq!(
+        store.untold_visit_changes().unwrap().len(),
+        1,
+        "only the booking"
+    );
+    // Moved to a third technician whose name the caller does not know: the move is told, and
+    // no stale name stays.
+    let moved = SeenBooking {
+        technician_guid: Some("res-3"),
+        technician_name: None,
+        ..seen(
+            "g-1",
+            start + Duration::hours(2),
+            start + Duration::hours(3),
+            "{}",
+        )
+    };
+    assert!(matches!(
+        store
+            .record_visit_seen(&moved, VisitSource::Webhook, now)
+            .unwrap(),
+        VisitSeen::Changed { .. }
+    ));
+    let v = store.visit_by_guid("g-1").unwrap().unwrap();
+    assert_eq!(
+        (v.technician_guid.as_deref(), v.technician.as_deref()),
+        (Some("res-3"), None)
+    );
 }
