@@ -20,7 +20,8 @@ use crate::time;
 #[derive(Debug, Clone, Copy)]
 pub struct Retention<'a> {
     /// Personal data of tickets that left the open set longer ago than this is erased, with
-    /// the free text of actions, error texts and webhook references as old.
+    /// the free text of actions, error texts and webhook references as old, the customer data
+    /// of visits that ended as long ago, and the payloads of Slotti deliveries processed.
     pub personal_days: u32,
     pub sync_runs_days: u32,
     pub api_calls_days: u32,
