@@ -823,4 +823,59 @@ mod tests {
             assert_eq!(c.base_url.as_str(), want);
         }
     }
+
+    #[test]
+    fn the_example_config_shows_every_key_with_its_default() {
+        const EXAMPLE: &str = include_str!("../../config.example.toml");
+        let shown = |key: &str, value: String| {
+            let line = format!("\n# {key} = {value}\n");
+            assert!(
+                EXAMPLE.contains(&line),
+                "config.example.toml lacks {line:?}"
+            );
+        };
+        for t in [k::BASE_URL, k::TIMEZONE, k::RECONCILE, k::webhook::PATH] {
+            shown(t.name, format!("{:?}", t.default));
+        }
+        for t in [
+            k::messages::BOOKED,
+            k::messages::MOVED,
+            k::messages::CANCELLED,
+        ] {
+            shown(t.name, format!("\"{}\"", t.default));
+        }
+        for i in [k::HORIZON_DAYS, k::LEAD_HOURS] {
+            shown(i.name, i.default.to_string());
+        }
+        shown(k::AUTO_BOOK.name, k::AUTO_BOOK.default.to_string());
+        for header in [
+            "[slotti]",
+            "[slotti.messages]",
+            "[slotti.webhook]",
+            "[[slotti.rules]]",
+        ] {
+            assert!(EXAMPLE.contains(&format!("\n# {header}\n")), "{header}");
+        }
+        // Uncommented, the example section is valid.
+        let section: String = EXAMPLE
+            .lines()
+            .skip_while(|l| *l != "# [slotti]")
+            .take_while(|l| l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.starts_with('[')
+                    || l.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let section = section
+            .replace("api_key_file", "api_key")
+            .replace("secret_file", "secret")
+            .replace("basic_password_file", "basic_password");
+        let c = load(&section).unwrap_or_else(|e| panic!("{e:?}\n{section}"));
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.rules[0].technicians, ["Asentaja 1", "Asentaja 2"]);
+    }
 }
