@@ -185,7 +185,7 @@ pub fn read(
         }
     };
     let mut r = Fields { keys, ok: true };
-    let base_url = r.url(&mut t, p, "base_url", Some(k::BASE_URL.default));
+    let base_url = r.url(&mut t, p, "base_url", Some(k::BASE_URL.default), true);
     let booking_account = r.string(&mut t, p, "booking_account");
     if booking_account.is_none() {
         r.missing(
@@ -204,8 +204,15 @@ pub fn read(
             &format!("{a:?} must be one path segment: letters, digits, -, _ and . only"),
         );
     }
+    let key_given = ["api_key", "api_key_file", "api_key_env"]
+        .iter()
+        .any(|k| t.contains_key(*k));
     let api_key = r.keys.secret(&mut t, p, "api_key");
     if api_key.is_none() {
+        // A key given badly was reported by the secret reader.
+        r.ok = false;
+    }
+    if api_key.is_none() && !key_given {
         r.missing(p, "api_key", "give api_key, api_key_file or api_key_env");
     }
     if let Some(key) = &api_key
@@ -363,13 +370,14 @@ impl Fields<'_> {
         }
     }
 
-    /// An http(s) URL, ending in `/` (a missing trailing slash is added).
+    /// An http(s) URL; a `base` ends in `/` (a missing trailing slash is added).
     fn url(
         &mut self,
         t: &mut Table,
         prefix: &str,
         key: &str,
         default: Option<&str>,
+        base: bool,
     ) -> Option<reqwest::Url> {
         let raw = self
             .string(t, prefix, key)
@@ -381,7 +389,7 @@ impl Fields<'_> {
                     self.error(&full, &format!("{raw:?} must have no ?query or #fragment"));
                     return None;
                 }
-                if !u.path().ends_with('/') {
+                if base && !u.path().ends_with('/') {
                     let path = format!("{}/", u.path());
                     u.set_path(&path);
                 }
@@ -488,7 +496,7 @@ impl Fields<'_> {
                 ),
             );
         }
-        let public_url = self.url(&mut t, SECTION, "public_url", None);
+        let public_url = self.url(&mut t, SECTION, "public_url", None, false);
         let secret = self.keys.secret(&mut t, SECTION, "secret");
         let basic_user = self.string(&mut t, SECTION, "basic_user");
         let basic_password = self.keys.secret(&mut t, SECTION, "basic_password");
