@@ -36,6 +36,8 @@ struct Fake {
     /// `GET bookings` windows asked.
     windows: Mutex<Vec<(String, String)>>,
     hits: AtomicU64,
+    /// Bodies of `POST bookings/` and `POST bookings/serviceavailability`.
+    bodies: Mutex<Vec<Value>>,
     /// Registered webhooks, as posted, with their guid.
     webhooks: Mutex<Vec<(String, Value)>>,
 }
@@ -84,12 +86,32 @@ async fn resources(State(f): State<Shared>, headers: HeaderMap) -> Response {
 
 async fn book(State(f): State<Shared>, headers: HeaderMap, body: String) -> Response {
     note(&f, "POST bookings".into(), &headers);
+    f.bodies
+        .lock()
+        .unwrap()
+        .push(serde_json::from_str(&body).unwrap());
     if f.taken.load(Ordering::SeqCst) {
         return (StatusCode::CONFLICT, r#"{"message": "Aika ei ole vapaa"}"#).into_response();
     }
     let v: Value = serde_json::from_str(&body).unwrap();
     axum::Json(json!({"guid": "b-new", "start": v["start"], "end": v["end"], "info": v["info"]}))
         .into_response()
+}
+
+async fn availability(State(f): State<Shared>, headers: HeaderMap, body: String) -> Response {
+    note(&f, "POST availability".into(), &headers);
+    f.bodies
+        .lock()
+        .unwrap()
+        .push(serde_json::from_str(&body).unwrap());
+    axum::Json(json!([
+        {"availableTimes": [], "date": "2026-04-06"},
+        {"availableTimes": [
+            {"resourceGuid": "r-1", "resourceId": 1, "start": "2026-04-07T09:30+03:00", "end": "2026-04-07T10:00+03:00"},
+            {"resourceGuid": "r-1", "resourceId": 1, "start": "2026-04-07T09:00+03:00", "end": "2026-04-07T09:30+03:00"}
+         ], "resourceGuid": "r-1", "date": "2026-04-07"}
+    ]))
+    .into_response()
 }
 
 async fn bookings(
@@ -169,6 +191,18 @@ async fn fake() -> (SocketAddr, Shared) {
         .route(&format!("{v2}/services"), get(services))
         .route(&format!("{v2}/resources"), get(resources))
         .route(&format!("{v2}/bookings/"), post(book))
+        .route(
+            &format!("{v2}/bookings/serviceavailability"),
+            post(availability),
+        )
+        .route(
+            "/huge/booking/testitili/api/v2/services",
+            get(|| async { "[".repeat(5000) }),
+        )
+        .route(
+            "/bad/booking/testitili/api/v2/services",
+            get(|| async { r#"[{"guid": 5}]"# }),
+        )
         .route("/api/v1/bookings/", get(bookings))
         .route("/api/v1/webhooks", get(webhooks))
         .route("/api/v1/webhooks/", post(create_webhook))
@@ -346,6 +380,21 @@ async fn a_taken_slot_is_slot_taken_and_a_free_one_is_booked_once() {
         .unwrap()
         .expect("the answer is a booking");
     assert_eq!(b.guid, "b-new");
+    // The body is the seed's, with the times as JavaScript's toISOString() writes them.
+    let sent = f.bodies.lock().unwrap()[1].clone();
+    assert_eq!(
+        sent,
+        json!({
+            "resourceId": 1,
+            "start": "2026-04-07T06:00:00.000Z",
+            "end": "2026-04-07T06:30:00.000Z",
+            "customerLink": {"personCount": 1, "customer": {"firstName": "Testi", "lastName": "Asukas",
+                "email": null, "phone": "040-1234567", "language": "fi"}},
+            "info": "a / 1001: Hana vuotaa [huoltosync:x]",
+            "serviceLinks": [{"type": "primary", "serviceGuid": "s-30", "durationMinutes": 30}],
+            "anyProvider": false
+        })
+    );
     assert_eq!(b.start.to_rfc3339(), "2026-04-07T06:00:00+00:00");
     assert_eq!(f.hits.load(Ordering::SeqCst), 2);
 }
@@ -485,8 +534,18 @@ async fn slotti_webhook_register_list_and_delete_manage_the_registration() {
             .len(),
         1
     );
-    // The CLI's calls are metered (the store exists once something opened it).
-    assert!(!config.store.path.exists() || metered(&config).iter().all(|(a, _, _)| a == "slotti"));
+    // With a store in place, the commands' calls are metered in it as Slotti's.
+    drop(
+        huoltosync::store::Handle::open(config.store.path.clone())
+            .await
+            .unwrap(),
+    );
+    let (code, _, _) = run_cli(&path, &["slotti", "webhook", "list"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        metered(&config),
+        [("slotti".to_owned(), "GET api/webhooks".to_owned(), 1)]
+    );
 
     // A bad --url is bad usage.
     let (code, _, err) = run_cli(
@@ -549,4 +608,70 @@ async fn check_config_online_names_the_services_and_technicians_slotti_lacks() {
         "{out}"
     );
     assert!(!out.contains(KEY), "{out}");
+}
+
+#[tokio::test]
+async fn free_times_are_asked_in_the_seeds_shape_and_read_with_their_offset_in_order() {
+    let (addr, f) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = write_config(dir.path(), &format!("http://{addr}/"), "");
+    let c = client(&config);
+    let start = DateTime::parse_from_rfc3339("2026-04-06T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let slots = c
+        .availability(
+            start,
+            start + chrono::Duration::days(2),
+            "s-30",
+            30,
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let starts: Vec<String> = slots.iter().map(|s| s.start.to_rfc3339()).collect();
+    assert_eq!(
+        starts,
+        ["2026-04-07T09:00:00+03:00", "2026-04-07T09:30:00+03:00"]
+    );
+    assert_eq!(
+        f.bodies.lock().unwrap()[0],
+        json!({"params": {"start": "2026-04-06T00:00:00.000Z", "end": "2026-04-08T00:00:00.000Z",
+            "serviceLinks": [{"type": "primary", "serviceGuid": "s-30", "durationMinutes": 30}],
+            "resourceId": 1}})
+    );
+    // An empty range is refused before anything is sent.
+    let e = c
+        .availability(start, start, "s-30", 30, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, SlottiError::Invalid { .. }), "{e:?}");
+    assert_eq!(f.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_huge_or_malformed_answer_is_an_error_naming_the_endpoint() {
+    let (addr, _f) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_config(dir.path(), &format!("http://{addr}/huge/"), "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[tampuuri]\n", "[tampuuri]\nmax_response_bytes = 1024\n");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap().config;
+    let e = client(&config).services().await.unwrap_err();
+    assert!(
+        matches!(e, SlottiError::TooLarge { limit: 1024, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("GET booking/services"), "{e}");
+
+    let (_, config) = write_config(dir.path(), &format!("http://{addr}/bad/"), "");
+    let e = client(&config).services().await.unwrap_err();
+    assert!(matches!(e, SlottiError::Malformed { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("GET booking/services") && text.contains("guid"),
+        "{text}"
+    );
 }
