@@ -4,7 +4,8 @@
 //! stay in the private `wire` module; callers get the types below.
 //!
 //! The client keeps the Tampuuri client's standard: a timeout on every request, reads retried
-//! with the one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After`),
+//! with the one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
+//! `[tampuuri.retry] max_delay_ms`; a longer one ends the call with the error),
 //! timeouts and connection errors, up to `[tampuuri.retry] max_attempts`; a write (a booking, a
 //! webhook registration or deletion) is resent only when it surely did not reach Slotti (it
 //! never connected, or a 429). Any other failure of a write is [`SlottiError::InDoubt`]: the
@@ -601,6 +602,14 @@ impl Client {
             if !failure.retry || attempt >= self.retry.max_attempts {
                 return Err(failure.error);
             }
+            // A `Retry-After` longer than the longest backoff delay ends the call: the caller
+            // has the error (with it) and comes back later, rather than this call hanging.
+            if failure
+                .retry_after
+                .is_some_and(|d| d > self.retry.max_delay)
+            {
+                return Err(failure.error);
+            }
             let delay = delays
                 .delay(attempt)
                 .max(failure.retry_after.unwrap_or_default());
@@ -788,7 +797,22 @@ fn classify<T>(
     if status.is_success() {
         return parse(&bytes).map_err(|detail| {
             let detail = scrub(&detail, call.hidden);
-            fail(SlottiError::Malformed { endpoint, detail }, !write)
+            if write {
+                // Slotti took it; what it made cannot be read: look before doing it again.
+                let detail = format!(
+                    "Slotti accepted it (HTTP {code}), but its answer is unreadable: {detail}"
+                );
+                fail(
+                    SlottiError::InDoubt {
+                        endpoint,
+                        status: Some(code),
+                        detail,
+                    },
+                    false,
+                )
+            } else {
+                fail(SlottiError::Malformed { endpoint, detail }, true)
+            }
         });
     }
     let message = excerpt(&bytes, call.hidden);
@@ -954,9 +978,9 @@ mod tests {
             ),
             (
                 "write 200 malformed",
-                BOOK,
+                WEBHOOK_CREATE,
                 || answer(200, "x"),
-                "Malformed retry=false",
+                "InDoubt retry=false",
             ),
             (
                 "read 503",

@@ -68,6 +68,8 @@ async fn services(State(f): State<Shared>, headers: HeaderMap) -> Response {
     };
     match next {
         Some(429) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0")], "hidas").into_response(),
+        // 429 with a Retry-After of an hour.
+        Some(4290) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "3600")], "huomenna").into_response(),
         Some(s) => (StatusCode::from_u16(s).unwrap(), "kaatui").into_response(),
         None => axum::Json(json!([
             {"categoryGuid": "c1", "providerGuids": ["r-1"], "ordinal": 0, "price": 30,
@@ -295,26 +297,34 @@ async fn reads_are_retried_on_503_and_429_then_succeed_and_every_call_is_metered
         "{e:?}"
     );
     assert_eq!(f.hits.load(Ordering::SeqCst), 6);
+    // A Retry-After beyond [tampuuri.retry] max_delay ends the call at once, with it.
+    *f.services_fail.lock().unwrap() = vec![4290];
+    let e = c.services().await.unwrap_err();
+    assert!(
+        matches!(e, SlottiError::RateLimited { retry_after: Some(d), .. } if d.as_secs() == 3600),
+        "{e:?}"
+    );
+    assert_eq!(f.hits.load(Ordering::SeqCst), 7);
 
     let store = huoltosync::store::Handle::open(config.store.path.clone())
         .await
         .unwrap();
-    assert_eq!(c.record_calls(&store).await.unwrap(), 6);
+    assert_eq!(c.record_calls(&store).await.unwrap(), 7);
     drop(store);
     assert_eq!(
         metered(&config),
-        [("slotti".to_owned(), "GET booking/services".to_owned(), 6)]
+        [("slotti".to_owned(), "GET booking/services".to_owned(), 7)]
     );
     // `status` shows them on a line of their own, and `cost` does not bill them.
     let (_, out, _) = run_cli(&path, &["status"]).await;
     assert!(
-        out.contains("slotti: API calls: 6 today, 6 this month")
-            && out.contains("GET booking/services 6"),
+        out.contains("slotti: API calls: 7 today, 7 this month")
+            && out.contains("GET booking/services 7"),
         "{out}"
     );
     let (_, out, _) = run_cli(&path, &["status", "--json"]).await;
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["slotti"]["calls_today"], 6, "{out}");
+    assert_eq!(v["slotti"]["calls_today"], 7, "{out}");
     let (code, out, err) = run_cli(&path, &["cost", "--json"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("\"slotti\""), "{out}");
