@@ -81,9 +81,12 @@ pub async fn slotti(config: &Config, args: SlottiArgs) -> anyhow::Result<ExitCod
     let SlottiCommand::Webhook(command) = args.command;
     let client = Client::new(config, s)?;
     let result = webhook(s, &client, command).await;
-    let metered = meter(config, &client).await;
-    if metered != "metered in the store" {
-        tracing::warn!(calls = client.unrecorded_calls(), "Slotti calls {metered}.");
+    let calls = client.unrecorded_calls();
+    if calls > 0 {
+        let metered = meter(config, &client).await;
+        if metered != "metered in the store" {
+            tracing::warn!(calls, "Slotti calls {metered}.");
+        }
     }
     result
 }
