@@ -9,6 +9,8 @@
 //! - [`action`]: the contractor's actions (accept, hold, done, create) and the workflow rules.
 //! - [`backoff`]: the one exponential backoff rule every retry uses.
 //! - [`tampuuri`]: the API boundary (HTTP client, throttle, retries, metering; wire types stay here).
+//! - [`slotti`]: the Slotti calendar: its `[slotti]` config and its API client (wire types stay
+//!   there too).
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
 //! - [`queue`]: queueing an action, the one function the CLI, the demo and the HTTP API call.

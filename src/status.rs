@@ -27,6 +27,8 @@ pub struct Status {
     pub webhooks: Option<WebhookStatus>,
     /// With `[[api.subscribers]]` configured.
     pub subscribers: Option<Vec<SubscriberShown>>,
+    /// With `[slotti]` configured: Slotti's API calls (metered apart, never billed by `cost`).
+    pub slotti: Option<crate::store::CallsOf>,
 }
 
 impl Status {
@@ -41,9 +43,9 @@ impl Status {
     }
 
     /// What `status --json` prints: the accounts alone, or with webhooks and subscribers on,
-    /// `{"accounts", "webhooks"?, "subscribers"?}`.
+    /// `{"accounts", "webhooks"?, "subscribers"?, "slotti"?}`.
     pub fn to_json(&self) -> serde_json::Value {
-        if self.webhooks.is_none() && self.subscribers.is_none() {
+        if self.webhooks.is_none() && self.subscribers.is_none() && self.slotti.is_none() {
             return serde_json::json!(self.accounts);
         }
         let mut all = serde_json::json!({ "accounts": self.accounts });
@@ -52,6 +54,9 @@ impl Status {
         }
         if let Some(s) = &self.subscribers {
             all["subscribers"] = serde_json::json!(s);
+        }
+        if let Some(s) = &self.slotti {
+            all["slotti"] = serde_json::json!(s);
         }
         all
     }
@@ -103,10 +108,19 @@ pub fn status(
         true => None,
         false => Some(subscribers_shown(config, store.subscribers()?)),
     };
+    let slotti = match &config.slotti {
+        Some(_) => Some(store.calls_of(
+            crate::slotti::METER_ACCOUNT,
+            &time::local_day(now),
+            &time::local_month(now),
+        )?),
+        None => None,
+    };
     Ok(Status {
         accounts: shown,
         webhooks,
         subscribers,
+        slotti,
     })
 }
 
@@ -182,7 +196,11 @@ pub fn cost_report(
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<crate::cost::CostReport> {
     let plan = cost_plan(config, store, month);
-    let calls = store.calls_in_month(&month.name)?;
+    // Slotti's calls are metered in the same table; Tampuuri's packages do not bill them.
+    let mut calls = store.calls_in_month(&month.name)?;
+    calls.retain(|(account, _, _)| {
+        config.slotti.is_none() || account != crate::slotti::METER_ACCOUNT
+    });
     let webhook_fetches = crate::cost::account_names(&plan, &calls)
         .into_iter()
         .map(|a| {

@@ -20,6 +20,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 mod online;
+pub mod slotti;
 pub mod subscribers;
 pub mod task;
 pub mod visits;
@@ -80,6 +81,8 @@ pub enum Command {
     Subscribers(subscribers::SubscribersArgs),
     /// Serve the HTTP API (`[api]`) alone: no polling, no pushing, no Tampuuri secrets read.
     Serve,
+    /// Slotti, the calendar visits are booked in (`[slotti]`): manage its webhook registration.
+    Slotti(slotti::SlottiArgs),
     /// Print the HTTP API's OpenAPI 3.1 document (as committed in docs/openapi.json).
     Openapi,
     /// List the technician visits booked in Slotti, with their history.
@@ -273,6 +276,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let tz = visits::zone(&config);
             visits::visits(&config, args, tz).await
         }
+        Command::Slotti(args) => slotti::slotti(&load(path)?, args).await,
         Command::Openapi => {
             out!("{}", crate::api::openapi())?;
             Ok(ExitCode::SUCCESS)
@@ -482,6 +486,9 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     for s in subscribers.iter().flatten() {
         outln!("{}", subscribers::line(s))?;
     }
+    if let Some(c) = &st.slotti {
+        outln!("{}", slotti::status_line(c))?;
+    }
     for sh in shown {
         let s = &sh.status;
         let success = match s.last_success.as_deref().and_then(time::parse) {
@@ -568,10 +575,16 @@ async fn check_config(path: &std::path::Path, args: CheckArgs) -> anyhow::Result
         config.accounts.len(),
         account_names(&config).join(", ")
     )?;
+    if let Some(s) = &config.slotti {
+        outln!("{}", slotti::config_line(s))?;
+    }
     if !args.online {
         return Ok(ExitCode::SUCCESS);
     }
-    let ok = online::report(&config).await?;
+    let mut ok = online::report(&config).await?;
+    if config.slotti.is_some() {
+        ok &= slotti::online(&config).await?;
+    }
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -200,6 +200,49 @@ pub(crate) mod webhook {
     };
 }
 
+/// `[slotti]`: the Slotti calendar (absent: no Slotti at all). Read by `crate::slotti::config`.
+pub(crate) mod slotti {
+    use super::*;
+    pub const SECTION: &str = "slotti";
+    /// `booking/{booking_account}/api/v2/` and `api/v1/` are appended.
+    pub const BASE_URL: Text = text("base_url", "https://slotti.fi");
+    /// A chrono-tz name: the zone of the resident's messages and of `--after`/`--before`.
+    pub const TIMEZONE: Text = text("timezone", "Europe/Helsinki");
+    /// How far ahead a visit is booked, and the span reconciliation reads.
+    pub const HORIZON_DAYS: Int = int("horizon_days", 14, 1, 90);
+    /// The earliest visit, this many hours from now.
+    pub const LEAD_HOURS: Int = int("lead_hours", 24, 0, 24 * 30);
+    pub const AUTO_BOOK: Flag = Flag {
+        name: "auto_book",
+        default: false,
+    };
+    /// Hourly, like `[webhook] reconcile`, in `[schedule] timezone`.
+    pub const RECONCILE: Text = text("reconcile", "0 0 * * * *");
+
+    /// `[slotti.messages]`: the hold message Tampuuri gets, with the placeholders of
+    /// `crate::slotti::config::PLACEHOLDERS`.
+    pub(crate) mod messages {
+        use super::super::*;
+        pub const SECTION: &str = "slotti.messages";
+        pub const BOOKED: Text = text("booked", "Huoltokäynti varattu {paiva} klo {alku}–{loppu}.");
+        pub const MOVED: Text = text(
+            "moved",
+            "Huoltokäynti siirretty: uusi aika {paiva} klo {alku}–{loppu}.",
+        );
+        pub const CANCELLED: Text = text(
+            "cancelled",
+            "Huoltokäynti {paiva} klo {alku}–{loppu} on peruttu. Otamme yhteyttä uudesta ajasta.",
+        );
+    }
+
+    /// `[slotti.webhook]`: Slotti's deliveries, on the `[webhook]` listener.
+    pub(crate) mod webhook {
+        use super::super::*;
+        pub const SECTION: &str = "slotti.webhook";
+        pub const PATH: Text = text("path", "/slotti/webhook");
+    }
+}
+
 /// `[[pricing]]` entries; without any, [`crate::cost::default_pricing`].
 pub(crate) mod pricing {
     use super::*;

@@ -128,6 +128,28 @@ impl Config {
         r.inline.extend(api_found.inline);
         r.unread.extend(api_found.unread);
         let accounts = r.accounts(&mut root, &globals);
+        let slotti = crate::slotti::config::read(
+            root.remove(keys::slotti::SECTION),
+            &mut r,
+            webhook.as_ref().map(|w| w.path.as_str()),
+            schedule.timezone,
+        );
+        if let Some(s) = &slotti {
+            let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
+            for (key, message) in crate::slotti::config::unknown_accounts(s, &names) {
+                r.error(&key, &message);
+            }
+            // Slotti's calls are metered under this name in `api_calls`.
+            if let Some(i) = names.iter().position(|n| n == crate::slotti::METER_ACCOUNT) {
+                r.error(
+                    &format!("accounts[{i}].name"),
+                    &format!(
+                        "{:?} is the name Slotti's API calls are metered under: rename this account",
+                        crate::slotti::METER_ACCOUNT
+                    ),
+                );
+            }
+        }
         r.finish(root, "");
 
         if !r.errors.is_empty() {
@@ -151,6 +173,7 @@ impl Config {
                 webhook,
                 subscribers,
                 api,
+                slotti,
                 accounts,
                 unread_secrets: r.unread,
             },

@@ -15,7 +15,7 @@
 //! inline-secret warning). The API packages priced by `cost` are the domain's
 //! ([`crate::cost::Package`]); the config only reads them from `[[pricing]]`.
 
-mod keys;
+pub(crate) mod keys;
 mod load;
 mod reader;
 mod secrets;

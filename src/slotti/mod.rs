@@ -1,9 +1,1092 @@
-//! Slotti, the booking calendar where technician visits are booked.
+//! The Slotti boundary: its `[slotti]` config ([`config`]) and an HTTP client for its two
+//! APIs, the booking page's `booking/{tili}/api/v2/` (services, resources, free times, new
+//! bookings) and the account's `api/v1/` (bookings, customers, webhooks). Slotti's wire types
+//! stay in the private `wire` module; callers get the types below.
 //!
 //! Domain parts that need no HTTP: [`message`] renders what the resident reads in Tampuuri,
 //! [`slots`] chooses free slots and splits date ranges into Slotti's 30-day windows, and
 //! [`resident`] makes the booking's customer from a ticket's reporter.
+//!
+//! The client keeps the Tampuuri client's standard: a timeout on every request, reads retried
+//! with the one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
+//! `[tampuuri.retry] max_delay_ms`; a longer one ends the call with the error),
+//! timeouts and connection errors, up to `[tampuuri.retry] max_attempts`; a write (a booking, a
+//! webhook registration or deletion) is resent only when it surely did not reach Slotti (it
+//! never connected, or a 429). Any other failure of a write is [`SlottiError::InDoubt`]: the
+//! caller looks (`GET bookings`, `GET webhooks`) before sending it again. No redirect is
+//! followed, bodies are read up to `[tampuuri] max_response_bytes`, an unreadable answer is an
+//! error naming its endpoint. Calls are metered per endpoint into `api_calls` under
+//! [`METER_ACCOUNT`] (shown by `status`; Slotti is not billed by `cost`).
+//!
+//! Authentication: the seed's "Autentikointi" covers Slotti's interfaces: HTTP Basic with the API
+//! key as the user name and no password. It is sent on both APIs (both live on `base_url`'s
+//! origin, so the key never goes anywhere else); `api/v1/` requires it. The key never appears
+//! in an error: a body excerpt that quotes it has it replaced by `***`.
+//!
+//! Assumed, since the seed is silent: a taken slot is refused with 409, or with 400/422 whose
+//! body says so (`taken`, `not available`, `varattu`, `ei vapaa`…): [`SlottiError::SlotTaken`].
+//! The answer to `POST bookings/` is read as a booking object when it is one; any other 2xx
+//! body means "booked, guid unknown".
 
+pub mod config;
 pub mod message;
 pub mod resident;
 pub mod slots;
+mod wire;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use chrono::{DateTime, FixedOffset, Utc};
+use reqwest::header::HeaderValue;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::backoff::Backoff;
+use crate::config::{Config, RetryConfig};
+use crate::store::Handle;
+use crate::tampuuri::{
+    Body, ERROR_BODY_BYTES, error_chain, parse_retry_after, read_body, show_header,
+};
+use crate::time;
+use config::SlottiConfig;
+
+/// The `account` of Slotti's calls in `api_calls`; no `[[accounts]]` entry may have this name
+/// when `[slotti]` is set (the loader refuses it).
+pub const METER_ACCOUNT: &str = "slotti";
+
+
+/// `GET customers` returns at most this many per page (the seed's default and maximum).
+pub const MAX_CUSTOMERS_LIMIT: u32 = 20;
+
+/// The webhook topics `slotti webhook register` asks for.
+pub const TOPICS: [&str; 3] = ["booking.created", "booking.modified", "booking.deleted"];
+
+/// Route templates, as metered in `api_calls`.
+pub mod endpoint {
+    pub const SERVICES: &str = "GET booking/services";
+    pub const RESOURCES: &str = "GET booking/resources";
+    pub const AVAILABILITY: &str = "POST booking/bookings/serviceavailability";
+    pub const BOOK: &str = "POST booking/bookings";
+    pub const BOOKINGS: &str = "GET api/bookings";
+    pub const CUSTOMERS: &str = "GET api/customers";
+    pub const WEBHOOK_CREATE: &str = "POST api/webhooks";
+    pub const WEBHOOKS: &str = "GET api/webhooks";
+    pub const WEBHOOK_DELETE: &str = "DELETE api/webhooks/{guid}";
+}
+
+/// A service Slotti offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub guid: String,
+    /// The Finnish name (else the first translation's).
+    pub name: String,
+    pub duration_minutes: Option<u32>,
+    /// The resources that provide it.
+    pub provider_guids: Vec<String>,
+    pub only_bookable_by_phone: bool,
+}
+
+/// A resource (a technician).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resource {
+    pub guid: String,
+    pub id: i64,
+    pub name: String,
+}
+
+/// A free time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Slot {
+    pub resource_guid: String,
+    pub resource_id: i64,
+    pub start: DateTime<FixedOffset>,
+    pub end: DateTime<FixedOffset>,
+}
+
+/// A booking as `GET bookings` has it (customer data is left in `raw` only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Booking {
+    pub guid: String,
+    pub resource_guid: Option<String>,
+    pub created: Option<String>,
+    pub modified: Option<String>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub info: Option<String>,
+    pub private_notes: Option<String>,
+    pub service_guids: Vec<String>,
+    /// The booking object as Slotti sent it.
+    pub raw: Value,
+}
+
+/// The resident a booking is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// `fi` unless said otherwise.
+    pub language: String,
+}
+
+/// A new booking: a free time ([`Slot`]) of one resource, for one resident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookingRequest {
+    pub resource_id: i64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub customer: Contact,
+    /// What whoever reads the calendar sees (it carries the correlation marker).
+    pub info: Option<String>,
+    pub service_guid: String,
+    pub duration_minutes: u32,
+    pub any_provider: bool,
+}
+
+/// A customer of `GET customers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Customer {
+    pub guid: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+/// One page of `GET customers`: how many match in all, and this page's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerPage {
+    pub count: u64,
+    pub items: Vec<Customer>,
+}
+
+/// A registered webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Webhook {
+    pub guid: String,
+    #[serde(rename = "deliveryUrl")]
+    pub delivery_url: String,
+    pub topics: Vec<String>,
+}
+
+/// A webhook to register.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub delivery_url: reqwest::Url,
+    pub topics: Vec<String>,
+    /// For `X-Slotti-Digest`.
+    pub secret: Option<SecretString>,
+    pub auth_user: Option<String>,
+    pub auth_password: Option<SecretString>,
+}
+
+/// What went wrong with a Slotti call, as the caller branches on it: transient (try later),
+/// in doubt (a write that may have reached Slotti: look before resending) or permanent.
+/// Messages name the endpoint and quote at most a short excerpt of Slotti's answer; never the
+/// API key.
+#[derive(Debug, thiserror::Error)]
+pub enum SlottiError {
+    #[error("Slotti: {endpoint}: the API key was refused (HTTP {status}): check [slotti] api_key")]
+    Auth { endpoint: &'static str, status: u16 },
+    #[error("Slotti: {endpoint}: rate limited (HTTP 429) on every attempt")]
+    RateLimited {
+        endpoint: &'static str,
+        retry_after: Option<Duration>,
+    },
+    /// A read that failed on Slotti's side on every attempt.
+    #[error("Slotti: {endpoint}: Slotti failed (HTTP {status}): {message}")]
+    Server {
+        endpoint: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// It never connected: nothing reached Slotti.
+    #[error("Slotti: {endpoint}: cannot reach Slotti: {detail}")]
+    Unreachable {
+        endpoint: &'static str,
+        detail: String,
+    },
+    /// A read sent whose answer never came whole (a timeout, a lost connection).
+    #[error("Slotti: {endpoint}: no answer: {detail}")]
+    NoAnswer {
+        endpoint: &'static str,
+        detail: String,
+    },
+    /// A write that may have reached Slotti (a timeout or lost connection after sending, a 5xx,
+    /// a redirect): look before sending it again.
+    #[error("Slotti: {endpoint}: the outcome is unknown (it may have reached Slotti): {detail}")]
+    InDoubt {
+        endpoint: &'static str,
+        /// The HTTP status, when one came back.
+        status: Option<u16>,
+        detail: String,
+    },
+    /// The booking's time is no longer free: ask for availability again.
+    #[error("Slotti: {endpoint}: the time is not free any more (HTTP {status}): {message}")]
+    SlotTaken {
+        endpoint: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("Slotti: {endpoint}: Slotti rejected the request (HTTP {status}): {message}")]
+    Rejected {
+        endpoint: &'static str,
+        status: u16,
+        message: String,
+    },
+    #[error("Slotti: {endpoint}: not found (HTTP 404)")]
+    NotFound { endpoint: &'static str },
+    #[error(
+        "Slotti: {endpoint}: Slotti answered HTTP {status}, a redirect to {location}; not followed (requests go to [slotti] base_url only: check it)"
+    )]
+    Redirect {
+        endpoint: &'static str,
+        status: u16,
+        location: String,
+    },
+    #[error("Slotti: {endpoint}: unreadable response: {detail}")]
+    Malformed {
+        endpoint: &'static str,
+        detail: String,
+    },
+    #[error(
+        "Slotti: {endpoint}: the response is larger than [tampuuri] max_response_bytes = {limit}; not read further"
+    )]
+    TooLarge { endpoint: &'static str, limit: u64 },
+    /// The request cannot be made (a bad argument, a key HTTP cannot carry); nothing was sent.
+    #[error("Slotti: {endpoint}: {detail}; nothing was sent")]
+    Invalid {
+        endpoint: &'static str,
+        detail: String,
+    },
+}
+
+impl SlottiError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SlottiError::RateLimited { .. }
+                | SlottiError::Server { .. }
+                | SlottiError::Unreachable { .. }
+                | SlottiError::NoAnswer { .. }
+                | SlottiError::InDoubt { .. }
+                | SlottiError::Malformed { .. }
+        )
+    }
+
+    /// Whether a write may have reached Slotti: look before resending it.
+    pub fn in_doubt(&self) -> bool {
+        matches!(self, SlottiError::InDoubt { .. })
+    }
+}
+
+/// Whether a call may be repeated blindly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+}
+
+/// Calls made, by endpoint template.
+pub type CallCounts = BTreeMap<&'static str, u64>;
+
+/// A Slotti client for one `[slotti]` section.
+pub struct Client {
+    http: reqwest::Client,
+    /// `base_url` + `booking/{tili}/api/v2/`.
+    booking: reqwest::Url,
+    /// `base_url` + `api/v1/`.
+    api: reqwest::Url,
+    /// `Authorization: Basic base64(key + ":")`, or why the key cannot be sent.
+    auth: Result<HeaderValue, String>,
+    /// What never appears in an error text: the key and its Basic form.
+    hidden: Vec<String>,
+    retry: RetryConfig,
+    max_response_bytes: u64,
+    meter: Arc<Mutex<CallCounts>>,
+}
+
+impl Client {
+    /// A client for `config.slotti`, with `[tampuuri]`'s timeout, retry and body cap. Refuses a
+    /// config loaded without its secrets.
+    pub fn new(config: &Config, slotti: &SlottiConfig) -> anyhow::Result<Client> {
+        if let Some(key) = config
+            .unread_secrets
+            .iter()
+            .find(|k| k.starts_with("slotti."))
+        {
+            anyhow::bail!(
+                "{}: the config was loaded without its secrets ({key}), so it cannot call Slotti",
+                config.source.display()
+            );
+        }
+        crate::tampuuri::install_tls_provider();
+        let timeout = config.tampuuri.timeout;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(config.tampuuri.software_version.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let booking = slotti
+            .base_url
+            .join(&format!("booking/{}/api/v2/", slotti.booking_account))?;
+        let api = slotti.base_url.join("api/v1/")?;
+        let key = slotti.api_key.expose_secret();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        let auth = HeaderValue::from_str(&format!("Basic {basic}"))
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| {
+                "[slotti] api_key holds a character an HTTP header cannot carry".to_owned()
+            });
+        let hidden = [key.to_owned(), basic]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect();
+        Ok(Client {
+            http,
+            booking,
+            api,
+            auth,
+            hidden,
+            retry: config.tampuuri.retry.clone(),
+            max_response_bytes: config.tampuuri.max_response_bytes,
+            meter: Default::default(),
+        })
+    }
+
+    /// Meters the calls sent since they were last recorded into the store's `api_calls` under
+    /// [`METER_ACCOUNT`], by endpoint, on today's Helsinki day; answers how many. If the store
+    /// cannot take them they stay counted here and the error is returned.
+    pub async fn record_calls(&self, store: &Handle) -> anyhow::Result<u64> {
+        let calls = std::mem::take(&mut *self.meter());
+        if calls.is_empty() {
+            return Ok(0);
+        }
+        let n = calls.values().sum();
+        let (day, kept) = (time::local_day(time::now()), calls.clone());
+        if let Err(e) = store
+            .call(move |s| s.record_calls(METER_ACCOUNT, &day, calls.iter().map(|(e, n)| (*e, *n))))
+            .await
+        {
+            let mut meter = self.meter();
+            for (endpoint, k) in kept {
+                *meter.entry(endpoint).or_default() += k;
+            }
+            return Err(e.context(format!("cannot meter {n} Slotti API call(s) in the store")));
+        }
+        Ok(n)
+    }
+
+    /// Calls sent and not yet recorded.
+    pub fn unrecorded_calls(&self) -> u64 {
+        self.meter().values().sum()
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, CallCounts> {
+        self.meter.lock().expect("meter poisoned")
+    }
+
+    /// `GET services`.
+    pub async fn services(&self) -> Result<Vec<Service>, SlottiError> {
+        let url = self.url(endpoint::SERVICES, &self.booking, "services")?;
+        self.call(
+            endpoint::SERVICES,
+            Method::GET,
+            url,
+            None,
+            Kind::Read,
+            wire::parse_services,
+        )
+        .await
+    }
+
+    /// `GET resources`.
+    pub async fn resources(&self) -> Result<Vec<Resource>, SlottiError> {
+        let url = self.url(endpoint::RESOURCES, &self.booking, "resources")?;
+        self.call(
+            endpoint::RESOURCES,
+            Method::GET,
+            url,
+            None,
+            Kind::Read,
+            wire::parse_resources,
+        )
+        .await
+    }
+
+    /// `POST bookings/serviceavailability`: the free times of `service_guid` (lasting
+    /// `duration_minutes`) between `start` and `end`, of one resource or of any; sorted by start.
+    pub async fn availability(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        service_guid: &str,
+        duration_minutes: u32,
+        resource_id: Option<i64>,
+    ) -> Result<Vec<Slot>, SlottiError> {
+        let e = endpoint::AVAILABILITY;
+        if end <= start {
+            return Err(SlottiError::Invalid {
+                endpoint: e,
+                detail: format!("the range ends ({end}) before it starts ({start})"),
+            });
+        }
+        let url = self.url(e, &self.booking, "bookings/serviceavailability")?;
+        let body = wire::availability_body(start, end, service_guid, duration_minutes, resource_id);
+        // A query: asking twice changes nothing.
+        self.call(
+            e,
+            Method::POST,
+            url,
+            Some(&body),
+            Kind::Read,
+            wire::parse_availability,
+        )
+        .await
+    }
+
+    /// `POST bookings/`: books a free time. `Ok(Some)` with the booking when the answer is one,
+    /// `Ok(None)` when Slotti accepted it with another answer (look its guid up in
+    /// [`Client::bookings`]). Never resent unless it surely did not reach Slotti; a time taken
+    /// meanwhile is [`SlottiError::SlotTaken`].
+    pub async fn book(&self, request: &BookingRequest) -> Result<Option<Booking>, SlottiError> {
+        let e = endpoint::BOOK;
+        let url = self.url(e, &self.booking, "bookings/")?;
+        let body = wire::booking_body(request);
+        self.call(e, Method::POST, url, Some(&body), Kind::Write, |b| {
+            Ok(wire::parse_booked(b))
+        })
+        .await
+    }
+
+    /// `GET bookings?from&to` over any range: windows of at most [`slots::MAX_WINDOW_DAYS`] days,
+    /// merged, each guid once (the last window's copy), sorted by start.
+    pub async fn bookings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Booking>, SlottiError> {
+        let e = endpoint::BOOKINGS;
+        let mut all: Vec<Booking> = Vec::new();
+        for (a, b) in slots::windows(from, to, slots::MAX_WINDOW_DAYS) {
+            let mut url = self.url(e, &self.api, "bookings/")?;
+            url.query_pairs_mut()
+                .append_pair("from", &wire::format_time(a))
+                .append_pair("to", &wire::format_time(b));
+            let got = self
+                .call(e, Method::GET, url, None, Kind::Read, wire::parse_bookings)
+                .await?;
+            all.extend(got);
+        }
+        let mut seen = HashSet::new();
+        let mut out: Vec<Booking> = all
+            .into_iter()
+            .rev()
+            .filter(|b| seen.insert(b.guid.clone()))
+            .collect();
+        out.sort_by(|a, b| (a.start, &a.guid).cmp(&(b.start, &b.guid)));
+        Ok(out)
+    }
+
+    /// `GET customers?searchTerm&limit&offset`; `limit` is 1 to [`MAX_CUSTOMERS_LIMIT`].
+    pub async fn customers(
+        &self,
+        search: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<CustomerPage, SlottiError> {
+        let e = endpoint::CUSTOMERS;
+        if !(1..=MAX_CUSTOMERS_LIMIT).contains(&limit) {
+            return Err(SlottiError::Invalid {
+                endpoint: e,
+                detail: format!("limit {limit} must be from 1 to {MAX_CUSTOMERS_LIMIT}"),
+            });
+        }
+        let mut url = self.url(e, &self.api, "customers")?;
+        url.query_pairs_mut()
+            .append_pair("searchTerm", search)
+            .append_pair("limit", &limit.to_string())
+            .append_pair("offset", &offset.to_string());
+        self.call(e, Method::GET, url, None, Kind::Read, wire::parse_customers)
+            .await
+    }
+
+    /// `POST webhooks/`: registers a webhook, answers its id.
+    pub async fn register_webhook(&self, w: &NewWebhook) -> Result<String, SlottiError> {
+        let e = endpoint::WEBHOOK_CREATE;
+        let url = self.url(e, &self.api, "webhooks/")?;
+        let body = wire::webhook_body(w);
+        self.call(
+            e,
+            Method::POST,
+            url,
+            Some(&body),
+            Kind::Write,
+            wire::parse_webhook_id,
+        )
+        .await
+    }
+
+    /// `GET webhooks`.
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>, SlottiError> {
+        let e = endpoint::WEBHOOKS;
+        let url = self.url(e, &self.api, "webhooks")?;
+        self.call(e, Method::GET, url, None, Kind::Read, wire::parse_webhooks)
+            .await
+    }
+
+    /// `DELETE webhooks/{guid}`; a guid Slotti does not know is [`SlottiError::NotFound`].
+    pub async fn delete_webhook(&self, guid: &str) -> Result<(), SlottiError> {
+        let e = endpoint::WEBHOOK_DELETE;
+        if guid.is_empty() || !guid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(SlottiError::Invalid {
+                endpoint: e,
+                detail: format!("{guid:?} is not a webhook guid (letters, digits and -)"),
+            });
+        }
+        let url = self.url(e, &self.api, &format!("webhooks/{guid}"))?;
+        self.call(e, Method::DELETE, url, None, Kind::Write, |_| Ok(()))
+            .await
+    }
+
+    fn url(
+        &self,
+        endpoint: &'static str,
+        base: &reqwest::Url,
+        path: &str,
+    ) -> Result<reqwest::Url, SlottiError> {
+        base.join(path).map_err(|e| SlottiError::Invalid {
+            endpoint,
+            detail: format!("bad URL: {e}"),
+        })
+    }
+
+    /// One call: attempts until one succeeds or [`classify`] says its failure is final, at most
+    /// `[tampuuri.retry] max_attempts` times, waiting the backoff delay (or `Retry-After`, when
+    /// longer) in between.
+    async fn call<T>(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        url: reqwest::Url,
+        body: Option<&Value>,
+        kind: Kind,
+        parse: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, SlottiError> {
+        let auth = self
+            .auth
+            .clone()
+            .map_err(|detail| SlottiError::Invalid { endpoint, detail })?;
+        let call = Call {
+            endpoint,
+            kind,
+            max_response_bytes: self.max_response_bytes,
+            hidden: &self.hidden,
+        };
+        let delays = Backoff::jittered(self.retry.initial_delay, self.retry.max_delay);
+        let mut attempt = 1;
+        loop {
+            let reply = self
+                .exchange(endpoint, method.clone(), url.clone(), body, auth.clone())
+                .await;
+            let failure = match classify(&call, reply, &parse) {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            if !failure.retry || attempt >= self.retry.max_attempts {
+                return Err(failure.error);
+            }
+            // A `Retry-After` longer than the longest backoff delay ends the call: the caller
+            // has the error (with it) and comes back later, rather than this call hanging.
+            if failure
+                .retry_after
+                .is_some_and(|d| d > self.retry.max_delay)
+            {
+                return Err(failure.error);
+            }
+            let delay = delays
+                .delay(attempt)
+                .max(failure.retry_after.unwrap_or_default());
+            tracing::warn!(endpoint, attempt, delay_ms = delay.as_millis() as u64, error = %failure.error, "Retrying a Slotti call.");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Sends one request and reads what comes back (a body up to its cap), metering it unless
+    /// it never connected.
+    async fn exchange(
+        &self,
+        endpoint: &'static str,
+        method: Method,
+        url: reqwest::Url,
+        body: Option<&Value>,
+        auth: HeaderValue,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .request(method, url)
+            .header(reqwest::header::AUTHORIZATION, auth);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Reply::Unreached(error_chain(e)),
+            Err(e) => {
+                *self.meter().entry(endpoint).or_default() += 1;
+                return Reply::Lost(error_chain(e));
+            }
+        };
+        *self.meter().entry(endpoint).or_default() += 1;
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(show_header);
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(parse_retry_after);
+        let body = if status.is_redirection() {
+            Body::Whole(Vec::new())
+        } else {
+            let cap = if status.is_success() {
+                self.max_response_bytes
+            } else {
+                self.max_response_bytes.min(ERROR_BODY_BYTES)
+            };
+            match read_body(resp, cap).await {
+                Ok(b) => b,
+                Err(e) => return Reply::Lost(error_chain(e)),
+            }
+        };
+        Reply::Answer(Answer {
+            status,
+            location,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// Who calls what, as [`classify`] needs it.
+struct Call<'a> {
+    endpoint: &'static str,
+    kind: Kind,
+    max_response_bytes: u64,
+    /// Never quoted in an error.
+    hidden: &'a [String],
+}
+
+/// What one request came to.
+enum Reply {
+    /// It never connected: nothing reached Slotti.
+    Unreached(String),
+    /// Sent, but no whole answer came back: Slotti may have acted on it.
+    Lost(String),
+    Answer(Answer),
+}
+
+struct Answer {
+    status: StatusCode,
+    location: Option<String>,
+    retry_after: Option<Duration>,
+    body: Body,
+}
+
+/// One attempt's failure, and whether to try again.
+#[derive(Debug)]
+struct Failure {
+    error: SlottiError,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+/// The decision about one request: its value, or which [`SlottiError`] it is and whether it
+/// may be tried again. Pure, so that every kind of answer is checked in a table.
+///
+/// A read retries every transient failure. A write retries only what surely did not reach
+/// Slotti (it never connected; a 429, refused before acting); a lost answer, a 5xx or a
+/// redirect to a write is [`SlottiError::InDoubt`].
+fn classify<T>(
+    call: &Call<'_>,
+    reply: Reply,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, Failure> {
+    let endpoint = call.endpoint;
+    let write = call.kind == Kind::Write;
+    let fail = |error: SlottiError, retry: bool| Failure {
+        retry,
+        error,
+        retry_after: None,
+    };
+    let answer = match reply {
+        Reply::Unreached(detail) => {
+            return Err(fail(SlottiError::Unreachable { endpoint, detail }, true));
+        }
+        Reply::Lost(detail) => {
+            let detail = format!("timeout or connection lost after sending: {detail}");
+            return Err(if write {
+                fail(
+                    SlottiError::InDoubt {
+                        endpoint,
+                        status: None,
+                        detail,
+                    },
+                    false,
+                )
+            } else {
+                fail(SlottiError::NoAnswer { endpoint, detail }, true)
+            });
+        }
+        Reply::Answer(a) => a,
+    };
+    let status = answer.status;
+    let code = status.as_u16();
+    if status.is_redirection() {
+        let location = answer
+            .location
+            .unwrap_or_else(|| "(no Location)".to_owned());
+        let error = if write {
+            SlottiError::InDoubt {
+                endpoint,
+                status: Some(code),
+                detail: format!(
+                    "HTTP {code}, a redirect to {location}, not followed; whether Slotti acted first cannot be told"
+                ),
+            }
+        } else {
+            SlottiError::Redirect {
+                endpoint,
+                status: code,
+                location,
+            }
+        };
+        return Err(fail(error, false));
+    }
+    let bytes = match answer.body {
+        Body::Whole(b) => b,
+        Body::Truncated(b) if !status.is_success() => b,
+        Body::Truncated(_) => {
+            let limit = call.max_response_bytes;
+            // A write's effect happened; only its answer is too large to read.
+            return Err(fail(SlottiError::TooLarge { endpoint, limit }, false));
+        }
+    };
+    if status.is_success() {
+        return parse(&bytes).map_err(|detail| {
+            let detail = scrub(&detail, call.hidden);
+            if write {
+                // Slotti took it; what it made cannot be read: look before doing it again.
+                let detail = format!(
+                    "Slotti accepted it (HTTP {code}), but its answer is unreadable: {detail}"
+                );
+                fail(
+                    SlottiError::InDoubt {
+                        endpoint,
+                        status: Some(code),
+                        detail,
+                    },
+                    false,
+                )
+            } else {
+                fail(SlottiError::Malformed { endpoint, detail }, true)
+            }
+        });
+    }
+    let message = excerpt(&bytes, call.hidden);
+    let error = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SlottiError::Auth {
+            endpoint,
+            status: code,
+        },
+        StatusCode::TOO_MANY_REQUESTS => {
+            return Err(Failure {
+                error: SlottiError::RateLimited {
+                    endpoint,
+                    retry_after: answer.retry_after,
+                },
+                retry: true,
+                retry_after: answer.retry_after,
+            });
+        }
+        StatusCode::NOT_FOUND => SlottiError::NotFound { endpoint },
+        StatusCode::CONFLICT if endpoint == endpoint::BOOK => SlottiError::SlotTaken {
+            endpoint,
+            status: code,
+            message,
+        },
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            if endpoint == endpoint::BOOK && says_taken(&message) =>
+        {
+            SlottiError::SlotTaken {
+                endpoint,
+                status: code,
+                message,
+            }
+        }
+        s if s.is_server_error() && write => SlottiError::InDoubt {
+            endpoint,
+            status: Some(code),
+            detail: format!("HTTP {code}: {message}"),
+        },
+        s if s.is_server_error() => {
+            return Err(fail(
+                SlottiError::Server {
+                    endpoint,
+                    status: code,
+                    message,
+                },
+                true,
+            ));
+        }
+        _ => SlottiError::Rejected {
+            endpoint,
+            status: code,
+            message,
+        },
+    };
+    Err(fail(error, false))
+}
+
+/// Whether a refusal's text says the time is not free (the seed documents no error codes).
+fn says_taken(message: &str) -> bool {
+    let m = message.to_lowercase();
+    [
+        "taken",
+        "not available",
+        "unavailable",
+        "not free",
+        "already booked",
+        "already reserved",
+        "overlap",
+        "conflict",
+        "varattu",
+        "ei vapaa",
+        "ei ole vapaa",
+        "päällekkäi",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
+}
+
+/// At most this many characters of an error answer are quoted.
+const EXCERPT_CHARS: usize = 200;
+
+/// The start of an error answer, as text, without any hidden value.
+fn excerpt(body: &[u8], hidden: &[String]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = scrub(text.trim(), hidden);
+    let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
+    if text.chars().count() > EXCERPT_CHARS {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push_str("(no body)");
+    }
+    out
+}
+
+fn scrub(text: &str, hidden: &[String]) -> String {
+    hidden
+        .iter()
+        .fold(text.to_owned(), |t, h| t.replace(h.as_str(), "***"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Reply {
+        Reply::Answer(Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            location: None,
+            retry_after: None,
+            body: Body::Whole(body.as_bytes().to_vec()),
+        })
+    }
+
+    /// The variant and whether it is retried, for `endpoint` as `kind`.
+    fn decided(endpoint: &'static str, kind: Kind, reply: Reply) -> String {
+        let hidden = ["sekret-key".to_owned()];
+        let call = Call {
+            endpoint,
+            kind,
+            max_response_bytes: 1000,
+            hidden: &hidden,
+        };
+        let parse = |b: &[u8]| -> Result<i64, String> {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| "not a number".to_owned())
+        };
+        match classify(&call, reply, parse) {
+            Ok(v) => format!("Ok({v})"),
+            Err(f) => {
+                let debug = format!("{:?}", f.error);
+                let variant = debug
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                format!("{variant} retry={}", f.retry)
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_of_answer_is_classified_for_reads_and_writes() {
+        use endpoint::{BOOK, BOOKINGS, WEBHOOK_CREATE};
+        let redirect = || {
+            Reply::Answer(Answer {
+                status: StatusCode::SEE_OTHER,
+                location: Some("http://elsewhere/".into()),
+                retry_after: None,
+                body: Body::Whole(Vec::new()),
+            })
+        };
+        type Row = (&'static str, &'static str, fn() -> Reply, &'static str);
+        let table: Vec<Row> = vec![
+            ("read 200", BOOKINGS, || answer(200, "7"), "Ok(7)"),
+            (
+                "read 200 malformed",
+                BOOKINGS,
+                || answer(200, "x"),
+                "Malformed retry=true",
+            ),
+            (
+                "write 200 malformed",
+                WEBHOOK_CREATE,
+                || answer(200, "x"),
+                "InDoubt retry=false",
+            ),
+            (
+                "read 503",
+                BOOKINGS,
+                || answer(503, ""),
+                "Server retry=true",
+            ),
+            ("write 503", BOOK, || answer(503, ""), "InDoubt retry=false"),
+            (
+                "read 429",
+                BOOKINGS,
+                || answer(429, ""),
+                "RateLimited retry=true",
+            ),
+            (
+                "write 429",
+                BOOK,
+                || answer(429, ""),
+                "RateLimited retry=true",
+            ),
+            ("read 401", BOOKINGS, || answer(401, ""), "Auth retry=false"),
+            (
+                "read 404",
+                BOOKINGS,
+                || answer(404, ""),
+                "NotFound retry=false",
+            ),
+            (
+                "book 409",
+                BOOK,
+                || answer(409, "{}"),
+                "SlotTaken retry=false",
+            ),
+            (
+                "book 422 taken",
+                BOOK,
+                || answer(422, r#"{"error": "Time is not available"}"#),
+                "SlotTaken retry=false",
+            ),
+            (
+                "book 400 varattu",
+                BOOK,
+                || answer(400, "Aika on jo varattu"),
+                "SlotTaken retry=false",
+            ),
+            (
+                "book 400 other",
+                BOOK,
+                || answer(400, r#"{"error": "email required"}"#),
+                "Rejected retry=false",
+            ),
+            (
+                "webhook 409",
+                WEBHOOK_CREATE,
+                || answer(409, "exists"),
+                "Rejected retry=false",
+            ),
+            ("read redirect", BOOKINGS, redirect, "Redirect retry=false"),
+            ("write redirect", BOOK, redirect, "InDoubt retry=false"),
+            (
+                "read unreached",
+                BOOKINGS,
+                || Reply::Unreached("refused".into()),
+                "Unreachable retry=true",
+            ),
+            (
+                "write unreached",
+                BOOK,
+                || Reply::Unreached("refused".into()),
+                "Unreachable retry=true",
+            ),
+            (
+                "read lost",
+                BOOKINGS,
+                || Reply::Lost("reset".into()),
+                "NoAnswer retry=true",
+            ),
+            (
+                "write lost",
+                BOOK,
+                || Reply::Lost("reset".into()),
+                "InDoubt retry=false",
+            ),
+        ];
+        for (what, endpoint, reply, want) in table {
+            let kind = if [BOOK, WEBHOOK_CREATE].contains(&endpoint) {
+                Kind::Write
+            } else {
+                Kind::Read
+            };
+            assert_eq!(decided(endpoint, kind, reply()), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_error_quotes_a_short_excerpt_and_never_the_key() {
+        let hidden = ["sekret-key".to_owned()];
+        let call = Call {
+            endpoint: endpoint::BOOK,
+            kind: Kind::Write,
+            max_response_bytes: 1000,
+            hidden: &hidden,
+        };
+        let long = format!("bad key sekret-key {}", "x".repeat(500));
+        let e = classify(&call, answer(400, &long), |_| Ok(()))
+            .unwrap_err()
+            .error;
+        let text = e.to_string();
+        assert!(
+            text.contains("HTTP 400") && text.contains("bad key ***"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("sekret-key") && text.chars().count() < 320,
+            "{text}"
+        );
+    }
+}

@@ -37,7 +37,7 @@ use rusqlite_migration::{M, Migrations, SchemaVersion};
 pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
-pub use queries::{AccountStatus, TicketFilter, TicketRow};
+pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
 pub use subscribers::SubscriberRow;
 pub use visits::{

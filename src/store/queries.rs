@@ -76,6 +76,14 @@ pub struct AccountStatus {
     pub dead_letters: u64,
 }
 
+/// The calls metered under one key of `api_calls`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CallsOf {
+    pub calls_today: u64,
+    pub calls_this_month: u64,
+    pub calls_by_endpoint_today: Vec<(String, u64)>,
+}
+
 impl Store {
     /// Mirrored tickets, by account and id.
     pub fn tickets(&self, f: &TicketFilter) -> anyhow::Result<Vec<TicketRow>> {
@@ -89,6 +97,28 @@ impl Store {
             .query_map(params![f.account, f.state, f.all], super::api::ticket_row)?
             .collect::<Result<_, _>>()?;
         Ok(rows)
+    }
+
+    /// The calls metered under `account` (any key of `api_calls`, such as Slotti's): today,
+    /// this month, and today's by endpoint; `day` and `month` as for [`Store::account_status`].
+    pub fn calls_of(&self, account: &str, day: &str, month: &str) -> anyhow::Result<CallsOf> {
+        let (today, this_month) = self.conn.query_row(
+            "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
+             FROM api_calls WHERE account = ?1 AND substr(day, 1, 7) = ?3",
+            params![account, day, month],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT endpoint, calls FROM api_calls WHERE account = ?1 AND day = ?2 ORDER BY endpoint",
+        )?;
+        let by_endpoint_today = st
+            .query_map(params![account, day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CallsOf {
+            calls_today: today,
+            calls_this_month: this_month,
+            calls_by_endpoint_today: by_endpoint_today,
+        })
     }
 
     /// The status of each named account; `day` and `month` are Helsinki `YYYY-MM-DD` and

@@ -812,10 +812,10 @@ fn refusal(
 }
 
 /// How much of an error answer is read for its message.
-const ERROR_BODY_BYTES: u64 = 64 * 1024;
+pub(crate) const ERROR_BODY_BYTES: u64 = 64 * 1024;
 
 /// A response body read up to a cap.
-enum Body {
+pub(crate) enum Body {
     Whole(Vec<u8>),
     /// The body is longer than the cap (by its `Content-Length`, or as it streamed); what was
     /// read up to the cap.
@@ -824,7 +824,10 @@ enum Body {
 
 /// Reads a body chunk by chunk, never holding more than `cap` bytes of it; a declared
 /// `Content-Length` over the cap is refused before reading.
-async fn read_body(mut resp: reqwest::Response, cap: u64) -> Result<Body, reqwest::Error> {
+pub(crate) async fn read_body(
+    mut resp: reqwest::Response,
+    cap: u64,
+) -> Result<Body, reqwest::Error> {
     if resp.content_length().is_some_and(|n| n > cap) {
         return Ok(Body::Truncated(Vec::new()));
     }
@@ -841,7 +844,7 @@ async fn read_body(mut resp: reqwest::Response, cap: u64) -> Result<Body, reqwes
 }
 
 /// A header value from the server as printable text, bounded in length.
-fn show_header(v: &HeaderValue) -> String {
+pub(crate) fn show_header(v: &HeaderValue) -> String {
     let text = String::from_utf8_lossy(v.as_bytes());
     let mut out: String = text
         .chars()
@@ -855,7 +858,7 @@ fn show_header(v: &HeaderValue) -> String {
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
-fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
     let s = v.to_str().ok()?.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -868,7 +871,7 @@ fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
 
 /// A reqwest error with its whole cause chain ("error sending request: client error
 /// (Connect): tcp connect error: Connection refused (os error 111)"), without the URL.
-fn error_chain(e: reqwest::Error) -> String {
+pub(crate) fn error_chain(e: reqwest::Error) -> String {
     let timed_out = e.is_timeout();
     let e = e.without_url();
     let mut out = e.to_string();

@@ -65,6 +65,30 @@ fn offending_lines(needles: &[&str], exempt: &[&str]) -> (usize, Vec<String>) {
     (scanned, found)
 }
 
+/// Slotti's JSON field names (the seed's), which only `src/slotti/` may use in code.
+const SLOTTI_FIELDS: [&str; 9] = [
+    "serviceLinks",
+    "customerLink",
+    "availableTimes",
+    "durationMinutes",
+    "serviceGuid",
+    "resourceGuid",
+    "deliveryUrl",
+    "authPassword",
+    "privateNotes",
+];
+
+#[test]
+fn slotti_field_names_stay_inside_the_slotti_module() {
+    let (scanned, found) = offending_lines(&SLOTTI_FIELDS, &["src/slotti/", "src/sim/"]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(
+        found.is_empty(),
+        "Slotti field names outside src/slotti (build bodies and parse answers there):\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn tampuuri_field_names_stay_inside_the_tampuuri_module() {
     let (scanned, found) = offending_lines(&FIELDS, &["src/tampuuri/", "src/sim/"]);

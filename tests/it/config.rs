@@ -779,3 +779,103 @@ async fn api_tokens_come_from_files_and_inline_ones_are_warned_about_by_key() {
     );
     assert!(!out.contains("tiny-secret") && !err.contains("tiny-secret"));
 }
+
+const SLOTTI: &str = r#"
+[slotti]
+booking_account = "huoltosim"
+api_key = "slotti-key"
+default_service = "Huoltokäynti 30 min"
+"#;
+
+#[test]
+fn a_slotti_section_is_optional_and_checked_by_key() {
+    check(&format!("{GOOD}{SLOTTI}"), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    assert!(Config::load(&path).unwrap().config.slotti.is_none());
+    std::fs::write(&path, format!("{GOOD}{SLOTTI}")).unwrap();
+    let s = Config::load(&path).unwrap().config.slotti.unwrap();
+    assert_eq!(
+        (
+            s.base_url.as_str(),
+            s.horizon_days,
+            s.lead_hours,
+            s.auto_book
+        ),
+        ("https://slotti.fi/", 14, 24, false)
+    );
+    assert!(
+        !format!("{s:?}").contains("slotti-key"),
+        "the key never prints"
+    );
+
+    let bad = |extra: &str, section: &str| {
+        format!(
+            "{GOOD}{}{section}",
+            SLOTTI.replace("[slotti]\n", &format!("[slotti]\n{extra}\n"))
+        )
+    };
+    check(
+        &bad("timezone = \"Europe/Helsinkii\"", ""),
+        &["slotti.timezone"],
+    );
+    check(&bad("horizon_days = 0", ""), &["slotti.horizon_days"]);
+    check(&bad("api_key_env = \"X\"", ""), &["slotti.api_key"]);
+    check(&bad("reconcile = 5", ""), &["slotti.reconcile"]);
+    check(&bad("colour = \"red\"", ""), &["slotti.colour"]);
+    check(
+        &bad("", "[slotti.messages]\nbooked = \"klo {kello}\"\n"),
+        &["slotti.messages.booked"],
+    );
+    check(
+        &bad("", "[[slotti.rules]]\naccount = \"nobody\"\n"),
+        &["slotti.rules[0].account"],
+    );
+    check(
+        &bad("", "[[slotti.rules]]\naccount = \"a\"\ntechnicians = [1]\n"),
+        &["slotti.rules[0].technicians"],
+    );
+    // [slotti.webhook] path must not be the listener's.
+    let listener = "[webhook]\nlisten = \"127.0.0.1:0\"\nhmac_secret = \"s\"\npath = \"/hooks\"\n";
+    check(
+        &format!(
+            "{listener}{}",
+            bad("", "[slotti.webhook]\npath = \"/hooks/\"\n")
+        ),
+        &["slotti.webhook.path"],
+    );
+    // Slotti's calls are metered as "slotti": no Tampuuri account may be called so.
+    check(
+        &format!("{GOOD}{SLOTTI}").replace("name = \"a\"", "name = \"slotti\""),
+        &["accounts[0].name"],
+    );
+    check(&GOOD.replace("name = \"a\"", "name = \"slotti\""), &[]);
+}
+
+#[tokio::test]
+async fn check_config_names_each_bad_slotti_key_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let text = format!(
+        "{GOOD}{}[slotti.webhook]\nbasic_user = \"u\"\n",
+        SLOTTI
+            .replace("booking_account = \"huoltosim\"\n", "")
+            .replace(
+                "[slotti]\n",
+                "[slotti]\nlead_hours = \"24\"\nbase_url = \"slotti.fi\"\n"
+            )
+    );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, _) = crate::helpers::run_cli(&path, &["check-config"]).await;
+    assert_eq!(code, 2, "{out}");
+    for key in [
+        "slotti.booking_account: missing",
+        "slotti.lead_hours: must be an integer",
+        "slotti.base_url:",
+        "slotti.webhook.basic_user: give both",
+    ] {
+        assert!(out.contains(key), "{key}: {out}");
+    }
+    assert!(!out.contains("slotti-key"), "{out}");
+}
