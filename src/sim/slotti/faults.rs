@@ -143,10 +143,12 @@ pub(super) async fn preamble(
     };
     let f = &mut inner.faults.slotti;
     let rng = &mut s.rng;
+    // One fault a call, in this order, so that each `*_next` hits a call of its own.
     let failed = roll(&mut f.slotti_error_next, f.slotti_error_rate, rng);
-    let limited = roll(&mut f.slotti_rate_limit_next, f.slotti_rate_limit_rate, rng);
-    let dropped = roll(&mut f.slotti_drop_next, f.slotti_drop_rate, rng);
+    let limited = !failed && roll(&mut f.slotti_rate_limit_next, f.slotti_rate_limit_rate, rng);
+    let dropped = !failed && !limited && roll(&mut f.slotti_drop_next, f.slotti_drop_rate, rng);
     let drop_after_apply = call == Call::Book
+        && !(failed || limited || dropped)
         && roll(
             &mut f.slotti_drop_after_apply_next,
             f.slotti_drop_after_apply_rate,
