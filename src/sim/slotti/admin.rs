@@ -28,7 +28,7 @@ fn enabled(sim: &Sim) -> bool {
 /// Every booking, by start, in the shape of `GET bookings`, as a JSON array.
 async fn list(State(sim): State<Sim>) -> Response {
     if !enabled(&sim) {
-        return not_simulated();
+        return not_simulated().into_response();
     }
     Json(sim.slotti_bookings()).into_response()
 }
@@ -40,7 +40,7 @@ async fn patch(
     Json(fields): Json<Map<String, Value>>,
 ) -> Response {
     if !enabled(&sim) {
-        return not_simulated();
+        return not_simulated().into_response();
     }
     match sim.slotti_patch(&guid, &fields) {
         Ok(b) => Json(b).into_response(),
@@ -52,7 +52,7 @@ async fn patch(
 /// Deletes a booking; fires `booking.deleted`.
 async fn remove(State(sim): State<Sim>, Path(guid): Path<String>) -> Response {
     if !enabled(&sim) {
-        return not_simulated();
+        return not_simulated().into_response();
     }
     if sim.slotti_delete(&guid) {
         StatusCode::NO_CONTENT.into_response()
@@ -63,7 +63,7 @@ async fn remove(State(sim): State<Sim>, Path(guid): Path<String>) -> Response {
 
 async fn stats(State(sim): State<Sim>) -> Response {
     if !enabled(&sim) {
-        return not_simulated();
+        return not_simulated().into_response();
     }
     Json(sim.slotti_stats()).into_response()
 }

@@ -16,7 +16,7 @@ use super::super::state::Sim;
 use super::faults::{Call, preamble};
 use super::fields::{self, bad};
 use super::webhooks::{MAX_WEBHOOKS, TOPICS, Webhook};
-use super::{both, calendar, data, error};
+use super::{Refusal, both, calendar, data, error};
 
 /// The longest `GET bookings` window, per the seed.
 const MAX_DAYS: i64 = 30;
@@ -45,7 +45,7 @@ async fn bookings(
     if let Err(r) = preamble(&sim, &h, "GET bookings", Call::Api).await {
         return r;
     }
-    let time = |key: &str| -> Result<_, Response> {
+    let time = |key: &str| -> Result<_, Refusal> {
         let raw = q
             .get(key)
             .filter(|s| !s.is_empty())
@@ -55,20 +55,21 @@ async fn bookings(
     };
     let (from, to) = match (time("from"), time("to")) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     if to < from {
-        return bad("to is before from");
+        return bad("to is before from").into_response();
     }
     if to - from > Duration::days(MAX_DAYS) {
         return bad(format!(
             "from {} to {} is more than {MAX_DAYS} days: ask at most {MAX_DAYS} days at a time",
             q["from"], q["to"]
-        ));
+        ))
+        .into_response();
     }
     let mut inner = sim.lock();
     let Some(s) = inner.slotti.as_mut() else {
-        return super::not_simulated();
+        return super::not_simulated().into_response();
     };
     s.draw_window(from, to);
     let list: Vec<Value> = s
@@ -90,7 +91,7 @@ async fn customers(
     if let Err(r) = preamble(&sim, &h, "GET customers", Call::Api).await {
         return r;
     }
-    let number = |key: &str, default: usize| -> Result<usize, Response> {
+    let number = |key: &str, default: usize| -> Result<usize, Refusal> {
         match q.get(key).filter(|s| !s.is_empty()) {
             None => Ok(default),
             Some(raw) => raw
@@ -100,10 +101,10 @@ async fn customers(
     };
     let (limit, offset) = match (number("limit", MAX_LIMIT), number("offset", 0)) {
         (Ok(l), Ok(o)) => (l, o),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     if limit == 0 || limit > MAX_LIMIT {
-        return bad(format!("limit must be from 1 to {MAX_LIMIT}, not {limit}"));
+        return bad(format!("limit must be from 1 to {MAX_LIMIT}, not {limit}")).into_response();
     }
     let term = q
         .get("searchTerm")
@@ -111,7 +112,7 @@ async fn customers(
         .unwrap_or_default();
     let inner = sim.lock();
     let Some(s) = inner.slotti.as_ref() else {
-        return super::not_simulated();
+        return super::not_simulated().into_response();
     };
     let mut found: Vec<&super::model::Customer> = Vec::new();
     for b in s.bookings.values() {
@@ -154,14 +155,14 @@ async fn register(State(sim): State<Sim>, h: HeaderMap, body: Bytes) -> Response
     }
     let hook = match webhook(&body) {
         Ok(w) => w,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let mut inner = sim.lock();
     let Some(s) = inner.slotti.as_mut() else {
-        return super::not_simulated();
+        return super::not_simulated().into_response();
     };
     if s.webhooks.len() >= MAX_WEBHOOKS {
-        return bad(format!("at most {MAX_WEBHOOKS} webhooks"));
+        return bad(format!("at most {MAX_WEBHOOKS} webhooks")).into_response();
     }
     let guid = data::guid(&mut s.rng);
     s.webhooks.push(Webhook {
@@ -171,7 +172,7 @@ async fn register(State(sim): State<Sim>, h: HeaderMap, body: Bytes) -> Response
     Json(Value::String(guid)).into_response()
 }
 
-fn webhook(body: &Bytes) -> Result<Webhook, Response> {
+fn webhook(body: &Bytes) -> Result<Webhook, Refusal> {
     let v = fields::json(body)?;
     let url = fields::text(&v, "deliveryUrl")?;
     match reqwest::Url::parse(&url) {
@@ -211,7 +212,7 @@ async fn list_webhooks(State(sim): State<Sim>, h: HeaderMap) -> Response {
     let inner = sim.lock();
     match inner.slotti.as_ref() {
         Some(s) => Json(&s.webhooks).into_response(),
-        None => super::not_simulated(),
+        None => super::not_simulated().into_response(),
     }
 }
 
@@ -222,7 +223,7 @@ async fn unregister(State(sim): State<Sim>, Path(guid): Path<String>, h: HeaderM
     }
     let mut inner = sim.lock();
     let Some(s) = inner.slotti.as_mut() else {
-        return super::not_simulated();
+        return super::not_simulated().into_response();
     };
     let before = s.webhooks.len();
     s.webhooks.retain(|w| w.guid != guid);

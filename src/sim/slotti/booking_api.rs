@@ -15,7 +15,7 @@ use super::data::{self, BOOKING_ACCOUNT, RESOURCES, Resource};
 use super::faults::{Call, preamble};
 use super::fields::{self, bad};
 use super::model::{Booking, Customer, CustomerLink};
-use super::{both, calendar, error, webhooks};
+use super::{Refusal, both, calendar, error, webhooks};
 
 /// The longest availability window asked at once.
 const MAX_WINDOW_DAYS: i64 = 92;
@@ -40,11 +40,11 @@ pub(super) fn routes() -> Router<Sim> {
     )
 }
 
-fn account(tili: &str) -> Result<(), Response> {
+fn account(tili: &str) -> Result<(), Refusal> {
     if tili == BOOKING_ACCOUNT {
         Ok(())
     } else {
-        Err(error(
+        Err(Refusal::new(
             StatusCode::NOT_FOUND,
             format!("no booking page {tili:?}"),
         ))
@@ -57,7 +57,7 @@ async fn services(State(sim): State<Sim>, Path(tili): Path<String>, h: HeaderMap
     }
     match account(&tili) {
         Ok(()) => Json(data::services_json()).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -67,12 +67,12 @@ async fn resources(State(sim): State<Sim>, Path(tili): Path<String>, h: HeaderMa
     }
     match account(&tili) {
         Ok(()) => Json(data::resources_json()).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 /// The service combination of `serviceLinks` at `path`: its first service and total minutes.
-fn services_of(v: &Value, path: &str) -> Result<(&'static data::Service, u32), Response> {
+fn services_of(v: &Value, path: &str) -> Result<(&'static data::Service, u32), Refusal> {
     let links = fields::req(v, path)?
         .as_array()
         .filter(|l| !l.is_empty())
@@ -106,11 +106,12 @@ fn services_of(v: &Value, path: &str) -> Result<(&'static data::Service, u32), R
             "{path}: {total} minutes is longer than a working day"
         )));
     }
-    Ok((first.expect("the list is not empty"), total))
+    let first = first.ok_or_else(|| bad(format!("{path} must be a non-empty list")))?;
+    Ok((first, total))
 }
 
 /// The resource of `resourceId` at `path`, if given.
-fn resource_of(v: &Value, path: &str) -> Result<Option<&'static Resource>, Response> {
+fn resource_of(v: &Value, path: &str) -> Result<Option<&'static Resource>, Refusal> {
     match fields::opt_int(v, path)? {
         None => Ok(None),
         Some(id) => data::resource_by_id(id)
@@ -134,11 +135,11 @@ async fn availability(
     };
     match availability_of(&sim, &tili, &body, granted.short_times) {
         Ok(days) => Json(days).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
-fn availability_of(sim: &Sim, tili: &str, body: &Bytes, short: bool) -> Result<Value, Response> {
+fn availability_of(sim: &Sim, tili: &str, body: &Bytes, short: bool) -> Result<Value, Refusal> {
     account(tili)?;
     let v = fields::json(body)?;
     fields::req(&v, "params")?;
@@ -212,7 +213,7 @@ struct Request {
     info: Option<String>,
 }
 
-fn request(v: &Value) -> Result<Request, Response> {
+fn request(v: &Value) -> Result<Request, Refusal> {
     let start = fields::time(v, "start")?;
     let end = fields::time(v, "end")?;
     let (service, minutes) = services_of(v, "serviceLinks")?;
@@ -243,7 +244,7 @@ fn request(v: &Value) -> Result<Request, Response> {
     }
     let person_count = match fields::opt_int(v, "customerLink.personCount")? {
         None => 1,
-        Some(n) if (1..=1).contains(&n) => 1,
+        Some(1) => 1,
         Some(n) => {
             return Err(bad(format!(
                 "customerLink.personCount is {n}: only 1 without the group size add-on"
@@ -280,13 +281,13 @@ async fn book(
     };
     let made = match book_now(&sim, &tili, &body) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     granted.after_apply();
     Json(made).into_response()
 }
 
-fn book_now(sim: &Sim, tili: &str, body: &Bytes) -> Result<Value, Response> {
+fn book_now(sim: &Sim, tili: &str, body: &Bytes) -> Result<Value, Refusal> {
     account(tili)?;
     let req = request(&fields::json(body)?)?;
     let mut guard = sim.lock();
@@ -355,8 +356,8 @@ fn book_now(sim: &Sim, tili: &str, body: &Bytes) -> Result<Value, Response> {
     Ok(answer)
 }
 
-fn taken() -> Response {
-    error(StatusCode::CONFLICT, "the time is no longer free")
+fn taken() -> Refusal {
+    Refusal::new(StatusCode::CONFLICT, "the time is no longer free")
 }
 
 /// `GET bookings/customerlink/{guid}`: the booking's time and services, no customer data.
@@ -369,7 +370,7 @@ async fn customer_link(
         return r;
     }
     if let Err(r) = account(&tili) {
-        return r;
+        return r.into_response();
     }
     let inner = sim.lock();
     let found = inner.slotti.as_ref().and_then(|s| {

@@ -84,7 +84,7 @@ pub fn check_bookable(start: DateTime<Utc>, end: DateTime<Utc>) -> Result<(), St
     if le.date_naive() != day || sm < DAY_START_MIN || em > DAY_END_MIN {
         return Err("the time is outside working hours (Mon–Fri 8–16 Europe/Helsinki)".into());
     }
-    if ls.second() != 0 || ls.nanosecond() != 0 || (sm - DAY_START_MIN) % STEP_MIN != 0 {
+    if ls.second() != 0 || ls.nanosecond() != 0 || !(sm - DAY_START_MIN).is_multiple_of(STEP_MIN) {
         return Err("the start is not on the 30-minute slot grid".into());
     }
     Ok(())

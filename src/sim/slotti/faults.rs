@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,7 @@ pub(super) async fn preamble(
         let mut inner = sim.lock();
         let latency = inner.faults.slotti.slotti_latency_ms;
         let Some(s) = inner.slotti.as_mut() else {
-            return Err(not_simulated());
+            return Err(not_simulated().into_response());
         };
         *s.calls.entry(route.to_owned()).or_default() += 1;
         latency
@@ -139,7 +139,7 @@ pub(super) async fn preamble(
     let mut guard = sim.lock();
     let inner = &mut *guard;
     let Some(s) = inner.slotti.as_mut() else {
-        return Err(not_simulated());
+        return Err(not_simulated().into_response());
     };
     let f = &mut inner.faults.slotti;
     let rng = &mut s.rng;

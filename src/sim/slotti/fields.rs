@@ -3,19 +3,18 @@
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use super::Refusal;
 use super::calendar;
-use super::error;
 
-pub(super) fn bad(text: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, text)
+pub(super) fn bad(text: impl Into<String>) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, text)
 }
 
 /// The body as JSON.
-pub(super) fn json(body: &Bytes) -> Result<Value, Response> {
+pub(super) fn json(body: &Bytes) -> Result<Value, Refusal> {
     serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))
 }
 
@@ -27,12 +26,12 @@ pub(super) fn opt<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// The field at `path`, which must be there.
-pub(super) fn req<'a>(v: &'a Value, path: &str) -> Result<&'a Value, Response> {
+pub(super) fn req<'a>(v: &'a Value, path: &str) -> Result<&'a Value, Refusal> {
     opt(v, path).ok_or_else(|| bad(format!("missing field {path}")))
 }
 
 /// A time field (ISO 8601).
-pub(super) fn time(v: &Value, path: &str) -> Result<DateTime<Utc>, Response> {
+pub(super) fn time(v: &Value, path: &str) -> Result<DateTime<Utc>, Refusal> {
     let raw = req(v, path)?;
     raw.as_str()
         .and_then(calendar::parse_time)
@@ -40,7 +39,7 @@ pub(super) fn time(v: &Value, path: &str) -> Result<DateTime<Utc>, Response> {
 }
 
 /// An optional string field.
-pub(super) fn opt_str(v: &Value, path: &str) -> Result<Option<String>, Response> {
+pub(super) fn opt_str(v: &Value, path: &str) -> Result<Option<String>, Refusal> {
     match opt(v, path) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -49,7 +48,7 @@ pub(super) fn opt_str(v: &Value, path: &str) -> Result<Option<String>, Response>
 }
 
 /// A string field that must be there and not be empty.
-pub(super) fn text(v: &Value, path: &str) -> Result<String, Response> {
+pub(super) fn text(v: &Value, path: &str) -> Result<String, Refusal> {
     match opt_str(v, path)? {
         Some(s) if !s.trim().is_empty() => Ok(s),
         _ => Err(bad(format!("missing field {path}"))),
@@ -57,7 +56,7 @@ pub(super) fn text(v: &Value, path: &str) -> Result<String, Response> {
 }
 
 /// An optional integer field.
-pub(super) fn opt_int(v: &Value, path: &str) -> Result<Option<i64>, Response> {
+pub(super) fn opt_int(v: &Value, path: &str) -> Result<Option<i64>, Refusal> {
     match opt(v, path) {
         None => Ok(None),
         Some(n) => n
@@ -68,7 +67,7 @@ pub(super) fn opt_int(v: &Value, path: &str) -> Result<Option<i64>, Response> {
 }
 
 /// An optional boolean field.
-pub(super) fn opt_bool(v: &Value, path: &str) -> Result<Option<bool>, Response> {
+pub(super) fn opt_bool(v: &Value, path: &str) -> Result<Option<bool>, Refusal> {
     match opt(v, path) {
         None => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),

@@ -139,9 +139,24 @@ pub(super) fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "message": text.into() }))).into_response()
 }
 
-/// The answer to a call while Slotti is off.
-fn not_simulated() -> Response {
-    error(
+/// A refusal: its status and message, answered by [`error`].
+pub(super) struct Refusal(StatusCode, String);
+
+impl Refusal {
+    pub(super) fn new(status: StatusCode, text: impl Into<String>) -> Refusal {
+        Refusal(status, text.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+/// The refusal of a call while Slotti is off.
+fn not_simulated() -> Refusal {
+    Refusal::new(
         StatusCode::NOT_FOUND,
         "Slotti is not simulated: start the simulator with --slotti",
     )
