@@ -175,9 +175,21 @@ async fn register(State(sim): State<Sim>, h: HeaderMap, body: Bytes) -> Response
 fn webhook(body: &Bytes) -> Result<Webhook, Refusal> {
     let v = fields::json(body)?;
     let url = fields::text(&v, "deliveryUrl")?;
-    match reqwest::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        _ => return Err(bad(format!("deliveryUrl is not an http(s) URL: {url:?}"))),
+    let parsed = reqwest::Url::parse(&url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| bad(format!("deliveryUrl is not an http(s) URL: {url:?}")))?;
+    // Like the rest of the simulator, its deliveries never leave the machine.
+    let loopback = parsed.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if !loopback {
+        return Err(bad(format!(
+            "deliveryUrl {url:?}: the simulator delivers to loopback only"
+        )));
     }
     let topics = fields::req(&v, "topics")?
         .as_array()
