@@ -718,6 +718,22 @@ fn checked(d: &(axum::http::HeaderMap, String), secret: &str) -> (String, String
     )
 }
 
+/// The simulator's Slotti counters once `done` holds of them (the sender counts a delivery
+/// after the receiver's answer, which the test may see first); at most 10 s.
+async fn settled(
+    env: &TestEnv,
+    done: impl Fn(&huoltosync::sim::SlottiStats) -> bool,
+) -> huoltosync::sim::SlottiStats {
+    for _ in 0..200 {
+        let stats = env.sim().slotti_stats();
+        if done(&stats) {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the counters never settled: {:?}", env.sim().slotti_stats());
+}
+
 async fn register(env: &TestEnv, url: &str, topics: Value) -> String {
     let r = v1(env, reqwest::Method::POST, "webhooks/")
         .json(
@@ -862,7 +878,7 @@ async fn a_move_and_a_deletion_by_a_dispatcher_fire_signed_webhooks_with_fresh_s
             .unwrap(),
         json!([])
     );
-    assert_eq!(env.sim().slotti_stats().webhooks_delivered, 3);
+    settled(&env, |s| s.webhooks_delivered == 3).await;
 }
 
 #[tokio::test]
@@ -982,4 +998,81 @@ async fn sim_slotti_prints_a_second_line_with_the_slotti_url() {
         starts(&in_process.slotti_bookings())
     );
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_or_failing_receiver_never_holds_up_the_api_and_a_retry_keeps_the_shot_id() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let env = env().await;
+    // The receiver holds its first request until released, then fails it once with a 500.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let seen = Arc::new(AtomicU32::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let (release, seen) = (Arc::clone(&release), Arc::clone(&seen));
+            move |headers: axum::http::HeaderMap, body: String| {
+                let (release, seen, tx) = (Arc::clone(&release), Arc::clone(&seen), tx.clone());
+                async move {
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    let _ = tx.send((headers, body));
+                    if n == 0 {
+                        release.notified().await;
+                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(tcp, app).await });
+    register(
+        &env,
+        &format!("http://{addr}/hook"),
+        json!(["booking.modified"]),
+    )
+    .await;
+    let guid = env.sim().slotti_bookings()[0]["guid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{}/_sim/slotti/bookings/{guid}", env.sim.root());
+    let first = http()
+        .patch(&url)
+        .json(&json!({ "privateNotes": "yksi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let held = next(&mut rx).await;
+    // The receiver still holds the first delivery: the API answers all the same.
+    let second = tokio::time::timeout(
+        Duration::from_secs(20),
+        http()
+            .patch(&url)
+            .json(&json!({ "privateNotes": "kaksi" }))
+            .send(),
+    )
+    .await
+    .expect("the API answers while a delivery hangs")
+    .unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        1,
+        "deliveries go one at a time"
+    );
+    release.notify_one();
+    // The failed delivery is tried again, the same event with the same Shot-ID; then the next.
+    let retried = next(&mut rx).await;
+    assert_eq!(checked(&retried, "salaisuus"), checked(&held, "salaisuus"));
+    let then = checked(&next(&mut rx).await, "salaisuus");
+    assert_eq!(then.2["privateNotes"], "kaksi");
+    assert_ne!(then.1, checked(&held, "salaisuus").1);
+    let stats = settled(&env, |s| s.webhooks_delivered == 2).await;
+    assert_eq!(stats.webhooks_failed, 0);
 }
