@@ -184,6 +184,9 @@ pub struct SimArgs {
     /// The share of deliveries dropped entirely (0 to 1).
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     pub webhook_drop_rate: f64,
+    /// Also serve Slotti's booking and Slotti APIs under /slotti/ (prints `slotti on URL`).
+    #[arg(long)]
+    pub slotti: bool,
 }
 
 /// Bad usage found after parsing (an unknown account or state, a missing `--reason`, an invalid
@@ -625,11 +628,15 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             }
         },
     });
+    let sim = if args.slotti { sim.with_slotti() } else { sim };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
     let addr = listener.local_addr()?;
     outln!("listening on http://{addr}/v10/api/")?;
+    if args.slotti {
+        outln!("slotti on http://{addr}/slotti/")?;
+    }
     use std::io::Write;
     std::io::stdout().flush()?;
     tracing::info!(%addr, tickets = args.tickets, accounts = args.accounts, seed = args.seed, "Simulator started.");

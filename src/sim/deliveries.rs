@@ -112,7 +112,7 @@ fn digest(secret: &[u8], body: &[u8]) -> String {
 
 /// reqwest is built without a TLS provider of its own and panics building a client while the
 /// process has none, even for `http://`: install rustls' ring provider unless one is there.
-fn install_tls_provider() {
+pub(super) fn install_tls_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // An error means another thread installed one in between, which serves as well.
         let _ = rustls::crypto::ring::default_provider().install_default();

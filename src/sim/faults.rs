@@ -70,6 +70,9 @@ pub struct Faults {
     pub lie_total: u64,
     /// selaa refuses `Tila` given as a list (400): the server takes one state at a time.
     pub no_state_list: bool,
+    /// The Slotti faults (`slot_taken_next`, `slotti_*`), flat among the others.
+    #[serde(flatten)]
+    pub slotti: super::slotti::SlottiFaults,
 }
 
 impl Default for Faults {
@@ -102,6 +105,7 @@ impl Default for Faults {
             ignore_offset: false,
             lie_total: 0,
             no_state_list: false,
+            slotti: Default::default(),
         }
     }
 }
@@ -169,7 +173,7 @@ impl Sim {
 /// The payload of the panic that drops a connection.
 struct DropConnection;
 
-fn drop_connection() -> ! {
+pub(super) fn drop_connection() -> ! {
     std::panic::resume_unwind(Box::new(DropConnection))
 }
 

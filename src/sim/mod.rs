@@ -13,12 +13,15 @@
 //! - `faults.rs`: the faults, and the preamble every API call passes (headers, counting, faults).
 //! - `api.rs`: the Tampuuri routes. `admin.rs`: the `/_sim/` routes.
 //! - `deliveries.rs`: webhook notifications, signed here. `data.rs`: generated Finnish tickets.
+//! - `slotti/`: Slotti's booking and Slotti APIs under `/slotti/` (`Sim::with_slotti`, the
+//!   `sim --slotti` flag), with their own admin routes, faults and signed webhooks.
 
 mod admin;
 mod api;
 mod data;
 mod deliveries;
 mod faults;
+mod slotti;
 mod state;
 
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use axum::Router;
 pub use data::CONTRACTOR_ID;
 pub use deliveries::WebhookTarget;
 pub use faults::{Drift, Faults};
+pub use slotti::{SlottiFaults, SlottiStats};
 pub use state::{LogEntry, Party, Sim, SimTicket};
 
 /// Credentials every simulated account accepts.
@@ -74,6 +78,12 @@ impl Running {
     /// The API base URL, ending in `/v10/api/`.
     pub fn base_url(&self) -> String {
         format!("http://{}/v10/api/", self.addr)
+    }
+
+    /// The Slotti base URL (`http://ADDR/slotti/`), served when the simulator was made
+    /// `with_slotti()`; a client appends `booking/{tili}/api/v2/…` and `api/v1/…`.
+    pub fn slotti_url(&self) -> String {
+        format!("http://{}/slotti/", self.addr)
     }
 
     /// Where the admin endpoints live (`{root}/_sim/...`).
@@ -146,6 +156,7 @@ impl Sim {
     fn router(&self) -> Router {
         api::routes()
             .merge(admin::routes())
+            .merge(slotti::routes())
             .with_state(self.clone())
     }
 }

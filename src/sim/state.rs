@@ -294,6 +294,10 @@ pub(super) struct Inner {
     /// A sweep has started (a request at offset 0) and the drift will hit its next page.
     pub drift_armed: bool,
     pub rng: StdRng,
+    /// The seed the simulator was made with (Slotti's calendar is drawn from it).
+    pub seed: u64,
+    /// The Slotti APIs, when enabled (`Sim::with_slotti`).
+    pub slotti: Option<super::slotti::Slotti>,
 }
 
 impl Inner {
@@ -348,6 +352,8 @@ impl Sim {
                 webhooks_delivered: 0,
                 drift_armed: false,
                 rng: StdRng::seed_from_u64(opts.seed ^ 0x5eed),
+                seed: opts.seed,
+                slotti: None,
             })),
         }
     }

@@ -29,6 +29,8 @@ pub struct Setup {
     pub push: String,
     /// Extra top-level sections (`[schedule]`, `[service]`…), before the accounts.
     pub sections: String,
+    /// The simulator also serves Slotti (`TestEnv::slotti_url`).
+    pub slotti: bool,
 }
 
 impl Setup {
@@ -46,7 +48,14 @@ impl Setup {
             account: String::new(),
             push: String::new(),
             sections: String::new(),
+            slotti: false,
         }
+    }
+
+    /// The simulator also serves Slotti, at `TestEnv::slotti_url()`.
+    pub fn slotti(mut self) -> Setup {
+        self.slotti = true;
+        self
     }
 
     pub fn sections(mut self, toml: &str) -> Setup {
@@ -79,10 +88,9 @@ impl Setup {
     pub async fn start(self) -> TestEnv {
         // Tests build their own reqwest clients too; reqwest has no provider of its own.
         huoltosync::tampuuri::install_tls_provider();
-        let sim = Sim::new(&self.sim)
-            .start("127.0.0.1:0")
-            .await
-            .expect("simulator starts");
+        let sim = Sim::new(&self.sim);
+        let sim = if self.slotti { sim.with_slotti() } else { sim };
+        let sim = sim.start("127.0.0.1:0").await.expect("simulator starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("config.toml");
         std::fs::write(
@@ -115,6 +123,12 @@ pub fn config_text(base_url: &str, store: &std::path::Path, s: &Setup) -> String
 impl TestEnv {
     pub fn sim(&self) -> &Sim {
         &self.sim.sim
+    }
+
+    /// The simulator's Slotti base URL (`http://127.0.0.1:PORT/slotti/`; see `Setup::slotti`).
+    #[allow(dead_code)]
+    pub fn slotti_url(&self) -> String {
+        self.sim.slotti_url()
     }
 
     pub fn config_path(&self) -> PathBuf {

@@ -16,6 +16,7 @@ mod push_path;
 mod queue;
 mod read_path;
 mod service;
+mod sim_slotti;
 mod slotti_client;
 mod store;
 mod subscribers;
