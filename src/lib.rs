@@ -22,7 +22,8 @@
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
 //!   the default cargo feature `sim`).
 //! - [`api`]: the HTTP API for the contractor's systems, on the accept loop of [`listen`];
-//!   [`status`]: what `status` and `cost` report, for the CLI and the API.
+//!   [`status`]: what `status` and `cost` report, for the CLI and the API; [`board`]: the
+//!   dispatcher's web board on the API's listener (sign-in, pages, live updates).
 //! - [`webhook`]: the webhook listener and the processing of its events; [`schedule`]: cron
 //!   schedules in one zone; [`lock`]: the store lock; [`cost`]: the monthly cost report;
 //!   [`metrics`]: Prometheus metrics.
@@ -50,6 +51,7 @@ macro_rules! outln {
 pub mod action;
 pub mod api;
 pub mod backoff;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod cost;

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+pub mod board;
 mod online;
 pub mod subscribers;
 pub mod task;
@@ -81,6 +82,8 @@ pub enum Command {
     Serve,
     /// Print the HTTP API's OpenAPI 3.1 document (as committed in docs/openapi.json).
     Openapi,
+    /// The web board's users (`board passwd`) and one-time sign-in links (`board login-link`).
+    Board(board::BoardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +268,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             crate::api::serve_alone(config).await
         }
+        Command::Board(args) if board::needs_config(&args) => {
+            board::login_link(&load_without_secrets(path)?, args).await
+        }
+        Command::Board(args) => board::passwd(args),
         Command::Openapi => {
             out!("{}", crate::api::openapi())?;
             Ok(ExitCode::SUCCESS)

@@ -37,6 +37,8 @@ pub struct Config {
     pub subscribers: Vec<crate::outgoing::SubscriberConfig>,
     /// `[api]`, when present: the HTTP API (`src/api/`).
     pub api: Option<crate::api::config::ApiConfig>,
+    /// `[board]`: the web board (`src/board/`); disabled without the section.
+    pub board: crate::board::BoardConfig,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]

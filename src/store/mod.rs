@@ -17,6 +17,7 @@
 //! the meter plain `(endpoint, calls)` pairs.
 
 mod api;
+mod board;
 mod mirror;
 mod outbox;
 mod purge;
@@ -34,6 +35,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
+pub use board::{BoardSession, LinkUse, NewBoardSession};
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
@@ -58,6 +60,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "008_webhook_reconciled.sql",
     "009_subscribers.sql",
     "010_api_writes.sql",
+    "012_board.sql",
 );
 
 /// An open connection to the store.
