@@ -24,7 +24,8 @@
 //! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
 //!   the default cargo feature `sim`).
 //! - [`api`]: the HTTP API for the contractor's systems, on the accept loop of [`listen`];
-//!   [`status`]: what `status` and `cost` report, for the CLI and the API.
+//!   [`status`]: what `status` and `cost` report, for the CLI and the API; [`board`]: the
+//!   dispatcher's web board on the API's listener (sign-in, pages, live updates).
 //! - [`slotti`]: visit booking in Slotti (the resident's message, slot choice, the customer).
 //! - [`webhook`]: the webhook listener and the processing of its events; [`schedule`]: cron
 //!   schedules in one zone; [`lock`]: the store lock; [`cost`]: the monthly cost report;
@@ -53,6 +54,7 @@ macro_rules! outln {
 pub mod action;
 pub mod api;
 pub mod backoff;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod cost;

@@ -275,12 +275,19 @@ async fn serve_connection(
     close: oneshot::Receiver<()>,
     _registered: Registered,
 ) {
+    // The peer's address, for handlers that key on it (the board's sign-in rate limit).
+    let peer = stream.peer_addr().ok();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let router = router.clone();
         let busy = Busy::new(&busy);
+        let mut req = req.map(Body::new);
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         async move {
             let _busy = busy;
-            router.oneshot(req.map(Body::new)).await
+            router.oneshot(req).await
         }
     });
     let mut http = hyper::server::conn::http1::Builder::new();

@@ -190,6 +190,16 @@ impl FeedWatch {
     }
 }
 
+impl FeedWatch {
+    /// A receiver of the feed's last `seq`: the probe runs while it is held (the board's live
+    /// event streams wait on it, as long polls do).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<i64> {
+        let rx = self.last.subscribe();
+        self.wanted.notify_one();
+        rx
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     config: Arc<Config>,
@@ -223,7 +233,7 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
         .route("/openapi.json", get(openapi_json))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
-    Router::new()
+    let api = Router::new()
         .nest("/api/v1", v1)
         .fallback(not_found)
         // The outer layer runs first: the token is checked before a body is read, and an
@@ -234,7 +244,9 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
         ))
         .layer(middleware::from_fn_with_state(state.clone(), bound_body))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state)
+        .with_state(state.clone());
+    // The web board, when `[board] enabled`: its own paths, the API's router behind them.
+    crate::board::mount(api, state.config, state.store, state.feed)
 }
 
 /// Binds `[api] listen` and serves the API there until the returned task is dropped: for

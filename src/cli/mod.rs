@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+pub mod board;
 mod online;
 pub mod slotti;
 pub mod subscribers;
@@ -87,6 +88,8 @@ pub enum Command {
     Openapi,
     /// List the technician visits booked in Slotti, with their history.
     Visits(visits::VisitsArgs),
+    /// The web board's users (`board passwd`) and one-time sign-in links (`board login-link`).
+    Board(board::BoardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +283,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             visits::visits(&config, args, tz).await
         }
         Command::Slotti(args) => slotti::slotti(&load(path)?, args).await,
+        Command::Board(args) if board::needs_config(&args) => {
+            board::login_link(&load_without_secrets(path)?, args).await
+        }
+        Command::Board(args) => board::passwd(args),
         Command::Openapi => {
             out!("{}", crate::api::openapi())?;
             Ok(ExitCode::SUCCESS)

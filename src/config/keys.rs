@@ -174,6 +174,22 @@ pub(crate) mod retention {
     pub const WEBHOOK_EVENTS_DAYS: Int = int("webhook_events_days", 400, 1, 3650);
 }
 
+pub(crate) mod board {
+    use super::*;
+    pub const SECTION: &str = "board";
+    pub const ENABLED: Flag = Flag {
+        name: "enabled",
+        default: false,
+    };
+    pub const INSECURE_COOKIES: Flag = Flag {
+        name: "insecure_cookies",
+        default: false,
+    };
+    pub const SESSION_HOURS: Int = int("session_hours", 12, 1, 24 * 90);
+    pub const PUBLIC_URL: &str = "public_url";
+    pub const USERS: &str = "users";
+}
+
 pub(crate) mod webhook {
     use super::*;
     pub const SECTION: &str = "webhook";
@@ -385,6 +401,13 @@ pub(crate) const SECTIONS: &[Section] = &[
         floats: &[],
         texts: &[],
         flags: &[],
+    },
+    Section {
+        name: board::SECTION,
+        ints: &[board::SESSION_HOURS],
+        floats: &[],
+        texts: &[],
+        flags: &[board::ENABLED, board::INSECURE_COOKIES],
     },
     Section {
         name: webhook::SECTION,

@@ -127,6 +127,7 @@ impl Config {
         r.errors.extend(api_found.errors);
         r.inline.extend(api_found.inline);
         r.unread.extend(api_found.unread);
+        let board = r.board(&mut root, api.as_ref().is_some_and(|a| a.listen.is_some()));
         let accounts = r.accounts(&mut root, &globals);
         let slotti = crate::slotti::config::read(
             root.remove(keys::slotti::SECTION),
@@ -174,6 +175,7 @@ impl Config {
                 subscribers,
                 api,
                 slotti,
+                board,
                 accounts,
                 unread_secrets: r.unread,
             },
@@ -546,6 +548,84 @@ impl Reader {
     }
 
     /// `[[accounts]]`: at least one, names unique; an incomplete entry is reported and left out.
+    /// `[board]` and its `[[board.users]]`; `api_listens`: `[api] listen` is set (the board is
+    /// served there).
+    fn board(&mut self, root: &mut Table, api_listens: bool) -> crate::board::BoardConfig {
+        use crate::board::{BoardConfig, BoardUser, Role, check_hash};
+        use keys::board::*;
+        let Some(mut t) = self.table(root, "", SECTION) else {
+            return BoardConfig::default();
+        };
+        let enabled = self.flag(&mut t, SECTION, &ENABLED);
+        if enabled && !api_listens {
+            self.error(
+                &format!("{SECTION}.{}", ENABLED.name),
+                "the board is served on the HTTP API's listener: set [api] listen (and [[api.tokens]])",
+            );
+        }
+        let public_url = self
+            .url(&mut t, SECTION, PUBLIC_URL)
+            .map(|u| u.trim_end_matches('/').to_owned());
+        let insecure_cookies = self.flag(&mut t, SECTION, &INSECURE_COOKIES);
+        let session_hours = self.int(&mut t, SECTION, &SESSION_HOURS) as u32;
+        let mut users: Vec<BoardUser> = Vec::new();
+        match t.remove(USERS) {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let key = format!("{SECTION}.{USERS}[{i}]");
+                    let Value::Table(mut u) = item else {
+                        self.error(&key, "must be a table ([[board.users]])");
+                        continue;
+                    };
+                    let name = self.required_string(&mut u, &key, "name");
+                    let hash = self.required_string(&mut u, &key, "password_hash");
+                    if let Some(h) = &hash
+                        && let Some(why) = check_hash(h)
+                    {
+                        self.error(&format!("{key}.password_hash"), &why);
+                    }
+                    let role = match self.string(&mut u, &key, "role") {
+                        None => Role::Viewer,
+                        Some(r) => Role::parse(&r).unwrap_or_else(|| {
+                            self.error(
+                                &format!("{key}.role"),
+                                &format!("{r:?} is not one of dispatcher, viewer"),
+                            );
+                            Role::Viewer
+                        }),
+                    };
+                    self.finish(u, &key);
+                    if let (Some(name), Some(password_hash)) = (name, hash) {
+                        if users.iter().any(|x| x.name == name) {
+                            self.error(
+                                &format!("{key}.name"),
+                                &format!("{name:?} is given twice: names must be unique"),
+                            );
+                        }
+                        users.push(BoardUser {
+                            name,
+                            password_hash: password_hash.trim().to_owned(),
+                            role,
+                        });
+                    }
+                }
+            }
+            Some(_) => self.error(
+                &format!("{SECTION}.{USERS}"),
+                "must be an array of tables ([[board.users]])",
+            ),
+        }
+        self.finish(t, SECTION);
+        BoardConfig {
+            enabled,
+            public_url,
+            insecure_cookies,
+            session_hours,
+            users,
+        }
+    }
+
     fn accounts(&mut self, root: &mut Table, globals: &Globals) -> Vec<AccountConfig> {
         const NONE: &str = "no [[accounts]] entry: add one per Tampuuri account";
         let section = keys::accounts::SECTION;

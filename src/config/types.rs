@@ -39,6 +39,8 @@ pub struct Config {
     pub api: Option<crate::api::config::ApiConfig>,
     /// `[slotti]`, when present: the Slotti calendar visits are booked in.
     pub slotti: Option<crate::slotti::config::SlottiConfig>,
+    /// `[board]`: the web board (`src/board/`); disabled without the section.
+    pub board: crate::board::BoardConfig,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]

@@ -17,6 +17,7 @@
 //! the meter plain `(endpoint, calls)` pairs.
 
 mod api;
+mod board;
 mod mirror;
 mod outbox;
 mod purge;
@@ -35,6 +36,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
+pub use board::{BoardSession, LinkUse, NewBoardSession};
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
@@ -64,6 +66,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "009_subscribers.sql",
     "010_api_writes.sql",
     "011_visits.sql",
+    "013_board.sql",
 );
 
 /// An open connection to the store.

@@ -78,6 +78,11 @@ pub fn ticket_shape(t: &Ticket) -> Option<TicketShape> {
     wire::ticket_shape(&t.raw_json)
 }
 
+/// A stored ticket's raw JSON as a model [`Ticket`] (the board's ticket page shows its fields).
+pub fn parse_stored_ticket(raw: &str) -> Result<Ticket, String> {
+    wire::parse_ticket(raw)
+}
+
 /// A selaa response body as a [`Page`], for unit tests elsewhere in the crate.
 #[cfg(test)]
 pub(crate) fn parse_page(body: &[u8]) -> Result<Page, String> {

@@ -878,4 +878,67 @@ async fn check_config_names_each_bad_slotti_key_and_exits_2() {
         assert!(out.contains(key), "{key}: {out}");
     }
     assert!(!out.contains("slotti-key"), "{out}");
+/// `[board]`: off by default; `enabled` needs `[api] listen`; each `[[board.users]]` entry has a
+/// name, an Argon2id PHC hash and a role, each problem named by key.
+#[test]
+fn the_board_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
+    let hash = huoltosync::board::hash_password("Salasana-kaisa-1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let off = Config::from_table(GOOD.parse().unwrap(), &path)
+        .unwrap()
+        .config;
+    assert!(!off.board.enabled && off.board.users.is_empty());
+    let board = format!(
+        "[board]\nenabled = true\npublic_url = \"https://huolto.example.fi/\"\n[[board.users]]\nname = \"kaisa\"\npassword_hash = \"{hash}\"\nrole = \"dispatcher\"\n[[board.users]]\nname = \"ville\"\npassword_hash = \"{hash}\"\nrole = \"viewer\"\n"
+    );
+    std::fs::write(&path, format!("{GOOD}{API}{board}")).unwrap();
+    let b = Config::load(&path).unwrap().config.board;
+    assert!(b.enabled && !b.insecure_cookies);
+    assert_eq!(b.session_hours, 12);
+    assert_eq!(b.public_url.as_deref(), Some("https://huolto.example.fi"));
+    assert_eq!(b.users.len(), 2);
+    assert_eq!(b.users[0].role, huoltosync::board::Role::Dispatcher);
+    assert_eq!(b.users[1].role, huoltosync::board::Role::Viewer);
+    assert!(
+        !format!("{b:?}").contains(&hash),
+        "the hash stays out of Debug"
+    );
+    check(&format!("{GOOD}{API}{board}"), &[]);
+    // The board is served on the API's listener.
+    check(&format!("{GOOD}{board}"), &["board.enabled"]);
+    check(
+        &format!("{GOOD}[api]\nfeed_retain_days = 7\n{board}"),
+        &["board.enabled"],
+    );
+    check(
+        &format!("{GOOD}{API}{board}").replace(&hash, "$2b$12$notanargon2hash"),
+        &[
+            "board.users[0].password_hash",
+            "board.users[1].password_hash",
+        ],
+    );
+    check(
+        &format!("{GOOD}{API}{board}").replace("role = \"viewer\"", "role = \"admin\""),
+        &["board.users[1].role"],
+    );
+    check(
+        &format!("{GOOD}{API}{board}").replace("name = \"ville\"", "name = \"kaisa\""),
+        &["board.users[1].name"],
+    );
+    check(
+        &format!("{GOOD}{API}{board}").replace("name = \"ville\"\n", ""),
+        &["board.users[1].name"],
+    );
+    check(
+        &format!("{GOOD}{API}{board}").replace(
+            "enabled = true",
+            "enabled = true\nsession_hours = 0\nport = 1",
+        ),
+        &["board.session_hours", "board.port"],
+    );
+    check(
+        &format!("{GOOD}{API}{board}").replace("https://huolto.example.fi/", "huolto"),
+        &["board.public_url"],
+    );
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod api_write;
+mod board;
 mod boundary;
 mod cli;
 mod config;

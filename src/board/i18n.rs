@@ -1,0 +1,330 @@
+//! The board's words: one catalogue per language (Finnish first, English when the browser asks
+//! for it in `Accept-Language`), every label of every page through it, and times in
+//! Europe/Helsinki in the language's format (`ti 7.4. klo 9.00`, `Tue 7 Apr 09:00`).
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono_tz::Europe::Helsinki;
+
+/// A page's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Fi,
+    En,
+}
+
+impl Lang {
+    /// The language an `Accept-Language` header prefers among Finnish and English (Finnish
+    /// when it prefers neither, or says nothing).
+    pub fn from_accept_language(header: Option<&str>) -> Lang {
+        let Some(h) = header else { return Lang::Fi };
+        let mut best: Option<(f32, Lang)> = None;
+        for part in h.split(',') {
+            let mut it = part.split(';');
+            let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            let lang = match primary {
+                "fi" => Lang::Fi,
+                "en" => Lang::En,
+                _ => continue,
+            };
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Lang::Fi, |(_, l)| l)
+    }
+
+    /// The `lang` attribute of the page.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Fi => "fi",
+            Lang::En => "en",
+        }
+    }
+
+    /// Every label, by key.
+    pub fn words(self) -> &'static BTreeMap<&'static str, &'static str> {
+        static FI_MAP: LazyLock<BTreeMap<&str, &str>> =
+            LazyLock::new(|| FI.iter().copied().collect());
+        static EN_MAP: LazyLock<BTreeMap<&str, &str>> =
+            LazyLock::new(|| EN.iter().copied().collect());
+        match self {
+            Lang::Fi => &FI_MAP,
+            Lang::En => &EN_MAP,
+        }
+    }
+
+    /// One label.
+    pub fn t(self, key: &str) -> &'static str {
+        self.words().get(key).copied().unwrap_or("?")
+    }
+
+    /// An instant in Helsinki time: `ti 7.4. klo 9.00` / `Tue 7 Apr 09:00`.
+    pub fn time(self, t: DateTime<Utc>) -> String {
+        let l = t.with_timezone(&Helsinki);
+        let wd = l.weekday().num_days_from_monday() as usize;
+        match self {
+            Lang::Fi => format!(
+                "{} {}.{}. klo {}.{:02}",
+                ["ma", "ti", "ke", "to", "pe", "la", "su"][wd],
+                l.day(),
+                l.month(),
+                l.hour(),
+                l.minute()
+            ),
+            Lang::En => format!(
+                "{} {} {} {:02}:{:02}",
+                ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"][wd],
+                l.day(),
+                [
+                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                    "Dec"
+                ][l.month0() as usize],
+                l.hour(),
+                l.minute()
+            ),
+        }
+    }
+
+    /// A stored instant (or text that is not one, as given) in Helsinki time.
+    pub fn stored_time(self, s: &str) -> String {
+        crate::time::parse(s).map_or_else(|| s.to_owned(), |t| self.time(t))
+    }
+
+    /// An age in a word or two: `45 min`, `5 h`, `3 pv` / `3 d`.
+    pub fn age(self, d: chrono::Duration) -> String {
+        let m = d.num_minutes().max(0);
+        match m {
+            0..=59 => format!("{m} min"),
+            60..=2879 => format!("{} h", m / 60),
+            _ => format!(
+                "{} {}",
+                m / 1440,
+                match self {
+                    Lang::Fi => "pv",
+                    Lang::En => "d",
+                }
+            ),
+        }
+    }
+
+    /// A ticket state's name: Tampuuri's own in Finnish, translated in English.
+    pub fn state(self, name: &str) -> String {
+        if self == Lang::Fi {
+            return name.to_owned();
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "avoin" => "Open".into(),
+            "vastaanotettu" => "Accepted".into(),
+            "odottaa" => "On hold".into(),
+            "tehty" => "Done".into(),
+            "valmis" => "Closed".into(),
+            _ => name.to_owned(),
+        }
+    }
+}
+
+macro_rules! catalogue {
+    ($($key:literal => $fi:literal, $en:literal;)*) => {
+        const FI: &[(&str, &str)] = &[$(($key, $fi),)*];
+        const EN: &[(&str, &str)] = &[$(($key, $en),)*];
+    };
+}
+
+catalogue! {
+    "app" => "Huoltotaulu", "Service board";
+    "nav_board" => "Taulu", "Board";
+    "nav_outbox" => "Lähtevät", "Outbox";
+    "nav_status" => "Tila", "Status";
+    "nav_label" => "Päävalikko", "Main menu";
+    "signed_in_as" => "Kirjautunut", "Signed in as";
+    "role_dispatcher" => "työnjohtaja", "dispatcher";
+    "role_viewer" => "katselija", "viewer";
+    "sign_out" => "Kirjaudu ulos", "Sign out";
+    "login_title" => "Kirjaudu sisään", "Sign in";
+    "username" => "Käyttäjätunnus", "User name";
+    "password" => "Salasana", "Password";
+    "sign_in" => "Kirjaudu", "Sign in";
+    "login_failed" => "Käyttäjätunnus tai salasana on väärä.", "The user name or password is wrong.";
+    "login_throttled" => "Liian monta epäonnistunutta yritystä. Yritä myöhemmin uudelleen.", "Too many failed attempts. Try again later.";
+    "link_used" => "Kirjautumislinkki on jo käytetty. Pyydä uusi linkki tai kirjaudu salasanalla.", "This sign-in link was used already. Ask for a new link or sign in with your password.";
+    "link_expired" => "Kirjautumislinkki on vanhentunut (voimassa 5 minuuttia). Pyydä uusi linkki.", "This sign-in link has expired (it is valid for 5 minutes). Ask for a new link.";
+    "link_unknown" => "Kirjautumislinkki ei kelpaa.", "This sign-in link is not valid.";
+    "signed_out" => "Olet kirjautunut ulos.", "You are signed out.";
+    "board_title" => "Avoimet tehtävät", "Open tickets";
+    "filters" => "Rajaus", "Filters";
+    "f_account" => "Tili", "Account";
+    "f_state" => "Tila", "State";
+    "f_urgency" => "Kiireellisyys", "Urgency";
+    "f_age" => "Ikä", "Age";
+    "f_q" => "Haku", "Search";
+    "all" => "Kaikki", "All";
+    "age_1" => "yli 1 pv", "over 1 day";
+    "age_7" => "yli 7 pv", "over 7 days";
+    "age_30" => "yli 30 pv", "over 30 days";
+    "apply" => "Näytä", "Show";
+    "clear" => "Tyhjennä", "Clear";
+    "col_title" => "Otsikko", "Title";
+    "col_address" => "Osoite", "Address";
+    "col_state" => "Tila", "State";
+    "col_age" => "Ikä", "Age";
+    "col_urgency" => "Kiireellisyys", "Urgency";
+    "col_next_visit" => "Seuraava käynti", "Next visit";
+    "col_account" => "Tili", "Account";
+    "pending" => "jonossa", "queued";
+    "n_tickets" => "tehtävää", "tickets";
+    "no_tickets" => "Ei avoimia tehtäviä näillä rajauksilla.", "No open tickets match these filters.";
+    "truncated" => "Näytetään vain ensimmäiset; tarkenna rajausta.", "Only the first are shown; narrow the filters.";
+    "ticket" => "Tehtävä", "Ticket";
+    "details" => "Tiedot", "Details";
+    "d_state" => "Tila", "State";
+    "d_description" => "Kuvaus", "Description";
+    "d_extra" => "Lisätiedot", "Details";
+    "d_urgency" => "Kiireellisyys", "Urgency";
+    "d_access" => "Sisäänpääsy", "Access";
+    "d_fault_class" => "Vikaluokka", "Fault class";
+    "d_earliest" => "Aikaisintaan", "Earliest";
+    "d_latest" => "Viimeistään", "Latest";
+    "d_created" => "Luotu", "Created";
+    "d_modified" => "Muokattu", "Modified";
+    "d_cost_centre" => "Kustannuspaikka", "Cost centre";
+    "d_space" => "Tila-id", "Space id";
+    "d_room" => "Huone-id", "Room id";
+    "d_parent" => "Päätehtävä", "Parent ticket";
+    "d_assignee" => "Työn suorittaja", "Assignee";
+    "d_first_seen" => "Peilissä alkaen", "Mirrored since";
+    "d_last_changed" => "Muuttui viimeksi", "Last changed";
+    "d_address" => "Osoite", "Address";
+    "all_fields" => "Kaikki kentät", "All fields";
+    "reporter" => "Ilmoittaja", "Reporter";
+    "r_name" => "Nimi", "Name";
+    "r_phone" => "Puhelin", "Phone";
+    "r_email" => "Sähköposti", "Email";
+    "history" => "Historia", "History";
+    "h_appeared" => "Tuli avoimeksi", "Appeared";
+    "h_changed" => "Muuttui", "Changed";
+    "h_left" => "Poistui", "Left";
+    "h_returned" => "Palasi", "Returned";
+    "no_history" => "Ei historiaa.", "No history.";
+    "actions" => "Toimenpiteet jonossa", "Queued actions";
+    "no_actions" => "Ei jonossa olevia toimenpiteitä.", "No queued actions.";
+    "a_kind" => "Toimenpide", "Action";
+    "a_status" => "Tila", "Status";
+    "a_attempts" => "Yrityksiä", "Attempts";
+    "a_last_error" => "Viimeisin virhe", "Last error";
+    "a_by" => "Pyytäjä", "Requested by";
+    "a_created" => "Lisätty", "Queued";
+    "st_pending" => "odottaa lähetystä", "pending";
+    "st_dead" => "epäonnistui", "dead";
+    "k_accept" => "Vastaanotto", "Accept";
+    "k_hold" => "Odotukseen", "Hold";
+    "k_done" => "Kuittaus tehdyksi", "Done";
+    "k_create" => "Uusi tehtävä", "New ticket";
+    "do" => "Tee", "Act";
+    "act_accept" => "Vastaanota", "Accept";
+    "act_hold" => "Siirrä odotukseen", "Put on hold";
+    "act_done" => "Kuittaa tehdyksi", "Mark done";
+    "act_followup" => "Jatkotehtävä", "Follow-up ticket";
+    "comment" => "Kommentti", "Comment";
+    "reason" => "Syy (asukas näkee tämän)", "Reason (the resident reads this)";
+    "notify" => "Ilmoita asukkaalle", "Tell the resident";
+    "preview" => "Asukas lukee:", "The resident reads:";
+    "fu_title" => "Otsikko", "Title";
+    "fu_description" => "Kuvaus", "Description";
+    "fu_urgency" => "Kiireellisyys", "Urgency";
+    "photos" => "Valokuvat", "Photos";
+    "queued" => "Toimenpide lisättiin lähtevien jonoon:", "The action was queued:";
+    "refused" => "Toimenpidettä ei lisätty:", "The action was not queued:";
+    "no_forms" => "Tehtävän tila ei salli toimenpiteitä nyt.", "The ticket's state allows no action now.";
+    "viewer_note" => "Katselijana et voi tehdä muutoksia.", "As a viewer you cannot make changes.";
+    "outbox_title" => "Lähtevät toimenpiteet", "Queued and failed actions";
+    "o_id" => "Nro", "No.";
+    "o_ticket" => "Tehtävä", "Ticket";
+    "retry" => "Yritä uudelleen", "Retry";
+    "cancel" => "Peru", "Cancel";
+    "outbox_empty" => "Ei jonossa olevia tai epäonnistuneita toimenpiteitä.", "No queued or failed actions.";
+    "retried" => "Toimenpide palautettiin jonoon:", "The action is queued again:";
+    "cancelled" => "Toimenpide peruttiin:", "The action was cancelled:";
+    "status_title" => "Palvelun tila", "Service status";
+    "verdict_ok" => "Kunnossa", "Healthy";
+    "verdict_bad" => "Vaatii huomiota", "Needs attention";
+    "s_account" => "Tili", "Account";
+    "s_last_sync" => "Viimeisin onnistunut synkronointi", "Last successful sync";
+    "s_age" => "Ikä", "Age";
+    "s_last_run" => "Viimeisin ajo", "Last run";
+    "s_open" => "Avoimia", "Open";
+    "s_calls_today" => "Kutsuja tänään", "Calls today";
+    "s_calls_month" => "Kutsuja tässä kuussa", "Calls this month";
+    "s_pending" => "Jonossa", "Queued";
+    "s_dead" => "Epäonnistuneita", "Dead";
+    "s_problems" => "Ongelmat", "Problems";
+    "never" => "ei koskaan", "never";
+    "cost_title" => "Kustannukset tässä kuussa", "Cost this month";
+    "c_customer" => "Asiakas", "Customer";
+    "c_calls" => "Kutsuja", "Calls";
+    "c_projected" => "Ennuste kuukaudelle", "Projected for the month";
+    "c_price" => "Edullisin paketti", "Cheapest package";
+    "webhooks_title" => "Webhookit", "Webhooks";
+    "w_received" => "Vastaanotettuja", "Deliveries received";
+    "w_pending" => "Käsittelemättä", "Events pending";
+    "w_parked" => "Sivuun siirrettyjä", "Events parked";
+    "w_fetches" => "Hakuja", "Fetches";
+    "err_title" => "Virhe", "Error";
+    "err_csrf" => "Lomakkeen tarkiste puuttuu tai on väärä. Lataa sivu uudelleen ja yritä uudestaan.", "The form's check token is missing or wrong. Reload the page and try again.";
+    "err_viewer" => "Katselijan tunnuksella ei voi tehdä muutoksia.", "A viewer cannot make changes.";
+    "err_not_found" => "Sivua tai tehtävää ei löydy.", "No such page or ticket.";
+    "err_internal" => "Palvelussa tapahtui virhe; katso palvelun loki.", "The service failed; see its log.";
+    "err_busy" => "Liian monta avointa taulua; yritä myöhemmin.", "Too many open boards; try later.";
+    "err_bad_form" => "Lomake on virheellinen.", "The form is not valid.";
+    "back" => "Takaisin tauluun", "Back to the board";
+    "live" => "Päivittyy automaattisesti", "Updates live";
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn both_catalogues_have_the_same_keys_once_each() {
+        let fi: Vec<_> = FI.iter().map(|(k, _)| *k).collect();
+        let en: Vec<_> = EN.iter().map(|(k, _)| *k).collect();
+        assert_eq!(fi, en);
+        assert_eq!(Lang::Fi.words().len(), fi.len(), "a key is given twice");
+    }
+
+    #[test]
+    fn the_browser_chooses_english_only_when_it_prefers_it() {
+        for (h, want) in [
+            (None, Lang::Fi),
+            (Some("en"), Lang::En),
+            (Some("en-GB,en;q=0.9"), Lang::En),
+            (Some("fi-FI,fi;q=0.9,en;q=0.8"), Lang::Fi),
+            (Some("sv-FI,en;q=0.5,fi;q=0.4"), Lang::En),
+            (Some("de"), Lang::Fi),
+            (Some("en;q=0"), Lang::Fi),
+        ] {
+            assert_eq!(Lang::from_accept_language(h), want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn times_are_helsinki_in_the_languages_format() {
+        // 7 April 2026 06:00 UTC is a Tuesday, 9.00 in Helsinki (summer time).
+        let t = Utc.with_ymd_and_hms(2026, 4, 7, 6, 0, 0).unwrap();
+        assert_eq!(Lang::Fi.time(t), "ti 7.4. klo 9.00");
+        assert_eq!(Lang::En.time(t), "Tue 7 Apr 09:00");
+        // Winter: UTC+2.
+        let t = Utc.with_ymd_and_hms(2026, 12, 31, 22, 5, 0).unwrap();
+        assert_eq!(Lang::Fi.time(t), "pe 1.1. klo 0.05");
+        assert_eq!(Lang::Fi.age(chrono::Duration::hours(50)), "2 pv");
+        assert_eq!(Lang::En.age(chrono::Duration::minutes(90)), "1 h");
+    }
+}
