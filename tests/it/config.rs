@@ -878,6 +878,8 @@ async fn check_config_names_each_bad_slotti_key_and_exits_2() {
         assert!(out.contains(key), "{key}: {out}");
     }
     assert!(!out.contains("slotti-key"), "{out}");
+}
+
 /// `[board]`: off by default; `enabled` needs `[api] listen`; each `[[board.users]]` entry has a
 /// name, an Argon2id PHC hash and a role, each problem named by key.
 #[test]
