@@ -256,66 +256,74 @@ impl Store {
             .execute("DELETE FROM feed WHERE at < ?1", [cutoff])?)
     }
 
-    /// Claims Idempotency-Key `key` of token `token` for a request whose method, path and body
-    /// hash to `hash`, in one IMMEDIATE transaction: the first claim wins; later ones learn the
-    /// stored answer, that the key came with another request, or that the first still runs.
+    /// Claims an Idempotency-Key for a request whose method, path and body hash to `hash`, in
+    /// one IMMEDIATE transaction: the first claim wins; later ones learn the stored answer, that
+    /// the key came with another request, or that the first still runs. An unanswered claim made
+    /// before `stale_before` is taken over ([`Claim::TakenOver`]): its request died without an
+    /// answer (a killed process leaves it so), and an answer is kept only by the claim's owner.
     pub fn idempotency_claim(
         &mut self,
-        token: &str,
-        key: &str,
+        claim: &KeyClaim,
         hash: &str,
         now: &str,
+        stale_before: &str,
     ) -> anyhow::Result<Claim> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let found: Option<(String, Option<u16>, Option<String>)> = tx
+        let found: Option<(String, Option<u16>, Option<String>, String)> = tx
             .query_row(
-                "SELECT request_hash, status, body FROM api_idempotency WHERE token = ?1 AND key = ?2",
-                rusqlite::params![token, key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                "SELECT request_hash, status, body, coalesce(claimed_at, created_at)
+                 FROM api_idempotency WHERE token = ?1 AND key = ?2",
+                rusqlite::params![claim.token, claim.key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let claim = match found {
+        let found = match found {
             None => {
                 tx.execute(
-                    "INSERT INTO api_idempotency (token, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![token, key, hash, now],
+                    "INSERT INTO api_idempotency (token, key, request_hash, created_at, owner, claimed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                    rusqlite::params![claim.token, claim.key, hash, now, claim.owner],
                 )?;
                 Claim::Claimed
             }
-            Some((h, _, _)) if h != hash => Claim::OtherRequest,
-            Some((_, Some(status), body)) => Claim::Answered {
+            Some((h, _, _, _)) if h != hash => Claim::OtherRequest,
+            Some((_, Some(status), body, _)) => Claim::Answered {
                 status,
                 body: body.unwrap_or_default(),
             },
-            Some((_, None, _)) => Claim::InProgress,
+            Some((_, None, _, since)) if since.as_str() < stale_before => {
+                tx.execute(
+                    "UPDATE api_idempotency SET owner = ?3, claimed_at = ?4
+                     WHERE token = ?1 AND key = ?2 AND status IS NULL",
+                    rusqlite::params![claim.token, claim.key, claim.owner, now],
+                )?;
+                Claim::TakenOver
+            }
+            Some((_, None, _, _)) => Claim::InProgress,
         };
         tx.commit()?;
-        Ok(claim)
+        Ok(found)
     }
 
-    /// Stores the answer to the request that claimed `key`: later requests with it get it.
+    /// Keeps the answer to the request that holds `claim`: later requests with its key get it.
+    /// False when the claim is no longer this request's (answered, or taken over by a retry).
     pub fn idempotency_answer(
         &mut self,
-        token: &str,
-        key: &str,
+        claim: &KeyClaim,
         status: u16,
         body: &str,
-    ) -> anyhow::Result<()> {
-        self.conn.execute(
-            "UPDATE api_idempotency SET status = ?3, body = ?4 WHERE token = ?1 AND key = ?2",
-            rusqlite::params![token, key, status, body],
-        )?;
-        Ok(())
+    ) -> anyhow::Result<bool> {
+        Ok(keep_answer(&self.conn, claim, status, body)?)
     }
 
-    /// Gives up a claim whose request had no answer worth repeating (a server failure): the
-    /// client's retry runs again.
-    pub fn idempotency_release(&mut self, token: &str, key: &str) -> anyhow::Result<()> {
+    /// Gives up `claim` when its request had no answer worth repeating (a server failure): the
+    /// client's retry runs again. Nothing happens when the claim is no longer this request's.
+    pub fn idempotency_release(&mut self, claim: &KeyClaim) -> anyhow::Result<()> {
         self.conn.execute(
-            "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND status IS NULL",
-            rusqlite::params![token, key],
+            "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND owner = ?3 AND status IS NULL",
+            rusqlite::params![claim.token, claim.key, claim.owner],
         )?;
         Ok(())
     }
@@ -336,11 +344,80 @@ impl Store {
     }
 }
 
+/// Stores `status` and `body` as the answer of `claim`'s key if the claim is still its owner's
+/// and unanswered; whether it did.
+fn keep_answer(
+    conn: &rusqlite::Connection,
+    claim: &KeyClaim,
+    status: u16,
+    body: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE api_idempotency SET status = ?4, body = ?5
+         WHERE token = ?1 AND key = ?2 AND owner = ?3 AND status IS NULL",
+        rusqlite::params![claim.token, claim.key, claim.owner, status, body],
+    )?;
+    Ok(n == 1)
+}
+
+/// Keeps the answer of an Idempotency-Key in the transaction that queues its action
+/// ([`Store::enqueue_by`]): the action is queued and its answer kept, or neither. Fails with
+/// [`ClaimLost`] (nothing queued) when the claim is no longer this request's.
+pub(super) fn keep_in(
+    tx: &rusqlite::Transaction<'_>,
+    kept: KeptAnswer,
+    row: &OutboxRow,
+) -> anyhow::Result<()> {
+    let (status, body) = (kept.answer)(row)?;
+    if !keep_answer(tx, &kept.claim, status, &body)? {
+        return Err(ClaimLost(kept.claim.key).into());
+    }
+    Ok(())
+}
+
+/// An Idempotency-Key claimed by one request: the API token's name, the key, and the random id
+/// of the request that holds the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub token: String,
+    pub key: String,
+    pub owner: String,
+}
+
+/// Makes the answer (HTTP status, body) to keep from the queued row.
+pub type AnswerOf = Box<dyn FnOnce(&OutboxRow) -> anyhow::Result<(u16, String)> + Send>;
+
+/// The answer of an Idempotency-Key's request, kept in the transaction that queues its action.
+pub struct KeptAnswer {
+    pub claim: KeyClaim,
+    /// The answer (HTTP status, body) to keep, from the queued row.
+    pub answer: AnswerOf,
+}
+
+impl std::fmt::Debug for KeptAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptAnswer")
+            .field("claim", &self.claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request no longer holds its Idempotency-Key's claim (a retry took it over): nothing was
+/// queued.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the Idempotency-Key {0:?} was taken over by a retry of this request: nothing was queued by this one"
+)]
+pub struct ClaimLost(pub String);
+
 /// What [`Store::idempotency_claim`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The key is new: this request runs, then stores its answer.
     Claimed,
+    /// The key's first request left no answer long enough ago to be dead: this request runs
+    /// instead of it.
+    TakenOver,
     /// The key's first request was answered so: answer the same.
     Answered { status: u16, body: String },
     /// The key came with another method, path or body.

@@ -33,7 +33,10 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
+pub use api::{
+    Claim, ClaimLost, FeedBounds, FeedEvent, HistoryEntry, KeptAnswer, KeyClaim, TicketDetail,
+    TicketPageQuery,
+};
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, TicketFilter, TicketRow};
@@ -58,6 +61,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "008_webhook_reconciled.sql",
     "009_subscribers.sql",
     "010_api_writes.sql",
+    "011_idempotency_claims.sql",
 );
 
 /// An open connection to the store.
