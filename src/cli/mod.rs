@@ -650,7 +650,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         outln!(
-            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s); {} old bookkeeping row(s) deleted",
+            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s); {} old bookkeeping row(s), {} change-feed event(s) older than {} days and {} Idempotency-Key(s) older than {} h deleted",
             if report.dry_run {
                 "dry run, nothing changed: "
             } else {
@@ -661,7 +661,11 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             report.actions_erased,
             report.errors_erased,
             report.events_erased,
-            report.rows_deleted
+            report.rows_deleted,
+            report.feed_events_deleted,
+            crate::api::config::feed_retain_days(config.api.as_ref()),
+            report.idempotency_keys_deleted,
+            crate::api::IDEMPOTENCY_KEEP.as_secs() / 3600
         )?;
     }
     Ok(ExitCode::SUCCESS)

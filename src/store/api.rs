@@ -1,7 +1,7 @@
 //! The questions the HTTP API asks of the store: a page of tickets by key, one ticket with its
-//! history, the change feed (`feed`, written by triggers: see `sql/007_feed.sql`) and its purge.
+//! history, the change feed (`feed`, written by triggers: see `sql/007_feed.sql`; purged by
+//! [`Store::purge`]) and the Idempotency-Keys of its POSTs.
 
-use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -247,15 +247,6 @@ impl Store {
         Ok((version, last))
     }
 
-    /// Deletes the feed events committed more than `retain_days` days before `now` (`[api]
-    /// feed_retain_days`); how many. Run by the daily purge.
-    pub fn purge_feed(&mut self, retain_days: u32, now: DateTime<Utc>) -> anyhow::Result<usize> {
-        let cutoff = crate::time::fmt(now - chrono::Duration::days(retain_days.into()));
-        Ok(self
-            .conn
-            .execute("DELETE FROM feed WHERE at < ?1", [cutoff])?)
-    }
-
     /// Claims an Idempotency-Key for a request whose method, path and body hash to `hash`, in
     /// one IMMEDIATE transaction: the first claim wins; later ones learn the stored answer, that
     /// the key came with another request, or that the first still runs. An unanswered claim made
@@ -326,21 +317,6 @@ impl Store {
             rusqlite::params![claim.token, claim.key, claim.owner],
         )?;
         Ok(())
-    }
-
-    /// Deletes the Idempotency-Keys claimed more than `max_age` before `now`; how many. Run by
-    /// the daily purge with [`crate::api::IDEMPOTENCY_KEEP`].
-    pub fn purge_idempotency(
-        &mut self,
-        max_age: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<usize> {
-        let age = chrono::Duration::from_std(max_age)?;
-        let cutoff = crate::time::fmt(now - age);
-        Ok(self.conn.execute(
-            "DELETE FROM api_idempotency WHERE created_at < ?1",
-            [cutoff],
-        )?)
     }
 }
 

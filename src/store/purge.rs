@@ -1,5 +1,7 @@
 //! Retention: personal data of tickets that left the open set long enough ago is erased
-//! everywhere it is stored, and bookkeeping rows older than their retention are deleted.
+//! everywhere it is stored, and bookkeeping rows older than their retention are deleted (with
+//! the change feed's old events and the HTTP API's old Idempotency-Keys). The daemon's daily
+//! purge and `huoltosync purge` both run [`Store::purge`].
 //! `secure_delete` (set when the store opens) zeroes the freed bytes, and a WAL checkpoint
 //! with TRUNCATE afterwards leaves no old copy in the `-wal` file.
 
@@ -21,6 +23,11 @@ pub struct Retention<'a> {
     pub api_calls_days: u32,
     pub outbox_days: u32,
     pub webhook_events_days: u32,
+    /// Change-feed events older than this many days are deleted (`[api] feed_retain_days`).
+    pub feed_days: u32,
+    /// HTTP API Idempotency-Keys claimed longer ago than this are deleted (their answers with
+    /// them).
+    pub idempotency_keys: std::time::Duration,
     /// Top-level fields of a ticket's raw JSON that hold personal data, removed from
     /// `raw_json` when its personal data is erased.
     pub personal_fields: &'a [&'a str],
@@ -38,8 +45,13 @@ pub struct PurgeReport {
     pub errors_erased: u64,
     /// Webhook events whose `ReferenceJson` was erased.
     pub events_erased: u64,
-    /// Bookkeeping rows deleted: sync runs, API-call days, finished outbox actions.
+    /// Bookkeeping rows deleted: sync runs, API-call days, finished outbox actions, old
+    /// webhook events.
     pub rows_deleted: u64,
+    /// Change-feed events deleted (older than `[api] feed_retain_days`).
+    pub feed_events_deleted: u64,
+    /// HTTP API Idempotency-Keys deleted (claimed over 24 hours ago).
+    pub idempotency_keys_deleted: u64,
 }
 
 impl Store {
@@ -114,6 +126,13 @@ impl Store {
             "DELETE FROM outbox WHERE status IN ('delivered', 'cancelled') AND created_at < ?1",
             [ago(retention.outbox_days)],
         )? as u64;
+        r.feed_events_deleted =
+            tx.execute("DELETE FROM feed WHERE at < ?1", [ago(retention.feed_days)])? as u64;
+        let keys_age = chrono::Duration::from_std(retention.idempotency_keys)?;
+        r.idempotency_keys_deleted = tx.execute(
+            "DELETE FROM api_idempotency WHERE created_at < ?1",
+            [time::fmt(now - keys_age)],
+        )? as u64;
         if dry_run {
             tx.rollback()?;
             return Ok(r);
@@ -121,7 +140,13 @@ impl Store {
         tx.commit()?;
         // Old page images of the erased rows may still sit in the WAL: fold it in and truncate.
         // A purge that changed nothing writes nothing (an idle daemon leaves the files alone).
-        if r.tickets_erased + r.actions_erased + r.errors_erased + r.events_erased + r.rows_deleted
+        if r.tickets_erased
+            + r.actions_erased
+            + r.errors_erased
+            + r.events_erased
+            + r.rows_deleted
+            + r.feed_events_deleted
+            + r.idempotency_keys_deleted
             > 0
         {
             self.conn

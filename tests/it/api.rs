@@ -470,11 +470,13 @@ async fn after_the_purge_a_dropped_range_is_410_with_the_oldest_seq() {
         )
         .unwrap();
     let store = Handle::open(env.config.store.path.clone()).await.unwrap();
+    let retention = huoltosync::retention::from_config(&env.config);
+    assert_eq!(retention.feed_days, 30);
     let purged = store
-        .call(|s| s.purge_feed(30, huoltosync::time::now()))
+        .call(move |s| s.purge(&retention, huoltosync::time::now(), false))
         .await
         .unwrap();
-    assert_eq!(purged, 10);
+    assert_eq!(purged.feed_events_deleted, 10);
     let api = serve(&env).await;
     let (s, h, b) = api.get_as(Some(READ), "/changes?after=0").await;
     assert_eq!(s, 410, "{b}");

@@ -4,7 +4,7 @@
 //! nothing, another body is 422, concurrent requests with one key queue one row); base64 and
 //! multipart attachments reach Tampuuri; outbox retry and cancel.
 
-use huoltosync::store::{Claim, ClaimLost, KeptAnswer, KeyClaim, Store};
+use huoltosync::store::{Claim, ClaimLost, KeptAnswer, KeyClaim, Retention, Store};
 use serde_json::{Value, json};
 
 use crate::api::{READ, WRITE, env, is_problem, serve};
@@ -527,9 +527,23 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
             .to_utc()
             + chrono::Duration::hours(h.into())
     };
-    let keep = huoltosync::api::IDEMPOTENCY_KEEP;
-    assert_eq!(s.purge_idempotency(keep, at(23)).unwrap(), 0);
-    assert_eq!(s.purge_idempotency(keep, at(25)).unwrap(), 2);
+    let retention = Retention {
+        personal_days: 30,
+        sync_runs_days: 30,
+        api_calls_days: 30,
+        outbox_days: 30,
+        webhook_events_days: 30,
+        feed_days: 30,
+        idempotency_keys: huoltosync::api::IDEMPOTENCY_KEEP,
+        personal_fields: &[],
+    };
+    let purged = |s: &mut Store, h| {
+        s.purge(&retention, at(h), false)
+            .unwrap()
+            .idempotency_keys_deleted
+    };
+    assert_eq!(purged(&mut s, 23), 0);
+    assert_eq!(purged(&mut s, 25), 2);
     assert_eq!(
         s.idempotency_claim(&erp, "h2", now, stale).unwrap(),
         Claim::Claimed
@@ -665,4 +679,86 @@ async fn a_retry_after_the_first_request_died_queues_exactly_one_row() {
         .unwrap_err();
     assert!(err.downcast_ref::<ClaimLost>().is_some(), "{err:#}");
     assert_eq!(env.outbox().len(), 1, "the lost claim queued nothing");
+}
+
+#[tokio::test]
+async fn huoltosync_purge_drops_old_feed_events_and_old_idempotency_keys_and_keeps_recent_ones() {
+    let env = env(3).await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    let api = serve(&env).await;
+    let path = |id: i64| format!("/tickets/sim-1/{id}/accept");
+    for (key, id) in [("old", ids[0]), ("new", ids[1])] {
+        let (s, _, b) = post(&api, WRITE, &path(id), Some(key), json!({})).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let feed_before = env.count("SELECT count(*) FROM feed");
+    assert!(feed_before > 3, "the sync and the accepts wrote events");
+    // The first three events are 31 days old ([api] feed_retain_days = 30 by default), key
+    // "old" 25 hours old (keys are kept 24 h).
+    let ago = |h: i64| huoltosync::time::fmt(huoltosync::time::now() - chrono::Duration::hours(h));
+    let db = env.db();
+    let first: i64 = db
+        .query_row("SELECT min(seq) FROM feed", [], |r| r.get(0))
+        .unwrap();
+    db.execute(
+        "UPDATE feed SET at = ?1 WHERE seq < ?2",
+        rusqlite::params![ago(31 * 24), first + 3],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE api_idempotency SET created_at = ?1 WHERE key = 'old'",
+        [ago(25)],
+    )
+    .unwrap();
+
+    let (code, out, err) = env.cli(&["purge", "--dry-run", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let dry: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            dry["feed_events_deleted"].as_u64(),
+            dry["idempotency_keys_deleted"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "{dry}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM feed"),
+        feed_before,
+        "a dry run changes nothing"
+    );
+
+    let (code, out, err) = env.cli(&["purge"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("3 change-feed event(s) older than 30 days")
+            && out.contains("1 Idempotency-Key(s) older than 24 h"),
+        "{out}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM feed"), feed_before - 3);
+    assert_eq!(
+        env.count("SELECT min(seq) FROM feed"),
+        first + 3,
+        "recent events are kept"
+    );
+    let keys: Vec<String> = env
+        .db()
+        .prepare("SELECT key FROM api_idempotency")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys, vec!["new".to_owned()], "the recent key is kept");
+    // The kept key still answers its retry, and queues nothing.
+    let (s, h, _) = post(&api, WRITE, &path(ids[1]), Some("new"), json!({})).await;
+    assert_eq!(
+        (s, &h["idempotent-replayed"]),
+        (
+            202,
+            &"true".parse::<reqwest::header::HeaderValue>().unwrap()
+        )
+    );
+    assert_eq!(env.outbox().len(), 2);
 }
