@@ -263,6 +263,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.source.display()
                 )));
             }
+            // The daemon creates the store; serving alone never does (an empty one would answer
+            // every request with nothing, from the wrong file).
+            if !config.store.path.exists() {
+                return Err(usage(format!(
+                    "no store at {} ([store] path): run `huoltosync run --once` first to create and fill it; `huoltosync serve` does not create one",
+                    config.store.path.display()
+                )));
+            }
             crate::api::serve_alone(config).await
         }
         Command::Openapi => {

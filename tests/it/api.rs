@@ -633,6 +633,39 @@ async fn huoltosync_serve_serves_the_api_alone_with_tokens_from_files() {
 }
 
 #[tokio::test]
+async fn huoltosync_serve_refuses_a_store_that_does_not_exist() {
+    let env = env(3).await;
+    let store = env.config.store.path.clone();
+    assert!(!store.exists(), "no sync ran: there is no store");
+    // Bounded: a serve that wrongly starts would never end on its own.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .arg("--config")
+        .arg(env.config_path())
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("serve refuses at once instead of serving")
+        .unwrap();
+    let (code, out, err) = (
+        done.status.code(),
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr),
+    );
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains(&store.display().to_string()) && err.contains("huoltosync run --once"),
+        "{err}"
+    );
+    assert!(!store.exists(), "serve created no store");
+}
+
+#[tokio::test]
 async fn the_daemon_serves_the_api() {
     let env = Setup::tickets(4)
         .sections(&format!(
