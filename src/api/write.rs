@@ -286,7 +286,7 @@ pub(super) async fn accept(
         (status = 400, description = "The body is not the JSON asked for", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A read token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account, or the ticket is not in its mirror", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The ticket's state refuses it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ticket's state refuses it, or the key's first request still runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An empty reason, or the key came with another request", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -326,7 +326,7 @@ pub(super) async fn hold(
         (status = 400, description = "The body is not the JSON asked for", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A read token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account, or the ticket is not in its mirror", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The ticket's state (or its open follow-ups) refuses it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ticket's state (or its open follow-ups) refuses it, or the key's first request still runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key came with another request", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -367,6 +367,7 @@ pub(super) async fn done(
         (status = 202, description = "Queued: the outbox row", body = Action),
         (status = 400, description = "The body is not the JSON or form asked for", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A read token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key's first request still runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong fields (no cost centre, unknown account or parent), a bad attachment, or the key came with another request", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
