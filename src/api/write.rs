@@ -19,7 +19,7 @@
 //! unanswered for [`IDEMPOTENCY_TAKEOVER`] (its process was killed, or its client left before
 //! the answer was kept) is taken over by the retry, which runs afresh; only the claim's owner
 //! keeps an answer or queues with it, so a key never queues two rows. A 5xx answer is not kept
-//! (the retry runs again). Keys are kept [`IDEMPOTENCY_KEEP`] (the daily purge).
+//! (the retry runs again). Keys are kept [`IDEMPOTENCY_KEEP`] (the purge).
 //!
 //! [`Store::idempotency_claim`]: crate::store::Store::idempotency_claim
 
