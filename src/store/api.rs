@@ -136,7 +136,7 @@ fn contains_pattern(text: &str) -> String {
 
 impl Store {
     /// Up to `limit` tickets after `q.after`, in `(account, id)` order (keyset paging on the
-    /// primary key: a page after a cursor seeks to it, see [`page_sql`]).
+    /// primary key: a page after a cursor seeks to it, see `page_sql`).
     pub fn ticket_page(&self, q: &TicketPageQuery) -> anyhow::Result<Vec<TicketRow>> {
         let address = format!("$.{}", q.address_field);
         let mut st = self.conn.prepare_cached(&page_sql(q.after.is_some()))?;
