@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::action::{self, Action, Attachment, CreateRequest, Facts};
 use crate::config::Config;
-use crate::store::{Handle, OutboxRow};
+use crate::store::{Handle, KeptAnswer, OutboxRow};
 use crate::time;
 
 /// One action to queue, as a caller asks for it.
@@ -94,6 +94,19 @@ pub async fn queue(
     store: &Handle,
     req: QueueRequest,
 ) -> Result<OutboxRow, QueueError> {
+    queue_keeping(config, store, req, None).await
+}
+
+/// [`queue`], keeping the answer of the HTTP request's Idempotency-Key (`kept`) in the
+/// transaction that queues the action: a request that dies leaves either both or neither.
+/// When the key's claim was taken over by a retry, it fails ([`crate::store::ClaimLost`] in
+/// [`QueueError::Failed`]) and queues nothing.
+pub async fn queue_keeping(
+    config: &Config,
+    store: &Handle,
+    req: QueueRequest,
+    kept: Option<KeptAnswer>,
+) -> Result<OutboxRow, QueueError> {
     let QueueRequest {
         account,
         task,
@@ -130,6 +143,7 @@ pub async fn queue(
                 &time::fmt(deadline),
                 &attachments,
                 by.as_deref(),
+                kept,
                 plan,
             )
         })

@@ -1,7 +1,8 @@
-//! What the purge keeps: the config's `[privacy]` and `[retention]` values joined with the
-//! ticket fields Tampuuri keeps personal data in (and the booking fields Slotti keeps the
-//! customer in), as the plain [`Retention`] that
-//! [`Store::purge`](crate::store::Store::purge) takes. The one place that knows all three, so
+//! What the purge keeps: the config's `[privacy]`, `[retention]` and `[api] feed_retain_days`
+//! values and the API's Idempotency-Key lifetime, joined with the ticket fields Tampuuri keeps
+//! personal data in (and the booking fields Slotti keeps the customer in), as the plain
+//! [`Retention`] that [`Store::purge`](crate::store::Store::purge) takes. The one place that
+//! knows them all, so
 //! the store imports neither the config nor the API module.
 
 use crate::config::Config;
@@ -16,6 +17,8 @@ pub fn from_config(config: &Config) -> Retention<'static> {
         api_calls_days: config.retention.api_calls_days,
         outbox_days: config.retention.outbox_days,
         webhook_events_days: config.retention.webhook_events_days,
+        feed_days: crate::api::config::feed_retain_days(config.api.as_ref()),
+        idempotency_keys: crate::api::IDEMPOTENCY_KEEP,
         personal_fields: &PERSONAL_FIELDS,
         booking_personal_fields: &crate::slotti::resident::BOOKING_PERSONAL_FIELDS,
     }

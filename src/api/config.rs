@@ -44,7 +44,8 @@ pub struct ApiConfig {
     /// as `feed_retain_days` or the subscribers).
     pub listen: Option<SocketAddr>,
     pub tokens: Vec<ApiToken>,
-    /// Feed events older than this many days are dropped by the daily purge.
+    /// Feed events older than this many days are dropped by the purge (daily, and `huoltosync
+    /// purge`).
     pub feed_retain_days: u32,
     /// The largest request body accepted.
     pub max_body_bytes: usize,

@@ -10,11 +10,16 @@
 //! account or outbox id. A body that is not the JSON asked for is a 400 naming the field.
 //!
 //! Idempotency (`idempotency`, a middleware on every POST): the key is claimed per token in
-//! one transaction ([`Store::idempotency_claim`]) before the handler runs; the answer is stored
-//! and given again to a retry with the same method, path and body (`Idempotent-Replayed: true`).
-//! The same key with another request is 422; a retry while the first request still runs waits
-//! up to [`IDEMPOTENCY_WAIT`] for its answer, then gets 409. A 5xx answer is not kept (the retry
-//! runs again). Keys are kept [`IDEMPOTENCY_KEEP`] (the daily purge).
+//! one transaction ([`Store::idempotency_claim`]) before the handler runs, under a random owner
+//! id; the answer is stored and given again to a retry with the same method, path and body
+//! (`Idempotent-Replayed: true`). An action's answer is kept in the transaction that queues it
+//! ([`queue::queue_keeping`]), so a request that dies leaves either the queued action with its
+//! answer or neither. The same key with another request is 422; a retry while the first request
+//! still runs waits up to [`IDEMPOTENCY_WAIT`] for its answer, then gets 409. A claim left
+//! unanswered for [`IDEMPOTENCY_TAKEOVER`] (its process was killed, or its client left before
+//! the answer was kept) is taken over by the retry, which runs afresh; only the claim's owner
+//! keeps an answer or queues with it, so a key never queues two rows. A 5xx answer is not kept
+//! (the retry runs again). Keys are kept [`IDEMPOTENCY_KEEP`] (the purge).
 //!
 //! [`Store::idempotency_claim`]: crate::store::Store::idempotency_claim
 
@@ -35,12 +40,16 @@ use super::config::Scope;
 use super::{Action, AppState, Caller, Problem};
 use crate::action::{self, CreateRequest};
 use crate::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
-use crate::store::{Claim, OutboxRefusal};
+use crate::store::{Claim, ClaimLost, KeptAnswer, KeyClaim, OutboxRefusal};
 
 /// How long an Idempotency-Key and its answer are kept.
 pub const IDEMPOTENCY_KEEP: Duration = Duration::from_secs(24 * 3600);
 /// How long a retry waits for the answer of the first request with its key.
 pub const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(10);
+/// How long an unanswered claim of a key holds: a retry after this takes it over and runs
+/// afresh (the first request died). Far longer than a request takes (the store's busy timeout
+/// is 10 s); a first request that still runs then cannot queue or answer with the key.
+pub const IDEMPOTENCY_TAKEOVER: Duration = Duration::from_secs(30);
 /// The longest Idempotency-Key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 /// The largest answer kept for a key (answers here are one outbox row or a problem).
@@ -137,6 +146,15 @@ fn accepted(row: crate::store::OutboxRow) -> Response {
     (StatusCode::ACCEPTED, axum::Json(Action::from(row))).into_response()
 }
 
+/// The answer to a queued action, as kept for its Idempotency-Key and as given: 202 and the
+/// row's JSON.
+fn queued_answer(row: &crate::store::OutboxRow) -> anyhow::Result<(u16, String)> {
+    Ok((
+        StatusCode::ACCEPTED.as_u16(),
+        serde_json::to_string(&Action::from(row.clone()))?,
+    ))
+}
+
 /// The configured account of a path, or 404.
 fn account(st: &AppState, name: &str) -> Result<String, Problem> {
     match st.config.account(name) {
@@ -156,10 +174,13 @@ fn account(st: &AppState, name: &str) -> Result<String, Problem> {
     }
 }
 
-/// Queues `task` for `caller` through [`queue::queue`]; a refusal as a problem.
+/// Queues `task` for `caller` through [`queue::queue_keeping`], keeping the answer of the
+/// request's Idempotency-Key (`claim`, set by the middleware) in the same transaction; a
+/// refusal as a problem.
 async fn queue_for(
     st: &AppState,
     caller: &Caller,
+    claim: Option<KeyClaim>,
     account: Option<String>,
     task: Task,
 ) -> Result<Response, Problem> {
@@ -172,9 +193,19 @@ async fn queue_for(
         task,
         requested_by: Some(caller.name.clone()),
     };
-    match queue::queue(&st.config, &st.store, req).await {
-        Ok(row) => Ok(accepted(row)),
-        Err(QueueError::Failed(e)) => Err(Problem::internal(e)),
+    let kept = claim.map(|claim| KeptAnswer {
+        claim,
+        answer: Box::new(queued_answer),
+    });
+    match queue::queue_keeping(&st.config, &st.store, req, kept).await {
+        Ok(row) => {
+            let (status, body) = queued_answer(&row).map_err(Problem::internal)?;
+            Ok(json_answer(status, body))
+        }
+        Err(QueueError::Failed(e)) => match e.downcast::<ClaimLost>() {
+            Ok(lost) => Err(Problem::new(StatusCode::CONFLICT, lost.to_string())),
+            Err(e) => Err(Problem::internal(e)),
+        },
         Err(QueueError::Refused(m)) => {
             let status = match transition {
                 // Not in this account's mirror: 404; in it but refused by its state: 409.
@@ -225,6 +256,7 @@ fn ticket_path(path: TicketPath) -> Result<(String, i64), Problem> {
 pub(super) async fn accept(
     State(st): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    claim: Option<axum::Extension<KeyClaim>>,
     path: TicketPath,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -236,6 +268,7 @@ pub(super) async fn accept(
     queue_for(
         &st,
         &caller,
+        claim.map(|c| c.0),
         Some(acc),
         Task::Transition { ticket: id, action },
     )
@@ -253,13 +286,14 @@ pub(super) async fn accept(
         (status = 400, description = "The body is not the JSON asked for", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A read token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account, or the ticket is not in its mirror", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The ticket's state refuses it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ticket's state refuses it, or the key's first request still runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An empty reason, or the key came with another request", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn hold(
     State(st): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    claim: Option<axum::Extension<KeyClaim>>,
     path: TicketPath,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -274,6 +308,7 @@ pub(super) async fn hold(
     queue_for(
         &st,
         &caller,
+        claim.map(|c| c.0),
         Some(acc),
         Task::Transition { ticket: id, action },
     )
@@ -291,13 +326,14 @@ pub(super) async fn hold(
         (status = 400, description = "The body is not the JSON asked for", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A read token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such account, or the ticket is not in its mirror", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The ticket's state (or its open follow-ups) refuses it", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ticket's state (or its open follow-ups) refuses it, or the key's first request still runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The key came with another request", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 pub(super) async fn done(
     State(st): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
+    claim: Option<axum::Extension<KeyClaim>>,
     path: TicketPath,
     body: Bytes,
 ) -> Result<Response, Problem> {
@@ -312,6 +348,7 @@ pub(super) async fn done(
     queue_for(
         &st,
         &caller,
+        claim.map(|c| c.0),
         Some(acc),
         Task::Transition { ticket: id, action },
     )
@@ -330,6 +367,7 @@ pub(super) async fn done(
         (status = 202, description = "Queued: the outbox row", body = Action),
         (status = 400, description = "The body is not the JSON or form asked for", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A read token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key's first request still runs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong fields (no cost centre, unknown account or parent), a bad attachment, or the key came with another request", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
@@ -339,6 +377,7 @@ pub(super) async fn create(
     req: Request,
 ) -> Result<Response, Problem> {
     caller.require(Scope::Write)?;
+    let claim = req.extensions().get::<KeyClaim>().cloned();
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -396,7 +435,7 @@ pub(super) async fn create(
         ticket,
         attachments: sources,
     };
-    queue_for(&st, &caller, b.account, task).await
+    queue_for(&st, &caller, claim, b.account, task).await
 }
 
 /// The fields of a `multipart/form-data` new ticket, and its file parts as attachments.
@@ -546,8 +585,8 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A kept answer, given again.
-fn replay(status: u16, body: String) -> Response {
+/// An answer given as JSON (problem+json for an error status).
+fn json_answer(status: u16, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = if status.is_success() {
         "application/json"
@@ -557,6 +596,12 @@ fn replay(status: u16, body: String) -> Response {
     let mut r = (status, body).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r
+}
+
+/// A kept answer, given again.
+fn replay(status: u16, body: String) -> Response {
+    let mut r = json_answer(status, body);
     r.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     r
@@ -584,7 +629,7 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
         return Problem::internal(anyhow::anyhow!("no caller on an authenticated request"))
             .into_response();
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
@@ -592,20 +637,36 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
         }
     };
     let hash = request_hash(&parts.method, parts.uri.path(), &bytes);
+    let claim = KeyClaim {
+        token: caller.name.clone(),
+        key: key.clone(),
+        owner: format!("{:032x}", rand::random::<u128>()),
+    };
     let deadline = tokio::time::Instant::now() + IDEMPOTENCY_WAIT;
     loop {
-        let (token, k, h) = (caller.name.clone(), key.clone(), hash.clone());
-        let now = crate::time::fmt(crate::time::now());
-        let claim = match st
+        let (c, h) = (claim.clone(), hash.clone());
+        let now = crate::time::now();
+        let stale_before = crate::time::fmt(
+            now - chrono::Duration::from_std(IDEMPOTENCY_TAKEOVER).unwrap_or_default(),
+        );
+        let now = crate::time::fmt(now);
+        let found = match st
             .store
-            .call(move |s| s.idempotency_claim(&token, &k, &h, &now))
+            .call(move |s| s.idempotency_claim(&c, &h, &now, &stale_before))
             .await
         {
             Ok(c) => c,
             Err(e) => return Problem::internal(e).into_response(),
         };
-        match claim {
+        match found {
             Claim::Claimed => break,
+            Claim::TakenOver => {
+                tracing::warn!(
+                    requested_by = %caller.name,
+                    "An Idempotency-Key's first request left no answer (it died); its retry runs afresh."
+                );
+                break;
+            }
             Claim::Answered { status, body } => return replay(status, body),
             Claim::OtherRequest => {
                 return Problem::new(
@@ -631,17 +692,18 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
             }
         }
     }
+    parts.extensions.insert(claim.clone());
     let resp = next.run(Request::from_parts(parts, bytes.into())).await;
     let (rparts, rbody) = resp.into_parts();
     let rbytes = axum::body::to_bytes(rbody, MAX_KEPT_ANSWER).await;
-    let (token, k) = (caller.name.clone(), key.clone());
+    // A queued action's answer is already kept (with the action); this keeps the others.
     match rbytes {
         Ok(b) if !rparts.status.is_server_error() => {
             let text = String::from_utf8_lossy(&b).into_owned();
             let status = rparts.status.as_u16();
             if let Err(e) = st
                 .store
-                .call(move |s| s.idempotency_answer(&token, &k, status, &text))
+                .call(move |s| s.idempotency_answer(&claim, status, &text))
                 .await
             {
                 tracing::warn!(
@@ -652,11 +714,7 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
             Response::from_parts(rparts, b.into())
         }
         other => {
-            if let Err(e) = st
-                .store
-                .call(move |s| s.idempotency_release(&token, &k))
-                .await
-            {
+            if let Err(e) = st.store.call(move |s| s.idempotency_release(&claim)).await {
                 tracing::warn!(
                     error = format!("{e:#}"),
                     "Cannot release an Idempotency-Key."

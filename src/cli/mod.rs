@@ -275,6 +275,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.source.display()
                 )));
             }
+            // The daemon creates the store; serving alone never does (an empty one would answer
+            // every request with nothing, from the wrong file).
+            if !config.store.path.exists() {
+                return Err(usage(format!(
+                    "no store at {} ([store] path): run `huoltosync run --once` first to create and fill it; `huoltosync serve` does not create one",
+                    config.store.path.display()
+                )));
+            }
             crate::api::serve_alone(config).await
         }
         Command::Visits(args) => {
@@ -691,7 +699,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         outln!(
-            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s), customer data from {} visit(s) and {} Slotti delivery(s); {} old bookkeeping row(s) deleted",
+            "{}personal data erased from {} ticket(s) that left the open set over {} days ago, free text from {} action(s), {} error text(s), {} webhook event(s), customer data from {} visit(s) and {} Slotti delivery(s); {} old bookkeeping row(s), {} change-feed event(s) older than {} days and {} Idempotency-Key(s) older than {} h deleted",
             if report.dry_run {
                 "dry run, nothing changed: "
             } else {
@@ -704,7 +712,11 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             report.events_erased,
             report.visits_erased,
             report.deliveries_erased,
-            report.rows_deleted
+            report.rows_deleted,
+            report.feed_events_deleted,
+            crate::api::config::feed_retain_days(config.api.as_ref()),
+            report.idempotency_keys_deleted,
+            crate::api::IDEMPOTENCY_KEEP.as_secs() / 3600
         )?;
     }
     Ok(ExitCode::SUCCESS)

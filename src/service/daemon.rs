@@ -554,9 +554,6 @@ impl Daemon {
                 self.start_work(Work::Purge, Vec::new(), async move {
                     let r = s
                         .call(move |st| {
-                            let feed_days = crate::api::config::feed_retain_days(c.api.as_ref());
-                            st.purge_feed(feed_days, clock())?;
-                            st.purge_idempotency(crate::api::IDEMPOTENCY_KEEP, clock())?;
                             st.purge(&crate::retention::from_config(&c), clock(), false)
                         })
                         .await;
@@ -713,6 +710,8 @@ impl Daemon {
                 tracing::info!(
                     tickets = p.tickets_erased,
                     rows = p.rows_deleted,
+                    feed_events = p.feed_events_deleted,
+                    idempotency_keys = p.idempotency_keys_deleted,
                     "Daily purge done."
                 );
                 (Work::Purge, true)

@@ -1,7 +1,7 @@
 //! The questions the HTTP API asks of the store: a page of tickets by key, one ticket with its
-//! history, the change feed (`feed`, written by triggers: see `sql/007_feed.sql`) and its purge.
+//! history, the change feed (`feed`, written by triggers: see `sql/007_feed.sql`; purged by
+//! [`Store::purge`]) and the Idempotency-Keys of its POSTs.
 
-use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -119,6 +119,28 @@ pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
     })
 }
 
+/// The SQL of a page of tickets, with the keyset condition when the page starts after a cursor.
+/// The condition is left out rather than written `(?6 IS NULL OR (account, id) > (?6, ?7))`:
+/// SQLite cannot seek the primary key on a disjunction, so that form scanned every ticket
+/// before the cursor (fetching each row to test `open`) on every page, and a page near the end
+/// of 100 000 tickets cost as much as reading them all.
+fn page_sql(after_cursor: bool) -> String {
+    let keyset = if after_cursor {
+        "(account, id) > (?6, ?7)"
+    } else {
+        "?6 IS NULL AND ?7 IS NULL"
+    };
+    format!(
+        "{TICKET_SELECT}
+         WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE)
+           AND (?3 IS NULL OR open = ?3)
+           AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\' OR description LIKE ?4 ESCAPE '\\'
+                OR json_extract(raw_json, ?5) LIKE ?4 ESCAPE '\\')
+           AND {keyset}
+         ORDER BY account, id LIMIT ?8"
+    )
+}
+
 /// `text` as a LIKE pattern matching it anywhere, `\` escaping the wildcards.
 fn contains_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
@@ -135,18 +157,10 @@ fn contains_pattern(text: &str) -> String {
 
 impl Store {
     /// Up to `limit` tickets after `q.after`, in `(account, id)` order (keyset paging on the
-    /// primary key).
+    /// primary key: a page after a cursor seeks to it, see `page_sql`).
     pub fn ticket_page(&self, q: &TicketPageQuery) -> anyhow::Result<Vec<TicketRow>> {
         let address = format!("$.{}", q.address_field);
-        let mut st = self.conn.prepare_cached(&format!(
-            "{TICKET_SELECT}
-             WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE)
-               AND (?3 IS NULL OR open = ?3)
-               AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\' OR description LIKE ?4 ESCAPE '\\'
-                    OR json_extract(raw_json, ?5) LIKE ?4 ESCAPE '\\')
-               AND (?6 IS NULL OR (account, id) > (?6, ?7))
-             ORDER BY account, id LIMIT ?8"
-        ))?;
+        let mut st = self.conn.prepare_cached(&page_sql(q.after.is_some()))?;
         let (after_account, after_id) = match &q.after {
             Some((a, i)) => (Some(a.as_str()), Some(*i)),
             None => (None, None),
@@ -274,104 +288,196 @@ impl Store {
         Ok((version, last))
     }
 
-    /// Deletes the feed events committed more than `retain_days` days before `now` (`[api]
-    /// feed_retain_days`); how many. Run by the daily purge.
-    pub fn purge_feed(&mut self, retain_days: u32, now: DateTime<Utc>) -> anyhow::Result<usize> {
-        let cutoff = crate::time::fmt(now - chrono::Duration::days(retain_days.into()));
-        Ok(self
-            .conn
-            .execute("DELETE FROM feed WHERE at < ?1", [cutoff])?)
-    }
-
-    /// Claims Idempotency-Key `key` of token `token` for a request whose method, path and body
-    /// hash to `hash`, in one IMMEDIATE transaction: the first claim wins; later ones learn the
-    /// stored answer, that the key came with another request, or that the first still runs.
+    /// Claims an Idempotency-Key for a request whose method, path and body hash to `hash`, in
+    /// one IMMEDIATE transaction: the first claim wins; later ones learn the stored answer, that
+    /// the key came with another request, or that the first still runs. An unanswered claim made
+    /// before `stale_before` is taken over ([`Claim::TakenOver`]): its request died without an
+    /// answer (a killed process leaves it so), and an answer is kept only by the claim's owner.
     pub fn idempotency_claim(
         &mut self,
-        token: &str,
-        key: &str,
+        claim: &KeyClaim,
         hash: &str,
         now: &str,
+        stale_before: &str,
     ) -> anyhow::Result<Claim> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let found: Option<(String, Option<u16>, Option<String>)> = tx
+        let found: Option<(String, Option<u16>, Option<String>, String)> = tx
             .query_row(
-                "SELECT request_hash, status, body FROM api_idempotency WHERE token = ?1 AND key = ?2",
-                rusqlite::params![token, key],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                "SELECT request_hash, status, body, coalesce(claimed_at, created_at)
+                 FROM api_idempotency WHERE token = ?1 AND key = ?2",
+                rusqlite::params![claim.token, claim.key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        let claim = match found {
+        let found = match found {
             None => {
                 tx.execute(
-                    "INSERT INTO api_idempotency (token, key, request_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![token, key, hash, now],
+                    "INSERT INTO api_idempotency (token, key, request_hash, created_at, owner, claimed_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                    rusqlite::params![claim.token, claim.key, hash, now, claim.owner],
                 )?;
                 Claim::Claimed
             }
-            Some((h, _, _)) if h != hash => Claim::OtherRequest,
-            Some((_, Some(status), body)) => Claim::Answered {
+            Some((h, _, _, _)) if h != hash => Claim::OtherRequest,
+            Some((_, Some(status), body, _)) => Claim::Answered {
                 status,
                 body: body.unwrap_or_default(),
             },
-            Some((_, None, _)) => Claim::InProgress,
+            Some((_, None, _, since)) if since.as_str() < stale_before => {
+                tx.execute(
+                    "UPDATE api_idempotency SET owner = ?3, claimed_at = ?4
+                     WHERE token = ?1 AND key = ?2 AND status IS NULL",
+                    rusqlite::params![claim.token, claim.key, claim.owner, now],
+                )?;
+                Claim::TakenOver
+            }
+            Some((_, None, _, _)) => Claim::InProgress,
         };
         tx.commit()?;
-        Ok(claim)
+        Ok(found)
     }
 
-    /// Stores the answer to the request that claimed `key`: later requests with it get it.
+    /// Keeps the answer to the request that holds `claim`: later requests with its key get it.
+    /// False when the claim is no longer this request's (answered, or taken over by a retry).
     pub fn idempotency_answer(
         &mut self,
-        token: &str,
-        key: &str,
+        claim: &KeyClaim,
         status: u16,
         body: &str,
-    ) -> anyhow::Result<()> {
-        self.conn.execute(
-            "UPDATE api_idempotency SET status = ?3, body = ?4 WHERE token = ?1 AND key = ?2",
-            rusqlite::params![token, key, status, body],
-        )?;
-        Ok(())
+    ) -> anyhow::Result<bool> {
+        Ok(keep_answer(&self.conn, claim, status, body)?)
     }
 
-    /// Gives up a claim whose request had no answer worth repeating (a server failure): the
-    /// client's retry runs again.
-    pub fn idempotency_release(&mut self, token: &str, key: &str) -> anyhow::Result<()> {
+    /// Gives up `claim` when its request had no answer worth repeating (a server failure): the
+    /// client's retry runs again. Nothing happens when the claim is no longer this request's.
+    pub fn idempotency_release(&mut self, claim: &KeyClaim) -> anyhow::Result<()> {
         self.conn.execute(
-            "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND status IS NULL",
-            rusqlite::params![token, key],
+            "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND owner = ?3 AND status IS NULL",
+            rusqlite::params![claim.token, claim.key, claim.owner],
         )?;
         Ok(())
-    }
-
-    /// Deletes the Idempotency-Keys claimed more than `max_age` before `now`; how many. Run by
-    /// the daily purge with [`crate::api::IDEMPOTENCY_KEEP`].
-    pub fn purge_idempotency(
-        &mut self,
-        max_age: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<usize> {
-        let age = chrono::Duration::from_std(max_age)?;
-        let cutoff = crate::time::fmt(now - age);
-        Ok(self.conn.execute(
-            "DELETE FROM api_idempotency WHERE created_at < ?1",
-            [cutoff],
-        )?)
     }
 }
+
+/// Stores `status` and `body` as the answer of `claim`'s key if the claim is still its owner's
+/// and unanswered; whether it did.
+fn keep_answer(
+    conn: &rusqlite::Connection,
+    claim: &KeyClaim,
+    status: u16,
+    body: &str,
+) -> rusqlite::Result<bool> {
+    let n = conn.execute(
+        "UPDATE api_idempotency SET status = ?4, body = ?5
+         WHERE token = ?1 AND key = ?2 AND owner = ?3 AND status IS NULL",
+        rusqlite::params![claim.token, claim.key, claim.owner, status, body],
+    )?;
+    Ok(n == 1)
+}
+
+/// Keeps the answer of an Idempotency-Key in the transaction that queues its action
+/// ([`Store::enqueue_by`]): the action is queued and its answer kept, or neither. Fails with
+/// [`ClaimLost`] (nothing queued) when the claim is no longer this request's.
+pub(super) fn keep_in(
+    tx: &rusqlite::Transaction<'_>,
+    kept: KeptAnswer,
+    row: &OutboxRow,
+) -> anyhow::Result<()> {
+    let (status, body) = (kept.answer)(row)?;
+    if !keep_answer(tx, &kept.claim, status, &body)? {
+        return Err(ClaimLost(kept.claim.key).into());
+    }
+    Ok(())
+}
+
+/// An Idempotency-Key claimed by one request: the API token's name, the key, and the random id
+/// of the request that holds the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim {
+    pub token: String,
+    pub key: String,
+    pub owner: String,
+}
+
+/// Makes the answer (HTTP status, body) to keep from the queued row.
+pub type AnswerOf = Box<dyn FnOnce(&OutboxRow) -> anyhow::Result<(u16, String)> + Send>;
+
+/// The answer of an Idempotency-Key's request, kept in the transaction that queues its action.
+pub struct KeptAnswer {
+    pub claim: KeyClaim,
+    /// The answer (HTTP status, body) to keep, from the queued row.
+    pub answer: AnswerOf,
+}
+
+impl std::fmt::Debug for KeptAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptAnswer")
+            .field("claim", &self.claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request no longer holds its Idempotency-Key's claim (a retry took it over): nothing was
+/// queued.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the Idempotency-Key {0:?} was taken over by a retry of this request: nothing was queued by this one"
+)]
+pub struct ClaimLost(pub String);
 
 /// What [`Store::idempotency_claim`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The key is new: this request runs, then stores its answer.
     Claimed,
+    /// The key's first request left no answer long enough ago to be dead: this request runs
+    /// instead of it.
+    TakenOver,
     /// The key's first request was answered so: answer the same.
     Answered { status: u16, body: String },
     /// The key came with another method, path or body.
     OtherRequest,
     /// The key's first request has no answer yet.
     InProgress,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plan SQLite picks for a page after a cursor: a seek on the primary key, not a scan
+    /// from the first ticket.
+    #[test]
+    fn a_page_after_a_cursor_seeks_the_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let plan = |after: bool| -> Vec<String> {
+            let mut st = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", page_sql(after)))
+                .unwrap();
+            let p: Option<String> = None;
+            st.query_map(
+                rusqlite::params![p, p, true, p, "$.x", "sim-1", 500, 1001],
+                |r| r.get::<_, String>(3),
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let with_cursor = plan(true);
+        assert!(
+            with_cursor
+                .iter()
+                .any(|d| d
+                    .starts_with("SEARCH t USING INDEX sqlite_autoindex_tickets_1 ((account,id)>")),
+            "{with_cursor:?}"
+        );
+        assert!(
+            !with_cursor.iter().any(|d| d.starts_with("SCAN t")),
+            "{with_cursor:?}"
+        );
+    }
 }

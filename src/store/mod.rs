@@ -35,7 +35,10 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
-pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
+pub use api::{
+    Claim, ClaimLost, FeedBounds, FeedEvent, HistoryEntry, KeptAnswer, KeyClaim, TicketDetail,
+    TicketPageQuery,
+};
 pub use board::{BoardSession, LinkUse, NewBoardSession};
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
@@ -66,6 +69,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "009_subscribers.sql",
     "010_api_writes.sql",
     "011_visits.sql",
+    "012_idempotency_claims.sql",
     "013_board.sql",
 );
 

@@ -138,10 +138,22 @@ impl Store {
         attachments: &[Attachment],
         plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
     ) -> anyhow::Result<OutboxRow> {
-        self.enqueue_by(account, ticket, now, deadline, attachments, None, plan)
+        self.enqueue_by(
+            account,
+            ticket,
+            now,
+            deadline,
+            attachments,
+            None,
+            None,
+            plan,
+        )
     }
 
-    /// [`Store::enqueue`], recording who asked (`outbox.requested_by`).
+    /// [`Store::enqueue`], recording who asked (`outbox.requested_by`), and keeping the answer
+    /// of an HTTP request's Idempotency-Key in the same transaction (`kept`): a request that
+    /// dies leaves either its action queued with its answer kept, or neither. When the key's
+    /// claim is no longer the request's, it fails with [`super::ClaimLost`] and queues nothing.
     #[allow(clippy::too_many_arguments)]
     pub fn enqueue_by(
         &mut self,
@@ -151,6 +163,7 @@ impl Store {
         deadline: &str,
         attachments: &[Attachment],
         requested_by: Option<&str>,
+        kept: Option<super::KeptAnswer>,
         plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
     ) -> anyhow::Result<OutboxRow> {
         let tx = self
@@ -215,6 +228,9 @@ impl Store {
             [id],
             read_row,
         )?;
+        if let Some(kept) = kept {
+            super::api::keep_in(&tx, kept, &row)?;
+        }
         tx.commit()?;
         Ok(row)
     }

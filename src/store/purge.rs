@@ -1,10 +1,12 @@
 //! Retention: personal data of tickets that left the open set long enough ago is erased
-//! everywhere it is stored, and bookkeeping rows older than their retention are deleted.
+//! everywhere it is stored, and bookkeeping rows older than their retention are deleted (with
+//! the change feed's old events and the HTTP API's old Idempotency-Keys).
 //! A visit's customer data (its columns and the customer fields of its stored booking) goes
 //! when its ticket's personal data goes, or when the visit ended (or was last changed, for a
 //! cancelled one) longer ago than the same retention; a Slotti webhook delivery's payload when
 //! it was processed and received longer ago than that, the row itself after the retention of
 //! webhook events.
+//! The daemon's daily purge and `huoltosync purge` both run [`Store::purge`].
 //! `secure_delete` (set when the store opens) zeroes the freed bytes, and a WAL checkpoint
 //! with TRUNCATE afterwards leaves no old copy in the `-wal` file.
 
@@ -27,6 +29,11 @@ pub struct Retention<'a> {
     pub api_calls_days: u32,
     pub outbox_days: u32,
     pub webhook_events_days: u32,
+    /// Change-feed events older than this many days are deleted (`[api] feed_retain_days`).
+    pub feed_days: u32,
+    /// HTTP API Idempotency-Keys claimed longer ago than this are deleted (their answers with
+    /// them).
+    pub idempotency_keys: std::time::Duration,
     /// Top-level fields of a ticket's raw JSON that hold personal data, removed from
     /// `raw_json` when its personal data is erased.
     pub personal_fields: &'a [&'a str],
@@ -51,8 +58,13 @@ pub struct PurgeReport {
     pub visits_erased: u64,
     /// Slotti webhook deliveries whose payload was erased.
     pub deliveries_erased: u64,
-    /// Bookkeeping rows deleted: sync runs, API-call days, finished outbox actions.
+    /// Bookkeeping rows deleted: sync runs, API-call days, finished outbox actions, old
+    /// webhook events.
     pub rows_deleted: u64,
+    /// Change-feed events deleted (older than `[api] feed_retain_days`).
+    pub feed_events_deleted: u64,
+    /// HTTP API Idempotency-Keys deleted (claimed over 24 hours ago).
+    pub idempotency_keys_deleted: u64,
 }
 
 impl Store {
@@ -162,6 +174,13 @@ impl Store {
             "DELETE FROM outbox WHERE status IN ('delivered', 'cancelled') AND created_at < ?1",
             [ago(retention.outbox_days)],
         )? as u64;
+        r.feed_events_deleted =
+            tx.execute("DELETE FROM feed WHERE at < ?1", [ago(retention.feed_days)])? as u64;
+        let keys_age = chrono::Duration::from_std(retention.idempotency_keys)?;
+        r.idempotency_keys_deleted = tx.execute(
+            "DELETE FROM api_idempotency WHERE created_at < ?1",
+            [time::fmt(now - keys_age)],
+        )? as u64;
         if dry_run {
             tx.rollback()?;
             return Ok(r);
@@ -176,6 +195,8 @@ impl Store {
             + r.visits_erased
             + r.deliveries_erased
             + r.rows_deleted
+            + r.feed_events_deleted
+            + r.idempotency_keys_deleted
             > 0
         {
             self.conn

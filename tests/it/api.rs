@@ -470,11 +470,13 @@ async fn after_the_purge_a_dropped_range_is_410_with_the_oldest_seq() {
         )
         .unwrap();
     let store = Handle::open(env.config.store.path.clone()).await.unwrap();
+    let retention = huoltosync::retention::from_config(&env.config);
+    assert_eq!(retention.feed_days, 30);
     let purged = store
-        .call(|s| s.purge_feed(30, huoltosync::time::now()))
+        .call(move |s| s.purge(&retention, huoltosync::time::now(), false))
         .await
         .unwrap();
-    assert_eq!(purged, 10);
+    assert_eq!(purged.feed_events_deleted, 10);
     let api = serve(&env).await;
     let (s, h, b) = api.get_as(Some(READ), "/changes?after=0").await;
     assert_eq!(s, 410, "{b}");
@@ -628,6 +630,39 @@ async fn huoltosync_serve_serves_the_api_alone_with_tokens_from_files() {
     let (code, _, err) =
         crate::helpers::run_cli(&env.config_path().with_file_name("none.toml"), &["serve"]).await;
     assert_eq!(code, 2, "{err}");
+}
+
+#[tokio::test]
+async fn huoltosync_serve_refuses_a_store_that_does_not_exist() {
+    let env = env(3).await;
+    let store = env.config.store.path.clone();
+    assert!(!store.exists(), "no sync ran: there is no store");
+    // Bounded: a serve that wrongly starts would never end on its own.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .arg("--config")
+        .arg(env.config_path())
+        .arg("serve")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("serve refuses at once instead of serving")
+        .unwrap();
+    let (code, out, err) = (
+        done.status.code(),
+        String::from_utf8_lossy(&done.stdout),
+        String::from_utf8_lossy(&done.stderr),
+    );
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains(&store.display().to_string()) && err.contains("huoltosync run --once"),
+        "{err}"
+    );
+    assert!(!store.exists(), "serve created no store");
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //! nothing, another body is 422, concurrent requests with one key queue one row); base64 and
 //! multipart attachments reach Tampuuri; outbox retry and cancel.
 
-use huoltosync::store::{Claim, Store};
+use huoltosync::store::{Claim, ClaimLost, KeptAnswer, KeyClaim, Retention, Store};
 use serde_json::{Value, json};
 
 use crate::api::{READ, WRITE, env, is_problem, serve};
@@ -473,33 +473,52 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(&dir.path().join("s.db")).unwrap();
     let now = "2026-11-27T10:00:00.000Z";
+    // Claims made before this are dead (none here yet).
+    let stale = "2026-11-27T09:59:30.000Z";
+    let claim = |token: &str, owner: &str| KeyClaim {
+        token: token.into(),
+        key: "k".into(),
+        owner: owner.into(),
+    };
+    let (erp, crm, other) = (claim("erp", "o1"), claim("crm", "o2"), claim("erp", "o3"));
     assert_eq!(
-        s.idempotency_claim("erp", "k", "h1", now).unwrap(),
+        s.idempotency_claim(&erp, "h1", now, stale).unwrap(),
         Claim::Claimed
     );
     assert_eq!(
-        s.idempotency_claim("erp", "k", "h1", now).unwrap(),
+        s.idempotency_claim(&other, "h1", now, stale).unwrap(),
         Claim::InProgress
     );
     assert_eq!(
-        s.idempotency_claim("erp", "k", "h2", now).unwrap(),
+        s.idempotency_claim(&other, "h2", now, stale).unwrap(),
         Claim::OtherRequest
     );
     assert_eq!(
-        s.idempotency_claim("crm", "k", "h2", now).unwrap(),
+        s.idempotency_claim(&crm, "h2", now, stale).unwrap(),
         Claim::Claimed
     );
-    s.idempotency_answer("erp", "k", 202, "{}").unwrap();
+    assert!(
+        !s.idempotency_answer(&other, 500, "{}").unwrap(),
+        "only the claim's owner answers"
+    );
+    assert!(s.idempotency_answer(&erp, 202, "{}").unwrap());
     assert_eq!(
-        s.idempotency_claim("erp", "k", "h1", now).unwrap(),
+        s.idempotency_claim(&other, "h1", now, stale).unwrap(),
         Claim::Answered {
             status: 202,
             body: "{}".into()
         }
     );
-    s.idempotency_release("crm", "k").unwrap();
+    s.idempotency_release(&claim("crm", "o4")).unwrap();
     assert_eq!(
-        s.idempotency_claim("crm", "k", "h3", now).unwrap(),
+        s.idempotency_claim(&claim("crm", "o4"), "h2", now, stale)
+            .unwrap(),
+        Claim::InProgress,
+        "only the claim's owner releases it"
+    );
+    s.idempotency_release(&crm).unwrap();
+    assert_eq!(
+        s.idempotency_claim(&crm, "h3", now, stale).unwrap(),
         Claim::Claimed
     );
     let at = |h: u32| {
@@ -508,11 +527,238 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
             .to_utc()
             + chrono::Duration::hours(h.into())
     };
-    let keep = huoltosync::api::IDEMPOTENCY_KEEP;
-    assert_eq!(s.purge_idempotency(keep, at(23)).unwrap(), 0);
-    assert_eq!(s.purge_idempotency(keep, at(25)).unwrap(), 2);
+    let retention = Retention {
+        personal_days: 30,
+        sync_runs_days: 30,
+        api_calls_days: 30,
+        outbox_days: 30,
+        webhook_events_days: 30,
+        feed_days: 30,
+        idempotency_keys: huoltosync::api::IDEMPOTENCY_KEEP,
+        personal_fields: &[],
+    };
+    let purged = |s: &mut Store, h| {
+        s.purge(&retention, at(h), false)
+            .unwrap()
+            .idempotency_keys_deleted
+    };
+    assert_eq!(purged(&mut s, 23), 0);
+    assert_eq!(purged(&mut s, 25), 2);
     assert_eq!(
-        s.idempotency_claim("erp", "k", "h2", now).unwrap(),
+        s.idempotency_claim(&erp, "h2", now, stale).unwrap(),
         Claim::Claimed
     );
+}
+
+#[test]
+fn an_unanswered_claim_is_taken_over_only_once_it_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+    let claim = |owner: &str| KeyClaim {
+        token: "erp".into(),
+        key: "k".into(),
+        owner: owner.into(),
+    };
+    let (dead, retry, late) = (claim("dead"), claim("retry"), claim("late"));
+    let t = |m: u32| format!("2026-11-27T10:{m:02}:00.000Z");
+    assert_eq!(
+        s.idempotency_claim(&dead, "h", &t(0), &t(0)).unwrap(),
+        Claim::Claimed
+    );
+    // Claimed at 10:00: still held by a claim whose bound reaches back to 10:00.
+    assert_eq!(
+        s.idempotency_claim(&retry, "h", &t(1), &t(0)).unwrap(),
+        Claim::InProgress
+    );
+    // Past the bound: the retry takes it over; the dead owner can no longer answer.
+    assert_eq!(
+        s.idempotency_claim(&retry, "h", &t(2), &t(1)).unwrap(),
+        Claim::TakenOver
+    );
+    assert!(!s.idempotency_answer(&dead, 202, "old").unwrap());
+    // The new claim holds from its takeover: another retry waits for it.
+    assert_eq!(
+        s.idempotency_claim(&late, "h", &t(3), &t(1)).unwrap(),
+        Claim::InProgress
+    );
+    assert!(s.idempotency_answer(&retry, 202, "new").unwrap());
+    // An answered key is never taken over, however old.
+    assert_eq!(
+        s.idempotency_claim(&late, "h", &t(59), &t(58)).unwrap(),
+        Claim::Answered {
+            status: 202,
+            body: "new".into()
+        }
+    );
+}
+
+/// The hash the API keeps for a request (method, path, body), as `src/api/write.rs` makes it.
+fn request_hash(path: &str, body: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"POST\n");
+    h.update(path.as_bytes());
+    h.update(b"\n");
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+#[tokio::test]
+async fn a_retry_after_the_first_request_died_queues_exactly_one_row() {
+    let env = env(3).await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    let api = serve(&env).await;
+    let path = format!("/tickets/sim-1/{}/accept", ids[0]);
+    let body = json!({"comment": "Tulossa"});
+    // What a process killed between the claim and the queueing leaves: the key claimed, no
+    // answer, nothing queued (the answer and the action commit together, or neither does).
+    let long_ago = huoltosync::time::fmt(huoltosync::time::now() - chrono::Duration::minutes(5));
+    env.db()
+        .execute(
+            "INSERT INTO api_idempotency (token, key, request_hash, created_at, owner, claimed_at)
+             VALUES ('erp', 'k-dead', ?1, ?2, 'killed', ?2)",
+            rusqlite::params![
+                request_hash(
+                    &format!("/api/v1{path}"),
+                    &serde_json::to_vec(&body).unwrap()
+                ),
+                long_ago
+            ],
+        )
+        .unwrap();
+    assert!(env.outbox().is_empty());
+
+    let (s1, h1, b1) = post(&api, WRITE, &path, Some("k-dead"), body.clone()).await;
+    assert_eq!(s1, 202, "the retry runs afresh: {b1}");
+    assert!(h1.get("idempotent-replayed").is_none());
+    assert_eq!(env.outbox().len(), 1);
+    // Its answer was kept with the action: the next retry gets it and queues nothing.
+    let (s2, h2, b2) = post(&api, WRITE, &path, Some("k-dead"), body.clone()).await;
+    assert_eq!((s2, &b2), (202, &b1));
+    assert_eq!(h2["idempotent-replayed"], "true");
+    assert_eq!(env.outbox().len(), 1, "one row for the key");
+    let (status, owner): (u16, String) = env
+        .db()
+        .query_row(
+            "SELECT status, owner FROM api_idempotency WHERE key = 'k-dead'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(status, 202);
+    assert_ne!(owner, "killed");
+
+    // Were the dead request still running, it could not queue with the key any more: the
+    // enqueue that would keep its answer fails and writes nothing.
+    let mut store = Store::open_existing(&env.config.store.path).unwrap();
+    let kept = KeptAnswer {
+        claim: KeyClaim {
+            token: "erp".into(),
+            key: "k-dead".into(),
+            owner: "killed".into(),
+        },
+        answer: Box::new(|_| Ok((202, "{}".into()))),
+    };
+    let now = huoltosync::time::fmt(huoltosync::time::now());
+    let err = store
+        .enqueue_by(
+            "sim-1",
+            Some(ids[1]),
+            &now,
+            &now,
+            &[],
+            Some("erp"),
+            Some(kept),
+            |_| {
+                Ok(huoltosync::action::Action::Accept {
+                    comment: Some("late".into()),
+                })
+            },
+        )
+        .unwrap_err();
+    assert!(err.downcast_ref::<ClaimLost>().is_some(), "{err:#}");
+    assert_eq!(env.outbox().len(), 1, "the lost claim queued nothing");
+}
+
+#[tokio::test]
+async fn huoltosync_purge_drops_old_feed_events_and_old_idempotency_keys_and_keeps_recent_ones() {
+    let env = env(3).await;
+    env.sync_ok().await;
+    let ids = env.open_ids("sim-1");
+    let api = serve(&env).await;
+    let path = |id: i64| format!("/tickets/sim-1/{id}/accept");
+    for (key, id) in [("old", ids[0]), ("new", ids[1])] {
+        let (s, _, b) = post(&api, WRITE, &path(id), Some(key), json!({})).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let feed_before = env.count("SELECT count(*) FROM feed");
+    assert!(feed_before > 3, "the sync and the accepts wrote events");
+    // The first three events are 31 days old ([api] feed_retain_days = 30 by default), key
+    // "old" 25 hours old (keys are kept 24 h).
+    let ago = |h: i64| huoltosync::time::fmt(huoltosync::time::now() - chrono::Duration::hours(h));
+    let db = env.db();
+    let first: i64 = db
+        .query_row("SELECT min(seq) FROM feed", [], |r| r.get(0))
+        .unwrap();
+    db.execute(
+        "UPDATE feed SET at = ?1 WHERE seq < ?2",
+        rusqlite::params![ago(31 * 24), first + 3],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE api_idempotency SET created_at = ?1 WHERE key = 'old'",
+        [ago(25)],
+    )
+    .unwrap();
+
+    let (code, out, err) = env.cli(&["purge", "--dry-run", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let dry: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            dry["feed_events_deleted"].as_u64(),
+            dry["idempotency_keys_deleted"].as_u64()
+        ),
+        (Some(3), Some(1)),
+        "{dry}"
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM feed"),
+        feed_before,
+        "a dry run changes nothing"
+    );
+
+    let (code, out, err) = env.cli(&["purge"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("3 change-feed event(s) older than 30 days")
+            && out.contains("1 Idempotency-Key(s) older than 24 h"),
+        "{out}"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM feed"), feed_before - 3);
+    assert_eq!(
+        env.count("SELECT min(seq) FROM feed"),
+        first + 3,
+        "recent events are kept"
+    );
+    let keys: Vec<String> = env
+        .db()
+        .prepare("SELECT key FROM api_idempotency")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys, vec!["new".to_owned()], "the recent key is kept");
+    // The kept key still answers its retry, and queues nothing.
+    let (s, h, _) = post(&api, WRITE, &path(ids[1]), Some("new"), json!({})).await;
+    assert_eq!(
+        (s, &h["idempotent-replayed"]),
+        (
+            202,
+            &"true".parse::<reqwest::header::HeaderValue>().unwrap()
+        )
+    );
+    assert_eq!(env.outbox().len(), 2);
 }

@@ -491,6 +491,8 @@ fn the_purge_erases_the_personal_fields_it_is_given() {
         api_calls_days: 400,
         outbox_days: 400,
         webhook_events_days: 400,
+        feed_days: 400,
+        idempotency_keys: std::time::Duration::from_secs(400 * 86_400),
         // A name with a quote is a JSON path bound as a parameter, never SQL.
         personal_fields: &["Ilmoittaja", "Tilaaja') --"],
         booking_personal_fields: &[],
