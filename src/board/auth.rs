@@ -54,7 +54,10 @@ impl Failures {
         let Some(q) = m.get_mut(key) else {
             return false;
         };
-        while q.front().is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
             q.pop_front();
         }
         if q.is_empty() {
@@ -68,7 +71,10 @@ impl Failures {
     pub fn record(&self, key: &str, limit: usize, now: Instant) {
         let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if !m.contains_key(key) && m.len() >= MAX_KEYS {
-            m.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            m.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
             if m.len() >= MAX_KEYS
                 && let Some(oldest) = m
                     .iter()
@@ -292,9 +298,8 @@ fn client_address(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
 
 /// A hash to check unknown users' passwords against, so that a wrong name takes as long as a
 /// wrong password.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    super::hash_password(&new_token()).expect("hashing a random password works")
-});
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| super::hash_password(&new_token()).expect("hashing a random password works"));
 
 /// `POST /login` (`username`, `password`): a session and 303 to the board; a wrong pair shows
 /// the form again with one message for every cause (401); too many failures, 429.
@@ -323,7 +328,11 @@ pub(crate) async fn login(
         );
         r.headers_mut().insert(
             header::RETRY_AFTER,
-            FAILURE_WINDOW.as_secs().to_string().parse().expect("digits"),
+            FAILURE_WINDOW
+                .as_secs()
+                .to_string()
+                .parse()
+                .expect("digits"),
         );
         return r;
     }

@@ -172,7 +172,10 @@ async fn page_headers(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
@@ -190,7 +193,10 @@ async fn bound_body(State(b): State<Board>, req: Request, next: Next) -> Respons
     }
     let (parts, body) = req.into_parts();
     match read_body(body, declared, b.max_body, &b.bodies).await {
-        Ok((bytes, _reserved)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok((bytes, _reserved)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(BodyRefused::TooLarge) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -199,9 +205,11 @@ async fn bound_body(State(b): State<Board>, req: Request, next: Next) -> Respons
             ),
         )
             .into_response(),
-        Err(BodyRefused::TimedOut) => {
-            (StatusCode::REQUEST_TIMEOUT, "the form was not received in time").into_response()
-        }
+        Err(BodyRefused::TimedOut) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the form was not received in time",
+        )
+            .into_response(),
     }
 }
 
@@ -256,7 +264,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
 /// Renders template `name` with `ctx` as an HTML answer with `status`; a template error is
 /// logged and a 500.
 pub(crate) fn render(status: StatusCode, name: &str, ctx: serde_json::Value) -> Response {
-    match templates().get_template(name).and_then(|t| t.render(minijinja::value::Serde(&ctx))) {
+    match templates()
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
+    {
         Ok(html) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -264,15 +275,27 @@ pub(crate) fn render(status: StatusCode, name: &str, ctx: serde_json::Value) -> 
         )
             .into_response(),
         Err(e) => {
-            tracing::error!(template = name, error = format!("{e:#}"), "A board page cannot be rendered.");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page cannot be rendered; see the service's log")
+            tracing::error!(
+                template = name,
+                error = format!("{e:#}"),
+                "A board page cannot be rendered."
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page cannot be rendered; see the service's log",
+            )
                 .into_response()
         }
     }
 }
 
 /// A page with only a message (an error, a refusal), in the page layout.
-pub(crate) fn message(status: StatusCode, lang: Lang, me: Option<&auth::Me>, text: &str) -> Response {
+pub(crate) fn message(
+    status: StatusCode,
+    lang: Lang,
+    me: Option<&auth::Me>,
+    text: &str,
+) -> Response {
     render(
         status,
         "message.html",

@@ -205,7 +205,11 @@ async fn without_a_session_every_page_sends_to_sign_in_and_the_api_keeps_its_tok
     assert_eq!(r.status(), 403);
     assert!(outbox_rows(&env).is_empty());
     // The API under /api/v1 still wants its bearer token, and only that.
-    let r = b.get(format!("{root}/api/v1/tickets")).send().await.unwrap();
+    let r = b
+        .get(format!("{root}/api/v1/tickets"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = b
         .get(format!("{root}/api/v1/tickets"))
@@ -231,7 +235,10 @@ async fn password_sign_in_sets_a_safe_cookie_and_a_wrong_password_gets_none() {
     assert!(r.headers().get("set-cookie").is_none());
     let body = r.text().await.unwrap();
     assert!(!body.contains(&title));
-    assert!(text(&body).contains("Käyttäjätunnus tai salasana on väärä"), "{body}");
+    assert!(
+        text(&body).contains("Käyttäjätunnus tai salasana on väärä"),
+        "{body}"
+    );
     // An unknown user reads the same.
     let r = b
         .post(format!("{root}/login"))
@@ -262,7 +269,10 @@ async fn password_sign_in_sets_a_safe_cookie_and_a_wrong_password_gets_none() {
         .await
         .unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && !cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -294,7 +304,12 @@ async fn a_signed_in_board_shows_the_open_tickets_and_is_never_cached() {
     assert!(text(&one).contains(titles[0].as_str()));
     let (_, none) = page(&b, &format!("{root}/?q=ei-tällaista-tekstiä")).await;
     assert!(!text(&none).contains(titles[0].as_str()));
-    for p in ["/outbox", "/status", "/static/board.css", "/static/board.js"] {
+    for p in [
+        "/outbox",
+        "/status",
+        "/static/board.css",
+        "/static/board.js",
+    ] {
         let (s, _) = page(&b, &format!("{root}{p}")).await;
         assert_eq!(s, 200, "{p}");
     }
@@ -324,7 +339,9 @@ async fn sign_in_is_rate_limited_per_user_and_per_address() {
     assert_eq!(attempt("kaisa", PASSWORD).await, 429);
     assert_eq!(attempt("ville", VIEWER_PASSWORD).await, 303);
     // The address: failures under any names add up.
-    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o"];
+    let names = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o",
+    ];
     let mut statuses = Vec::new();
     for n in names {
         statuses.push(attempt(n, "väärä-salasana").await);
@@ -378,7 +395,10 @@ async fn a_login_link_signs_in_once_and_expires_after_five_minutes() {
     // Without --user: the first dispatcher.
     let (code, out, err) = env.cli(&["board", "login-link"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("/login/") && err.contains("kaisa"), "{out} {err}");
+    assert!(
+        out.contains("/login/") && err.contains("kaisa"),
+        "{out} {err}"
+    );
     let (code, _, err) = env.cli(&["board", "login-link", "--user", "nobody"]).await;
     assert_eq!(code, 2, "{err}");
 }
@@ -419,7 +439,10 @@ async fn a_form_without_its_csrf_token_or_from_a_viewer_is_refused_and_queues_no
     // A viewer with her own valid token.
     let ville = sign_in(&root, "ville", VIEWER_PASSWORD).await;
     let (_, html) = page(&ville, &url).await;
-    assert!(!html.contains("id=\"form-accept\""), "a viewer sees no action form");
+    assert!(
+        !html.contains("id=\"form-accept\""),
+        "a viewer sees no action form"
+    );
     let r = ville
         .post(format!("{url}/accept"))
         .form(&[("csrf", csrf(&html)), ("comment", "x".into())])
@@ -458,9 +481,15 @@ async fn accept_and_hold_through_the_forms_queue_one_row_each_as_the_board_user(
         .unwrap();
     assert_eq!(r.status(), 303);
     let to = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(to.starts_with(&format!("/tickets/sim-1/{id}?queued=")), "{to}");
+    assert!(
+        to.starts_with(&format!("/tickets/sim-1/{id}?queued=")),
+        "{to}"
+    );
     let (_, html) = page(&b, &format!("{root}{to}")).await;
-    assert!(text(&html).contains("Toimenpide lisättiin lähtevien jonoon"), "{html}");
+    assert!(
+        text(&html).contains("Toimenpide lisättiin lähtevien jonoon"),
+        "{html}"
+    );
     // Accepted (pending): now the hold form is there, with the preview.
     assert!(html.contains("id=\"form-hold\"") && html.contains("id=\"hold-preview\""));
     let r = b
@@ -483,7 +512,10 @@ async fn accept_and_hold_through_the_forms_queue_one_row_each_as_the_board_user(
     );
     // The board shows the pending state; the outbox page lists both.
     let (_, board) = page(&b, &format!("{root}/")).await;
-    assert!(board.contains("class=\"pending\"") && board.contains("Odottaa"), "{board}");
+    assert!(
+        board.contains("class=\"pending\"") && board.contains("Odottaa"),
+        "{board}"
+    );
     let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
     assert!(outbox.contains("board:kaisa") && outbox.contains("Odotukseen"));
     // The action reaches Tampuuri with the next push, as any queued action.
@@ -532,7 +564,10 @@ async fn english_when_the_browser_prefers_it_and_finnish_dates_by_default() {
         .await
         .unwrap();
     let html = r.text().await.unwrap();
-    assert!(html.contains("lang=\"en\"") && html.contains("Open tickets"), "{html}");
+    assert!(
+        html.contains("lang=\"en\"") && html.contains("Open tickets"),
+        "{html}"
+    );
     assert!(!html.contains("Avoimet tehtävät"));
     let (_, fi) = page(&b, &format!("{root}/tickets/sim-1/{id}")).await;
     assert!(fi.contains("Historia") && fi.contains("Vastaanota"));
@@ -560,14 +595,19 @@ fn regex_like_finnish_time(html: &str) -> bool {
         let weekday = before[..before.len() - date.len()].trim_end();
         let weekday = weekday.rsplit([' ', '>']).next().unwrap_or("");
         let parts: Vec<&str> = date.split('.').collect();
-        let time: String = after.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let time: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         ["ma", "ti", "ke", "to", "pe", "la", "su"].contains(&weekday)
             && parts.len() == 3
             && parts[2].is_empty()
-            && parts[..2].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-            && time.split_once('.').is_some_and(|(h, m)| {
-                (1..=2).contains(&h.len()) && m.len() == 2
-            })
+            && parts[..2]
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            && time
+                .split_once('.')
+                .is_some_and(|(h, m)| (1..=2).contains(&h.len()) && m.len() == 2)
     })
 }
 
@@ -596,7 +636,10 @@ async fn the_event_stream_delivers_a_new_tickets_event_and_its_row() {
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(chunk) = events.chunk().await.unwrap() {
             got.push_str(&String::from_utf8_lossy(&chunk));
-            if got.lines().any(|l| l.contains("\"ticket.new\"") && l.contains(&wanted)) {
+            if got
+                .lines()
+                .any(|l| l.contains("\"ticket.new\"") && l.contains(&wanted))
+            {
                 return true;
             }
         }
