@@ -125,37 +125,23 @@ impl Me {
                 Role::Viewer => "role_viewer",
             },
             csrf: self.csrf.clone(),
-            may_act: self.role == Role::Dispatcher,
+            may_act: self.may_act(),
         }
     }
 
-    /// `Ok` when a form's `csrf` field is this session's token (compared in constant time);
-    /// else the 403 page.
-    pub fn check_csrf(&self, given: Option<&str>, lang: Lang) -> Result<(), Response> {
-        let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(self.csrf.as_bytes())));
-        if ok {
-            Ok(())
-        } else {
-            Err(super::message(
-                StatusCode::FORBIDDEN,
-                lang,
-                Some(self),
-                lang.t("err_csrf"),
-            ))
-        }
+    /// Whether a form's `csrf` field is this session's token (compared in constant time).
+    pub fn csrf_ok(&self, given: Option<&str>) -> bool {
+        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(self.csrf.as_bytes())))
     }
 
-    /// `Ok` for a dispatcher; a viewer gets the 403 page.
-    pub fn require_dispatcher(&self, lang: Lang) -> Result<(), Response> {
-        match self.role {
-            Role::Dispatcher => Ok(()),
-            Role::Viewer => Err(super::message(
-                StatusCode::FORBIDDEN,
-                lang,
-                Some(self),
-                lang.t("err_viewer"),
-            )),
-        }
+    /// Whether the user may change anything (a dispatcher).
+    pub fn may_act(&self) -> bool {
+        self.role == Role::Dispatcher
+    }
+
+    /// The 403 page saying why (`key`: `err_csrf`, `err_viewer`).
+    pub fn forbidden(&self, lang: Lang, key: &str) -> Response {
+        super::message(StatusCode::FORBIDDEN, lang, Some(self), lang.t(key))
     }
 }
 
@@ -429,8 +415,8 @@ pub(crate) async fn logout(
 ) -> Response {
     let lang = lang(&headers);
     let given = form.ok().and_then(|f| f.0.csrf);
-    if let Err(r) = me.check_csrf(given.as_deref(), lang) {
-        return r;
+    if !me.csrf_ok(given.as_deref()) {
+        return me.forbidden(lang, "err_csrf");
     }
     let hash = me.token_sha256.clone();
     if let Err(e) = b.store.call(move |s| s.board_session_delete(&hash)).await {

@@ -15,6 +15,29 @@
 //! forms), `events` (the server-sent events of the live board). Templates are in
 //! `src/board/templates/`, the stylesheet and script in `src/board/static/`, all compiled
 //! into the binary.
+//!
+//! # What a browser test can select (keep these stable)
+//!
+//! - Every page: `header.top` with `nav` links `#nav-board`, `#nav-outbox`, `#nav-status`; the
+//!   sign-out form `#logout` (button `#logout-button`), the user in `#me`; `main#main`;
+//!   `#message` on an error page; `#notice` (class `error` for a refusal) after an action.
+//! - `/login`: `#login-form` with `#username`, `#password`, `#login-button`; `#login-note`.
+//! - `/`: the filter form `#filters` (`#f-account`, `#f-state`, `#f-urgency`, `#f-age`, `#f-q`,
+//!   `#filter-button`, `#filter-clear`); `table#tickets` (`data-seq`: the feed position of the
+//!   page) with `tbody#ticket-rows`, one `tr#t-{account}-{id}` per ticket (`data-account`,
+//!   `data-id`; the title links to the ticket; a queued action shows as `span.pending`; a new
+//!   row gets class `new`, a leaving one `leaving` before it is removed); `#count`;
+//!   `#no-tickets`.
+//! - `/tickets/{account}/{id}`: `#ticket-title`, `#details`, `#reporter`, `#all-fields`,
+//!   `#queued-actions` (`tr#action-{id}`), `#history`; the forms `#form-accept`
+//!   (`#accept-comment`, `#accept-button`), `#form-hold` (`#hold-reason`, `#hold-preview`,
+//!   `#hold-notify`, `#hold-button`), `#form-done` (`#done-comment`, `#done-notify`,
+//!   `#done-button`), `#form-followup` (`#followup-title`, `#followup-description`,
+//!   `#followup-urgency`, `#followup-photos`, `#followup-button`); for a viewer `#viewer-note`
+//!   instead. Every POST form has a hidden `csrf` field.
+//! - `/outbox`: `table#outbox` with `tr#outbox-{id}`, buttons `#retry-{id}`, `#cancel-{id}`;
+//!   `#outbox-empty`. `/status`: `#verdict` (class `ok` or `bad`), `table#accounts`
+//!   (`tr#account-{name}`), `table#cost`, `#webhooks`.
 
 pub mod auth;
 pub mod config;

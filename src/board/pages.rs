@@ -545,10 +545,10 @@ pub(crate) async fn act(
                 None
             }) else {
                 // No form to read a token from: refused like a missing token.
-                return me.check_csrf(None, lang).err().expect("no token");
+                return me.forbidden(lang, "err_csrf");
             };
-            if let Err(r) = me.check_csrf(f.csrf.as_deref(), lang) {
-                return r;
+            if !me.csrf_ok(f.csrf.as_deref()) {
+                return me.forbidden(lang, "err_csrf");
             }
             Task::Create {
                 ticket: CreateRequest {
@@ -570,8 +570,8 @@ pub(crate) async fn act(
                 Ok(axum::Form(f)) => f,
                 Err(_) => ActForm::default(),
             };
-            if let Err(r) = me.check_csrf(f.csrf.as_deref(), lang) {
-                return r;
+            if !me.csrf_ok(f.csrf.as_deref()) {
+                return me.forbidden(lang, "err_csrf");
             }
             let comment = f.comment.filter(|c| !c.trim().is_empty());
             let notify = f.notify.is_some();
@@ -587,8 +587,8 @@ pub(crate) async fn act(
         }
         _ => return not_found(lang, &me),
     };
-    if let Err(r) = me.require_dispatcher(lang) {
-        return r;
+    if !me.may_act() {
+        return me.forbidden(lang, "err_viewer");
     }
     let Some(acc) = b.config.account(&account).map(|a| a.name.clone()) else {
         return not_found(lang, &me);
@@ -679,11 +679,11 @@ pub(crate) async fn outbox_act(
 ) -> Response {
     let lang = lang(&headers);
     let f = form.map(|f| f.0).unwrap_or_default();
-    if let Err(r) = me.check_csrf(f.csrf.as_deref(), lang) {
-        return r;
+    if !me.csrf_ok(f.csrf.as_deref()) {
+        return me.forbidden(lang, "err_csrf");
     }
-    if let Err(r) = me.require_dispatcher(lang) {
-        return r;
+    if !me.may_act() {
+        return me.forbidden(lang, "err_viewer");
     }
     let done = match action.as_str() {
         "retry" => queue::retry(&b.config, &b.store, id).await,
