@@ -206,7 +206,7 @@ catalogue! {
     "d_last_changed" => "Muuttui viimeksi", "Last changed";
     "d_address" => "Osoite", "Address";
     "all_fields" => "Kaikki kentät", "All fields";
-    "reporter" => "Ilmoittaja", "Reporter";
+    "reporter" => "Ilmoituksen tekijä", "Reporter";
     "r_name" => "Nimi", "Name";
     "r_phone" => "Puhelin", "Phone";
     "r_email" => "Sähköposti", "Email";
