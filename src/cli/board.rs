@@ -83,7 +83,7 @@ pub fn passwd(args: BoardArgs) -> anyhow::Result<ExitCode> {
         toml::Value::String(role.name().into()),
     );
     eprintln!(
-        "Add this entry to the config file (under [board]), then reload the service (systemctl reload huoltosync)."
+        "Add this entry to the config file (after [board]), then restart the service (systemctl restart huoltosync): the board reads its users when it starts."
     );
     out!("{entry}")?;
     Ok(ExitCode::SUCCESS)

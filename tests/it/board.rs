@@ -655,3 +655,99 @@ async fn the_event_stream_delivers_a_new_tickets_event_and_its_row() {
     let (s, _) = page(&b, &format!("{root}/fragments/row/sim-1/{id}?q=ei-tätä")).await;
     assert_eq!(s, 204);
 }
+
+#[tokio::test]
+async fn a_follow_up_with_photos_and_outbox_cancel_go_through_the_queue() {
+    let (env, _served, root) = board_env(1, true).await;
+    let id = new_ticket(&env, "Ikkuna rikki").await;
+    let url = format!("{root}/tickets/sim-1/{id}");
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let (_, html) = page(&b, &url).await;
+    assert!(html.contains("accept=\"image/*\" capture"));
+    let photo = reqwest::multipart::Part::bytes(b"\x89PNG\r\n\x1a\nkuva".to_vec())
+        .file_name("ikkuna.png")
+        .mime_str("image/png")
+        .unwrap();
+    let r = b
+        .post(format!("{url}/followup"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("csrf", csrf(&html))
+                .text("title", "Lasi vaihdettava")
+                .text("description", "Ikkunalasi on haljennut")
+                .part("photos", photo),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let (kind, by, attachments): (String, String, i64) = env
+        .db()
+        .query_row(
+            "SELECT kind, requested_by, (SELECT count(*) FROM outbox_attachments) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (kind.as_str(), by.as_str(), attachments),
+        ("create", "board:kaisa", 1)
+    );
+    // The outbox page lists it; retry of a pending action is refused with the CLI's words,
+    // cancel drops it.
+    let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
+    assert!(outbox.contains("Uusi tehtävä") && outbox.contains("id=\"cancel-1\""));
+    let r = b
+        .post(format!("{root}/outbox/1/retry"))
+        .form(&[("csrf", csrf(&outbox))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let shown = text(&r.text().await.unwrap());
+    let (_, _, err) = env.cli(&["outbox", "retry", "1"]).await;
+    let cli = err
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .expect("the CLI's error line");
+    assert!(shown.contains(cli), "board: {shown}\ncli: {cli}");
+    let r = b
+        .post(format!("{root}/outbox/1/cancel"))
+        .form(&[("csrf", csrf(&outbox))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE status = 'cancelled'"),
+        1
+    );
+    let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
+    assert!(outbox.contains("id=\"outbox-empty\""));
+}
+
+#[tokio::test]
+async fn the_status_page_shows_what_status_judges() {
+    let (env, _served, root) = board_env(2, true).await;
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let (s, html) = page(&b, &format!("{root}/status")).await;
+    assert_eq!(s, 200);
+    let (code, _, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 0, "synced just now: healthy");
+    assert!(html.contains("id=\"verdict\" class=\"verdict ok\"") && html.contains("Kunnossa"));
+    assert!(html.contains("id=\"account-sim-1\""));
+    // Past the staleness threshold without a sync: the same verdict as `huoltosync status`.
+    env.db()
+        .execute(
+            "UPDATE sync_runs SET started_at = '2020-01-01T00:00:00.000Z', finished_at = '2020-01-01T00:00:01.000Z'",
+            [],
+        )
+        .unwrap();
+    let (code, _, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 1);
+    let (_, html) = page(&b, &format!("{root}/status")).await;
+    assert!(
+        html.contains("verdict bad") && html.contains("over the"),
+        "{html}"
+    );
+}
