@@ -149,6 +149,11 @@ pub async fn login_link(config: &Config, args: BoardArgs) -> anyhow::Result<Exit
     })
     .await??;
     let url = board::login_url(b, listen, &token);
+    if b.public_url.is_none() && listen.ip().is_unspecified() {
+        eprintln!(
+            "[api] listen is {listen}: set [board] public_url to the address browsers use, or replace the host in this URL."
+        );
+    }
     eprintln!(
         "One sign-in as {} ({}), valid for {} minutes:",
         user.name,

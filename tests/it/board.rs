@@ -751,3 +751,20 @@ async fn the_status_page_shows_what_status_judges() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn live_boards_are_bounded() {
+    let (_env, _served, root) = board_env(1, true).await;
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let mut open = Vec::new();
+    for _ in 0..huoltosync::board::MAX_STREAMS {
+        let r = b.get(format!("{root}/events")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let r = b.get(format!("{root}/events")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    // Pages are still served.
+    let (s, _) = page(&b, &format!("{root}/")).await;
+    assert_eq!(s, 200);
+}
