@@ -313,6 +313,20 @@ async fn a_signed_in_board_shows_the_open_tickets_and_is_never_cached() {
         let (s, _) = page(&b, &format!("{root}{p}")).await;
         assert_eq!(s, 200, "{p}");
     }
+    // Sign-out (with the form's token) ends the session: the board sends to sign-in again.
+    let r = b
+        .post(format!("{root}/logout"))
+        .form(&[("csrf", csrf(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?m=out");
+    let (_, login) = page(&b, &format!("{root}/login?m=out")).await;
+    assert!(text(&login).contains("Olet kirjautunut ulos"));
+    let r = b.get(format!("{root}/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(env.count("SELECT count(*) FROM board_sessions"), 0);
 }
 
 #[tokio::test]
