@@ -92,7 +92,7 @@ impl Failures {
     }
 }
 
-/// The signed-in user of a request (put there by [`require_session`]).
+/// The signed-in user of a request (put there by the session check of every page).
 #[derive(Debug, Clone)]
 pub struct Me {
     pub name: String,
