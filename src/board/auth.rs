@@ -54,7 +54,10 @@ impl Failures {
         let Some(q) = m.get_mut(key) else {
             return false;
         };
-        while q.front().is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
             q.pop_front();
         }
         if q.is_empty() {
@@ -68,7 +71,10 @@ impl Failures {
     pub fn record(&self, key: &str, limit: usize, now: Instant) {
         let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         if !m.contains_key(key) && m.len() >= MAX_KEYS {
-            m.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            m.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
             if m.len() >= MAX_KEYS
                 && let Some(oldest) = m
                     .iter()
@@ -86,7 +92,7 @@ impl Failures {
     }
 }
 
-/// The signed-in user of a request (put there by [`require_session`]).
+/// The signed-in user of a request (put there by the session check of every page).
 #[derive(Debug, Clone)]
 pub struct Me {
     pub name: String,
@@ -119,37 +125,23 @@ impl Me {
                 Role::Viewer => "role_viewer",
             },
             csrf: self.csrf.clone(),
-            may_act: self.role == Role::Dispatcher,
+            may_act: self.may_act(),
         }
     }
 
-    /// `Ok` when a form's `csrf` field is this session's token (compared in constant time);
-    /// else the 403 page.
-    pub fn check_csrf(&self, given: Option<&str>, lang: Lang) -> Result<(), Response> {
-        let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(self.csrf.as_bytes())));
-        if ok {
-            Ok(())
-        } else {
-            Err(super::message(
-                StatusCode::FORBIDDEN,
-                lang,
-                Some(self),
-                lang.t("err_csrf"),
-            ))
-        }
+    /// Whether a form's `csrf` field is this session's token (compared in constant time).
+    pub fn csrf_ok(&self, given: Option<&str>) -> bool {
+        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(self.csrf.as_bytes())))
     }
 
-    /// `Ok` for a dispatcher; a viewer gets the 403 page.
-    pub fn require_dispatcher(&self, lang: Lang) -> Result<(), Response> {
-        match self.role {
-            Role::Dispatcher => Ok(()),
-            Role::Viewer => Err(super::message(
-                StatusCode::FORBIDDEN,
-                lang,
-                Some(self),
-                lang.t("err_viewer"),
-            )),
-        }
+    /// Whether the user may change anything (a dispatcher).
+    pub fn may_act(&self) -> bool {
+        self.role == Role::Dispatcher
+    }
+
+    /// The 403 page saying why (`key`: `err_csrf`, `err_viewer`).
+    pub fn forbidden(&self, lang: Lang, key: &str) -> Response {
+        super::message(StatusCode::FORBIDDEN, lang, Some(self), lang.t(key))
     }
 }
 
@@ -292,9 +284,8 @@ fn client_address(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
 
 /// A hash to check unknown users' passwords against, so that a wrong name takes as long as a
 /// wrong password.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
-    super::hash_password(&new_token()).expect("hashing a random password works")
-});
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| super::hash_password(&new_token()).expect("hashing a random password works"));
 
 /// `POST /login` (`username`, `password`): a session and 303 to the board; a wrong pair shows
 /// the form again with one message for every cause (401); too many failures, 429.
@@ -323,7 +314,11 @@ pub(crate) async fn login(
         );
         r.headers_mut().insert(
             header::RETRY_AFTER,
-            FAILURE_WINDOW.as_secs().to_string().parse().expect("digits"),
+            FAILURE_WINDOW
+                .as_secs()
+                .to_string()
+                .parse()
+                .expect("digits"),
         );
         return r;
     }
@@ -420,8 +415,8 @@ pub(crate) async fn logout(
 ) -> Response {
     let lang = lang(&headers);
     let given = form.ok().and_then(|f| f.0.csrf);
-    if let Err(r) = me.check_csrf(given.as_deref(), lang) {
-        return r;
+    if !me.csrf_ok(given.as_deref()) {
+        return me.forbidden(lang, "err_csrf");
     }
     let hash = me.token_sha256.clone();
     if let Err(e) = b.store.call(move |s| s.board_session_delete(&hash)).await {

@@ -78,7 +78,9 @@ pub(crate) async fn events(
                 let data = serde_json::json!({
                     "seq": e.seq, "type": e.kind, "account": e.account, "ticket_id": e.ticket_id,
                 });
-                let ev = Event::default().id(e.seq.to_string()).data(data.to_string());
+                let ev = Event::default()
+                    .id(e.seq.to_string())
+                    .data(data.to_string());
                 return Some((Ok::<Event, Infallible>(ev), st));
             }
             let after = st.after;
@@ -89,7 +91,10 @@ pub(crate) async fn events(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(error = format!("{e:#}"), "The board's event stream cannot read the feed.");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "The board's event stream cannot read the feed."
+                    );
                 }
             }
             // Nothing new: wait for the probe to see the feed move (or the session to end).

@@ -25,7 +25,11 @@ impl Lang {
             let mut it = part.split(';');
             let tag = it.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = it
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             let primary = tag.split('-').next().unwrap_or("");
             let lang = match primary {
@@ -202,7 +206,7 @@ catalogue! {
     "d_last_changed" => "Muuttui viimeksi", "Last changed";
     "d_address" => "Osoite", "Address";
     "all_fields" => "Kaikki kentät", "All fields";
-    "reporter" => "Ilmoittaja", "Reporter";
+    "reporter" => "Ilmoituksen tekijä", "Reporter";
     "r_name" => "Nimi", "Name";
     "r_phone" => "Puhelin", "Phone";
     "r_email" => "Sähköposti", "Email";

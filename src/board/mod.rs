@@ -15,6 +15,29 @@
 //! forms), `events` (the server-sent events of the live board). Templates are in
 //! `src/board/templates/`, the stylesheet and script in `src/board/static/`, all compiled
 //! into the binary.
+//!
+//! # What a browser test can select (keep these stable)
+//!
+//! - Every page: `header.top` with `nav` links `#nav-board`, `#nav-outbox`, `#nav-status`; the
+//!   sign-out form `#logout` (button `#logout-button`), the user in `#me`; `main#main`;
+//!   `#message` on an error page; `#notice` (class `error` for a refusal) after an action.
+//! - `/login`: `#login-form` with `#username`, `#password`, `#login-button`; `#login-note`.
+//! - `/`: the filter form `#filters` (`#f-account`, `#f-state`, `#f-urgency`, `#f-age`, `#f-q`,
+//!   `#filter-button`, `#filter-clear`); `table#tickets` (`data-seq`: the feed position of the
+//!   page) with `tbody#ticket-rows`, one `tr#t-{account}-{id}` per ticket (`data-account`,
+//!   `data-id`; the title links to the ticket; a queued action shows as `span.pending`; a new
+//!   row gets class `new`, a leaving one `leaving` before it is removed); `#count`;
+//!   `#no-tickets`.
+//! - `/tickets/{account}/{id}`: `#ticket-title`, `#details`, `#reporter`, `#all-fields`,
+//!   `#queued-actions` (`tr#action-{id}`), `#history`; the forms `#form-accept`
+//!   (`#accept-comment`, `#accept-button`), `#form-hold` (`#hold-reason`, `#hold-preview`,
+//!   `#hold-notify`, `#hold-button`), `#form-done` (`#done-comment`, `#done-notify`,
+//!   `#done-button`), `#form-followup` (`#followup-title`, `#followup-description`,
+//!   `#followup-urgency`, `#followup-photos`, `#followup-button`); for a viewer `#viewer-note`
+//!   instead. Every POST form has a hidden `csrf` field.
+//! - `/outbox`: `table#outbox` with `tr#outbox-{id}`, buttons `#retry-{id}`, `#cancel-{id}`;
+//!   `#outbox-empty`. `/status`: `#verdict` (class `ok` or `bad`), `table#accounts`
+//!   (`tr#account-{name}`), `table#cost`, `#webhooks`.
 
 pub mod auth;
 pub mod config;
@@ -172,7 +195,10 @@ async fn page_headers(mut r: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
 }
@@ -190,7 +216,10 @@ async fn bound_body(State(b): State<Board>, req: Request, next: Next) -> Respons
     }
     let (parts, body) = req.into_parts();
     match read_body(body, declared, b.max_body, &b.bodies).await {
-        Ok((bytes, _reserved)) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok((bytes, _reserved)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(BodyRefused::TooLarge) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
@@ -199,9 +228,11 @@ async fn bound_body(State(b): State<Board>, req: Request, next: Next) -> Respons
             ),
         )
             .into_response(),
-        Err(BodyRefused::TimedOut) => {
-            (StatusCode::REQUEST_TIMEOUT, "the form was not received in time").into_response()
-        }
+        Err(BodyRefused::TimedOut) => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the form was not received in time",
+        )
+            .into_response(),
     }
 }
 
@@ -256,7 +287,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
 /// Renders template `name` with `ctx` as an HTML answer with `status`; a template error is
 /// logged and a 500.
 pub(crate) fn render(status: StatusCode, name: &str, ctx: serde_json::Value) -> Response {
-    match templates().get_template(name).and_then(|t| t.render(minijinja::value::Serde(&ctx))) {
+    match templates()
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
+    {
         Ok(html) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -264,15 +298,27 @@ pub(crate) fn render(status: StatusCode, name: &str, ctx: serde_json::Value) -> 
         )
             .into_response(),
         Err(e) => {
-            tracing::error!(template = name, error = format!("{e:#}"), "A board page cannot be rendered.");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page cannot be rendered; see the service's log")
+            tracing::error!(
+                template = name,
+                error = format!("{e:#}"),
+                "A board page cannot be rendered."
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page cannot be rendered; see the service's log",
+            )
                 .into_response()
         }
     }
 }
 
 /// A page with only a message (an error, a refusal), in the page layout.
-pub(crate) fn message(status: StatusCode, lang: Lang, me: Option<&auth::Me>, text: &str) -> Response {
+pub(crate) fn message(
+    status: StatusCode,
+    lang: Lang,
+    me: Option<&auth::Me>,
+    text: &str,
+) -> Response {
     render(
         status,
         "message.html",

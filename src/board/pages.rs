@@ -84,7 +84,9 @@ impl Filters {
     }
 }
 
-/// One row of the board.
+/// One row of the board. Links (`href`, a ticket's `base`) are built here from a
+/// percent-encoded account ([`segment`]) and an integer id, so they hold no character HTML
+/// needs escaped: the templates write them `|safe` (the escaper would write `/` as `&#x2f;`).
 fn row_view(lang: Lang, r: &TicketRow, address: Option<&str>, now: DateTime<Utc>) -> Value {
     let age = crate::time::parse(&r.first_seen).map(|t| lang.age(now - t));
     json!({
@@ -114,7 +116,12 @@ fn internal(lang: Lang, me: Option<&Me>, e: anyhow::Error) -> Response {
 }
 
 fn not_found(lang: Lang, me: &Me) -> Response {
-    message(StatusCode::NOT_FOUND, lang, Some(me), lang.t("err_not_found"))
+    message(
+        StatusCode::NOT_FOUND,
+        lang,
+        Some(me),
+        lang.t("err_not_found"),
+    )
 }
 
 /// `GET /`: the open tickets of every account, filtered.
@@ -162,7 +169,9 @@ pub(crate) async fn board(
         .iter()
         .filter(|r| f.keeps(r, now))
         .map(|r| {
-            let addr = addresses.get(&(r.account.clone(), r.id)).map(String::as_str);
+            let addr = addresses
+                .get(&(r.account.clone(), r.id))
+                .map(String::as_str);
             row_view(lang, r, addr, now)
         })
         .collect();
@@ -320,7 +329,10 @@ async fn ticket_page(
         add("d_urgency", t.urgency.clone());
         add("d_access", t.access.clone());
         add("d_fault_class", t.fault_class.clone());
-        add("d_earliest", t.earliest.as_deref().map(|s| lang.stored_time(s)));
+        add(
+            "d_earliest",
+            t.earliest.as_deref().map(|s| lang.stored_time(s)),
+        );
         add("d_latest", t.latest.as_deref().map(|s| lang.stored_time(s)));
         add(
             "d_created",
@@ -344,17 +356,18 @@ async fn ticket_page(
             "tel": t.reporter.phone.as_deref().map(|p| p.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>()),
         })
     });
-    let raw_fields: Vec<Value> = serde_json::from_str::<serde_json::Map<String, Value>>(&d.raw_json)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            json!({"key": k, "value": v})
-        })
-        .collect();
+    let raw_fields: Vec<Value> =
+        serde_json::from_str::<serde_json::Map<String, Value>>(&d.raw_json)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                json!({"key": k, "value": v})
+            })
+            .collect();
     let history: Vec<Value> = d
         .history
         .iter()
@@ -519,15 +532,23 @@ pub(crate) async fn act(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/"));
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        });
     let task = match action.as_str() {
         "followup" => {
-            let Some(f) = (if multipart { follow_up_form(req).await } else { None }) else {
+            let Some(f) = (if multipart {
+                follow_up_form(req).await
+            } else {
+                None
+            }) else {
                 // No form to read a token from: refused like a missing token.
-                return me.check_csrf(None, lang).err().expect("no token");
+                return me.forbidden(lang, "err_csrf");
             };
-            if let Err(r) = me.check_csrf(f.csrf.as_deref(), lang) {
-                return r;
+            if !me.csrf_ok(f.csrf.as_deref()) {
+                return me.forbidden(lang, "err_csrf");
             }
             Task::Create {
                 ticket: CreateRequest {
@@ -549,8 +570,8 @@ pub(crate) async fn act(
                 Ok(axum::Form(f)) => f,
                 Err(_) => ActForm::default(),
             };
-            if let Err(r) = me.check_csrf(f.csrf.as_deref(), lang) {
-                return r;
+            if !me.csrf_ok(f.csrf.as_deref()) {
+                return me.forbidden(lang, "err_csrf");
             }
             let comment = f.comment.filter(|c| !c.trim().is_empty());
             let notify = f.notify.is_some();
@@ -566,8 +587,8 @@ pub(crate) async fn act(
         }
         _ => return not_found(lang, &me),
     };
-    if let Err(r) = me.require_dispatcher(lang) {
-        return r;
+    if !me.may_act() {
+        return me.forbidden(lang, "err_viewer");
     }
     let Some(acc) = b.config.account(&account).map(|a| a.name.clone()) else {
         return not_found(lang, &me);
@@ -658,11 +679,11 @@ pub(crate) async fn outbox_act(
 ) -> Response {
     let lang = lang(&headers);
     let f = form.map(|f| f.0).unwrap_or_default();
-    if let Err(r) = me.check_csrf(f.csrf.as_deref(), lang) {
-        return r;
+    if !me.csrf_ok(f.csrf.as_deref()) {
+        return me.forbidden(lang, "err_csrf");
     }
-    if let Err(r) = me.require_dispatcher(lang) {
-        return r;
+    if !me.may_act() {
+        return me.forbidden(lang, "err_viewer");
     }
     let done = match action.as_str() {
         "retry" => queue::retry(&b.config, &b.store, id).await,

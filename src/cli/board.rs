@@ -83,7 +83,7 @@ pub fn passwd(args: BoardArgs) -> anyhow::Result<ExitCode> {
         toml::Value::String(role.name().into()),
     );
     eprintln!(
-        "Add this entry to the config file (under [board]), then reload the service (systemctl reload huoltosync)."
+        "Add this entry to the config file (after [board]), then restart the service (systemctl restart huoltosync): the board reads its users when it starts."
     );
     out!("{entry}")?;
     Ok(ExitCode::SUCCESS)
@@ -149,6 +149,11 @@ pub async fn login_link(config: &Config, args: BoardArgs) -> anyhow::Result<Exit
     })
     .await??;
     let url = board::login_url(b, listen, &token);
+    if b.public_url.is_none() && listen.ip().is_unspecified() {
+        eprintln!(
+            "[api] listen is {listen}: set [board] public_url to the address browsers use, or replace the host in this URL."
+        );
+    }
     eprintln!(
         "One sign-in as {} ({}), valid for {} minutes:",
         user.name,

@@ -1,4 +1,4 @@
-//! The board's sign-in state (`sql/012_board.sql`): sessions and one-time login links, both kept
+//! The board's sign-in state (`sql/013_board.sql`): sessions and one-time login links, both kept
 //! by the SHA-256 of their token (the token itself is never stored), and the one extra read of
 //! the board's rows (their address). The daemon (or `serve`) and `huoltosync board login-link`
 //! share these tables.

@@ -536,6 +536,7 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
         feed_days: 30,
         idempotency_keys: huoltosync::api::IDEMPOTENCY_KEEP,
         personal_fields: &[],
+        booking_personal_fields: &[],
     };
     let purged = |s: &mut Store, h| {
         s.purge(&retention, at(h), false)

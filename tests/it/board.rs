@@ -205,7 +205,11 @@ async fn without_a_session_every_page_sends_to_sign_in_and_the_api_keeps_its_tok
     assert_eq!(r.status(), 403);
     assert!(outbox_rows(&env).is_empty());
     // The API under /api/v1 still wants its bearer token, and only that.
-    let r = b.get(format!("{root}/api/v1/tickets")).send().await.unwrap();
+    let r = b
+        .get(format!("{root}/api/v1/tickets"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = b
         .get(format!("{root}/api/v1/tickets"))
@@ -231,7 +235,10 @@ async fn password_sign_in_sets_a_safe_cookie_and_a_wrong_password_gets_none() {
     assert!(r.headers().get("set-cookie").is_none());
     let body = r.text().await.unwrap();
     assert!(!body.contains(&title));
-    assert!(text(&body).contains("Käyttäjätunnus tai salasana on väärä"), "{body}");
+    assert!(
+        text(&body).contains("Käyttäjätunnus tai salasana on väärä"),
+        "{body}"
+    );
     // An unknown user reads the same.
     let r = b
         .post(format!("{root}/login"))
@@ -262,7 +269,10 @@ async fn password_sign_in_sets_a_safe_cookie_and_a_wrong_password_gets_none() {
         .await
         .unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && !cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[tokio::test]
@@ -294,10 +304,29 @@ async fn a_signed_in_board_shows_the_open_tickets_and_is_never_cached() {
     assert!(text(&one).contains(titles[0].as_str()));
     let (_, none) = page(&b, &format!("{root}/?q=ei-tällaista-tekstiä")).await;
     assert!(!text(&none).contains(titles[0].as_str()));
-    for p in ["/outbox", "/status", "/static/board.css", "/static/board.js"] {
+    for p in [
+        "/outbox",
+        "/status",
+        "/static/board.css",
+        "/static/board.js",
+    ] {
         let (s, _) = page(&b, &format!("{root}{p}")).await;
         assert_eq!(s, 200, "{p}");
     }
+    // Sign-out (with the form's token) ends the session: the board sends to sign-in again.
+    let r = b
+        .post(format!("{root}/logout"))
+        .form(&[("csrf", csrf(&html))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login?m=out");
+    let (_, login) = page(&b, &format!("{root}/login?m=out")).await;
+    assert!(text(&login).contains("Olet kirjautunut ulos"));
+    let r = b.get(format!("{root}/")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(env.count("SELECT count(*) FROM board_sessions"), 0);
 }
 
 #[tokio::test]
@@ -324,7 +353,9 @@ async fn sign_in_is_rate_limited_per_user_and_per_address() {
     assert_eq!(attempt("kaisa", PASSWORD).await, 429);
     assert_eq!(attempt("ville", VIEWER_PASSWORD).await, 303);
     // The address: failures under any names add up.
-    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o"];
+    let names = [
+        "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o",
+    ];
     let mut statuses = Vec::new();
     for n in names {
         statuses.push(attempt(n, "väärä-salasana").await);
@@ -378,7 +409,10 @@ async fn a_login_link_signs_in_once_and_expires_after_five_minutes() {
     // Without --user: the first dispatcher.
     let (code, out, err) = env.cli(&["board", "login-link"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("/login/") && err.contains("kaisa"), "{out} {err}");
+    assert!(
+        out.contains("/login/") && err.contains("kaisa"),
+        "{out} {err}"
+    );
     let (code, _, err) = env.cli(&["board", "login-link", "--user", "nobody"]).await;
     assert_eq!(code, 2, "{err}");
 }
@@ -419,7 +453,10 @@ async fn a_form_without_its_csrf_token_or_from_a_viewer_is_refused_and_queues_no
     // A viewer with her own valid token.
     let ville = sign_in(&root, "ville", VIEWER_PASSWORD).await;
     let (_, html) = page(&ville, &url).await;
-    assert!(!html.contains("id=\"form-accept\""), "a viewer sees no action form");
+    assert!(
+        !html.contains("id=\"form-accept\""),
+        "a viewer sees no action form"
+    );
     let r = ville
         .post(format!("{url}/accept"))
         .form(&[("csrf", csrf(&html)), ("comment", "x".into())])
@@ -458,9 +495,15 @@ async fn accept_and_hold_through_the_forms_queue_one_row_each_as_the_board_user(
         .unwrap();
     assert_eq!(r.status(), 303);
     let to = r.headers()["location"].to_str().unwrap().to_owned();
-    assert!(to.starts_with(&format!("/tickets/sim-1/{id}?queued=")), "{to}");
+    assert!(
+        to.starts_with(&format!("/tickets/sim-1/{id}?queued=")),
+        "{to}"
+    );
     let (_, html) = page(&b, &format!("{root}{to}")).await;
-    assert!(text(&html).contains("Toimenpide lisättiin lähtevien jonoon"), "{html}");
+    assert!(
+        text(&html).contains("Toimenpide lisättiin lähtevien jonoon"),
+        "{html}"
+    );
     // Accepted (pending): now the hold form is there, with the preview.
     assert!(html.contains("id=\"form-hold\"") && html.contains("id=\"hold-preview\""));
     let r = b
@@ -483,7 +526,10 @@ async fn accept_and_hold_through_the_forms_queue_one_row_each_as_the_board_user(
     );
     // The board shows the pending state; the outbox page lists both.
     let (_, board) = page(&b, &format!("{root}/")).await;
-    assert!(board.contains("class=\"pending\"") && board.contains("Odottaa"), "{board}");
+    assert!(
+        board.contains("class=\"pending\"") && board.contains("Odottaa"),
+        "{board}"
+    );
     let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
     assert!(outbox.contains("board:kaisa") && outbox.contains("Odotukseen"));
     // The action reaches Tampuuri with the next push, as any queued action.
@@ -532,7 +578,10 @@ async fn english_when_the_browser_prefers_it_and_finnish_dates_by_default() {
         .await
         .unwrap();
     let html = r.text().await.unwrap();
-    assert!(html.contains("lang=\"en\"") && html.contains("Open tickets"), "{html}");
+    assert!(
+        html.contains("lang=\"en\"") && html.contains("Open tickets"),
+        "{html}"
+    );
     assert!(!html.contains("Avoimet tehtävät"));
     let (_, fi) = page(&b, &format!("{root}/tickets/sim-1/{id}")).await;
     assert!(fi.contains("Historia") && fi.contains("Vastaanota"));
@@ -560,14 +609,19 @@ fn regex_like_finnish_time(html: &str) -> bool {
         let weekday = before[..before.len() - date.len()].trim_end();
         let weekday = weekday.rsplit([' ', '>']).next().unwrap_or("");
         let parts: Vec<&str> = date.split('.').collect();
-        let time: String = after.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let time: String = after
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
         ["ma", "ti", "ke", "to", "pe", "la", "su"].contains(&weekday)
             && parts.len() == 3
             && parts[2].is_empty()
-            && parts[..2].iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
-            && time.split_once('.').is_some_and(|(h, m)| {
-                (1..=2).contains(&h.len()) && m.len() == 2
-            })
+            && parts[..2]
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+            && time
+                .split_once('.')
+                .is_some_and(|(h, m)| (1..=2).contains(&h.len()) && m.len() == 2)
     })
 }
 
@@ -596,7 +650,10 @@ async fn the_event_stream_delivers_a_new_tickets_event_and_its_row() {
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(chunk) = events.chunk().await.unwrap() {
             got.push_str(&String::from_utf8_lossy(&chunk));
-            if got.lines().any(|l| l.contains("\"ticket.new\"") && l.contains(&wanted)) {
+            if got
+                .lines()
+                .any(|l| l.contains("\"ticket.new\"") && l.contains(&wanted))
+            {
                 return true;
             }
         }
@@ -611,4 +668,117 @@ async fn the_event_stream_delivers_a_new_tickets_event_and_its_row() {
     // Left out by the filters: no row.
     let (s, _) = page(&b, &format!("{root}/fragments/row/sim-1/{id}?q=ei-tätä")).await;
     assert_eq!(s, 204);
+}
+
+#[tokio::test]
+async fn a_follow_up_with_photos_and_outbox_cancel_go_through_the_queue() {
+    let (env, _served, root) = board_env(1, true).await;
+    let id = new_ticket(&env, "Ikkuna rikki").await;
+    let url = format!("{root}/tickets/sim-1/{id}");
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let (_, html) = page(&b, &url).await;
+    assert!(html.contains("accept=\"image/*\" capture"));
+    let photo = reqwest::multipart::Part::bytes(b"\x89PNG\r\n\x1a\nkuva".to_vec())
+        .file_name("ikkuna.png")
+        .mime_str("image/png")
+        .unwrap();
+    let r = b
+        .post(format!("{url}/followup"))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("csrf", csrf(&html))
+                .text("title", "Lasi vaihdettava")
+                .text("description", "Ikkunalasi on haljennut")
+                .part("photos", photo),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let (kind, by, attachments): (String, String, i64) = env
+        .db()
+        .query_row(
+            "SELECT kind, requested_by, (SELECT count(*) FROM outbox_attachments) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (kind.as_str(), by.as_str(), attachments),
+        ("create", "board:kaisa", 1)
+    );
+    // The outbox page lists it; retry of a pending action is refused with the CLI's words,
+    // cancel drops it.
+    let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
+    assert!(outbox.contains("Uusi tehtävä") && outbox.contains("id=\"cancel-1\""));
+    let r = b
+        .post(format!("{root}/outbox/1/retry"))
+        .form(&[("csrf", csrf(&outbox))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let shown = text(&r.text().await.unwrap());
+    let (_, _, err) = env.cli(&["outbox", "retry", "1"]).await;
+    let cli = err
+        .lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .expect("the CLI's error line");
+    assert!(shown.contains(cli), "board: {shown}\ncli: {cli}");
+    let r = b
+        .post(format!("{root}/outbox/1/cancel"))
+        .form(&[("csrf", csrf(&outbox))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE status = 'cancelled'"),
+        1
+    );
+    let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
+    assert!(outbox.contains("id=\"outbox-empty\""));
+}
+
+#[tokio::test]
+async fn the_status_page_shows_what_status_judges() {
+    let (env, _served, root) = board_env(2, true).await;
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let (s, html) = page(&b, &format!("{root}/status")).await;
+    assert_eq!(s, 200);
+    let (code, _, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 0, "synced just now: healthy");
+    assert!(html.contains("id=\"verdict\" class=\"verdict ok\"") && html.contains("Kunnossa"));
+    assert!(html.contains("id=\"account-sim-1\""));
+    // Past the staleness threshold without a sync: the same verdict as `huoltosync status`.
+    env.db()
+        .execute(
+            "UPDATE sync_runs SET started_at = '2020-01-01T00:00:00.000Z', finished_at = '2020-01-01T00:00:01.000Z'",
+            [],
+        )
+        .unwrap();
+    let (code, _, _) = env.cli(&["status"]).await;
+    assert_eq!(code, 1);
+    let (_, html) = page(&b, &format!("{root}/status")).await;
+    assert!(
+        html.contains("verdict bad") && html.contains("over the"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn live_boards_are_bounded() {
+    let (_env, _served, root) = board_env(1, true).await;
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let mut open = Vec::new();
+    for _ in 0..huoltosync::board::MAX_STREAMS {
+        let r = b.get(format!("{root}/events")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        open.push(r);
+    }
+    let r = b.get(format!("{root}/events")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    // Pages are still served.
+    let (s, _) = page(&b, &format!("{root}/")).await;
+    assert_eq!(s, 200);
 }

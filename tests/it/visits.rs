@@ -551,6 +551,8 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
         api_calls_days: 400,
         outbox_days: 400,
         webhook_events_days: 400,
+        feed_days: 400,
+        idempotency_keys: std::time::Duration::from_secs(400 * 86_400),
         personal_fields: &["Ilmoittaja"],
         booking_personal_fields: &huoltosync::slotti::resident::BOOKING_PERSONAL_FIELDS,
     };
