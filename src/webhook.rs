@@ -77,20 +77,46 @@ pub async fn serve(
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_slotti(listener, config, None, store, wake, shutdown).await
+}
+
+/// [`serve`], and with `slotti` (`[slotti.webhook]`) Slotti's deliveries at its path
+/// ([`crate::slotti::webhook::router`]), sharing the body budget and the wake-ups.
+pub async fn serve_with_slotti(
+    listener: tokio::net::TcpListener,
+    config: WebhookConfig,
+    slotti: Option<crate::slotti::config::SlottiWebhook>,
+    store: Handle,
+    wake: Arc<Notify>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     crate::config::check_webhook_path(&config.path)
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
     let path = config.path.clone();
     let cap = config.max_connections;
+    let bodies = BodyBudget::new(BODY_BUDGET);
+    let slotti = slotti.map(|s| {
+        crate::slotti::webhook::router(
+            s,
+            config.max_body_bytes,
+            store.clone(),
+            wake.clone(),
+            bodies.clone(),
+        )
+    });
     let state = Listener {
         config: Arc::new(config),
         store,
         wake,
-        bodies: BodyBudget::new(BODY_BUDGET),
+        bodies,
     };
-    let router = Router::new()
+    let mut router = Router::new()
         .route(&path, post(receive_plain))
         .route(&format!("{path}/{{token}}"), post(receive_token))
         .with_state(state);
+    if let Some(s) = slotti {
+        router = router.merge(s);
+    }
     let names = crate::listen::Names {
         section: "[webhook]",
         noun: "webhook",
@@ -298,6 +324,8 @@ pub struct Processed {
     pub deferred: u64,
     /// When the earliest deferred ticket becomes due (its deliveries settled, or its retry).
     pub next_due: Option<DateTime<Utc>>,
+    /// With `[slotti]`: Slotti's recorded deliveries processed in the same pass.
+    pub slotti: crate::slotti::webhook::DeliveriesProcessed,
 }
 
 /// When the pending events of one ticket are due: once no event arrived for it for `quiet`
@@ -426,6 +454,13 @@ pub async fn process_pending(
     }
     for client in clients.values() {
         client.record_calls(store).await?;
+    }
+    // Slotti's deliveries carry what they tell: no fetch, no call.
+    if config.slotti.is_some() {
+        done.slotti = crate::slotti::webhook::process_deliveries(store, now).await?;
+        if done.slotti.more {
+            done.next_due = Some(done.next_due.map_or(now, |d| d.min(now)));
+        }
     }
     Ok(done)
 }

@@ -490,7 +490,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         outln!("{}", subscribers::line(s))?;
     }
     if let Some(c) = &st.slotti {
-        outln!("{}", slotti::status_line(c))?;
+        outln!("{}", slotti::status_line(&c.calls))?;
+        outln!("{}", slotti::sync_line(c, now))?;
     }
     for sh in shown {
         let s = &sh.status;

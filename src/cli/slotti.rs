@@ -184,6 +184,42 @@ pub fn status_line(c: &CallsOf) -> String {
     l
 }
 
+/// `status`'s line for Slotti's synchronisation: the last reconciliation and its age, the
+/// visits by status, the webhook deliveries.
+pub fn sync_line(s: &crate::status::SlottiShown, now: chrono::DateTime<chrono::Utc>) -> String {
+    let y = &s.sync;
+    let last = match &y.last_reconcile {
+        None => "never".to_owned(),
+        Some(r) => {
+            let age = crate::time::parse(&r.finished_at).map_or_else(String::new, |t| {
+                format!(" ({} ago)", crate::time::age(now - t))
+            });
+            match (&r.ok, &r.error) {
+                (true, _) => format!(
+                    "{}{age}, {} listed, {} moved, {} cancelled, {} recovered",
+                    r.finished_at, r.listed, r.moved, r.cancelled, r.recovered
+                ),
+                (false, e) => format!(
+                    "{}{age} FAILED: {}",
+                    r.finished_at,
+                    e.as_deref().unwrap_or("unknown error")
+                ),
+            }
+        }
+    };
+    format!(
+        "slotti: last reconciliation {last}; visits {} booked, {} moved, {} cancelled; \
+         webhook deliveries {} received, {} duplicates, {} refused, {} pending",
+        y.visits_booked,
+        y.visits_moved,
+        y.visits_cancelled,
+        y.deliveries_received,
+        y.deliveries_duplicate,
+        y.deliveries_refused,
+        y.deliveries_pending
+    )
+}
+
 /// A service named by name (any case) or guid.
 fn find_service<'a>(services: &'a [Service], want: &str) -> Option<&'a Service> {
     services.iter().find(|s| {

@@ -21,6 +21,7 @@ mod mirror;
 mod outbox;
 mod purge;
 mod queries;
+mod slotti;
 mod staging;
 mod subscribers;
 mod visits;
@@ -38,6 +39,7 @@ pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPa
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
+pub use slotti::{ReconcileRun, SlottiSyncStatus};
 pub use staging::{Staging, StagingHandle};
 pub use subscribers::SubscriberRow;
 pub use visits::{
@@ -64,6 +66,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "009_subscribers.sql",
     "010_api_writes.sql",
     "011_visits.sql",
+    "014_slotti_sync.sql",
 );
 
 /// An open connection to the store.

@@ -22,6 +22,7 @@ struct Loop {
     ticks: mpsc::UnboundedSender<()>,
     reload: mpsc::UnboundedSender<()>,
     wake: Arc<Notify>,
+    slotti_ticks: mpsc::UnboundedSender<()>,
     schedule: watch::Receiver<Schedule>,
     happened: mpsc::UnboundedReceiver<Happened>,
     seen: Vec<Happened>,
@@ -40,6 +41,7 @@ impl Loop {
     ) -> Loop {
         let config = env.config.clone();
         let (ticks, tick_rx) = mpsc::unbounded_channel();
+        let (slotti_ticks, slotti_rx) = mpsc::unbounded_channel();
         let (reload, reload_rx) = mpsc::unbounded_channel();
         let (happened_tx, happened) = mpsc::unbounded_channel();
         let (schedule_tx, schedule) = watch::channel(config.schedule.poll.clone());
@@ -53,6 +55,7 @@ impl Loop {
                 .unwrap(),
             config,
             ticks: tick_rx,
+            slotti_ticks: slotti_rx,
             schedule: schedule_tx,
             reload: reload_rx,
             wake: wake.clone(),
@@ -66,6 +69,7 @@ impl Loop {
         }));
         Loop {
             ticks,
+            slotti_ticks,
             reload,
             wake,
             schedule,
@@ -78,6 +82,11 @@ impl Loop {
 
     fn tick(&self) {
         self.ticks.send(()).unwrap();
+    }
+
+    /// A `[slotti] reconcile` tick.
+    fn slotti_tick(&self) {
+        self.slotti_ticks.send(()).unwrap();
     }
 
     /// The next thing that happened and matches `want` (others are kept in `seen`). Bounded by
