@@ -355,6 +355,66 @@ async fn a_webhook_wake_processes_the_pending_events() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_slotti_reconcile_tick_reconciles_in_the_work_slot_and_a_tick_while_busy_is_skipped() {
+    let env = crate::slotti_sync::env(14).await;
+    env.sync_ok().await;
+    let gone = crate::slotti_sync::book_ours(&env, 0, 1).await;
+    let kept = crate::slotti_sync::book_ours(&env, 1, 2).await;
+    // Deleted by hand in Slotti, no webhook registered: only the reconciliation can see it.
+    assert!(env.sim().slotti_delete(&gone));
+    // A slow Slotti keeps the reconciliation in the slot while the second tick comes.
+    env.faults(json!({"slotti_latency_ms": 3000}));
+    // A Slotti delivery left recorded by an earlier run: the start-up webhook pass processes it.
+    huoltosync::store::Store::open(&env.config.store.path)
+        .unwrap()
+        .record_slotti_delivery_counted(
+            "left-over",
+            "booking.deleted",
+            "\"no-such-booking\"",
+            0,
+            huoltosync::time::now(),
+        )
+        .unwrap();
+    let mut d = Loop::start(&env).await;
+    assert!(d.finished(Work::Webhook).await, "the start-up webhook pass");
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_deliveries WHERE processed_at IS NOT NULL AND outcome = 'unknown'"),
+        1
+    );
+    d.slotti_tick();
+    assert_eq!(
+        d.until(|h| matches!(h, Happened::WorkStarted(..))).await,
+        Happened::WorkStarted(Work::Reconcile, Vec::new())
+    );
+    d.slotti_tick();
+    assert_eq!(
+        d.until(|h| matches!(h, Happened::WorkSkipped(..))).await,
+        Happened::WorkSkipped(Work::Reconcile, Skip::Running)
+    );
+    assert!(d.finished(Work::Reconcile).await);
+    let (ended, _) = d.stop().await;
+    ended.unwrap();
+    let status = |g: &str| -> String {
+        env.db()
+            .query_row(
+                "SELECT status FROM visits WHERE booking_guid = ?1",
+                [g],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        (status(&gone).as_str(), status(&kept).as_str()),
+        ("cancelled", "booked")
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_reconciles WHERE ok = 1"),
+        1,
+        "one reconciliation: the second tick was skipped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_reload_takes_a_valid_config_and_keeps_the_running_one_when_the_new_one_is_invalid() {
     let env = Setup::tickets(2).sections(NEVER).start().await;
     env.sync_ok().await;

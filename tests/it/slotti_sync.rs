@@ -23,7 +23,7 @@ const SECTIONS: &str = "[schedule]\npoll = \"0 0 0 1 1 *\"\n[webhook]\nlisten = 
 
 /// The simulator with Slotti, and a config with `[webhook]` and `[slotti]` (horizon `horizon`
 /// days, `[slotti.webhook] secret`) on it.
-async fn env(horizon: u32) -> TestEnv {
+pub(crate) async fn env(horizon: u32) -> TestEnv {
     let mut env = Setup::tickets(3).slotti().sections(SECTIONS).start().await;
     let path = env.config_path();
     let mut text = std::fs::read_to_string(&path).unwrap();
@@ -168,7 +168,7 @@ fn marker(ticket: i64) -> String {
 
 /// Books a visit of ours for `ticket` in the simulator and records it as huoltosync's relay
 /// would; answers the booking guid.
-async fn book_ours(env: &TestEnv, nth: usize, ticket: i64) -> String {
+pub(crate) async fn book_ours(env: &TestEnv, nth: usize, ticket: i64) -> String {
     let m = marker(ticket);
     let b = book(env, nth, &format!("sim-1 / {ticket}: Vuotava hana\n\n{m}")).await;
     let guid = b["guid"].as_str().unwrap().to_owned();
@@ -656,4 +656,67 @@ async fn bookings_delivered_in_the_week_of_a_daylight_saving_change_show_their_l
         )
         .unwrap();
     assert!(start.starts_with("2027-03-26T07:30:00"), "{start}");
+}
+
+#[tokio::test]
+async fn run_once_processes_recorded_deliveries_and_reconciles() {
+    let env = env(14).await;
+    let url = listener(&env).await;
+    let moved = book_ours(&env, 0, 1).await;
+    let gone = book_ours(&env, 1, 2).await;
+    // Moved in Slotti (no webhook registered), and the delivery of that move recorded by the
+    // daemon's listener.
+    let b = env
+        .sim()
+        .slotti_bookings()
+        .into_iter()
+        .find(|b| b["guid"] == moved.as_str())
+        .unwrap();
+    let later = |v: &Value| (time(v) + Days::hours(2)).to_rfc3339();
+    let fields = json!({ "start": later(&b["start"]), "end": later(&b["end"]) });
+    let b = env
+        .sim()
+        .slotti_patch(&moved, fields.as_object().unwrap())
+        .unwrap();
+    let body = b.to_string();
+    assert_eq!(
+        post(
+            &url,
+            Some("booking.modified"),
+            Some("m1"),
+            &body,
+            Some(&hex_digest(&body))
+        )
+        .await,
+        200
+    );
+    // The second deleted by hand, never delivered.
+    assert!(env.sim().slotti_delete(&gone));
+    let (code, _, err) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        changes(&env),
+        [
+            ("booked".into(), "booking".into()),
+            ("booked".into(), "booking".into()),
+            ("moved".into(), "webhook".into()),
+            ("cancelled".into(), "reconcile".into()),
+        ]
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_deliveries WHERE processed_at IS NULL"),
+        0
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_reconciles WHERE ok = 1"),
+        1
+    );
+    // The same state seen again: nothing new.
+    let (code, _, _) = env.cli(&["run", "--once"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(changes(&env).len(), 4, "nothing new on a second run");
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_reconciles WHERE ok = 1"),
+        2
+    );
 }
