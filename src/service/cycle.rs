@@ -18,7 +18,7 @@ pub struct CycleReport {
     pub syncs: Vec<SyncReport>,
     pub push: PushReport,
     /// With `[slotti]`, in `run --once`: Slotti's part.
-    pub slotti: Option<SlottiReport>,
+    pub slotti: Option<Box<SlottiReport>>,
 }
 
 /// What Slotti's part of a run did. Its failures are logged and counted, never fatal.
@@ -87,7 +87,7 @@ pub async fn slotti_step(
     config: &Config,
     store: &Handle,
     now: DateTime<Utc>,
-) -> anyhow::Result<Option<SlottiReport>> {
+) -> anyhow::Result<Option<Box<SlottiReport>>> {
     let Some(slotti) = &config.slotti else {
         return Ok(None);
     };
@@ -107,10 +107,10 @@ pub async fn slotti_step(
     }
     let reconcile = crate::slotti::reconcile::run(config, slotti, store, now).await?;
     tell(config, store).await?;
-    Ok(Some(SlottiReport {
+    Ok(Some(Box::new(SlottiReport {
         deliveries,
         reconcile,
-    }))
+    })))
 }
 
 /// Queues what Tampuuri is to be told of the visit changes recorded (booked, moved,

@@ -94,7 +94,7 @@ pub enum Done {
     Purge(anyhow::Result<PurgeReport>),
     Webhook(anyhow::Result<crate::webhook::Processed>),
     /// Slotti's reconciliation (a failed one is `Ok` with `ok: false`) and the push after it.
-    Reconcile(anyhow::Result<crate::store::ReconcileRun>),
+    Reconcile(anyhow::Result<Box<crate::store::ReconcileRun>>),
     /// The task panicked or was cancelled.
     Crashed(Work, String),
 }
@@ -396,14 +396,14 @@ async fn reconcile_and_tell(
     api: &Api,
     store: &Handle,
     now: DateTime<Utc>,
-) -> anyhow::Result<crate::store::ReconcileRun> {
+) -> anyhow::Result<Box<crate::store::ReconcileRun>> {
     let Some(slotti) = &config.slotti else {
         anyhow::bail!("no [slotti] section");
     };
     let run = crate::slotti::reconcile::run(config, slotti, store, now).await?;
     super::cycle::tell(config, store).await?;
     crate::push::push_pending(config, api, store).await?;
-    Ok(run)
+    Ok(Box::new(run))
 }
 
 impl Daemon {
