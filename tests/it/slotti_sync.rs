@@ -720,3 +720,42 @@ async fn run_once_processes_recorded_deliveries_and_reconciles() {
         2
     );
 }
+
+#[tokio::test]
+async fn visits_are_shown_in_slotti_timezone() {
+    let env = env(14).await;
+    let url = listener(&env).await;
+    let m = marker(4);
+    outbox_row_with_marker(&env, 4, &m);
+    let created = json!({
+        "guid": "tz-1", "start": "2027-03-29T09:00:00+03:00", "end": "2027-03-29T09:30:00+03:00",
+        "info": m,
+    })
+    .to_string();
+    assert_eq!(
+        post(
+            &url,
+            Some("booking.created"),
+            Some("t1"),
+            &created,
+            Some(&hex_digest(&created))
+        )
+        .await,
+        200
+    );
+    assert_eq!(process(&env).await.recovered, 1);
+    let path = env.config_path();
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "horizon_days = 14\n",
+        "horizon_days = 14\ntimezone = \"Europe/Stockholm\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let (code, out, err) = env
+        .cli(&["visits", "--from", "2027-03-22", "--to", "2027-04-02"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ma 29.3. klo 8.00–8.30"),
+        "Stockholm is an hour behind: {out}"
+    );
+}
