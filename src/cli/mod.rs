@@ -354,6 +354,9 @@ pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Res
     for r in &report.syncs {
         outln!("{}", summary_line(r))?;
     }
+    if let Some(s) = &report.slotti {
+        outln!("{}", slotti::run_line(s))?;
+    }
     task::print_push(&report.push)?;
     Ok(if report.ok() {
         ExitCode::SUCCESS

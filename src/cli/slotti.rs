@@ -220,6 +220,22 @@ pub fn sync_line(s: &crate::status::SlottiShown, now: chrono::DateTime<chrono::U
     )
 }
 
+/// `run --once`'s line for Slotti's part: the deliveries processed and the reconciliation.
+pub fn run_line(s: &crate::service::cycle::SlottiReport) -> String {
+    let (d, r) = (&s.deliveries, &s.reconcile);
+    let reconciled = match (&r.ok, &r.error) {
+        (true, _) => format!(
+            "{} listed, {} ours, {} moved, {} cancelled, {} recovered, {} API call(s)",
+            r.listed, r.ours, r.moved, r.cancelled, r.recovered, r.calls
+        ),
+        (false, e) => format!("FAILED: {}", e.as_deref().unwrap_or("unknown error")),
+    };
+    format!(
+        "slotti: {} webhook deliveries processed ({} moved, {} cancelled); reconciliation: {reconciled}",
+        d.processed, d.moved, d.cancelled
+    )
+}
+
 /// A service named by name (any case) or guid.
 fn find_service<'a>(services: &'a [Service], want: &str) -> Option<&'a Service> {
     services.iter().find(|s| {

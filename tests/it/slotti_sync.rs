@@ -692,8 +692,14 @@ async fn run_once_processes_recorded_deliveries_and_reconciles() {
     );
     // The second deleted by hand, never delivered.
     assert!(env.sim().slotti_delete(&gone));
-    let (code, _, err) = env.cli(&["run", "--once"]).await;
+    let (code, out, err) = env.cli(&["run", "--once"]).await;
     assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "slotti: 1 webhook deliveries processed (1 moved, 0 cancelled); reconciliation: "
+        ) && out.contains(" 1 ours, 0 moved, 1 cancelled, 0 recovered, 1 API call(s)"),
+        "{out}"
+    );
     assert_eq!(
         changes(&env),
         [
