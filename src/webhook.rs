@@ -15,6 +15,10 @@
 //! ([`due_at`]), and goes through the same upsert as a poll.
 //! An event whose `ReferenceJson` names another assignee, for a ticket we do not hold, is
 //! skipped without a (billed) fetch.
+//!
+//! With `[slotti]`, the same listener serves Slotti's deliveries at `[slotti.webhook] path`
+//! ([`serve_with_slotti`], the route of [`crate::slotti::webhook`]), and each processing pass
+//! also processes Slotti's recorded deliveries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -22,6 +22,8 @@
 //! runs beside the loop; if it ever ends, the daemon exits 1 so that systemd restarts it, rather
 //! than running on deaf. Deliveries wake the loop; a ticket's events are processed once its
 //! deliveries settle (`[webhook] debounce_ms`, at most `debounce_max_ms` after the first).
+//! With `[slotti]`, a second cron job sends `[slotti] reconcile` ticks: Slotti's
+//! reconciliation runs in the work slot like a poll (`daemon::Work::Reconcile`).
 
 pub mod cycle;
 pub mod daemon;
