@@ -27,8 +27,20 @@ pub struct Status {
     pub webhooks: Option<WebhookStatus>,
     /// With `[[api.subscribers]]` configured.
     pub subscribers: Option<Vec<SubscriberShown>>,
-    /// With `[slotti]` configured: Slotti's API calls (metered apart, never billed by `cost`).
-    pub slotti: Option<crate::store::CallsOf>,
+    /// With `[slotti]` configured: Slotti's API calls (metered apart, never billed by `cost`),
+    /// its reconciliations, visits and webhook deliveries.
+    pub slotti: Option<SlottiShown>,
+}
+
+/// Slotti as `status` shows it.
+#[derive(Debug, Serialize)]
+pub struct SlottiShown {
+    #[serde(flatten)]
+    pub calls: crate::store::CallsOf,
+    #[serde(flatten)]
+    pub sync: crate::store::SlottiSyncStatus,
+    /// Seconds since the last successful reconciliation finished.
+    pub last_reconcile_ok_age_secs: Option<i64>,
 }
 
 impl Status {
@@ -109,11 +121,22 @@ pub fn status(
         false => Some(subscribers_shown(config, store.subscribers()?)),
     };
     let slotti = match &config.slotti {
-        Some(_) => Some(store.calls_of(
-            crate::slotti::METER_ACCOUNT,
-            &time::local_day(now),
-            &time::local_month(now),
-        )?),
+        Some(_) => {
+            let sync = store.slotti_sync_status()?;
+            Some(SlottiShown {
+                calls: store.calls_of(
+                    crate::slotti::METER_ACCOUNT,
+                    &time::local_day(now),
+                    &time::local_month(now),
+                )?,
+                last_reconcile_ok_age_secs: sync
+                    .last_reconcile_ok_at
+                    .as_deref()
+                    .and_then(time::parse)
+                    .map(|t| (now - t).num_seconds()),
+                sync,
+            })
+        }
         None => None,
     };
     Ok(Status {

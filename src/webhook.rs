@@ -15,6 +15,10 @@
 //! ([`due_at`]), and goes through the same upsert as a poll.
 //! An event whose `ReferenceJson` names another assignee, for a ticket we do not hold, is
 //! skipped without a (billed) fetch.
+//!
+//! With `[slotti]`, the same listener serves Slotti's deliveries at `[slotti.webhook] path`
+//! ([`serve_with_slotti`], the route of [`crate::slotti::webhook`]), and each processing pass
+//! also processes Slotti's recorded deliveries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,20 +81,46 @@ pub async fn serve(
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_with_slotti(listener, config, None, store, wake, shutdown).await
+}
+
+/// [`serve`], and with `slotti` (`[slotti.webhook]`) Slotti's deliveries at its path
+/// ([`crate::slotti::webhook::router`]), sharing the body budget and the wake-ups.
+pub async fn serve_with_slotti(
+    listener: tokio::net::TcpListener,
+    config: WebhookConfig,
+    slotti: Option<crate::slotti::config::SlottiWebhook>,
+    store: Handle,
+    wake: Arc<Notify>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     crate::config::check_webhook_path(&config.path)
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
     let path = config.path.clone();
     let cap = config.max_connections;
+    let bodies = BodyBudget::new(BODY_BUDGET);
+    let slotti = slotti.map(|s| {
+        crate::slotti::webhook::router(
+            s,
+            config.max_body_bytes,
+            store.clone(),
+            wake.clone(),
+            bodies.clone(),
+        )
+    });
     let state = Listener {
         config: Arc::new(config),
         store,
         wake,
-        bodies: BodyBudget::new(BODY_BUDGET),
+        bodies,
     };
-    let router = Router::new()
+    let mut router = Router::new()
         .route(&path, post(receive_plain))
         .route(&format!("{path}/{{token}}"), post(receive_token))
         .with_state(state);
+    if let Some(s) = slotti {
+        router = router.merge(s);
+    }
     let names = crate::listen::Names {
         section: "[webhook]",
         noun: "webhook",
@@ -298,6 +328,8 @@ pub struct Processed {
     pub deferred: u64,
     /// When the earliest deferred ticket becomes due (its deliveries settled, or its retry).
     pub next_due: Option<DateTime<Utc>>,
+    /// With `[slotti]`: Slotti's recorded deliveries processed in the same pass.
+    pub slotti: crate::slotti::webhook::DeliveriesProcessed,
 }
 
 /// When the pending events of one ticket are due: once no event arrived for it for `quiet`
@@ -426,6 +458,13 @@ pub async fn process_pending(
     }
     for client in clients.values() {
         client.record_calls(store).await?;
+    }
+    // Slotti's deliveries carry what they tell: no fetch, no call.
+    if config.slotti.is_some() {
+        done.slotti = crate::slotti::webhook::process_deliveries(store, now).await?;
+        if done.slotti.more {
+            done.next_due = Some(done.next_due.map_or(now, |d| d.min(now)));
+        }
     }
     Ok(done)
 }

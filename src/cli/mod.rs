@@ -369,6 +369,9 @@ pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Res
     for r in &report.syncs {
         outln!("{}", summary_line(r))?;
     }
+    if let Some(s) = &report.slotti {
+        outln!("{}", slotti::run_line(s))?;
+    }
     task::print_push(&report.push)?;
     Ok(if report.ok() {
         ExitCode::SUCCESS
@@ -505,7 +508,8 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         outln!("{}", subscribers::line(s))?;
     }
     if let Some(c) = &st.slotti {
-        outln!("{}", slotti::status_line(c))?;
+        outln!("{}", slotti::status_line(&c.calls))?;
+        outln!("{}", slotti::sync_line(c, now))?;
     }
     for sh in shown {
         let s = &sh.status;

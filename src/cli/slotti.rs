@@ -184,6 +184,58 @@ pub fn status_line(c: &CallsOf) -> String {
     l
 }
 
+/// `status`'s line for Slotti's synchronisation: the last reconciliation and its age, the
+/// visits by status, the webhook deliveries.
+pub fn sync_line(s: &crate::status::SlottiShown, now: chrono::DateTime<chrono::Utc>) -> String {
+    let y = &s.sync;
+    let last = match &y.last_reconcile {
+        None => "never".to_owned(),
+        Some(r) => {
+            let age = crate::time::parse(&r.finished_at).map_or_else(String::new, |t| {
+                format!(" ({} ago)", crate::time::age(now - t))
+            });
+            match (&r.ok, &r.error) {
+                (true, _) => format!(
+                    "{}{age}, {} listed, {} moved, {} cancelled, {} recovered",
+                    r.finished_at, r.listed, r.moved, r.cancelled, r.recovered
+                ),
+                (false, e) => format!(
+                    "{}{age} FAILED: {}",
+                    r.finished_at,
+                    e.as_deref().unwrap_or("unknown error")
+                ),
+            }
+        }
+    };
+    format!(
+        "slotti: last reconciliation {last}; visits {} booked, {} moved, {} cancelled; \
+         webhook deliveries {} received, {} duplicates, {} refused, {} pending",
+        y.visits_booked,
+        y.visits_moved,
+        y.visits_cancelled,
+        y.deliveries_received,
+        y.deliveries_duplicate,
+        y.deliveries_refused,
+        y.deliveries_pending
+    )
+}
+
+/// `run --once`'s line for Slotti's part: the deliveries processed and the reconciliation.
+pub fn run_line(s: &crate::service::cycle::SlottiReport) -> String {
+    let (d, r) = (&s.deliveries, &s.reconcile);
+    let reconciled = match (&r.ok, &r.error) {
+        (true, _) => format!(
+            "{} listed, {} ours, {} moved, {} cancelled, {} recovered, {} API call(s)",
+            r.listed, r.ours, r.moved, r.cancelled, r.recovered, r.calls
+        ),
+        (false, e) => format!("FAILED: {}", e.as_deref().unwrap_or("unknown error")),
+    };
+    format!(
+        "slotti: {} webhook deliveries processed ({} moved, {} cancelled); reconciliation: {reconciled}",
+        d.processed, d.moved, d.cancelled
+    )
+}
+
 /// A service named by name (any case) or guid.
 fn find_service<'a>(services: &'a [Service], want: &str) -> Option<&'a Service> {
     services.iter().find(|s| {

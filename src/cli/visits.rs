@@ -33,9 +33,13 @@ pub struct VisitsArgs {
     pub json: bool,
 }
 
-/// The zone visits are shown in: Europe/Helsinki, the default of `[slotti] timezone`.
-pub fn zone(_config: &Config) -> Tz {
-    chrono_tz::Europe::Helsinki
+/// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki), and
+/// Europe/Helsinki without `[slotti]`.
+pub fn zone(config: &Config) -> Tz {
+    config
+        .slotti
+        .as_ref()
+        .map_or(chrono_tz::Europe::Helsinki, |s| s.timezone)
 }
 
 /// `visits`: the visits overlapping the range, by start.

@@ -42,6 +42,8 @@ use crate::time;
 pub enum Event {
     /// The poll schedule fired (or the start-up poll is due).
     Tick,
+    /// `[slotti] reconcile` fired.
+    SlottiTick,
     /// Time to look for queued actions to push (and for the daily purge).
     PushCheck,
     /// The webhook listener recorded a delivery.
@@ -68,6 +70,8 @@ pub enum Work {
     Push,
     Purge,
     Webhook,
+    /// Slotti's reconciliation, the telling of what changed, and a push.
+    Reconcile,
 }
 
 impl Work {
@@ -77,6 +81,7 @@ impl Work {
             Work::Push => "push",
             Work::Purge => "purge",
             Work::Webhook => "webhook",
+            Work::Reconcile => "slotti_reconcile",
         }
     }
 }
@@ -88,6 +93,8 @@ pub enum Done {
     Push(anyhow::Result<PushReport>),
     Purge(anyhow::Result<PurgeReport>),
     Webhook(anyhow::Result<crate::webhook::Processed>),
+    /// Slotti's reconciliation (a failed one is `Ok` with `ok: false`) and the push after it.
+    Reconcile(anyhow::Result<Box<crate::store::ReconcileRun>>),
     /// The task panicked or was cancelled.
     Crashed(Work, String),
 }
@@ -100,6 +107,7 @@ impl Done {
             Done::Push(r) => r.is_ok(),
             Done::Purge(r) => r.is_ok(),
             Done::Webhook(r) => r.is_ok(),
+            Done::Reconcile(r) => r.as_ref().is_ok_and(|r| r.ok),
             Done::Crashed(..) => false,
         }
     }
@@ -167,6 +175,8 @@ pub struct Deps {
     pub store: Handle,
     /// The tick source: one `()` per scheduled poll.
     pub ticks: mpsc::UnboundedReceiver<()>,
+    /// One `()` per `[slotti] reconcile` tick (never sends without `[slotti]`).
+    pub slotti_ticks: mpsc::UnboundedReceiver<()>,
     /// The poll schedule in force; a reload sends the new one here (the tick source follows it).
     pub schedule: watch::Sender<Schedule>,
     /// One `()` per reload request (SIGHUP).
@@ -263,6 +273,7 @@ pub async fn run(deps: Deps, shutdown: impl Future<Output = ()>) -> anyhow::Resu
         api,
         store,
         mut ticks,
+        mut slotti_ticks,
         schedule,
         mut reload,
         wake,
@@ -302,6 +313,7 @@ pub async fn run(deps: Deps, shutdown: impl Future<Output = ()>) -> anyhow::Resu
             done = join(&mut daemon.work), if busy => Event::WorkDone(done),
             Some(()) = reload.recv() => Event::Reload,
             Some(()) = ticks.recv() => Event::Tick,
+            Some(()) = slotti_ticks.recv() => Event::SlottiTick,
             () = wake.notified() => Event::WebhookWake,
             () = tokio::time::sleep_until(webhook_at.unwrap_or_else(Instant::now)), if webhook_at.is_some() => Event::WebhookDue,
             _ = push_check.tick() => Event::PushCheck,
@@ -363,11 +375,43 @@ pub(crate) fn poll_schedule(config: &Config) -> &Schedule {
         .map_or(&config.schedule.poll, |w| &w.reconcile)
 }
 
+/// A webhook processing pass; when it recorded Slotti visit changes, they are told and pushed.
+async fn process_and_tell(
+    config: &Config,
+    api: &Api,
+    store: &Handle,
+    now: DateTime<Utc>,
+) -> anyhow::Result<crate::webhook::Processed> {
+    let p = crate::webhook::process_pending(config, api, store, now).await?;
+    if p.slotti.moved + p.slotti.cancelled + p.slotti.recovered > 0 {
+        super::cycle::tell(config, store).await?;
+        crate::push::push_pending(config, api, store).await?;
+    }
+    Ok(p)
+}
+
+/// Slotti's reconciliation, then the telling of what changed and a push.
+async fn reconcile_and_tell(
+    config: &Config,
+    api: &Api,
+    store: &Handle,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Box<crate::store::ReconcileRun>> {
+    let Some(slotti) = &config.slotti else {
+        anyhow::bail!("no [slotti] section");
+    };
+    let run = crate::slotti::reconcile::run(config, slotti, store, now).await?;
+    super::cycle::tell(config, store).await?;
+    crate::push::push_pending(config, api, store).await?;
+    Ok(Box::new(run))
+}
+
 impl Daemon {
     /// Handles one event.
     pub async fn handle(&mut self, event: Event) -> Flow {
         match event {
             Event::Tick => self.tick(),
+            Event::SlottiTick => self.slotti_tick(),
             Event::PushCheck => self.push_check().await,
             Event::WebhookWake => {
                 // Let a burst of deliveries settle, so that each ticket is fetched once.
@@ -501,6 +545,47 @@ impl Daemon {
         });
     }
 
+    /// `[slotti] reconcile`: a reconciliation, the telling of what changed, and a push, in the
+    /// work slot like a poll (skipped while other work runs, another process holds the lock,
+    /// or the last one failed and backs off).
+    fn slotti_tick(&mut self) {
+        let work = Work::Reconcile;
+        if self.config.slotti.is_none() {
+            return;
+        }
+        if let Some((running, _)) = &self.work {
+            tracing::warn!(
+                running = running.name(),
+                "Skipping a Slotti reconciliation: other work is still running."
+            );
+            self.skipped(work, Skip::Running);
+            return;
+        }
+        if let Some((failures, left)) = self.failed_work.waiting(&work, Instant::now()) {
+            tracing::warn!(
+                failures,
+                retry_in_s = left.as_secs(),
+                "Skipping a Slotti reconciliation: the last one failed; backing off."
+            );
+            self.skipped(work, Skip::BackingOff);
+            return;
+        }
+        let Ok(lock) = self.try_lock(work) else {
+            return;
+        };
+        let (c, a, s, clock) = (
+            self.config.clone(),
+            self.api.clone(),
+            self.store.clone(),
+            self.now,
+        );
+        self.start_work(work, Vec::new(), async move {
+            let r = reconcile_and_tell(&c, &a, &s, clock()).await;
+            drop(lock);
+            Done::Reconcile(r)
+        });
+    }
+
     /// Between cycles: webhook events due, queued actions, the daily purge.
     async fn push_check(&mut self) {
         if self.work.is_some() {
@@ -591,7 +676,7 @@ impl Daemon {
                     self.now,
                 );
                 self.start_work(Work::Webhook, Vec::new(), async move {
-                    let r = crate::webhook::process_pending(&c, &a, &s, clock()).await;
+                    let r = process_and_tell(&c, &a, &s, clock()).await;
                     drop(lock);
                     Done::Webhook(r)
                 });
@@ -681,6 +766,16 @@ impl Daemon {
                 (Work::Push, false)
             }
             Done::Webhook(Ok(p)) => {
+                if p.slotti.processed > 0 {
+                    tracing::info!(
+                        processed = p.slotti.processed,
+                        moved = p.slotti.moved,
+                        cancelled = p.slotti.cancelled,
+                        recovered = p.slotti.recovered,
+                        ignored = p.slotti.ignored,
+                        "Slotti webhook deliveries processed."
+                    );
+                }
                 if p.fetched + p.skipped + p.ignored + p.failed > 0 {
                     tracing::info!(
                         fetched = p.fetched,
@@ -705,6 +800,14 @@ impl Daemon {
                 // Its backoff delays the next pass.
                 self.webhook_due_in(Duration::ZERO);
                 (Work::Webhook, false)
+            }
+            Done::Reconcile(Ok(run)) => (Work::Reconcile, run.ok),
+            Done::Reconcile(Err(e)) => {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "The store failed during a Slotti reconciliation; the next one tries again."
+                );
+                (Work::Reconcile, false)
             }
             Done::Purge(Ok(p)) => {
                 tracing::info!(

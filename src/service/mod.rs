@@ -22,6 +22,8 @@
 //! runs beside the loop; if it ever ends, the daemon exits 1 so that systemd restarts it, rather
 //! than running on deaf. Deliveries wake the loop; a ticket's events are processed once its
 //! deliveries settle (`[webhook] debounce_ms`, at most `debounce_max_ms` after the first).
+//! With `[slotti]`, a second cron job sends `[slotti] reconcile` ticks: Slotti's
+//! reconciliation runs in the work slot like a poll (`daemon::Work::Reconcile`).
 
 pub mod cycle;
 pub mod daemon;
@@ -63,9 +65,10 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
                 anyhow::anyhow!("[webhook] listen = {}: cannot listen: {e}", w.listen)
             })?;
             tracing::info!(addr = %w.listen, path = %w.path, reconcile = w.reconcile.expr(), "Webhook listener started; polling becomes reconciliation.");
-            Some(tokio::spawn(crate::webhook::serve(
+            Some(tokio::spawn(crate::webhook::serve_with_slotti(
                 listener,
                 w.clone(),
+                config.slotti.as_ref().map(|s| s.webhook.clone()),
                 store.clone(),
                 wake.clone(),
                 std::future::pending(),
@@ -90,6 +93,13 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     let (tick_tx, ticks) = mpsc::unbounded_channel::<()>();
     let mut scheduler = JobScheduler::new().await?;
     let job = PollJob::start(&scheduler, daemon::poll_schedule(&config), tick_tx).await?;
+    // `[slotti] reconcile` sends its own ticks; its schedule is the one read at start-up (a
+    // reload that changes it takes effect at the next start).
+    let (slotti_tx, slotti_ticks) = mpsc::unbounded_channel::<()>();
+    let _slotti_job = match &config.slotti {
+        Some(s) => Some(PollJob::start(&scheduler, &s.reconcile, slotti_tx).await?),
+        None => None,
+    };
     scheduler.start().await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -117,6 +127,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
         api,
         store,
         ticks,
+        slotti_ticks,
         schedule: job.schedule,
         reload,
         wake,
@@ -274,14 +285,7 @@ pub async fn run_once(
     };
     let api = Api::new(config)?;
     let store = Handle::open(config.store.path.clone()).await?;
-    Ok(Ok(cycle(
-        config,
-        &api,
-        &store,
-        &config.accounts,
-        Duration::ZERO,
-    )
-    .await?))
+    Ok(Ok(cycle::once(config, &api, &store).await?))
 }
 
 #[cfg(test)]

@@ -30,8 +30,11 @@
 
 pub mod config;
 pub mod message;
+pub mod reconcile;
 pub mod resident;
 pub mod slots;
+pub mod sync;
+pub mod webhook;
 mod wire;
 
 use std::collections::{BTreeMap, HashSet};
@@ -58,7 +61,6 @@ use config::SlottiConfig;
 /// The `account` of Slotti's calls in `api_calls`; no `[[accounts]]` entry may have this name
 /// when `[slotti]` is set (the loader refuses it).
 pub const METER_ACCOUNT: &str = "slotti";
-
 
 /// `GET customers` returns at most this many per page (the seed's default and maximum).
 pub const MAX_CUSTOMERS_LIMIT: u32 = 20;

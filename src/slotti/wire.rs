@@ -306,6 +306,39 @@ pub(super) fn parse_bookings(body: &[u8]) -> Result<Vec<Booking>, String> {
         .collect()
 }
 
+/// A `booking.created`/`booking.modified` delivery's payload: the booking object (the seed's
+/// "Varaus-objekti", as `GET bookings` has it).
+pub(super) fn parse_event_booking(body: &[u8]) -> Result<Booking, String> {
+    let v: Value = json(body)?;
+    booking(v)
+}
+
+/// A `booking.deleted` delivery's payload: "the booking's identifier (guid)". Assumed, since
+/// the seed shows no example: a JSON string, or an object with a `guid`; a bare guid without
+/// quotes is taken too.
+pub(super) fn parse_deleted_guid(body: &[u8]) -> Result<String, String> {
+    let guid = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Object(o)) => match o.get("guid").or_else(|| o.get("Guid")) {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err("the payload is an object without a \"guid\"".into()),
+        },
+        Ok(_) => return Err("the payload is neither a guid string nor an object".into()),
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    let guid = guid.trim();
+    let plausible = !guid.is_empty()
+        && guid.len() <= 100
+        && guid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if plausible {
+        Ok(guid.to_owned())
+    } else {
+        Err("the payload is not a booking guid".into())
+    }
+}
+
 /// `POST bookings/`: the seed does not show the answer. A booking object (as `GET bookings`
 /// has it) is read; any other 2xx body answers `None` (the booking was made, its guid is to be
 /// looked up).
@@ -493,6 +526,24 @@ mod tests {
         let e = parse_bookings(br#"[{"guid": "a", "start": "2017-02-01T07:15:00Z", "end": "2017-02-01T08:15:00Z"}, {"start": "2017-02-01T07:15:00Z"}]"#).unwrap_err();
         assert!(e.contains("booking [1]"), "{e}");
         assert!(parse_booked(b"{}").is_none());
+    }
+
+    #[test]
+    fn a_deleted_bookings_guid_is_read_as_a_string_an_object_or_bare_and_nothing_else() {
+        for ok in [
+            &br#""0822b475-73f7-4b3b-8a9b-85da065f2094""#[..],
+            br#"{"guid": "0822b475-73f7-4b3b-8a9b-85da065f2094"}"#,
+            b" 0822b475-73f7-4b3b-8a9b-85da065f2094\n",
+        ] {
+            assert_eq!(
+                parse_deleted_guid(ok).as_deref(),
+                Ok("0822b475-73f7-4b3b-8a9b-85da065f2094")
+            );
+        }
+        for bad in [&b"42"[..], b"{}", br#""""#, b"a b", br#""x/../y""#] {
+            assert!(parse_deleted_guid(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_event_booking(br#"{"guid": "g", "start": "nyt"}"#).is_err());
     }
 
     #[test]

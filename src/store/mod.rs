@@ -22,6 +22,7 @@ mod mirror;
 mod outbox;
 mod purge;
 mod queries;
+mod slotti;
 mod staging;
 mod subscribers;
 mod visits;
@@ -43,6 +44,7 @@ pub use board::{BoardSession, LinkUse, NewBoardSession};
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
+pub use slotti::{ReconcileRun, SlottiSyncStatus};
 pub use staging::{Staging, StagingHandle};
 pub use subscribers::SubscriberRow;
 pub use visits::{
@@ -71,6 +73,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "011_visits.sql",
     "012_idempotency_claims.sql",
     "013_board.sql",
+    "015_slotti_sync.sql",
 );
 
 /// An open connection to the store.

@@ -19,6 +19,7 @@ mod read_path;
 mod service;
 mod sim_slotti;
 mod slotti_client;
+mod slotti_sync;
 mod store;
 mod subscribers;
 mod sweep_bounds;

@@ -22,6 +22,7 @@ struct Loop {
     ticks: mpsc::UnboundedSender<()>,
     reload: mpsc::UnboundedSender<()>,
     wake: Arc<Notify>,
+    slotti_ticks: mpsc::UnboundedSender<()>,
     schedule: watch::Receiver<Schedule>,
     happened: mpsc::UnboundedReceiver<Happened>,
     seen: Vec<Happened>,
@@ -40,6 +41,7 @@ impl Loop {
     ) -> Loop {
         let config = env.config.clone();
         let (ticks, tick_rx) = mpsc::unbounded_channel();
+        let (slotti_ticks, slotti_rx) = mpsc::unbounded_channel();
         let (reload, reload_rx) = mpsc::unbounded_channel();
         let (happened_tx, happened) = mpsc::unbounded_channel();
         let (schedule_tx, schedule) = watch::channel(config.schedule.poll.clone());
@@ -53,6 +55,7 @@ impl Loop {
                 .unwrap(),
             config,
             ticks: tick_rx,
+            slotti_ticks: slotti_rx,
             schedule: schedule_tx,
             reload: reload_rx,
             wake: wake.clone(),
@@ -66,6 +69,7 @@ impl Loop {
         }));
         Loop {
             ticks,
+            slotti_ticks,
             reload,
             wake,
             schedule,
@@ -78,6 +82,11 @@ impl Loop {
 
     fn tick(&self) {
         self.ticks.send(()).unwrap();
+    }
+
+    /// A `[slotti] reconcile` tick.
+    fn slotti_tick(&self) {
+        self.slotti_ticks.send(()).unwrap();
     }
 
     /// The next thing that happened and matches `want` (others are kept in `seen`). Bounded by
@@ -343,6 +352,66 @@ async fn a_webhook_wake_processes_the_pending_events() {
         })
         .unwrap();
     assert_eq!(title, "Vuotaa yhä");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slotti_reconcile_tick_reconciles_in_the_work_slot_and_a_tick_while_busy_is_skipped() {
+    let env = crate::slotti_sync::env(14).await;
+    env.sync_ok().await;
+    let gone = crate::slotti_sync::book_ours(&env, 0, 1).await;
+    let kept = crate::slotti_sync::book_ours(&env, 1, 2).await;
+    // Deleted by hand in Slotti, no webhook registered: only the reconciliation can see it.
+    assert!(env.sim().slotti_delete(&gone));
+    // A slow Slotti keeps the reconciliation in the slot while the second tick comes.
+    env.faults(json!({"slotti_latency_ms": 3000}));
+    // A Slotti delivery left recorded by an earlier run: the start-up webhook pass processes it.
+    huoltosync::store::Store::open(&env.config.store.path)
+        .unwrap()
+        .record_slotti_delivery_counted(
+            "left-over",
+            "booking.deleted",
+            "\"no-such-booking\"",
+            0,
+            huoltosync::time::now(),
+        )
+        .unwrap();
+    let mut d = Loop::start(&env).await;
+    assert!(d.finished(Work::Webhook).await, "the start-up webhook pass");
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_deliveries WHERE processed_at IS NOT NULL AND outcome = 'unknown'"),
+        1
+    );
+    d.slotti_tick();
+    assert_eq!(
+        d.until(|h| matches!(h, Happened::WorkStarted(..))).await,
+        Happened::WorkStarted(Work::Reconcile, Vec::new())
+    );
+    d.slotti_tick();
+    assert_eq!(
+        d.until(|h| matches!(h, Happened::WorkSkipped(..))).await,
+        Happened::WorkSkipped(Work::Reconcile, Skip::Running)
+    );
+    assert!(d.finished(Work::Reconcile).await);
+    let (ended, _) = d.stop().await;
+    ended.unwrap();
+    let status = |g: &str| -> String {
+        env.db()
+            .query_row(
+                "SELECT status FROM visits WHERE booking_guid = ?1",
+                [g],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(
+        (status(&gone).as_str(), status(&kept).as_str()),
+        ("cancelled", "booked")
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM slotti_reconciles WHERE ok = 1"),
+        1,
+        "one reconciliation: the second tick was skipped"
+    );
 }
 
 #[tokio::test(start_paused = true)]
