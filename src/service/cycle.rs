@@ -1,4 +1,5 @@
-//! One cycle (push, poll, push): what `run --once` runs, and the daemon on each tick.
+//! One cycle (push, poll, tell visit changes, push): what `run --once` runs, and the daemon on
+//! each tick.
 
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ pub async fn cycle(
 ) -> anyhow::Result<CycleReport> {
     let mut push = crate::push::push_pending(config, api, store).await?;
     let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
+    if config.slotti.is_some() {
+        // Visit changes recorded meanwhile (Slotti's webhooks, the reconciliation) are told
+        // with this cycle's second push.
+        crate::slotti::tell::tell_untold(config, store).await?;
+    }
     let again = crate::push::push_pending(config, api, store).await?;
     push.delivered.extend(again.delivered);
     push.dead.extend(again.dead);

@@ -17,6 +17,7 @@
 //! the meter plain `(endpoint, calls)` pairs.
 
 mod api;
+mod booking;
 mod mirror;
 mod outbox;
 mod purge;
@@ -35,7 +36,8 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use api::{Claim, FeedBounds, FeedEvent, HistoryEntry, TicketDetail, TicketPageQuery};
-pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
+pub use booking::BookingTicket;
+pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot, TellQueued};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
@@ -64,6 +66,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "009_subscribers.sql",
     "010_api_writes.sql",
     "011_visits.sql",
+    "014_visit_tell.sql",
 );
 
 /// An open connection to the store.
