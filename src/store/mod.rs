@@ -66,7 +66,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "009_subscribers.sql",
     "010_api_writes.sql",
     "011_visits.sql",
-    "014_visit_tell.sql",
+    "014_book_outbox.sql",
 );
 
 /// An open connection to the store.
