@@ -403,7 +403,8 @@ async fn book_with(
     opts: &crate::slotti::book::BookOptions,
 ) -> anyhow::Result<ExitCode> {
     use crate::slotti::book;
-    let mut booking = book::prepare(slotti, client, store, account, args.id, opts)
+    let catalogue = book::Catalogue::fetch(client).await?;
+    let mut booking = book::prepare(slotti, &catalogue, store, account, args.id, opts)
         .await
         .map_err(refusal)?;
     let c = book::constraints(slotti, &booking);

@@ -34,12 +34,40 @@ pub struct BookOptions {
 /// (Slotti's own limit is not documented; the marker is never cut).
 const MAX_INFO: usize = 1000;
 
+/// Slotti's services and technicians, read once for one or more bookings.
+#[derive(Debug, Clone)]
+pub struct Catalogue {
+    pub services: Vec<super::Service>,
+    pub resources: Vec<Technician>,
+}
+
+impl Catalogue {
+    /// `GET services` and `GET resources`.
+    pub async fn fetch(client: &Client) -> Result<Catalogue, SlottiError> {
+        let services = client.services().await?;
+        let resources = client
+            .resources()
+            .await?
+            .into_iter()
+            .map(|r| Technician {
+                guid: r.guid,
+                id: r.id,
+                name: r.name,
+            })
+            .collect();
+        Ok(Catalogue {
+            services,
+            resources,
+        })
+    }
+}
+
 /// A booking of ticket `ticket_id` in `account` (no slot yet), or why not: the ticket must be
 /// mirrored and open, its resident have a name and a phone or e-mail, and the service and
-/// technicians exist in Slotti (two calls: `GET services`, `GET resources`).
+/// technicians be in Slotti's `catalogue`.
 pub async fn prepare(
     slotti: &SlottiConfig,
-    client: &Client,
+    catalogue: &Catalogue,
     store: &Handle,
     account: &str,
     ticket_id: i64,
@@ -62,17 +90,31 @@ pub async fn prepare(
             ticket.state
         )));
     }
-    let customer = resident::customer(account, ticket_id, &ticket.reporter, &opts.overrides)
-        .map_err(|e| QueueError::Refused(e.to_string()))?;
-    let choice = choose(slotti, &facts(&ticket));
+    booking_for(slotti, catalogue, &ticket, opts)
+}
+
+/// [`prepare`] for a ticket already read.
+pub fn booking_for(
+    slotti: &SlottiConfig,
+    catalogue: &Catalogue,
+    ticket: &BookingTicket,
+    opts: &BookOptions,
+) -> Result<VisitBooking, QueueError> {
+    let customer = resident::customer(
+        &ticket.account,
+        ticket.id,
+        &ticket.reporter,
+        &opts.overrides,
+    )
+    .map_err(|e| QueueError::Refused(e.to_string()))?;
+    let choice = choose(slotti, &facts(ticket));
     let service_spec = opts.service.clone().unwrap_or(choice.service);
     let technician_specs = if opts.technicians.is_empty() {
         choice.technicians
     } else {
         opts.technicians.clone()
     };
-    let slotti_failed = |e: SlottiError| QueueError::Failed(anyhow::anyhow!(e));
-    let services = client.services().await.map_err(slotti_failed)?;
+    let (services, resources) = (&catalogue.services, &catalogue.resources);
     let service = services
         .iter()
         .find(|s| s.guid == service_spec || s.name.trim().eq_ignore_ascii_case(service_spec.trim()))
@@ -88,17 +130,6 @@ pub async fn prepare(
             service.name
         )));
     };
-    let resources: Vec<Technician> = client
-        .resources()
-        .await
-        .map_err(slotti_failed)?
-        .into_iter()
-        .map(|r| Technician {
-            guid: r.guid,
-            id: r.id,
-            name: r.name,
-        })
-        .collect();
     let mut technicians = Vec::new();
     for spec in &technician_specs {
         let t = resources
@@ -120,7 +151,7 @@ pub async fn prepare(
             duration_minutes,
         },
         technicians,
-        resources,
+        resources: resources.clone(),
         after: opts.after,
         before: opts.before,
         at: opts.at,
@@ -132,9 +163,64 @@ pub async fn prepare(
             phone: customer.phone,
             email: customer.email,
         }),
-        info: info(&ticket, &marker),
+        info: info(ticket, &marker),
         marker,
     })
+}
+
+/// `[slotti] auto_book`: queues a booking of the first free time (chosen by the relay) for
+/// every ticket first seen at or after `since` (the cycle's sync) that is `Avoin`, matches a
+/// `[[slotti.rules]]` entry, has a resident with a name and a phone or e-mail, and has no
+/// visit and no booking yet; the others are skipped with a log line. Slotti's catalogue is
+/// read once, and only when there is a candidate. Answers how many were queued.
+pub async fn auto_book(
+    config: &crate::config::Config,
+    client: &Client,
+    store: &Handle,
+    since: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let Some(slotti) = config.slotti.as_ref().filter(|s| s.auto_book) else {
+        return Ok(0);
+    };
+    let since = crate::time::fmt(since);
+    let candidates = store
+        .call(move |s| s.auto_book_candidates(&since, crate::tampuuri::ADDRESS_FIELDS[0]))
+        .await?;
+    let candidates: Vec<BookingTicket> = candidates
+        .into_iter()
+        .filter(|t| config.account(&t.account).is_some())
+        .filter(|t| choose(slotti, &facts(t)).rule.is_some())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    let catalogue = Catalogue::fetch(client).await?;
+    let mut queued = 0;
+    for t in candidates {
+        let booking = match booking_for(slotti, &catalogue, &t, &BookOptions::default()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::info!(account = %t.account, ticket = t.id, reason = %e, "Not booked automatically.");
+                continue;
+            }
+        };
+        let request = crate::queue::QueueRequest {
+            account: Some(t.account.clone()),
+            task: crate::queue::Task::Book {
+                ticket: t.id,
+                booking: Box::new(booking),
+            },
+            requested_by: Some("auto_book".into()),
+        };
+        match crate::queue::queue(config, store, request).await {
+            Ok(_) => queued += 1,
+            Err(QueueError::Failed(e)) => return Err(e),
+            Err(e) => {
+                tracing::info!(account = %t.account, ticket = t.id, reason = %e, "Not booked automatically.");
+            }
+        }
+    }
+    Ok(queued)
 }
 
 /// What [`choose`] looks at in a ticket.

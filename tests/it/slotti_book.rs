@@ -18,6 +18,13 @@ use crate::helpers::{Setup, TestEnv};
 
 /// A simulator with Slotti, a config with `[slotti]` (plus `extra` in it), the mirror synced.
 async fn env_with(tickets: u64, extra: &str) -> TestEnv {
+    let env = unsynced(tickets, extra).await;
+    env.sync_ok().await;
+    env
+}
+
+/// [`env_with`] with an empty mirror.
+async fn unsynced(tickets: u64, extra: &str) -> TestEnv {
     let mut env = Setup::tickets(tickets).slotti().start().await;
     let path = env.config_path();
     let mut text = std::fs::read_to_string(&path).unwrap();
@@ -28,12 +35,76 @@ async fn env_with(tickets: u64, extra: &str) -> TestEnv {
     ));
     std::fs::write(&path, text).unwrap();
     env.config = Config::load(&path).expect("config with [slotti]").config;
-    env.sync_ok().await;
     env
 }
 
 async fn env(tickets: u64) -> TestEnv {
     env_with(tickets, "").await
+}
+
+#[tokio::test]
+async fn auto_book_books_each_new_ticket_a_rule_matches_once() {
+    let env = unsynced(
+        12,
+        "auto_book = true\n[[slotti.rules]]\naccount = \"sim-1\"\ntechnicians = [\"Asentaja 2\"]",
+    )
+    .await;
+    run_once(&env).await;
+    let ids = bookable(&env);
+    // Booked and told in the run that first saw them (they are Odottaa now, so `bookable`
+    // lists the ones the rule could not book: none).
+    let booked: Vec<i64> = {
+        let db = env.db();
+        let mut s = db
+            .prepare("SELECT ticket_id FROM outbox WHERE kind = 'book' AND status = 'delivered' ORDER BY ticket_id")
+            .unwrap();
+        s.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!booked.is_empty(), "{:?}", env.outbox());
+    assert!(
+        ids.is_empty(),
+        "Avoin with a contact and not booked: {ids:?}"
+    );
+    for id in &booked {
+        let mine = ours(&env, *id);
+        assert_eq!(mine.len(), 1, "ticket {id}");
+        assert_eq!(holds(&env, *id).len(), 1, "ticket {id}");
+    }
+    // The rule's technician.
+    assert_eq!(
+        env.count("SELECT count(*) FROM visits WHERE technician_name <> 'Asentaja 2'"),
+        0
+    );
+    // Not again.
+    run_once(&env).await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'book'"),
+        booked.len() as i64
+    );
+}
+
+#[tokio::test]
+async fn auto_book_leaves_tickets_no_rule_matches() {
+    let env = unsynced(
+        12,
+        "auto_book = true\n[[slotti.rules]]\nfault_class = \"ei tällaista\"",
+    )
+    .await;
+    run_once(&env).await;
+    assert!(!bookable(&env).is_empty());
+    assert_eq!(
+        env.count("SELECT count(*) FROM outbox WHERE kind = 'book'"),
+        0
+    );
+    assert!(
+        env.sim()
+            .slotti_bookings()
+            .iter()
+            .all(|b| !b["info"].as_str().unwrap_or("").contains("[huoltosync:"))
+    );
 }
 
 /// Open Avoin tickets whose reporter has a name and a phone or e-mail, by id.
