@@ -405,3 +405,39 @@ async fn sigkills_during_booking_leave_one_booking_per_ticket_and_one_hold_per_c
         0
     );
 }
+
+#[tokio::test]
+async fn the_purge_erases_a_delivered_bookings_resident_from_the_outbox() {
+    let env = env(12).await;
+    let id = bookable(&env)[0];
+    let (phone, email): (Option<String>, Option<String>) = env
+        .db()
+        .query_row(
+            &format!("SELECT reporter_phone, reporter_email FROM tickets WHERE id = {id}"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    env.task_ok(&["book", &id.to_string()]).await;
+    run_once(&env).await;
+    let payload = || -> String {
+        env.db()
+            .query_row("SELECT payload FROM outbox WHERE kind = 'book'", [], |r| r.get(0))
+            .unwrap()
+    };
+    let contact = phone.or(email).unwrap();
+    assert!(payload().contains(&contact));
+    let mut retention = huoltosync::retention::from_config(&env.config);
+    retention.outbox_days = 100_000;
+    let later = Utc::now() + chrono::Duration::days(i64::from(retention.personal_days) + 1);
+    let mut store = Store::open(&env.config.store.path).unwrap();
+    store.purge(&retention, later, false).unwrap();
+    drop(store);
+    let erased = payload();
+    assert!(!erased.contains(&contact), "{erased}");
+    let v: Value = serde_json::from_str(&erased).unwrap();
+    assert_eq!((v["customer"].clone(), v["info"].clone()), (Value::Null, json!("[erased]")));
+    // What was kept still reads as a booking (the relay dead-letters a retried one, naming why).
+    assert_eq!(v["kind"], "book");
+    assert!(v["marker"].as_str().unwrap().starts_with("[huoltosync:"));
+}
