@@ -1,5 +1,8 @@
 //! The outbox relay: delivers queued actions to Tampuuri exactly once in effect, in order per
-//! ticket, across crashes, restarts and network faults.
+//! ticket, across crashes, restarts and network faults. A visit booking (`book`) waits in the
+//! same queues and is delivered to Slotti by [`crate::slotti::relay`] with the same rules; once
+//! it is booked, its delivery and visit are recorded in one commit and the telling of Tampuuri
+//! is queued ([`crate::slotti::tell`]), so the same pass delivers it.
 //!
 //! Each pass takes, for every queue (a ticket's own actions, and follow-up creates of it as
 //! parent), its oldest pending action, unless an older one of the same queue is pending or

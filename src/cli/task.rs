@@ -139,7 +139,7 @@ pub enum TaskAction {
         #[command(flatten)]
         common: Common,
     },
-    /// Book a technician's visit in Slotti ([slotti]) for an open ticket: the first free time
+    /// Book a technician's visit in Slotti (`[slotti]`) for an open ticket: the first free time
     /// that meets the options; the resident is then told the time through Tampuuri.
     Book(BookArgs),
 }
@@ -149,15 +149,15 @@ pub enum TaskAction {
 pub struct BookArgs {
     /// Ticket id.
     pub id: i64,
-    /// The Slotti service, by name or guid; default: the matching [[slotti.rules]] entry's, else
-    /// [slotti] default_service.
+    /// The Slotti service, by name or guid; default: the matching `[[slotti.rules]]` entry's, else
+    /// `[slotti] default_service`.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
     /// A technician allowed (a Slotti resource, by name or guid; repeatable); default: the
     /// rule's, else any.
     #[arg(long, value_name = "NAME")]
     pub technician: Vec<String>,
-    /// Start at or after TIME (2026-12-01T09:00 in [slotti] timezone, a date, or RFC 3339).
+    /// Start at or after TIME (2026-12-01T09:00 in `[slotti] timezone`, a date, or RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub after: Option<String>,
     /// End at or before TIME.
