@@ -1,6 +1,7 @@
 //! `huoltosync demo`: the main job on the built-in default. Starts the simulator in-process on
-//! a free loopback port, writes a config and a fresh store in a demo folder, runs a full sync
-//! and an unchanged re-sync, and prints what happened. Needs nothing configured.
+//! a free loopback port (with its Slotti), writes a config and a fresh store in a demo folder,
+//! runs a full sync and an unchanged re-sync, queues and pushes the contractor's work, books a
+//! technician's visit in Slotti, and prints what happened. Needs nothing configured.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         seed: 2026,
         latency_ms: 0,
     })
+    .with_slotti()
     .start("127.0.0.1:0")
     .await?;
     std::fs::create_dir_all(&args.dir)
@@ -55,7 +57,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let config_path = dir.join("config.toml");
     std::fs::write(
         &config_path,
-        demo_config(&running.base_url(), &store, args.accounts),
+        demo_config(
+            &running.base_url(),
+            &running.slotti_url(),
+            &store,
+            args.accounts,
+        ),
     )?;
     #[cfg(unix)]
     {
@@ -103,6 +110,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
 
     workflow(&config, &running).await?;
+    visit(&config, &running).await?;
 
     let db = Store::open(&store)?;
     let rows = db.tickets(&TicketFilter::default())?;
@@ -247,6 +255,84 @@ async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Res
     Ok(())
 }
 
+/// A visit booked in Slotti for an Avoin ticket whose resident has a contact, as `task book`
+/// queues it; one push books it and tells Tampuuri (accept, then the hold the resident reads).
+async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result<()> {
+    use crate::slotti::book;
+    let Some(slotti) = &config.slotti else {
+        return Ok(());
+    };
+    let account = config.accounts[0].name.clone();
+    let store = crate::store::Handle::open(config.store.path.clone()).await?;
+    let client = crate::slotti::Client::new(config, slotti)?;
+    let catalogue = book::Catalogue::fetch(&client).await?;
+    let acc = account.clone();
+    let avoin: Vec<i64> = store
+        .call(move |s| {
+            s.tickets(&TicketFilter {
+                account: Some(acc),
+                state: Some("Avoin".into()),
+                all: false,
+            })
+        })
+        .await?
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    let opts = book::BookOptions::default();
+    let mut chosen = None;
+    for id in avoin {
+        if let Ok(b) = book::prepare(slotti, &catalogue, &store, &account, id, &opts).await {
+            chosen = Some((id, b));
+            break;
+        }
+    }
+    let Some((id, mut booking)) = chosen else {
+        outln!("\nNo Avoin ticket with the resident's phone or e-mail: no visit booked.")?;
+        return Ok(());
+    };
+    let c = book::constraints(slotti, &booking);
+    booking.slot = book::free_slots(&client, &booking, &c, crate::time::now(), 1, &[])
+        .await?
+        .into_iter()
+        .next();
+    client.record_calls(&store).await?;
+    outln!("\nA technician's visit for #{id}, booked in Slotti:")?;
+    if let Some(s) = &booking.slot {
+        outln!(
+            "  first free time: {}",
+            esc(&book::describe_slot(&booking, s, slotti.timezone))
+        )?;
+    }
+    let row = crate::queue::queue(
+        config,
+        &store,
+        QueueRequest {
+            account: Some(account.clone()),
+            task: Task::Book {
+                ticket: id,
+                booking: Box::new(booking),
+            },
+            requested_by: Some("demo".into()),
+        },
+    )
+    .await?;
+    outln!("  queued #{}: {}", row.id, describe(&row))?;
+    let api = Api::new(config)?;
+    let report = crate::push::push_pending(config, &api, &store).await?;
+    outln!(
+        "  pushed: {} delivered (the booking, then the accept and the hold that tell Tampuuri)",
+        report.delivered.len()
+    )?;
+    for e in running.sim.log().iter().filter(|e| e.ticket_id == id) {
+        match e.body.get("Kommentti").and_then(|k| k.as_str()) {
+            Some(said) => outln!("  Tampuuri got {}: {}", esc(&e.action), esc(said))?,
+            None => outln!("  Tampuuri got {}", esc(&e.action))?,
+        }
+    }
+    Ok(())
+}
+
 const PNG_1X1: &[u8] = &[
     0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
     0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
@@ -255,11 +341,13 @@ const PNG_1X1: &[u8] = &[
     0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
-fn demo_config(base_url: &str, store: &std::path::Path, accounts: u32) -> String {
+fn demo_config(base_url: &str, slotti_url: &str, store: &std::path::Path, accounts: u32) -> String {
     let mut c = format!(
         "# Written by `huoltosync demo`: the embedded simulator's defaults.\n\
          [store]\npath = {store:?}\n\n\
-         [tampuuri]\nbase_url = {base_url:?}\napi_key = \"sim-key\"\ncustomer_name = \"Simulaattori Oy\"\npage_size = 50\n"
+         [tampuuri]\nbase_url = {base_url:?}\napi_key = \"sim-key\"\ncustomer_name = \"Simulaattori Oy\"\npage_size = 50\n\n\
+         [slotti]\nbase_url = {slotti_url:?}\nbooking_account = \"huoltosim\"\napi_key = \"slotti-key\"\n\
+         default_service = \"Huoltokäynti 30 min\"\n"
     );
     for k in 1..=accounts {
         c.push_str(&format!(

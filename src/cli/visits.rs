@@ -33,13 +33,9 @@ pub struct VisitsArgs {
     pub json: bool,
 }
 
-/// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki), and
-/// Europe/Helsinki without `[slotti]`.
+/// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki).
 pub fn zone(config: &Config) -> Tz {
-    config
-        .slotti
-        .as_ref()
-        .map_or(chrono_tz::Europe::Helsinki, |s| s.timezone)
+    crate::slotti::zone(config)
 }
 
 /// `visits`: the visits overlapping the range, by start.

@@ -1,5 +1,6 @@
-//! One cycle (push, poll, push): what the daemon runs on each tick; `run --once` runs
-//! [`once`], the same cycle with Slotti's part ([`slotti_step`]) before the last push.
+//! One cycle (push, poll, `[slotti] auto_book`, tell visit changes, push): what the daemon runs
+//! on each tick; `run --once` runs [`once`], the same cycle with Slotti's deliveries and a
+//! reconciliation ([`slotti_step`]) before the telling and the last push.
 
 use std::time::Duration;
 
@@ -63,10 +64,28 @@ async fn run(
     with_slotti: bool,
 ) -> anyhow::Result<CycleReport> {
     let mut push = crate::push::push_pending(config, api, store).await?;
+    let polled_at = crate::time::now();
     let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
+    if let Some(slotti) = config.slotti.as_ref().filter(|s| s.auto_book) {
+        // Tickets this poll brought that a rule says to book: booked by the second push.
+        let client = crate::slotti::Client::new(config, slotti)?;
+        let booked = crate::slotti::book::auto_book(config, &client, store, polled_at).await;
+        client.record_calls(store).await?;
+        if let Err(e) = booked {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "Automatic visit booking failed; new tickets are booked by hand (`huoltosync task book`)."
+            );
+        }
+    }
+    // Visit changes recorded meanwhile (Slotti's webhooks, the reconciliation) are told with
+    // this cycle's second push.
     let slotti = match with_slotti {
         true => slotti_step(config, store, crate::time::now()).await?,
-        false => None,
+        false => {
+            tell(config, store).await?;
+            None
+        }
     };
     let again = crate::push::push_pending(config, api, store).await?;
     push.delivered.extend(again.delivered);
@@ -116,9 +135,8 @@ pub async fn slotti_step(
 /// Queues what Tampuuri is to be told of the visit changes recorded (booked, moved,
 /// cancelled), before a push.
 pub async fn tell(config: &Config, store: &Handle) -> anyhow::Result<()> {
-    // MERGE(i-relay): the one call site of the TELL step. i-relay's
-    // `crate::slotti::tell::tell_untold` (untold visit changes -> Tampuuri holds in the outbox)
-    // goes here, e.g. `crate::slotti::tell::tell_untold(config, store, crate::time::now()).await?;`.
-    let _ = (config, store);
+    if config.slotti.is_some() {
+        crate::slotti::tell::tell_untold(config, store).await?;
+    }
     Ok(())
 }

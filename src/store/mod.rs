@@ -18,6 +18,7 @@
 
 mod api;
 mod board;
+mod booking;
 mod mirror;
 mod outbox;
 mod purge;
@@ -41,7 +42,8 @@ pub use api::{
     TicketPageQuery,
 };
 pub use board::{BoardSession, LinkUse, NewBoardSession};
-pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
+pub use booking::BookingTicket;
+pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot, TellQueued};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
 pub use slotti::{ReconcileRun, SlottiSyncStatus};
@@ -73,6 +75,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "011_visits.sql",
     "012_idempotency_claims.sql",
     "013_board.sql",
+    "014_book_outbox.sql",
     "015_slotti_sync.sql",
 );
 

@@ -340,6 +340,11 @@ async fn the_demo_runs_with_nothing_configured() {
     );
     assert!(text.contains("sim-1: ok: 30 open (30 new"), "{text}");
     assert!(text.contains("ticket rows rewritten: 0"), "{text}");
+    // A visit booked in the simulator's Slotti, and the hold message Tampuuri got about it.
+    assert!(
+        text.contains("Tampuuri got odotukseen: Huoltokäynti varattu") && text.contains(" klo "),
+        "{text}"
+    );
 }
 
 #[test]
