@@ -1,9 +1,12 @@
 //! The contractor's actions on tickets, as huoltosync queues them: accept, put on hold, mark
-//! done, create a (follow-up) ticket; and the workflow rules that decide whether an action is
-//! allowed from a ticket's state.
+//! done, create a (follow-up) ticket, book a technician's visit; and the workflow rules that
+//! decide whether an action is allowed from a ticket's state.
 //!
 //! Actions are stored in the outbox in this crate's own JSON form (serde of [`Action`]), and
-//! turned into Tampuuri's request bodies only at send time, inside [`crate::tampuuri`].
+//! turned into request bodies only at send time: Tampuuri's inside [`crate::tampuuri`] (accept,
+//! hold, done, create), Slotti's inside [`crate::slotti`] (book, delivered by
+//! `slotti::relay`). Every kind waits in its ticket's queue, so a booking is ordered with the
+//! ticket's other actions and has their durability.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +17,7 @@ pub const MAX_TITLE: usize = 255;
 pub const MAX_DESCRIPTION: usize = 8000;
 pub const MAX_DETAILS: usize = 20000;
 
-/// One action to deliver to Tampuuri.
+/// One action to deliver: to Tampuuri (accept, hold, done, create) or to Slotti (book).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
@@ -29,6 +32,83 @@ pub enum Action {
     },
     /// `ilmoitukset/base64`: a new ticket, a follow-up when it has a parent.
     Create(NewTicket),
+    /// A visit to book in Slotti (`POST bookings/`); the ticket's state does not change.
+    Book(Box<VisitBooking>),
+}
+
+/// A visit to book in Slotti for a ticket: what to book, within which limits, for whom. The
+/// relay (`slotti::relay`) books `slot`, or when that is taken (or there is none) the first
+/// free slot that meets the same constraints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitBooking {
+    pub service: BookedService,
+    /// The technicians allowed; empty: any.
+    pub technicians: Vec<Technician>,
+    /// Every technician Slotti listed when it was queued, to name the one a slot is of.
+    pub resources: Vec<Technician>,
+    /// Start at or after this (`--after`).
+    pub after: Option<chrono::DateTime<chrono::Utc>>,
+    /// End at or before this (`--before`).
+    pub before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Start exactly at this (`--at`).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The slot to book; `None`: the relay asks for the first free one.
+    pub slot: Option<BookedSlot>,
+    /// The span of every slot a booking was sent for (the earliest start, the latest end): an
+    /// in-doubt booking is looked for there by its marker before anything is sent again.
+    pub tried: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    /// The resident (personal data: `None` once the purge erased it).
+    pub customer: Option<BookingCustomer>,
+    /// What whoever reads the calendar sees: account, ticket id, title, address, then the
+    /// marker (`[erased]` once the purge erased it).
+    pub info: String,
+    /// `[huoltosync:…]`, the end of `info`: how a booking whose answer was lost is found.
+    pub marker: String,
+}
+
+/// The Slotti service booked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookedService {
+    pub guid: String,
+    pub name: String,
+    pub duration_minutes: u32,
+}
+
+/// A technician (a Slotti resource).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Technician {
+    pub guid: String,
+    pub id: i64,
+    pub name: String,
+}
+
+/// A free time of one technician.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookedSlot {
+    pub resource_guid: String,
+    pub resource_id: i64,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+}
+
+/// The resident a visit is booked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingCustomer {
+    pub first_name: String,
+    pub last_name: String,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+}
+
+impl VisitBooking {
+    /// The name of the technician with this resource guid, when known.
+    pub fn technician_name(&self, guid: &str) -> Option<&str> {
+        self.resources
+            .iter()
+            .chain(&self.technicians)
+            .find(|t| t.guid == guid)
+            .map(|t| t.name.as_str())
+    }
 }
 
 /// A ticket to create.
@@ -74,35 +154,45 @@ pub struct Attachment {
 }
 
 impl Action {
-    /// The outbox `kind`: `accept`, `hold`, `done`, `create`.
+    /// The outbox `kind`: `accept`, `hold`, `done`, `create`, `book`.
     pub fn kind(&self) -> &'static str {
         match self {
             Action::Accept { .. } => "accept",
             Action::Hold { .. } => "hold",
             Action::Done { .. } => "done",
             Action::Create(_) => "create",
+            Action::Book(_) => "book",
         }
     }
 
-    /// The ticket's state once this transition took effect (`None` for a create).
+    /// The ticket's state once this transition took effect (`None` for a create, and for a
+    /// booking, which leaves the state as it is).
     pub fn target_state(&self) -> Option<TicketState> {
         match self {
             Action::Accept { .. } => Some(TicketState::Vastaanotettu),
             Action::Hold { .. } => Some(TicketState::Odottaa),
             Action::Done { .. } => Some(TicketState::Tehty),
-            Action::Create(_) => None,
+            Action::Create(_) | Action::Book(_) => None,
         }
+    }
+
+    /// Whether Slotti, not Tampuuri, is the one this action is delivered to.
+    pub fn is_for_slotti(&self) -> bool {
+        matches!(self, Action::Book(_))
     }
 
     /// Whether the workflow allows this transition from `from`:
     /// `Avoin | Odottaa → vastaanota`, `Vastaanotettu → odotukseen`,
-    /// `Avoin | Vastaanotettu | Odottaa → kuittaatehdyksi`.
+    /// `Avoin | Vastaanotettu | Odottaa → kuittaatehdyksi`; a visit is booked for a ticket in
+    /// any of those.
     pub fn allowed_from(&self, from: &TicketState) -> bool {
         use TicketState::*;
         match self {
             Action::Accept { .. } => matches!(from, Avoin | Odottaa),
             Action::Hold { .. } => matches!(from, Vastaanotettu),
-            Action::Done { .. } => matches!(from, Avoin | Vastaanotettu | Odottaa),
+            Action::Done { .. } | Action::Book(_) => {
+                matches!(from, Avoin | Vastaanotettu | Odottaa)
+            }
             Action::Create(_) => true,
         }
     }
@@ -116,6 +206,16 @@ impl Action {
             Action::Create(t) => match t.parent_id {
                 Some(p) => format!("create follow-up of {p} ({:?})", t.title),
                 None => format!("create ({:?})", t.title),
+            },
+            Action::Book(b) => match &b.slot {
+                Some(s) => format!(
+                    "book a visit ({:?}, {} UTC, {})",
+                    b.service.name,
+                    s.start.format("%Y-%m-%d %H:%M"),
+                    b.technician_name(&s.resource_guid)
+                        .unwrap_or("a technician")
+                ),
+                None => format!("book a visit ({:?}, the first free time)", b.service.name),
             },
         }
     }
@@ -132,6 +232,19 @@ pub struct Facts {
     pub followups: Vec<(i64, TicketState)>,
     /// Follow-up creates of it still in the outbox (pending or dead), by outbox id.
     pub queued_followups: Vec<i64>,
+    /// Its live visit (booked or moved) in Slotti, if any.
+    pub active_visit: Option<ActiveVisit>,
+    /// A booking of it still in the outbox (pending or dead), by outbox id.
+    pub queued_booking: Option<i64>,
+}
+
+/// A ticket's live visit, as the enqueue checks see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveVisit {
+    pub booking_guid: String,
+    /// UTC, as stored.
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
 }
 
 /// A ticket as the mirror holds it.
@@ -188,6 +301,7 @@ pub fn check_transition(
             Action::Accept { .. } => format!("accept {ticket}"),
             Action::Hold { .. } => format!("put {ticket} on hold"),
             Action::Done { .. } => format!("mark {ticket} done"),
+            Action::Book(_) => format!("book a visit for {ticket}"),
             Action::Create(_) => format!("{} {ticket}", action.kind()),
         };
         anyhow::bail!(

@@ -39,7 +39,8 @@ use crate::action::Action;
 use crate::backoff::Backoff;
 use crate::config::{AccountConfig, Config};
 use crate::model::{Ticket, TicketState};
-use crate::store::{AttemptEnd, Handle, OutboxRow, Snapshot};
+use crate::slotti;
+use crate::store::{AttemptEnd, Handle, NewVisit, OutboxRow, Snapshot};
 use crate::sync;
 use crate::tampuuri::{Api, ApiError, Client};
 use crate::time;
@@ -58,7 +59,7 @@ pub struct PushReport {
 }
 
 /// How one attempt at one action came out, before the retry rule ([`decide`]) is applied.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 enum Outcome {
     /// It took effect: how it was found (`"sent"`, `"already applied"`), and the ticket a
     /// create made.
@@ -68,6 +69,8 @@ enum Outcome {
     Failed { error: String, in_doubt: bool },
     /// It can never be delivered, or only a dispatcher can tell whether it was: why.
     Dead(String),
+    /// A visit booked in Slotti (`slotti::relay`): how, and the visit to record with it.
+    Booked(&'static str, Box<NewVisit>),
 }
 
 /// Delivers every action that is due, waiting up to `[push] linger_secs` for retries that
@@ -83,6 +86,14 @@ pub async fn push_pending(
         .iter()
         .map(|a| Ok((a.name.clone(), api.client(a)?)))
         .collect::<anyhow::Result<_>>()?;
+    let slotti = match &config.slotti {
+        Some(s) => Some(slotti::Client::new(config, s)?),
+        None => None,
+    };
+    let clients = Clients {
+        tampuuri: clients,
+        slotti,
+    };
     let mut report = PushReport::default();
     let linger_until = time::now() + chrono::Duration::from_std(config.push.linger)?;
     loop {
@@ -116,11 +127,20 @@ pub async fn push_pending(
             finish(config, &clients, store, row, outcome, &mut report).await?;
         }
     }
-    for client in clients.values() {
+    for client in clients.tampuuri.values() {
         report.api_calls += client.record_calls(store).await?;
+    }
+    if let Some(c) = &clients.slotti {
+        report.api_calls += c.record_calls(store).await?;
     }
     report.pending = store.call(|s| s.pending_count()).await?;
     Ok(report)
+}
+
+/// The clients of one push pass: one per Tampuuri account, and Slotti's when configured.
+struct Clients {
+    tampuuri: HashMap<String, Client>,
+    slotti: Option<slotti::Client>,
 }
 
 /// With nothing due now: waits for the next retry if it falls due before `linger_until`, and
@@ -151,12 +171,15 @@ async fn wait_for_due(
 /// it, and mirrors a ticket the action created (after its delivery is on record).
 async fn finish(
     config: &Config,
-    clients: &HashMap<String, Client>,
+    clients: &Clients,
     store: &Handle,
     row: OutboxRow,
     outcome: Outcome,
     report: &mut PushReport,
 ) -> anyhow::Result<()> {
+    if let Outcome::Booked(how, visit) = outcome {
+        return finish_booking(config, store, row, how, *visit, report).await;
+    }
     let delay = backoff(config, row.attempts + 1);
     let end = decide(outcome, row.attempts, &row.deadline_at, time::now(), delay);
     let id = row.id;
@@ -172,7 +195,7 @@ async fn finish(
             if let (Some(new_id), "sent", Some(account)) =
                 (created_ticket_id, outcome, config.account(&row.account))
             {
-                mirror_created(account, &clients[&row.account], store, new_id).await;
+                mirror_created(account, &clients.tampuuri[&row.account], store, new_id).await;
             }
             tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
             report.delivered.push(row);
@@ -189,6 +212,30 @@ async fn finish(
             tracing::warn!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, %next_at, in_doubt, %error, "Action not delivered; will retry.");
         }
     }
+    Ok(())
+}
+
+/// A visit booked: the delivery recorded with its visit in one commit, then the booking
+/// (and any other untold visit change) told to Tampuuri through the outbox, so that this
+/// pass delivers the accept and the hold too.
+async fn finish_booking(
+    config: &Config,
+    store: &Handle,
+    row: OutboxRow,
+    how: &'static str,
+    visit: NewVisit,
+    report: &mut PushReport,
+) -> anyhow::Result<()> {
+    let (id, guid) = (row.id, visit.booking_guid.clone());
+    let recorded = store
+        .call(move |s| s.deliver_booking(id, how, &visit, time::now()))
+        .await?;
+    if let crate::store::VisitInsert::TicketHasVisit(other) = &recorded {
+        tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, booking = %guid, other = %other.booking_guid, "A visit was booked in Slotti for a ticket that already has one; cancel one of them in Slotti.");
+    }
+    tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome = how, booking = %guid, "Visit booked.");
+    report.delivered.push(row);
+    slotti::tell::tell_untold(config, store).await?;
     Ok(())
 }
 
@@ -209,6 +256,10 @@ fn decide(
             created_ticket_id: created,
         },
         Outcome::Dead(why) => AttemptEnd::Dead { error: why },
+        Outcome::Booked(how, _) => AttemptEnd::Delivered {
+            outcome: how,
+            created_ticket_id: None,
+        },
         Outcome::Failed { error, in_doubt } => {
             let next = chrono::Duration::from_std(delay)
                 .ok()
@@ -240,12 +291,14 @@ fn backoff(config: &Config, attempts: u32) -> Duration {
 /// One attempt at one action.
 async fn attempt(
     config: &Config,
-    clients: &HashMap<String, Client>,
+    clients: &Clients,
     store: &Handle,
     row: &OutboxRow,
 ) -> anyhow::Result<Outcome> {
-    let (Some(account), Some(client)) = (config.account(&row.account), clients.get(&row.account))
-    else {
+    let (Some(account), Some(client)) = (
+        config.account(&row.account),
+        clients.tampuuri.get(&row.account),
+    ) else {
         return Ok(Outcome::Dead(format!(
             "account {:?} is no longer in the config",
             row.account
@@ -259,6 +312,17 @@ async fn attempt(
                 _ => format!("ticket {id} was re-assigned away from us"),
             }));
         }
+    }
+    if row.action.is_for_slotti() {
+        return Ok(
+            match slotti::relay::attempt(config, clients.slotti.as_ref(), store, row).await? {
+                slotti::relay::Outcome::Booked { how, visit } => Outcome::Booked(how, visit),
+                slotti::relay::Outcome::Failed { error, in_doubt } => {
+                    Outcome::Failed { error, in_doubt }
+                }
+                slotti::relay::Outcome::Dead(why) => Outcome::Dead(why),
+            },
+        );
     }
     let before = if row.in_doubt {
         match check_applied(config, account, client, store, row).await {

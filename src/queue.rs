@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use crate::action::{self, Action, Attachment, CreateRequest, Facts};
+use crate::action::{self, Action, Attachment, CreateRequest, Facts, VisitBooking};
 use crate::config::Config;
 use crate::store::{Handle, KeptAnswer, OutboxRow};
 use crate::time;
@@ -38,6 +38,12 @@ pub enum Task {
     Create {
         ticket: CreateRequest,
         attachments: Vec<AttachmentSource>,
+    },
+    /// A visit to book in Slotti for ticket `ticket` (see [`crate::slotti::book`]): refused
+    /// when the ticket has a live visit or a booking waiting in the outbox.
+    Book {
+        ticket: i64,
+        booking: Box<VisitBooking>,
     },
 }
 
@@ -120,6 +126,9 @@ pub async fn queue_keeping(
             ticket,
             attachments,
         } => create(config, store, account.as_deref(), ticket, attachments).await?,
+        Task::Book { ticket, booking } => {
+            book(config, store, account.as_deref(), ticket, booking).await?
+        }
     };
     let Prepared {
         account,
@@ -216,6 +225,82 @@ async fn transition(
     })
 }
 
+/// A visit booking of ticket `id`: its account resolved; refused when queued if the ticket
+/// has a live visit (named by its booking guid and local time) or a booking in the outbox, or
+/// could not be acted on (not mirrored, left, finished).
+async fn book(
+    config: &Config,
+    store: &Handle,
+    given: Option<&str>,
+    id: i64,
+    booking: Box<VisitBooking>,
+) -> Result<Prepared, QueueError> {
+    let account = resolve(config, store, given, id).await?;
+    let acc = account.clone();
+    let tz = crate::slotti::zone(config);
+    let plan: Plan = Box::new(move |f: &Facts| {
+        if let Some(v) = &f.active_visit {
+            return Err(refused(anyhow::anyhow!(
+                "ticket {id} in account {acc} already has a visit: Slotti booking {} on {}; a booked visit is moved or cancelled in Slotti, and huoltosync follows",
+                v.booking_guid,
+                crate::slotti::message::describe(v.start, v.end, tz)
+            )));
+        }
+        if let Some(o) = f.queued_booking {
+            return Err(refused(anyhow::anyhow!(
+                "ticket {id} in account {acc} already has a visit booking queued as outbox action #{o}: see `huoltosync outbox`"
+            )));
+        }
+        action::check_transition(Action::Book(booking), &acc, id, f, false).map_err(refused)
+    });
+    Ok(Prepared {
+        account,
+        ticket: Some(id),
+        attachments: vec![],
+        plan,
+    })
+}
+
+/// Queues what tells Tampuuri about a visit change (`change_id`) of ticket `ticket` in
+/// `account`, in one transaction with marking the change told: `plan` decides the actions
+/// from the ticket's facts (see [`crate::slotti::tell`]), or why the change is not told. Like
+/// [`queue`], it goes through the store's enqueue path and logs each row with `requested_by`.
+pub async fn queue_tell(
+    config: &Config,
+    store: &Handle,
+    account: &str,
+    ticket: i64,
+    change_id: i64,
+    requested_by: &str,
+    plan: impl FnOnce(&Facts) -> Result<Vec<Action>, String> + Send + 'static,
+) -> anyhow::Result<crate::store::TellQueued> {
+    let now = time::now();
+    let deadline = chrono::Duration::from_std(config.push.deadline)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| anyhow::anyhow!("[push] deadline_hours is out of range"))?;
+    let (name, by) = (account.to_owned(), requested_by.to_owned());
+    let done = store
+        .call(move |s| {
+            s.enqueue_tell(
+                &name,
+                ticket,
+                change_id,
+                &time::fmt(now),
+                &time::fmt(deadline),
+                Some(&by),
+                plan,
+            )
+        })
+        .await?;
+    if let crate::store::TellQueued::Queued(rows) = &done {
+        for row in rows {
+            tracing::info!(account = %account, outbox_id = row.id, kind = %row.kind, ticket, change_id, requested_by, "Action queued.");
+        }
+    }
+    Ok(done)
+}
+
 /// A new ticket: its attachments read, its account resolved (given, or its parent's),
 /// checked and completed from its parent when queued.
 async fn create(
@@ -298,7 +383,7 @@ fn names(config: &Config) -> String {
 
 /// The account of ticket `id`: the one given, or the only configured account whose mirror
 /// holds it, or the only account configured.
-async fn resolve(
+pub(crate) async fn resolve(
     config: &Config,
     store: &Handle,
     given: Option<&str>,

@@ -61,6 +61,7 @@ pub fn describe(row: &OutboxRow) -> String {
             };
             format!("{action} in {account}{files}")
         }
+        (Action::Book(_), Some(id)) => format!("{action} for ticket {id} in {account}"),
         (_, Some(id)) => format!(
             "{action} ticket {id} in {account} ({} → {})",
             esc(row.from_state.as_deref().unwrap_or("?")),

@@ -185,7 +185,9 @@ async fn queue_for(
     task: Task,
 ) -> Result<Response, Problem> {
     let transition = match &task {
-        Task::Transition { ticket, .. } => account.clone().map(|a| (a, *ticket)),
+        Task::Transition { ticket, .. } | Task::Book { ticket, .. } => {
+            account.clone().map(|a| (a, *ticket))
+        }
         Task::Create { .. } => None,
     };
     let req = QueueRequest {

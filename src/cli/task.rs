@@ -24,13 +24,15 @@ pub struct TaskArgs {
 }
 
 impl TaskArgs {
-    /// `--now`: the action is pushed at once, so the command calls Tampuuri.
+    /// `--now`: the action is pushed at once, so the command calls Tampuuri; `book` always
+    /// calls Slotti. Either needs the config's secrets.
     pub fn pushes_now(&self) -> bool {
         match &self.action {
             TaskAction::Accept { common, .. }
             | TaskAction::Hold { common, .. }
             | TaskAction::Done { common, .. }
             | TaskAction::New { common, .. } => common.now,
+            TaskAction::Book(_) => true,
         }
     }
 }
@@ -137,6 +139,47 @@ pub enum TaskAction {
         #[command(flatten)]
         common: Common,
     },
+    /// Book a technician's visit in Slotti ([slotti]) for an open ticket: the first free time
+    /// that meets the options; the resident is then told the time through Tampuuri.
+    Book(BookArgs),
+}
+
+/// `task book`.
+#[derive(Debug, Args)]
+pub struct BookArgs {
+    /// Ticket id.
+    pub id: i64,
+    /// The Slotti service, by name or guid; default: the matching [[slotti.rules]] entry's, else
+    /// [slotti] default_service.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// A technician allowed (a Slotti resource, by name or guid; repeatable); default: the
+    /// rule's, else any.
+    #[arg(long, value_name = "NAME")]
+    pub technician: Vec<String>,
+    /// Start at or after TIME (2026-12-01T09:00 in [slotti] timezone, a date, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub after: Option<String>,
+    /// End at or before TIME.
+    #[arg(long, value_name = "TIME")]
+    pub before: Option<String>,
+    /// Start exactly at TIME.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The resident's name, instead of the ticket's reporter's.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The resident's phone number, instead of the reporter's.
+    #[arg(long, value_name = "PHONE")]
+    pub phone: Option<String>,
+    /// The resident's e-mail address, instead of the reporter's.
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// Print the first five free times, one a line, and queue nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Debug, Args)]
@@ -167,7 +210,7 @@ pub enum OutboxCommand {
 
 impl TaskAction {
     /// The library's request for this command (`queue::queue` checks it), and its options.
-    fn into_request(self) -> (QueueRequest, Common) {
+    fn into_request(self) -> Option<(QueueRequest, Common)> {
         let (task, common) = match self {
             TaskAction::Accept {
                 id,
@@ -226,13 +269,15 @@ impl TaskAction {
                 };
                 (task, common)
             }
+            // Booking asks Slotti first: see `book`.
+            TaskAction::Book(_) => return None,
         };
         let request = QueueRequest {
             account: common.account.clone(),
             task,
             requested_by: Some("cli".into()),
         };
-        (request, common)
+        Some((request, common))
     }
 }
 
@@ -252,8 +297,13 @@ fn refusal(e: QueueError) -> anyhow::Error {
 
 /// `huoltosync task …`: queues the action, prints it, and with `--now` pushes at once.
 pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
+    if let TaskAction::Book(book_args) = args.action {
+        return book(config, book_args).await;
+    }
     let store = Handle::open(config.store.path.clone()).await?;
-    let (request, common) = args.action.into_request();
+    let Some((request, common)) = args.action.into_request() else {
+        anyhow::bail!("task book is queued by `book`");
+    };
     let row = queue::queue(config, &store, request)
         .await
         .map_err(refusal)?;
@@ -266,6 +316,155 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     push_now(config, &store, row.id).await
+}
+
+/// `task book`: checks the ticket (mirrored, open, no live visit, no booking queued) before
+/// calling Slotti, prepares the booking, asks for free times, and prints five (`--dry-run`) or
+/// queues the booking of the first.
+async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
+    let Some(slotti) = &config.slotti else {
+        return Err(super::usage(format!(
+            "{}: `task book` books in Slotti, and the config has no [slotti] section (see config.example.toml)",
+            config.source.display()
+        )));
+    };
+    let tz = slotti.timezone;
+    let time =
+        |flag: &str, v: &Option<String>| -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+            v.as_deref()
+                .map(|s| {
+                    crate::slotti::book::parse_time(s, tz)
+                        .map_err(|e| super::usage(format!("--{flag}: {e}")))
+                })
+                .transpose()
+        };
+    let opts = crate::slotti::book::BookOptions {
+        service: args.service.clone(),
+        technicians: args.technician.clone(),
+        after: time("after", &args.after)?,
+        before: time("before", &args.before)?,
+        at: time("at", &args.at)?,
+        overrides: crate::slotti::resident::Overrides {
+            name: args.name.clone(),
+            phone: args.phone.clone(),
+            email: args.email.clone(),
+        },
+    };
+    let store = Handle::open(config.store.path.clone()).await?;
+    let id = args.id;
+    let account = queue::resolve(config, &store, args.common.account.as_deref(), id)
+        .await
+        .map_err(refusal)?;
+    // The cheap refusals first, before any call to Slotti (the queue checks them again).
+    let acc = account.clone();
+    let (visit, queued) = store
+        .call(move |s| {
+            Ok((
+                s.active_visit(&acc, id)?,
+                s.outbox_list(false)?
+                    .into_iter()
+                    .find(|r| r.kind == "book" && r.account == acc && r.ticket_id == Some(id)),
+            ))
+        })
+        .await?;
+    if let Some(v) = visit {
+        let when = match (crate::time::parse(&v.start), crate::time::parse(&v.end)) {
+            (Some(s), Some(e)) => crate::slotti::message::describe(s, e, tz),
+            _ => v.start.clone(),
+        };
+        anyhow::bail!(
+            "ticket {id} in account {account} already has a visit: Slotti booking {} on {}; a booked visit is moved or cancelled in Slotti, and huoltosync follows",
+            esc(&v.booking_guid),
+            when
+        );
+    }
+    if let Some(r) = queued {
+        anyhow::bail!(
+            "ticket {id} in account {account} already has a visit booking queued as outbox action #{} ({}): see `huoltosync outbox`",
+            r.id,
+            esc(&r.status)
+        );
+    }
+    let client = crate::slotti::Client::new(config, slotti)?;
+    let result = book_with(config, slotti, &client, &store, &account, &args, &opts).await;
+    if let Err(e) = client.record_calls(&store).await {
+        tracing::warn!(error = format!("{e:#}"), "Cannot meter the Slotti calls.");
+    }
+    result
+}
+
+async fn book_with(
+    config: &Config,
+    slotti: &crate::slotti::config::SlottiConfig,
+    client: &crate::slotti::Client,
+    store: &Handle,
+    account: &str,
+    args: &BookArgs,
+    opts: &crate::slotti::book::BookOptions,
+) -> anyhow::Result<ExitCode> {
+    use crate::slotti::book;
+    let catalogue = book::Catalogue::fetch(client).await?;
+    let mut booking = book::prepare(slotti, &catalogue, store, account, args.id, opts)
+        .await
+        .map_err(refusal)?;
+    let c = book::constraints(slotti, &booking);
+    let now = crate::time::now();
+    let n = if args.dry_run { 5 } else { 1 };
+    let free = book::free_slots(client, &booking, &c, now, n, &[]).await?;
+    if free.is_empty() {
+        anyhow::bail!(
+            "no free time of {:?} for ticket {} meets the options within [slotti] lead_hours = {} and horizon_days = {}",
+            esc(&booking.service.name),
+            args.id,
+            slotti.lead_hours,
+            slotti.horizon_days
+        );
+    }
+    if args.dry_run {
+        if args.common.json {
+            let v: Vec<serde_json::Value> = free
+                .iter()
+                .map(|s| {
+                    json!({
+                        "start": s.start, "end": s.end,
+                        "technician": booking.technician_name(&s.resource_guid),
+                        "technician_guid": s.resource_guid,
+                        "service": booking.service.name,
+                    })
+                })
+                .collect();
+            outln!("{}", serde_json::to_string_pretty(&v)?)?;
+        } else {
+            for s in &free {
+                outln!(
+                    "{}",
+                    esc(&book::describe_slot(&booking, s, slotti.timezone))
+                )?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    booking.slot = free.into_iter().next();
+    let request = QueueRequest {
+        account: Some(account.to_owned()),
+        task: Task::Book {
+            ticket: args.id,
+            booking: Box::new(booking),
+        },
+        requested_by: Some("cli".into()),
+    };
+    let row = queue::queue(config, store, request)
+        .await
+        .map_err(refusal)?;
+    if args.common.json {
+        outln!("{}", serde_json::to_string_pretty(&queued_json(&row))?)?;
+    } else {
+        outln!("queued #{}: {}", row.id, describe(&row))?;
+    }
+    if !args.common.now {
+        return Ok(ExitCode::SUCCESS);
+    }
+    push_now(config, store, row.id).await
 }
 
 /// `--now`: pushes what is due, unless a cycle holds the store lock; fails when the action

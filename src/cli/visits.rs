@@ -33,9 +33,9 @@ pub struct VisitsArgs {
     pub json: bool,
 }
 
-/// The zone visits are shown in: Europe/Helsinki, the default of `[slotti] timezone`.
-pub fn zone(_config: &Config) -> Tz {
-    chrono_tz::Europe::Helsinki
+/// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki).
+pub fn zone(config: &Config) -> Tz {
+    crate::slotti::zone(config)
 }
 
 /// `visits`: the visits overlapping the range, by start.

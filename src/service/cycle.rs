@@ -1,4 +1,5 @@
-//! One cycle (push, poll, push): what `run --once` runs, and the daemon on each tick.
+//! One cycle (push, poll, `[slotti] auto_book`, tell visit changes, push): what `run --once`
+//! runs, and the daemon on each tick.
 
 use std::time::Duration;
 
@@ -32,7 +33,25 @@ pub async fn cycle(
     jitter: Duration,
 ) -> anyhow::Result<CycleReport> {
     let mut push = crate::push::push_pending(config, api, store).await?;
+    let polled_at = crate::time::now();
     let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
+    if let Some(slotti) = &config.slotti {
+        if slotti.auto_book {
+            // Tickets this poll brought that a rule says to book: booked by the second push.
+            let client = crate::slotti::Client::new(config, slotti)?;
+            let booked = crate::slotti::book::auto_book(config, &client, store, polled_at).await;
+            client.record_calls(store).await?;
+            if let Err(e) = booked {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "Automatic visit booking failed; new tickets are booked by hand (`huoltosync task book`)."
+                );
+            }
+        }
+        // Visit changes recorded meanwhile (Slotti's webhooks, the reconciliation) are told
+        // with this cycle's second push.
+        crate::slotti::tell::tell_untold(config, store).await?;
+    }
     let again = crate::push::push_pending(config, api, store).await?;
     push.delivered.extend(again.delivered);
     push.dead.extend(again.dead);

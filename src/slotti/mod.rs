@@ -5,7 +5,9 @@
 //!
 //! Domain parts that need no HTTP: [`message`] renders what the resident reads in Tampuuri,
 //! [`slots`] chooses free slots and splits date ranges into Slotti's 30-day windows, and
-//! [`resident`] makes the booking's customer from a ticket's reporter.
+//! [`resident`] makes the booking's customer from a ticket's reporter. [`book`] prepares a
+//! booking for a ticket (`task book`, `auto_book`), [`relay`] delivers a queued one (called by
+//! [`crate::push`]), and [`tell`] queues what tells Tampuuri about each visit change.
 //!
 //! The client keeps the Tampuuri client's standard: a timeout on every request, reads retried
 //! with the one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
@@ -28,10 +30,13 @@
 //! The answer to `POST bookings/` is read as a booking object when it is one; any other 2xx
 //! body means "booked, guid unknown".
 
+pub mod book;
 pub mod config;
 pub mod message;
+pub mod relay;
 pub mod resident;
 pub mod slots;
+pub mod tell;
 mod wire;
 
 use std::collections::{BTreeMap, HashSet};
@@ -59,6 +64,13 @@ use config::SlottiConfig;
 /// when `[slotti]` is set (the loader refuses it).
 pub const METER_ACCOUNT: &str = "slotti";
 
+/// The zone visits are read in: `[slotti] timezone`, else Europe/Helsinki (its default).
+pub fn zone(config: &Config) -> chrono_tz::Tz {
+    config
+        .slotti
+        .as_ref()
+        .map_or(chrono_tz::Europe::Helsinki, |s| s.timezone)
+}
 
 /// `GET customers` returns at most this many per page (the seed's default and maximum).
 pub const MAX_CUSTOMERS_LIMIT: u32 = 20;

@@ -18,6 +18,7 @@
 
 mod api;
 mod board;
+mod booking;
 mod mirror;
 mod outbox;
 mod purge;
@@ -40,7 +41,8 @@ pub use api::{
     TicketPageQuery,
 };
 pub use board::{BoardSession, LinkUse, NewBoardSession};
-pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot};
+pub use booking::BookingTicket;
+pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot, TellQueued};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
 pub use staging::{Staging, StagingHandle};
@@ -71,6 +73,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "011_visits.sql",
     "012_idempotency_claims.sql",
     "013_board.sql",
+    "014_book_outbox.sql",
 );
 
 /// An open connection to the store.

@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::Store;
-use crate::action::{Action, Attachment, Facts, MirroredTicket};
+use crate::action::{Action, ActiveVisit, Attachment, Facts, MirroredTicket};
 use crate::model::TicketState;
 
 /// An outbox row as the commands and the relay see it.
@@ -176,53 +176,25 @@ impl Store {
                 effective_state: None,
                 followups: vec![],
                 queued_followups: vec![],
+                active_visit: None,
+                queued_booking: None,
             },
         };
         let action = plan(&facts)?;
-        let (ticket_id, queue_ticket) = match &action {
-            Action::Create(t) => (None, t.parent_id),
-            _ => (ticket, ticket),
-        };
-        let marker = match &action {
-            Action::Create(t) => Some(t.marker.clone()),
-            _ => None,
-        };
-        tx.execute(
-            "INSERT INTO outbox (account, kind, ticket_id, queue_ticket, payload, from_state, expected_state,
-                 status, created_at, next_attempt_at, deadline_at, marker, requested_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10, ?11)",
-            params![
+        let from = facts.effective_state.clone();
+        let id = insert_action(
+            &tx,
+            &NewRow {
                 account,
-                action.kind(),
-                ticket_id,
-                queue_ticket,
-                serde_json::to_string(&action)?,
-                facts.effective_state.as_ref().filter(|_| ticket_id.is_some()),
-                action.target_state(),
+                ticket,
+                from_state: from.as_ref(),
                 now,
                 deadline,
-                marker,
-                requested_by
-            ],
+                requested_by,
+            },
+            &action,
+            attachments,
         )?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO outbox_attachments (outbox_id, seq, file_name, content_type, description, size, content)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for (i, a) in attachments.iter().enumerate() {
-                ins.execute(params![
-                    id,
-                    i as i64,
-                    a.file_name,
-                    a.content_type,
-                    a.description,
-                    a.bytes.len() as i64,
-                    a.bytes
-                ])?;
-            }
-        }
         let row = tx.query_row(
             &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
             [id],
@@ -233,6 +205,78 @@ impl Store {
         }
         tx.commit()?;
         Ok(row)
+    }
+
+    /// Queues the actions that tell Tampuuri about a visit change (`visit_changes.seq` =
+    /// `change_id`) and marks the change told by the last of them, in one IMMEDIATE
+    /// transaction: the facts about `ticket` are read, `plan` decides the actions (in order;
+    /// each goes from the state the one before it leads to) or why the change is not told
+    /// (`Err`: the change is marked so, with that reason, and nothing is queued). A change told
+    /// already (by another process) queues nothing: `TellQueued::AlreadyTold`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_tell(
+        &mut self,
+        account: &str,
+        ticket: i64,
+        change_id: i64,
+        now: &str,
+        deadline: &str,
+        requested_by: Option<&str>,
+        plan: impl FnOnce(&Facts) -> Result<Vec<Action>, String>,
+    ) -> anyhow::Result<TellQueued> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let untold: bool = tx
+            .query_row(
+                "SELECT count(*) FROM visit_changes WHERE seq = ?1 AND told_outbox_id IS NULL AND not_told IS NULL",
+                [change_id],
+                |r| r.get(0),
+            )?;
+        if !untold {
+            return Ok(TellQueued::AlreadyTold);
+        }
+        let facts = facts(&tx, account, ticket)?;
+        let actions = match plan(&facts) {
+            Ok(actions) if actions.is_empty() => Err("there was nothing to tell".to_owned()),
+            planned => planned,
+        };
+        let actions = match actions {
+            Ok(actions) => actions,
+            Err(why) => {
+                super::visits::mark_not_told(&tx, change_id, &why, now)?;
+                tx.commit()?;
+                return Ok(TellQueued::NotTold(why));
+            }
+        };
+        let mut from = facts.effective_state.clone();
+        let mut rows = Vec::new();
+        for action in &actions {
+            let id = insert_action(
+                &tx,
+                &NewRow {
+                    account,
+                    ticket: Some(ticket),
+                    from_state: from.as_ref(),
+                    now,
+                    deadline,
+                    requested_by,
+                },
+                action,
+                &[],
+            )?;
+            from = action.target_state().or(from);
+            rows.push(tx.query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
+                [id],
+                read_row,
+            )?);
+        }
+        if let Some(last) = rows.last() {
+            super::visits::mark_told(&tx, change_id, last.id, now)?;
+        }
+        tx.commit()?;
+        Ok(TellQueued::Queued(rows))
     }
 
     /// The actions the relay may send now: for each queue, its oldest pending action, unless
@@ -544,6 +588,87 @@ impl Store {
     }
 }
 
+/// What [`Store::enqueue_tell`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TellQueued {
+    /// The actions queued, in order; the change is told by the last.
+    Queued(Vec<OutboxRow>),
+    /// Nothing queued; the change is marked not told, for this reason.
+    NotTold(String),
+    /// The change was told (or marked) already: nothing done.
+    AlreadyTold,
+}
+
+/// Where and when one outbox row is written.
+struct NewRow<'a> {
+    account: &'a str,
+    ticket: Option<i64>,
+    /// The ticket's state the action goes from.
+    from_state: Option<&'a TicketState>,
+    now: &'a str,
+    deadline: &'a str,
+    requested_by: Option<&'a str>,
+}
+
+/// Writes one outbox row and its attachments; its id. A booking leaves the state as it is,
+/// so it is expected in the state it goes from.
+fn insert_action(
+    tx: &rusqlite::Transaction<'_>,
+    r: &NewRow<'_>,
+    action: &Action,
+    attachments: &[Attachment],
+) -> anyhow::Result<i64> {
+    let (ticket_id, queue_ticket) = match action {
+        Action::Create(t) => (None, t.parent_id),
+        _ => (r.ticket, r.ticket),
+    };
+    let marker = match action {
+        Action::Create(t) => Some(t.marker.clone()),
+        Action::Book(b) => Some(b.marker.clone()),
+        _ => None,
+    };
+    let from = r.from_state.filter(|_| ticket_id.is_some());
+    let expected = match action {
+        Action::Book(_) => from.cloned(),
+        _ => action.target_state(),
+    };
+    tx.execute(
+        "INSERT INTO outbox (account, kind, ticket_id, queue_ticket, payload, from_state, expected_state,
+             status, created_at, next_attempt_at, deadline_at, marker, requested_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?8, ?9, ?10, ?11)",
+        params![
+            r.account,
+            action.kind(),
+            ticket_id,
+            queue_ticket,
+            serde_json::to_string(action)?,
+            from,
+            expected,
+            r.now,
+            r.deadline,
+            marker,
+            r.requested_by
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO outbox_attachments (outbox_id, seq, file_name, content_type, description, size, content)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (i, a) in attachments.iter().enumerate() {
+        ins.execute(params![
+            id,
+            i as i64,
+            a.file_name,
+            a.content_type,
+            a.description,
+            a.bytes.len() as i64,
+            a.bytes
+        ])?;
+    }
+    Ok(id)
+}
+
 /// Reads the facts about ticket `id` of `account` inside a transaction.
 fn facts(tx: &rusqlite::Transaction<'_>, account: &str, id: i64) -> anyhow::Result<Facts> {
     let ticket = tx
@@ -589,11 +714,48 @@ fn facts(tx: &rusqlite::Transaction<'_>, account: &str, id: i64) -> anyhow::Resu
         s.query_map(params![account, id], |r| r.get(0))?
             .collect::<Result<_, _>>()?
     };
+    let active_visit = tx
+        .query_row(
+            "SELECT booking_guid, start_at, end_at FROM visits
+             WHERE account = ?1 AND ticket_id = ?2 AND status <> 'cancelled'",
+            params![account, id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|(guid, start, end)| -> anyhow::Result<ActiveVisit> {
+            let parse = |t: &str| {
+                crate::time::parse(t).ok_or_else(|| {
+                    anyhow::anyhow!("visit {guid}: unreadable time {t:?} in the store")
+                })
+            };
+            Ok(ActiveVisit {
+                start: parse(&start)?,
+                end: parse(&end)?,
+                booking_guid: guid.clone(),
+            })
+        })
+        .transpose()?;
+    let queued_booking = tx
+        .query_row(
+            "SELECT id FROM outbox WHERE account = ?1 AND ticket_id = ?2 AND kind = 'book'
+               AND status IN ('pending', 'dead') ORDER BY id LIMIT 1",
+            params![account, id],
+            |r| r.get(0),
+        )
+        .optional()?;
     Ok(Facts {
         ticket,
         effective_state: effective,
         followups,
         queued_followups,
+        active_visit,
+        queued_booking,
     })
 }
 

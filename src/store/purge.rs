@@ -48,7 +48,8 @@ pub struct PurgeReport {
     pub dry_run: bool,
     /// Tickets whose personal data was erased.
     pub tickets_erased: u64,
-    /// Outbox actions whose free text (comments, reasons, descriptions) was erased.
+    /// Outbox actions whose free text (comments, reasons, descriptions; a booking's resident
+    /// and calendar text) was erased.
     pub actions_erased: u64,
     /// Error texts erased from old sync runs and actions.
     pub errors_erased: u64,
@@ -143,7 +144,8 @@ impl Store {
         r.actions_erased = tx.execute(
             "UPDATE outbox SET erased_at = ?2, last_error = NULL,
                  payload = json_replace(payload, '$.comment', json('null'), '$.reason', '[erased]',
-                                        '$.description', '[erased]', '$.details', json('null'))
+                                        '$.description', '[erased]', '$.details', json('null'),
+                                        '$.customer', json('null'), '$.info', '[erased]')
              WHERE status <> 'pending' AND created_at < ?1 AND erased_at IS NULL",
             params![cutoff, stamp],
         )? as u64;

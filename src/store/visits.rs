@@ -280,6 +280,72 @@ pub(super) fn mark_told(
     )? == 1)
 }
 
+/// [`Store::insert_visit`] inside the caller's transaction (the relay records a delivered
+/// booking's visit in the commit that marks its outbox row delivered).
+pub(super) fn insert_visit(
+    tx: &Connection,
+    v: &NewVisit,
+    now: DateTime<Utc>,
+) -> anyhow::Result<VisitInsert> {
+    let now = time::fmt(now);
+    if let Some((visit_id, ..)) = by_guid(tx, &v.booking_guid)? {
+        return Ok(VisitInsert::Known { visit_id });
+    }
+    if let Some(existing) = active_visit(tx, &v.account, v.ticket_id)? {
+        return Ok(VisitInsert::TicketHasVisit(Box::new(existing)));
+    }
+    let (start, end) = (time::fmt(v.start), time::fmt(v.end));
+    tx.execute(
+        "INSERT INTO visits (account, ticket_id, booking_guid, marker, technician_guid, technician_name,
+             service_guid, service_name, start_at, end_at, status, customer_name, customer_phone,
+             customer_email, raw_json, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'booked', ?11, ?12, ?13, ?14, ?15, ?15)",
+        params![
+            v.account,
+            v.ticket_id,
+            v.booking_guid,
+            v.marker,
+            v.technician_guid,
+            v.technician_name,
+            v.service_guid,
+            v.service_name,
+            start,
+            end,
+            v.customer.name,
+            v.customer.phone,
+            v.customer.email,
+            v.raw_json,
+            now
+        ],
+    )?;
+    let visit_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO visit_changes (visit_id, at, what, new_start, new_end, source)
+         VALUES (?1, ?2, 'booked', ?3, ?4, 'booking')",
+        params![visit_id, now, start, end],
+    )?;
+    let change_id = tx.last_insert_rowid();
+    Ok(VisitInsert::New {
+        visit_id,
+        change_id,
+    })
+}
+
+/// Marks a change as not to be told, with why, inside the caller's transaction: false when it
+/// was told or marked already.
+pub(super) fn mark_not_told(
+    conn: &Connection,
+    change_id: i64,
+    why: &str,
+    now: &str,
+) -> rusqlite::Result<bool> {
+    Ok(conn.execute(
+        "UPDATE visit_changes SET not_told = ?2, told_at = ?3
+         WHERE seq = ?1 AND told_outbox_id IS NULL AND not_told IS NULL",
+        params![change_id, why, now],
+    )? == 1)
+}
+
 impl Store {
     /// Records a booking huoltosync made as a `booked` visit with its `booked` change (source
     /// `booking`), in one transaction. Idempotent on the booking guid (a second call answers
@@ -290,52 +356,12 @@ impl Store {
         v: &NewVisit,
         now: DateTime<Utc>,
     ) -> anyhow::Result<VisitInsert> {
-        let now = time::fmt(now);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some((visit_id, ..)) = by_guid(&tx, &v.booking_guid)? {
-            return Ok(VisitInsert::Known { visit_id });
-        }
-        if let Some(existing) = active_visit(&tx, &v.account, v.ticket_id)? {
-            return Ok(VisitInsert::TicketHasVisit(Box::new(existing)));
-        }
-        let (start, end) = (time::fmt(v.start), time::fmt(v.end));
-        tx.execute(
-            "INSERT INTO visits (account, ticket_id, booking_guid, marker, technician_guid, technician_name,
-                 service_guid, service_name, start_at, end_at, status, customer_name, customer_phone,
-                 customer_email, raw_json, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'booked', ?11, ?12, ?13, ?14, ?15, ?15)",
-            params![
-                v.account,
-                v.ticket_id,
-                v.booking_guid,
-                v.marker,
-                v.technician_guid,
-                v.technician_name,
-                v.service_guid,
-                v.service_name,
-                start,
-                end,
-                v.customer.name,
-                v.customer.phone,
-                v.customer.email,
-                v.raw_json,
-                now
-            ],
-        )?;
-        let visit_id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO visit_changes (visit_id, at, what, new_start, new_end, source)
-             VALUES (?1, ?2, 'booked', ?3, ?4, 'booking')",
-            params![visit_id, now, start, end],
-        )?;
-        let change_id = tx.last_insert_rowid();
+        let done = insert_visit(&tx, v, now)?;
         tx.commit()?;
-        Ok(VisitInsert::New {
-            visit_id,
-            change_id,
-        })
+        Ok(done)
     }
 
     /// Records a booking as Slotti shows it now (a webhook's `booking.created`/`modified`, or a
@@ -449,7 +475,7 @@ impl Store {
         let mut st = self.conn.prepare_cached(&format!(
             "SELECT {CHANGE_COLUMNS}, v.id, v.account, v.ticket_id, v.booking_guid, v.technician_name
              FROM visit_changes c JOIN visits v ON v.id = c.visit_id
-             WHERE c.told_outbox_id IS NULL ORDER BY c.seq"
+             WHERE c.told_outbox_id IS NULL AND c.not_told IS NULL ORDER BY c.seq"
         ))?;
         let v = st
             .query_map([], |r| {

@@ -499,6 +499,15 @@ impl Client {
             Action::Create(t) => {
                 return self.create_ticket(t, attachments).await.map(Some);
             }
+            // The relay hands a booking to `slotti::relay`; it never reaches Tampuuri.
+            Action::Book(_) => {
+                return Err(ApiError::Rejected {
+                    account: self.account.clone(),
+                    endpoint: "-",
+                    status: 0,
+                    message: "a visit booking is delivered to Slotti, not to Tampuuri".into(),
+                });
+            }
         };
         let id = ticket_id.ok_or_else(|| ApiError::Rejected {
             account: self.account.clone(),

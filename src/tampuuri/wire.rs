@@ -254,7 +254,7 @@ pub fn transition_body(action: &Action) -> Value {
         Action::Accept { comment } => (comment.clone(), None),
         Action::Hold { reason, notify } => (Some(reason.clone()), Some(*notify)),
         Action::Done { comment, notify } => (comment.clone(), Some(*notify)),
-        Action::Create(_) => (None, None),
+        Action::Create(_) | Action::Book(_) => (None, None),
     };
     if let Some(c) = comment {
         body.insert("Kommentti".into(), c.into());

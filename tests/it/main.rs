@@ -18,6 +18,7 @@ mod queue;
 mod read_path;
 mod service;
 mod sim_slotti;
+mod slotti_book;
 mod slotti_client;
 mod store;
 mod subscribers;

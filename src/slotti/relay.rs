@@ -1,0 +1,355 @@
+//! The relay's Slotti side: one attempt at a queued visit booking (`book` in the outbox), with
+//! the durability of the Tampuuri actions. [`crate::push`] hands a `book` row here and records
+//! what comes back.
+//!
+//! - Before each `POST bookings/`, the attempt is marked in doubt in its own commit, and the
+//!   slot it sends is added to the span of every slot tried (`VisitBooking::tried`, stored
+//!   with the mark).
+//! - An attempt that starts in doubt (an answer lost, a 5xx, a crash after the send) first
+//!   reads `GET bookings` over that span (a day either side, windows of at most 30 days) for
+//!   the booking's marker: found, it is delivered ("already applied") with that booking;
+//!   not found, it is booked again. Nothing is sent again blindly.
+//! - A slot taken meanwhile ([`SlottiError::SlotTaken`], a definite "no") asks for
+//!   availability again with the same constraints, without the slots found taken, and books
+//!   the first: at most [`MAX_TRIES`] sends per attempt, then it is retried later with the
+//!   outbox's backoff (and dead-lettered at its deadline, naming the ticket).
+//! - A lost or unreadable answer to the POST leaves the attempt in doubt.
+//!
+//! A delivered booking is recorded by the caller with its visit in one commit
+//! (`Store::deliver_booking`), and Tampuuri is then told ([`super::tell`]).
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::book::{constraints, free_slots};
+use super::{Booking, BookingRequest, Client, Contact, SlottiError};
+use crate::action::{Action, BookedSlot, VisitBooking};
+use crate::config::Config;
+use crate::store::{Handle, NewVisit, OutboxRow, VisitCustomer};
+use crate::time;
+
+/// Sends of one booking in one attempt, each after a taken slot.
+pub const MAX_TRIES: usize = 5;
+
+/// How one attempt at a booking came out.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Booked (`how`: `sent`, `already applied`); the visit to record with the delivery.
+    Booked {
+        how: &'static str,
+        visit: Box<NewVisit>,
+    },
+    /// Not booked, and it may be later; `in_doubt` when a send may have reached Slotti.
+    Failed { error: String, in_doubt: bool },
+    /// It can never be booked: why.
+    Dead(String),
+}
+
+/// One attempt at the booking in `row`. `client` is `None` when the config has no `[slotti]`.
+/// An error only when the store cannot be used.
+pub async fn attempt(
+    config: &Config,
+    client: Option<&Client>,
+    store: &Handle,
+    row: &OutboxRow,
+) -> anyhow::Result<Outcome> {
+    let ticket = row.ticket_id.unwrap_or_default();
+    let Action::Book(queued) = &row.action else {
+        return Ok(Outcome::Dead(format!(
+            "outbox action #{} is not a visit booking",
+            row.id
+        )));
+    };
+    let (Some(slotti), Some(client)) = (&config.slotti, client) else {
+        return Ok(Outcome::Dead(format!(
+            "the visit booking of ticket {ticket} needs Slotti, and the config has no [slotti] section any more"
+        )));
+    };
+    let mut booking: VisitBooking = (**queued).clone();
+    let Some(customer) = booking.customer.clone() else {
+        return Ok(Outcome::Dead(format!(
+            "the resident's contact of the visit booking of ticket {ticket} was erased by the retention purge; book again with `huoltosync task book {ticket}`"
+        )));
+    };
+    if row.in_doubt {
+        match find(client, &booking).await {
+            Ok(Some(found)) => {
+                return Ok(booked("already applied", row, &booking, &found));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Ok(Outcome::Failed {
+                    error: format!(
+                        "cannot check whether the last booking of ticket {ticket} was made: {e}"
+                    ),
+                    in_doubt: true,
+                });
+            }
+        }
+    }
+    let now = time::now();
+    let c = constraints(slotti, &booking);
+    // The slot chosen when it was queued, while it has not begun; after a taken slot, the
+    // first free one that meets the same constraints.
+    let mut next = booking.slot.clone().filter(|s| s.start > now);
+    let mut taken: Vec<BookedSlot> = Vec::new();
+    for _ in 0..MAX_TRIES {
+        let slot = match next.take() {
+            Some(s) => s,
+            None => match free_slots(client, &booking, &c, now, 1, &taken).await {
+                Ok(mut found) if !found.is_empty() => found.remove(0),
+                Ok(_) => {
+                    return Ok(Outcome::Failed {
+                        error: format!(
+                            "no free time of {:?} meets the booking of ticket {ticket} now{}",
+                            booking.service.name,
+                            if taken.is_empty() {
+                                ""
+                            } else {
+                                " (the ones offered were taken)"
+                            }
+                        ),
+                        in_doubt: false,
+                    });
+                }
+                Err(e) => {
+                    return Ok(Outcome::Failed {
+                        error: format!("cannot ask Slotti for free times for ticket {ticket}: {e}"),
+                        in_doubt: false,
+                    });
+                }
+            },
+        };
+        booking.tried = Some(match booking.tried {
+            Some((a, b)) => (a.min(slot.start), b.max(slot.end)),
+            None => (slot.start, slot.end),
+        });
+        booking.slot = Some(slot.clone());
+        let marked = Action::Book(Box::new(booking.clone()));
+        let id = row.id;
+        store
+            .call(move |s| s.begin_book_attempt(id, &time::fmt(time::now()), &marked))
+            .await?;
+        let request = BookingRequest {
+            resource_id: slot.resource_id,
+            start: slot.start,
+            end: slot.end,
+            customer: Contact {
+                first_name: customer.first_name.clone(),
+                last_name: customer.last_name.clone(),
+                email: customer.email.clone(),
+                phone: customer.phone.clone(),
+                language: "fi".into(),
+            },
+            info: Some(booking.info.clone()),
+            service_guid: booking.service.guid.clone(),
+            duration_minutes: booking.service.duration_minutes,
+            any_provider: false,
+        };
+        match client.book(&request).await {
+            Ok(Some(made)) => return Ok(booked("sent", row, &booking, &made)),
+            // Booked, and the answer does not say which booking: look it up by its marker.
+            Ok(None) => {
+                return Ok(match find(client, &booking).await {
+                    Ok(Some(found)) => booked("sent", row, &booking, &found),
+                    Ok(None) => Outcome::Failed {
+                        error: format!(
+                            "Slotti accepted the booking of ticket {ticket} but does not list it (yet); it is looked for again before anything is sent"
+                        ),
+                        in_doubt: true,
+                    },
+                    Err(e) => Outcome::Failed {
+                        error: format!(
+                            "Slotti accepted the booking of ticket {ticket}, and it cannot be looked up: {e}"
+                        ),
+                        in_doubt: true,
+                    },
+                });
+            }
+            Err(SlottiError::SlotTaken { .. }) => {
+                tracing::info!(ticket, outbox_id = row.id, start = %slot.start, "The time was taken meanwhile; asking Slotti for the next free one.");
+                taken.push(slot);
+            }
+            Err(e) => return Ok(sent_outcome(e, ticket)),
+        }
+    }
+    Ok(Outcome::Failed {
+        error: format!(
+            "ticket {ticket}: each of the {MAX_TRIES} free times tried was taken before it could be booked; tried again later"
+        ),
+        in_doubt: false,
+    })
+}
+
+/// What a failed `POST bookings/` makes of the attempt: a failure that surely left Slotti
+/// unchanged is retried as is, a refusal is final, anything else is in doubt.
+fn sent_outcome(e: SlottiError, ticket: i64) -> Outcome {
+    match e {
+        SlottiError::Auth { .. }
+        | SlottiError::RateLimited { .. }
+        | SlottiError::Unreachable { .. } => Outcome::Failed {
+            error: e.to_string(),
+            in_doubt: false,
+        },
+        SlottiError::Rejected { .. }
+        | SlottiError::NotFound { .. }
+        | SlottiError::Invalid { .. } => Outcome::Dead(format!(
+            "Slotti refused the visit booking of ticket {ticket}: {e}"
+        )),
+        _ => Outcome::Failed {
+            error: e.to_string(),
+            in_doubt: true,
+        },
+    }
+}
+
+/// The booking carrying `b`'s marker, looked for over the span of the slots tried, a day
+/// either side (a booking moved by a dispatcher meanwhile is still found nearby).
+async fn find(client: &Client, b: &VisitBooking) -> Result<Option<Booking>, SlottiError> {
+    let Some((from, to)) = b.tried.or(b.slot.as_ref().map(|s| (s.start, s.end))) else {
+        return Ok(None);
+    };
+    let (from, to) = lookup_range(from, to);
+    Ok(client
+        .bookings(from, to)
+        .await?
+        .into_iter()
+        .find(|x| x.info.as_deref().is_some_and(|i| i.contains(&b.marker))))
+}
+
+/// `[from − 1 day, to + 1 day)`.
+fn lookup_range(from: DateTime<Utc>, to: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (from - Duration::days(1), to + Duration::days(1))
+}
+
+/// Delivered with Slotti's booking `made`: the visit to record.
+fn booked(how: &'static str, row: &OutboxRow, b: &VisitBooking, made: &Booking) -> Outcome {
+    let technician_guid = made
+        .resource_guid
+        .clone()
+        .or_else(|| b.slot.as_ref().map(|s| s.resource_guid.clone()));
+    let technician_name = technician_guid
+        .as_deref()
+        .and_then(|g| b.technician_name(g))
+        .map(str::to_owned);
+    let customer = b.customer.as_ref().map(|c| VisitCustomer {
+        name: Some(
+            format!("{} {}", c.first_name, c.last_name)
+                .trim()
+                .to_owned(),
+        ),
+        phone: c.phone.clone(),
+        email: c.email.clone(),
+    });
+    Outcome::Booked {
+        how,
+        visit: Box::new(NewVisit {
+            account: row.account.clone(),
+            ticket_id: row.ticket_id.unwrap_or_default(),
+            booking_guid: made.guid.clone(),
+            marker: b.marker.clone(),
+            technician_guid,
+            technician_name,
+            service_guid: Some(b.service.guid.clone()),
+            service_name: Some(b.service.name.clone()),
+            start: made.start,
+            end: made.end,
+            customer: customer.unwrap_or_default(),
+            raw_json: made.raw.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_send_is_retried_dead_lettered_or_in_doubt_by_what_it_proves() {
+        let e = super::super::endpoint::BOOK;
+        let kind = |o: Outcome| match o {
+            Outcome::Failed { in_doubt, .. } => {
+                if in_doubt {
+                    "doubt"
+                } else {
+                    "retry"
+                }
+            }
+            Outcome::Dead(_) => "dead",
+            Outcome::Booked { .. } => "booked",
+        };
+        let table = [
+            (
+                SlottiError::Unreachable {
+                    endpoint: e,
+                    detail: "refused".into(),
+                },
+                "retry",
+            ),
+            (
+                SlottiError::RateLimited {
+                    endpoint: e,
+                    retry_after: None,
+                },
+                "retry",
+            ),
+            (
+                SlottiError::Auth {
+                    endpoint: e,
+                    status: 401,
+                },
+                "retry",
+            ),
+            (
+                SlottiError::Rejected {
+                    endpoint: e,
+                    status: 400,
+                    message: "no".into(),
+                },
+                "dead",
+            ),
+            (
+                SlottiError::Invalid {
+                    endpoint: e,
+                    detail: "bad".into(),
+                },
+                "dead",
+            ),
+            (
+                SlottiError::InDoubt {
+                    endpoint: e,
+                    status: Some(502),
+                    detail: "x".into(),
+                },
+                "doubt",
+            ),
+            (
+                SlottiError::Malformed {
+                    endpoint: e,
+                    detail: "x".into(),
+                },
+                "doubt",
+            ),
+            (
+                SlottiError::Redirect {
+                    endpoint: e,
+                    status: 302,
+                    location: "x".into(),
+                },
+                "doubt",
+            ),
+        ];
+        for (err, want) in table {
+            let what = format!("{err:?}");
+            assert_eq!(kind(sent_outcome(err, 5)), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_lost_booking_is_looked_for_a_day_either_side_of_the_slots_tried() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert_eq!(
+            lookup_range(t("2026-04-07T06:00:00Z"), t("2026-04-09T06:30:00Z")),
+            (t("2026-04-06T06:00:00Z"), t("2026-04-10T06:30:00Z"))
+        );
+    }
+}
