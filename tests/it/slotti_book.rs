@@ -422,7 +422,9 @@ async fn the_purge_erases_a_delivered_bookings_resident_from_the_outbox() {
     run_once(&env).await;
     let payload = || -> String {
         env.db()
-            .query_row("SELECT payload FROM outbox WHERE kind = 'book'", [], |r| r.get(0))
+            .query_row("SELECT payload FROM outbox WHERE kind = 'book'", [], |r| {
+                r.get(0)
+            })
             .unwrap()
     };
     let contact = phone.or(email).unwrap();
@@ -436,7 +438,10 @@ async fn the_purge_erases_a_delivered_bookings_resident_from_the_outbox() {
     let erased = payload();
     assert!(!erased.contains(&contact), "{erased}");
     let v: Value = serde_json::from_str(&erased).unwrap();
-    assert_eq!((v["customer"].clone(), v["info"].clone()), (Value::Null, json!("[erased]")));
+    assert_eq!(
+        (v["customer"].clone(), v["info"].clone()),
+        (Value::Null, json!("[erased]"))
+    );
     // What was kept still reads as a booking (the relay dead-letters a retried one, naming why).
     assert_eq!(v["kind"], "book");
     assert!(v["marker"].as_str().unwrap().starts_with("[huoltosync:"));
