@@ -279,3 +279,23 @@ async fn a_booking_without_its_csrf_token_or_from_a_viewer_is_refused_and_asks_s
     assert!(text(&r.text().await.unwrap()).contains("Aikaisintaan"));
     assert!(outbox_rows(&env).is_empty());
 }
+
+#[tokio::test]
+async fn a_failing_slotti_is_named_on_the_page_and_nothing_is_queued() {
+    let (env, _served, root) = slotti_board(6).await;
+    let id = bookable(&env);
+    let url = format!("{root}/tickets/sim-1/{id}");
+    let kaisa = sign_in(&root, "kaisa", PASSWORD).await;
+    let (_, html) = page(&kaisa, &url).await;
+    env.faults(serde_json::json!({ "slotti_error_rate": 1.0 }));
+    let r = post_book(&kaisa, &url, Some(csrf(&html)), &[]).await;
+    assert_eq!(r.status(), 502);
+    let shown = text(&r.text().await.unwrap());
+    assert!(shown.contains("Slotilta ei saatu vastausta"), "{shown}");
+    assert!(!shown.contains("slotti-key"), "{shown}");
+    assert!(outbox_rows(&env).is_empty());
+    // The form is still there to try again.
+    env.sim().clear_faults();
+    let (_, html) = page(&kaisa, &url).await;
+    assert!(html.contains("id=\"form-book\""));
+}
