@@ -299,3 +299,89 @@ async fn a_failing_slotti_is_named_on_the_page_and_nothing_is_queued() {
     let (_, html) = page(&kaisa, &url).await;
     assert!(html.contains("id=\"form-book\""));
 }
+
+#[tokio::test]
+async fn a_tickets_page_shows_its_visits_history_and_the_board_only_a_live_next_visit() {
+    use huoltosync::store::{NewVisit, SeenBooking, Store, VisitCustomer, VisitSource};
+    let (env, _served, root) = board_env(1, true).await;
+    let id: i64 = env
+        .db()
+        .query_row("SELECT id FROM tickets WHERE open = 1 LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let start = Utc::now() + chrono::Duration::days(3);
+    let moved = start + chrono::Duration::hours(26);
+    let half = chrono::Duration::minutes(30);
+    let mut store = Store::open(&env.config.store.path).unwrap();
+    store
+        .insert_visit(
+            &NewVisit {
+                account: "sim-1".into(),
+                ticket_id: id,
+                booking_guid: "guid-1".into(),
+                marker: "[huoltosync:guid-1]".into(),
+                technician_guid: Some("res-3".into()),
+                technician_name: Some("Asentaja 3".into()),
+                service_guid: None,
+                service_name: Some("Huoltokäynti 30 min".into()),
+                start,
+                end: start + half,
+                customer: VisitCustomer::default(),
+                raw_json: "{}".into(),
+            },
+            Utc::now(),
+        )
+        .unwrap();
+    let seen = SeenBooking {
+        booking_guid: "guid-1",
+        start: moved,
+        end: moved + half,
+        technician_guid: None,
+        technician_name: None,
+        raw_json: "{}",
+    };
+    store
+        .record_visit_seen(&seen, VisitSource::Webhook, Utc::now())
+        .unwrap();
+    let b = sign_in(&root, "kaisa", PASSWORD).await;
+    let (_, board) = page(&b, &format!("{root}/")).await;
+    assert!(
+        board.contains(&Lang::Fi.time(moved)) && board.contains("Asentaja 3"),
+        "the moved visit on the board: {board}"
+    );
+    let url = format!("{root}/tickets/sim-1/{id}");
+    let (_, html) = page(&b, &url).await;
+    let at = html.find("id=\"visits\"").unwrap();
+    let visits = text(&html[at..][..html[at..].find("</section>").unwrap()]);
+    for want in [
+        "Siirretty".to_owned(),
+        "Varattu".to_owned(),
+        Lang::Fi.span(moved, moved + half),
+        format!("aiemmin {}", Lang::Fi.span(start, start + half)),
+        "Slotin ilmoitus".to_owned(),
+        "huoltosync varasi".to_owned(),
+        "Asentaja 3".to_owned(),
+    ] {
+        assert!(visits.contains(&want), "{want:?} not in {visits}");
+    }
+    // Cancelled in Slotti: in the history, and no next visit on the board.
+    store
+        .record_visit_cancelled("guid-1", VisitSource::Reconcile, Utc::now())
+        .unwrap();
+    let (_, html) = page(&b, &url).await;
+    assert!(html.contains("class=\"visit cancelled\""));
+    assert!(text(&html).contains("Peruttu") && text(&html).contains("Slotin tarkistus"));
+    let (_, board) = page(&b, &format!("{root}/")).await;
+    assert!(!board.contains(&Lang::Fi.time(moved)), "{board}");
+    let en = b
+        .get(&url)
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(en.contains("Cancelled") && en.contains("Moved") && en.contains("Visits"));
+}
