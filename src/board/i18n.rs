@@ -96,6 +96,19 @@ impl Lang {
         }
     }
 
+    /// A visit's span in Helsinki time: `ti 7.4. klo 9.00–9.30` / `Tue 7 Apr 09:00–09:30`
+    /// (both ends in full when they fall on different days).
+    pub fn span(self, start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+        let (s, e) = (start.with_timezone(&Helsinki), end.with_timezone(&Helsinki));
+        if s.date_naive() != e.date_naive() {
+            return format!("{} – {}", self.time(start), self.time(end));
+        }
+        match self {
+            Lang::Fi => format!("{}–{}.{:02}", self.time(start), e.hour(), e.minute()),
+            Lang::En => format!("{}–{:02}:{:02}", self.time(start), e.hour(), e.minute()),
+        }
+    }
+
     /// A stored instant (or text that is not one, as given) in Helsinki time.
     pub fn stored_time(self, s: &str) -> String {
         crate::time::parse(s).map_or_else(|| s.to_owned(), |t| self.time(t))
@@ -279,6 +292,27 @@ catalogue! {
     "w_pending" => "Käsittelemättä", "Events pending";
     "w_parked" => "Sivuun siirrettyjä", "Events parked";
     "w_fetches" => "Hakuja", "Fetches";
+    "k_book" => "Käynnin varaus", "Visit booking";
+    "visits" => "Käynnit", "Visits";
+    "no_visits" => "Ei varattuja käyntejä.", "No visits booked.";
+    "v_booked" => "Varattu", "Booked";
+    "v_moved" => "Siirretty", "Moved";
+    "v_cancelled" => "Peruttu", "Cancelled";
+    "v_technician" => "Asentaja", "Technician";
+    "v_service" => "Palvelu", "Service";
+    "v_was" => "aiemmin", "was";
+    "v_src_booking" => "huoltosync varasi", "booked by huoltosync";
+    "v_src_webhook" => "Slotin ilmoitus", "Slotti webhook";
+    "v_src_reconcile" => "Slotin tarkistus", "Slotti check";
+    "act_book" => "Varaa käynti", "Book a visit";
+    "book_note" => "Ensimmäinen vapaa aika varataan Slotista; Slotti vahvistaa sen asukkaalle.", "The first free time is booked in Slotti, which confirms it to the resident.";
+    "book_technician" => "Asentaja (valinnainen)", "Technician (optional)";
+    "book_after" => "Aikaisintaan (valinnainen)", "Earliest (optional)";
+    "book_slots" => "Näytä vapaat ajat", "Show free times";
+    "free_slots" => "Ensimmäiset vapaat ajat", "The first free times";
+    "booking_queued" => "Käynnin varaus lisättiin jonoon:", "The visit booking was queued:";
+    "book_no_key" => "Käyntiä ei voi varata täältä: palvelu luki asetukset ilman Slotin avainta (huoltosync serve). Varaa komennolla huoltosync task book.", "A visit cannot be booked here: the service read its config without the Slotti key (huoltosync serve). Book with huoltosync task book.";
+    "err_slotti" => "Slotilta ei saatu vastausta:", "Slotti did not answer:";
     "err_title" => "Virhe", "Error";
     "err_csrf" => "Lomakkeen tarkiste puuttuu tai on väärä. Lataa sivu uudelleen ja yritä uudestaan.", "The form's check token is missing or wrong. Reload the page and try again.";
     "err_viewer" => "Katselijan tunnuksella ei voi tehdä muutoksia.", "A viewer cannot make changes.";
@@ -329,6 +363,17 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 12, 31, 22, 5, 0).unwrap();
         assert_eq!(Lang::Fi.time(t), "pe 1.1. klo 0.05");
         assert_eq!(Lang::Fi.age(chrono::Duration::hours(50)), "2 pv");
+        let (s, e) = (
+            Utc.with_ymd_and_hms(2026, 4, 7, 6, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2026, 4, 7, 6, 30, 0).unwrap(),
+        );
+        assert_eq!(Lang::Fi.span(s, e), "ti 7.4. klo 9.00–9.30");
+        assert_eq!(Lang::En.span(s, e), "Tue 7 Apr 09:00–09:30");
+        let next_day = e + chrono::Duration::days(1);
+        assert_eq!(
+            Lang::Fi.span(s, next_day),
+            "ti 7.4. klo 9.00 – ke 8.4. klo 9.30"
+        );
         assert_eq!(Lang::En.age(chrono::Duration::minutes(90)), "1 h");
     }
 }

@@ -2,8 +2,9 @@
 //! address, beside the HTTP API (which keeps `/api/v1/` and its bearer tokens), for the office's
 //! desktop and a technician's phone. It is built on the API's code, never on a copy: the ticket
 //! page and list come from the store's API reads (`ticket_page`, `ticket_detail`, the feed), every
-//! action goes through [`crate::queue`] (`requested_by = "board:<user>"`), the status page is
-//! [`crate::status`]. A request never calls Tampuuri.
+//! action goes through [`crate::queue`] (`requested_by = "board:<user>"`; a visit booking
+//! through [`crate::slotti::book::book`], the path of `task book`), the status page is
+//! [`crate::status`]. A request never calls Tampuuri; only a booking form's POST calls Slotti.
 //!
 //! Sign-in ([`auth`]): `[[board.users]]` with Argon2id hashes (`huoltosync board passwd`) or a
 //! one-time login link (`huoltosync board login-link`, 5 minutes); a session is a random token in
@@ -33,8 +34,13 @@
 //!   (`#accept-comment`, `#accept-button`), `#form-hold` (`#hold-reason`, `#hold-preview`,
 //!   `#hold-notify`, `#hold-button`), `#form-done` (`#done-comment`, `#done-notify`,
 //!   `#done-button`), `#form-followup` (`#followup-title`, `#followup-description`,
-//!   `#followup-urgency`, `#followup-photos`, `#followup-button`); for a viewer `#viewer-note`
-//!   instead. Every POST form has a hidden `csrf` field.
+//!   `#followup-urgency`, `#followup-photos`, `#followup-button`); with `[slotti]`,
+//!   `#form-book` (`#book-technician` with `datalist#book-technicians`, `#book-after`,
+//!   `#book-button`, `#book-slots-button`; `#book-no-key` instead of the fields when the Slotti
+//!   key was not read) and after a dry run `#free-slots` (one `li` a time); `#visits` with one
+//!   `li#visit-{id}` per visit (class `cancelled` when it is) and its `li.visit-change`s, or
+//!   `#no-visits`; for a viewer `#viewer-note` instead of the forms. Every POST form has a
+//!   hidden `csrf` field. A board row's `td.next-visit` holds a `time` when there is a visit.
 //! - `/outbox`: `table#outbox` with `tr#outbox-{id}`, buttons `#retry-{id}`, `#cancel-{id}`;
 //!   `#outbox-empty`. `/status`: `#verdict` (class `ok` or `bad`), `table#accounts`
 //!   (`tr#account-{name}`), `table#cost`, `#webhooks`.

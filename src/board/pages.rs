@@ -100,8 +100,9 @@ fn row_view(lang: Lang, r: &TicketRow, address: Option<&str>, now: DateTime<Utc>
         "pending": r.pending_state.as_deref().map(|s| lang.state(s)),
         "age": age.unwrap_or_default(),
         "urgency": r.urgency.as_deref().unwrap_or("—"),
-        // The next visit comes with Slotti (another branch); until then there is none.
-        "next_visit": "—",
+        "next_visit": r.next_visit.as_ref().and_then(|v| crate::time::parse(&v.start)).map(|t| lang.time(t)),
+        "next_visit_at": r.next_visit.as_ref().map(|v| v.start.clone()),
+        "next_visit_who": r.next_visit.as_ref().and_then(|v| v.technician.clone()),
     })
 }
 
@@ -279,14 +280,34 @@ pub(crate) async fn ticket(
     let Ok(Path((account, id))) = path else {
         return not_found(lang, &me);
     };
-    let n = q
-        .ok()
-        .and_then(|Query(q)| q.queued)
-        .map(|n| notice(true, format!("{} #{n}", lang.t("queued"))));
-    ticket_page(&b, &me, lang, account, id, StatusCode::OK, n).await
+    let queued = q.ok().and_then(|Query(q)| q.queued);
+    let shown = Shown {
+        queued,
+        ..Shown::default()
+    };
+    ticket_page(&b, &me, lang, account, id, StatusCode::OK, shown).await
 }
 
-/// Renders a ticket's page with `notice`, answered with `status`.
+/// What a ticket page shows besides the ticket: a notice (a refusal), the action just queued
+/// (its notice names a booking's slot), the free times of a dry run.
+#[derive(Debug, Default)]
+struct Shown {
+    notice: Option<Value>,
+    queued: Option<i64>,
+    free: Option<Vec<String>>,
+}
+
+impl Shown {
+    fn notice(n: Value) -> Shown {
+        Shown {
+            notice: Some(n),
+            ..Shown::default()
+        }
+    }
+}
+
+/// Renders a ticket's page with what `shown` adds, answered with `status`. It reads the store
+/// only: rendering never calls Slotti (nor Tampuuri).
 async fn ticket_page(
     b: &Board,
     me: &Me,
@@ -294,13 +315,26 @@ async fn ticket_page(
     account: String,
     id: i64,
     status: StatusCode,
-    notice: Option<Value>,
+    shown: Shown,
 ) -> Response {
     let a = account.clone();
-    let d = match b.store.call(move |s| s.ticket_detail(&a, id)).await {
-        Ok(Some(d)) => d,
+    let read = b
+        .store
+        .call(move |s| {
+            let Some(d) = s.ticket_detail(&a, id)? else {
+                return Ok(None);
+            };
+            Ok(Some((d, s.ticket_visits(&a, id)?)))
+        })
+        .await;
+    let (d, visits) = match read {
+        Ok(Some(x)) => x,
         Ok(None) => return not_found(lang, me),
         Err(e) => return internal(lang, Some(me), e),
+    };
+    let notice = match shown.queued {
+        Some(n) => Some(queued_notice(lang, &d.actions, n)),
+        None => shown.notice,
     };
     let r = &d.row;
     let parsed = crate::tampuuri::parse_stored_ticket(&d.raw_json).ok();
@@ -405,12 +439,31 @@ async fn ticket_page(
     let actions: Vec<Value> = d.actions.iter().map(|o| action_view(lang, o)).collect();
     let current = TicketState::from_name(r.pending_state.as_deref().unwrap_or(&r.state));
     let allowed = |a: Action| r.open && a.allowed_from(&current);
+    // A visit is booked for a ticket the workflow could finish (as `task book`), with no live
+    // visit and no booking in the outbox; the POST checks all of it again.
+    let live_visit = visits.iter().any(|v| v.status != "cancelled");
+    let queued_booking = d.actions.iter().any(|o| o.kind == "book");
+    let book = b.config.slotti.as_ref().map(|s| {
+        let mut technicians: Vec<&str> = Vec::new();
+        for t in s.rules.iter().flat_map(|r| &r.technicians) {
+            if !technicians.contains(&t.as_str()) {
+                technicians.push(t);
+            }
+        }
+        json!({
+            "technicians": technicians,
+            // `huoltosync serve` reads no `*_file`/`*_env` secret: the key is not there.
+            "no_key": b.config.unread_secrets.iter().any(|k| k.starts_with("slotti.")),
+        })
+    });
     let forms = json!({
         "accept": allowed(Action::Accept { comment: None }),
         "hold": allowed(Action::Hold { reason: String::new(), notify: true }),
         "done": allowed(Action::Done { comment: None, notify: true }),
         "followup": r.open,
+        "book": book.filter(|_| !live_visit && !queued_booking && allowed(Action::Done { comment: None, notify: true })),
     });
+    let visits: Vec<Value> = visits.iter().map(|v| visit_view(lang, v)).collect();
     render(
         status,
         "ticket.html",
@@ -429,9 +482,77 @@ async fn ticket_page(
             "history": history,
             "actions": actions,
             "forms": forms,
+            "visits": visits,
+            "free": shown.free,
             "notice": notice,
         }),
     )
+}
+
+/// The notice after outbox row `n` was queued: a booking names its slot.
+fn queued_notice(lang: Lang, actions: &[OutboxRow], n: i64) -> Value {
+    let booked = actions
+        .iter()
+        .find(|o| o.id == n)
+        .and_then(|o| match &o.action {
+            Action::Book(b) => b.slot.as_ref().map(|s| slot_text(lang, b, s)),
+            _ => None,
+        });
+    match booked {
+        Some(slot) => notice(true, format!("{} {slot} (#{n})", lang.t("booking_queued"))),
+        None => notice(true, format!("{} #{n}", lang.t("queued"))),
+    }
+}
+
+/// `ti 1.12. klo 9.00–9.30, Asentaja 1`: a slot of a booking.
+fn slot_text(lang: Lang, b: &crate::action::VisitBooking, s: &crate::action::BookedSlot) -> String {
+    match b.technician_name(&s.resource_guid) {
+        Some(who) => format!("{}, {who}", lang.span(s.start, s.end)),
+        None => lang.span(s.start, s.end),
+    }
+}
+
+/// A visit with its history, as the ticket page lists it.
+fn visit_view(lang: Lang, v: &crate::store::Visit) -> Value {
+    let span = |s: Option<&str>, e: Option<&str>| -> Option<String> {
+        Some(lang.span(crate::time::parse(s?)?, crate::time::parse(e?)?))
+    };
+    let what = |w: &str| {
+        lang.t(match w {
+            "booked" => "v_booked",
+            "moved" => "v_moved",
+            _ => "v_cancelled",
+        })
+    };
+    let history: Vec<Value> = v
+        .history
+        .iter()
+        .map(|c| {
+            json!({
+                "at": lang.stored_time(&c.at),
+                "datetime": c.at,
+                "what": what(&c.what),
+                "new": span(c.new_start.as_deref(), c.new_end.as_deref()),
+                "old": span(c.old_start.as_deref(), c.old_end.as_deref()),
+                "source": lang.t(match c.source.as_str() {
+                    "booking" => "v_src_booking",
+                    "webhook" => "v_src_webhook",
+                    _ => "v_src_reconcile",
+                }),
+            })
+        })
+        .collect();
+    json!({
+        "id": v.id,
+        "status": what(&v.status),
+        "cancelled": v.status == "cancelled",
+        "when": span(Some(&v.start), Some(&v.end)).unwrap_or_else(|| v.start.clone()),
+        "datetime": v.start,
+        "technician": v.technician,
+        "service": v.service,
+        "booking": v.booking_guid,
+        "history": history,
+    })
 }
 
 /// An outbox row as the ticket and outbox pages list it.
@@ -443,6 +564,7 @@ fn action_view(lang: Lang, o: &OutboxRow) -> Value {
             "accept" => "k_accept",
             "hold" => "k_hold",
             "done" => "k_done",
+            "book" => "k_book",
             _ => "k_create",
         }),
         "ticket": o.ticket_id.or(o.queue_ticket),
@@ -528,6 +650,9 @@ pub(crate) async fn act(
     req: Request,
 ) -> Response {
     let lang = lang(req.headers());
+    if action == "book" {
+        return book_visit(b, me, lang, account, id, req).await;
+    }
     let multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -612,7 +737,125 @@ pub(crate) async fn act(
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             let text = format!("{} {e}", lang.t("refused"));
-            ticket_page(&b, &me, lang, acc, id, status, Some(notice(false, text))).await
+            ticket_page(
+                &b,
+                &me,
+                lang,
+                acc,
+                id,
+                status,
+                Shown::notice(notice(false, text)),
+            )
+            .await
+        }
+    }
+}
+
+/// The fields of the booking form.
+#[derive(Debug, Default, Deserialize)]
+struct BookForm {
+    csrf: Option<String>,
+    technician: Option<String>,
+    after: Option<String>,
+    /// "Näytä vapaat ajat": list the first free times, book nothing.
+    dry_run: Option<String>,
+}
+
+/// `POST /tickets/{account}/{id}/book`: the CSRF token, the dispatcher role, then
+/// [`crate::slotti::book::book`], the path of `huoltosync task book`, as `board:<user>`. A dry
+/// run shows the first free times; a booking is 303 to the ticket with a notice naming its
+/// slot; a refusal shows the CLI's message. Only this POST asks Slotti (its client's timeouts
+/// and retries bound it).
+async fn book_visit(
+    b: Board,
+    me: Me,
+    lang: Lang,
+    account: String,
+    id: i64,
+    req: Request,
+) -> Response {
+    let f = match axum::Form::<BookForm>::from_request(req, &()).await {
+        Ok(axum::Form(f)) => f,
+        Err(_) => BookForm::default(),
+    };
+    if !me.csrf_ok(f.csrf.as_deref()) {
+        return me.forbidden(lang, "err_csrf");
+    }
+    if !me.may_act() {
+        return me.forbidden(lang, "err_viewer");
+    }
+    let Some(acc) = b.config.account(&account).map(|a| a.name.clone()) else {
+        return not_found(lang, &me);
+    };
+    let refuse = |status: StatusCode, text: String| {
+        let shown = Shown::notice(notice(false, format!("{} {text}", lang.t("refused"))));
+        ticket_page(&b, &me, lang, acc.clone(), id, status, shown)
+    };
+    let tz = crate::slotti::zone(&b.config);
+    let after = match f.after.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match crate::slotti::book::parse_time(s, tz) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let text = format!("{}: {e}", lang.t("book_after"));
+                return refuse(StatusCode::UNPROCESSABLE_ENTITY, text).await;
+            }
+        },
+    };
+    let technicians = f
+        .technician
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .into_iter()
+        .collect();
+    let request = crate::slotti::book::BookRequest {
+        account: Some(acc.clone()),
+        ticket: id,
+        opts: crate::slotti::book::BookOptions {
+            technicians,
+            after,
+            ..Default::default()
+        },
+        dry_run: f.dry_run.is_some(),
+        requested_by: format!("board:{}", me.name),
+    };
+    use crate::slotti::book::{BookError, Booked};
+    match crate::slotti::book::book(&b.config, &b.store, request).await {
+        Ok(Booked::Free { booking, slots }) => {
+            let free = slots.iter().map(|s| slot_text(lang, &booking, s)).collect();
+            let shown = Shown {
+                free: Some(free),
+                ..Shown::default()
+            };
+            ticket_page(&b, &me, lang, acc, id, StatusCode::OK, shown).await
+        }
+        Ok(Booked::Queued { row, .. }) => Redirect::to(&format!(
+            "/tickets/{}/{id}?queued={}",
+            segment(&acc),
+            row.id
+        ))
+        .into_response(),
+        Err(BookError::Refused(QueueError::Failed(e))) => internal(lang, Some(&me), e),
+        Err(BookError::Refused(e)) => {
+            let status = match e {
+                QueueError::Refused(_) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            refuse(status, e.to_string()).await
+        }
+        Err(BookError::Slotti(e)) => {
+            tracing::warn!(account = %acc, ticket = id, error = format!("{e:#}"), "A visit could not be booked from the board.");
+            let shown = Shown::notice(notice(false, format!("{} {e:#}", lang.t("err_slotti"))));
+            ticket_page(
+                &b,
+                &me,
+                lang,
+                acc.clone(),
+                id,
+                StatusCode::BAD_GATEWAY,
+                shown,
+            )
+            .await
         }
     }
 }

@@ -318,9 +318,8 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     push_now(config, &store, row.id).await
 }
 
-/// `task book`: checks the ticket (mirrored, open, no live visit, no booking queued) before
-/// calling Slotti, prepares the booking, asks for free times, and prints five (`--dry-run`) or
-/// queues the booking of the first.
+/// `task book`: [`crate::slotti::book::book`] (the board's path too) with the command's
+/// options; prints the five free times (`--dry-run`) or the queued booking.
 async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
     let Some(slotti) = &config.slotti else {
         return Err(super::usage(format!(
@@ -351,111 +350,45 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let store = Handle::open(config.store.path.clone()).await?;
-    let id = args.id;
-    let account = queue::resolve(config, &store, args.common.account.as_deref(), id)
-        .await
-        .map_err(refusal)?;
-    // The cheap refusals first, before any call to Slotti (the queue checks them again).
-    let acc = account.clone();
-    let (visit, queued) = store
-        .call(move |s| {
-            Ok((
-                s.active_visit(&acc, id)?,
-                s.outbox_list(false)?
-                    .into_iter()
-                    .find(|r| r.kind == "book" && r.account == acc && r.ticket_id == Some(id)),
-            ))
-        })
-        .await?;
-    if let Some(v) = visit {
-        let when = match (crate::time::parse(&v.start), crate::time::parse(&v.end)) {
-            (Some(s), Some(e)) => crate::slotti::message::describe(s, e, tz),
-            _ => v.start.clone(),
-        };
-        anyhow::bail!(
-            "ticket {id} in account {account} already has a visit: Slotti booking {} on {}; a booked visit is moved or cancelled in Slotti, and huoltosync follows",
-            esc(&v.booking_guid),
-            when
-        );
-    }
-    if let Some(r) = queued {
-        anyhow::bail!(
-            "ticket {id} in account {account} already has a visit booking queued as outbox action #{} ({}): see `huoltosync outbox`",
-            r.id,
-            esc(&r.status)
-        );
-    }
-    let client = crate::slotti::Client::new(config, slotti)?;
-    let result = book_with(config, slotti, &client, &store, &account, &args, &opts).await;
-    if let Err(e) = client.record_calls(&store).await {
-        tracing::warn!(error = format!("{e:#}"), "Cannot meter the Slotti calls.");
-    }
-    result
-}
-
-async fn book_with(
-    config: &Config,
-    slotti: &crate::slotti::config::SlottiConfig,
-    client: &crate::slotti::Client,
-    store: &Handle,
-    account: &str,
-    args: &BookArgs,
-    opts: &crate::slotti::book::BookOptions,
-) -> anyhow::Result<ExitCode> {
-    use crate::slotti::book;
-    let catalogue = book::Catalogue::fetch(client).await?;
-    let mut booking = book::prepare(slotti, &catalogue, store, account, args.id, opts)
-        .await
-        .map_err(refusal)?;
-    let c = book::constraints(slotti, &booking);
-    let now = crate::time::now();
-    let n = if args.dry_run { 5 } else { 1 };
-    let free = book::free_slots(client, &booking, &c, now, n, &[]).await?;
-    if free.is_empty() {
-        anyhow::bail!(
-            "no free time of {:?} for ticket {} meets the options within [slotti] lead_hours = {} and horizon_days = {}",
-            esc(&booking.service.name),
-            args.id,
-            slotti.lead_hours,
-            slotti.horizon_days
-        );
-    }
-    if args.dry_run {
-        if args.common.json {
-            let v: Vec<serde_json::Value> = free
-                .iter()
-                .map(|s| {
-                    json!({
-                        "start": s.start, "end": s.end,
-                        "technician": booking.technician_name(&s.resource_guid),
-                        "technician_guid": s.resource_guid,
-                        "service": booking.service.name,
-                    })
-                })
-                .collect();
-            outln!("{}", serde_json::to_string_pretty(&v)?)?;
-        } else {
-            for s in &free {
-                outln!(
-                    "{}",
-                    esc(&book::describe_slot(&booking, s, slotti.timezone))
-                )?;
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    booking.slot = free.into_iter().next();
-    let request = QueueRequest {
-        account: Some(account.to_owned()),
-        task: Task::Book {
-            ticket: args.id,
-            booking: Box::new(booking),
-        },
-        requested_by: Some("cli".into()),
+    let request = crate::slotti::book::BookRequest {
+        account: args.common.account.clone(),
+        ticket: args.id,
+        opts,
+        dry_run: args.dry_run,
+        requested_by: "cli".into(),
     };
-    let row = queue::queue(config, store, request)
-        .await
-        .map_err(refusal)?;
+    let booked = match crate::slotti::book::book(config, &store, request).await {
+        Ok(b) => b,
+        Err(crate::slotti::book::BookError::Refused(e)) => return Err(refusal(e)),
+        Err(crate::slotti::book::BookError::Slotti(e)) => return Err(e),
+    };
+    let row = match booked {
+        crate::slotti::book::Booked::Free { booking, slots } => {
+            if args.common.json {
+                let v: Vec<serde_json::Value> = slots
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "start": s.start, "end": s.end,
+                            "technician": booking.technician_name(&s.resource_guid),
+                            "technician_guid": s.resource_guid,
+                            "service": booking.service.name,
+                        })
+                    })
+                    .collect();
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
+            } else {
+                for s in &slots {
+                    outln!(
+                        "{}",
+                        esc(&crate::slotti::book::describe_slot(&booking, s, tz))
+                    )?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        crate::slotti::book::Booked::Queued { row, .. } => row,
+    };
     if args.common.json {
         outln!("{}", serde_json::to_string_pretty(&queued_json(&row))?)?;
     } else {
@@ -464,7 +397,7 @@ async fn book_with(
     if !args.common.now {
         return Ok(ExitCode::SUCCESS);
     }
-    push_now(config, store, row.id).await
+    push_now(config, &store, row.id).await
 }
 
 /// `--now`: pushes what is due, unless a cycle holds the store lock; fails when the action

@@ -168,6 +168,168 @@ pub fn booking_for(
     })
 }
 
+/// One booking as `task book` and the board ask for it: which ticket, the operator's options,
+/// and who asked (`cli`, `board:<user>`).
+#[derive(Debug, Clone)]
+pub struct BookRequest {
+    /// The account; may be left out as for `task` (see [`crate::queue::QueueRequest`]).
+    pub account: Option<String>,
+    pub ticket: i64,
+    pub opts: BookOptions,
+    /// List the first [`DRY_RUN_SLOTS`] free times and queue nothing.
+    pub dry_run: bool,
+    pub requested_by: String,
+}
+
+/// How many free times a dry run lists.
+pub const DRY_RUN_SLOTS: usize = 5;
+
+/// What [`book`] did.
+#[derive(Debug, Clone)]
+pub enum Booked {
+    /// A dry run: the booking as prepared and its first free times (never empty).
+    Free {
+        booking: Box<VisitBooking>,
+        slots: Vec<BookedSlot>,
+    },
+    /// The booking of `slot` queued as outbox row `row`.
+    Queued {
+        row: Box<crate::store::OutboxRow>,
+        booking: Box<VisitBooking>,
+        slot: BookedSlot,
+    },
+}
+
+/// Why [`book`] queued nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    /// Refused by the checks (the ticket, its visit or queued booking, the resident, the
+    /// service or technicians, no free time), or the store failed: the queue's kinds, so
+    /// callers map them as for any action.
+    #[error(transparent)]
+    Refused(#[from] QueueError),
+    /// Slotti could not be asked (the client, an unreachable or failing Slotti).
+    #[error("Slotti: {0:#}")]
+    Slotti(anyhow::Error),
+}
+
+impl From<SlottiError> for BookError {
+    fn from(e: SlottiError) -> BookError {
+        BookError::Slotti(e.into())
+    }
+}
+
+/// The one path of a visit booking, shared by `huoltosync task book` and the board: the
+/// account resolved, the cheap refusals first (a live visit, a booking already queued: no call
+/// to Slotti then), Slotti's services and technicians, the booking [`prepare`]d, its free times
+/// ([`free_slots`] under [`constraints`]); then a dry run answers the first
+/// [`DRY_RUN_SLOTS`], otherwise the first is queued through [`crate::queue`] (which checks
+/// again in its transaction). Slotti's calls are metered before it answers. Every call to
+/// Slotti is bounded by the client's timeouts and retries.
+pub async fn book(
+    config: &crate::config::Config,
+    store: &Handle,
+    req: BookRequest,
+) -> Result<Booked, BookError> {
+    let Some(slotti) = &config.slotti else {
+        return Err(QueueError::Invalid(format!(
+            "{}: a visit is booked in Slotti, and the config has no [slotti] section (see config.example.toml)",
+            config.source.display()
+        ))
+        .into());
+    };
+    let id = req.ticket;
+    let account = crate::queue::resolve(config, store, req.account.as_deref(), id).await?;
+    refuse_if_booked(store, &account, id, slotti.timezone).await?;
+    let client = Client::new(config, slotti).map_err(BookError::Slotti)?;
+    let result = book_with(config, slotti, &client, store, &account, &req).await;
+    if let Err(e) = client.record_calls(store).await {
+        tracing::warn!(error = format!("{e:#}"), "Cannot meter the Slotti calls.");
+    }
+    result
+}
+
+/// Refuses ticket `id` when it has a live visit (named by its booking and local time) or a
+/// booking waiting in the outbox (pending or dead), before anything asks Slotti.
+pub async fn refuse_if_booked(
+    store: &Handle,
+    account: &str,
+    id: i64,
+    tz: Tz,
+) -> Result<(), QueueError> {
+    let acc = account.to_owned();
+    let (visit, queued) = store
+        .call(move |s| {
+            Ok((
+                s.active_visit(&acc, id)?,
+                s.outbox_list(false)?
+                    .into_iter()
+                    .find(|r| r.kind == "book" && r.account == acc && r.ticket_id == Some(id)),
+            ))
+        })
+        .await?;
+    if let Some(v) = visit {
+        let when = match (crate::time::parse(&v.start), crate::time::parse(&v.end)) {
+            (Some(s), Some(e)) => super::message::describe(s, e, tz),
+            _ => v.start.clone(),
+        };
+        return Err(QueueError::Refused(format!(
+            "ticket {id} in account {account} already has a visit: Slotti booking {} on {}; a booked visit is moved or cancelled in Slotti, and huoltosync follows",
+            v.booking_guid, when
+        )));
+    }
+    if let Some(r) = queued {
+        return Err(QueueError::Refused(format!(
+            "ticket {id} in account {account} already has a visit booking queued as outbox action #{} ({}): see `huoltosync outbox`",
+            r.id, r.status
+        )));
+    }
+    Ok(())
+}
+
+async fn book_with(
+    config: &crate::config::Config,
+    slotti: &SlottiConfig,
+    client: &Client,
+    store: &Handle,
+    account: &str,
+    req: &BookRequest,
+) -> Result<Booked, BookError> {
+    let catalogue = Catalogue::fetch(client).await?;
+    let mut booking = prepare(slotti, &catalogue, store, account, req.ticket, &req.opts).await?;
+    let c = constraints(slotti, &booking);
+    let n = if req.dry_run { DRY_RUN_SLOTS } else { 1 };
+    let free = free_slots(client, &booking, &c, crate::time::now(), n, &[]).await?;
+    let Some(first) = free.first().cloned() else {
+        return Err(QueueError::Refused(format!(
+            "no free time of {:?} for ticket {} meets the options within [slotti] lead_hours = {} and horizon_days = {}",
+            booking.service.name, req.ticket, slotti.lead_hours, slotti.horizon_days
+        ))
+        .into());
+    };
+    if req.dry_run {
+        return Ok(Booked::Free {
+            booking: Box::new(booking),
+            slots: free,
+        });
+    }
+    booking.slot = Some(first.clone());
+    let request = crate::queue::QueueRequest {
+        account: Some(account.to_owned()),
+        task: crate::queue::Task::Book {
+            ticket: req.ticket,
+            booking: Box::new(booking.clone()),
+        },
+        requested_by: Some(req.requested_by.clone()),
+    };
+    let row = crate::queue::queue(config, store, request).await?;
+    Ok(Booked::Queued {
+        row: Box::new(row),
+        booking: Box::new(booking),
+        slot: first,
+    })
+}
+
 /// `[slotti] auto_book`: queues a booking of the first free time (chosen by the relay) for
 /// every ticket first seen at or after `since` (the cycle's sync) that is `Avoin`, matches a
 /// `[[slotti.rules]]` entry, has a resident with a name and a phone or e-mail, and has no

@@ -535,6 +535,27 @@ impl Store {
         Ok(visits)
     }
 
+    /// Every visit of one ticket (cancelled ones included), newest first, each with its
+    /// history: the board's ticket page.
+    pub fn ticket_visits(&self, account: &str, ticket_id: i64) -> anyhow::Result<Vec<Visit>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {VISIT_COLUMNS} FROM visits WHERE account = ?1 AND ticket_id = ?2
+             ORDER BY start_at DESC, id DESC"
+        ))?;
+        let mut visits: Vec<Visit> = st
+            .query_map(params![account, ticket_id], visit_row)?
+            .collect::<Result<_, _>>()?;
+        let mut history = self.conn.prepare_cached(&format!(
+            "SELECT {CHANGE_COLUMNS} FROM visit_changes c WHERE c.visit_id = ?1 ORDER BY c.seq"
+        ))?;
+        for v in &mut visits {
+            v.history = history
+                .query_map([v.id], change_row)?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(visits)
+    }
+
     /// Records a Slotti webhook delivery before it is answered: false (nothing written) when
     /// its Shot-ID was recorded before.
     pub fn record_slotti_delivery(

@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
-const PASSWORD: &str = "Salasana-kaisa-1";
+pub(crate) const PASSWORD: &str = "Salasana-kaisa-1";
 
 /// Runs `huoltosync board passwd ARGS` with `stdin` piped in: exit code, stdout, stderr.
 async fn passwd(args: &[&str], stdin: &str) -> (i32, String, String) {
@@ -83,10 +83,10 @@ use serde_json::json;
 use crate::api::{Served, WRITE, api_toml, serve};
 use crate::helpers::{Setup, TestEnv};
 
-const VIEWER_PASSWORD: &str = "Salasana-ville-1";
+pub(crate) const VIEWER_PASSWORD: &str = "Salasana-ville-1";
 
 /// `[board]` with kaisa (dispatcher) and ville (viewer).
-fn board_toml(insecure: bool) -> String {
+pub(crate) fn board_toml(insecure: bool) -> String {
     let kaisa = huoltosync::board::hash_password(PASSWORD).unwrap();
     let ville = huoltosync::board::hash_password(VIEWER_PASSWORD).unwrap();
     format!(
@@ -95,7 +95,7 @@ fn board_toml(insecure: bool) -> String {
 }
 
 /// A synced mirror of `tickets` tickets with the board served in-process.
-async fn board_env(tickets: u64, insecure: bool) -> (TestEnv, Served, String) {
+pub(crate) async fn board_env(tickets: u64, insecure: bool) -> (TestEnv, Served, String) {
     let env = Setup::tickets(tickets)
         .sections(&format!("{}{}", api_toml(""), board_toml(insecure)))
         .start()
@@ -117,7 +117,7 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-async fn sign_in(root: &str, user: &str, password: &str) -> reqwest::Client {
+pub(crate) async fn sign_in(root: &str, user: &str, password: &str) -> reqwest::Client {
     let b = browser();
     let r = b
         .post(format!("{root}/login"))
@@ -129,13 +129,13 @@ async fn sign_in(root: &str, user: &str, password: &str) -> reqwest::Client {
     b
 }
 
-async fn page(b: &reqwest::Client, url: &str) -> (u16, String) {
+pub(crate) async fn page(b: &reqwest::Client, url: &str) -> (u16, String) {
     let r = b.get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// The text of a page as a reader sees it (the entities the templates write, undone).
-fn text(html: &str) -> String {
+pub(crate) fn text(html: &str) -> String {
     html.replace("&quot;", "\"")
         .replace("&#x27;", "'")
         .replace("&#39;", "'")
@@ -146,7 +146,7 @@ fn text(html: &str) -> String {
 }
 
 /// The value of the first hidden `csrf` field of a page.
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..][..html[at..].find('"').unwrap()].to_owned()
 }
@@ -161,7 +161,7 @@ async fn new_ticket(env: &TestEnv, title: &str) -> i64 {
     id
 }
 
-fn outbox_rows(env: &TestEnv) -> Vec<(String, Option<String>)> {
+pub(crate) fn outbox_rows(env: &TestEnv) -> Vec<(String, Option<String>)> {
     let db = env.db();
     let mut st = db
         .prepare("SELECT kind, requested_by FROM outbox ORDER BY id")
