@@ -101,7 +101,7 @@ impl Store {
         Ok(bump(&self.conn, "slotti_refused", n)?)
     }
 
-    /// Records a reconciliation and keeps only the newest [`RECONCILES_KEPT`].
+    /// Records a reconciliation and keeps only the newest `RECONCILES_KEPT` (100).
     pub fn record_reconcile(&mut self, r: &ReconcileRun) -> anyhow::Result<()> {
         let tx = self
             .conn
