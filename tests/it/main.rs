@@ -5,6 +5,7 @@ mod api;
 mod api_write;
 mod board;
 mod boundary;
+mod browser;
 mod cli;
 mod config;
 mod crash;
