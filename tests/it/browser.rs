@@ -556,23 +556,22 @@ async fn the_board_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes the README's screenshots: SCREENSHOTS=docs/screenshots cargo test --release --test it browser::screenshots -- --ignored"]
 async fn screenshots() {
-    let (env, _served, root) = board_env(14).await;
-    let accepted = sim_create(
-        &env,
-        json!({"Otsikko": "Porraskäytävän valo vilkkuu", "Kiireellisyys": "Kiireellinen"}),
-    )
-    .await;
-    env.sync_ok().await;
+    let (_env, _served, root) = board_env(15).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("SCREENSHOTS").map_or_else(|| tmp.path().to_owned(), PathBuf::from);
     std::fs::create_dir_all(&dir).unwrap();
     let b = Browser::start().await;
     sign_in_with_password(&b, &root, "kaisa", PASSWORD).await;
-    // One action queued, so that the pending state shows.
-    b.goto(&format!("{root}/tickets/sim-1/{accepted}")).await;
-    b.fill("accept-comment", "Sähkömies tulee tänään").await;
+    // The first ticket on the board accepted (queued), so that the pending state shows.
+    let ticket = b
+        .js(
+            "return Number(document.querySelector('#ticket-rows tr').dataset.id);",
+            vec![],
+        )
+        .await;
+    b.goto(&format!("{root}/tickets/sim-1/{ticket}")).await;
+    b.fill("accept-comment", "Huoltomies tulee tänään").await;
     b.submit("accept-button").await;
-    let ticket = open_ids(&env)[0];
     for (name, path) in [
         ("board", "/".to_owned()),
         ("ticket", format!("/tickets/sim-1/{ticket}")),
