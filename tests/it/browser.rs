@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::api::{Served, api_toml, serve};
+use crate::api::{Served, WRITE, api_toml, serve};
 use crate::helpers::{Setup, TestEnv};
 
 const PASSWORD: &str = "Salasana-kaisa-1";
@@ -549,6 +549,77 @@ async fn the_board_in_headless_chromium() {
     b.submit("logout-button").await;
     assert_eq!(b.path().await, "/login");
     b.close().await;
+}
+
+/// The board's pages are gzipped for a client that accepts it (the board of 2 000 tickets is
+/// 1 MB of HTML; see "Board" in BENCHMARKS.md); the event stream and the API are not.
+#[tokio::test]
+async fn the_board_is_gzipped_for_a_browser_and_the_event_stream_and_the_api_are_not() {
+    use std::io::Read;
+    let (_env, _served, root) = board_env(60).await;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{root}/login"))
+        .form(&[("username", "kaisa"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let rows = |html: &str| html.matches("<tr id=\"t-sim-1-").count();
+    // Without Accept-Encoding: plain HTML.
+    let r = http.get(format!("{root}/")).send().await.unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
+    let plain = r.text().await.unwrap();
+    assert_eq!(rows(&plain), 60);
+    // As Chromium asks: gzip (this reqwest decodes nothing: these are the bytes sent).
+    let browser = "gzip, deflate, br, zstd";
+    let r = http
+        .get(format!("{root}/"))
+        .header("accept-encoding", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let sent = r.bytes().await.unwrap();
+    let mut html = String::new();
+    flate2::read::GzDecoder::new(&sent[..])
+        .read_to_string(&mut html)
+        .expect("a gzip body");
+    assert_eq!(rows(&html), 60);
+    assert!(
+        sent.len() * 3 < plain.len(),
+        "{} bytes gzipped of {}",
+        sent.len(),
+        plain.len()
+    );
+    // The live board's stream is never buffered by a compressor.
+    let r = http
+        .get(format!("{root}/events"))
+        .header("accept-encoding", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-encoding").is_none());
+    drop(r);
+    // The API keeps its own answers.
+    let r = http
+        .get(format!("{root}/api/v1/tickets"))
+        .bearer_auth(WRITE)
+        .header("accept-encoding", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-encoding").is_none());
 }
 
 /// The README's screenshots: the board, a ticket and the status page at desktop and phone width,
