@@ -182,6 +182,9 @@ pub fn mount(api: Router, config: Arc<Config>, store: Handle, feed: Arc<FeedWatc
         .merge(signed_in)
         .layer(middleware::from_fn_with_state(board.clone(), bound_body))
         .layer(middleware::map_response(page_headers))
+        // The board's pages gzipped for a browser that accepts it (not /events: tower-http
+        // leaves text/event-stream alone); the API behind the fallback is not layered.
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(board)
         .fallback_service(api)
 }

@@ -6,6 +6,7 @@ mod api_write;
 mod board;
 mod board_visits;
 mod boundary;
+mod browser;
 mod cli;
 mod config;
 mod crash;

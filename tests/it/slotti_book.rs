@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use huoltosync::config::Config;
-use huoltosync::store::{SeenBooking, Store, VisitSource};
+use huoltosync::store::{Store, VisitSource};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -293,24 +293,21 @@ async fn a_moved_visit_is_told_once_and_the_waiting_ticket_is_accepted_again_fir
     env.task_ok(&["book", &id.to_string()]).await;
     run_once(&env).await;
     let guid = ours(&env, id)[0]["guid"].as_str().unwrap().to_owned();
-    // The ticket now waits (Odottaa); the visit moves a day and an hour.
-    let mut store = Store::open(&env.config.store.path).unwrap();
+    // The ticket now waits (Odottaa); a dispatcher moves the visit in Slotti a day and an
+    // hour later, and the reconciliation of the next run sees it.
+    let store = Store::open(&env.config.store.path).unwrap();
     let visit = store.visit_by_guid(&guid).unwrap().unwrap();
+    drop(store);
     let shift = chrono::Duration::hours(25);
     let start = huoltosync::time::parse(&visit.start).unwrap() + shift;
     let end = huoltosync::time::parse(&visit.end).unwrap() + shift;
-    let seen = SeenBooking {
-        booking_guid: &guid,
-        start,
-        end,
-        technician_guid: None,
-        technician_name: None,
-        raw_json: "{}",
-    };
-    store
-        .record_visit_seen(&seen, VisitSource::Reconcile, Utc::now())
+    let r = reqwest::Client::new()
+        .patch(format!("{}/_sim/slotti/bookings/{guid}", env.sim.root()))
+        .json(&json!({ "start": huoltosync::time::fmt(start), "end": huoltosync::time::fmt(end) }))
+        .send()
+        .await
         .unwrap();
-    drop(store);
+    assert_eq!(r.status(), 200);
     run_once(&env).await;
     run_once(&env).await;
     let actions: Vec<String> = applied(&env, id).into_iter().map(|(a, _)| a).collect();
