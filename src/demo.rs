@@ -264,7 +264,8 @@ async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result
     };
     let account = config.accounts[0].name.clone();
     let store = crate::store::Handle::open(config.store.path.clone()).await?;
-    let client = crate::slotti::Client::new(config, slotti)?;
+    let client =
+        crate::slotti::Client::new(config, slotti, &crate::remote::Exchange::new(config)?)?;
     let catalogue = book::Catalogue::fetch(&client).await?;
     let acc = account.clone();
     let avoin: Vec<i64> = store
@@ -296,7 +297,7 @@ async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result
         .await?
         .into_iter()
         .next();
-    client.record_calls(&store).await?;
+    client.meter().record(&store).await?;
     outln!("\nA technician's visit for #{id}, booked in Slotti:")?;
     if let Some(s) = &booking.slot {
         outln!(

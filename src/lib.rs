@@ -8,7 +8,9 @@
 //! - [`model`]: tickets and their workflow states, as the rest of the crate sees them.
 //! - [`action`]: the contractor's actions (accept, hold, done, create) and the workflow rules.
 //! - [`backoff`]: the one exponential backoff rule every retry uses.
-//! - [`tampuuri`]: the API boundary (HTTP client, throttle, retries, metering; wire types stay here).
+//! - [`remote`]: the one exchange for every outgoing HTTP call (pools, throttle, timeouts, retries
+//!   and the `Retry-After` cap, metering, secret scrubbing).
+//! - [`tampuuri`]: the API boundary (requests, wire types and what an answer means stay here).
 //! - [`slotti`]: the Slotti calendar: its `[slotti]` config and its API client (wire types stay
 //!   there too).
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
@@ -68,6 +70,7 @@ pub mod model;
 pub mod outgoing;
 pub mod push;
 pub mod queue;
+pub mod remote;
 pub mod report;
 pub mod retention;
 pub mod schedule;

@@ -90,7 +90,7 @@ pub async fn push_pending(
         .map(|a| Ok((a.name.clone(), api.client(a)?)))
         .collect::<anyhow::Result<_>>()?;
     let slotti = match &config.slotti {
-        Some(s) => Some(slotti::Client::new(config, s)?),
+        Some(s) => Some(slotti::Client::new(config, s, api.exchange())?),
         None => None,
     };
     let clients = Clients {
@@ -131,10 +131,10 @@ pub async fn push_pending(
         }
     }
     for client in clients.tampuuri.values() {
-        report.api_calls += client.record_calls(store).await?;
+        report.api_calls += client.meter().record(store).await?;
     }
     if let Some(c) = &clients.slotti {
-        report.api_calls += c.record_calls(store).await?;
+        report.api_calls += c.meter().record(store).await?;
     }
     report.pending = store.call(|s| s.pending_count()).await?;
     Ok(report)
@@ -771,11 +771,13 @@ mod tests {
         let auth = || ApiError::Auth {
             account: account(),
             status: 403,
+            message: "Virheellinen avain".into(),
         };
         let limited = || ApiError::RateLimited {
             account: account(),
             endpoint,
             retry_after: None,
+            message: "(no body)".into(),
         };
         let unreachable = || ApiError::Unreachable {
             account: account(),
@@ -798,6 +800,7 @@ mod tests {
                 Err(ApiError::NotFound {
                     account: account(),
                     endpoint,
+                    detail: "http://tampuuri.example/v10/api/ilmoitukset/5: (no body)".into(),
                 }),
                 Outcome::Dead("ticket 5 does not exist in Tampuuri (deleted?)".into()),
             ),

@@ -138,7 +138,7 @@ pub async fn sync_account(
     };
     let mut progress = Progress::default();
     let result = sweep_and_apply(&store, account, client, settings, run_id, &mut progress).await;
-    let metered = client.record_calls(&store).await;
+    let metered = client.meter().record(&store).await;
     let unreached = client.take_unreached();
     let mut record = RunRecord {
         ok: result.is_ok(),

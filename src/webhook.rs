@@ -457,7 +457,7 @@ pub async fn process_pending(
         }
     }
     for client in clients.values() {
-        client.record_calls(store).await?;
+        client.meter().record(store).await?;
     }
     // Slotti's deliveries carry what they tell: no fetch, no call.
     if config.slotti.is_some() {

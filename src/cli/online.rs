@@ -35,7 +35,7 @@ pub async fn report(config: &Config) -> anyhow::Result<bool> {
         let n = client.unrecorded_calls();
         let metered = if config.store.path.exists() {
             let recorded = match Handle::open(config.store.path.clone()).await {
-                Ok(store) => client.record_calls(&store).await,
+                Ok(store) => client.meter().record(&store).await,
                 Err(e) => Err(e),
             };
             recorded

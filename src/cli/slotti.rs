@@ -67,7 +67,7 @@ async fn meter(config: &Config, client: &Client) -> String {
         );
     }
     let recorded = match Handle::open(config.store.path.clone()).await {
-        Ok(store) => client.record_calls(&store).await,
+        Ok(store) => client.meter().record(&store).await,
         Err(e) => Err(e),
     };
     match recorded {
@@ -79,7 +79,7 @@ async fn meter(config: &Config, client: &Client) -> String {
 pub async fn slotti(config: &Config, args: SlottiArgs) -> anyhow::Result<ExitCode> {
     let s = section(config)?;
     let SlottiCommand::Webhook(command) = args.command;
-    let client = Client::new(config, s)?;
+    let client = Client::new(config, s, &crate::remote::Exchange::new(config)?)?;
     let result = webhook(s, &client, command).await;
     let calls = client.unrecorded_calls();
     if calls > 0 {
@@ -255,7 +255,7 @@ fn find_resource<'a>(resources: &'a [Resource], want: &str) -> Option<&'a Resour
 /// it found; answers whether all was well.
 pub async fn online(config: &Config) -> anyhow::Result<bool> {
     let s = section(config)?;
-    let client = Client::new(config, s)?;
+    let client = Client::new(config, s, &crate::remote::Exchange::new(config)?)?;
     let lines = probe(s, &client).await;
     let ok = lines.iter().all(|(good, _)| *good);
     outln!("  slotti: {}", if ok { "OK" } else { "PROBLEM" })?;

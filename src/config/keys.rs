@@ -90,6 +90,8 @@ pub(crate) mod tampuuri {
         max: 1000.0,
     };
     pub const MAX_RESPONSE_BYTES: Int = int("max_response_bytes", 16 << 20, 1024, 1 << 30);
+    /// The longest `Retry-After` a call waits; a longer one fails the call for this cycle.
+    pub const MAX_RETRY_AFTER_SECS: Int = int("max_retry_after_secs", 30, 0, 3600);
 
     pub(crate) mod retry {
         use super::super::*;
@@ -234,6 +236,8 @@ pub(crate) mod slotti {
     };
     /// Hourly, like `[webhook] reconcile`, in `[schedule] timezone`.
     pub const RECONCILE: Text = text("reconcile", "0 0 * * * *");
+    /// The longest `Retry-After` a Slotti call waits; a longer one fails the call.
+    pub const MAX_RETRY_AFTER_SECS: Int = int("max_retry_after_secs", 30, 0, 3600);
 
     /// `[slotti.messages]`: the hold message Tampuuri gets, with the placeholders of
     /// `crate::slotti::config::PLACEHOLDERS`.
@@ -322,6 +326,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             tampuuri::PAGE_SIZE,
             tampuuri::TIMEOUT_SECS,
             tampuuri::MAX_RESPONSE_BYTES,
+            tampuuri::MAX_RETRY_AFTER_SECS,
         ],
         floats: &[tampuuri::MAX_REQUESTS_PER_SECOND],
         texts: &[tampuuri::SOFTWARE_VERSION],

@@ -254,6 +254,7 @@ impl Reader {
         let timeout_secs = self.int(&mut t, SECTION, &TIMEOUT_SECS);
         let max_rps = self.float(&mut t, SECTION, &MAX_REQUESTS_PER_SECOND);
         let max_response_bytes = self.int(&mut t, SECTION, &MAX_RESPONSE_BYTES) as u64;
+        let max_retry_after = self.int(&mut t, SECTION, &MAX_RETRY_AFTER_SECS) as u64;
         let retry = self.retry(&mut t);
         self.finish(t, SECTION);
         let config = TampuuriConfig {
@@ -263,6 +264,7 @@ impl Reader {
             max_requests_per_second: max_rps,
             retry,
             max_response_bytes,
+            max_retry_after: Duration::from_secs(max_retry_after),
         };
         (config, globals)
     }

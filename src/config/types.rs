@@ -141,6 +141,8 @@ pub struct TampuuriConfig {
     pub retry: RetryConfig,
     /// A response body larger than this fails its call instead of being read whole.
     pub max_response_bytes: u64,
+    /// The longest `Retry-After` a call waits (`max_retry_after_secs`).
+    pub max_retry_after: Duration,
 }
 
 /// `[tampuuri.retry]`: bounded exponential backoff with jitter.

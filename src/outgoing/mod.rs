@@ -1,7 +1,8 @@
 //! Outgoing events: every change-feed event POSTed to each `[[api.subscribers]]` entry, signed
 //! the Standard Webhooks way, at least once and in feed order per subscriber.
 //!
-//! Each subscriber has its own task, HTTP client and cursor (`subscribers` table): it reads the
+//! Each subscriber has its own task and cursor (`subscribers` table), and its requests go
+//! through the shared exchange ([`crate::remote`]: one pool per origin, no redirect followed): it reads the
 //! feed after its cursor in batches, sends one event per request (one in flight), moves the
 //! cursor when the subscriber answered 2xx (events its `events` filter does not want just move
 //! it), and on a failure retries the same event (same `webhook-id`) with the one backoff rule
@@ -22,7 +23,8 @@ use sha2::Sha256;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::config::{Config, RetryConfig};
+use crate::remote::{Exchange, Profile, Reply, Request};
 use crate::store::{FeedEvent, Handle, SubscriberRow};
 use crate::time;
 pub use config::SubscriberConfig;
@@ -38,16 +40,20 @@ const BATCH: u32 = 200;
 pub const RETRY: Backoff = Backoff::jittered(Duration::from_secs(1), Duration::from_secs(300));
 /// A subscriber must answer within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most of an answer's body read (and thrown away) to keep the connection reusable.
-const MAX_ANSWER_BYTES: usize = 64 * 1024;
+const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
 
 /// Starts one delivery task per configured subscriber; the handle ends only if they all do.
 /// Each subscriber's row exists when this returns: one new to the store starts at the end of
 /// the feed as it is now, so it gets every event committed after the daemon started.
-pub async fn spawn(config: &Config, store: Handle) -> anyhow::Result<JoinHandle<()>> {
+pub async fn spawn(
+    config: &Config,
+    exchange: &Exchange,
+    store: Handle,
+) -> anyhow::Result<JoinHandle<()>> {
     let subscribers = config.subscribers.clone();
     for s in &subscribers {
         let (name, url) = (s.name.clone(), s.url.to_string());
@@ -55,10 +61,11 @@ pub async fn spawn(config: &Config, store: Handle) -> anyhow::Result<JoinHandle<
             .call(move |st| st.subscriber_start(&name, &url, &time::fmt(time::now())))
             .await?;
     }
+    let exchange = exchange.clone();
     Ok(tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for s in subscribers {
-            tasks.spawn(serve(s, store.clone()));
+            tasks.spawn(serve(s, exchange.clone(), store.clone()));
         }
         while let Some(ended) = tasks.join_next().await {
             if let Err(e) = ended {
@@ -118,19 +125,10 @@ pub fn next_try(
 }
 
 /// One subscriber, for as long as the daemon runs.
-async fn serve(sub: SubscriberConfig, store: Handle) {
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(subscriber = %sub.name, error = %e, "Cannot build an HTTP client; no events go to this subscriber.");
-            return;
-        }
+async fn serve(sub: SubscriberConfig, exchange: Exchange, store: Handle) {
+    let client = Subscriber {
+        exchange,
+        profile: profile(),
     };
     let Some(key) = sub.signing_key() else {
         tracing::error!(subscriber = %sub.name, "The subscriber's secret is not a whsec_ secret; no events go to it.");
@@ -167,7 +165,7 @@ async fn serve(sub: SubscriberConfig, store: Handle) {
 /// on at once).
 async fn step(
     sub: &SubscriberConfig,
-    client: &reqwest::Client,
+    client: &Subscriber,
     key: &[u8],
     store: &Handle,
 ) -> anyhow::Result<Option<Duration>> {
@@ -248,9 +246,35 @@ async fn step(
     }))
 }
 
+/// How a subscriber is called: one attempt a request (the retries are the cursor's, above),
+/// [`REQUEST_TIMEOUT`], and a little of each answer read so that the connection can be used
+/// again.
+fn profile() -> Profile {
+    Profile {
+        remote: "a subscriber",
+        cap_key: "-",
+        timeout: REQUEST_TIMEOUT,
+        connect_timeout: CONNECT_TIMEOUT,
+        retry: RetryConfig {
+            max_attempts: 1,
+            initial_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        },
+        max_retry_after: Duration::ZERO,
+        max_response_bytes: MAX_ANSWER_BYTES,
+        throttled: false,
+    }
+}
+
+/// A subscriber's way out: the shared exchange and the subscribers' profile.
+struct Subscriber {
+    exchange: Exchange,
+    profile: Profile,
+}
+
 /// POSTs one event; `Err` says why it did not count as delivered.
 async fn send(
-    client: &reqwest::Client,
+    client: &Subscriber,
     url: &reqwest::Url,
     key: &[u8],
     e: &FeedEvent,
@@ -259,54 +283,23 @@ async fn send(
     let id = message_id(e.seq);
     let ts = time::now().timestamp();
     let sig = signature(key, &id, ts, &body);
-    let answer = client
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(body)
-        .send()
-        .await;
-    let mut answer = match answer {
-        Ok(a) => a,
-        Err(err) => return Err(clip(&describe(&err))),
-    };
-    let status = answer.status();
-    // Read a little of the answer so that the connection can be used again; never all of it.
-    let mut read = 0usize;
-    while read < MAX_ANSWER_BYTES {
-        match answer.chunk().await {
-            Ok(Some(c)) => read += c.len(),
-            _ => break,
-        }
+    let mut request = Request::new("POST event", reqwest::Method::POST, url.clone(), &[]);
+    let headers = [
+        ("content-type", "application/json".to_owned()),
+        ("webhook-id", id),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", sig),
+    ];
+    for (name, value) in headers {
+        let value = reqwest::header::HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        request.headers.insert(name, value);
     }
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {status}"))
-    }
-}
-
-/// A request error without its URL (the operator knows it) and with its cause.
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "request failed"
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {cause}")
+    request.body = Some(body);
+    match client.exchange.send(&client.profile, None, &request).await {
+        Reply::Unreached(detail) => Err(clip(&format!("cannot connect: {detail}"))),
+        Reply::Lost(detail) => Err(clip(&format!("no answer: {detail}"))),
+        Reply::Answer(a) if a.status.is_success() => Ok(()),
+        Reply::Answer(a) => Err(format!("HTTP {}", a.status)),
     }
 }
 

@@ -68,9 +68,9 @@ async fn run(
     let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
     if let Some(slotti) = config.slotti.as_ref().filter(|s| s.auto_book) {
         // Tickets this poll brought that a rule says to book: booked by the second push.
-        let client = crate::slotti::Client::new(config, slotti)?;
+        let client = crate::slotti::Client::new(config, slotti, api.exchange())?;
         let booked = crate::slotti::book::auto_book(config, &client, store, polled_at).await;
-        client.record_calls(store).await?;
+        client.meter().record(store).await?;
         if let Err(e) = booked {
             tracing::warn!(
                 error = format!("{e:#}"),
@@ -81,7 +81,7 @@ async fn run(
     // Visit changes recorded meanwhile (Slotti's webhooks, the reconciliation) are told with
     // this cycle's second push.
     let slotti = match with_slotti {
-        true => slotti_step(config, store, crate::time::now()).await?,
+        true => slotti_step(config, api, store, crate::time::now()).await?,
         false => {
             tell(config, store).await?;
             None
@@ -104,6 +104,7 @@ async fn run(
 /// are the store's.
 pub async fn slotti_step(
     config: &Config,
+    api: &Api,
     store: &Handle,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Box<SlottiReport>>> {
@@ -124,7 +125,8 @@ pub async fn slotti_step(
             break;
         }
     }
-    let reconcile = crate::slotti::reconcile::run(config, slotti, store, now).await?;
+    let reconcile =
+        crate::slotti::reconcile::run(config, slotti, api.exchange(), store, now).await?;
     tell(config, store).await?;
     Ok(Some(Box::new(SlottiReport {
         deliveries,

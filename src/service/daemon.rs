@@ -400,7 +400,7 @@ async fn reconcile_and_tell(
     let Some(slotti) = &config.slotti else {
         anyhow::bail!("no [slotti] section");
     };
-    let run = crate::slotti::reconcile::run(config, slotti, store, now).await?;
+    let run = crate::slotti::reconcile::run(config, slotti, api.exchange(), store, now).await?;
     super::cycle::tell(config, store).await?;
     crate::push::push_pending(config, api, store).await?;
     Ok(Box::new(run))

@@ -56,7 +56,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     }
     // Subscribers are registered before the first poll, so a new one gets every event after
     // the daemon started; each has its own delivery task.
-    let _outgoing = crate::outgoing::spawn(&config, store.clone()).await?;
+    let _outgoing = crate::outgoing::spawn(&config, api.exchange(), store.clone()).await?;
     // Webhooks: the listener records deliveries and wakes the loop.
     let wake = Arc::new(tokio::sync::Notify::new());
     let listener = match &config.webhook {

@@ -241,9 +241,11 @@ pub async fn book(
     let id = req.ticket;
     let account = crate::queue::resolve(config, store, req.account.as_deref(), id).await?;
     refuse_if_booked(store, &account, id, slotti.timezone).await?;
-    let client = Client::new(config, slotti).map_err(BookError::Slotti)?;
+    // A booking from a command or the board: an exchange of its own for this one booking.
+    let exchange = crate::remote::Exchange::new(config).map_err(BookError::Slotti)?;
+    let client = Client::new(config, slotti, &exchange).map_err(BookError::Slotti)?;
     let result = book_with(config, slotti, &client, store, &account, &req).await;
-    if let Err(e) = client.record_calls(store).await {
+    if let Err(e) = client.meter().record(store).await {
         tracing::warn!(error = format!("{e:#}"), "Cannot meter the Slotti calls.");
     }
     result

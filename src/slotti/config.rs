@@ -34,6 +34,8 @@ pub struct SlottiConfig {
     pub auto_book: bool,
     /// When the daemon reconciles `GET bookings` over the horizon (in `[schedule] timezone`).
     pub reconcile: Schedule,
+    /// The longest `Retry-After` a Slotti call waits; a longer one fails the call.
+    pub max_retry_after: std::time::Duration,
     pub messages: Messages,
     pub webhook: SlottiWebhook,
     pub rules: Vec<Rule>,
@@ -254,6 +256,7 @@ pub fn read(
     let reconcile = Schedule::parse(&reconcile_expr, zone)
         .map_err(|e| r.error(&format!("{p}.reconcile"), &e))
         .ok();
+    let max_retry_after = r.int(&mut t, p, &k::MAX_RETRY_AFTER_SECS) as u64;
     let messages = r.messages(&mut t);
     let webhook = r.webhook(&mut t, webhook_path);
     let rules = r.rules(&mut t);
@@ -273,6 +276,7 @@ pub fn read(
         default_service: default_service?,
         auto_book,
         reconcile: reconcile?,
+        max_retry_after: std::time::Duration::from_secs(max_retry_after),
         messages,
         webhook,
         rules,
@@ -852,7 +856,7 @@ mod tests {
         ] {
             shown(t.name, format!("\"{}\"", t.default));
         }
-        for i in [k::HORIZON_DAYS, k::LEAD_HOURS] {
+        for i in [k::HORIZON_DAYS, k::LEAD_HOURS, k::MAX_RETRY_AFTER_SECS] {
             shown(i.name, i.default.to_string());
         }
         shown(k::AUTO_BOOK.name, k::AUTO_BOOK.default.to_string());

@@ -42,8 +42,8 @@ pub mod tell;
 pub mod webhook;
 mod wire;
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -54,13 +54,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backoff::Backoff;
-use crate::config::{Config, RetryConfig};
-use crate::store::Handle;
-use crate::tampuuri::{
-    Body, ERROR_BODY_BYTES, error_chain, parse_retry_after, read_body, show_header,
+use crate::config::Config;
+pub use crate::remote::CallCounts;
+use crate::remote::{
+    Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, scrub, server_words,
 };
-use crate::time;
 use config::SlottiConfig;
 
 /// The `account` of Slotti's calls in `api_calls`; no `[[accounts]]` entry may have this name
@@ -207,12 +205,23 @@ pub struct NewWebhook {
 /// API key.
 #[derive(Debug, thiserror::Error)]
 pub enum SlottiError {
-    #[error("Slotti: {endpoint}: the API key was refused (HTTP {status}): check [slotti] api_key")]
-    Auth { endpoint: &'static str, status: u16 },
-    #[error("Slotti: {endpoint}: rate limited (HTTP 429) on every attempt")]
+    #[error(
+        "Slotti: {endpoint}: the API key was refused (HTTP {status}): {message}; check [slotti] api_key"
+    )]
+    Auth {
+        endpoint: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// A 429 on every attempt, or one asking a wait beyond `[slotti] max_retry_after_secs`.
+    #[error(
+        "Slotti: {endpoint}: rate limited (HTTP 429{}): {message}",
+        crate::tampuuri::wait_asked(retry_after)
+    )]
     RateLimited {
         endpoint: &'static str,
         retry_after: Option<Duration>,
+        message: String,
     },
     /// A read that failed on Slotti's side on every attempt.
     #[error("Slotti: {endpoint}: Slotti failed (HTTP {status}): {message}")]
@@ -255,8 +264,13 @@ pub enum SlottiError {
         status: u16,
         message: String,
     },
-    #[error("Slotti: {endpoint}: not found (HTTP 404)")]
-    NotFound { endpoint: &'static str },
+    /// A 404; `detail` names the URL, quotes Slotti, and on the booking page names
+    /// `[slotti] booking_account`.
+    #[error("Slotti: {endpoint}: not found (HTTP 404) at {detail}")]
+    NotFound {
+        endpoint: &'static str,
+        detail: String,
+    },
     #[error(
         "Slotti: {endpoint}: Slotti answered HTTP {status}, a redirect to {location}; not followed (requests go to [slotti] base_url only: check it)"
     )]
@@ -302,36 +316,32 @@ impl SlottiError {
     }
 }
 
-/// Whether a call may be repeated blindly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Read,
-    Write,
-}
-
-/// Calls made, by endpoint template.
-pub type CallCounts = BTreeMap<&'static str, u64>;
-
-/// A Slotti client for one `[slotti]` section.
+/// A Slotti client for one `[slotti]` section, on the shared exchange.
 pub struct Client {
-    http: reqwest::Client,
+    exchange: Exchange,
+    profile: Arc<Profile>,
     /// `base_url` + `booking/{tili}/api/v2/`.
     booking: reqwest::Url,
+    /// `[slotti] booking_account`, named by a 404 on the booking page.
+    booking_account: String,
     /// `base_url` + `api/v1/`.
     api: reqwest::Url,
     /// `Authorization: Basic base64(key + ":")`, or why the key cannot be sent.
     auth: Result<HeaderValue, String>,
     /// What never appears in an error text: the key and its Basic form.
     hidden: Vec<String>,
-    retry: RetryConfig,
-    max_response_bytes: u64,
-    meter: Arc<Mutex<CallCounts>>,
+    meter: Meter,
 }
 
 impl Client {
-    /// A client for `config.slotti`, with `[tampuuri]`'s timeout, retry and body cap. Refuses a
-    /// config loaded without its secrets.
-    pub fn new(config: &Config, slotti: &SlottiConfig) -> anyhow::Result<Client> {
+    /// A client for `config.slotti` on `exchange`, with `[tampuuri]`'s timeout, retry and
+    /// body cap and `[slotti] max_retry_after_secs`. Refuses a config loaded without its
+    /// secrets.
+    pub fn new(
+        config: &Config,
+        slotti: &SlottiConfig,
+        exchange: &Exchange,
+    ) -> anyhow::Result<Client> {
         if let Some(key) = config
             .unread_secrets
             .iter()
@@ -342,14 +352,6 @@ impl Client {
                 config.source.display()
             );
         }
-        crate::tampuuri::install_tls_provider();
-        let timeout = config.tampuuri.timeout;
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(config.tampuuri.software_version.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
         let booking = slotti
             .base_url
             .join(&format!("booking/{}/api/v2/", slotti.booking_account))?;
@@ -368,48 +370,38 @@ impl Client {
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
+        let profile = Profile {
+            remote: "Slotti",
+            cap_key: "[slotti] max_retry_after_secs",
+            max_retry_after: slotti.max_retry_after,
+            ..Profile::tampuuri(config)
+        };
         Ok(Client {
-            http,
+            exchange: exchange.clone(),
+            profile: Arc::new(profile),
             booking,
+            booking_account: slotti.booking_account.clone(),
             api,
             auth,
             hidden,
-            retry: config.tampuuri.retry.clone(),
-            max_response_bytes: config.tampuuri.max_response_bytes,
-            meter: Default::default(),
+            meter: Meter::new(METER_ACCOUNT),
         })
     }
 
-    /// Meters the calls sent since they were last recorded into the store's `api_calls` under
-    /// [`METER_ACCOUNT`], by endpoint, on today's Helsinki day; answers how many. If the store
-    /// cannot take them they stay counted here and the error is returned.
-    pub async fn record_calls(&self, store: &Handle) -> anyhow::Result<u64> {
-        let calls = std::mem::take(&mut *self.meter());
-        if calls.is_empty() {
-            return Ok(0);
-        }
-        let n = calls.values().sum();
-        let (day, kept) = (time::local_day(time::now()), calls.clone());
-        if let Err(e) = store
-            .call(move |s| s.record_calls(METER_ACCOUNT, &day, calls.iter().map(|(e, n)| (*e, *n))))
-            .await
-        {
-            let mut meter = self.meter();
-            for (endpoint, k) in kept {
-                *meter.entry(endpoint).or_default() += k;
-            }
-            return Err(e.context(format!("cannot meter {n} Slotti API call(s) in the store")));
-        }
-        Ok(n)
+    /// Slotti's calls, until they are recorded in the store ([`Meter::record`]) under
+    /// [`METER_ACCOUNT`].
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
     /// Calls sent and not yet recorded.
     pub fn unrecorded_calls(&self) -> u64 {
-        self.meter().values().sum()
+        self.meter.unrecorded()
     }
 
-    fn meter(&self) -> std::sync::MutexGuard<'_, CallCounts> {
-        self.meter.lock().expect("meter poisoned")
+    /// Requests that never reached Slotti since the last call of this: never metered.
+    pub fn take_unreached(&self) -> u64 {
+        self.meter.take_unreached()
     }
 
     /// `GET services`.
@@ -587,9 +579,8 @@ impl Client {
         })
     }
 
-    /// One call: attempts until one succeeds or [`classify`] says its failure is final, at most
-    /// `[tampuuri.retry] max_attempts` times, waiting the backoff delay (or `Retry-After`, when
-    /// longer) in between.
+    /// One call through the exchange: its retry loop, with [`classify`] deciding what each
+    /// answer means.
     async fn call<T>(
         &self,
         endpoint: &'static str,
@@ -603,96 +594,31 @@ impl Client {
             .auth
             .clone()
             .map_err(|detail| SlottiError::Invalid { endpoint, detail })?;
+        // A 404 on the booking page means no such page: its account is named.
+        let hint = url.as_str().starts_with(self.booking.as_str()).then(|| {
+            format!(
+                "check [slotti] booking_account = \"{}\": Slotti has no booking page {}",
+                self.booking_account, self.booking
+            )
+        });
         let call = Call {
             endpoint,
             kind,
-            max_response_bytes: self.max_response_bytes,
+            max_response_bytes: self.profile.max_response_bytes,
             hidden: &self.hidden,
+            url: url.to_string(),
+            hint,
         };
-        let delays = Backoff::jittered(self.retry.initial_delay, self.retry.max_delay);
-        let mut attempt = 1;
-        loop {
-            let reply = self
-                .exchange(endpoint, method.clone(), url.clone(), body, auth.clone())
-                .await;
-            let failure = match classify(&call, reply, &parse) {
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            if !failure.retry || attempt >= self.retry.max_attempts {
-                return Err(failure.error);
-            }
-            // A `Retry-After` longer than the longest backoff delay ends the call: the caller
-            // has the error (with it) and comes back later, rather than this call hanging.
-            if failure
-                .retry_after
-                .is_some_and(|d| d > self.retry.max_delay)
-            {
-                return Err(failure.error);
-            }
-            let delay = delays
-                .delay(attempt)
-                .max(failure.retry_after.unwrap_or_default());
-            tracing::warn!(endpoint, attempt, delay_ms = delay.as_millis() as u64, error = %failure.error, "Retrying a Slotti call.");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
-    }
-
-    /// Sends one request and reads what comes back (a body up to its cap), metering it unless
-    /// it never connected.
-    async fn exchange(
-        &self,
-        endpoint: &'static str,
-        method: Method,
-        url: reqwest::Url,
-        body: Option<&Value>,
-        auth: HeaderValue,
-    ) -> Reply {
-        let mut req = self
-            .http
-            .request(method, url)
-            .header(reqwest::header::AUTHORIZATION, auth);
+        let mut request = Request::new(endpoint, method, url, &self.hidden);
         if let Some(b) = body {
-            req = req.json(b);
+            request = request.json(b);
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Reply::Unreached(error_chain(e)),
-            Err(e) => {
-                *self.meter().entry(endpoint).or_default() += 1;
-                return Reply::Lost(error_chain(e));
-            }
-        };
-        *self.meter().entry(endpoint).or_default() += 1;
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .map(show_header);
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(parse_retry_after);
-        let body = if status.is_redirection() {
-            Body::Whole(Vec::new())
-        } else {
-            let cap = if status.is_success() {
-                self.max_response_bytes
-            } else {
-                self.max_response_bytes.min(ERROR_BODY_BYTES)
-            };
-            match read_body(resp, cap).await {
-                Ok(b) => b,
-                Err(e) => return Reply::Lost(error_chain(e)),
-            }
-        };
-        Reply::Answer(Answer {
-            status,
-            location,
-            retry_after,
-            body,
-        })
+        request.headers.insert(reqwest::header::AUTHORIZATION, auth);
+        self.exchange
+            .call(&self.profile, &self.meter, &request, |reply| {
+                classify(&call, reply, &parse)
+            })
+            .await
     }
 }
 
@@ -703,30 +629,10 @@ struct Call<'a> {
     max_response_bytes: u64,
     /// Never quoted in an error.
     hidden: &'a [String],
-}
-
-/// What one request came to.
-enum Reply {
-    /// It never connected: nothing reached Slotti.
-    Unreached(String),
-    /// Sent, but no whole answer came back: Slotti may have acted on it.
-    Lost(String),
-    Answer(Answer),
-}
-
-struct Answer {
-    status: StatusCode,
-    location: Option<String>,
-    retry_after: Option<Duration>,
-    body: Body,
-}
-
-/// One attempt's failure, and whether to try again.
-#[derive(Debug)]
-struct Failure {
-    error: SlottiError,
-    retry: bool,
-    retry_after: Option<Duration>,
+    /// Named by a 404.
+    url: String,
+    /// What a 404 adds (on the booking page: its account).
+    hint: Option<String>,
 }
 
 /// The decision about one request: its value, or which [`SlottiError`] it is and whether it
@@ -739,7 +645,7 @@ fn classify<T>(
     call: &Call<'_>,
     reply: Reply,
     parse: impl FnOnce(&[u8]) -> Result<T, String>,
-) -> Result<T, Failure> {
+) -> Result<T, Failure<SlottiError>> {
     let endpoint = call.endpoint;
     let write = call.kind == Kind::Write;
     let fail = |error: SlottiError, retry: bool| Failure {
@@ -821,59 +727,98 @@ fn classify<T>(
             }
         });
     }
-    let message = excerpt(&bytes, call.hidden);
-    let error = match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SlottiError::Auth {
-            endpoint,
-            status: code,
-        },
+    Err(refusal(call, status, answer.retry_after, &bytes))
+}
+
+/// What an error status means, with Slotti's own words from its body.
+fn refusal(
+    call: &Call<'_>,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: &[u8],
+) -> Failure<SlottiError> {
+    let (endpoint, code) = (call.endpoint, status.as_u16());
+    let write = call.kind == Kind::Write;
+    let message = scrub(&server_words(bytes), call.hidden);
+    let (error, retry) = match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+            SlottiError::Auth {
+                endpoint,
+                status: code,
+                message,
+            },
+            false,
+        ),
         StatusCode::TOO_MANY_REQUESTS => {
-            return Err(Failure {
-                error: SlottiError::RateLimited {
-                    endpoint,
-                    retry_after: answer.retry_after,
-                },
+            let error = SlottiError::RateLimited {
+                endpoint,
+                retry_after,
+                message,
+            };
+            return Failure {
+                error,
                 retry: true,
-                retry_after: answer.retry_after,
-            });
+                retry_after,
+            };
         }
-        StatusCode::NOT_FOUND => SlottiError::NotFound { endpoint },
-        StatusCode::CONFLICT if endpoint == endpoint::BOOK => SlottiError::SlotTaken {
-            endpoint,
-            status: code,
-            message,
-        },
-        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
-            if endpoint == endpoint::BOOK && says_taken(&message) =>
-        {
+        StatusCode::NOT_FOUND => {
+            let hint = call
+                .hint
+                .as_ref()
+                .map_or_else(String::new, |h| format!("; {h}"));
+            let detail = format!("{}: {message}{hint}", call.url);
+            (SlottiError::NotFound { endpoint, detail }, false)
+        }
+        StatusCode::CONFLICT if endpoint == endpoint::BOOK => (
             SlottiError::SlotTaken {
                 endpoint,
                 status: code,
                 message,
-            }
-        }
-        s if s.is_server_error() && write => SlottiError::InDoubt {
-            endpoint,
-            status: Some(code),
-            detail: format!("HTTP {code}: {message}"),
-        },
-        s if s.is_server_error() => {
-            return Err(fail(
-                SlottiError::Server {
+            },
+            false,
+        ),
+        StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
+            if endpoint == endpoint::BOOK && says_taken(&message) =>
+        {
+            (
+                SlottiError::SlotTaken {
                     endpoint,
                     status: code,
                     message,
                 },
-                true,
-            ));
+                false,
+            )
         }
-        _ => SlottiError::Rejected {
-            endpoint,
-            status: code,
-            message,
-        },
+        s if s.is_server_error() && write => (
+            SlottiError::InDoubt {
+                endpoint,
+                status: Some(code),
+                detail: format!("HTTP {code}: {message}"),
+            },
+            false,
+        ),
+        s if s.is_server_error() => (
+            SlottiError::Server {
+                endpoint,
+                status: code,
+                message,
+            },
+            true,
+        ),
+        _ => (
+            SlottiError::Rejected {
+                endpoint,
+                status: code,
+                message,
+            },
+            false,
+        ),
     };
-    Err(fail(error, false))
+    Failure {
+        error,
+        retry,
+        retry_after: None,
+    }
 }
 
 /// Whether a refusal's text says the time is not free (the seed documents no error codes).
@@ -897,32 +842,10 @@ fn says_taken(message: &str) -> bool {
     .any(|w| m.contains(w))
 }
 
-/// At most this many characters of an error answer are quoted.
-const EXCERPT_CHARS: usize = 200;
-
-/// The start of an error answer, as text, without any hidden value.
-fn excerpt(body: &[u8], hidden: &[String]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = scrub(text.trim(), hidden);
-    let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
-    if text.chars().count() > EXCERPT_CHARS {
-        out.push('…');
-    }
-    if out.is_empty() {
-        out.push_str("(no body)");
-    }
-    out
-}
-
-fn scrub(text: &str, hidden: &[String]) -> String {
-    hidden
-        .iter()
-        .fold(text.to_owned(), |t, h| t.replace(h.as_str(), "***"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Answer;
 
     fn answer(status: u16, body: &str) -> Reply {
         Reply::Answer(Answer {
@@ -941,6 +864,8 @@ mod tests {
             kind,
             max_response_bytes: 1000,
             hidden: &hidden,
+            url: "http://slotti.example/api/v1/x".into(),
+            hint: None,
         };
         let parse = |b: &[u8]| -> Result<i64, String> {
             std::str::from_utf8(b)
@@ -1089,6 +1014,8 @@ mod tests {
             kind: Kind::Write,
             max_response_bytes: 1000,
             hidden: &hidden,
+            url: "http://slotti.example/api/v1/x".into(),
+            hint: None,
         };
         let long = format!("bad key sekret-key {}", "x".repeat(500));
         let e = classify(&call, answer(400, &long), |_| Ok(()))

@@ -36,10 +36,11 @@ pub fn span(horizon_days: u32, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<U
 pub async fn run(
     config: &Config,
     slotti: &SlottiConfig,
+    exchange: &crate::remote::Exchange,
     store: &Handle,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ReconcileRun> {
-    match Client::new(config, slotti) {
+    match Client::new(config, slotti, exchange) {
         Ok(client) => reconcile(&client, slotti, store, now).await,
         Err(e) => {
             let run = ReconcileRun {
@@ -69,7 +70,7 @@ pub async fn reconcile(
         ..Default::default()
     };
     let listed = client.bookings(from, to).await;
-    let metered = client.record_calls(store).await;
+    let metered = client.meter().record(store).await;
     run.calls = client.unrecorded_calls() + metered.as_ref().copied().unwrap_or(0);
     if let Err(e) = &metered {
         tracing::warn!(

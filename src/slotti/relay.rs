@@ -289,6 +289,7 @@ mod tests {
                 SlottiError::RateLimited {
                     endpoint: e,
                     retry_after: None,
+                    message: "(no body)".into(),
                 },
                 "retry",
             ),
@@ -296,6 +297,7 @@ mod tests {
                 SlottiError::Auth {
                     endpoint: e,
                     status: 401,
+                    message: "(no body)".into(),
                 },
                 "retry",
             ),

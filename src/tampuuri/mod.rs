@@ -1,15 +1,17 @@
-//! The Tampuuri API boundary: an HTTP client per account that sends the six auth headers,
-//! throttles, retries what is safe to retry, meters every call, and turns responses into
-//! [`crate::model`] types. Wire types never leave this module.
+//! The Tampuuri API boundary: a client per account that sends the six auth headers and turns
+//! responses into [`crate::model`] types. Wire types never leave this module. Sending,
+//! throttling, retrying, the `Retry-After` cap, the body cap and metering are the shared
+//! exchange's ([`crate::remote`]); this module decides what an answer means.
 //!
 //! Every call is billed and loads the property manager's own system, so the client is frugal:
-//! reads are retried with exponential backoff and jitter on 5xx, 429 (honouring `Retry-After`),
+//! reads are retried with exponential backoff and jitter on 5xx, 429 (honouring `Retry-After`
+//! up to `[tampuuri] max_retry_after_secs`; a longer one fails the call for this cycle),
 //! timeouts and connection errors, up to a bounded number of attempts; other 4xx are never
 //! retried. Writes (state changes, creates) are retried only when the request surely was not
 //! applied (it never connected, or Tampuuri answered 429); any other failure of a write is
 //! returned as [`ApiError::OutcomeUnknown`] or [`ApiError::Server`] for the caller to resolve.
-//! What an answer means is decided in one pure function, `classify`; `Client::exchange` is the
-//! mechanism (send, read the bounded body, meter) and `Client::call` the retry loop.
+//! What an answer means is decided in one pure function, `classify`. An error quotes what
+//! Tampuuri said (escaped, cut short, without the account's secrets) beside our hint.
 //!
 //! Hostile or broken answers stay bounded: no redirect is followed (the credentials go to
 //! `base_url` only; a 3xx to a read is an error naming its `Location`, to a write an unknown
@@ -27,23 +29,19 @@
 
 mod wire;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::action::{Action, Attachment, NewTicket};
-use crate::backoff::Backoff;
-use crate::config::{AccountConfig, Config, RetryConfig};
+use crate::config::{AccountConfig, Config};
 use crate::model::Ticket;
-use crate::store::Handle;
-use crate::time;
+pub use crate::remote::CallCounts;
+use crate::remote::{Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, server_words};
 pub use wire::{
     ADDRESS_FIELDS, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
     StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
@@ -103,15 +101,25 @@ pub mod endpoint {
 /// and the endpoint, and never carry a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// A 401 or 403: one of the six headers is wrong. Tampuuri's message says which, at times.
     #[error(
-        "account {account}: Tampuuri refused the credentials (HTTP {status}): check the API key, username and password of this account"
+        "account {account}: Tampuuri refused the credentials (HTTP {status}): {message}; check what this account sends: customer_name (X-AsiakasNimi), the account name, its `name` (X-TiliNimi), username (X-Kayttajatunnus), api_key (X-TampuuriAvain) and password (X-Salasana)"
     )]
-    Auth { account: String, status: u16 },
-    #[error("account {account}: {endpoint}: rate limited by Tampuuri (HTTP 429) on every attempt")]
+    Auth {
+        account: String,
+        status: u16,
+        message: String,
+    },
+    /// A 429 on every attempt, or one asking a wait beyond `[tampuuri] max_retry_after_secs`.
+    #[error(
+        "account {account}: {endpoint}: rate limited by Tampuuri (HTTP 429{}): {message}",
+        wait_asked(retry_after)
+    )]
     RateLimited {
         account: String,
         endpoint: &'static str,
         retry_after: Option<Duration>,
+        message: String,
     },
     #[error("account {account}: {endpoint}: Tampuuri failed (HTTP {status}): {message}")]
     Server {
@@ -153,10 +161,12 @@ pub enum ApiError {
         status: u16,
         location: String,
     },
-    #[error("account {account}: {endpoint}: not found (HTTP 404)")]
+    /// A 404; `detail` names the URL and quotes Tampuuri.
+    #[error("account {account}: {endpoint}: not found (HTTP 404) at {detail}")]
     NotFound {
         account: String,
         endpoint: &'static str,
+        detail: String,
     },
     #[error("account {account}: {endpoint}: unreadable response: {detail}")]
     Malformed {
@@ -177,6 +187,11 @@ pub enum ApiError {
     Credentials { account: String, detail: String },
 }
 
+/// `, Retry-After N s` when a 429 asked a wait.
+pub(crate) fn wait_asked(retry_after: &Option<Duration>) -> String {
+    retry_after.map_or_else(String::new, |d| format!(", Retry-After {} s", d.as_secs()))
+}
+
 impl ApiError {
     /// Whether trying again later may succeed (a permanent rejection or bad credentials won't).
     pub fn is_transient(&self) -> bool {
@@ -191,42 +206,27 @@ impl ApiError {
     }
 }
 
-/// Whether a call may be repeated blindly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A read: any transient failure is retried.
-    Read,
-    /// A change: retried only when it surely was not applied.
-    Write,
-}
+/// Installs rustls' `ring` crypto provider (see [`crate::remote::install_tls_provider`]).
+pub use crate::remote::install_tls_provider;
 
-/// Installs rustls' `ring` crypto provider as the process default. reqwest is built without a
-/// provider of its own (to keep aws-lc, a large C build, out of the tree), and panics when it
-/// builds a client while none is installed, even for plain `http://`. Call it before building
-/// any `reqwest::Client`; [`Api::new`] does. Idempotent: a provider installed earlier is kept.
-pub fn install_tls_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // An error means another thread installed one in between, which serves as well.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
-/// Shared by all accounts' clients: one connection pool and one throttle per API host.
+/// Shared by all accounts' clients: the exchange (one connection pool per origin, one throttle
+/// per API host) and how Tampuuri is called.
 #[derive(Clone)]
 pub struct Api {
-    http: reqwest::Client,
-    throttles: Arc<Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>>,
-    max_rps: f64,
-    retry: RetryConfig,
+    exchange: Exchange,
+    profile: Arc<Profile>,
     software_version: String,
-    max_response_bytes: u64,
 }
 
 impl Api {
-    /// Builds the shared HTTP client from `[tampuuri]`. It follows no redirect: reqwest strips
-    /// only `Authorization` on a cross-host hop, and our credentials are other headers.
-    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured (reqwest's default).
+    /// The API of `config`, on an exchange of its own (a command's; the daemon's
+    /// [`Api::on`] shares one).
     pub fn new(config: &Config) -> anyhow::Result<Api> {
+        Api::on(config, Exchange::new(config)?)
+    }
+
+    /// The API of `config` on `exchange`. Refuses a config loaded without its secrets.
+    pub fn on(config: &Config, exchange: Exchange) -> anyhow::Result<Api> {
         if !config.unread_secrets.is_empty() {
             anyhow::bail!(
                 "{}: the config was loaded without its secrets ({}), so it cannot call Tampuuri",
@@ -234,50 +234,40 @@ impl Api {
                 config.unread_secrets.join(", ")
             );
         }
-        install_tls_provider();
-        let http = reqwest::Client::builder()
-            .timeout(config.tampuuri.timeout)
-            .connect_timeout(config.tampuuri.timeout.min(Duration::from_secs(10)))
-            .user_agent(config.tampuuri.software_version.clone())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
         Ok(Api {
-            http,
-            throttles: Default::default(),
-            max_rps: config.tampuuri.max_requests_per_second,
-            retry: config.tampuuri.retry.clone(),
+            exchange,
+            profile: Arc::new(Profile::tampuuri(config)),
             software_version: config.tampuuri.software_version.clone(),
-            max_response_bytes: config.tampuuri.max_response_bytes,
         })
     }
 
-    /// A client for one account; accounts on the same host share its throttle.
+    /// The exchange this API calls through, for the other remotes (Slotti) to share.
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// A client for one account; accounts on the same host share its throttle and pool.
     pub fn client(&self, account: &AccountConfig) -> anyhow::Result<Client> {
         let base = reqwest::Url::parse(&account.base_url)?;
-        let host = base.host_str().unwrap_or_default().to_owned();
-        let throttle = (self.max_rps > 0.0).then(|| {
-            let mut map = self.throttles.lock().expect("throttle map poisoned");
-            map.entry(host)
-                .or_insert_with(|| {
-                    let period = Duration::from_secs_f64(1.0 / self.max_rps);
-                    let quota = Quota::with_period(period).expect("a positive period");
-                    Arc::new(RateLimiter::direct(quota))
-                })
-                .clone()
-        });
         // A value HTTP cannot carry (a newline in a password file) fails this account's calls,
         // not the building of every account's client.
         let headers = account_headers(account, &self.software_version);
+        let hidden = [
+            account.api_key.expose_secret(),
+            account.password.expose_secret(),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
         Ok(Client {
-            http: self.http.clone(),
+            exchange: self.exchange.clone(),
+            profile: self.profile.clone(),
             account: account.name.clone(),
             base,
             headers,
-            throttle,
-            retry: self.retry.clone(),
-            max_response_bytes: self.max_response_bytes,
-            meter: Default::default(),
-            unreached: Default::default(),
+            hidden,
+            meter: Meter::new(account.name.clone()),
         })
     }
 }
@@ -325,22 +315,17 @@ fn account_headers(account: &AccountConfig, software_version: &str) -> Result<He
     Ok(headers)
 }
 
-/// Calls made, by endpoint template.
-pub type CallCounts = BTreeMap<&'static str, u64>;
-
 /// The API as seen by one account.
 pub struct Client {
-    http: reqwest::Client,
+    exchange: Exchange,
+    profile: Arc<Profile>,
     account: String,
     base: reqwest::Url,
     /// The six headers, or why they cannot be sent.
     headers: Result<HeaderMap, String>,
-    throttle: Option<Arc<DefaultDirectRateLimiter>>,
-    retry: RetryConfig,
-    max_response_bytes: u64,
-    meter: Arc<Mutex<CallCounts>>,
-    /// Requests that never reached Tampuuri (no connection): not billed, not in `meter`.
-    unreached: Arc<AtomicU64>,
+    /// The key and the password: never in what an error quotes.
+    hidden: Vec<String>,
+    meter: Meter,
 }
 
 impl Client {
@@ -348,51 +333,20 @@ impl Client {
         &self.account
     }
 
-    /// Meters the calls sent since they were last recorded (retries included: each one is
-    /// billed) into the store's `api_calls`, by endpoint, on today's Helsinki day, and answers
-    /// how many there were. This is the only way calls leave the client's meter. If the store
-    /// cannot take them they stay counted here, for the next time, and the error is returned.
-    pub async fn record_calls(&self, store: &Handle) -> anyhow::Result<u64> {
-        let calls = std::mem::take(&mut *self.meter());
-        if calls.is_empty() {
-            return Ok(0);
-        }
-        let n = calls.values().sum();
-        let (name, day, kept) = (
-            self.account.clone(),
-            time::local_day(time::now()),
-            calls.clone(),
-        );
-        if let Err(e) = store
-            .call(move |s| s.record_calls(&name, &day, calls.iter().map(|(e, n)| (*e, *n))))
-            .await
-        {
-            let mut meter = self.meter();
-            for (endpoint, k) in kept {
-                *meter.entry(endpoint).or_default() += k;
-            }
-            return Err(e.context(format!(
-                "account {}: cannot meter {n} API call(s) in the store",
-                self.account
-            )));
-        }
-        Ok(n)
+    /// This account's calls, until they are recorded in the store ([`Meter::record`]).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
     }
 
-    /// Calls sent and not yet recorded (see [`Client::record_calls`]), for a report that has
-    /// no store to meter them in.
+    /// Calls sent and not yet recorded, for a report that has no store to meter them in.
     pub fn unrecorded_calls(&self) -> u64 {
-        self.meter().values().sum()
-    }
-
-    fn meter(&self) -> std::sync::MutexGuard<'_, CallCounts> {
-        self.meter.lock().expect("meter poisoned")
+        self.meter.unrecorded()
     }
 
     /// Requests that never reached Tampuuri (connection refused, DNS, TLS handshake, proxy)
     /// since the last call of this: not API calls, so never metered.
     pub fn take_unreached(&self) -> u64 {
-        self.unreached.swap(0, Ordering::Relaxed)
+        self.meter.take_unreached()
     }
 
     /// One page of the open tickets of `query`, from `offset` (`POST ilmoitukset/selaa`).
@@ -520,9 +474,8 @@ impl Client {
             .map(|()| None)
     }
 
-    /// One call: attempts until one succeeds or [`classify`] says its failure is final, at most
-    /// `[tampuuri.retry] max_attempts` times, waiting the backoff delay (or `Retry-After`, when
-    /// longer) in between.
+    /// One call through the exchange: its retry loop, with [`classify`] deciding what each
+    /// answer means.
     async fn call<T>(
         &self,
         endpoint: &'static str,
@@ -537,102 +490,31 @@ impl Client {
             endpoint,
             detail: format!("bad URL: {e}"),
         })?;
+        // Credentials HTTP cannot carry: nothing is sent.
+        let headers = self
+            .headers
+            .clone()
+            .map_err(|detail| ApiError::Credentials {
+                account: self.account.clone(),
+                detail,
+            })?;
+        let mut request = Request::new(endpoint, method, url.clone(), &self.hidden);
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        request.headers.extend(headers);
         let call = Call {
             account: &self.account,
             endpoint,
             kind,
-            max_response_bytes: self.max_response_bytes,
+            max_response_bytes: self.profile.max_response_bytes,
+            url: url.as_str(),
         };
-        let delays = Backoff::jittered(self.retry.initial_delay, self.retry.max_delay);
-        let mut attempt = 1;
-        loop {
-            let failure = match self
-                .exchange(endpoint, method.clone(), url.clone(), body)
-                .await
-                .and_then(|reply| classify(&call, reply, &parse))
-            {
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            if !failure.retry || attempt >= self.retry.max_attempts {
-                return Err(failure.error);
-            }
-            let delay = delays.delay(attempt);
-            let delay = delay.max(failure.retry_after.unwrap_or_default());
-            tracing::warn!(account = %self.account, endpoint, attempt, delay_ms = delay.as_millis() as u64, error = %failure.error, "Retrying a Tampuuri call.");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
-    }
-
-    /// Sends one request and reads what comes back (a body up to its cap), metering it as a
-    /// call unless it never connected. `Err` only when the account's credentials cannot be
-    /// sent: then nothing is.
-    async fn exchange(
-        &self,
-        endpoint: &'static str,
-        method: Method,
-        url: reqwest::Url,
-        body: Option<&Value>,
-    ) -> Result<Reply, Failure> {
-        let headers = match &self.headers {
-            Ok(h) => h.clone(),
-            Err(detail) => {
-                return Err(Failure {
-                    error: ApiError::Credentials {
-                        account: self.account.clone(),
-                        detail: detail.clone(),
-                    },
-                    retry: false,
-                    retry_after: None,
-                });
-            }
-        };
-        if let Some(t) = &self.throttle {
-            t.until_ready().await;
-        }
-        let mut req = self.http.request(method, url).headers(headers);
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            // A request that never connected reached nothing: it is not an API call.
-            Err(e) if e.is_connect() => {
-                self.unreached.fetch_add(1, Ordering::Relaxed);
-                return Ok(Reply::Unreached(error_chain(e)));
-            }
-            Err(e) => {
-                *self.meter().entry(endpoint).or_default() += 1;
-                return Ok(Reply::Lost(error_chain(e)));
-            }
-        };
-        *self.meter().entry(endpoint).or_default() += 1;
-        let status = resp.status();
-        let header = |name| resp.headers().get(name);
-        let location = header(reqwest::header::LOCATION).map(show_header);
-        let retry_after = header(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
-        let body = if status.is_redirection() {
-            // A redirect is judged by its status and Location alone.
-            Body::Whole(Vec::new())
-        } else {
-            // An error answer is read for its message only, so a smaller cap does.
-            let cap = if status.is_success() {
-                self.max_response_bytes
-            } else {
-                self.max_response_bytes.min(ERROR_BODY_BYTES)
-            };
-            match read_body(resp, cap).await {
-                Ok(b) => b,
-                Err(e) => return Ok(Reply::Lost(error_chain(e))),
-            }
-        };
-        Ok(Reply::Answer(Answer {
-            status,
-            location,
-            retry_after,
-            body,
-        }))
+        self.exchange
+            .call(&self.profile, &self.meter, &request, |reply| {
+                classify(&call, reply, &parse)
+            })
+            .await
     }
 }
 
@@ -642,48 +524,18 @@ struct Call<'a> {
     endpoint: &'static str,
     kind: Kind,
     max_response_bytes: u64,
+    /// Named by a 404.
+    url: &'a str,
 }
 
-/// What one request came to, as [`Client::exchange`] saw it.
-enum Reply {
-    /// It never connected (refused, DNS, TLS handshake, proxy): nothing reached Tampuuri.
-    Unreached(String),
-    /// It was sent, but no whole answer came back (a timeout, a lost connection, a body cut
-    /// off): Tampuuri may have acted on it.
-    Lost(String),
-    /// An HTTP answer.
-    Answer(Answer),
-}
-
-/// An HTTP answer, its body read up to its cap (a redirect's body is not read).
-struct Answer {
-    status: StatusCode,
-    /// The `Location` header, as printable text.
-    location: Option<String>,
-    retry_after: Option<Duration>,
-    body: Body,
-}
-
-/// One attempt's failure, and whether to try again.
-#[derive(Debug)]
-struct Failure {
-    error: ApiError,
-    /// Try again: a transient failure of a read, or of a write that surely was not applied
-    /// (it never connected, or Tampuuri refused it before acting on it: a 429).
-    retry: bool,
-    /// Not before this (a 429's `Retry-After`).
-    retry_after: Option<Duration>,
-}
-
-impl Failure {
-    /// `error` on a `call`; `not_applied` when the request certainly had no effect (it never
-    /// connected, or Tampuuri refused it before acting on it).
-    fn new(call: &Call<'_>, error: ApiError, not_applied: bool) -> Failure {
-        Failure {
-            retry: error.is_transient() && (call.kind == Kind::Read || not_applied),
-            error,
-            retry_after: None,
-        }
+/// `error` on a `call`, retried when it is transient and the call a read, or a write that
+/// certainly had no effect (`not_applied`: it never connected, or Tampuuri refused it before
+/// acting on it).
+fn failure(call: &Call<'_>, error: ApiError, not_applied: bool) -> Failure<ApiError> {
+    Failure {
+        retry: error.is_transient() && (call.kind == Kind::Read || not_applied),
+        error,
+        retry_after: None,
     }
 }
 
@@ -699,9 +551,9 @@ fn classify<T>(
     call: &Call<'_>,
     reply: Reply,
     parse: impl FnOnce(&[u8]) -> Result<T, String>,
-) -> Result<T, Failure> {
+) -> Result<T, Failure<ApiError>> {
     let (account, endpoint) = (call.account.to_owned(), call.endpoint);
-    let fail = |error, not_applied| Failure::new(call, error, not_applied);
+    let fail = |error, not_applied| failure(call, error, not_applied);
     let answer = match reply {
         Reply::Unreached(detail) => {
             let error = ApiError::Unreachable {
@@ -773,21 +625,22 @@ fn classify<T>(
 }
 
 /// What an error status (4xx, 5xx, or any other that is neither success nor redirect) means,
-/// with the message of its body.
+/// with the server's own words from its body.
 fn refusal(
     call: &Call<'_>,
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
-) -> Failure {
+) -> Failure<ApiError> {
     let (account, endpoint) = (call.account.to_owned(), call.endpoint);
-    let message = wire::error_message(body);
+    let message = server_words(body);
     let code = status.as_u16();
     let (error, not_applied) = match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
             ApiError::Auth {
                 account,
                 status: code,
+                message,
             },
             true,
         ),
@@ -796,13 +649,30 @@ fn refusal(
                 account,
                 endpoint,
                 retry_after,
+                message,
             };
             return Failure {
                 retry_after,
-                ..Failure::new(call, error, true)
+                ..failure(call, error, true)
             };
         }
-        StatusCode::NOT_FOUND => (ApiError::NotFound { account, endpoint }, true),
+        StatusCode::NOT_FOUND => {
+            // The list is the first call of every sync and check: a 404 there is the address.
+            let hint = if endpoint == endpoint::SELAA {
+                "; check [tampuuri] base_url (or the account's): Tampuuri's API is under /v10/api/, as in https://api.tampuuri.fi/v10/api/"
+            } else {
+                ""
+            };
+            let detail = format!("{}: {message}{hint}", call.url);
+            (
+                ApiError::NotFound {
+                    account,
+                    endpoint,
+                    detail,
+                },
+                true,
+            )
+        }
         s if s.is_server_error() => (
             ApiError::Server {
                 account,
@@ -822,107 +692,13 @@ fn refusal(
             true,
         ),
     };
-    Failure::new(call, error, not_applied)
-}
-
-/// How much of an error answer is read for its message.
-pub(crate) const ERROR_BODY_BYTES: u64 = 64 * 1024;
-
-/// A response body read up to a cap.
-pub(crate) enum Body {
-    Whole(Vec<u8>),
-    /// The body is longer than the cap (by its `Content-Length`, or as it streamed); what was
-    /// read up to the cap.
-    Truncated(Vec<u8>),
-}
-
-/// Reads a body chunk by chunk, never holding more than `cap` bytes of it; a declared
-/// `Content-Length` over the cap is refused before reading.
-pub(crate) async fn read_body(
-    mut resp: reqwest::Response,
-    cap: u64,
-) -> Result<Body, reqwest::Error> {
-    if resp.content_length().is_some_and(|n| n > cap) {
-        return Ok(Body::Truncated(Vec::new()));
-    }
-    let mut out = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
-    while let Some(chunk) = resp.chunk().await? {
-        let room = cap.saturating_sub(out.len() as u64) as usize;
-        if chunk.len() > room {
-            out.extend_from_slice(&chunk[..room]);
-            return Ok(Body::Truncated(out));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(Body::Whole(out))
-}
-
-/// A header value from the server as printable text, bounded in length.
-pub(crate) fn show_header(v: &HeaderValue) -> String {
-    let text = String::from_utf8_lossy(v.as_bytes());
-    let mut out: String = text
-        .chars()
-        .take(200)
-        .flat_map(char::escape_default)
-        .collect();
-    if text.chars().count() > 200 {
-        out.push('…');
-    }
-    out
-}
-
-/// `Retry-After` as seconds or as an HTTP date.
-pub(crate) fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
-    let s = v.to_str().ok()?.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(s).ok()?;
-    (when.with_timezone(&chrono::Utc) - chrono::Utc::now())
-        .to_std()
-        .ok()
-}
-
-/// A reqwest error with its whole cause chain ("error sending request: client error
-/// (Connect): tcp connect error: Connection refused (os error 111)"), without the URL.
-pub(crate) fn error_chain(e: reqwest::Error) -> String {
-    let timed_out = e.is_timeout();
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        // Some errors repeat their source's text in their own.
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    if timed_out && !out.contains("timed out") {
-        out.push_str(" (timed out)");
-    }
-    out
+    failure(call, error, not_applied)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        assert_eq!(
-            parse_retry_after(&HeaderValue::from_static("3")),
-            Some(Duration::from_secs(3))
-        );
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
-        let d = parse_retry_after(&HeaderValue::from_str(&later).unwrap()).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
-    }
+    use crate::remote::Answer;
 
     /// An HTTP answer with a whole body.
     fn answer(status: u16, body: &str) -> Reply {
@@ -952,6 +728,7 @@ mod tests {
             endpoint: endpoint::BASE64,
             kind,
             max_response_bytes: 1000,
+            url: "http://tampuuri.example/v10/api/ilmoitukset/base64",
         };
         let parse = |b: &[u8]| -> Result<i64, String> {
             let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
@@ -1111,6 +888,62 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_quotes_the_server_and_names_every_header_that_could_be_wrong() {
+        let said = "Virheellinen avain, tili, käyttäjätunnus tai salasana";
+        let auth = decided(Kind::Read, answer(403, said)).1.unwrap();
+        for part in [
+            said,
+            "HTTP 403",
+            "customer_name (X-AsiakasNimi)",
+            "account name",
+            "X-TiliNimi",
+            "username (X-Kayttajatunnus)",
+            "api_key (X-TampuuriAvain)",
+            "password (X-Salasana)",
+        ] {
+            assert!(auth.contains(part), "{part:?} not in {auth}");
+        }
+        let json = decided(
+            Kind::Read,
+            answer(401, r#"{"Message": "Otsake X-AsiakasNimi puuttuu"}"#),
+        );
+        assert!(json.1.unwrap().contains(": Otsake X-AsiakasNimi puuttuu;"));
+        // A control character in the server's words reaches no terminal raw.
+        let hostile = decided(Kind::Read, answer(400, "bad\x1b[2Jthing"))
+            .1
+            .unwrap();
+        assert!(hostile.contains("bad\\x1b[2Jthing"), "{hostile}");
+    }
+
+    #[test]
+    fn a_404_on_the_list_names_the_url_and_the_v10_api_suffix() {
+        let url = "http://tampuuri.example/ilmoitukset/selaa";
+        let call = |endpoint| Call {
+            account: "acme",
+            endpoint,
+            kind: Kind::Read,
+            max_response_bytes: 1000,
+            url,
+        };
+        let said = r#"{"Message": "No HTTP resource was found"}"#;
+        let list = classify(&call(endpoint::SELAA), answer(404, said), |_| Ok(()))
+            .unwrap_err()
+            .error
+            .to_string();
+        for part in [url, "No HTTP resource was found", "base_url", "/v10/api/"] {
+            assert!(list.contains(part), "{part:?} not in {list}");
+        }
+        let write = classify(&call(endpoint::VASTAANOTA), answer(404, said), |_| Ok(()))
+            .unwrap_err()
+            .error
+            .to_string();
+        assert!(
+            write.contains(url) && !write.contains("/v10/api/"),
+            "{write}"
+        );
+    }
+
+    #[test]
     fn an_answers_message_names_the_account_the_endpoint_and_what_the_server_said() {
         let msg = |kind, reply| decided(kind, reply).1.unwrap();
         let read = msg(Kind::Read, with_location(307, "http://elsewhere.example/x"));
@@ -1156,16 +989,5 @@ mod tests {
             }),
         );
         assert!(large.contains("max_response_bytes = 1000"), "{large}");
-    }
-
-    #[test]
-    fn the_ring_provider_is_installed_once_and_builds_an_https_client() {
-        install_tls_provider();
-        install_tls_provider();
-        let provider = rustls::crypto::CryptoProvider::get_default().expect("a provider");
-        assert!(!provider.cipher_suites.is_empty());
-        let http = reqwest::Client::builder().build().expect("client builds");
-        let req = http.get("https://tampuuri.example/api/").build().unwrap();
-        assert_eq!(req.url().scheme(), "https");
     }
 }

@@ -306,21 +306,6 @@ pub fn create_body(t: &NewTicket, attachments: &[Attachment]) -> Value {
     Value::Object(body)
 }
 
-/// Tampuuri's error message from an error body (ASP.NET style `{"Message": "..."}`, assumed),
-/// else the start of the body as text.
-pub fn error_message(body: &[u8]) -> String {
-    if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
-        for key in ["Message", "message", "ExceptionMessage", "error", "title"] {
-            if let Some(Value::String(s)) = m.get(key) {
-                return s.clone();
-            }
-        }
-    }
-    String::from_utf8_lossy(&body[..body.len().min(300)])
-        .trim()
-        .to_owned()
-}
-
 /// One notification of a webhook delivery, as the store keeps it. Every field is optional: a
 /// notification is recorded whatever it lacks, and processing decides what it can use.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -187,6 +187,57 @@ async fn every_call_is_metered_once_by_the_client_whoever_made_it() {
     );
 }
 
+/// Every outgoing HTTP call goes through `src/remote/`: it is the one place (the simulator
+/// aside, which must use none of our code) that builds an HTTP client, so one pool, throttle,
+/// timeout, redirect policy and Retry-After rule hold for every remote.
+#[test]
+fn one_place_builds_http_clients() {
+    let needles = [
+        "Client::builder(",
+        "ClientBuilder::new(",
+        "reqwest::Client::new(",
+        "reqwest::Client::default(",
+    ];
+    let (scanned, found) = offending_lines(&needles, &["src/sim/"]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(
+        found.len() == 1 && found[0].starts_with("src/remote/mod.rs:"),
+        "HTTP clients are built in src/remote/mod.rs only:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The remote clients are handed a meter; they know nothing of the store.
+#[test]
+fn tampuuri_and_slotti_import_nothing_from_the_store() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/tampuuri"), &mut files);
+    let tampuuri = files.len();
+    let mut slotti = Vec::new();
+    rust_files(&root.join("src/slotti"), &mut slotti);
+    // The client and its wire format; the visit logic beside them (book, tell, reconcile)
+    // is the engine's and moves out of src/slotti/ in its own step.
+    let client_files = ["mod.rs", "wire.rs", "config.rs", "slots.rs", "message.rs"];
+    files.extend(
+        slotti
+            .into_iter()
+            .filter(|f| client_files.iter().any(|n| f.ends_with(n))),
+    );
+    assert!(tampuuri >= 2 && files.len() >= 7, "{files:?}");
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if code.contains("crate::store") || code.contains("store::Handle") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
 #[tokio::test]
 async fn calls_the_store_cannot_take_stay_counted_in_the_client() {
     let env = Setup::tickets(2).start().await;
@@ -201,7 +252,7 @@ async fn calls_the_store_cannot_take_stay_counted_in_the_client() {
     let db = env.db();
     db.execute_batch("ALTER TABLE api_calls RENAME TO api_calls_away")
         .unwrap();
-    let e = format!("{:#}", client.record_calls(&store).await.unwrap_err());
+    let e = format!("{:#}", client.meter().record(&store).await.unwrap_err());
     assert!(
         e.contains("sim-1") && e.contains("cannot meter 1 API call"),
         "{e}"
@@ -209,10 +260,10 @@ async fn calls_the_store_cannot_take_stay_counted_in_the_client() {
     assert_eq!(client.unrecorded_calls(), 1, "kept for the next time");
     db.execute_batch("ALTER TABLE api_calls_away RENAME TO api_calls")
         .unwrap();
-    assert_eq!(client.record_calls(&store).await.unwrap(), 1);
+    assert_eq!(client.meter().record(&store).await.unwrap(), 1);
     assert_eq!(client.unrecorded_calls(), 0);
     assert_eq!(
-        client.record_calls(&store).await.unwrap(),
+        client.meter().record(&store).await.unwrap(),
         0,
         "recorded once"
     );

@@ -304,6 +304,33 @@ async fn a_429_waits_at_least_retry_after() {
 }
 
 #[tokio::test]
+async fn a_retry_after_beyond_the_cap_fails_the_sync_at_once_and_the_next_one_succeeds() {
+    let env = Setup::tickets(10).start().await;
+    env.faults(json!({"rate_limit_next": 1, "retry_after_secs": 3600}));
+    let started = Instant::now();
+    let reports = env.sync().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited {:?} on a Retry-After of an hour",
+        started.elapsed()
+    );
+    let err = format!(
+        "{:#}",
+        reports[0]
+            .error
+            .as_ref()
+            .expect("the sync fails this cycle")
+    );
+    assert!(
+        err.contains("sim-1") && err.contains("HTTP 429, Retry-After 3600 s"),
+        "{err}"
+    );
+    assert_eq!(env.selaa_calls(), 1, "not tried again in this cycle");
+    env.sync_ok().await;
+    assert_eq!(env.open_ids("sim-1").len(), 10, "the next cycle syncs");
+}
+
+#[tokio::test]
 async fn a_permanent_500_fails_the_run_leaves_the_store_unchanged_and_other_accounts_sync() {
     let env = Setup::tickets(300).accounts(3).start().await;
     env.sync_ok().await;

@@ -241,7 +241,8 @@ fn write_config(dir: &Path, base: &str, extra: &str) -> (PathBuf, Config) {
 }
 
 fn client(config: &Config) -> Client {
-    Client::new(config, config.slotti.as_ref().unwrap()).unwrap()
+    let exchange = huoltosync::remote::Exchange::new(config).unwrap();
+    Client::new(config, config.slotti.as_ref().unwrap(), &exchange).unwrap()
 }
 
 fn metered(config: &Config) -> Vec<(String, String, i64)> {
@@ -297,7 +298,7 @@ async fn reads_are_retried_on_503_and_429_then_succeed_and_every_call_is_metered
         "{e:?}"
     );
     assert_eq!(f.hits.load(Ordering::SeqCst), 6);
-    // A Retry-After beyond [tampuuri.retry] max_delay ends the call at once, with it.
+    // A Retry-After beyond [slotti] max_retry_after_secs ends the call at once, with it.
     *f.services_fail.lock().unwrap() = vec![4290];
     let e = c.services().await.unwrap_err();
     assert!(
@@ -309,7 +310,7 @@ async fn reads_are_retried_on_503_and_429_then_succeed_and_every_call_is_metered
     let store = huoltosync::store::Handle::open(config.store.path.clone())
         .await
         .unwrap();
-    assert_eq!(c.record_calls(&store).await.unwrap(), 7);
+    assert_eq!(c.meter().record(&store).await.unwrap(), 7);
     drop(store);
     assert_eq!(
         metered(&config),
@@ -682,6 +683,132 @@ async fn a_huge_or_malformed_answer_is_an_error_naming_the_endpoint() {
     let text = e.to_string();
     assert!(
         text.contains("GET booking/services") && text.contains("guid"),
+        "{text}"
+    );
+}
+
+/// A Slotti that answers every request `[]` on a kept-alive connection, and counts the
+/// connections it accepted.
+async fn counting_slotti() -> (SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let a = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+                loop {
+                    // A GET's head ends at a blank line, and it has no body.
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    buf.drain(..end);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n[]";
+                    if sock.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn clients_on_one_exchange_share_its_pool_across_push_passes() {
+    let (addr, accepted) = counting_slotti().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = write_config(dir.path(), &format!("http://{addr}/"), "");
+    let slotti = config.slotti.as_ref().unwrap();
+    let exchange = huoltosync::remote::Exchange::new(&config).unwrap();
+    let pools = exchange.pools();
+    // Each push pass makes its Slotti client anew, on the daemon's one exchange.
+    for _pass in 0..3 {
+        let c = Client::new(&config, slotti, &exchange).unwrap();
+        assert!(c.services().await.unwrap().is_empty());
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection, kept alive across the passes"
+    );
+    assert_eq!(exchange.pools(), pools, "no pool was added");
+    // Another exchange is another pool, and so another connection.
+    let other = huoltosync::remote::Exchange::new(&config).unwrap();
+    let c = Client::new(&config, slotti, &other).unwrap();
+    c.services().await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn slotti_calls_are_throttled_per_host() {
+    let (addr, _) = counting_slotti().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut config) = write_config(dir.path(), &format!("http://{addr}/"), "");
+    config.tampuuri.max_requests_per_second = 10.0;
+    let exchange = huoltosync::remote::Exchange::new(&config).unwrap();
+    let c = Client::new(&config, config.slotti.as_ref().unwrap(), &exchange).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        c.services().await.unwrap();
+    }
+    // The first at once, then one every 100 ms.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(350),
+        "5 calls in {:?} at 10 a second",
+        started.elapsed()
+    );
+    assert_eq!(c.unrecorded_calls(), 5);
+}
+
+#[tokio::test]
+async fn slotti_calls_that_never_connect_are_counted_as_unreached_not_as_calls() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, config) = write_config(dir.path(), &format!("http://127.0.0.1:{port}/"), "");
+    let c = client(&config);
+    let e = c.services().await.unwrap_err();
+    assert!(matches!(e, SlottiError::Unreachable { .. }), "{e:?}");
+    assert_eq!(
+        c.unrecorded_calls(),
+        0,
+        "nothing reached Slotti: not billed"
+    );
+    assert_eq!(
+        c.take_unreached(),
+        3,
+        "each of [tampuuri.retry] max_attempts"
+    );
+    assert_eq!(c.take_unreached(), 0);
+}
+
+#[tokio::test]
+async fn a_404_on_the_booking_page_names_booking_account() {
+    let (addr, _) = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    // No booking page under this prefix: as if booking_account were wrong.
+    let (_, config) = write_config(dir.path(), &format!("http://{addr}/elsewhere/"), "");
+    let e = client(&config).services().await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, SlottiError::NotFound { .. }), "{e:?}");
+    assert!(
+        text.contains("HTTP 404")
+            && text.contains(&format!("booking_account = \"{ACCOUNT}\""))
+            && text.contains("/elsewhere/booking/testitili/api/v2/services"),
         "{text}"
     );
 }

@@ -209,9 +209,16 @@ fn outbox_row_with_marker(env: &TestEnv, ticket: i64, marker: &str) {
 
 async fn reconcile(env: &TestEnv) -> huoltosync::store::ReconcileRun {
     let slotti = env.config.slotti.as_ref().unwrap();
-    huoltosync::slotti::reconcile::run(&env.config, slotti, &handle(env).await, Utc::now())
-        .await
-        .unwrap()
+    let exchange = huoltosync::remote::Exchange::new(&env.config).unwrap();
+    huoltosync::slotti::reconcile::run(
+        &env.config,
+        slotti,
+        &exchange,
+        &handle(env).await,
+        Utc::now(),
+    )
+    .await
+    .unwrap()
 }
 
 async fn process(env: &TestEnv) -> huoltosync::slotti::webhook::DeliveriesProcessed {

@@ -169,7 +169,8 @@ async fn deliver(env: &TestEnv) -> tokio::task::JoinHandle<()> {
     let store = huoltosync::store::Handle::open(env.config.store.path.clone())
         .await
         .unwrap();
-    let task = huoltosync::outgoing::spawn(&env.config, store)
+    let exchange = huoltosync::remote::Exchange::new(&env.config).unwrap();
+    let task = huoltosync::outgoing::spawn(&env.config, &exchange, store)
         .await
         .unwrap();
     let n = env.config.subscribers.len() as i64;
