@@ -420,6 +420,32 @@ pub fn check_create(
     Ok(Action::Create(t))
 }
 
+/// The longest attachment file name sent to Tampuuri, in bytes of UTF-8 (what file systems
+/// allow, and what the receiving end can store).
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Why an attachment's file name (as sent: its last path component) cannot be sent, when it is
+/// over [`MAX_FILE_NAME_BYTES`]. The message shows only the name's start.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.len() <= MAX_FILE_NAME_BYTES {
+        return Ok(());
+    }
+    let start: String = name.chars().take(40).collect();
+    Err(format!(
+        "attachment file name {start:?}… is {} bytes, over the limit of {MAX_FILE_NAME_BYTES} bytes: shorten it",
+        name.len()
+    ))
+}
+
+/// The file name an attachment named `file_name` is sent with: its last path component (a
+/// name, not a path), or `None` when there is none.
+pub fn sent_file_name(file_name: &str) -> Option<String> {
+    std::path::Path::new(file_name)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.trim().is_empty())
+}
+
 /// Reads a file to attach: it must exist, be readable and be at most `max_bytes`. The
 /// content type is guessed from the file name.
 pub fn read_attachment(path: &std::path::Path, max_bytes: u64) -> anyhow::Result<Attachment> {
@@ -449,6 +475,7 @@ pub fn read_attachment(path: &std::path::Path, max_bytes: u64) -> anyhow::Result
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "liite".into());
+    check_file_name(&file_name).map_err(anyhow::Error::msg)?;
     let content_type = mime_guess::from_path(path)
         .first_or_octet_stream()
         .essence_str()
@@ -470,13 +497,10 @@ pub fn attachment_from_bytes(
     max_bytes: u64,
 ) -> anyhow::Result<Attachment> {
     // A name, not a path: only its last component is kept.
-    let Some(name) = std::path::Path::new(file_name)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .filter(|n| !n.trim().is_empty())
-    else {
+    let Some(name) = sent_file_name(file_name) else {
         anyhow::bail!("attachment {file_name:?}: a file name is needed");
     };
+    check_file_name(&name).map_err(anyhow::Error::msg)?;
     if bytes.len() as u64 > max_bytes {
         anyhow::bail!(
             "attachment {name} is {} bytes, over the limit of {max_bytes} ([push] max_attachment_bytes)",

@@ -64,7 +64,8 @@ pub enum AttachmentSource {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The request is incomplete, or names an account that is not configured, or the ticket is
-    /// in several accounts' mirrors and no account is named (the CLI's bad usage, exit 2).
+    /// in several accounts' mirrors and no account is named, or an attachment's file name is
+    /// too long (the CLI's bad usage, exit 2).
     #[error("{0}")]
     Invalid(String),
     /// An attachment cannot be read, or is over `[push] max_attachment_bytes`.
@@ -340,11 +341,19 @@ fn refused(e: anyhow::Error) -> anyhow::Error {
     QueueError::Refused(format!("{e:#}")).into()
 }
 
-/// Every attachment read and bounded, in order; the first problem refuses them all.
+/// Every attachment read and bounded, in order; the first problem refuses them all. A file name
+/// over [`action::MAX_FILE_NAME_BYTES`] is a bad request, refused before anything is read.
 fn read_attachments(
     sources: Vec<AttachmentSource>,
     max_bytes: u64,
 ) -> Result<Vec<Attachment>, QueueError> {
+    for source in &sources {
+        let name = match source {
+            AttachmentSource::Path(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()),
+            AttachmentSource::Bytes { file_name, .. } => action::sent_file_name(file_name),
+        };
+        action::check_file_name(name.as_deref().unwrap_or("")).map_err(QueueError::Invalid)?;
+    }
     sources
         .into_iter()
         .map(|source| match source {

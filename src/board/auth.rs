@@ -1,6 +1,6 @@
 //! Signing in and staying signed in: the session cookie, the sign-in form (rate-limited per user
-//! and per address), one-time login links, sign-out, and the checks every page and form pass
-//! (a session, the CSRF token, the dispatcher role).
+//! and per address, checked for its origin), one-time login links, sign-out, and the checks
+//! every page and form pass (a session, the CSRF token, the dispatcher role).
 //!
 //! The session cookie (`huoltosync_board`) carries a random token; the store keeps its SHA-256
 //! with the user, the expiry and the session's CSRF token, which every form sends back in its
@@ -10,22 +10,34 @@
 //! The rate limit counts failed sign-ins only ([`Failures`]), so that an office behind one
 //! address is not locked out by its own good sign-ins: [`USER_FAILURES`] per user name and
 //! [`ADDRESS_FAILURES`] per address within [`FAILURE_WINDOW`]; over that, every attempt for the
-//! key is 429 (before the password is checked) until the window has passed. Behind a proxy on
-//! the same host (a loopback peer), the address is the last one the proxy put in
-//! `X-Forwarded-For`.
+//! key is 429 (before the password is checked) until the window has passed. An attempt is
+//! counted *before* its password is checked and forgiven when the password was right, so that
+//! parallel guesses cannot all pass the check while the first ones are still verifying. At
+//! most [`MAX_VERIFICATIONS`] Argon2 verifications (about 19 MiB each) run at once; a sign-in
+//! that finds no free one within [`VERIFY_WAIT`] gets 503 with `Retry-After`. The address is
+//! the peer's; only from a peer in `[board] trusted_proxies` is it the last address the proxy
+//! put in `X-Forwarded-For`.
+//!
+//! A sign-in form posted from another site (login CSRF) is refused with 403 and no cookie: its
+//! `Origin` (or, without one, its `Referer`) must be the board's own origin (the request's
+//! `Host`, the `[api] listen` address or `[board] public_url`). A POST with neither header (no
+//! browser sends one without `Origin`) is let through: it can come from a script only, which
+//! could as well post the form itself. What a failed sign-in logs names the user only when it
+//! is a configured one: people type passwords into the name field.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Board, Lang, Role, lang, new_token, render, token_hash};
 use crate::store::{LinkUse, NewBoardSession};
@@ -37,6 +49,10 @@ pub const USER_FAILURES: usize = 5;
 /// Failed sign-ins from one address within [`FAILURE_WINDOW`] before it is refused (429).
 pub const ADDRESS_FAILURES: usize = 20;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Argon2 verifications of sign-in passwords at once (each holds about 19 MiB while it runs).
+pub const MAX_VERIFICATIONS: usize = 4;
+/// How long a sign-in waits for a free verification before it is answered 503.
+pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
 /// Keys remembered at most (the oldest are forgotten first): memory stays bounded whatever
 /// names and addresses are tried.
 const MAX_KEYS: usize = 10_000;
@@ -51,44 +67,86 @@ impl Failures {
     /// Whether `key` has `limit` failures within the window at `now`.
     pub fn blocked(&self, key: &str, limit: usize, now: Instant) -> bool {
         let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(q) = m.get_mut(key) else {
-            return false;
-        };
-        while q
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
-        {
-            q.pop_front();
-        }
-        if q.is_empty() {
-            m.remove(key);
-            return false;
-        }
-        q.len() >= limit
+        recent(&mut m, key, now) >= limit
     }
 
     /// Records a failure of `key` at `now`.
     pub fn record(&self, key: &str, limit: usize, now: Instant) {
         let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if !m.contains_key(key) && m.len() >= MAX_KEYS {
-            m.retain(|_, q| {
-                q.back()
-                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
-            });
-            if m.len() >= MAX_KEYS
-                && let Some(oldest) = m
-                    .iter()
-                    .min_by_key(|(_, q)| q.back().copied())
-                    .map(|(k, _)| k.clone())
-            {
-                m.remove(&oldest);
+        push(&mut m, key, limit, now);
+    }
+
+    /// Counts an attempt at `now` against every `(key, limit)` at once, before its password is
+    /// checked: false (and nothing counted) when a key has its `limit` already. An attempt
+    /// that turns out good is taken back with [`Failures::forgive`].
+    pub fn begin(&self, keys: &[(&str, usize)], now: Instant) -> bool {
+        let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if keys
+            .iter()
+            .any(|(key, limit)| recent(&mut m, key, now) >= *limit)
+        {
+            return false;
+        }
+        for (key, limit) in keys {
+            push(&mut m, key, *limit, now);
+        }
+        true
+    }
+
+    /// Takes back the attempt counted at `now` by [`Failures::begin`] for each of `keys`.
+    pub fn forgive(&self, keys: &[&str], now: Instant) {
+        let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        for key in keys {
+            if let Some(q) = m.get_mut(*key) {
+                if let Some(i) = q.iter().rposition(|t| *t == now) {
+                    q.remove(i);
+                }
+                if q.is_empty() {
+                    m.remove(*key);
+                }
             }
         }
-        let q = m.entry(key.to_owned()).or_default();
-        q.push_back(now);
-        while q.len() > limit {
-            q.pop_front();
+    }
+}
+
+/// The failures of `key` within the window at `now` (older ones are dropped).
+fn recent(m: &mut HashMap<String, VecDeque<Instant>>, key: &str, now: Instant) -> usize {
+    let Some(q) = m.get_mut(key) else {
+        return 0;
+    };
+    while q
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+    {
+        q.pop_front();
+    }
+    if q.is_empty() {
+        m.remove(key);
+        return 0;
+    }
+    q.len()
+}
+
+/// Adds a failure of `key` at `now`, keeping at most `limit` of them and [`MAX_KEYS`] keys.
+fn push(m: &mut HashMap<String, VecDeque<Instant>>, key: &str, limit: usize, now: Instant) {
+    if !m.contains_key(key) && m.len() >= MAX_KEYS {
+        m.retain(|_, q| {
+            q.back()
+                .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+        });
+        if m.len() >= MAX_KEYS
+            && let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, q)| q.back().copied())
+                .map(|(k, _)| k.clone())
+        {
+            m.remove(&oldest);
         }
+    }
+    let q = m.entry(key.to_owned()).or_default();
+    q.push_back(now);
+    while q.len() > limit {
+        q.pop_front();
     }
 }
 
@@ -266,20 +324,45 @@ pub(crate) struct LoginForm {
     password: String,
 }
 
-/// The address a sign-in comes from: the peer, or behind a proxy on this host, the last
-/// address the proxy added to `X-Forwarded-For`.
-fn client_address(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
-    let peer_ip = peer.map(|p| p.ip());
-    if peer_ip.is_some_and(|ip| ip.is_loopback())
+/// The address a sign-in comes from: the peer, or when the peer is one of `trusted` (the
+/// `[board] trusted_proxies`), the last address that proxy added to `X-Forwarded-For`.
+fn client_address(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
+    let peer_ip = peer.map(|p| p.ip().to_canonical());
+    if peer_ip.is_some_and(|ip| trusted.contains(&ip))
         && let Some(fwd) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
     {
-        return fwd.to_string();
+        return fwd.to_canonical().to_string();
     }
     peer_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// Whether a sign-in was posted from the board's own pages: its `Origin` (without one, its
+/// `Referer`) is the origin of the request's `Host` (over http or https), of `listen` or of
+/// `public_url`. With neither header, true (see the module's documentation); `Origin: null`
+/// or an unreadable one, false.
+fn same_origin(headers: &HeaderMap, listen: Option<SocketAddr>, public_url: Option<&str>) -> bool {
+    let given = match (headers.get(header::ORIGIN), headers.get(header::REFERER)) {
+        (None, None) => return true,
+        (Some(v), _) | (None, Some(v)) => v.to_str().ok().and_then(|s| reqwest::Url::parse(s).ok()),
+    };
+    let Some(given) = given.map(|u| u.origin()).filter(|o| o.is_tuple()) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let own = [
+        host.map(|h| format!("http://{h}")),
+        host.map(|h| format!("https://{h}")),
+        listen.map(|l| format!("http://{l}")),
+        public_url.map(str::to_owned),
+    ];
+    own.into_iter()
+        .flatten()
+        .filter_map(|o| reqwest::Url::parse(&o).ok())
+        .any(|u| u.origin() == given)
 }
 
 /// A hash to check unknown users' passwords against, so that a wrong name takes as long as a
@@ -287,8 +370,43 @@ fn client_address(peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
 static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| super::hash_password(&new_token()).expect("hashing a random password works"));
 
+/// The sign-in form again with `note`, answered with `status` and `Retry-After: retry_secs`.
+fn login_retry_later(lang: Lang, status: StatusCode, note: &str, retry_secs: u64) -> Response {
+    let mut r = login_form(status, lang, Some(note), "");
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_secs));
+    r
+}
+
+/// One of the verification slots `slots`, waiting at most `wait` for it (`None`: none was
+/// free).
+async fn verification_slot(slots: &Arc<Semaphore>, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    tokio::time::timeout(wait, slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Whether `password` is `user`'s (an unknown user's is checked against [`DUMMY_HASH`]), on a
+/// blocking thread holding one of the [`MAX_VERIFICATIONS`]; `None` when none was free within
+/// [`VERIFY_WAIT`].
+async fn verify(b: &Board, user: Option<&super::BoardUser>, password: String) -> Option<bool> {
+    let permit = verification_slot(&b.verifying, VERIFY_WAIT).await?;
+    let hash = user.map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
+    // The permit moves into the blocking task: it is held until the hash is done even when
+    // the client has gone away and this future is dropped.
+    let good = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        super::verify_password(&password, &hash)
+    })
+    .await
+    .unwrap_or(false);
+    Some(good)
+}
+
 /// `POST /login` (`username`, `password`): a session and 303 to the board; a wrong pair shows
-/// the form again with one message for every cause (401); too many failures, 429.
+/// the form again with one message for every cause (401); too many failures, 429; no free
+/// verification, 503; posted from another origin, 403.
 pub(crate) async fn login(
     State(b): State<Board>,
     peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
@@ -296,44 +414,50 @@ pub(crate) async fn login(
     form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let lang = lang(&headers);
+    let listen = b.config.api.as_ref().and_then(|a| a.listen);
+    if !same_origin(&headers, listen, b.config.board.public_url.as_deref()) {
+        tracing::warn!("Board sign-in refused: posted from another origin.");
+        return login_form(StatusCode::FORBIDDEN, lang, Some("login_foreign"), "");
+    }
     let Ok(axum::Form(f)) = form else {
         return login_form(StatusCode::BAD_REQUEST, lang, Some("err_bad_form"), "");
     };
-    let user_key = format!("user:{}", f.username.trim());
-    let addr_key = format!("addr:{}", client_address(peer.map(|p| (p.0).0), &headers));
-    let now = Instant::now();
-    if b.failures.blocked(&user_key, USER_FAILURES, now)
-        || b.failures.blocked(&addr_key, ADDRESS_FAILURES, now)
-    {
-        tracing::warn!(user = %f.username.trim(), address = %addr_key, "Board sign-in refused: too many failures.");
-        let mut r = login_form(
-            StatusCode::TOO_MANY_REQUESTS,
-            lang,
-            Some("login_throttled"),
-            &f.username,
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            FAILURE_WINDOW
-                .as_secs()
-                .to_string()
-                .parse()
-                .expect("digits"),
-        );
-        return r;
-    }
-    let user = b.config.board.user(f.username.trim()).cloned();
-    let hash = user
+    let name = f.username.trim();
+    let user = b.config.board.user(name).cloned();
+    // Only a configured name is logged: a password typed into the name field is not.
+    let logged = user
         .as_ref()
-        .map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
-    let password = f.password;
-    let good = tokio::task::spawn_blocking(move || super::verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+        .map_or_else(|| "(not a user)".to_owned(), |u| u.name.clone());
+    let user_key = format!("user:{name}");
+    let trusted = &b.config.board.trusted_proxies;
+    let addr_key = format!(
+        "addr:{}",
+        client_address(peer.map(|p| (p.0).0), &headers, trusted)
+    );
+    let now = Instant::now();
+    let keys = [
+        (user_key.as_str(), USER_FAILURES),
+        (addr_key.as_str(), ADDRESS_FAILURES),
+    ];
+    if !b.failures.begin(&keys, now) {
+        tracing::warn!(user = %logged, address = %addr_key, "Board sign-in refused: too many failures.");
+        let retry = FAILURE_WINDOW.as_secs();
+        return login_retry_later(
+            lang,
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_throttled",
+            retry,
+        );
+    }
+    let forgive = || b.failures.forgive(&[&user_key, &addr_key], now);
+    let Some(good) = verify(&b, user.as_ref(), f.password).await else {
+        forgive();
+        tracing::warn!(user = %logged, address = %addr_key, "Board sign-in refused: every password check is busy.");
+        let retry = VERIFY_WAIT.as_secs();
+        return login_retry_later(lang, StatusCode::SERVICE_UNAVAILABLE, "login_busy", retry);
+    };
     let Some(user) = user.filter(|_| good) else {
-        b.failures.record(&user_key, USER_FAILURES, now);
-        b.failures.record(&addr_key, ADDRESS_FAILURES, now);
-        tracing::info!(user = %f.username.trim(), address = %addr_key, "Board sign-in failed.");
+        tracing::info!(user = %logged, address = %addr_key, "Board sign-in failed.");
         return login_form(
             StatusCode::UNAUTHORIZED,
             lang,
@@ -341,6 +465,7 @@ pub(crate) async fn login(
             &f.username,
         );
     };
+    forgive();
     let (token, row) = new_session(&b);
     let (name, now_s) = (user.name.clone(), crate::time::fmt(crate::time::now()));
     if let Err(e) = b
@@ -450,13 +575,122 @@ mod tests {
     }
 
     #[test]
-    fn the_forwarded_address_counts_only_behind_a_local_proxy() {
+    fn an_attempt_counts_before_its_check_and_a_good_one_is_forgiven() {
+        let f = Failures::default();
+        let t0 = Instant::now();
+        let keys = [("user:a", 2), ("addr:1", 3)];
+        assert!(f.begin(&keys, t0));
+        assert!(f.begin(&keys, t0));
+        // Two in flight for user:a: a third is refused before its check, and counts nothing.
+        assert!(!f.begin(&keys, t0));
+        assert!(f.blocked("user:a", 2, t0));
+        assert!(!f.blocked("addr:1", 3, t0));
+        // One turned out good: its attempt is taken back, under both keys.
+        f.forgive(&["user:a", "addr:1"], t0);
+        assert!(!f.blocked("user:a", 2, t0));
+        assert!(f.begin(&[("user:b", 2), ("addr:1", 3)], t0));
+        assert!(f.blocked("addr:1", 3, t0));
+        assert!(!f.begin(&[("user:c", 2), ("addr:1", 3)], t0));
+        assert!(f.begin(&keys, t0 + FAILURE_WINDOW));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sign_in_waits_for_a_free_verification_only_so_long() {
+        let slots = Arc::new(Semaphore::new(MAX_VERIFICATIONS));
+        let busy = slots
+            .clone()
+            .acquire_many_owned(MAX_VERIFICATIONS as u32)
+            .await
+            .unwrap();
+        let t0 = tokio::time::Instant::now();
+        assert!(verification_slot(&slots, VERIFY_WAIT).await.is_none());
+        assert_eq!(t0.elapsed(), VERIFY_WAIT);
+        // One freed while it waits: it gets that one.
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { verification_slot(&slots, VERIFY_WAIT).await.is_some() }
+        });
+        tokio::time::sleep(VERIFY_WAIT / 2).await;
+        drop(busy);
+        assert!(waiting.await.unwrap());
+    }
+
+    #[test]
+    fn the_forwarded_address_counts_only_from_a_trusted_proxy() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "10.0.0.1, 192.0.2.7".parse().unwrap());
         let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
         let remote: SocketAddr = "198.51.100.3:5000".parse().unwrap();
-        assert_eq!(client_address(Some(local), &h), "192.0.2.7");
-        assert_eq!(client_address(Some(remote), &h), "198.51.100.3");
-        assert_eq!(client_address(Some(local), &HeaderMap::new()), "127.0.0.1");
+        let proxy: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap()];
+        assert_eq!(client_address(Some(local), &h, &proxy), "192.0.2.7");
+        assert_eq!(client_address(Some(mapped), &h, &proxy), "192.0.2.7");
+        assert_eq!(client_address(Some(remote), &h, &proxy), "198.51.100.3");
+        assert_eq!(
+            client_address(Some(local), &HeaderMap::new(), &proxy),
+            "127.0.0.1"
+        );
+        // No proxy configured (the default): a loopback peer's header counts for nothing.
+        assert_eq!(client_address(Some(local), &h, &[]), "127.0.0.1");
+    }
+
+    #[test]
+    fn a_sign_in_must_come_from_the_boards_own_origin() {
+        let listen: SocketAddr = "127.0.0.1:8788".parse().unwrap();
+        let public = Some("https://huolto.example.fi");
+        let check = |headers: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            same_origin(&h, Some(listen), public)
+        };
+        for (headers, ok) in [
+            (&[][..], true),
+            (&[("origin", "http://127.0.0.1:8788")][..], true),
+            (&[("origin", "https://huolto.example.fi")][..], true),
+            (&[("origin", "https://huolto.example.fi:443")][..], true),
+            (
+                &[
+                    ("origin", "http://localhost:9000"),
+                    ("host", "localhost:9000"),
+                ][..],
+                true,
+            ),
+            (
+                &[("origin", "https://board.local"), ("host", "board.local")][..],
+                true,
+            ),
+            (
+                &[("referer", "https://huolto.example.fi/login?m=out")][..],
+                true,
+            ),
+            (&[("origin", "https://evil.example")][..], false),
+            (
+                &[
+                    ("origin", "https://evil.example"),
+                    ("host", "127.0.0.1:8788"),
+                ][..],
+                false,
+            ),
+            (&[("origin", "http://127.0.0.1:8789")][..], false),
+            (&[("origin", "http://huolto.example.fi")][..], false),
+            (&[("origin", "null")][..], false),
+            (&[("origin", "garbage")][..], false),
+            (&[("referer", "https://evil.example/page")][..], false),
+            // Origin wins over Referer.
+            (
+                &[
+                    ("origin", "https://evil.example"),
+                    ("referer", "http://127.0.0.1:8788/login"),
+                ][..],
+                false,
+            ),
+        ] {
+            assert_eq!(check(headers), ok, "{headers:?}");
+        }
     }
 }

@@ -64,6 +64,9 @@ pub struct BoardConfig {
     pub public_url: Option<String>,
     /// Session cookies without `Secure`: only for plain-HTTP loopback.
     pub insecure_cookies: bool,
+    /// The reverse proxies whose `X-Forwarded-For` names the client of a sign-in (for its
+    /// per-address limit); from any other peer the header is ignored. Default: none.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long a sign-in lasts.
     pub session_hours: u32,
     pub users: Vec<BoardUser>,
@@ -75,6 +78,7 @@ impl Default for BoardConfig {
             enabled: false,
             public_url: None,
             insecure_cookies: false,
+            trusted_proxies: Vec::new(),
             session_hours: 12,
             users: Vec::new(),
         }
@@ -86,6 +90,24 @@ impl BoardConfig {
     pub fn user(&self, name: &str) -> Option<&BoardUser> {
         self.users.iter().find(|u| u.name == name)
     }
+}
+
+/// `[board] trusted_proxies`: a list of IP addresses (`["127.0.0.1", "::1"]`), or why not.
+pub fn parse_trusted_proxies(value: &toml::Value) -> Result<Vec<std::net::IpAddr>, String> {
+    const WANT: &str = "must be a list of IP addresses, like [\"127.0.0.1\"]";
+    let Some(items) = value.as_array() else {
+        return Err(WANT.to_owned());
+    };
+    items
+        .iter()
+        .map(
+            |v| match v.as_str().map(|s| s.trim().parse::<std::net::IpAddr>()) {
+                Some(Ok(ip)) => Ok(ip.to_canonical()),
+                Some(Err(_)) => Err(format!("{v} is not an IP address: {WANT}")),
+                None => Err(format!("{v} is not a string: {WANT}")),
+            },
+        )
+        .collect()
 }
 
 /// Why `hash` is not an Argon2id PHC string (`None` when it is one).

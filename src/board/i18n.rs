@@ -170,6 +170,8 @@ catalogue! {
     "sign_in" => "Kirjaudu", "Sign in";
     "login_failed" => "Käyttäjätunnus tai salasana on väärä.", "The user name or password is wrong.";
     "login_throttled" => "Liian monta epäonnistunutta yritystä. Yritä myöhemmin uudelleen.", "Too many failed attempts. Try again later.";
+    "login_busy" => "Kirjautumisia on juuri nyt liian monta. Yritä hetken päästä uudelleen.", "Too many sign-ins at this moment. Try again in a moment.";
+    "login_foreign" => "Kirjautuminen toiselta sivustolta ei käy. Avaa kirjautumissivu itse ja kirjaudu siellä.", "A sign-in from another site is refused. Open the sign-in page yourself and sign in there.";
     "link_used" => "Kirjautumislinkki on jo käytetty. Pyydä uusi linkki tai kirjaudu salasanalla.", "This sign-in link was used already. Ask for a new link or sign in with your password.";
     "link_expired" => "Kirjautumislinkki on vanhentunut (voimassa 5 minuuttia). Pyydä uusi linkki.", "This sign-in link has expired (it is valid for 5 minutes). Ask for a new link.";
     "link_unknown" => "Kirjautumislinkki ei kelpaa.", "This sign-in link is not valid.";

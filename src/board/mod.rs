@@ -133,6 +133,7 @@ pub(crate) struct Board {
     store: Handle,
     feed: Arc<FeedWatch>,
     failures: Arc<auth::Failures>,
+    verifying: Arc<Semaphore>,
     streams: Arc<Semaphore>,
     bodies: BodyBudget,
     max_body: usize,
@@ -156,6 +157,7 @@ pub fn mount(api: Router, config: Arc<Config>, store: Handle, feed: Arc<FeedWatc
         store,
         feed,
         failures: Arc::new(auth::Failures::default()),
+        verifying: Arc::new(Semaphore::new(auth::MAX_VERIFICATIONS)),
         streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         bodies: BodyBudget::new(BODY_BUDGET),
         max_body,
@@ -190,7 +192,9 @@ pub fn mount(api: Router, config: Arc<Config>, store: Handle, feed: Arc<FeedWatc
 }
 
 /// Headers of every board answer: personal data is never cached, the pages load nothing from
-/// elsewhere and cannot be framed, and no address (a login link's token) leaks as a referrer.
+/// elsewhere and cannot be framed, and no address (a login link's token) leaks as a referrer
+/// to another site. `same-origin`, not `no-referrer`: under `no-referrer` a browser posts the
+/// sign-in form with `Origin: null`, which the sign-in's origin check must refuse.
 async fn page_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -206,7 +210,7 @@ async fn page_headers(mut r: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     r
@@ -270,11 +274,24 @@ pub(crate) fn lang(headers: &HeaderMap) -> Lang {
     )
 }
 
-/// The templates, compiled into the binary; HTML-escaped by their `.html` names.
+/// The templates, compiled into the binary; HTML-escaped by their `.html` names, and every
+/// printed value's control and bidi characters escaped visibly ([`crate::escape::esc_page`]).
 fn templates() -> &'static minijinja::Environment<'static> {
     static ENV: LazyLock<minijinja::Environment<'static>> = LazyLock::new(|| {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // Every value a page or fragment prints passes here, so no template can forget it: text
+        // from Tampuuri with a bidi override or a NUL is shown escaped, as the CLI shows it.
+        env.set_formatter(|out, state, value| {
+            let clean = match value.as_str().map(crate::escape::esc_page) {
+                Some(std::borrow::Cow::Owned(c)) if value.is_safe() => {
+                    minijinja::Value::from_safe_string(c)
+                }
+                Some(std::borrow::Cow::Owned(c)) => minijinja::Value::from(c),
+                _ => return minijinja::escape_formatter(out, state, value),
+            };
+            minijinja::escape_formatter(out, state, &clean)
+        });
         for (name, text) in [
             ("base.html", include_str!("templates/base.html")),
             ("login.html", include_str!("templates/login.html")),

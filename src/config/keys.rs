@@ -189,6 +189,7 @@ pub(crate) mod board {
     };
     pub const SESSION_HOURS: Int = int("session_hours", 12, 1, 24 * 90);
     pub const PUBLIC_URL: &str = "public_url";
+    pub const TRUSTED_PROXIES: &str = "trusted_proxies";
     pub const USERS: &str = "users";
 }
 

@@ -569,6 +569,12 @@ impl Reader {
             .url(&mut t, SECTION, PUBLIC_URL)
             .map(|u| u.trim_end_matches('/').to_owned());
         let insecure_cookies = self.flag(&mut t, SECTION, &INSECURE_COOKIES);
+        let trusted_proxies = t.remove(TRUSTED_PROXIES).map_or_else(Vec::new, |v| {
+            crate::board::config::parse_trusted_proxies(&v).unwrap_or_else(|why| {
+                self.error(&format!("{SECTION}.{TRUSTED_PROXIES}"), &why);
+                Vec::new()
+            })
+        });
         let session_hours = self.int(&mut t, SECTION, &SESSION_HOURS) as u32;
         let mut users: Vec<BoardUser> = Vec::new();
         match t.remove(USERS) {
@@ -623,6 +629,7 @@ impl Reader {
             enabled,
             public_url,
             insecure_cookies,
+            trusted_proxies,
             session_hours,
             users,
         }

@@ -19,6 +19,7 @@ mod push_path;
 mod queue;
 mod read_path;
 mod service;
+mod signin;
 mod sim_slotti;
 mod slotti_book;
 mod slotti_client;

@@ -1151,6 +1151,11 @@ fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
             .and_then(|v| v.split(':').next()?.trim().parse().ok())
             .unwrap_or_else(|| panic!("{unit}: no LimitNOFILE"));
         assert!(nofile >= 16_384, "{unit}: LimitNOFILE={nofile}");
+        // A bound on memory as a defence in depth (issue 19: parallel sign-ins grew it by GBs).
+        assert!(
+            text.lines().any(|l| l.starts_with("MemoryMax=")),
+            "{unit}: no MemoryMax="
+        );
     }
 }
 
