@@ -45,7 +45,8 @@ use crate::model::Ticket;
 use crate::store::Handle;
 use crate::time;
 pub use wire::{
-    ADDRESS_FIELDS, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
+    ADDRESS_FIELDS, MODIFIED_FIELD, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS,
+    STATE_FIELD,
     StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
 };
 
