@@ -177,6 +177,12 @@ pub fn content_hash(raw_json: &str) -> i64 {
     xxhash_rust::xxh3::xxh3_64(raw_json.as_bytes()) as i64
 }
 
+/// Whether a field [`changed_fields`] names changes with every state transition (the state and
+/// the modification time): what a delivered action of ours has already told the mirror.
+pub fn moves_with_state(field: &str) -> bool {
+    field == crate::tampuuri::STATE_FIELD || field == crate::tampuuri::MODIFIED_FIELD
+}
+
 /// The top-level Tampuuri fields whose values differ between two raw ticket objects, sorted.
 ///
 /// A field that changed only in representation is not a change: `Tila` sent once as a name

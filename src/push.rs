@@ -18,6 +18,16 @@
 //! changed in between (someone else moved or edited it while ours was in flight) is
 //! dead-lettered for a dispatcher, because Tampuuri cannot tell whether ours was applied.
 //!
+//! The outbox never says "delivered" without knowing it: a transition whose ticket is already
+//! in its target state before the send (staff moved it there) is not sent but dead-lettered,
+//! saying that our comment or reason was not sent; and an in-doubt one whose ticket was in the
+//! target state before its send is never settled as applied (a state cannot tell ours from the
+//! staff's move), but dead-lettered the same way.
+//!
+//! A delivered action's result is written into the mirror in the commit that records the
+//! delivery (`Store::finish_attempt`): the ticket's new state, or the ticket a create made,
+//! with a history row naming the action, so every face shows it before the next poll.
+//!
 //! The picture before the send comes from the mirror when the mirror is current for that
 //! ticket, and otherwise (an earlier action of ours changed it since the last poll) from one
 //! `GET` of the ticket. When Tampuuri sends no `Muokattu`, only the state can be compared: the
@@ -43,7 +53,7 @@ use crate::backoff::Backoff;
 use crate::config::{AccountConfig, Config};
 use crate::model::{Ticket, TicketState};
 use crate::slotti;
-use crate::store::{AttemptEnd, Handle, NewVisit, OutboxRow, Snapshot};
+use crate::store::{AccountRules, AttemptEnd, Handle, NewVisit, OutboxRow, Snapshot};
 use crate::sync;
 use crate::tampuuri::{Api, ApiError, Client};
 use crate::time;
@@ -127,7 +137,7 @@ pub async fn push_pending(
                     row.id
                 ))
             })?;
-            finish(config, &clients, store, row, outcome, &mut report).await?;
+            finish(config, store, row, outcome, &mut report).await?;
         }
     }
     for client in clients.tampuuri.values() {
@@ -170,11 +180,10 @@ async fn wait_for_due(
     }
 }
 
-/// Applies the retry rule to one attempt's outcome, records the result on the action, logs
-/// it, and mirrors a ticket the action created (after its delivery is on record).
+/// Applies the retry rule to one attempt's outcome, records the result on the action (a
+/// delivered one with its result in the mirror, in the same commit) and logs it.
 async fn finish(
     config: &Config,
-    clients: &Clients,
     store: &Handle,
     row: OutboxRow,
     outcome: Outcome,
@@ -187,19 +196,21 @@ async fn finish(
     let end = decide(outcome, row.attempts, &row.deadline_at, time::now(), delay);
     let id = row.id;
     let recorded = end.clone();
+    let account = config
+        .account(&row.account)
+        .map(|a| (a.contractor_id, a.states.clone()));
     store
-        .call(move |s| s.finish_attempt(id, &time::fmt(time::now()), &recorded))
+        .call(move |s| {
+            let rules = account.as_ref().map(|(contractor_id, states)| AccountRules {
+                contractor_id: *contractor_id,
+                open_states: states,
+                state_field: crate::tampuuri::STATE_FIELD,
+            });
+            s.finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
+        })
         .await?;
     match end {
-        AttemptEnd::Delivered {
-            outcome,
-            created_ticket_id,
-        } => {
-            if let (Some(new_id), "sent", Some(account)) =
-                (created_ticket_id, outcome, config.account(&row.account))
-            {
-                mirror_created(account, &clients.tampuuri[&row.account], store, new_id).await;
-            }
+        AttemptEnd::Delivered { outcome, .. } => {
             tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome, "Action delivered.");
             report.delivered.push(row);
         }
@@ -400,8 +411,24 @@ enum Check {
 /// What a transition's ticket looks like before it is sent (`None` for a create): the
 /// mirror's picture when it is current and carries a modification time (without one, the
 /// check after a lost answer could only compare states), else one `GET`. `Err` is the attempt's outcome when
-/// the ticket cannot be acted on or cannot be read.
+/// the ticket cannot be acted on or cannot be read, or is already in the action's target state
+/// (staff moved it there): then nothing is sent, and a dispatcher decides.
 async fn before_send(
+    account: &AccountConfig,
+    client: &Client,
+    store: &Handle,
+    row: &OutboxRow,
+) -> anyhow::Result<Result<Option<Snapshot>, Outcome>> {
+    Ok(match read_before_send(account, client, store, row).await? {
+        Ok(Some(snap)) if row.expected_state.as_deref() == Some(snap.state.as_str()) => Err(
+            Outcome::Dead(moved_there_first(row, &snap.state)),
+        ),
+        read => read,
+    })
+}
+
+/// What the ticket looks like before the send (see [`before_send`]).
+async fn read_before_send(
     account: &AccountConfig,
     client: &Client,
     store: &Handle,
@@ -454,6 +481,9 @@ fn snapshot(t: &Ticket) -> Snapshot {
 /// What a transition's in-doubt check concludes from the ticket as it is now.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
+    /// Already in the target state before the send: whether ours took effect cannot be
+    /// known from the state (an older version sent such actions).
+    WasThere,
     /// In the target state: it took effect.
     Applied,
     /// Exactly as before the send: it did not take effect, and may be sent again.
@@ -467,7 +497,9 @@ enum Verdict {
 /// `Muokattu` from before (Tampuuri sent none, or the action was marked before huoltosync
 /// recorded it), only the state is compared.
 fn judge(target: Option<&str>, before: &Snapshot, now: &Snapshot) -> Verdict {
-    if target == Some(now.state.as_str()) {
+    if target == Some(before.state.as_str()) {
+        Verdict::WasThere
+    } else if target == Some(now.state.as_str()) {
         Verdict::Applied
     } else if now.state != before.state {
         Verdict::Changed
@@ -490,6 +522,44 @@ fn same_instant(a: &str, b: &str) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// What of ours a transition carries that the resident or the manager would read.
+fn what_we_say(action: &Action) -> &'static str {
+    match action {
+        Action::Hold { .. } => "our reason",
+        Action::Accept { comment: Some(_) } | Action::Done {
+            comment: Some(_), ..
+        } => "our comment",
+        _ => "our action",
+    }
+}
+
+/// A dispatcher's explanation of a transition not sent because the ticket was already in its
+/// target state: someone else moved it there.
+fn moved_there_first(row: &OutboxRow, state: &str) -> String {
+    format!(
+        "staff already moved ticket {id} to {state} before our {kind} was sent; {what} was not sent \
+         (nothing was sent); check ticket {id} in Tampuuri, then queue what should still be said, \
+         and `huoltosync outbox cancel {oid}`",
+        id = row.ticket_id.unwrap_or_default(),
+        kind = row.kind,
+        what = what_we_say(&row.action),
+        oid = row.id,
+    )
+}
+
+/// A dispatcher's explanation of an in-doubt transition sent to a ticket that was already in
+/// its target state: the state cannot tell whether Tampuuri took ours.
+fn was_there_before(row: &OutboxRow, id: i64, state: &str) -> String {
+    format!(
+        "ticket {id} was already {state} before our {kind} was sent (staff moved it), so its state \
+         cannot tell whether Tampuuri took ours and {what}; check ticket {id} in Tampuuri, then \
+         `huoltosync outbox retry {oid}` or `huoltosync outbox cancel {oid}`",
+        kind = row.kind,
+        what = what_we_say(&row.action),
+        oid = row.id,
+    )
 }
 
 /// A dispatcher's explanation of an ambiguous transition.
@@ -558,11 +628,17 @@ async fn check_applied(
                     modified: None,
                 },
             };
-            upsert(account, store, t).await;
-            match judge(row.expected_state.as_deref(), &before, &now) {
+            let verdict = judge(row.expected_state.as_deref(), &before, &now);
+            // Applied: the delivery writes the new state into the mirror, with its history
+            // row; any other verdict leaves the ticket as Tampuuri has it now.
+            if verdict != Verdict::Applied {
+                upsert(account, store, t).await;
+            }
+            match verdict {
                 Verdict::Applied => Check::Applied(None),
                 Verdict::Unchanged => Check::NotApplied(Some(now)),
                 Verdict::Changed => Check::Impossible(changed_in_flight(row, id, &before, &now)),
+                Verdict::WasThere => Check::Impossible(was_there_before(row, id, &before.state)),
             }
         }
     })
@@ -593,20 +669,6 @@ async fn find_marker(
         |t| t.extra_info.as_deref().is_some_and(|d| d.contains(marker)),
     )
     .await
-}
-
-/// Fetches a ticket we just created and mirrors it, so it shows without waiting for the next
-/// poll. A failure here is only logged: the next poll brings it.
-async fn mirror_created(account: &AccountConfig, client: &Client, store: &Handle, id: i64) {
-    match client.get_ticket(id).await {
-        Ok(Some(t)) => upsert(account, store, t).await,
-        Ok(None) => {
-            tracing::warn!(account = %account.name, ticket = id, "The ticket we created is not found; the next poll will tell.")
-        }
-        Err(e) => {
-            tracing::warn!(account = %account.name, ticket = id, error = %e, "Cannot fetch the ticket we created; the next poll brings it.")
-        }
-    }
 }
 
 async fn upsert(account: &AccountConfig, store: &Handle, t: Ticket) {
@@ -840,6 +902,15 @@ mod tests {
             (snap("Tehty", Some(M2)), Changed),
         ] {
             assert_eq!(judge(target, &before, &now), expected, "{now:?}");
+        }
+        // Already in the target state before the send: never "applied".
+        let there = snap("Vastaanotettu", Some(M1));
+        for now in [
+            snap("Vastaanotettu", Some(M1)),
+            snap("Vastaanotettu", Some(M2)),
+            snap("Avoin", Some(M2)),
+        ] {
+            assert_eq!(judge(target, &there, &now), WasThere, "{now:?}");
         }
         // Without a Muokattu from before, only the state can be compared.
         let unknown = snap("Avoin", None);

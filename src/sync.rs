@@ -10,7 +10,8 @@
 //! account_deadline_secs`, and listed tickets that are not ours and open are left out. Each
 //! open ticket the sweep did not list is then fetched once by id: offset paging over a moving
 //! list can skip a ticket, so absence from a sweep is not proof that a ticket left. Only then is
-//! the whole result applied, in one short transaction. A failed sweep changes nothing.
+//! the whole result applied, in one short transaction that also finishes the run's
+//! `sync_runs` row as `ok` (a kill leaves both or neither). A failed sweep changes nothing.
 //!
 //! Sync knows nothing about cron, systemd or HTTP servers; it is called by `service::cycle`
 //! (the daemon and `run --once`), the commands and the demo.
@@ -24,7 +25,7 @@ use futures::StreamExt;
 
 use crate::config::{AccountConfig, Config, StateFilter};
 use crate::model::{Departure, Ticket};
-use crate::store::{ApplyCounts, Handle, RunRecord, StagingHandle};
+use crate::store::{ApplyCounts, Handle, RunRecord, RunTally, StagingHandle};
 use crate::tampuuri::{Api, Client, Page, Query};
 use crate::time;
 
@@ -114,7 +115,9 @@ impl SyncReport {
     }
 }
 
-/// Syncs one account into the store at `store_path`, recording the run and its API calls.
+/// Syncs one account into the store at `store_path`, recording the run and its API calls. A
+/// sync that applies its sweep finishes its run (`ok`, with its counts) in the same
+/// transaction; a failed one records the failure after.
 #[tracing::instrument(name = "sync", skip_all, fields(account = %account.name))]
 pub async fn sync_account(
     store_path: &Path,
@@ -152,10 +155,16 @@ pub async fn sync_account(
         counts: result.as_ref().copied().unwrap_or_default(),
         error: result.as_ref().err().map(|e| format!("{e:#}")),
     };
-    let rec = record.clone();
-    let finished = store
-        .call(move |s| s.finish_run(run_id, &time::fmt(time::now()), &rec))
-        .await;
+    // A run that applied its sweep was finished as `ok` in the apply's own transaction.
+    let finished = match record.ok {
+        true => Ok(()),
+        false => {
+            let rec = record.clone();
+            store
+                .call(move |s| s.finish_run(run_id, &time::fmt(time::now()), &rec))
+                .await
+        }
+    };
     let mut error = result.err();
     if let Err(e) = metered {
         record.ok = false;
@@ -267,8 +276,13 @@ async fn sweep_and_apply(
         );
     };
     let (departures, still_open) = collected?;
+    let tally = RunTally {
+        sweeps: progress.sweeps,
+        pages: progress.pages,
+        api_calls: client.unrecorded_calls(),
+    };
     let (seen, counts) = staging
-        .apply(Some(run_id), time::fmt(time::now()), still_open, departures)
+        .apply(run_id, tally, time::fmt(time::now()), still_open, departures)
         .await?;
     progress.seen = seen;
     Ok(counts)

@@ -477,7 +477,8 @@ pub struct Ticket {
     pub left_at: Option<String>,
     /// `state`, `reassigned` or `deleted`.
     pub left_reason: Option<String>,
-    /// The state our queued (or dead-lettered) actions will bring it to, when any wait.
+    /// The state our queued actions will bring it to, when any wait (a dead-lettered action
+    /// is not pending: it waits for a dispatcher, and is listed in the ticket's actions).
     pub pending_state: Option<String>,
     /// Its next technician visit booked in Slotti (booked or moved, not ended yet), if any.
     pub next_visit: Option<NextVisit>,
@@ -626,6 +627,45 @@ pub struct HistoryEntry {
     pub fields: Option<serde_json::Value>,
     pub old_state: Option<String>,
     pub new_state: Option<String>,
+    /// The delivered action of ours this change is, with what was sent (`null`: a change
+    /// Tampuuri showed).
+    pub action: Option<DeliveredAction>,
+}
+
+/// A delivered action in a ticket's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveredAction {
+    /// The outbox id.
+    pub id: i64,
+    /// `accept`, `hold`, `done`, `create`.
+    pub kind: String,
+    /// The comment sent (accept, done).
+    pub comment: Option<String>,
+    /// The reason sent (hold).
+    pub reason: Option<String>,
+    /// Whether Tampuuri was asked to tell the ticket's parties (hold, done).
+    pub notify: Option<bool>,
+    /// The title sent (create).
+    pub title: Option<String>,
+    /// Who asked: the API token's name, `cli`, `demo`, `board:<user>`.
+    pub requested_by: Option<String>,
+    /// When Tampuuri took it (UTC, RFC 3339).
+    pub delivered_at: Option<String>,
+}
+
+impl From<crate::store::DeliveredAction> for DeliveredAction {
+    fn from(a: crate::store::DeliveredAction) -> DeliveredAction {
+        DeliveredAction {
+            id: a.id,
+            kind: a.kind,
+            comment: a.comment,
+            reason: a.reason,
+            notify: a.notify,
+            title: a.title,
+            requested_by: a.requested_by,
+            delivered_at: a.delivered_at,
+        }
+    }
 }
 
 /// An action in the outbox.
@@ -734,6 +774,7 @@ async fn get_ticket(
                 fields: h.fields,
                 old_state: h.old_state,
                 new_state: h.new_state,
+                action: h.action.map(DeliveredAction::from),
             })
             .collect(),
         pending_actions: d.actions.into_iter().map(Action::from).collect(),

@@ -35,6 +35,62 @@ pub struct HistoryEntry {
     pub fields: Option<serde_json::Value>,
     pub old_state: Option<String>,
     pub new_state: Option<String>,
+    /// The delivered action of ours this change is (`None`: a change Tampuuri showed).
+    pub action: Option<DeliveredAction>,
+}
+
+/// A delivered action as a ticket's history shows it: what was sent, who asked, and when
+/// Tampuuri took it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeliveredAction {
+    /// The outbox id.
+    pub id: i64,
+    /// `accept`, `hold`, `done`, `create`.
+    pub kind: String,
+    /// The comment sent (accept, done).
+    pub comment: Option<String>,
+    /// The reason sent (hold).
+    pub reason: Option<String>,
+    /// Whether Tampuuri was asked to tell the ticket's parties (hold, done).
+    pub notify: Option<bool>,
+    /// The title sent (create).
+    pub title: Option<String>,
+    /// Who asked: the API token's name, `cli`, `demo`, `board:<user>`.
+    pub requested_by: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+impl DeliveredAction {
+    fn read(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<DeliveredAction>> {
+        let Some(id) = r.get::<_, Option<i64>>(first)? else {
+            return Ok(None);
+        };
+        let payload: String = r.get(first + 2)?;
+        // An action this version cannot read still names itself; only the text is missing.
+        let action = serde_json::from_str::<crate::action::Action>(&payload).ok();
+        let (mut comment, mut reason, mut notify, mut title) = (None, None, None, None);
+        match action {
+            Some(crate::action::Action::Accept { comment: c }) => comment = c,
+            Some(crate::action::Action::Hold { reason: r, notify: n }) => {
+                (reason, notify) = (Some(r), Some(n));
+            }
+            Some(crate::action::Action::Done { comment: c, notify: n }) => {
+                (comment, notify) = (c, Some(n));
+            }
+            Some(crate::action::Action::Create(t)) => title = Some(t.title),
+            Some(crate::action::Action::Book(_)) | None => {}
+        }
+        Ok(Some(DeliveredAction {
+            id,
+            kind: r.get(first + 1)?,
+            comment,
+            reason,
+            notify,
+            title,
+            requested_by: r.get(first + 3)?,
+            delivered_at: r.get(first + 4)?,
+        }))
+    }
 }
 
 /// A ticket with what the mirror knows about it.
@@ -76,7 +132,7 @@ pub(super) const TICKET_SELECT: &str =
     "SELECT account, id, state, title, open, assignee_id, cost_centre_id, parent_id, urgency,
         remote_modified, first_seen, last_changed, left_at, left_reason,
         (SELECT o.expected_state FROM outbox o WHERE o.account = t.account AND o.ticket_id = t.id
-           AND o.status IN ('pending', 'dead') ORDER BY o.id DESC LIMIT 1),
+           AND o.status = 'pending' ORDER BY o.id DESC LIMIT 1),
         (SELECT json_object('start', v.start_at, 'end', v.end_at, 'technician', v.technician_name,
                             'status', v.status)
            FROM visits v WHERE v.account = t.account AND v.ticket_id = t.id AND v.status <> 'cancelled'
@@ -206,8 +262,10 @@ impl Store {
             return Ok(None);
         };
         let mut st = self.conn.prepare_cached(
-            "SELECT at, kind, fields, old_state, new_state FROM ticket_changes
-             WHERE account = ?1 AND ticket_id = ?2 ORDER BY seq",
+            "SELECT c.at, c.kind, c.fields, c.old_state, c.new_state,
+                    o.id, o.kind, o.payload, o.requested_by, o.delivered_at
+             FROM ticket_changes c LEFT JOIN outbox o ON o.id = c.outbox_id
+             WHERE c.account = ?1 AND c.ticket_id = ?2 ORDER BY c.seq",
         )?;
         let history = st
             .query_map(params![account, id], |r| {
@@ -218,6 +276,7 @@ impl Store {
                     fields: fields.and_then(|f| serde_json::from_str(&f).ok()),
                     old_state: r.get(3)?,
                     new_state: r.get(4)?,
+                    action: DeliveredAction::read(r, 5)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

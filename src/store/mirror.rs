@@ -2,11 +2,21 @@
 //! made of, and the one rule for writing a fetched ticket (new, changed, back in the open set,
 //! or gone from it) with its history row. A sweep's apply ([`super::Staging::apply`]) and the
 //! direct upsert of one fetched ticket ([`Store::upsert_fetched`]) both write through here.
+//!
+//! A delivered action's result is written here too ([`record_delivery`], in the transaction
+//! that marks the action delivered): the new state, or a created ticket from what was sent,
+//! with a history row naming the action. The row keeps the action's id in
+//! `delivered_outbox_id` until Tampuuri's copy of the ticket is next written; that write then
+//! confirms the result without a history row of its own ([`news`]), or records what someone
+//! else changed since.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{ApplyCounts, Store};
-use crate::model::{Departure, LeftReason, Ticket, changed_fields};
+use super::{ApplyCounts, OutboxRow, Store};
+use crate::action::{Action, NewTicket};
+use crate::model::{
+    Departure, LeftReason, Ticket, TicketState, changed_fields, content_hash, moves_with_state,
+};
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
 pub(super) const TICKET_COLUMNS: &str = "state, title, description, extra_info, assignee_id, \
@@ -32,6 +42,28 @@ pub(super) struct At<'a> {
     pub account: &'a str,
     pub run_id: Option<i64>,
     pub now: &'a str,
+    /// The delivered action (outbox id) whose result this write records; `None` for what
+    /// Tampuuri sent.
+    pub action: Option<i64>,
+}
+
+/// The `raw_json` of a ticket we created and hold no copy of from Tampuuri yet.
+pub(super) const NO_COPY: &str = "{}";
+
+/// What the store needs of an account to write a delivered action's result (the store reads
+/// no config): who we are, the account's open states, and the name of the state field for
+/// the history row's `fields`.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountRules<'a> {
+    pub contractor_id: i64,
+    pub open_states: &'a [String],
+    pub state_field: &'a str,
+}
+
+impl AccountRules<'_> {
+    fn is_open(&self, state: &str) -> bool {
+        self.open_states.iter().any(|s| s.eq_ignore_ascii_case(state))
+    }
 }
 
 /// One history row.
@@ -52,6 +84,8 @@ struct Known {
     open: bool,
     left_reason: Option<String>,
     content_hash: i64,
+    /// The row shows a delivered action's result that Tampuuri has not confirmed yet.
+    delivered: bool,
 }
 
 /// `TICKET_COLUMNS` with each name prefixed (`s.state, s.title, …`).
@@ -113,7 +147,7 @@ pub(super) fn reopen_sql(values: &str) -> String {
     format!(
         "UPDATE tickets SET ({TICKET_COLUMNS}) = {values},
              last_changed = CASE WHEN ?4 THEN ?3 ELSE last_changed END,
-             open = 1, left_at = NULL, left_reason = NULL
+             open = 1, left_at = NULL, left_reason = NULL, delivered_outbox_id = NULL
          WHERE {THIS_TICKET}"
     )
 }
@@ -131,11 +165,33 @@ pub(super) fn content_change(was_open: bool, fields: &[String]) -> Option<&'stat
     }
 }
 
-/// Writes one history row.
+/// The changed fields of a known ticket that are news to a reader. When the row shows a
+/// delivered action's result (`delivered`) and Tampuuri now has that same state
+/// (`same_state`), the fields every transition moves are that result confirmed, not news; and
+/// a ticket we created, of which the mirror holds no copy from Tampuuri yet, is only being
+/// filled in. Otherwise (someone else moved it since, or no action of ours is unconfirmed),
+/// every changed field is news.
+pub(super) fn news(
+    delivered: bool,
+    same_state: bool,
+    old_raw: &str,
+    mut fields: Vec<String>,
+) -> Vec<String> {
+    if delivered && same_state {
+        if old_raw == NO_COPY {
+            fields.clear();
+        } else {
+            fields.retain(|f| !moves_with_state(f));
+        }
+    }
+    fields
+}
+
+/// Writes one history row (naming the delivered action when `at` has one).
 pub(super) fn note(conn: &Connection, at: &At<'_>, c: &Change<'_>) -> anyhow::Result<()> {
     let fields = c.fields.map(serde_json::to_string).transpose()?;
     conn.prepare_cached(&format!(
-        "INSERT INTO ticket_changes ({CHANGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        "INSERT INTO ticket_changes ({CHANGE_COLUMNS}, outbox_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
     ))?
     .execute(params![
         at.account,
@@ -145,7 +201,8 @@ pub(super) fn note(conn: &Connection, at: &At<'_>, c: &Change<'_>) -> anyhow::Re
         c.kind,
         fields,
         c.old_state,
-        c.new_state
+        c.new_state,
+        at.action
     ])?;
     Ok(())
 }
@@ -153,7 +210,8 @@ pub(super) fn note(conn: &Connection, at: &At<'_>, c: &Change<'_>) -> anyhow::Re
 fn known(conn: &Connection, account: &str, id: i64) -> anyhow::Result<Option<Known>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT state, raw_json, open, left_reason, content_hash FROM tickets WHERE {THIS_TICKET}"
+            "SELECT state, raw_json, open, left_reason, content_hash, delivered_outbox_id IS NOT NULL
+             FROM tickets WHERE {THIS_TICKET}"
         ))?
         .query_row(params![account, id], |r| {
             Ok(Known {
@@ -162,6 +220,7 @@ fn known(conn: &Connection, account: &str, id: i64) -> anyhow::Result<Option<Kno
                 open: r.get(2)?,
                 left_reason: r.get(3)?,
                 content_hash: r.get(4)?,
+                delivered: r.get(5)?,
             })
         })
         .optional()?)
@@ -204,7 +263,12 @@ pub(super) fn upsert_open(
         }
         Some(old) if old.open && old.content_hash == t.content_hash => {}
         Some(old) => {
-            let fields = changed_fields(&old.raw_json, &t.raw_json);
+            let fields = news(
+                old.delivered,
+                old.state == t.state.name(),
+                &old.raw_json,
+                changed_fields(&old.raw_json, &t.raw_json),
+            );
             let kind = content_change(old.open, &fields);
             conn.prepare_cached(&reopen_sql(&format!("({})", placeholders(5))))?
                 .execute(rusqlite::params_from_iter(
@@ -270,7 +334,7 @@ pub(super) fn depart(
     // `left_at` is when it left the open set: kept for one that had already left.
     conn.prepare_cached(&format!(
         "UPDATE tickets SET left_at = CASE WHEN open = 1 THEN ?3 ELSE left_at END,
-             open = 0, left_reason = ?4, last_changed = ?3
+             open = 0, left_reason = ?4, last_changed = ?3, delivered_outbox_id = NULL
          WHERE {THIS_TICKET}"
     ))?
     .execute(params![at.account, id, at.now, reason])?;
@@ -296,6 +360,126 @@ pub(super) fn depart(
             fields: Some(&fields),
             old_state: Some(&old.state),
             new_state,
+        },
+    )
+}
+
+/// Writes a delivered action's result into the mirror, in the caller's transaction (the one
+/// that marks the outbox row delivered): a transition's new state, or the ticket a create
+/// made, each with a history row naming the action (`row`, read after it was marked).
+pub(super) fn record_delivery(
+    conn: &Connection,
+    row: &OutboxRow,
+    now: &str,
+    rules: &AccountRules<'_>,
+) -> anyhow::Result<()> {
+    let at = At {
+        account: &row.account,
+        run_id: None,
+        now,
+        action: Some(row.id),
+    };
+    match (&row.action, row.ticket_id, row.created_ticket_id) {
+        (Action::Create(t), _, Some(id)) => record_created(conn, &at, id, t, rules),
+        (Action::Accept { .. } | Action::Hold { .. } | Action::Done { .. }, Some(id), _) => {
+            match row.action.target_state() {
+                Some(state) => record_transition(conn, &at, id, state.name(), rules),
+                None => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A delivered transition: the ticket's new state, with a `changed` history row (`left`, when
+/// the state is not one of the account's open states: it leaves the open set). Its `raw_json`
+/// stays what Tampuuri last sent until the next poll. A ticket the mirror does not hold is not
+/// written.
+fn record_transition(
+    conn: &Connection,
+    at: &At<'_>,
+    id: i64,
+    state: &str,
+    rules: &AccountRules<'_>,
+) -> anyhow::Result<()> {
+    let Some(old) = known(conn, at.account, id)? else {
+        return Ok(());
+    };
+    let leaves = old.open && !rules.is_open(state);
+    conn.prepare_cached(&format!(
+        "UPDATE tickets SET state = ?3, last_changed = ?4, delivered_outbox_id = ?5,
+             left_at = CASE WHEN ?6 THEN ?4 ELSE left_at END,
+             left_reason = CASE WHEN ?6 THEN 'state' ELSE left_reason END,
+             open = CASE WHEN ?6 THEN 0 ELSE open END
+         WHERE {THIS_TICKET}"
+    ))?
+    .execute(params![at.account, id, state, at.now, at.action, leaves])?;
+    note(
+        conn,
+        at,
+        &Change {
+            id,
+            kind: if leaves { "left" } else { "changed" },
+            fields: Some(&[rules.state_field.to_owned()]),
+            old_state: Some(&old.state),
+            new_state: Some(state),
+        },
+    )
+}
+
+/// A ticket we created (`id`, the one Tampuuri answered), from what was sent, with an
+/// `appeared` history row; its `raw_json` is [`NO_COPY`] until the next poll fills in the rest.
+/// A ticket the mirror holds already (a poll or a check brought it), or one that is not ours
+/// and open, is not written.
+fn record_created(
+    conn: &Connection,
+    at: &At<'_>,
+    id: i64,
+    t: &NewTicket,
+    rules: &AccountRules<'_>,
+) -> anyhow::Result<()> {
+    // Tampuuri opens every new ticket as Avoin.
+    let state = TicketState::Avoin;
+    let assignee = t.assignee_id.unwrap_or(rules.contractor_id);
+    if assignee != rules.contractor_id
+        || !rules.is_open(state.name())
+        || known(conn, at.account, id)?.is_some()
+    {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "INSERT INTO tickets (account, id, state, title, description, extra_info, assignee_id,
+             cost_centre_id, space_id, room_id, parent_id, urgency, raw_json, content_hash,
+             first_seen, last_changed, open, delivered_outbox_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, 1, ?16)",
+    )?
+    .execute(params![
+        at.account,
+        id,
+        state.name(),
+        t.title,
+        t.description,
+        t.details_with_marker(),
+        assignee,
+        t.cost_centre_id,
+        t.space_id,
+        t.room_id,
+        t.parent_id,
+        t.urgency,
+        NO_COPY,
+        content_hash(NO_COPY),
+        at.now,
+        at.action
+    ])?;
+    note(
+        conn,
+        at,
+        &Change {
+            id,
+            kind: "appeared",
+            fields: None,
+            old_state: None,
+            new_state: Some(state.name()),
         },
     )
 }
@@ -354,6 +538,7 @@ impl Store {
             account,
             run_id: None,
             now,
+            action: None,
         };
         write(&tx, &at, &mut counts)?;
         tx.commit()?;
@@ -374,6 +559,46 @@ mod tests {
             prefixed("s.").starts_with("s.state, s.title")
                 && prefixed("s.").ends_with("s.content_hash")
         );
+    }
+
+    #[test]
+    fn tampuuris_copy_of_a_delivered_result_is_news_only_where_it_differs_from_it() {
+        let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let raw = r#"{"Id":1,"Tila":"Avoin"}"#;
+        // (delivered, same state, old raw, changed fields, what is news)
+        for (delivered, same, old, changed, expected) in [
+            // Our accept, confirmed: the state and Muokattu moved as it said.
+            (true, true, raw, fields(&["Muokattu", "Tila"]), fields(&[])),
+            // Confirmed, and staff also edited the title: that is news.
+            (
+                true,
+                true,
+                raw,
+                fields(&["Muokattu", "Otsikko", "Tila"]),
+                fields(&["Otsikko"]),
+            ),
+            // Someone moved it on since: all of it is news.
+            (
+                true,
+                false,
+                raw,
+                fields(&["Muokattu", "Tila"]),
+                fields(&["Muokattu", "Tila"]),
+            ),
+            // A ticket we created: Tampuuri's copy fills it in.
+            (true, true, NO_COPY, fields(&["Kohde", "Otsikko"]), fields(&[])),
+            // No delivery of ours unconfirmed: every change is news.
+            (
+                false,
+                true,
+                raw,
+                fields(&["Muokattu"]),
+                fields(&["Muokattu"]),
+            ),
+        ] {
+            let what = format!("{delivered} {same} {old} {changed:?}");
+            assert_eq!(news(delivered, same, old, changed), expected, "{what}");
+        }
     }
 
     #[test]

@@ -38,11 +38,12 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations, SchemaVersion};
 
 pub use api::{
-    Claim, ClaimLost, FeedBounds, FeedEvent, HistoryEntry, KeptAnswer, KeyClaim, TicketDetail,
-    TicketPageQuery,
+    Claim, ClaimLost, DeliveredAction, FeedBounds, FeedEvent, HistoryEntry, KeptAnswer, KeyClaim,
+    TicketDetail, TicketPageQuery,
 };
 pub use board::{BoardSession, LinkUse, NewBoardSession};
 pub use booking::BookingTicket;
+pub use mirror::AccountRules;
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot, TellQueued};
 pub use purge::{PurgeReport, Retention};
 pub use queries::{AccountStatus, CallsOf, TicketFilter, TicketRow};
@@ -77,6 +78,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "013_board.sql",
     "014_book_outbox.sql",
     "015_slotti_sync.sql",
+    "017_delivered.sql",
 );
 
 /// An open connection to the store.
@@ -96,6 +98,16 @@ pub struct ApplyCounts {
     pub gone: u64,
     /// Rows written to `tickets`.
     pub rows_written: u64,
+}
+
+/// What a sync run did besides what its apply counts: finished as `ok` in the transaction that
+/// applies its sweep ([`Staging::apply_finishing`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunTally {
+    pub sweeps: u32,
+    pub pages: u32,
+    /// Calls sent, retries included.
+    pub api_calls: u64,
 }
 
 /// How a sync run ended, for `sync_runs`.
@@ -323,41 +335,14 @@ impl Store {
         Ok(id)
     }
 
-    /// Finishes a run (its calls are metered by the client, `Client::record_calls`).
+    /// Finishes a run (its calls are metered by the client, `Client::record_calls`). A run
+    /// that applied its sweep was finished by the apply ([`Staging::apply_finishing`]); this
+    /// is for one that failed before.
     pub fn finish_run(&mut self, run_id: i64, now: &str, r: &RunRecord) -> anyhow::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "UPDATE sync_runs SET finished_at = ?2, outcome = ?3, sweeps = ?4, pages = ?5, api_calls = ?6,
-                 seen_count = ?7, new_count = ?8, changed_count = ?9, gone_count = ?10, error = ?11
-             WHERE id = ?1",
-            params![
-                run_id,
-                now,
-                if r.ok { "ok" } else { "failed" },
-                r.sweeps,
-                r.pages,
-                r.api_calls,
-                r.seen,
-                r.counts.new,
-                r.counts.changed,
-                r.counts.gone,
-                r.error
-            ],
-        )?;
-        if r.ok {
-            // A complete sync covers every ticket whose webhook events were parked before it
-            // started: they are settled.
-            tx.execute(
-                "UPDATE webhook_events SET status = 'reconciled', processed_at = ?2,
-                     reason = 'covered by sync run ' || ?1
-                 WHERE status = 'parked'
-                   AND account = (SELECT account FROM sync_runs WHERE id = ?1)
-                   AND received_at <= (SELECT started_at FROM sync_runs WHERE id = ?1)",
-                params![run_id, now],
-            )?;
-        }
+        finish_run_in(&tx, run_id, now, r)?;
         tx.commit()?;
         Ok(())
     }
@@ -573,6 +558,42 @@ impl rusqlite::ToSql for crate::model::TicketState {
             rusqlite::types::ValueRef::Text(self.name().as_bytes()),
         ))
     }
+}
+
+/// Writes how run `run_id` ended into `sync_runs`, in the caller's transaction; a complete
+/// (`ok`) run also settles the webhook events parked before it started.
+fn finish_run_in(conn: &Connection, run_id: i64, now: &str, r: &RunRecord) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE sync_runs SET finished_at = ?2, outcome = ?3, sweeps = ?4, pages = ?5, api_calls = ?6,
+             seen_count = ?7, new_count = ?8, changed_count = ?9, gone_count = ?10, error = ?11
+         WHERE id = ?1",
+        params![
+            run_id,
+            now,
+            if r.ok { "ok" } else { "failed" },
+            r.sweeps,
+            r.pages,
+            r.api_calls,
+            r.seen,
+            r.counts.new,
+            r.counts.changed,
+            r.counts.gone,
+            r.error
+        ],
+    )?;
+    if r.ok {
+        // A complete sync covers every ticket whose webhook events were parked before it
+        // started: they are settled.
+        conn.execute(
+            "UPDATE webhook_events SET status = 'reconciled', processed_at = ?2,
+                 reason = 'covered by sync run ' || ?1
+             WHERE status = 'parked'
+               AND account = (SELECT account FROM sync_runs WHERE id = ?1)
+               AND received_at <= (SELECT started_at FROM sync_runs WHERE id = ?1)",
+            params![run_id, now],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

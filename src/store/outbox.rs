@@ -340,8 +340,9 @@ impl Store {
 
     /// What the mirror knows of ticket `id` before an action queued from `from_state` is
     /// sent, if that is known to be current: the row is open, in `from_state`, and no action
-    /// of ours was sent to it since the mirror last recorded a change (its effect, and the
-    /// new `Muokattu`, are not in the mirror yet). `None`: the caller reads the ticket instead.
+    /// of ours was sent to it since Tampuuri's copy was last written (the row then shows the
+    /// action's state, but not the new `Muokattu`; a delivery before migration 017 shows
+    /// neither). `None`: the caller reads the ticket instead.
     pub fn mirror_snapshot(
         &self,
         account: &str,
@@ -353,6 +354,7 @@ impl Store {
             .query_row(
                 "SELECT t.state, t.remote_modified FROM tickets t
                  WHERE t.account = ?1 AND t.id = ?2 AND t.open = 1 AND (?3 IS NULL OR t.state = ?3)
+                   AND t.delivered_outbox_id IS NULL
                    AND NOT EXISTS (
                        SELECT 1 FROM outbox o
                        WHERE o.account = ?1 AND o.ticket_id = ?2 AND o.status = 'delivered' AND o.outcome = 'sent'
@@ -369,8 +371,17 @@ impl Store {
             .optional()?)
     }
 
-    /// Records how an attempt ended. Delivered and dead actions drop their attachment bytes.
-    pub fn finish_attempt(&mut self, id: i64, now: &str, end: &AttemptEnd) -> anyhow::Result<()> {
+    /// Records how an attempt ended. Delivered and dead actions drop their attachment bytes. A
+    /// delivered action's result is written into the mirror in the same transaction, by the
+    /// account's `rules` (none: the account is gone, the mirror is left as it is): the
+    /// ticket's new state, or the ticket a create made, with a history row naming the action.
+    pub fn finish_attempt(
+        &mut self,
+        id: i64,
+        now: &str,
+        end: &AttemptEnd,
+        rules: Option<&super::AccountRules<'_>>,
+    ) -> anyhow::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -388,6 +399,14 @@ impl Store {
                     "UPDATE outbox_attachments SET content = NULL WHERE outbox_id = ?1",
                     [id],
                 )?;
+                if let Some(rules) = rules {
+                    let row = tx.query_row(
+                        &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
+                        [id],
+                        read_row,
+                    )?;
+                    super::mirror::record_delivery(&tx, &row, now, rules)?;
+                }
             }
             AttemptEnd::Retry {
                 next_at,
@@ -570,16 +589,17 @@ impl Store {
         )?)
     }
 
-    /// The latest pending or dead-lettered target state of each ticket of an account.
+    /// The latest pending target state of each ticket of an account (a dead-lettered action
+    /// waits for a dispatcher, not for delivery).
     pub fn pending_states(
         &self,
         account: Option<&str>,
     ) -> anyhow::Result<Vec<(String, i64, String)>> {
         let mut s = self.conn.prepare_cached(
             "SELECT account, ticket_id, expected_state FROM outbox o
-             WHERE status IN ('pending', 'dead') AND ticket_id IS NOT NULL AND (?1 IS NULL OR account = ?1)
+             WHERE status = 'pending' AND ticket_id IS NOT NULL AND (?1 IS NULL OR account = ?1)
                AND id = (SELECT max(id) FROM outbox p WHERE p.account = o.account AND p.ticket_id = o.ticket_id
-                         AND p.status IN ('pending', 'dead'))",
+                         AND p.status = 'pending')",
         )?;
         let v = s
             .query_map([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?

@@ -34,7 +34,8 @@ pub struct TicketRow {
     pub last_changed: String,
     pub left_at: Option<String>,
     pub left_reason: Option<String>,
-    /// The state our queued (or dead-lettered) actions will bring it to, when any wait.
+    /// The state our queued actions will bring it to, when any wait (a dead-lettered one
+    /// waits for a dispatcher, not for delivery: it does not count).
     pub pending_state: Option<String>,
     /// Its live visit (booked or moved) that has not ended, if any.
     pub next_visit: Option<super::NextVisit>,

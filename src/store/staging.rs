@@ -3,7 +3,10 @@
 //! not grow with the number of tickets and nothing in `tickets` changes until the whole sweep
 //! is known to be consistent. [`Staging::apply`] then writes it in one IMMEDIATE transaction
 //! and consumes the staging: a staging cannot be applied twice, staged after it was applied,
-//! or shared with another sweep, and no other store work sees its tables.
+//! or shared with another sweep, and no other store work sees its tables. A sync finishes its
+//! run (`sync_runs`, `ok` with its counts) in that same transaction
+//! ([`Staging::apply_finishing`]), so a process killed around the commit leaves both the
+//! changes and the finished run, or neither.
 //!
 //! ```compile_fail
 //! # fn f(staging: huoltosync::store::Staging) -> anyhow::Result<()> {
@@ -18,10 +21,10 @@ use anyhow::Context;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::mirror::{
-    At, CHANGE_COLUMNS, Change, OPEN_SET, TICKET_COLUMNS, content_change, depart, insert_sql, note,
-    prefixed, reopen_sql, ticket_values, upsert_open,
+    At, CHANGE_COLUMNS, Change, OPEN_SET, TICKET_COLUMNS, content_change, depart, insert_sql, news,
+    note, prefixed, reopen_sql, ticket_values, upsert_open,
 };
-use super::{ApplyCounts, Handle, Store};
+use super::{ApplyCounts, Handle, RunRecord, RunTally, Store};
 use crate::model::{Departure, Ticket, changed_fields};
 
 /// The staged sweep of one account, on a connection of its own.
@@ -114,12 +117,38 @@ impl Staging {
     /// `departures`. New tickets are inserted, changed ones updated, departures recorded, a
     /// history row for each; unchanged tickets are not written.
     pub fn apply(
-        mut self,
+        self,
         run_id: Option<i64>,
         now: &str,
         fetched_open: &[Ticket],
         departures: &[Departure],
     ) -> anyhow::Result<ApplyCounts> {
+        self.write(run_id, None, now, fetched_open, departures)
+    }
+
+    /// [`Staging::apply`], finishing sync run `run_id` as `ok` in the same transaction: its
+    /// counts (`tally`, the tickets in the open set the sweep saw and what the apply changed)
+    /// are committed with the changes, or neither is (see [`Store::finish_run`]).
+    pub fn apply_finishing(
+        self,
+        run_id: i64,
+        tally: RunTally,
+        now: &str,
+        fetched_open: &[Ticket],
+        departures: &[Departure],
+    ) -> anyhow::Result<ApplyCounts> {
+        self.write(Some(run_id), Some(tally), now, fetched_open, departures)
+    }
+
+    fn write(
+        mut self,
+        run_id: Option<i64>,
+        tally: Option<RunTally>,
+        now: &str,
+        fetched_open: &[Ticket],
+        departures: &[Departure],
+    ) -> anyhow::Result<ApplyCounts> {
+        let seen = self.seen_count()? + fetched_open.len() as u64;
         let tx = self
             .store
             .conn
@@ -128,6 +157,7 @@ impl Staging {
             account: &self.account,
             run_id,
             now,
+            action: None,
         };
         let mut counts = ApplyCounts::default();
         apply_staged_known(&tx, &at, &mut counts)?;
@@ -137,6 +167,18 @@ impl Staging {
         }
         for d in departures {
             depart(&tx, &at, d, &mut counts)?;
+        }
+        if let (Some(run_id), Some(tally)) = (run_id, tally) {
+            let record = RunRecord {
+                ok: true,
+                sweeps: tally.sweeps,
+                pages: tally.pages,
+                api_calls: tally.api_calls,
+                seen,
+                counts,
+                error: None,
+            };
+            super::finish_run_in(&tx, run_id, now, &record)?;
         }
         tx.commit()?;
         Ok(counts)
@@ -152,7 +194,8 @@ fn apply_staged_known(
     counts: &mut ApplyCounts,
 ) -> anyhow::Result<()> {
     let mut changed = tx.prepare_cached(
-        "SELECT s.id, t.raw_json, s.raw_json, t.state, s.state, t.open
+        "SELECT s.id, t.raw_json, s.raw_json, t.state, s.state, t.open,
+                t.delivered_outbox_id IS NOT NULL
          FROM temp.sweep_stage s JOIN main.tickets t ON t.account = ?1 AND t.id = s.id
          WHERE s.id > ?2 ORDER BY s.id LIMIT 1000",
     )?;
@@ -161,7 +204,7 @@ fn apply_staged_known(
     )))?;
     let mut after = i64::MIN;
     loop {
-        type Row = (i64, String, String, String, String, bool);
+        type Row = (i64, String, String, String, String, bool, bool);
         let rows: Vec<Row> = changed
             .query_map(params![at.account, after], |r| {
                 Ok((
@@ -171,6 +214,7 @@ fn apply_staged_known(
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })?
             .collect::<Result<_, _>>()?;
@@ -178,8 +222,13 @@ fn apply_staged_known(
             return Ok(());
         };
         after = last;
-        for (id, old_raw, new_raw, old_state, new_state, was_open) in rows {
-            let fields = changed_fields(&old_raw, &new_raw);
+        for (id, old_raw, new_raw, old_state, new_state, was_open, delivered) in rows {
+            let fields = news(
+                delivered,
+                old_state == new_state,
+                &old_raw,
+                changed_fields(&old_raw, &new_raw),
+            );
             let kind = content_change(was_open, &fields);
             update.execute(params![at.account, id, at.now, kind.is_some()])?;
             counts.rows_written += 1;
@@ -270,11 +319,13 @@ impl StagingHandle {
         run(self.inner.clone(), |s| s.unseen_open()).await
     }
 
-    /// Applies the sweep ([`Staging::apply`]) and answers how many tickets are in the open
-    /// set it saw (those the sweep listed and those fetched open) with what it changed.
+    /// Applies the sweep, finishing run `run_id` with it ([`Staging::apply_finishing`]), and
+    /// answers how many tickets are in the open set it saw (those the sweep listed and those
+    /// fetched open) with what it changed.
     pub async fn apply(
         self,
-        run_id: Option<i64>,
+        run_id: i64,
+        tally: RunTally,
         now: String,
         fetched_open: Vec<Ticket>,
         departures: Vec<Departure>,
@@ -288,7 +339,8 @@ impl StagingHandle {
                 .context("the sweep was applied already")?;
             let path = staging.store.path.clone();
             let applied = staging.seen_count().and_then(|seen| {
-                let counts = staging.apply(run_id, &now, &fetched_open, &departures)?;
+                let counts =
+                    staging.apply_finishing(run_id, tally, &now, &fetched_open, &departures)?;
                 Ok((seen + fetched_open.len() as u64, counts))
             });
             applied.map_err(|e| super::explain(&path, e))

@@ -43,7 +43,8 @@ use crate::model::Ticket;
 pub use crate::remote::CallCounts;
 use crate::remote::{Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, server_words};
 pub use wire::{
-    ADDRESS_FIELDS, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
+    ADDRESS_FIELDS, MODIFIED_FIELD, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS,
+    STATE_FIELD,
     StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
 };
 

@@ -219,6 +219,9 @@ pub const PERSONAL_FIELDS: [&str; 3] = ["Ilmoittaja", "Tilaaja", "Maksaja"];
 /// The ticket's state field (a name or a number 1–5).
 pub const STATE_FIELD: &str = "Tila";
 
+/// The ticket's modification time field, which moves with every change.
+pub const MODIFIED_FIELD: &str = "Muokattu";
+
 /// Top-level ticket fields that hold the ticket's address (the site, "As Oy …, street, city"):
 /// searched by the HTTP API's `q` in a stored ticket's raw JSON.
 pub const ADDRESS_FIELDS: [&str; 1] = ["Kohde"];

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod config;
 mod crash;
+mod delivered;
 mod feed;
 mod first_contact;
 mod helpers;

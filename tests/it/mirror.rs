@@ -3,7 +3,7 @@
 //! connection and applied once, and the purge's retention values passed as plain data.
 
 use huoltosync::model::{Departure, LeftReason, Reporter, Ticket, TicketState, content_hash};
-use huoltosync::store::{ApplyCounts, Retention, Staging, Store};
+use huoltosync::store::{ApplyCounts, Retention, RunTally, Staging, Store};
 
 const ACCOUNT: &str = "sim-1";
 const T1: &str = "2026-01-01T10:00:00.000Z";
@@ -435,6 +435,70 @@ fn a_ticket_the_by_id_check_found_still_open_is_upserted_with_the_sweep() {
     assert_eq!(n, counts(0, 1, 0, 1));
     assert_eq!(row(&store, 5).1, "Odottaa");
     assert_eq!(history(&store, 5).last().unwrap().0, "changed");
+}
+
+/// `(outcome, seen_count, new_count, changed_count, api_calls)` of sync run `id`.
+fn run_row(store: &Store, id: i64) -> (String, i64, i64, i64, i64) {
+    store
+        .connection()
+        .query_row(
+            "SELECT outcome, seen_count, new_count, changed_count, api_calls FROM sync_runs WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither() {
+    let (_dir, path, mut store) = open_store();
+    store
+        .upsert_fetched(ACCOUNT, ticket(1, "Avoin", "Hana"), Ok(()), T1)
+        .unwrap();
+    let tally = RunTally {
+        sweeps: 1,
+        pages: 1,
+        api_calls: 2,
+    };
+
+    // Both: the apply commits the changes with the run finished `ok` and counted. A process
+    // killed right after that commit leaves the run as it is; the next run of the account
+    // (which closes runs a killed process left `running`) does not call it interrupted.
+    let run = store.begin_run(ACCOUNT, T2, "poll").unwrap();
+    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+    staging
+        .stage_page(&[ticket(1, "Avoin", "Hana vuotaa"), ticket(2, "Avoin", "Ovi")])
+        .unwrap();
+    let n = staging
+        .apply_finishing(run, tally, T2, &[], &[])
+        .unwrap();
+    assert_eq!(n, counts(1, 1, 0, 2));
+    // (the kill: nothing else is written for this run)
+    store.begin_run(ACCOUNT, T3, "poll").unwrap();
+    assert_eq!(run_row(&store, run), ("ok".into(), 2, 1, 1, 2));
+    assert_eq!(row(&store, 1).2.as_deref(), Some("Hana vuotaa"));
+
+    // Neither: when the run's row cannot be finished (the kill before the commit, played by a
+    // trigger that aborts it), the sweep's changes roll back with it.
+    let run = store.begin_run(ACCOUNT, T3, "poll").unwrap();
+    store
+        .connection()
+        .execute_batch(
+            "CREATE TRIGGER test_kill BEFORE UPDATE OF outcome ON sync_runs
+             WHEN NEW.outcome = 'ok' BEGIN SELECT RAISE(ABORT, 'killed'); END;",
+        )
+        .unwrap();
+    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+    staging
+        .stage_page(&[ticket(1, "Avoin", "Hana korjattu"), ticket(3, "Avoin", "Valo")])
+        .unwrap();
+    let err = staging
+        .apply_finishing(run, tally, T3, &[], &[])
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("killed"), "{err:#}");
+    assert_eq!(row(&store, 1).2.as_deref(), Some("Hana vuotaa"));
+    assert!(history(&store, 3).is_empty(), "ticket 3 was not written");
+    assert_eq!(run_row(&store, run).0, "running");
 }
 
 #[test]
