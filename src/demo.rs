@@ -30,6 +30,10 @@ pub struct DemoArgs {
     /// Simulated Tampuuri accounts.
     #[arg(long, default_value_t = 3)]
     pub accounts: u32,
+    /// After the demo, keep the simulator and the daemon running with the HTTP API and the
+    /// board on loopback; prints a one-time sign-in link and an API token. Ctrl-C stops both.
+    #[arg(long)]
+    pub serve: bool,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -125,9 +129,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     outln!("\nThe store is {}; look around with:", store.display())?;
-    // The binary that is running: after a fresh clone nothing is installed on the PATH yet.
-    let bin = std::env::current_exe()
-        .map_or_else(|_| "huoltosync".to_owned(), |p| p.display().to_string());
+    let bin = bin();
     outln!("  {bin} --config {} tasks", config_path.display())?;
     outln!("  {bin} --config {} status", config_path.display())?;
     outln!("  {bin} --config {} outbox", config_path.display())?;
@@ -135,8 +137,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  sqlite3 {} 'select account, id, state, title from open_tickets limit 5'",
         store.display()
     )?;
-    running.stop().await;
     let ok = first.iter().chain(&second).all(crate::sync::SyncReport::ok);
+    if args.serve && ok {
+        let served = serve(&config_path, &store).await;
+        running.stop().await;
+        return served;
+    }
+    running.stop().await;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -332,6 +339,51 @@ async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result
         }
     }
     Ok(())
+}
+
+/// `demo --serve`: the demo's config gets an `[api]` listener on a free loopback port, a
+/// write token and a board user, both made up now; then the daemon runs on it, as `huoltosync
+/// run` would, until Ctrl-C (or SIGTERM). Prints a one-time sign-in link and the token.
+/// Removes nothing: the demo folder stays, as the plain demo leaves it.
+async fn serve(config_path: &std::path::Path, store: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let token = crate::board::new_token();
+    let password = crate::board::new_token();
+    let hash = crate::board::config::hash_password(&password)?;
+    let mut text = std::fs::read_to_string(config_path)?;
+    text.push_str(&serve_config(port, &token, &hash));
+    std::fs::write(config_path, text)?;
+    let config = Config::load(config_path)?.config;
+    let listen = config
+        .api
+        .as_ref()
+        .and_then(|a| a.listen)
+        .context("the demo's [api] section did not load")?;
+    let mut db = Store::open(store)?;
+    let link = crate::board::create_login_link(&mut db, "demo", crate::time::now())?;
+    drop(db);
+    let url = crate::board::login_url(&config.board, listen, &link);
+    outln!("\nThe daemon now runs on this store, with the HTTP API and the board on {listen}.")?;
+    outln!("  Board: open {url} (a one-time sign-in link, valid 5 minutes; user demo).")?;
+    outln!("  API:   curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/tickets?limit=5")?;
+    outln!("  A new sign-in link: {} --config {} board login-link --user demo", bin(), config_path.display())?;
+    outln!("Ctrl-C stops the daemon and the simulator; the demo folder stays.")?;
+    crate::service::run(config_path.to_path_buf(), config).await
+}
+
+fn serve_config(port: u16, token: &str, hash: &str) -> String {
+    format!(
+        "\n# Added by `huoltosync demo --serve`.\n\
+         [api]\nlisten = \"127.0.0.1:{port}\"\n\n\
+         [[api.tokens]]\nname = \"demo\"\ntoken = \"{token}\"\nscope = \"write\"\n\n\
+         [board]\nenabled = true\ninsecure_cookies = true\n\n\
+         [[board.users]]\nname = \"demo\"\npassword_hash = \"{hash}\"\nrole = \"dispatcher\"\n"
+    )
+}
+
+/// The binary that is running: after a fresh clone nothing is installed on the PATH yet.
+fn bin() -> String {
+    std::env::current_exe().map_or_else(|_| "huoltosync".to_owned(), |p| p.display().to_string())
 }
 
 const PNG_1X1: &[u8] = &[

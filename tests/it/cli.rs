@@ -347,6 +347,79 @@ async fn the_demo_runs_with_nothing_configured() {
     );
 }
 
+/// `demo --serve`: the demo, then the daemon with the API and the board on loopback, with no
+/// config at all: the token it prints reads the API, the link it prints signs in, and Ctrl-C
+/// (SIGINT) stops it with exit 0, leaving the demo folder.
+#[tokio::test]
+async fn the_demo_serves_the_api_and_the_board_until_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        .args(["demo", "--serve", "--tickets", "10", "--accounts", "1", "--dir"])
+        .arg(&demo)
+        .env_remove("HUOLTOSYNC_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut link, mut curl) = (None, None);
+    let mut seen = String::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await
+    {
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(i) = line.find("http://127.0.0.1:") {
+            let url: String = line[i..].split_whitespace().next().unwrap().to_owned();
+            if line.trim_start().starts_with("Board:") {
+                link = Some(url);
+            } else if line.trim_start().starts_with("API:") {
+                curl = Some(line.clone());
+            }
+        }
+        if line.starts_with("Ctrl-C stops") {
+            break;
+        }
+    }
+    let (Some(link), Some(curl)) = (link, curl) else {
+        panic!("demo --serve printed no sign-in link or API line:\n{seen}")
+    };
+    let token = curl.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap();
+    let api = curl.split_whitespace().last().unwrap().to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The listener comes up as the daemon starts: bounded wait for the first answer.
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(r) = http.get(&api).bearer_auth(token).send().await {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("the demo's API never answered");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(5), "{body}");
+    let signed_in = http.get(&link).send().await.unwrap();
+    assert_eq!(signed_in.status(), 303, "the one-time link signs in");
+    assert!(signed_in.headers().get("set-cookie").is_some());
+    // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+    assert_eq!(unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) }, 0);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("demo --serve did not stop within 30 s of Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(demo.join("config.toml").exists() && demo.join("huoltosync-demo.db").exists());
+}
+
 #[test]
 fn the_demo_piped_into_head_ends_quietly_with_success() {
     use std::io::BufRead;
