@@ -70,7 +70,8 @@ async fn every_mirror_and_outbox_change_is_one_feed_event_in_commit_order() {
     assert_eq!(of(ids[2]).1, "ticket.left");
     assert_eq!(of(ids[2]).3["reason"], "reassigned");
 
-    // The outbox: queued, then applied.
+    // The outbox: queued, then applied, and the ticket's new state in the same commit, naming
+    // the action.
     let id = ids[3].to_string();
     env.task_ok(&["accept", &id]).await;
     env.push().await;
@@ -79,10 +80,17 @@ async fn every_mirror_and_outbox_change_is_one_feed_event_in_commit_order() {
     let tail: Vec<&str> = all[303..].iter().map(|e| e.1.as_str()).collect();
     assert_eq!(
         tail,
-        ["action.queued", "action.applied"],
+        ["action.queued", "action.applied", "ticket.changed"],
         "{:?}",
         &all[303..]
     );
     assert!(all[303..].iter().all(|e| e.2 == Some(ids[3])));
     assert_eq!(all[304].3["kind"], "accept");
+    assert_eq!(
+        (&all[305].3["state"], &all[305].3["action_id"]),
+        (&json!("Vastaanotettu"), &all[304].3["action_id"])
+    );
+    // The poll that brings Tampuuri's copy confirms it: no event.
+    env.sync_ok().await;
+    assert_eq!(feed(&env).len(), all.len(), "the confirming poll adds no event");
 }
