@@ -77,6 +77,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "013_board.sql",
     "014_book_outbox.sql",
     "015_slotti_sync.sql",
+    "018_webhook_fetch_budget.sql",
 );
 
 /// An open connection to the store.
