@@ -14,7 +14,9 @@
 //! ilmoitukset/{id}`) however many events name it, once its deliveries have settled
 //! ([`due_at`]), and goes through the same upsert as a poll.
 //! An event whose `ReferenceJson` names another assignee, for a ticket we do not hold, is
-//! skipped without a (billed) fetch.
+//! skipped without a (billed) fetch. Tickets the mirror holds are fetched first; the others
+//! within `[webhook] max_fetches_per_minute` per account, beyond which one reconciliation
+//! sweep of the account replaces their fetches ([`budget`]).
 //!
 //! With `[slotti]`, the same listener serves Slotti's deliveries at `[slotti.webhook] path`
 //! ([`serve_with_slotti`], the route of [`crate::slotti::webhook`]), and each processing pass
@@ -44,6 +46,9 @@ use crate::listen::{BodyBudget, BodyRefused, read_body};
 use crate::store::{Handle, NewEvent, PendingEvent};
 use crate::tampuuri::{self, Api};
 use crate::time;
+
+pub mod budget;
+mod fetch;
 
 pub use crate::listen::{BODY_TIMEOUT, HEADER_TIMEOUT};
 /// Bytes of request bodies buffered at once over all connections: each request reserves
@@ -328,6 +333,11 @@ pub struct Processed {
     pub deferred: u64,
     /// When the earliest deferred ticket becomes due (its deliveries settled, or its retry).
     pub next_due: Option<DateTime<Utc>>,
+    /// Events about tickets the mirror does not hold, over `[webhook] max_fetches_per_minute`:
+    /// parked for a reconciliation sweep of their account instead of fetched.
+    pub swept: u64,
+    /// Reconciliation sweeps run this pass for such events.
+    pub sweeps: u64,
     /// With `[slotti]`: Slotti's recorded deliveries processed in the same pass.
     pub slotti: crate::slotti::webhook::DeliveriesProcessed,
 }
@@ -352,7 +362,9 @@ pub fn due_at(
 
 /// Processes the pending events that are due at `now` (see [`due_at`] and `[webhook]
 /// debounce_ms`, `debounce_max_ms`): one fetch per ticket named by relevant events; the events
-/// of a ticket whose deliveries are still coming wait for the next pass.
+/// of a ticket whose deliveries are still coming wait for the next pass. Tickets the mirror
+/// holds are fetched first; the others within the fetch budget of [`budget`], or covered by one
+/// reconciliation sweep of their account.
 pub async fn process_pending(
     config: &Config,
     api: &Api,
@@ -375,7 +387,9 @@ pub async fn process_pending(
             .await?;
     }
     done.ignored = ignored.len() as u64;
-    let mut clients = std::collections::HashMap::new();
+    let mut fetcher = fetch::Fetcher::new(config, api, store, now);
+    // Tickets the mirror does not hold, by account: after every held one.
+    let mut unheld: BTreeMap<String, Vec<(i64, Vec<PendingEvent>)>> = BTreeMap::new();
     for ((account, id), evs) in groups {
         let due = group_due(&evs, now, quiet, longest);
         if due > now {
@@ -384,10 +398,12 @@ pub async fn process_pending(
             continue;
         }
         let acc = config.account(&account).expect("sorted by account above");
-        let ids: Vec<i64> = evs.iter().map(|e| e.id).collect();
         let (a2, i2) = (account.clone(), id);
-        let held = store.call(move |s| s.holds_open(&a2, i2)).await?;
-        if names_only_another(&evs, acc.contractor_id) && !held {
+        let (held, open) = store
+            .call(move |s| Ok((s.holds(&a2, i2)?, s.holds_open(&a2, i2)?)))
+            .await?;
+        if names_only_another(&evs, acc.contractor_id) && !open {
+            let ids: Vec<i64> = evs.iter().map(|e| e.id).collect();
             store
                 .call(move |s| {
                     s.finish_events(
@@ -399,66 +415,17 @@ pub async fn process_pending(
                 })
                 .await?;
             done.skipped += evs.len() as u64;
-            continue;
-        }
-        if !clients.contains_key(&account) {
-            clients.insert(account.clone(), api.client(acc)?);
-        }
-        let client = &clients[&account];
-        match client.get_ticket(id).await {
-            Ok(fetched) => {
-                let name = account.clone();
-                let open = fetched
-                    .as_ref()
-                    .map(|t| t.openness(acc.contractor_id, &acc.states));
-                store
-                    .call(move |s| {
-                        let now = time::fmt(time::now());
-                        match (fetched, open) {
-                            (Some(t), Some(open)) => s.upsert_fetched(&name, t, open, &now)?,
-                            _ => s.record_deleted(&name, id, &now)?,
-                        };
-                        s.count_fetches(1)?;
-                        s.finish_events(&ids, "fetched", None, &now)
-                    })
-                    .await?;
-                done.fetched += 1;
-                tracing::info!(account = %account, ticket = id, events = evs.len(), "Ticket refetched after webhook events.");
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                let attempts = evs.iter().map(|e| e.attempts).max().unwrap_or(0) + 1;
-                done.failed += 1;
-                let (retry, reason) = match after_failure(attempts, e.is_transient(), now) {
-                    FetchEnd::Retry(at) => {
-                        done.next_due = Some(done.next_due.map_or(at, |d| d.min(at)));
-                        tracing::warn!(account = %account, ticket = id, error = %msg, attempts, retry_at = %time::fmt(at), "Cannot fetch a ticket named by webhook events; trying again later.");
-                        (Some(time::fmt(at)), String::new())
-                    }
-                    FetchEnd::Park(reason) => {
-                        done.parked += 1;
-                        tracing::warn!(account = %account, ticket = id, error = %msg, attempts, "Cannot fetch a ticket named by webhook events; its events are parked until the next reconciliation.");
-                        (None, reason)
-                    }
-                };
-                store
-                    .call(move |s| {
-                        s.fail_events(
-                            &ids,
-                            &msg,
-                            attempts,
-                            retry.as_deref(),
-                            &reason,
-                            &time::fmt(time::now()),
-                        )
-                    })
-                    .await?;
-            }
+        } else if held {
+            fetcher.fetch(&account, id, evs, &mut done).await?;
+        } else {
+            unheld.entry(account).or_default().push((id, evs));
         }
     }
-    for client in clients.values() {
-        client.meter().record(store).await?;
+    for (account, groups) in unheld {
+        budget::unheld(&mut fetcher, &account, groups, &mut done).await?;
     }
+    fetcher.record_calls().await?;
+    budget::sweeps(&fetcher, &mut done).await?;
     // Slotti's deliveries carry what they tell: no fetch, no call.
     if config.slotti.is_some() {
         done.slotti = crate::slotti::webhook::process_deliveries(store, now).await?;

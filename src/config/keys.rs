@@ -211,6 +211,9 @@ pub(crate) mod webhook {
     const _: () = assert!(DEBOUNCE_MS.default <= DEBOUNCE_MAX_MS.default);
     /// Hourly.
     pub const RECONCILE: Text = text("reconcile", "0 0 * * * *");
+    /// Fetches (`GET ilmoitukset/{id}`, each billed) of tickets the mirror does not hold, per
+    /// account in any minute; more such tickets are left to one reconciliation sweep.
+    pub const MAX_FETCHES_PER_MINUTE: Int = int("max_fetches_per_minute", 60, 0, 10_000);
     pub const ADDON_EUR: Float = Float {
         name: "addon_eur",
         default: 500.0,

@@ -475,6 +475,7 @@ impl Reader {
             .map_err(|e| self.error("webhook.reconcile", &e))
             .ok();
         let actions = self.webhook_actions(&mut t);
+        let max_fetches_per_minute = self.int(&mut t, p, &MAX_FETCHES_PER_MINUTE) as u32;
         let addon_eur = self.float(&mut t, p, &ADDON_EUR);
         self.finish(t, SECTION);
         let listen = match listen?.parse::<std::net::SocketAddr>() {
@@ -505,6 +506,7 @@ impl Reader {
             debounce_max: Duration::from_millis(debounce_max_ms),
             reconcile: reconcile?,
             actions,
+            max_fetches_per_minute,
             addon_eur,
         })
     }

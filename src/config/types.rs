@@ -72,6 +72,9 @@ pub struct WebhookConfig {
     pub reconcile: crate::schedule::Schedule,
     /// Actions that mean "refetch this ticket"; empty: every action starting with `Ilmoitus`.
     pub actions: Vec<String>,
+    /// Fetches of tickets the mirror does not hold, per account in any minute (default 60);
+    /// beyond it, one reconciliation sweep of the account replaces them.
+    pub max_fetches_per_minute: u32,
     /// Extra: how much the webhook add-on costs a customer per month, for `cost`.
     pub addon_eur: f64,
 }

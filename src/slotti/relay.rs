@@ -14,6 +14,10 @@
 //!   the first: at most [`MAX_TRIES`] sends per attempt, then it is retried later with the
 //!   outbox's backoff (and dead-lettered at its deadline, naming the ticket).
 //! - A lost or unreadable answer to the POST leaves the attempt in doubt.
+//! - An answer is taken as the booking made only when its `info` carries our marker and its
+//!   start, end and resource are the slot sent ([`answers_ours`]). Any other answer (another
+//!   booking's object, a start in the past) is looked up by the marker, like a lost one: what
+//!   the calendar holds is recorded and told.
 //!
 //! A delivered booking is recorded by the caller with its visit in one commit
 //! (`Store::deliver_booking`), and Tampuuri is then told ([`super::tell`]).
@@ -22,7 +26,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::book::{constraints, free_slots};
 use super::{Booking, BookingRequest, Client, Contact, SlottiError};
-use crate::action::{Action, BookedSlot, VisitBooking};
+use crate::action::{Action, BookedSlot, BookingCustomer, VisitBooking};
 use crate::config::Config;
 use crate::store::{Handle, NewVisit, OutboxRow, VisitCustomer};
 use crate::time;
@@ -70,21 +74,10 @@ pub async fn attempt(
             "the resident's contact of the visit booking of ticket {ticket} was erased by the retention purge; book again with `huoltosync task book {ticket}`"
         )));
     };
-    if row.in_doubt {
-        match find(client, &booking).await {
-            Ok(Some(found)) => {
-                return Ok(booked("already applied", row, &booking, &found));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Ok(Outcome::Failed {
-                    error: format!(
-                        "cannot check whether the last booking of ticket {ticket} was made: {e}"
-                    ),
-                    in_doubt: true,
-                });
-            }
-        }
+    if row.in_doubt
+        && let Some(done) = look_up_in_doubt(client, row, &booking).await
+    {
+        return Ok(done);
     }
     let now = time::now();
     let c = constraints(slotti, &booking);
@@ -95,28 +88,9 @@ pub async fn attempt(
     for _ in 0..MAX_TRIES {
         let slot = match next.take() {
             Some(s) => s,
-            None => match free_slots(client, &booking, &c, now, 1, &taken).await {
-                Ok(mut found) if !found.is_empty() => found.remove(0),
-                Ok(_) => {
-                    return Ok(Outcome::Failed {
-                        error: format!(
-                            "no free time of {:?} meets the booking of ticket {ticket} now{}",
-                            booking.service.name,
-                            if taken.is_empty() {
-                                ""
-                            } else {
-                                " (the ones offered were taken)"
-                            }
-                        ),
-                        in_doubt: false,
-                    });
-                }
-                Err(e) => {
-                    return Ok(Outcome::Failed {
-                        error: format!("cannot ask Slotti for free times for ticket {ticket}: {e}"),
-                        in_doubt: false,
-                    });
-                }
+            None => match free_slot(client, &booking, &c, now, &taken, ticket).await {
+                Ok(s) => s,
+                Err(failed) => return Ok(failed),
             },
         };
         booking.tried = Some(match booking.tried {
@@ -129,41 +103,22 @@ pub async fn attempt(
         store
             .call(move |s| s.begin_book_attempt(id, &time::fmt(time::now()), &marked))
             .await?;
-        let request = BookingRequest {
-            resource_id: slot.resource_id,
-            start: slot.start,
-            end: slot.end,
-            customer: Contact {
-                first_name: customer.first_name.clone(),
-                last_name: customer.last_name.clone(),
-                email: customer.email.clone(),
-                phone: customer.phone.clone(),
-                language: "fi".into(),
-            },
-            info: Some(booking.info.clone()),
-            service_guid: booking.service.guid.clone(),
-            duration_minutes: booking.service.duration_minutes,
-            any_provider: false,
-        };
-        match client.book(&request).await {
-            Ok(Some(made)) => return Ok(booked("sent", row, &booking, &made)),
-            // Booked, and the answer does not say which booking: look it up by its marker.
-            Ok(None) => {
-                return Ok(match find(client, &booking).await {
-                    Ok(Some(found)) => booked("sent", row, &booking, &found),
-                    Ok(None) => Outcome::Failed {
-                        error: format!(
-                            "Slotti accepted the booking of ticket {ticket} but does not list it (yet); it is looked for again before anything is sent"
-                        ),
-                        in_doubt: true,
-                    },
-                    Err(e) => Outcome::Failed {
-                        error: format!(
-                            "Slotti accepted the booking of ticket {ticket}, and it cannot be looked up: {e}"
-                        ),
-                        in_doubt: true,
-                    },
-                });
+        match client.book(&request(&booking, &slot, &customer)).await {
+            Ok(Some(made)) if answers_ours(&made, &booking.marker, &slot) => {
+                return Ok(booked("sent", row, &booking, &made));
+            }
+            Ok(answer) => {
+                if let Some(other) = &answer {
+                    tracing::warn!(
+                        ticket,
+                        outbox_id = row.id,
+                        answered = %other.guid,
+                        answered_start = %other.start,
+                        sent_start = %slot.start,
+                        "Slotti answered the booking with an object that is not the booking sent (another marker, time or resource); looking the booking up by its marker."
+                    );
+                }
+                return Ok(look_up_sent(client, row, &booking).await);
             }
             Err(SlottiError::SlotTaken { .. }) => {
                 tracing::info!(ticket, outbox_id = row.id, start = %slot.start, "The time was taken meanwhile; asking Slotti for the next free one.");
@@ -178,6 +133,109 @@ pub async fn attempt(
         ),
         in_doubt: false,
     })
+}
+
+/// An attempt that starts in doubt: the booking carrying `b`'s marker, delivered ("already
+/// applied"); `None` when there is none (it is booked again).
+async fn look_up_in_doubt(client: &Client, row: &OutboxRow, b: &VisitBooking) -> Option<Outcome> {
+    let ticket = row.ticket_id.unwrap_or_default();
+    match find(client, b).await {
+        Ok(Some(found)) => Some(booked("already applied", row, b, &found)),
+        Ok(None) => None,
+        Err(e) => Some(Outcome::Failed {
+            error: format!(
+                "cannot check whether the last booking of ticket {ticket} was made: {e}"
+            ),
+            in_doubt: true,
+        }),
+    }
+}
+
+/// Slotti accepted the booking, and its answer does not show it (no object, or one that is
+/// not the booking sent): the booking carrying `b`'s marker, delivered as the calendar holds
+/// it; not found (yet), the attempt stays in doubt.
+async fn look_up_sent(client: &Client, row: &OutboxRow, b: &VisitBooking) -> Outcome {
+    let ticket = row.ticket_id.unwrap_or_default();
+    match find(client, b).await {
+        Ok(Some(found)) => booked("sent", row, b, &found),
+        Ok(None) => Outcome::Failed {
+            error: format!(
+                "Slotti accepted the booking of ticket {ticket} but does not list it (yet); it is looked for again before anything is sent"
+            ),
+            in_doubt: true,
+        },
+        Err(e) => Outcome::Failed {
+            error: format!(
+                "Slotti accepted the booking of ticket {ticket}, and it cannot be looked up: {e}"
+            ),
+            in_doubt: true,
+        },
+    }
+}
+
+/// Whether Slotti's answer to `POST bookings/` is the booking sent: its `info` carries our
+/// `marker`, and its start, end and resource are the slot's. Anything else (another booking's
+/// object, a start in the past) is not trusted: the booking is looked up by its marker.
+fn answers_ours(made: &Booking, marker: &str, slot: &BookedSlot) -> bool {
+    made.info.as_deref().is_some_and(|i| i.contains(marker))
+        && made.start == slot.start
+        && made.end == slot.end
+        && made.resource_guid.as_deref() == Some(slot.resource_guid.as_str())
+}
+
+/// The first free time that meets the booking's constraints, but none of `taken`; when there
+/// is none, or Slotti cannot be asked, the attempt's outcome.
+async fn free_slot(
+    client: &Client,
+    booking: &VisitBooking,
+    c: &super::slots::Constraints,
+    now: DateTime<Utc>,
+    taken: &[BookedSlot],
+    ticket: i64,
+) -> Result<BookedSlot, Outcome> {
+    match free_slots(client, booking, c, now, 1, taken).await {
+        Ok(mut found) if !found.is_empty() => Ok(found.remove(0)),
+        Ok(_) => Err(Outcome::Failed {
+            error: format!(
+                "no free time of {:?} meets the booking of ticket {ticket} now{}",
+                booking.service.name,
+                if taken.is_empty() {
+                    ""
+                } else {
+                    " (the ones offered were taken)"
+                }
+            ),
+            in_doubt: false,
+        }),
+        Err(e) => Err(Outcome::Failed {
+            error: format!("cannot ask Slotti for free times for ticket {ticket}: {e}"),
+            in_doubt: false,
+        }),
+    }
+}
+
+/// The `POST bookings/` of `slot` for the booking's resident, with its marker in `info`.
+fn request(
+    booking: &VisitBooking,
+    slot: &BookedSlot,
+    customer: &BookingCustomer,
+) -> BookingRequest {
+    BookingRequest {
+        resource_id: slot.resource_id,
+        start: slot.start,
+        end: slot.end,
+        customer: Contact {
+            first_name: customer.first_name.clone(),
+            last_name: customer.last_name.clone(),
+            email: customer.email.clone(),
+            phone: customer.phone.clone(),
+            language: "fi".into(),
+        },
+        info: Some(booking.info.clone()),
+        service_guid: booking.service.guid.clone(),
+        duration_minutes: booking.service.duration_minutes,
+        any_provider: false,
+    }
 }
 
 /// What a failed `POST bookings/` makes of the attempt: a failure that surely left Slotti
@@ -343,6 +401,77 @@ mod tests {
         for (err, want) in table {
             let what = format!("{err:?}");
             assert_eq!(kind(sent_outcome(err, 5)), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn an_answer_is_ours_only_with_our_marker_our_times_and_our_resource() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let slot = BookedSlot {
+            resource_guid: "r-1".into(),
+            resource_id: 1,
+            start: t("2026-04-07T06:00:00Z"),
+            end: t("2026-04-07T06:30:00Z"),
+        };
+        let marker = "[huoltosync:0123456789ab]";
+        let answer = |info: Option<&str>, start: &str, end: &str, resource: Option<&str>| Booking {
+            guid: "b-1".into(),
+            resource_guid: resource.map(str::to_owned),
+            created: None,
+            modified: None,
+            start: t(start),
+            end: t(end),
+            info: info.map(str::to_owned),
+            private_notes: None,
+            service_guids: Vec::new(),
+            raw: serde_json::Value::Null,
+        };
+        let ours = "sim-1 #7: Vuoto [huoltosync:0123456789ab]";
+        let (a, b) = ("2026-04-07T06:00:00Z", "2026-04-07T06:30:00Z");
+        let table = [
+            (answer(Some(ours), a, b, Some("r-1")), true),
+            // The same instants in another offset are the same times.
+            (
+                answer(
+                    Some(ours),
+                    "2026-04-07T09:00:00+03:00",
+                    "2026-04-07T09:30:00+03:00",
+                    Some("r-1"),
+                ),
+                true,
+            ),
+            (
+                answer(
+                    Some("sim-1 #8: Muu [huoltosync:ffffffffffff]"),
+                    a,
+                    b,
+                    Some("r-1"),
+                ),
+                false,
+            ),
+            (answer(None, a, b, Some("r-1")), false),
+            (
+                answer(
+                    Some(ours),
+                    "2020-03-02T08:00:00Z",
+                    "2020-03-02T08:30:00Z",
+                    Some("r-1"),
+                ),
+                false,
+            ),
+            (
+                answer(Some(ours), a, "2026-04-07T07:00:00Z", Some("r-1")),
+                false,
+            ),
+            (answer(Some(ours), a, b, Some("r-2")), false),
+            (answer(Some(ours), a, b, None), false),
+        ];
+        for (i, (made, want)) in table.iter().enumerate() {
+            assert_eq!(
+                answers_ours(made, marker, &slot),
+                *want,
+                "row {i}: {made:?}"
+            );
         }
     }
 

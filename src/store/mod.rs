@@ -79,6 +79,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "014_book_outbox.sql",
     "015_slotti_sync.sql",
     "017_delivered.sql",
+    "018_webhook_fetch_budget.sql",
 );
 
 /// An open connection to the store.

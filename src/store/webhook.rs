@@ -194,6 +194,66 @@ impl Store {
             .is_some())
     }
 
+    /// Whether the mirror holds ticket `id` of `account` (open or not).
+    pub fn holds(&self, account: &str, id: i64) -> anyhow::Result<bool> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT 1 FROM tickets WHERE {THIS_TICKET}"),
+                params![account, id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Fetches of tickets the mirror does not hold made for `account` at or after `since`
+    /// (`time::fmt`): what counts against `[webhook] max_fetches_per_minute`.
+    pub fn unheld_fetches_since(&self, account: &str, since: &str) -> anyhow::Result<u64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM webhook_unheld_fetches WHERE account = ?1 AND fetched_at >= ?2",
+            params![account, since],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Records a fetch of a ticket the mirror does not hold, before it is sent; forgets those
+    /// older than `forget_before`.
+    pub fn count_unheld_fetch(
+        &mut self,
+        account: &str,
+        now: &str,
+        forget_before: &str,
+    ) -> anyhow::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "DELETE FROM webhook_unheld_fetches WHERE fetched_at < ?1",
+            [forget_before],
+        )?;
+        tx.execute(
+            "INSERT INTO webhook_unheld_fetches (account, fetched_at) VALUES (?1, ?2)",
+            params![account, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The accounts with events parked with `reason` (left to a reconciliation sweep), and
+    /// when the last sync of each started (`None`: never).
+    pub fn sweeps_wanted(&self, reason: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT e.account, (SELECT max(started_at) FROM sync_runs r WHERE r.account = e.account)
+             FROM webhook_events e WHERE e.status = 'parked' AND e.reason = ?1 AND e.account IS NOT NULL
+             GROUP BY e.account ORDER BY e.account",
+        )?;
+        let v = s
+            .query_map([reason], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
     /// Webhook figures for `status`.
     pub fn webhook_status(&self) -> anyhow::Result<WebhookStatus> {
         let counter = |name: &str| -> anyhow::Result<u64> {

@@ -394,6 +394,11 @@ fn a_webhook_path_the_listener_cannot_serve_is_refused_by_key() {
     check(&with("max_body_bytes = 4194304"), &[]);
     check(&with("max_connections = 0"), &["webhook.max_connections"]);
     check(
+        &with("max_fetches_per_minute = -1"),
+        &["webhook.max_fetches_per_minute"],
+    );
+    check(&with("max_fetches_per_minute = 0"), &[]);
+    check(
         &with("debounce_ms = 2000\ndebounce_max_ms = 1000"),
         &["webhook.debounce_max_ms"],
     );
@@ -429,6 +434,7 @@ fn a_webhook_path_the_listener_cannot_serve_is_refused_by_key() {
             std::time::Duration::from_secs(5)
         )
     );
+    assert_eq!(w.max_fetches_per_minute, 60);
 }
 
 #[tokio::test]

@@ -443,3 +443,113 @@ async fn the_purge_erases_a_delivered_bookings_resident_from_the_outbox() {
     assert_eq!(v["kind"], "book");
     assert!(v["marker"].as_str().unwrap().starts_with("[huoltosync:"));
 }
+
+/// The visits recorded for ticket `id`: `(booking guid, start, status)`.
+fn visits_of(env: &TestEnv, id: i64) -> Vec<(String, String, String)> {
+    let db = env.db();
+    let mut s = db
+        .prepare(
+            "SELECT booking_guid, start_at, status FROM visits WHERE ticket_id = ?1 ORDER BY id",
+        )
+        .unwrap();
+    s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The marker of the queued booking.
+fn queued_marker(env: &TestEnv) -> String {
+    let payload: String = env
+        .db()
+        .query_row("SELECT payload FROM outbox WHERE kind = 'book'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let v: Value = serde_json::from_str(&payload).unwrap();
+    v["marker"].as_str().unwrap().to_owned()
+}
+
+/// Checks that what was recorded and told for ticket `id` is the one booking carrying our
+/// marker in the calendar (`not`: the booking Slotti answered with instead).
+fn recorded_and_told_the_booking_made(env: &TestEnv, id: i64, not: &str) {
+    let mine: Vec<Value> = ours(env, id)
+        .into_iter()
+        .filter(|b| b["guid"] != not)
+        .collect();
+    assert_eq!(mine.len(), 1, "one booking made: {mine:?}");
+    let guid = mine[0]["guid"].as_str().unwrap();
+    let visits = visits_of(env, id);
+    assert_eq!(visits.len(), 1, "{visits:?}");
+    assert_eq!(visits[0].0, guid, "the visit recorded is the booking made");
+    let start: DateTime<Utc> = mine[0]["start"].as_str().unwrap().parse().unwrap();
+    assert_eq!(huoltosync::time::parse(&visits[0].1), Some(start));
+    assert!(start > Utc::now(), "{start}");
+    let told = holds(env, id);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].contains(&klo(&mine[0])),
+        "{} lacks {}",
+        told[0],
+        klo(&mine[0])
+    );
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM visits WHERE booking_guid = '{not}'"
+        )),
+        0,
+        "the booking answered instead is not recorded"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_with_another_bookings_object_records_and_tells_the_booking_made() {
+    let env = env(12).await;
+    let id = bookable(&env)[0];
+    env.task_ok(&["book", &id.to_string()]).await;
+    env.faults(json!({ "slotti_answer_other_next": 1 }));
+    let report = env.push().await;
+    assert_eq!(report.dead.len(), 0, "{:?}", report.dead);
+    // The simulator answered with the earliest booking other than ours.
+    let made = ours(&env, id);
+    let other = env
+        .sim()
+        .slotti_bookings()
+        .into_iter()
+        .find(|b| made.iter().all(|m| m["guid"] != b["guid"]))
+        .expect("another booking in the calendar");
+    recorded_and_told_the_booking_made(&env, id, other["guid"].as_str().unwrap());
+    let outcome: String = env
+        .db()
+        .query_row("SELECT outcome FROM outbox WHERE kind = 'book'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(outcome, "sent");
+}
+
+#[tokio::test]
+async fn an_answer_with_our_marker_and_a_start_in_2020_tells_the_time_the_calendar_holds() {
+    let env = env(12).await;
+    let id = bookable(&env)[0];
+    env.task_ok(&["book", &id.to_string()]).await;
+    let marker = queued_marker(&env);
+    // The booking Slotti will answer with (the earliest other one) now starts in 2020 and
+    // carries our marker: only its time and resource give it away.
+    let bookings = env.sim().slotti_bookings();
+    let liar = bookings[0]["guid"].as_str().unwrap().to_owned();
+    let fields = json!({
+        "start": "2020-03-02T08:00:00Z",
+        "end": "2020-03-02T08:30:00Z",
+        "info": format!("sim-1 #{id}: huijaus {marker}"),
+    });
+    env.sim()
+        .slotti_patch(&liar, fields.as_object().unwrap())
+        .unwrap();
+    env.faults(json!({ "slotti_answer_other_next": 1 }));
+    run_once(&env).await;
+    recorded_and_told_the_booking_made(&env, id, &liar);
+    // Another run tells nothing more, and books nothing more.
+    run_once(&env).await;
+    assert_eq!(holds(&env, id).len(), 1);
+}

@@ -1120,3 +1120,169 @@ async fn the_simulators_delivery_digest_is_the_hmac_sha256_of_the_body_computed_
     assert_eq!(sent["Notifications"][0]["ReferenceId"], json!(id));
     assert_eq!(sent["Attempts"], json!(1));
 }
+
+/// `n` notifications of new tickets from id `from` on, ours by their `ReferenceJson`, that the
+/// mirror does not hold (and Tampuuri does not have).
+fn unknown(from: i64, n: i64) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            note(
+                "IlmoitusUusi",
+                from + i,
+                4711,
+                "Avoin",
+                &format!("2026-11-25T10:{:02}:{:02}+02:00", i / 60, i % 60),
+            )
+        })
+        .collect()
+}
+
+fn status_count(env: &TestEnv, status: &str) -> i64 {
+    env.count(&format!(
+        "SELECT count(*) FROM webhook_events WHERE status = '{status}'"
+    ))
+}
+
+#[tokio::test]
+async fn three_hundred_tickets_we_do_not_hold_cost_no_get_and_one_sweep_finds_the_new_one() {
+    let env = Setup::tickets(3).sections(&webhook_toml("")).start().await;
+    env.sync_ok().await;
+    let url = listener(&env).await;
+    let new = env
+        .sim()
+        .insert(
+            "sim-1",
+            json!({"Otsikko": "Aito uusi"}).as_object().unwrap(),
+        )
+        .unwrap();
+    let mut notes = unknown(900_000_000, 300);
+    notes.push(note(
+        "IlmoitusUusi",
+        new,
+        4711,
+        "Avoin",
+        "2026-11-25T11:00:00+02:00",
+    ));
+    assert_eq!(signed(&url, notes).await, 200);
+    // Right after the last sync of the account: no GET, and the sweep waits for its gap.
+    let p = process_at(&env, chrono::Utc::now() + chrono::Duration::seconds(1)).await;
+    assert_eq!((p.fetched, p.swept, p.sweeps), (0, 301, 0));
+    assert!(p.next_due.is_some(), "due again when the gap has passed");
+    assert_eq!(env.get_calls(), 0);
+    assert!(!env.open_ids("sim-1").contains(&new));
+    assert_eq!(status_count(&env, "parked"), 301);
+    // After the gap, one sweep covers them all, and the new ticket is mirrored.
+    let p = process(&env).await;
+    assert_eq!((p.fetched, p.sweeps), (0, 1));
+    assert!(env.open_ids("sim-1").contains(&new));
+    assert_eq!(env.get_calls(), 0);
+    assert_eq!(status_count(&env, "reconciled"), 301);
+    assert_eq!(
+        env.count("SELECT count(*) FROM sync_runs WHERE trigger = 'webhook' AND outcome = 'ok'"),
+        1
+    );
+    let p = process(&env).await;
+    assert_eq!((p.fetched, p.sweeps), (0, 0), "nothing left to sweep");
+}
+
+#[tokio::test]
+async fn within_the_budget_unknown_tickets_are_fetched_ten_a_pass_and_beyond_it_a_sweep_takes_over()
+{
+    let env = Setup::tickets(3)
+        .sections(&webhook_toml("max_fetches_per_minute = 15"))
+        .start()
+        .await;
+    env.sync_ok().await;
+    let url = listener(&env).await;
+    let t0 = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(signed(&url, unknown(900_000_000, 12)).await, 200);
+    let p = process_at(&env, t0).await;
+    assert_eq!((p.fetched, p.deferred, p.swept), (10, 2, 0));
+    assert_eq!(p.next_due, Some(t0), "the rest at once, in the next pass");
+    let p = process_at(&env, t0).await;
+    assert_eq!((p.fetched, p.deferred, p.swept), (2, 0, 0));
+    assert_eq!(env.get_calls(), 12);
+    // Three fetches are left this minute: four more tickets are one sweep's.
+    let new = env
+        .sim()
+        .insert(
+            "sim-1",
+            json!({"Otsikko": "Aito uusi"}).as_object().unwrap(),
+        )
+        .unwrap();
+    let mut notes = unknown(900_000_100, 3);
+    notes.push(note(
+        "IlmoitusUusi",
+        new,
+        4711,
+        "Avoin",
+        "2026-11-25T11:00:00+02:00",
+    ));
+    assert_eq!(signed(&url, notes).await, 200);
+    let p = process_at(&env, t0 + chrono::Duration::seconds(30)).await;
+    assert_eq!((p.fetched, p.swept, p.sweeps), (0, 4, 1));
+    assert_eq!(env.get_calls(), 12);
+    assert!(env.open_ids("sim-1").contains(&new));
+    // A minute after the first fetches, the budget is whole again.
+    assert_eq!(signed(&url, unknown(900_000_200, 2)).await, 200);
+    let p = process_at(&env, t0 + chrono::Duration::seconds(61)).await;
+    assert_eq!((p.fetched, p.swept), (2, 0));
+    assert_eq!(env.get_calls(), 14);
+}
+
+#[tokio::test]
+async fn a_held_tickets_event_is_fetched_in_the_first_pass_behind_a_flood_of_unknown_ones() {
+    let env = Setup::tickets(3).sections(&webhook_toml("")).start().await;
+    env.sync_ok().await;
+    let url = listener(&env).await;
+    let held = env.open_ids("sim-1")[0];
+    env.patch("sim-1", held, json!({ "Otsikko": "Muuttunut otsikko" }));
+    let mut notes = unknown(900_000_000, 50);
+    notes.push(note(
+        "IlmoitusTilamuutos",
+        held,
+        4711,
+        "Avoin",
+        "2026-11-25T11:00:00+02:00",
+    ));
+    assert_eq!(signed(&url, notes).await, 200);
+    let p = process(&env).await;
+    assert_eq!((p.fetched, p.deferred, p.swept), (11, 40, 0));
+    let title: String = env
+        .db()
+        .query_row(
+            &format!("SELECT title FROM tickets WHERE id = {held}"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(title, "Muuttunut otsikko");
+    // The rest follow, ten a pass, within the budget of 60.
+    for _ in 0..4 {
+        process(&env).await;
+    }
+    assert_eq!(env.get_calls(), 51);
+    assert_eq!(status_count(&env, "pending"), 0);
+}
+
+#[tokio::test]
+async fn a_failed_sweep_leaves_the_events_parked_and_is_tried_again_after_its_gap() {
+    let env = Setup::tickets(3)
+        .sections(&webhook_toml("max_fetches_per_minute = 0"))
+        .start()
+        .await;
+    env.sync_ok().await;
+    let url = listener(&env).await;
+    assert_eq!(signed(&url, unknown(900_000_000, 3)).await, 200);
+    env.faults(json!({ "reject_next": 1 }));
+    let t = chrono::Utc::now() + chrono::Duration::hours(1);
+    let p = process_at(&env, t).await;
+    assert_eq!((p.fetched, p.swept, p.sweeps), (0, 3, 1));
+    let gap = chrono::Duration::from_std(huoltosync::webhook::budget::SWEEP_GAP).unwrap();
+    assert_eq!(p.next_due, Some(t + gap));
+    assert_eq!(status_count(&env, "parked"), 3);
+    let p = process_at(&env, t + gap).await;
+    assert_eq!(p.sweeps, 1);
+    assert_eq!(status_count(&env, "reconciled"), 3);
+    assert_eq!(env.get_calls(), 0);
+}

@@ -351,9 +351,35 @@ fn book_now(sim: &Sim, tili: &str, body: &Bytes) -> Result<Value, Refusal> {
         attributes: Vec::new(),
     };
     let answer = serde_json::to_value(&booking).unwrap_or(Value::Null);
+    let (ours, start, minutes) = (booking.guid.clone(), booking.start, req.minutes);
     s.bookings.insert(booking.guid.clone(), booking);
     webhooks::emit(f, s, "booking.created", &answer);
+    if f.slotti_answer_other_next > 0 {
+        f.slotti_answer_other_next -= 1;
+        return Ok(another(f, s, &ours, resource, (start, minutes)));
+    }
     Ok(answer)
+}
+
+/// `slotti_answer_other_next`: the object of the earliest booking other than `ours`; with no
+/// other booking, one is made a week after the request on the same resource.
+fn another(
+    f: &mut super::faults::SlottiFaults,
+    s: &mut super::Slotti,
+    ours: &str,
+    resource: &'static Resource,
+    (start, minutes): (DateTime<Utc>, u32),
+) -> Value {
+    if let Some(b) = s.sorted().into_iter().find(|b| b.guid != ours) {
+        return serde_json::to_value(b).unwrap_or(Value::Null);
+    }
+    let created = s.stamp();
+    let start = start + Duration::days(7);
+    let other = data::other_booking(&mut s.rng, resource, start, minutes, created);
+    let payload = serde_json::to_value(&other).unwrap_or(Value::Null);
+    s.bookings.insert(other.guid.clone(), other);
+    webhooks::emit(f, s, "booking.created", &payload);
+    payload
 }
 
 fn taken() -> Refusal {

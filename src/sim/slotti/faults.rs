@@ -38,6 +38,10 @@ pub struct SlottiFaults {
     /// is closed without an answer. Counts booking POSTs only.
     pub slotti_drop_after_apply_rate: f64,
     pub slotti_drop_after_apply_next: u32,
+    /// The next n booking POSTs make the booking as asked (its webhooks fire), but answer with
+    /// another booking's object: the earliest other booking in the calendar (one is made a
+    /// week later on the same resource when there is none). A lying or buggy Slotti.
+    pub slotti_answer_other_next: u32,
     /// Availability times in the seed's exact form without seconds (`2016-04-04T09:00+03:00`).
     pub slotti_short_times: bool,
     /// Webhook events dropped entirely (never sent).
@@ -62,6 +66,7 @@ impl Default for SlottiFaults {
             slotti_drop_next: 0,
             slotti_drop_after_apply_rate: 0.0,
             slotti_drop_after_apply_next: 0,
+            slotti_answer_other_next: 0,
             slotti_short_times: false,
             slotti_webhook_drop_rate: 0.0,
             slotti_webhook_drop_next: 0,
