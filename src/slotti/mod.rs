@@ -9,16 +9,18 @@
 //! booking for a ticket (`task book`, `auto_book`), [`relay`] delivers a queued one (called by
 //! [`crate::push`]), and [`tell`] queues what tells Tampuuri about each visit change.
 //!
-//! The client keeps the Tampuuri client's standard: a timeout on every request, reads retried
-//! with the one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
-//! `[tampuuri.retry] max_delay_ms`; a longer one ends the call with the error),
+//! The client calls through the shared exchange ([`crate::remote`]), with the Tampuuri
+//! client's standard: a timeout on every request, the per-host throttle, reads retried with the
+//! one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
+//! `[slotti] max_retry_after_secs`; a longer one ends the call with the error),
 //! timeouts and connection errors, up to `[tampuuri.retry] max_attempts`; a write (a booking, a
 //! webhook registration or deletion) is resent only when it surely did not reach Slotti (it
 //! never connected, or a 429). Any other failure of a write is [`SlottiError::InDoubt`]: the
 //! caller looks (`GET bookings`, `GET webhooks`) before sending it again. No redirect is
 //! followed, bodies are read up to `[tampuuri] max_response_bytes`, an unreadable answer is an
-//! error naming its endpoint. Calls are metered per endpoint into `api_calls` under
-//! [`METER_ACCOUNT`] (shown by `status`; Slotti is not billed by `cost`).
+//! error naming its endpoint and quoting Slotti's words. Calls are metered per endpoint into
+//! `api_calls` under [`METER_ACCOUNT`] (shown by `status`; Slotti is not billed by `cost`);
+//! requests that never connected are counted apart ([`Client::take_unreached`]).
 //!
 //! Authentication: the seed's "Autentikointi" covers Slotti's interfaces: HTTP Basic with the API
 //! key as the user name and no password. It is sent on both APIs (both live on `base_url`'s
