@@ -589,8 +589,9 @@ mod tests {
         f.forgive(&["user:a", "addr:1"], t0);
         assert!(!f.blocked("user:a", 2, t0));
         assert!(f.begin(&[("user:b", 2), ("addr:1", 3)], t0));
+        assert!(f.begin(&[("user:c", 2), ("addr:1", 3)], t0));
         assert!(f.blocked("addr:1", 3, t0));
-        assert!(!f.begin(&[("user:c", 2), ("addr:1", 3)], t0));
+        assert!(!f.begin(&[("user:d", 2), ("addr:1", 3)], t0));
         assert!(f.begin(&keys, t0 + FAILURE_WINDOW));
     }
 

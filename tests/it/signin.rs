@@ -241,7 +241,7 @@ async fn an_attachment_name_over_255_bytes_is_refused_by_the_api_the_cli_and_the
     assert_eq!(s, 422, "{b}");
     assert!(detail.contains("255") && detail.len() < 400, "{detail}");
     // Path parts are stripped before the name is measured: 255 bytes of name pass.
-    let just = format!("../../{}.jpg", "ä".repeat(125));
+    let just = format!("../../{}x.jpg", "ä".repeat(125));
     assert_eq!(just.len() - "../../".len(), 255);
     let (s, b) = new_ticket_attaching(&api, &just).await;
     assert_eq!(s, 202, "{b}");
@@ -339,4 +339,43 @@ async fn a_tickets_bidi_override_and_nul_reach_no_page_raw() {
     // A description keeps its lines.
     let (_, html) = page(&b, &format!("{root}/tickets/sim-1/{id}")).await;
     assert!(html.contains("rivi 1\nrivi 2 x\\u{202e}y"), "{html}");
+}
+
+#[tokio::test]
+async fn trusted_proxies_that_are_not_addresses_are_refused_by_key_with_exit_2() {
+    let env = Setup::tickets(0)
+        .sections(&format!("{}{}", api_toml(""), board_toml(true)))
+        .start()
+        .await;
+    let good = std::fs::read_to_string(env.config_path()).unwrap();
+    for (value, named) in [
+        (
+            "[\"127.0.0.1\", \"proxy.local\"]",
+            "\"proxy.local\" is not an IP address",
+        ),
+        ("\"127.0.0.1\"", "must be a list of IP addresses"),
+        ("[1]", "1 is not a string"),
+    ] {
+        let text = good.replacen(
+            "[board]\n",
+            &format!("[board]\ntrusted_proxies = {value}\n"),
+            1,
+        );
+        std::fs::write(env.config_path(), text).unwrap();
+        let (code, out, err) = env.cli(&["check-config"]).await;
+        assert_eq!(code, 2, "{value}: {out}{err}");
+        assert!(
+            (out.clone() + &err).contains("board.trusted_proxies")
+                && (out.clone() + &err).contains(named),
+            "{value}: {out}{err}"
+        );
+    }
+    let text = good.replacen(
+        "[board]\n",
+        "[board]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n",
+        1,
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    let (code, out, err) = env.cli(&["check-config"]).await;
+    assert_eq!(code, 0, "{out}{err}");
 }
