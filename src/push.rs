@@ -201,11 +201,13 @@ async fn finish(
         .map(|a| (a.contractor_id, a.states.clone()));
     store
         .call(move |s| {
-            let rules = account.as_ref().map(|(contractor_id, states)| AccountRules {
-                contractor_id: *contractor_id,
-                open_states: states,
-                state_field: crate::tampuuri::STATE_FIELD,
-            });
+            let rules = account
+                .as_ref()
+                .map(|(contractor_id, states)| AccountRules {
+                    contractor_id: *contractor_id,
+                    open_states: states,
+                    state_field: crate::tampuuri::STATE_FIELD,
+                });
             s.finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
         })
         .await?;
@@ -420,9 +422,9 @@ async fn before_send(
     row: &OutboxRow,
 ) -> anyhow::Result<Result<Option<Snapshot>, Outcome>> {
     Ok(match read_before_send(account, client, store, row).await? {
-        Ok(Some(snap)) if row.expected_state.as_deref() == Some(snap.state.as_str()) => Err(
-            Outcome::Dead(moved_there_first(row, &snap.state)),
-        ),
+        Ok(Some(snap)) if row.expected_state.as_deref() == Some(snap.state.as_str()) => {
+            Err(Outcome::Dead(moved_there_first(row, &snap.state)))
+        }
         read => read,
     })
 }
@@ -528,7 +530,8 @@ fn same_instant(a: &str, b: &str) -> bool {
 fn what_we_say(action: &Action) -> &'static str {
     match action {
         Action::Hold { .. } => "our reason",
-        Action::Accept { comment: Some(_) } | Action::Done {
+        Action::Accept { comment: Some(_) }
+        | Action::Done {
             comment: Some(_), ..
         } => "our comment",
         _ => "our action",

@@ -282,7 +282,13 @@ async fn sweep_and_apply(
         api_calls: client.unrecorded_calls(),
     };
     let (seen, counts) = staging
-        .apply(run_id, tally, time::fmt(time::now()), still_open, departures)
+        .apply(
+            run_id,
+            tally,
+            time::fmt(time::now()),
+            still_open,
+            departures,
+        )
         .await?;
     progress.seen = seen;
     Ok(counts)

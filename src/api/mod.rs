@@ -19,6 +19,7 @@
 //!   committed as `docs/openapi.json`.
 
 pub mod config;
+pub mod delivered;
 pub mod write;
 
 pub use write::IDEMPOTENCY_KEEP;
@@ -629,43 +630,7 @@ pub struct HistoryEntry {
     pub new_state: Option<String>,
     /// The delivered action of ours this change is, with what was sent (`null`: a change
     /// Tampuuri showed).
-    pub action: Option<DeliveredAction>,
-}
-
-/// A delivered action in a ticket's history.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveredAction {
-    /// The outbox id.
-    pub id: i64,
-    /// `accept`, `hold`, `done`, `create`.
-    pub kind: String,
-    /// The comment sent (accept, done).
-    pub comment: Option<String>,
-    /// The reason sent (hold).
-    pub reason: Option<String>,
-    /// Whether Tampuuri was asked to tell the ticket's parties (hold, done).
-    pub notify: Option<bool>,
-    /// The title sent (create).
-    pub title: Option<String>,
-    /// Who asked: the API token's name, `cli`, `demo`, `board:<user>`.
-    pub requested_by: Option<String>,
-    /// When Tampuuri took it (UTC, RFC 3339).
-    pub delivered_at: Option<String>,
-}
-
-impl From<crate::store::DeliveredAction> for DeliveredAction {
-    fn from(a: crate::store::DeliveredAction) -> DeliveredAction {
-        DeliveredAction {
-            id: a.id,
-            kind: a.kind,
-            comment: a.comment,
-            reason: a.reason,
-            notify: a.notify,
-            title: a.title,
-            requested_by: a.requested_by,
-            delivered_at: a.delivered_at,
-        }
-    }
+    pub action: Option<delivered::DeliveredAction>,
 }
 
 /// An action in the outbox.
@@ -774,7 +739,7 @@ async fn get_ticket(
                 fields: h.fields,
                 old_state: h.old_state,
                 new_state: h.new_state,
-                action: h.action.map(DeliveredAction::from),
+                action: h.action.map(delivered::DeliveredAction::from),
             })
             .collect(),
         pending_actions: d.actions.into_iter().map(Action::from).collect(),

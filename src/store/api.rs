@@ -71,10 +71,16 @@ impl DeliveredAction {
         let (mut comment, mut reason, mut notify, mut title) = (None, None, None, None);
         match action {
             Some(crate::action::Action::Accept { comment: c }) => comment = c,
-            Some(crate::action::Action::Hold { reason: r, notify: n }) => {
+            Some(crate::action::Action::Hold {
+                reason: r,
+                notify: n,
+            }) => {
                 (reason, notify) = (Some(r), Some(n));
             }
-            Some(crate::action::Action::Done { comment: c, notify: n }) => {
+            Some(crate::action::Action::Done {
+                comment: c,
+                notify: n,
+            }) => {
                 (comment, notify) = (c, Some(n));
             }
             Some(crate::action::Action::Create(t)) => title = Some(t.title),

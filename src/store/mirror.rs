@@ -62,7 +62,9 @@ pub struct AccountRules<'a> {
 
 impl AccountRules<'_> {
     fn is_open(&self, state: &str) -> bool {
-        self.open_states.iter().any(|s| s.eq_ignore_ascii_case(state))
+        self.open_states
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(state))
     }
 }
 
@@ -586,7 +588,13 @@ mod tests {
                 fields(&["Muokattu", "Tila"]),
             ),
             // A ticket we created: Tampuuri's copy fills it in.
-            (true, true, NO_COPY, fields(&["Kohde", "Otsikko"]), fields(&[])),
+            (
+                true,
+                true,
+                NO_COPY,
+                fields(&["Kohde", "Otsikko"]),
+                fields(&[]),
+            ),
             // No delivery of ours unconfirmed: every change is news.
             (
                 false,

@@ -63,7 +63,10 @@ async fn a_delivered_accept_shows_at_once_with_its_comment_and_the_poll_confirms
 
     // Before any poll: the mirror, tasks and the API's ticket agree.
     let (state, open, delivered, _) = mirrored(&env, id);
-    assert_eq!((state.as_str(), open, delivered), ("Vastaanotettu", true, Some(oid)));
+    assert_eq!(
+        (state.as_str(), open, delivered),
+        ("Vastaanotettu", true, Some(oid))
+    );
     let t = task(&env, id).await.expect("still open");
     assert_eq!(
         (t["state"].as_str(), &t["pending_state"]),
@@ -111,7 +114,10 @@ async fn a_delivered_accept_shows_at_once_with_its_comment_and_the_poll_confirms
     assert_eq!(history(&env, id).len(), rows.len(), "no second history row");
     let (state, _, delivered, raw) = mirrored(&env, id);
     assert_eq!((state.as_str(), delivered), ("Vastaanotettu", None));
-    assert!(raw.contains("Vastaanotettu"), "Tampuuri's copy is stored: {raw}");
+    assert!(
+        raw.contains("Vastaanotettu"),
+        "Tampuuri's copy is stored: {raw}"
+    );
     // A later real change is history again.
     env.patch(ACCOUNT, id, json!({"Otsikko": "Vuoto pahenee"}));
     env.sync_ok().await;
@@ -222,13 +228,8 @@ async fn a_created_follow_up_appears_at_once_and_the_poll_fills_in_the_rest() {
 #[tokio::test]
 async fn a_ticket_staff_moved_into_the_target_state_before_the_send_gets_nothing_sent() {
     let (env, id) = one_ticket_in("Vastaanotettu").await;
-    env.task_ok(&[
-        "hold",
-        &id.to_string(),
-        "--reason",
-        "Odotetaan varaosia",
-    ])
-    .await;
+    env.task_ok(&["hold", &id.to_string(), "--reason", "Odotetaan varaosia"])
+        .await;
     // Staff put it on hold themselves, and a poll saw it; an answer would now be lost.
     env.patch(ACCOUNT, id, json!({"Tila": "Odottaa"}));
     env.sync_ok().await;
@@ -281,8 +282,9 @@ async fn an_in_doubt_action_whose_ticket_was_already_in_the_target_state_is_neve
     assert_eq!((r.delivered.len(), r.dead.len()), (0, 1));
     let why = &r.dead[0].1;
     assert!(
-        why.contains(&format!("ticket {id} was already Odottaa before our hold was sent"))
-            && why.contains("cannot tell whether Tampuuri took ours and our reason"),
+        why.contains(&format!(
+            "ticket {id} was already Odottaa before our hold was sent"
+        )) && why.contains("cannot tell whether Tampuuri took ours and our reason"),
         "{why}"
     );
     assert!(env.applied().is_empty(), "nothing was sent");

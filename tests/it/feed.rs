@@ -92,5 +92,9 @@ async fn every_mirror_and_outbox_change_is_one_feed_event_in_commit_order() {
     );
     // The poll that brings Tampuuri's copy confirms it: no event.
     env.sync_ok().await;
-    assert_eq!(feed(&env).len(), all.len(), "the confirming poll adds no event");
+    assert_eq!(
+        feed(&env).len(),
+        all.len(),
+        "the confirming poll adds no event"
+    );
 }

@@ -469,9 +469,7 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
     staging
         .stage_page(&[ticket(1, "Avoin", "Hana vuotaa"), ticket(2, "Avoin", "Ovi")])
         .unwrap();
-    let n = staging
-        .apply_finishing(run, tally, T2, &[], &[])
-        .unwrap();
+    let n = staging.apply_finishing(run, tally, T2, &[], &[]).unwrap();
     assert_eq!(n, counts(1, 1, 0, 2));
     // (the kill: nothing else is written for this run)
     store.begin_run(ACCOUNT, T3, "poll").unwrap();
@@ -490,7 +488,10 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
         .unwrap();
     let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
     staging
-        .stage_page(&[ticket(1, "Avoin", "Hana korjattu"), ticket(3, "Avoin", "Valo")])
+        .stage_page(&[
+            ticket(1, "Avoin", "Hana korjattu"),
+            ticket(3, "Avoin", "Valo"),
+        ])
         .unwrap();
     let err = staging
         .apply_finishing(run, tally, T3, &[], &[])
