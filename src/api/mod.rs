@@ -39,6 +39,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::config::Config;
@@ -145,6 +146,8 @@ impl IntoResponse for Problem {
 /// The feed's last `seq` as last probed, for long polls to wait on.
 pub struct FeedWatch {
     last: watch::Sender<i64>,
+    /// Cancelled at the stop: long polls answer with what they have, event streams end.
+    stop: CancellationToken,
     waiters: Arc<Semaphore>,
     /// Notified when a request starts waiting: the probe sleeps while nobody waits.
     wanted: tokio::sync::Notify,
@@ -152,10 +155,11 @@ pub struct FeedWatch {
 
 impl FeedWatch {
     /// Starts probing `store` (its own connection: probes never queue behind requests).
-    fn start(store: Handle) -> Arc<FeedWatch> {
+    fn start(store: Handle, stop: CancellationToken) -> Arc<FeedWatch> {
         let (tx, _) = watch::channel(0);
         let feed = Arc::new(FeedWatch {
             last: tx,
+            stop,
             waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
             wanted: tokio::sync::Notify::new(),
         });
@@ -198,6 +202,11 @@ impl FeedWatch {
         self.wanted.notify_one();
         rx
     }
+
+    /// Resolves at the stop: whoever waits on the feed answers now.
+    pub(crate) fn stopped(&self) -> tokio_util::sync::WaitForCancellationFuture<'_> {
+        self.stop.cancelled()
+    }
 }
 
 #[derive(Clone)]
@@ -209,14 +218,45 @@ struct AppState {
     bodies: BodyBudget,
 }
 
+/// What the API's router keeps while it is built again for each reloaded config: the feed's
+/// watch (with the stop token), the body budget, the board's own.
+#[derive(Clone)]
+pub struct Kept {
+    feed: Arc<FeedWatch>,
+    bodies: BodyBudget,
+    board: crate::board::Kept,
+}
+
+impl Kept {
+    /// Starts the feed's probe on `probe` (its own store connection); `stop` is the token on
+    /// which long polls and event streams answer at once.
+    pub fn new(probe: Handle, stop: CancellationToken) -> Kept {
+        Kept {
+            feed: FeedWatch::start(probe, stop),
+            bodies: BodyBudget::new(BODY_BUDGET),
+            board: crate::board::Kept::default(),
+        }
+    }
+}
+
 /// The API's router: every endpoint under `/api/v1/`, behind the body bound and the token check.
 pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> Router {
+    routes(
+        Arc::new(config),
+        api,
+        store,
+        &Kept::new(probe, CancellationToken::new()),
+    )
+}
+
+/// The router for `config` (with `api` as its `[api]`), on what `kept` keeps across reloads.
+pub fn routes(config: Arc<Config>, api: ApiConfig, store: Handle, kept: &Kept) -> Router {
     let state = AppState {
-        config: Arc::new(config),
+        config,
         api: Arc::new(api),
         store,
-        feed: FeedWatch::start(probe),
-        bodies: BodyBudget::new(BODY_BUDGET),
+        feed: kept.feed.clone(),
+        bodies: kept.bodies.clone(),
     };
     let v1 = Router::new()
         .route("/tickets", get(list_tickets).post(write::create))
@@ -246,40 +286,38 @@ pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> R
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state.clone());
     // The web board, when `[board] enabled`: its own paths, the API's router behind them.
-    crate::board::mount(api, state.config, state.store, state.feed)
+    crate::board::mount(api, state.config, state.store, state.feed, &kept.board)
 }
 
-/// Binds `[api] listen` and serves the API there until the returned task is dropped: for
-/// `huoltosync run` (the daemon exits 1 if this task ever ends) and `huoltosync serve`. The API
-/// reads the store through its own connections. `None` when `[api] listen` is not set.
-pub async fn spawn(
-    config: &Config,
+/// Binds `[api] listen` of the config in force and serves the API there, following the
+/// reloads (tokens, the board's users), until `stop`, then drains: for `huoltosync run` (the
+/// daemon exits 1 if this task ends before the stop) and `huoltosync serve`. The API reads the
+/// store through its own connections. `None` when `[api] listen` is not set.
+pub async fn spawn_following(
+    config: watch::Receiver<Arc<Config>>,
+    stop: CancellationToken,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let Some((api, addr)) = config
-        .api
-        .clone()
-        .and_then(|a| a.listen.map(|addr| (a, addr)))
-    else {
+    let (path, api) = {
+        let c = config.borrow();
+        (c.store.path.clone(), c.api.clone())
+    };
+    let Some((api, addr)) = api.and_then(|a| a.listen.map(|addr| (a, addr))) else {
         return Ok(None);
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("[api] listen = {addr}: cannot listen: {e}"))?;
-    let store = Handle::open(config.store.path.clone()).await?;
-    let probe = Handle::open(config.store.path.clone()).await?;
+    let store = Handle::open(path.clone()).await?;
+    let probe = Handle::open(path).await?;
     tracing::info!(addr = %addr, tokens = api.tokens.len(), "HTTP API started.");
-    Ok(Some(tokio::spawn(serve(
-        listener,
-        config.clone(),
-        api,
-        store,
-        probe,
-        std::future::pending(),
+    Ok(Some(tokio::spawn(serve_following(
+        listener, config, store, probe, stop,
     ))))
 }
 
-/// `huoltosync serve`: the API alone, until SIGTERM or SIGINT (exit 0) or until the server fails
-/// (an error: exit 1). `config` was loaded without secrets; the `[api]` tokens are read here.
+/// `huoltosync serve`: the API alone, until SIGTERM or SIGINT (then it drains, within
+/// `[service] shutdown_grace_secs`, and exits 0) or until the server fails (an error: exit 1).
+/// `config` was loaded without secrets; the `[api]` tokens are read here.
 pub async fn serve_alone(mut config: Config) -> anyhow::Result<std::process::ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
     if config.api.as_ref().is_none_or(|a| a.listen.is_none()) {
@@ -295,12 +333,26 @@ pub async fn serve_alone(mut config: Config) -> anyhow::Result<std::process::Exi
         })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut task = spawn(&config).await?.expect("[api] listen is set");
+    let grace = config.service.shutdown_grace;
+    let (_keep, rx) = watch::channel(Arc::new(config));
+    let stop = CancellationToken::new();
+    let mut task = spawn_following(rx, stop.clone())
+        .await?
+        .expect("[api] listen is set");
     tokio::select! {
-        _ = term.recv() => Ok(std::process::ExitCode::SUCCESS),
-        _ = int.recv() => Ok(std::process::ExitCode::SUCCESS),
-        r = &mut task => Err(ended(r)),
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+        r = &mut task => return Err(ended(r)),
     }
+    stop.cancel();
+    if tokio::time::timeout(grace, &mut task).await.is_err() {
+        task.abort();
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "The API did not drain within the grace period; the requests still open were cut."
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// Why the API server's task ended: it never should.
@@ -312,24 +364,78 @@ pub fn ended(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::E
     }
 }
 
-/// Serves the API on `listener` until `shutdown`; only a broken listening socket ends it early.
+/// What the API's listener is called in errors, logs and metrics.
+const NAMES: crate::listen::Names = crate::listen::Names {
+    section: "[api]",
+    noun: "API",
+    shed: "huoltosync_api_connections_shed_total",
+    accept_errors: "huoltosync_api_accept_errors_total",
+};
+
+/// Serves the API (`config` with `api` as its `[api]`) on `listener` until `shutdown`, then
+/// drains (long polls answer at once); only a broken listening socket ends it early.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: Config,
+    mut config: Config,
     api: ApiConfig,
     store: Handle,
     probe: Handle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let cap = api.max_connections;
-    let router = router(config, api, store, probe);
-    let names = crate::listen::Names {
-        section: "[api]",
-        noun: "API",
-        shed: "huoltosync_api_connections_shed_total",
-        accept_errors: "huoltosync_api_accept_errors_total",
+    config.api = Some(api);
+    let (_keep, config) = watch::channel(Arc::new(config));
+    let stop = CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        cancel.cancel();
+    });
+    serve_following(listener, config, store, probe, stop).await
+}
+
+/// Serves the API of the config in force in `config` on `listener`, building its router again
+/// for each reloaded config (the tokens, the board's users; `[api] listen` and
+/// `max_connections` stay as they were at the start), until `stop`; then drains: no new
+/// connections, requests in flight answered, long polls and event streams answered at once.
+pub async fn serve_following(
+    listener: tokio::net::TcpListener,
+    mut config: watch::Receiver<Arc<Config>>,
+    store: Handle,
+    probe: Handle,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let kept = Kept::new(probe, stop.clone());
+    let build = |c: &Arc<Config>| {
+        c.api
+            .clone()
+            .map(|api| routes(c.clone(), api, store.clone(), &kept))
     };
-    crate::listen::serve_router(listener, router, cap, names, shutdown).await
+    let (first, cap) = {
+        let c = config.borrow_and_update();
+        (build(&c), c.api.as_ref().map_or(1, |a| a.max_connections))
+    };
+    let Some(first) = first else {
+        anyhow::bail!("no [api] section");
+    };
+    let (routes_tx, routes) = watch::channel(first);
+    // Follows the reloads until the config's sender is gone, then serves on as it is. A reload
+    // without `[api]` keeps the running router.
+    let follow = async move {
+        while config.changed().await.is_ok() {
+            let next = build(&config.borrow_and_update());
+            if let Some(r) = next {
+                let _old = routes_tx.send_replace(r);
+            }
+        }
+    };
+    let serve =
+        crate::listen::serve_routes(listener, routes, cap, NAMES, stop.cancelled_owned());
+    let mut serve = std::pin::pin!(serve);
+    tokio::select! {
+        r = &mut serve => return r,
+        () = follow => {}
+    }
+    serve.await
 }
 
 async fn method_not_allowed(req: Request) -> Problem {
@@ -867,10 +973,15 @@ async fn changes(
         // Read again whenever the probe sees the feed past `after` (it may already have seen
         // an event committed after the read above).
         let mut first = true;
+        tracing::debug!(after, wait_s = wait, "A long poll waits for the feed.");
         loop {
             if !first {
-                let moved = tokio::time::timeout_at(deadline, rx.changed()).await;
-                if !matches!(moved, Ok(Ok(()))) {
+                // At the stop the poll answers with what it has (nothing new), at once.
+                let moved = tokio::select! {
+                    moved = tokio::time::timeout_at(deadline, rx.changed()) => matches!(moved, Ok(Ok(()))),
+                    () = st.feed.stopped() => false,
+                };
+                if !moved {
                     break;
                 }
             }

@@ -18,6 +18,7 @@ mod mirror;
 mod push_path;
 mod queue;
 mod read_path;
+mod runtime;
 mod service;
 mod sim_slotti;
 mod slotti_book;
