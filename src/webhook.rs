@@ -124,7 +124,13 @@ pub async fn serve_following(
     let build = |c: &Config| {
         let w = c.webhook.clone()?;
         let slotti = c.slotti.as_ref().map(|s| s.webhook.clone());
-        Some(router(w, slotti, store.clone(), wake.clone(), bodies.clone()))
+        Some(router(
+            w,
+            slotti,
+            store.clone(),
+            wake.clone(),
+            bodies.clone(),
+        ))
     };
     let (first, cap) = {
         let c = config.borrow_and_update();

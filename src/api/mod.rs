@@ -428,8 +428,7 @@ pub async fn serve_following(
             }
         }
     };
-    let serve =
-        crate::listen::serve_routes(listener, routes, cap, NAMES, stop.cancelled_owned());
+    let serve = crate::listen::serve_routes(listener, routes, cap, NAMES, stop.cancelled_owned());
     let mut serve = std::pin::pin!(serve);
     tokio::select! {
         r = &mut serve => return r,

@@ -205,7 +205,6 @@ const WORK_BACKOFF: Backoff = Backoff::doubling(Duration::from_secs(1), Duration
 const FIRST_PURGE: Duration = Duration::from_secs(60);
 const PURGE_EVERY: Duration = Duration::from_secs(86_400);
 
-
 /// What to do after an event.
 #[derive(Debug)]
 pub enum Flow {

@@ -316,7 +316,8 @@ impl Keeper {
                 Err(e) => tracing::error!(
                     error = format!("{e:#}"),
                     schedule = current.expr(),
-                    "Could not set the {} job; trying again within the hour.", self.what
+                    "Could not set the {} job; trying again within the hour.",
+                    self.what
                 ),
             }
         }

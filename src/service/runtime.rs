@@ -51,7 +51,10 @@ impl Runtime {
 
     /// The remotes (Tampuuri's client) built from the config in force.
     pub fn remotes(&self) -> Api {
-        self.remotes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.remotes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn store(&self) -> &Handle {

@@ -89,7 +89,11 @@ async fn sighup_replaces_an_api_token_keeps_it_on_a_broken_config_and_logs_a_mov
 
     reload(&env, &daemon, FIRST, SECOND);
     assert!(serving(port, SECOND).await, "{}", daemon.log());
-    assert_eq!(status(port, FIRST).await, 401, "the replaced token is refused");
+    assert_eq!(
+        status(port, FIRST).await,
+        401,
+        "the replaced token is refused"
+    );
 
     // A broken config: refused as a whole, naming the key; the running tokens stay.
     let text = std::fs::read_to_string(env.config_path()).unwrap();
@@ -100,7 +104,14 @@ async fn sighup_replaces_an_api_token_keeps_it_on_a_broken_config_and_logs_a_mov
     )
     .unwrap();
     daemon.signal("HUP");
-    assert!(logged(&daemon, "Config reload failed; keeping the running config.", 1).await);
+    assert!(
+        logged(
+            &daemon,
+            "Config reload failed; keeping the running config.",
+            1
+        )
+        .await
+    );
     assert_eq!(status(port, SECOND).await, 200, "the running config stays");
     assert_eq!(status(port, FIRST).await, 401);
 
@@ -111,7 +122,11 @@ async fn sighup_replaces_an_api_token_keeps_it_on_a_broken_config_and_logs_a_mov
     )
     .unwrap();
     daemon.signal("HUP");
-    assert!(logged(&daemon, "Config reloaded.", 2).await, "{}", daemon.log());
+    assert!(
+        logged(&daemon, "Config reloaded.", 2).await,
+        "{}",
+        daemon.log()
+    );
     assert_eq!(status(port, SECOND).await, 200);
     let (code, log) = daemon.stop(Duration::from_secs(15)).await;
     assert_eq!(code, 0, "{log}");
@@ -159,7 +174,11 @@ async fn a_board_user_added_by_a_reload_can_sign_in() {
         "{users}[[board.users]]\nname = \"pekka\"\npassword_hash = \"{pekka}\"\nrole = \"viewer\"\n"
     );
     reload(&env, &daemon, &users, &added);
-    assert!(logged(&daemon, "Config reloaded.", 1).await, "{}", daemon.log());
+    assert!(
+        logged(&daemon, "Config reloaded.", 1).await,
+        "{}",
+        daemon.log()
+    );
     assert_eq!(
         sign_in("pekka", "Salasana-pekka-1").await,
         303,
@@ -272,7 +291,10 @@ async fn a_long_poll_in_flight_at_sigterm_is_answered_with_the_feed_and_the_daem
     let started = std::time::Instant::now();
     let pid = daemon.pid();
     let stopped = tokio::spawn(daemon.stop(Duration::from_secs(15)));
-    let answer = poll.await.unwrap().expect("the long poll is answered, not cut");
+    let answer = poll
+        .await
+        .unwrap()
+        .expect("the long poll is answered, not cut");
     assert_eq!(answer.status(), 200);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["events"], serde_json::json!([]), "{body}");

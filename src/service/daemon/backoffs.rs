@@ -71,5 +71,4 @@ mod tests {
         assert!(!b.succeeded(&"a"), "reset once");
         assert_eq!(b.failed("a", &rule, t0), (1, Duration::from_secs(2)));
     }
-
 }

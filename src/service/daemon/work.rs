@@ -16,7 +16,6 @@ use crate::store::Handle;
 use crate::tampuuri::Api;
 use crate::time;
 
-
 /// A webhook processing pass; when it recorded Slotti visit changes, they are told and pushed.
 async fn process_and_tell(
     config: &Config,
@@ -289,5 +288,4 @@ impl Daemon {
             }
         }
     }
-
 }
