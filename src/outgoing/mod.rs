@@ -47,7 +47,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const MAX_ERROR_CHARS: usize = 300;
 
 /// Starts one delivery task per configured subscriber, for a config that never changes (the
-/// daemon's follow the reloads: [`follow`]); the handle ends only if they all do.
+/// daemon's follow the reloads: [`follow()`]); the handle ends only if they all do.
 /// Each subscriber's row exists when this returns: one new to the store starts at the end of
 /// the feed as it is now, so it gets every event committed after the daemon started.
 pub async fn spawn(config: &Config, store: Handle) -> anyhow::Result<JoinHandle<()>> {
