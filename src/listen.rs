@@ -2,7 +2,10 @@
 //! HTTP/1 connections serving an axum router, with a header timeout, a connection cap that
 //! closes the oldest idle connection for a new one, and accept errors (such as too many open
 //! files) paused on rather than fatal. Bodies are bounded by the routers themselves
-//! ([`read_body`]: a timeout and one byte budget shared by all connections).
+//! ([`read_body`]: a timeout and one byte budget shared by all connections). The router may be
+//! replaced while serving ([`serve_routes`]: a reload), each request taking the one in force;
+//! at the shutdown the listener drains: it accepts no more, closes idle connections, answers the
+//! requests in flight, and ends once every connection has.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +14,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// A connection that has not sent a complete request head this long after it opened (or after
@@ -116,13 +120,7 @@ fn listener_broken(e: &std::io::Error) -> bool {
     )
 }
 
-/// Serves `router` on `listener` until `shutdown`.
-///
-/// HTTP/1.1 with a [`HEADER_TIMEOUT`] on every request head and at most `max_connections`
-/// connections: at the cap the oldest idle connection is closed for the new one (or, when every
-/// connection is in the middle of a request, the new one waits for a slot). An accept error such
-/// as too many open files pauses the accept loop briefly (50 ms, doubling up to 1 s); only a
-/// broken listening socket ends it, with an error.
+/// Serves `router` on `listener` until `shutdown`, then drains (see [`serve_routes`]).
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -130,9 +128,32 @@ pub async fn serve_router(
     names: Names,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (_keep, routes) = watch::channel(router);
+    serve_routes(listener, routes, max_connections, names, shutdown).await
+}
+
+/// Serves the router in force in `routes` (each request takes the latest) on `listener` until
+/// `shutdown`; then drains: the listening socket is closed, idle connections are closed, each
+/// request in flight is answered (its connection closed after it), and this ends when every
+/// connection has. The caller bounds the drain (the daemon by `[service] shutdown_grace_secs`);
+/// handlers that wait (long polls, event streams) answer at their own stop signal.
+///
+/// HTTP/1.1 with a [`HEADER_TIMEOUT`] on every request head and at most `max_connections`
+/// connections: at the cap the oldest idle connection is closed for the new one (or, when every
+/// connection is in the middle of a request, the new one waits for a slot). An accept error such
+/// as too many open files pauses the accept loop briefly (50 ms, doubling up to 1 s); only a
+/// broken listening socket ends it, with an error.
+pub async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    routes: watch::Receiver<Router>,
+    max_connections: usize,
+    names: Names,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let cap = max_connections.max(1);
     let table = Arc::new(Connections::default());
+    let drain = CancellationToken::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut pause = ACCEPT_PAUSE_MIN;
     let mut next_id = 0u64;
@@ -197,14 +218,25 @@ pub async fn serve_router(
         tokio::spawn(serve_connection(
             names.section,
             stream,
-            router.clone(),
+            routes.clone(),
             busy,
-            close_rx,
+            (close_rx, drain.clone()),
             registered,
         ));
     }
-    // Dropping the entries closes the connections.
-    table.lock().clear();
+    drop(listener);
+    drain.cancel();
+    loop {
+        let ended = table.ended.notified();
+        let mut ended = std::pin::pin!(ended);
+        ended.as_mut().enable();
+        let open = table.lock().len();
+        if open == 0 {
+            break;
+        }
+        tracing::debug!(open, listener = names.section, "Draining the connections.");
+        ended.await;
+    }
     Ok(())
 }
 
@@ -266,19 +298,21 @@ pub async fn read_body(
     }
 }
 
-/// One connection: HTTP/1.1 until the client closes, a head times out, or the table drops it.
+/// One connection: HTTP/1.1 until the client closes, a head times out, or the table drops it
+/// (`close`); at the drain (`close.1`) it ends after the request in flight, if any.
 async fn serve_connection(
     what: &'static str,
     stream: tokio::net::TcpStream,
-    router: Router,
+    routes: watch::Receiver<Router>,
     busy: Arc<AtomicUsize>,
-    close: oneshot::Receiver<()>,
+    close: (oneshot::Receiver<()>, CancellationToken),
     _registered: Registered,
 ) {
+    let (mut close, drain) = close;
     // The peer's address, for handlers that key on it (the board's sign-in rate limit).
     let peer = stream.peer_addr().ok();
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let router = router.clone();
+        let router = routes.borrow().clone();
         let busy = Busy::new(&busy);
         let mut req = req.map(Body::new);
         if let Some(peer) = peer {
@@ -294,10 +328,24 @@ async fn serve_connection(
     http.timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-    tokio::select! {
-        r = conn => if let Err(e) = r {
-            tracing::debug!(error = %e, listener = what, "A connection ended with an error.");
-        },
-        _ = close => tracing::debug!(listener = what, "A connection was closed to make room."),
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        _ = &mut close => {
+            tracing::debug!(listener = what, "A connection was closed to make room.");
+            return;
+        }
+        () = drain.cancelled() => None,
+    };
+    let ended = match ended {
+        Some(r) => r,
+        None => {
+            // The request in flight is answered; an idle connection closes at once.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, listener = what, "A connection ended with an error.");
     }
 }

@@ -99,11 +99,89 @@ pub async fn serve_with_slotti(
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let cap = config.max_connections;
+    let bodies = BodyBudget::new(BODY_BUDGET);
+    let router = router(config, slotti, store, wake, bodies)?;
+    crate::listen::serve_router(listener, router, cap, NAMES, shutdown).await
+}
+
+/// What the webhook listener is called in errors, logs and metrics.
+const NAMES: crate::listen::Names = crate::listen::Names {
+    section: "[webhook]",
+    noun: "webhook",
+    shed: "huoltosync_webhook_connections_shed_total",
+    accept_errors: "huoltosync_webhook_accept_errors_total",
+};
+
+/// [`serve_with_slotti`] for the config in force in `config`, following its changes: each
+/// reload builds the routes again from its `[webhook]` (path, credentials, limits) and
+/// `[slotti.webhook]`, sharing the body budget; only `[webhook] listen` and `max_connections`
+/// stay as they were at the start (the daemon says so). A reload that removes `[webhook]` keeps
+/// the running routes.
+pub async fn serve_following(
+    listener: tokio::net::TcpListener,
+    mut config: tokio::sync::watch::Receiver<Arc<Config>>,
+    store: Handle,
+    wake: Arc<Notify>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bodies = BodyBudget::new(BODY_BUDGET);
+    let build = |c: &Config| {
+        let w = c.webhook.clone()?;
+        let slotti = c.slotti.as_ref().map(|s| s.webhook.clone());
+        Some(router(
+            w,
+            slotti,
+            store.clone(),
+            wake.clone(),
+            bodies.clone(),
+        ))
+    };
+    let (first, cap) = {
+        let c = config.borrow_and_update();
+        let cap = c.webhook.as_ref().map_or(1, |w| w.max_connections);
+        (build(&c), cap)
+    };
+    let Some(first) = first else {
+        anyhow::bail!("no [webhook] section");
+    };
+    let (routes_tx, routes) = tokio::sync::watch::channel(first?);
+    // Follows the reloads until the config's sender is gone, then serves on as it is.
+    let follow = async move {
+        while config.changed().await.is_ok() {
+            let next = build(&config.borrow_and_update());
+            match next {
+                Some(Ok(r)) => {
+                    let _old = routes_tx.send_replace(r);
+                }
+                Some(Err(e)) => tracing::error!(
+                    error = format!("{e:#}"),
+                    "The reloaded [webhook] cannot be served; keeping the running one."
+                ),
+                None => {}
+            }
+        }
+    };
+    let serve = crate::listen::serve_routes(listener, routes, cap, NAMES, shutdown);
+    let mut serve = std::pin::pin!(serve);
+    tokio::select! {
+        r = &mut serve => return r,
+        () = follow => {}
+    }
+    serve.await
+}
+
+/// The listener's routes: Tampuuri's deliveries at `[webhook] path`, and with `slotti` Slotti's.
+fn router(
+    config: WebhookConfig,
+    slotti: Option<crate::slotti::config::SlottiWebhook>,
+    store: Handle,
+    wake: Arc<Notify>,
+    bodies: BodyBudget,
+) -> anyhow::Result<Router> {
     crate::config::check_webhook_path(&config.path)
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
     let path = config.path.clone();
-    let cap = config.max_connections;
-    let bodies = BodyBudget::new(BODY_BUDGET);
     let slotti = slotti.map(|s| {
         crate::slotti::webhook::router(
             s,
@@ -126,13 +204,7 @@ pub async fn serve_with_slotti(
     if let Some(s) = slotti {
         router = router.merge(s);
     }
-    let names = crate::listen::Names {
-        section: "[webhook]",
-        noun: "webhook",
-        shed: "huoltosync_webhook_connections_shed_total",
-        accept_errors: "huoltosync_webhook_accept_errors_total",
-    };
-    crate::listen::serve_router(listener, router, cap, names, shutdown).await
+    Ok(router)
 }
 
 async fn receive_plain(State(l): State<Listener>, headers: HeaderMap, body: Body) -> Response {

@@ -3,7 +3,7 @@
 //! its seq; data: `{"seq", "type", "account", "ticket_id"}`); the board's script fetches the
 //! row of a new or changed ticket and fades out one that left. Woken by the API's
 //! [`FeedWatch`](crate::api::FeedWatch); at most [`MAX_STREAMS`](super::MAX_STREAMS) at once
-//! (503 beyond); a stream ends when its session does.
+//! (503 beyond); a stream ends when its session does, and when the service stops.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -97,11 +97,15 @@ pub(crate) async fn events(
                     );
                 }
             }
-            // Nothing new: wait for the probe to see the feed move (or the session to end).
+            // Nothing new: wait for the probe to see the feed move (or the session to end, or
+            // the service to stop: the stream ends so that the listener can drain).
             let deadline = st.ends;
-            match tokio::time::timeout_at(deadline, st.rx.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return None,
+            tokio::select! {
+                moved = tokio::time::timeout_at(deadline, st.rx.changed()) => match moved {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return None,
+                },
+                () = st.b.feed.stopped() => return None,
             }
         }
     });

@@ -139,10 +139,39 @@ pub(crate) struct Board {
     max_body: usize,
 }
 
+/// What the board keeps while its router is built again for each reloaded config: the sign-in
+/// failures (the rate limit), the Argon2 verification slots, the cap on event streams and the
+/// body budget.
+#[derive(Clone)]
+pub struct Kept {
+    failures: Arc<auth::Failures>,
+    verifying: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
+    bodies: BodyBudget,
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept {
+            failures: Arc::new(auth::Failures::default()),
+            verifying: Arc::new(Semaphore::new(auth::MAX_VERIFICATIONS)),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            bodies: BodyBudget::new(BODY_BUDGET),
+        }
+    }
+}
+
 /// The board's router in front of the API's (`api`): the board answers its own paths (`/`,
 /// `/login`, `/tickets/…`, `/outbox`, `/status`, `/events`, `/fragments/…`, `/static/…`),
-/// everything else goes to `api`. Without `[board] enabled`, `api` alone.
-pub fn mount(api: Router, config: Arc<Config>, store: Handle, feed: Arc<FeedWatch>) -> Router {
+/// everything else goes to `api`. Without `[board] enabled`, `api` alone. `kept` is what
+/// outlives a reload.
+pub fn mount(
+    api: Router,
+    config: Arc<Config>,
+    store: Handle,
+    feed: Arc<FeedWatch>,
+    kept: &Kept,
+) -> Router {
     if !config.board.enabled {
         return api;
     }
@@ -156,10 +185,10 @@ pub fn mount(api: Router, config: Arc<Config>, store: Handle, feed: Arc<FeedWatc
         config,
         store,
         feed,
-        failures: Arc::new(auth::Failures::default()),
-        verifying: Arc::new(Semaphore::new(auth::MAX_VERIFICATIONS)),
-        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
-        bodies: BodyBudget::new(BODY_BUDGET),
+        failures: kept.failures.clone(),
+        verifying: kept.verifying.clone(),
+        streams: kept.streams.clone(),
+        bodies: kept.bodies.clone(),
         max_body,
     };
     let signed_in = Router::new()

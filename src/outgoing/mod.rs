@@ -13,6 +13,7 @@
 //! otherwise checks the feed every [`CHECK_EVERY`].
 
 pub mod config;
+mod follow;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use crate::remote::{Exchange, Profile, Reply, Request};
 use crate::store::{FeedEvent, Handle, SubscriberRow};
 use crate::time;
 pub use config::SubscriberConfig;
+pub use follow::follow;
 
 /// How often a subscriber's task looks at the feed when nothing woke it (other processes,
 /// such as `huoltosync task`, commit too).
@@ -46,7 +48,8 @@ const MAX_ANSWER_BYTES: u64 = 64 * 1024;
 /// The longest `last_error` kept.
 const MAX_ERROR_CHARS: usize = 300;
 
-/// Starts one delivery task per configured subscriber; the handle ends only if they all do.
+/// Starts one delivery task per configured subscriber, for a config that never changes (the
+/// daemon's follow the reloads: [`follow()`]); the handle ends only if they all do.
 /// Each subscriber's row exists when this returns: one new to the store starts at the end of
 /// the feed as it is now, so it gets every event committed after the daemon started.
 pub async fn spawn(

@@ -15,22 +15,27 @@
 //! backoff_initial_secs`. Nothing that happens to one piece of work ends the loop: only a
 //! shutdown or the end of the webhook listener does.
 
-use std::collections::HashMap;
+mod backoffs;
+mod done;
+mod reload;
+mod work;
+
 use std::future::Future;
-use std::hash::Hash;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::cycle::{CycleReport, cycle};
+pub(crate) use backoffs::Backoffs;
+
+use super::cycle::CycleReport;
+use super::runtime::Runtime;
 use crate::backoff::Backoff;
-use crate::config::{AccountConfig, Config};
-use crate::lock::StoreLock;
+use crate::config::Config;
 use crate::push::PushReport;
 use crate::schedule::Schedule;
 use crate::store::{Handle, PurgeReport};
@@ -170,20 +175,20 @@ pub enum Happened {
 pub struct Deps {
     /// Where the config is read again on [`Event::Reload`].
     pub config_path: PathBuf,
-    pub config: Config,
-    pub api: Api,
-    pub store: Handle,
+    /// The config in force, the remotes, the store and the stop token, shared with every running
+    /// part: a reload puts the new config in force there (the tick sources follow it).
+    pub runtime: Runtime,
     /// The tick source: one `()` per scheduled poll.
     pub ticks: mpsc::UnboundedReceiver<()>,
     /// One `()` per `[slotti] reconcile` tick (never sends without `[slotti]`).
     pub slotti_ticks: mpsc::UnboundedReceiver<()>,
-    /// The poll schedule in force; a reload sends the new one here (the tick source follows it).
-    pub schedule: watch::Sender<Schedule>,
     /// One `()` per reload request (SIGHUP).
     pub reload: mpsc::UnboundedReceiver<()>,
     /// Notified by the webhook listener after each recorded delivery.
     pub wake: Arc<Notify>,
-    /// The webhook listener's task; its end ends the daemon with an error.
+    /// The listeners' task (the webhook listener, the API); its end before a stop ends the
+    /// daemon with an error. At a stop it drains (on the runtime's stop token) within the grace
+    /// period.
     pub listener: Option<JoinHandle<anyhow::Result<()>>>,
     /// How often to ping systemd's watchdog, if it watches.
     pub watchdog: Option<Duration>,
@@ -200,44 +205,6 @@ const WORK_BACKOFF: Backoff = Backoff::doubling(Duration::from_secs(1), Duration
 const FIRST_PURGE: Duration = Duration::from_secs(60);
 const PURGE_EVERY: Duration = Duration::from_secs(86_400);
 
-/// Failure counts and the time until which each key (an account, a kind of work) waits.
-#[derive(Debug)]
-pub(crate) struct Backoffs<K> {
-    map: HashMap<K, (u32, Instant)>,
-}
-
-impl<K> Default for Backoffs<K> {
-    fn default() -> Self {
-        Self {
-            map: HashMap::new(),
-        }
-    }
-}
-
-impl<K: Eq + Hash> Backoffs<K> {
-    /// `(failures, time left)` while `key` is backing off at `now`.
-    pub(crate) fn waiting(&self, key: &K, now: Instant) -> Option<(u32, Duration)> {
-        self.map
-            .get(key)
-            .filter(|(_, until)| *until > now)
-            .map(|(n, until)| (*n, *until - now))
-    }
-
-    /// Counts a failure of `key` at `now`: `(failures, how long it now waits)`.
-    pub(crate) fn failed(&mut self, key: K, rule: &Backoff, now: Instant) -> (u32, Duration) {
-        let entry = self.map.entry(key).or_insert((0, now));
-        entry.0 = entry.0.saturating_add(1);
-        let wait = rule.delay(entry.0);
-        entry.1 = now + wait;
-        (entry.0, wait)
-    }
-
-    /// A success resets `key`; whether it had failed.
-    pub(crate) fn succeeded(&mut self, key: &K) -> bool {
-        self.map.remove(key).is_some()
-    }
-}
-
 /// What to do after an event.
 #[derive(Debug)]
 pub enum Flow {
@@ -249,10 +216,11 @@ pub enum Flow {
 /// The loop's state and its policy.
 pub struct Daemon {
     config_path: PathBuf,
-    config: Config,
+    runtime: Runtime,
+    /// The config in force and the remotes built from it (the runtime's, kept at hand).
+    config: Arc<Config>,
     api: Api,
     store: Handle,
-    schedule: watch::Sender<Schedule>,
     now: fn() -> DateTime<Utc>,
     happened: Option<mpsc::UnboundedSender<Happened>>,
     accounts: Backoffs<String>,
@@ -269,12 +237,9 @@ pub struct Daemon {
 pub async fn run(deps: Deps, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let Deps {
         config_path,
-        config,
-        api,
-        store,
+        runtime,
         mut ticks,
         mut slotti_ticks,
-        schedule,
         mut reload,
         wake,
         mut listener,
@@ -284,10 +249,10 @@ pub async fn run(deps: Deps, shutdown: impl Future<Output = ()>) -> anyhow::Resu
     } = deps;
     let mut daemon = Daemon {
         config_path,
-        config,
-        api,
-        store,
-        schedule,
+        config: runtime.config(),
+        api: runtime.remotes(),
+        store: runtime.store().clone(),
+        runtime,
         now,
         happened,
         accounts: Backoffs::default(),
@@ -328,15 +293,46 @@ pub async fn run(deps: Deps, shutdown: impl Future<Output = ()>) -> anyhow::Resu
             push_check = every(push_period);
         }
     };
-    if let Some(l) = listener {
+    // The listeners drain on the token (or, when they failed, are stopped) while the running
+    // work finishes.
+    daemon.runtime.stop_token().cancel();
+    if failure.is_some()
+        && let Some(l) = listener.take()
+    {
         l.abort();
     }
-    daemon.stop().await;
+    daemon.stop(listener).await;
     match failure {
         Some(why) => Err(why),
         None => {
             tracing::info!("Daemon stopped.");
             Ok(())
+        }
+    }
+}
+
+/// Waits for the listeners to drain until `deadline`; stops them then.
+async fn drain(
+    listener: Option<JoinHandle<anyhow::Result<()>>>,
+    deadline: Instant,
+    grace: Duration,
+) {
+    let Some(mut listener) = listener else {
+        return;
+    };
+    match tokio::time::timeout_at(deadline, &mut listener).await {
+        Ok(Ok(Ok(()))) => tracing::info!("The listeners drained."),
+        Ok(Ok(Err(e))) => tracing::warn!(
+            error = format!("{e:#}"),
+            "A listener failed while draining."
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "A listener ended abnormally while draining."),
+        Err(_) => {
+            listener.abort();
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "The listeners did not drain within the grace period; the requests still open were cut."
+            );
         }
     }
 }
@@ -368,42 +364,11 @@ pub(crate) fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// The full poll's schedule: `[webhook] reconcile` when webhooks are on, else `[schedule] poll`.
-pub(crate) fn poll_schedule(config: &Config) -> &Schedule {
+pub fn poll_schedule(config: &Config) -> &Schedule {
     config
         .webhook
         .as_ref()
         .map_or(&config.schedule.poll, |w| &w.reconcile)
-}
-
-/// A webhook processing pass; when it recorded Slotti visit changes, they are told and pushed.
-async fn process_and_tell(
-    config: &Config,
-    api: &Api,
-    store: &Handle,
-    now: DateTime<Utc>,
-) -> anyhow::Result<crate::webhook::Processed> {
-    let p = crate::webhook::process_pending(config, api, store, now).await?;
-    if p.slotti.moved + p.slotti.cancelled + p.slotti.recovered > 0 {
-        super::cycle::tell(config, store).await?;
-        crate::push::push_pending(config, api, store).await?;
-    }
-    Ok(p)
-}
-
-/// Slotti's reconciliation, then the telling of what changed and a push.
-async fn reconcile_and_tell(
-    config: &Config,
-    api: &Api,
-    store: &Handle,
-    now: DateTime<Utc>,
-) -> anyhow::Result<Box<crate::store::ReconcileRun>> {
-    let Some(slotti) = &config.slotti else {
-        anyhow::bail!("no [slotti] section");
-    };
-    let run = crate::slotti::reconcile::run(config, slotti, api.exchange(), store, now).await?;
-    super::cycle::tell(config, store).await?;
-    crate::push::push_pending(config, api, store).await?;
-    Ok(Box::new(run))
 }
 
 impl Daemon {
@@ -501,447 +466,35 @@ impl Daemon {
         }
     }
 
-    /// A scheduled poll: a cycle over the accounts not backing off.
-    fn tick(&mut self) {
-        let now = Instant::now();
-        if let Some((running, _)) = &self.work {
-            tracing::warn!(
-                schedule = poll_schedule(&self.config).expr(),
-                running = running.name(),
-                "Skipping a scheduled poll: the previous work is still running."
-            );
-            self.skipped(Work::Poll, Skip::Running);
-            return;
-        }
-        if let Some((failures, left)) = self.failed_work.waiting(&Work::Poll, now) {
-            tracing::warn!(
-                failures,
-                retry_in_s = left.as_secs(),
-                "Skipping a scheduled poll: the last one failed; backing off."
-            );
-            self.skipped(Work::Poll, Skip::BackingOff);
-            return;
-        }
-        let Some(lock) = self.lock(Work::Poll) else {
-            return;
-        };
-        let mut due: Vec<AccountConfig> = Vec::new();
-        for a in &self.config.accounts {
-            match self.accounts.waiting(&a.name, now) {
-                Some((failures, left)) => {
-                    tracing::info!(account = %a.name, failures, retry_in_s = left.as_secs(), "Account backing off after failures; skipped this tick.");
-                    self.report(Happened::AccountSkipped(a.name.clone()));
-                }
-                None => due.push(a.clone()),
-            }
-        }
-        let names = due.iter().map(|a| a.name.clone()).collect();
-        let (c, a, s) = (self.config.clone(), self.api.clone(), self.store.clone());
-        let jitter = self.config.schedule.jitter;
-        self.start_work(Work::Poll, names, async move {
-            let r = cycle(&c, &a, &s, &due, jitter).await;
-            drop(lock);
-            Done::Cycle(r)
-        });
-    }
-
-    /// `[slotti] reconcile`: a reconciliation, the telling of what changed, and a push, in the
-    /// work slot like a poll (skipped while other work runs, another process holds the lock,
-    /// or the last one failed and backs off).
-    fn slotti_tick(&mut self) {
-        let work = Work::Reconcile;
-        if self.config.slotti.is_none() {
-            return;
-        }
-        if let Some((running, _)) = &self.work {
-            tracing::warn!(
-                running = running.name(),
-                "Skipping a Slotti reconciliation: other work is still running."
-            );
-            self.skipped(work, Skip::Running);
-            return;
-        }
-        if let Some((failures, left)) = self.failed_work.waiting(&work, Instant::now()) {
-            tracing::warn!(
-                failures,
-                retry_in_s = left.as_secs(),
-                "Skipping a Slotti reconciliation: the last one failed; backing off."
-            );
-            self.skipped(work, Skip::BackingOff);
-            return;
-        }
-        let Ok(lock) = self.try_lock(work) else {
-            return;
-        };
-        let (c, a, s, clock) = (
-            self.config.clone(),
-            self.api.clone(),
-            self.store.clone(),
-            self.now,
-        );
-        self.start_work(work, Vec::new(), async move {
-            let r = reconcile_and_tell(&c, &a, &s, clock()).await;
-            drop(lock);
-            Done::Reconcile(r)
-        });
-    }
-
-    /// Between cycles: webhook events due, queued actions, the daily purge.
-    async fn push_check(&mut self) {
-        if self.work.is_some() {
-            return;
-        }
-        let now = (self.now)();
-        if self.config.webhook.is_some() && self.webhook_at.is_none() {
-            let stamp = time::fmt(now);
-            if self
-                .store
-                .call(move |s| s.due_event_count(&stamp))
-                .await
-                .unwrap_or(0)
-                > 0
-            {
-                self.webhook_due_in(Duration::ZERO);
-            }
-        }
-        let due = self.store.call(|s| s.next_due()).await.ok().flatten();
-        if due.as_deref().and_then(time::parse).is_none_or(|d| d > now) {
-            self.maybe_purge();
-            return;
-        }
-        if self
-            .failed_work
-            .waiting(&Work::Push, Instant::now())
-            .is_some()
-        {
-            return;
-        }
-        let Some(lock) = self.lock(Work::Push) else {
-            return;
-        };
-        let (c, a, s) = (self.config.clone(), self.api.clone(), self.store.clone());
-        self.start_work(Work::Push, Vec::new(), async move {
-            let r = crate::push::push_pending(&c, &a, &s).await;
-            drop(lock);
-            Done::Push(r)
-        });
-    }
-
-    fn maybe_purge(&mut self) {
-        let now = Instant::now();
-        if now < self.next_purge || self.failed_work.waiting(&Work::Purge, now).is_some() {
-            return;
-        }
-        match self.try_lock(Work::Purge) {
-            Ok(lock) => {
-                self.next_purge = now + PURGE_EVERY;
-                let (c, s, clock) = (self.config.clone(), self.store.clone(), self.now);
-                self.start_work(Work::Purge, Vec::new(), async move {
-                    let r = s
-                        .call(move |st| {
-                            st.purge(&crate::retention::from_config(&c), clock(), false)
-                        })
-                        .await;
-                    drop(lock);
-                    Done::Purge(r)
-                });
-            }
-            // Another process works on the store: the next check tries again.
-            Err(Skip::Busy) => {}
-            Err(_) => self.next_purge = now + Duration::from_secs(3600),
-        }
-    }
-
-    fn webhook_due_in(&mut self, wait: Duration) {
-        let at = Instant::now() + wait;
-        self.webhook_at = Some(self.webhook_at.map_or(at, |t| t.min(at)));
-    }
-
-    fn webhook_due(&mut self) {
-        self.webhook_at = None;
-        if self.work.is_some() {
-            self.webhook_due_in(Duration::ZERO);
-            return;
-        }
-        if let Some((_, left)) = self.failed_work.waiting(&Work::Webhook, Instant::now()) {
-            self.webhook_due_in(left);
-            return;
-        }
-        match self.try_lock(Work::Webhook) {
-            Ok(lock) => {
-                let (c, a, s, clock) = (
-                    self.config.clone(),
-                    self.api.clone(),
-                    self.store.clone(),
-                    self.now,
-                );
-                self.start_work(Work::Webhook, Vec::new(), async move {
-                    let r = process_and_tell(&c, &a, &s, clock()).await;
-                    drop(lock);
-                    Done::Webhook(r)
-                });
-            }
-            // Another process works on the store: try again shortly.
-            Err(Skip::Busy) => self.webhook_due_in(Duration::from_secs(1)),
-            // The next push check looks for due events again.
-            Err(_) => {}
-        }
-    }
-
-    fn start_work(
-        &mut self,
-        work: Work,
-        accounts: Vec<String>,
-        task: impl Future<Output = Done> + Send + 'static,
-    ) {
-        self.work = Some((work, tokio::spawn(task)));
-        self.report(Happened::WorkStarted(work, accounts));
-    }
-
-    fn skipped(&self, work: Work, why: Skip) {
-        metrics::counter!("huoltosync_work_skipped_total", "work" => work.name(), "reason" => why.name())
-            .increment(1);
-        self.report(Happened::WorkSkipped(work, why));
-    }
-
-    /// The store lock for a scheduled poll, logging why not.
-    fn lock(&self, work: Work) -> Option<StoreLock> {
-        match self.try_lock(work) {
-            Ok(l) => Some(l),
-            Err(Skip::Busy) => {
-                tracing::warn!(
-                    work = work.name(),
-                    "Skipping a scheduled poll: another process holds the store lock."
-                );
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    /// Takes the store lock for `work`. A lock file that cannot even be opened (too many open
-    /// files, say) is logged and counted, and the work is skipped until its next turn, never
-    /// the end of the daemon.
-    fn try_lock(&self, work: Work) -> Result<StoreLock, Skip> {
-        match StoreLock::try_acquire(&self.config.store.path) {
-            Ok(Ok(l)) => Ok(l),
-            Ok(Err(busy)) => {
-                tracing::debug!(work = work.name(), holder = ?busy.holder, "The store lock is taken; this work waits.");
-                self.skipped(work, Skip::Busy);
-                Err(Skip::Busy)
-            }
-            Err(e) => {
-                tracing::error!(
-                    work = work.name(),
-                    error = format!("{e:#}"),
-                    "Cannot take the store lock; this work is skipped and tried again later."
-                );
-                self.skipped(work, Skip::LockFile);
-                Err(Skip::LockFile)
-            }
-        }
-    }
-
-    async fn work_done(&mut self, done: Done) {
-        self.work = None;
-        let (work, ok) = match done {
-            Done::Cycle(Ok(report)) => {
-                self.account_outcomes(&report);
-                crate::metrics::record_cycle(&report.syncs, &report.push);
-                (Work::Poll, true)
-            }
-            Done::Cycle(Err(e)) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "The store failed; the work will be tried again."
-                );
-                (Work::Poll, false)
-            }
-            Done::Push(Ok(_)) => (Work::Push, true),
-            Done::Push(Err(e)) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "The store failed; the work will be tried again."
-                );
-                (Work::Push, false)
-            }
-            Done::Webhook(Ok(p)) => {
-                if p.slotti.processed > 0 {
-                    tracing::info!(
-                        processed = p.slotti.processed,
-                        moved = p.slotti.moved,
-                        cancelled = p.slotti.cancelled,
-                        recovered = p.slotti.recovered,
-                        ignored = p.slotti.ignored,
-                        "Slotti webhook deliveries processed."
-                    );
-                }
-                if p.fetched + p.skipped + p.ignored + p.failed > 0 {
-                    tracing::info!(
-                        fetched = p.fetched,
-                        skipped = p.skipped,
-                        ignored = p.ignored,
-                        failed = p.failed,
-                        parked = p.parked,
-                        deferred = p.deferred,
-                        "Webhook events processed."
-                    );
-                }
-                if let Some(due) = p.next_due {
-                    self.webhook_due_in((due - (self.now)()).to_std().unwrap_or(Duration::ZERO));
-                }
-                (Work::Webhook, true)
-            }
-            Done::Webhook(Err(e)) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "Webhook processing failed; the events stay pending."
-                );
-                // Its backoff delays the next pass.
-                self.webhook_due_in(Duration::ZERO);
-                (Work::Webhook, false)
-            }
-            Done::Reconcile(Ok(run)) => (Work::Reconcile, run.ok),
-            Done::Reconcile(Err(e)) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "The store failed during a Slotti reconciliation; the next one tries again."
-                );
-                (Work::Reconcile, false)
-            }
-            Done::Purge(Ok(p)) => {
-                tracing::info!(
-                    tickets = p.tickets_erased,
-                    rows = p.rows_deleted,
-                    feed_events = p.feed_events_deleted,
-                    idempotency_keys = p.idempotency_keys_deleted,
-                    "Daily purge done."
-                );
-                (Work::Purge, true)
-            }
-            Done::Purge(Err(e)) => {
-                tracing::error!(error = format!("{e:#}"), "The daily purge failed.");
-                (Work::Purge, false)
-            }
-            Done::Crashed(work, why) => {
-                tracing::error!(work = work.name(), error = %why, "A background task ended abnormally.");
-                (work, false)
-            }
-        };
-        if ok {
-            self.failed_work.succeeded(&work);
-        } else {
-            metrics::counter!("huoltosync_work_failed_total", "work" => work.name()).increment(1);
-            let (failures, wait) = self.failed_work.failed(work, &WORK_BACKOFF, Instant::now());
-            tracing::warn!(
-                work = work.name(),
-                failures,
-                backoff_s = wait.as_secs_f64(),
-                "Work failed; backing off."
-            );
-        }
-        self.report(Happened::WorkFinished(work, ok));
-        self.refresh_metrics().await;
-    }
-
-    /// Backs off the accounts that failed; resets those that synced.
-    fn account_outcomes(&mut self, report: &CycleReport) {
-        let rule = Backoff::doubling(
-            self.config.schedule.backoff_initial,
-            self.config.schedule.backoff_max,
-        );
-        for r in &report.syncs {
-            if r.error.is_none() {
-                if self.accounts.succeeded(&r.account) {
-                    tracing::info!(account = %r.account, "Account synced again; its backoff is reset.");
-                    self.report(Happened::AccountRecovered(r.account.clone()));
-                }
-                continue;
-            }
-            let (failures, delay) = self
-                .accounts
-                .failed(r.account.clone(), &rule, Instant::now());
-            tracing::warn!(account = %r.account, failures, backoff_s = delay.as_secs(), "Account failed; backing off.");
-            self.report(Happened::AccountBackoff {
-                account: r.account.clone(),
-                failures,
-                delay,
-            });
-        }
-    }
-
-    /// Reads the config again; an invalid one is logged and the running one kept.
-    fn reload(&mut self) {
-        let loaded = match Config::load(&self.config_path) {
-            Ok(l) => l,
-            // One event: every problem on one line, so the journal keeps them together.
-            Err(e) => {
-                tracing::error!(
-                    config = %e.path.display(),
-                    problems = %e.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-                    "Config reload failed; keeping the running config."
-                );
-                self.report(Happened::ReloadRefused);
-                return;
-            }
-        };
-        for w in &loaded.warnings {
-            tracing::warn!("{w}");
-        }
-        let new = loaded.config;
-        match Api::new(&new) {
-            Ok(api) => {
-                let sched = poll_schedule(&new).clone();
-                self.schedule.send_if_modified(|s| {
-                    let changed = *s != sched;
-                    if changed {
-                        *s = sched;
-                    }
-                    changed
-                });
-                self.api = api;
-                self.config = new;
-                tracing::info!(
-                    schedule = self.config.schedule.poll.expr(),
-                    accounts = self.config.accounts.len(),
-                    "Config reloaded."
-                );
-                self.report(Happened::Reloaded);
-            }
-            Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "Config reload failed; keeping the running config."
-                );
-                self.report(Happened::ReloadRefused);
-            }
-        }
-    }
-
-    /// Shutdown: no new work; running work gets the grace period.
-    async fn stop(&mut self) {
+    /// Shutdown: no new work; running work and the listeners' drain get the grace period.
+    async fn stop(&mut self, listener: Option<JoinHandle<anyhow::Result<()>>>) {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-        tracing::info!("Stopping: no new work is started.");
-        let Some((work, mut running)) = self.work.take() else {
-            return;
-        };
+        tracing::info!("Stopping: no new work is started; the listeners drain.");
         let grace = self.config.service.shutdown_grace;
-        match tokio::time::timeout(grace, &mut running).await {
-            Ok(done) => {
-                let ok = done.is_ok_and(|d| d.ok());
-                tracing::info!(work = work.name(), ok, "The running work finished.");
-                self.report(Happened::WorkFinished(work, ok));
+        let deadline = Instant::now() + grace;
+        let running = self.work.take();
+        let work = async {
+            let Some((work, mut running)) = running else {
+                return;
+            };
+            match tokio::time::timeout_at(deadline, &mut running).await {
+                Ok(done) => {
+                    let ok = done.is_ok_and(|d| d.ok());
+                    tracing::info!(work = work.name(), ok, "The running work finished.");
+                    self.report(Happened::WorkFinished(work, ok));
+                }
+                Err(_) => {
+                    running.abort();
+                    tracing::warn!(
+                        work = work.name(),
+                        grace_s = grace.as_secs(),
+                        "The running work did not finish within the grace period and was stopped; queued actions stay queued (in doubt ones are checked next time)."
+                    );
+                    self.report(Happened::WorkAbandoned(work));
+                }
             }
-            Err(_) => {
-                running.abort();
-                tracing::warn!(
-                    work = work.name(),
-                    grace_s = grace.as_secs(),
-                    "The running work did not finish within the grace period and was stopped; queued actions stay queued (in doubt ones are checked next time)."
-                );
-                self.report(Happened::WorkAbandoned(work));
-            }
-        }
+        };
+        tokio::join!(work, drain(listener, deadline, grace));
     }
 
     async fn refresh_metrics(&self) {
@@ -972,28 +525,6 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failing_key_waits_twice_as_long_each_time_up_to_the_cap_and_a_success_resets_it() {
-        let rule = Backoff::doubling(Duration::from_secs(2), Duration::from_secs(5));
-        let mut b: Backoffs<&str> = Backoffs::default();
-        let t0 = Instant::now();
-        assert_eq!(b.waiting(&"a", t0), None, "nothing failed yet");
-        // (failure at, expected failures, expected wait)
-        for (at, n, wait) in [(0, 1, 2), (2, 2, 4), (6, 3, 5), (11, 4, 5)] {
-            let now = t0 + Duration::from_secs(at);
-            assert_eq!(b.waiting(&"a", now), None, "{at}: the last wait is over");
-            assert_eq!(b.failed("a", &rule, now), (n, Duration::from_secs(wait)));
-            assert_eq!(
-                b.waiting(&"a", now + Duration::from_secs(1)),
-                Some((n, Duration::from_secs(wait - 1)))
-            );
-            assert_eq!(b.waiting(&"b", now), None, "keys are independent");
-        }
-        assert!(b.succeeded(&"a"));
-        assert!(!b.succeeded(&"a"), "reset once");
-        assert_eq!(b.failed("a", &rule, t0), (1, Duration::from_secs(2)));
-    }
 
     #[test]
     fn the_full_polls_schedule_is_reconcile_with_webhooks_else_poll() {

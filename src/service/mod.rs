@@ -27,6 +27,7 @@
 
 pub mod cycle;
 pub mod daemon;
+pub mod runtime;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,62 +45,45 @@ use crate::lock::StoreLock;
 use crate::schedule::Schedule;
 use crate::store::Handle;
 use crate::tampuuri::Api;
+use runtime::Runtime;
 
 /// `huoltosync run`: the daemon, with the cron scheduler as its tick source, signals as its
-/// reload and shutdown, and the webhook listener beside it, until SIGTERM or SIGINT. An error
-/// (exit 1) when it cannot start or when the webhook listener ends.
+/// reload and shutdown, and the listeners beside it, until SIGTERM or SIGINT. Every running part
+/// follows the runtime's config ([`runtime`]), so that a reload reaches it. An error (exit 1)
+/// when it cannot start or when a listener ends.
 pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCode> {
     let api = Api::new(&config)?;
     let store = Handle::open(config.store.path.clone()).await?;
     if let Some(addr) = config.service.metrics_listen {
         crate::metrics::install(addr)?;
     }
+    let runtime = Runtime::new(config, api, store.clone());
     // Subscribers are registered before the first poll, so a new one gets every event after
-    // the daemon started; each has its own delivery task.
-    let _outgoing = crate::outgoing::spawn(&config, api.exchange(), store.clone()).await?;
+    // the daemon started; each has its own delivery task, and a reload adds, changes and removes
+    // them.
+    let _outgoing = crate::outgoing::follow(
+        runtime.watch(),
+        runtime.remotes().exchange().clone(),
+        store.clone(),
+    )
+    .await?;
     // Webhooks: the listener records deliveries and wakes the loop.
     let wake = Arc::new(tokio::sync::Notify::new());
-    let listener = match &config.webhook {
-        Some(w) => {
-            let listener = tokio::net::TcpListener::bind(w.listen).await.map_err(|e| {
-                anyhow::anyhow!("[webhook] listen = {}: cannot listen: {e}", w.listen)
-            })?;
-            tracing::info!(addr = %w.listen, path = %w.path, reconcile = w.reconcile.expr(), "Webhook listener started; polling becomes reconciliation.");
-            Some(tokio::spawn(crate::webhook::serve_with_slotti(
-                listener,
-                w.clone(),
-                config.slotti.as_ref().map(|s| s.webhook.clone()),
-                store.clone(),
-                wake.clone(),
-                std::future::pending(),
-            )))
-        }
-        None => None,
-    };
-    // The HTTP API, when configured, is served beside the loop on its own store connections.
-    // Like the webhook listener, it never should end: if either does, the daemon exits 1.
-    let listener = match (listener, crate::api::spawn(&config).await?) {
-        (l, None) => l,
-        (None, Some(api)) => Some(tokio::spawn(async move {
-            Err(Described::from(crate::api::ended(api.await)).into())
-        })),
-        (Some(webhook), Some(api)) => Some(tokio::spawn(async move {
-            tokio::select! {
-                r = webhook => Err(Described::from(listener_ended(r)).into()),
-                r = api => Err(Described::from(crate::api::ended(r)).into()),
-            }
-        })),
-    };
-    let (tick_tx, ticks) = mpsc::unbounded_channel::<()>();
+    let listener = listeners(&runtime, wake.clone()).await?;
     let mut scheduler = JobScheduler::new().await?;
-    let job = PollJob::start(&scheduler, daemon::poll_schedule(&config), tick_tx).await?;
-    // `[slotti] reconcile` sends its own ticks; its schedule is the one read at start-up (a
-    // reload that changes it takes effect at the next start).
+    let (tick_tx, ticks) = mpsc::unbounded_channel::<()>();
+    PollJob::start(&scheduler, "Poll", runtime.watch(), poll_job, tick_tx).await?;
+    // `[slotti] reconcile` sends its own ticks, on the schedule in force (none without
+    // `[slotti]`).
     let (slotti_tx, slotti_ticks) = mpsc::unbounded_channel::<()>();
-    let _slotti_job = match &config.slotti {
-        Some(s) => Some(PollJob::start(&scheduler, &s.reconcile, slotti_tx).await?),
-        None => None,
-    };
+    PollJob::start(
+        &scheduler,
+        "Slotti reconcile",
+        runtime.watch(),
+        slotti_job,
+        slotti_tx,
+    )
+    .await?;
     scheduler.start().await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -123,12 +107,9 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
         .then(|| Duration::from_micros(watchdog_usec.max(2_000_000) / 2));
     let deps = daemon::Deps {
         config_path,
-        config,
-        api,
-        store,
+        runtime,
         ticks,
         slotti_ticks,
-        schedule: job.schedule,
         reload,
         wake,
         listener,
@@ -140,6 +121,67 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     hups.abort();
     let _ = scheduler.shutdown().await;
     ended.map(|()| ExitCode::SUCCESS)
+}
+
+/// The poll job's schedule: the full poll's.
+fn poll_job(config: &Config) -> Option<&Schedule> {
+    Some(daemon::poll_schedule(config))
+}
+
+/// The `[slotti] reconcile` job's schedule, with `[slotti]`.
+fn slotti_job(config: &Config) -> Option<&Schedule> {
+    config.slotti.as_ref().map(|s| &s.reconcile)
+}
+
+/// How a listener's task's end is described.
+type Describe = fn(Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Error;
+
+/// Binds and starts the listeners beside the loop (the webhook listener, the HTTP API), as one
+/// task. Before the stop they never should end: the task then ends with the reason (the daemon
+/// exits 1). At the stop (the runtime's token) each drains, and the task ends once both did.
+async fn listeners(
+    runtime: &Runtime,
+    wake: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+    let config = runtime.config();
+    let stop = runtime.stop_token().clone();
+    let mut tasks: Vec<(tokio::task::JoinHandle<anyhow::Result<()>>, Describe)> = Vec::new();
+    if let Some(w) = &config.webhook {
+        let listener = tokio::net::TcpListener::bind(w.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("[webhook] listen = {}: cannot listen: {e}", w.listen))?;
+        tracing::info!(addr = %w.listen, path = %w.path, reconcile = w.reconcile.expr(), "Webhook listener started; polling becomes reconciliation.");
+        let task = tokio::spawn(crate::webhook::serve_following(
+            listener,
+            runtime.watch(),
+            runtime.store().clone(),
+            wake,
+            stop.clone().cancelled_owned(),
+        ));
+        tasks.push((task, listener_ended));
+    }
+    // The HTTP API, when configured, is served on its own store connections and follows the
+    // config (its tokens, the board's users).
+    if let Some(api) = crate::api::spawn_following(runtime.watch(), stop.clone()).await? {
+        tasks.push((api, crate::api::ended));
+    }
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut running: futures::stream::FuturesUnordered<_> = tasks
+            .into_iter()
+            .map(|(task, describe)| async move { (describe, task.await) })
+            .collect();
+        while let Some((describe, ended)) = running.next().await {
+            let drained = stop.is_cancelled() && matches!(ended, Ok(Ok(())));
+            if !drained {
+                return Err(Described::from(describe(ended)).into());
+            }
+        }
+        Ok(())
+    })))
 }
 
 /// A listener's end, already described (by the task that serves the webhook listener and the
@@ -176,83 +218,117 @@ fn listener_ended(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyh
     }
 }
 
-/// The poll job in the scheduler. tokio-cron-scheduler freezes a job's UTC offset when the job
+/// A job in the scheduler that sends a tick on a schedule picked from the config in force (the
+/// poll's, `[slotti] reconcile`). tokio-cron-scheduler freezes a job's UTC offset when the job
 /// is created, so the job is created at the offset in force in the schedule's zone and a keeper
-/// task creates it again whenever that offset changes (daylight saving), or the schedule does
-/// (a reload). Between changes the scheduler then fires where [`Schedule::next_after`] says.
-struct PollJob {
-    /// The schedule in force: the daemon sends a reloaded one here. Dropping it ends the
-    /// keeper, which then removes the job.
-    schedule: tokio::sync::watch::Sender<Schedule>,
-}
+/// task creates it again whenever that offset changes (daylight saving), or a reload changes the
+/// schedule (or adds or removes it). Between changes the scheduler then fires where
+/// [`Schedule::next_after`] says. The keeper ends, removing the job, when the runtime does.
+struct PollJob;
+
+/// Which schedule of the config a job follows (`None`: no job).
+type Pick = fn(&Config) -> Option<&Schedule>;
 
 impl PollJob {
-    /// Adds the job and its keeper.
+    /// Adds the job (when the config in force has its schedule) and its keeper.
     async fn start(
         scheduler: &JobScheduler,
-        schedule: &Schedule,
+        what: &'static str,
+        mut config: tokio::sync::watch::Receiver<Arc<Config>>,
+        pick: Pick,
         tx: mpsc::UnboundedSender<()>,
-    ) -> anyhow::Result<PollJob> {
-        let (offset, id) =
-            add_poll_job(scheduler, schedule, chrono::Utc::now(), tx.clone()).await?;
-        let (set, get) = tokio::sync::watch::channel(schedule.clone());
-        tokio::spawn(keep_poll_job(scheduler.clone(), get, tx, offset, Some(id)));
-        Ok(PollJob { schedule: set })
+    ) -> anyhow::Result<()> {
+        let schedule = pick(&config.borrow_and_update()).cloned();
+        let job = match &schedule {
+            Some(s) => Some(add_poll_job(scheduler, s, chrono::Utc::now(), tx.clone()).await?),
+            None => None,
+        };
+        let keeper = Keeper {
+            scheduler: scheduler.clone(),
+            what,
+            pick,
+            tx,
+        };
+        tokio::spawn(keeper.keep(config, schedule, job));
+        Ok(())
     }
 }
 
-/// The keeper of [`PollJob`]: wakes at the next offset change (at least hourly, so that a
-/// wall-clock jump is noticed) or on a new schedule, and creates the job again when its offset
-/// or schedule is no longer the one in force. A job that cannot be replaced is logged and
-/// tried again at the next wake-up.
-async fn keep_poll_job(
+struct Keeper {
     scheduler: JobScheduler,
-    mut schedule: tokio::sync::watch::Receiver<Schedule>,
+    what: &'static str,
+    pick: Pick,
     tx: mpsc::UnboundedSender<()>,
-    mut offset: chrono::FixedOffset,
-    mut id: Option<uuid::Uuid>,
-) {
-    // A reload or an offset change not yet applied (the scheduler refused).
-    let mut pending = false;
-    loop {
-        let now = chrono::Utc::now();
-        let zone = schedule.borrow().zone();
-        let wait = crate::schedule::until_offset_change(zone, now, Duration::from_secs(3600));
-        let reloaded = tokio::select! {
-            _ = tokio::time::sleep(wait) => false,
-            changed = schedule.changed() => match changed {
-                Ok(()) => true,
-                // The daemon is ending.
-                Err(_) => break,
-            },
-        };
-        let now = chrono::Utc::now();
-        let current = schedule.borrow_and_update().clone();
-        pending |= reloaded || crate::schedule::offset_at(current.zone(), now) != offset;
-        if !pending && id.is_some() {
-            continue;
-        }
-        if let Some(old) = id.take()
-            && let Err(e) = scheduler.remove(&old).await
-        {
-            tracing::error!(error = %e, "Could not remove the poll job; keeping it.");
-            id = Some(old);
-            continue;
-        }
-        match add_poll_job(&scheduler, &current, now, tx.clone()).await {
-            Ok((o, new)) => {
-                (offset, id, pending) = (o, Some(new), false);
-                tracing::info!(schedule = current.expr(), zone = %current.zone(), offset = %o, "Poll job set.");
+}
+
+impl Keeper {
+    /// Wakes at the next offset change (at least hourly, so that a wall-clock jump is noticed)
+    /// or on a reload, and creates the job again when its offset or schedule is no longer the
+    /// one in force. A job that cannot be replaced is logged and tried again at the next
+    /// wake-up.
+    async fn keep(
+        self,
+        mut config: tokio::sync::watch::Receiver<Arc<Config>>,
+        mut schedule: Option<Schedule>,
+        mut job: Option<(chrono::FixedOffset, uuid::Uuid)>,
+    ) {
+        // A change not yet applied (the scheduler refused).
+        let mut pending = false;
+        loop {
+            let hour = Duration::from_secs(3600);
+            let wait = schedule.as_ref().map_or(hour, |s| {
+                crate::schedule::until_offset_change(s.zone(), chrono::Utc::now(), hour)
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {},
+                changed = config.changed() => if changed.is_err() {
+                    // The daemon is ending.
+                    break;
+                },
             }
-            Err(e) => tracing::error!(
-                error = format!("{e:#}"),
-                schedule = current.expr(),
-                "Could not set the poll job; trying again within the hour."
-            ),
+            let now = chrono::Utc::now();
+            let wanted = (self.pick)(&config.borrow_and_update()).cloned();
+            let moved = |s: &Schedule, o: chrono::FixedOffset| {
+                crate::schedule::offset_at(s.zone(), now) != o
+            };
+            pending |= wanted != schedule
+                || match (&wanted, &job) {
+                    (Some(s), Some((o, _))) => moved(s, *o),
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                };
+            if !pending {
+                continue;
+            }
+            if let Some((o, old)) = job.take()
+                && let Err(e) = self.scheduler.remove(&old).await
+            {
+                tracing::error!(job = self.what, error = %e, "Could not remove a job; keeping it.");
+                job = Some((o, old));
+                continue;
+            }
+            schedule = wanted;
+            let Some(current) = &schedule else {
+                pending = false;
+                tracing::info!(job = self.what, "{} job removed.", self.what);
+                continue;
+            };
+            match add_poll_job(&self.scheduler, current, now, self.tx.clone()).await {
+                Ok((o, new)) => {
+                    (job, pending) = (Some((o, new)), false);
+                    tracing::info!(schedule = current.expr(), zone = %current.zone(), offset = %o, "{} job set.", self.what);
+                }
+                Err(e) => tracing::error!(
+                    error = format!("{e:#}"),
+                    schedule = current.expr(),
+                    "Could not set the {} job; trying again within the hour.",
+                    self.what
+                ),
+            }
         }
-    }
-    if let Some(id) = id {
-        let _ = scheduler.remove(&id).await;
+        if let Some((_, id)) = job {
+            let _ = self.scheduler.remove(&id).await;
+        }
     }
 }
 

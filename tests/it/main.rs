@@ -19,6 +19,7 @@ mod mirror;
 mod push_path;
 mod queue;
 mod read_path;
+mod runtime;
 mod service;
 mod signin;
 mod sim_slotti;

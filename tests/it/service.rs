@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use huoltosync::schedule::Schedule;
+use huoltosync::config::Config;
 use huoltosync::service::daemon::{self, Deps, Happened, Skip, Work};
+use huoltosync::service::runtime::Runtime;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -23,7 +24,10 @@ struct Loop {
     reload: mpsc::UnboundedSender<()>,
     wake: Arc<Notify>,
     slotti_ticks: mpsc::UnboundedSender<()>,
-    schedule: watch::Receiver<Schedule>,
+    /// The runtime's config in force.
+    config: watch::Receiver<Arc<Config>>,
+    /// The runtime's stop token.
+    stopping: tokio_util::sync::CancellationToken,
     happened: mpsc::UnboundedReceiver<Happened>,
     seen: Vec<Happened>,
     stop: Option<oneshot::Sender<()>>,
@@ -32,31 +36,35 @@ struct Loop {
 
 impl Loop {
     async fn start(env: &TestEnv) -> Loop {
-        Loop::start_with(env, None).await
+        Loop::start_with(env, |_| None).await
     }
 
+    /// With the listeners' task `listener` makes, given the runtime.
     async fn start_with(
         env: &TestEnv,
-        listener: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+        listener: impl FnOnce(&Runtime) -> Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     ) -> Loop {
         let config = env.config.clone();
         let (ticks, tick_rx) = mpsc::unbounded_channel();
         let (slotti_ticks, slotti_rx) = mpsc::unbounded_channel();
         let (reload, reload_rx) = mpsc::unbounded_channel();
         let (happened_tx, happened) = mpsc::unbounded_channel();
-        let (schedule_tx, schedule) = watch::channel(config.schedule.poll.clone());
         let (stop, stop_rx) = oneshot::channel::<()>();
         let wake = Arc::new(Notify::new());
-        let deps = Deps {
-            config_path: env.config_path(),
-            api: huoltosync::tampuuri::Api::new(&config).unwrap(),
-            store: huoltosync::store::Handle::open(config.store.path.clone())
+        let runtime = Runtime::new(
+            config.clone(),
+            huoltosync::tampuuri::Api::new(&config).unwrap(),
+            huoltosync::store::Handle::open(config.store.path.clone())
                 .await
                 .unwrap(),
-            config,
+        );
+        let (config, stopping) = (runtime.watch(), runtime.stop_token().clone());
+        let listener = listener(&runtime);
+        let deps = Deps {
+            config_path: env.config_path(),
+            runtime,
             ticks: tick_rx,
             slotti_ticks: slotti_rx,
-            schedule: schedule_tx,
             reload: reload_rx,
             wake: wake.clone(),
             listener,
@@ -72,7 +80,8 @@ impl Loop {
             slotti_ticks,
             reload,
             wake,
-            schedule,
+            config,
+            stopping,
             happened,
             seen: Vec::new(),
             stop: Some(stop),
@@ -432,7 +441,10 @@ async fn a_reload_takes_a_valid_config_and_keeps_the_running_one_when_the_new_on
             .await,
         Happened::ReloadRefused
     );
-    assert!(!d.schedule.has_changed().unwrap());
+    assert!(
+        !d.config.has_changed().unwrap(),
+        "the runtime keeps the running config"
+    );
     // Still working on the old config.
     d.tick();
     assert_eq!(d.poll_decision().await, polled(&["sim-1"]));
@@ -444,7 +456,11 @@ async fn a_reload_takes_a_valid_config_and_keeps_the_running_one_when_the_new_on
             .await,
         Happened::Reloaded
     );
-    assert_eq!(d.schedule.borrow_and_update().expr(), "* * * * * *");
+    assert_eq!(
+        daemon::poll_schedule(&d.config.borrow_and_update()).expr(),
+        "* * * * * *",
+        "the runtime hands the new config (and its schedule) to every part"
+    );
     let (ended, _) = d.stop().await;
     ended.unwrap();
 }
@@ -484,6 +500,79 @@ async fn shutdown_stops_work_that_outlasts_the_grace_period() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_stop_cancels_the_runtime_and_waits_for_the_listeners_to_drain() {
+    let env = Setup::tickets(1)
+        .sections(&format!("{NEVER}[service]\nshutdown_grace_secs = 10\n"))
+        .start()
+        .await;
+    env.sync_ok().await;
+    let (drained_tx, mut drained) = oneshot::channel::<()>();
+    let d = Loop::start_with(&env, |rt| {
+        let stop = rt.stop_token().clone();
+        Some(tokio::spawn(async move {
+            stop.cancelled().await;
+            // A request in flight that takes 3 s to answer.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let _ = drained_tx.send(());
+            Ok(())
+        }))
+    })
+    .await;
+    let stopping = d.stopping.clone();
+    assert!(!stopping.is_cancelled());
+    let t0 = tokio::time::Instant::now();
+    let (ended, _) = d.stop().await;
+    ended.unwrap();
+    assert!(stopping.is_cancelled(), "the stop cancels the runtime");
+    assert!(
+        drained.try_recv().is_ok(),
+        "the loop ends after the listeners drained"
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn listeners_that_do_not_drain_within_the_grace_period_are_stopped() {
+    let env = Setup::tickets(1)
+        .sections(&format!("{NEVER}[service]\nshutdown_grace_secs = 2\n"))
+        .start()
+        .await;
+    env.sync_ok().await;
+    /// Tells when the task holding it is dropped (stopped).
+    struct Dropped(Option<oneshot::Sender<()>>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = self.0.take().map(|tx| tx.send(()));
+        }
+    }
+    let (dropped_tx, mut dropped) = oneshot::channel::<()>();
+    let d = Loop::start_with(&env, |_| {
+        let guard = Dropped(Some(dropped_tx));
+        Some(tokio::spawn(async move {
+            let _guard = guard;
+            // A request that never ends.
+            std::future::pending::<()>().await;
+            Ok(())
+        }))
+    })
+    .await;
+    let t0 = tokio::time::Instant::now();
+    let (ended, _) = d.stop().await;
+    ended.unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(3),
+        "the grace period, not more: {took:?}"
+    );
+    tokio::task::yield_now().await;
+    assert!(dropped.try_recv().is_ok(), "the listeners were stopped");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_error_in_a_piece_of_work_is_backed_off_and_the_loop_goes_on() {
     let env = Setup::tickets(2).sections(NEVER).start().await;
     env.sync_ok().await;
@@ -515,7 +604,7 @@ async fn the_end_of_the_webhook_listener_ends_the_daemon_with_its_reason() {
     let env = Setup::tickets(1).sections(NEVER).start().await;
     env.sync_ok().await;
     let listener = tokio::spawn(async { Err(anyhow::anyhow!("accept: EINVAL")) });
-    let d = Loop::start_with(&env, Some(listener)).await;
+    let d = Loop::start_with(&env, |_| Some(listener)).await;
     let ended = tokio::time::timeout(Duration::from_secs(3600), d.task)
         .await
         .expect("the loop ends")
