@@ -595,7 +595,6 @@ async fn list_tickets(
         state: p.state.filter(|s| !s.trim().is_empty()),
         open,
         q: p.q.filter(|s| !s.trim().is_empty()),
-        address_field: crate::tampuuri::ADDRESS_FIELDS[0],
         after,
         limit: limit + 1,
     };

@@ -45,7 +45,7 @@ use crate::model::Ticket;
 use crate::store::Handle;
 use crate::time;
 pub use wire::{
-    ADDRESS_FIELDS, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
+    Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
     StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
 };
 
@@ -76,11 +76,6 @@ impl<'a> Query<'a> {
 /// for the first-contact report; `None` if its raw JSON is not an object.
 pub fn ticket_shape(t: &Ticket) -> Option<TicketShape> {
     wire::ticket_shape(&t.raw_json)
-}
-
-/// A stored ticket's raw JSON as a model [`Ticket`] (the board's ticket page shows its fields).
-pub fn parse_stored_ticket(raw: &str) -> Result<Ticket, String> {
-    wire::parse_ticket(raw)
 }
 
 /// A selaa response body as a [`Page`], for unit tests elsewhere in the crate.

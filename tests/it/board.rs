@@ -531,7 +531,7 @@ async fn accept_and_hold_through_the_forms_queue_one_row_each_as_the_board_user(
         "{board}"
     );
     let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
-    assert!(outbox.contains("board:kaisa") && outbox.contains("Odotukseen"));
+    assert!(outbox.contains("taulu: kaisa") && outbox.contains("Odotukseen"));
     // The action reaches Tampuuri with the next push, as any queued action.
     env.push().await;
     assert_eq!(env.sim().ticket("sim-1", id).unwrap().tila, "Odottaa");

@@ -482,7 +482,7 @@ async fn the_board_in_headless_chromium() {
     }
     b.goto(&format!("{root}/outbox")).await;
     let page = b.text("main").await;
-    assert_eq!(page.matches("board:kaisa").count(), 2, "{page}");
+    assert_eq!(page.matches("taulu: kaisa").count(), 2, "{page}");
     b.check_accessible().await;
     b.goto(&format!("{root}/status")).await;
     b.check_accessible().await;
