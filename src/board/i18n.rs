@@ -471,7 +471,10 @@ mod tests {
         assert!(used.len() > 100, "the scan found the keys: {used:?}");
         for key in &used {
             for lang in [Lang::Fi, Lang::En] {
-                assert!(lang.words().contains_key(key.as_str()), "{key} is not in {lang:?}");
+                assert!(
+                    lang.words().contains_key(key.as_str()),
+                    "{key} is not in {lang:?}"
+                );
             }
         }
     }

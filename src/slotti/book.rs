@@ -345,9 +345,7 @@ pub async fn auto_book(
         return Ok(0);
     };
     let since = crate::time::fmt(since);
-    let candidates = store
-        .call(move |s| s.auto_book_candidates(&since))
-        .await?;
+    let candidates = store.call(move |s| s.auto_book_candidates(&since)).await?;
     let candidates: Vec<BookingTicket> = candidates
         .into_iter()
         .filter(|t| config.account(&t.account).is_some())

@@ -126,7 +126,9 @@ impl Store {
         let pattern = q.q.as_deref().map(contains_pattern);
         let total: u64 = self
             .conn
-            .prepare_cached(&format!("SELECT count(*) FROM tickets WHERE {BOARD_FILTER}"))?
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM tickets WHERE {BOARD_FILTER}"
+            ))?
             .query_row(
                 params![
                     q.account,
@@ -222,9 +224,7 @@ impl Store {
             "SELECT DISTINCT trim(urgency) FROM tickets
              WHERE open = 1 AND urgency IS NOT NULL AND trim(urgency) <> '' ORDER BY 1",
         )?;
-        let v = st
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let v = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(v)
     }
 }

@@ -45,8 +45,8 @@ use crate::model::Ticket;
 use crate::store::Handle;
 use crate::time;
 pub use wire::{
-    Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
-    StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
+    Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD, StateAs, TicketShape,
+    TotalAt, parse_notifications, reference_assignee,
 };
 
 /// Which open tickets to list: those assigned to `assignee_id` in `states` (one state or a

@@ -31,21 +31,31 @@ async fn urgent_first_then_the_latest_completion_then_the_oldest_reported_with_i
             .unwrap()
     };
     let reported = |day: u32| format!("2026-02-{day:02}T08:00:00.000000+02:00");
-    let old_normal = add(json!({"Otsikko": "Vanha", "Kiireellisyys": "Normaali", "Luotu": reported(1)}));
-    let new_normal = add(json!({"Otsikko": "Uusi", "Kiireellisyys": "Normaali", "Luotu": reported(20)}));
-    let due_late = add(json!({"Otsikko": "Myöhemmin", "Kiireellisyys": "Normaali", "Luotu": reported(25),
-        "SuoritusaikaViimeistaan": "2099-03-01T16:00:00+02:00"}));
-    let due_past = add(json!({"Otsikko": "Myöhässä", "Kiireellisyys": "Ei kiireellinen", "Luotu": reported(26),
-        "SuoritusaikaViimeistaan": "2026-02-27T16:00:00+02:00"}));
-    let urgent_new = add(json!({"Otsikko": "Vuoto", "Kiireellisyys": "Kiireellinen", "Luotu": reported(27)}));
-    let urgent_old = add(json!({"Otsikko": "Tulva", "Kiireellisyys": "Kiireellinen", "Luotu": reported(3)}));
+    let old_normal =
+        add(json!({"Otsikko": "Vanha", "Kiireellisyys": "Normaali", "Luotu": reported(1)}));
+    let new_normal =
+        add(json!({"Otsikko": "Uusi", "Kiireellisyys": "Normaali", "Luotu": reported(20)}));
+    let due_late = add(
+        json!({"Otsikko": "Myöhemmin", "Kiireellisyys": "Normaali", "Luotu": reported(25),
+        "SuoritusaikaViimeistaan": "2099-03-01T16:00:00+02:00"}),
+    );
+    let due_past = add(
+        json!({"Otsikko": "Myöhässä", "Kiireellisyys": "Ei kiireellinen", "Luotu": reported(26),
+        "SuoritusaikaViimeistaan": "2026-02-27T16:00:00+02:00"}),
+    );
+    let urgent_new =
+        add(json!({"Otsikko": "Vuoto", "Kiireellisyys": "Kiireellinen", "Luotu": reported(27)}));
+    let urgent_old =
+        add(json!({"Otsikko": "Tulva", "Kiireellisyys": "Kiireellinen", "Luotu": reported(3)}));
     env.sync_ok().await;
     let b = sign_in(&root, "kaisa", PASSWORD).await;
     let (status, html) = page(&b, &format!("{root}/")).await;
     assert_eq!(status, 200);
     assert_eq!(
         row_ids(&html),
-        [urgent_old, urgent_new, due_past, due_late, old_normal, new_normal],
+        [
+            urgent_old, urgent_new, due_past, due_late, old_normal, new_normal
+        ],
         "{html}"
     );
     // Urgent and overdue rows are marked; the age counts from Luotu, not from the sync.
@@ -96,7 +106,8 @@ async fn pages_of_a_hundred_keep_the_filters_and_the_heading_counts_every_match(
     assert_eq!(seen.len(), 260);
 
     // A filter is in the query: its count is every urgent ticket, its pages only urgent ones.
-    let urgent = env.count("SELECT count(*) FROM tickets WHERE open = 1 AND urgency = 'Kiireellinen'");
+    let urgent =
+        env.count("SELECT count(*) FROM tickets WHERE open = 1 AND urgency = 'Kiireellinen'");
     assert!(urgent > 0);
     let (_, html) = page(&b, &format!("{root}/?urgency=Kiireellinen")).await;
     assert_eq!(count(&html), urgent);
@@ -134,7 +145,10 @@ async fn a_rejected_accept_looks_failed_with_retry_and_cancel_above_the_forms() 
     let (env, _served, root) = board_env(0, true).await;
     let id = env
         .sim()
-        .insert("sim-1", json!({"Otsikko": "Ovi jumissa"}).as_object().unwrap())
+        .insert(
+            "sim-1",
+            json!({"Otsikko": "Ovi jumissa"}).as_object().unwrap(),
+        )
         .unwrap();
     env.sync_ok().await;
     let url = format!("{root}/tickets/sim-1/{id}");
@@ -155,21 +169,39 @@ async fn a_rejected_accept_looks_failed_with_retry_and_cancel_above_the_forms() 
     let main = &shown[shown.find("<main").unwrap()..];
     assert!(!main.contains("(jonossa)"), "{main}");
     let failed = main.find("epäonnistui").expect("the page says it failed");
-    let retry = main.find(&format!("id=\"retry-{dead}\"")).expect("retry here");
-    let cancel = main.find(&format!("id=\"cancel-{dead}\"")).expect("cancel here");
-    let form = main.find("id=\"form-accept\"").expect("accept again: Tampuuri has Avoin");
+    let retry = main
+        .find(&format!("id=\"retry-{dead}\""))
+        .expect("retry here");
+    let cancel = main
+        .find(&format!("id=\"cancel-{dead}\""))
+        .expect("cancel here");
+    let form = main
+        .find("id=\"form-accept\"")
+        .expect("accept again: Tampuuri has Avoin");
     assert!(failed < form && retry < form && cancel < form, "{main}");
-    assert!(main.contains("Tampuuri hylkäsi toimenpiteen (HTTP "), "{main}");
+    assert!(
+        main.contains("Tampuuri hylkäsi toimenpiteen (HTTP "),
+        "{main}"
+    );
     // The forms follow the state Tampuuri has: no hold of an Avoin ticket.
     assert!(!main.contains("/hold\""), "{main}");
-    for english in ["dead-lettered", "action(s)", "rejected it", "queued", "pending"] {
+    for english in [
+        "dead-lettered",
+        "action(s)",
+        "rejected it",
+        "queued",
+        "pending",
+    ] {
         assert!(!main.contains(english), "{english}: {main}");
     }
     // The board's row says so too, and not "queued".
     let (_, board) = page(&b, &format!("{root}/")).await;
     let at = board.find(&format!("<tr id=\"t-sim-1-{id}\"")).unwrap();
     let row = text(&board[at..][..board[at..].find("</tr>").unwrap()]);
-    assert!(row.contains("epäonnistui") && !row.contains("jonossa"), "{row}");
+    assert!(
+        row.contains("epäonnistui") && !row.contains("jonossa"),
+        "{row}"
+    );
     // Retry from the ticket's page queues it again.
     let r = b
         .post(format!("{root}/outbox/{dead}/retry"))
@@ -180,5 +212,8 @@ async fn a_rejected_accept_looks_failed_with_retry_and_cancel_above_the_forms() 
     assert_eq!(r.status(), 303);
     let (_, html) = page(&b, &url).await;
     let main = text(&html[html.find("<main").unwrap()..]);
-    assert!(!main.contains("epäonnistui") && main.contains("(jonossa)"), "{main}");
+    assert!(
+        !main.contains("epäonnistui") && main.contains("(jonossa)"),
+        "{main}"
+    );
 }

@@ -32,7 +32,11 @@ pub(super) fn queued_notice(lang: Lang, actions: &[OutboxRow], n: i64) -> Value 
 }
 
 /// `ti 1.12. klo 9.00–9.30, Asentaja 1`: a slot of a booking.
-pub(super) fn slot_text(lang: Lang, b: &crate::action::VisitBooking, s: &crate::action::BookedSlot) -> String {
+pub(super) fn slot_text(
+    lang: Lang,
+    b: &crate::action::VisitBooking,
+    s: &crate::action::BookedSlot,
+) -> String {
     match b.technician_name(&s.resource_guid) {
         Some(who) => format!("{}, {who}", lang.span(s.start, s.end)),
         None => lang.span(s.start, s.end),

@@ -273,6 +273,10 @@ mod tests {
             page: Some(u64::MAX.to_string()),
             ..Filters::default()
         };
-        assert_eq!(far.query(Utc::now()).offset, u64::MAX, "saturates, never panics");
+        assert_eq!(
+            far.query(Utc::now()).offset,
+            u64::MAX,
+            "saturates, never panics"
+        );
     }
 }

@@ -105,10 +105,7 @@ fn problems(lang: Lang, a: &crate::status::Shown, stale_after: chrono::Duration)
         None => out.push(lang.t("s_never_synced").to_owned()),
         Some(age) if age > stale_after => out.push(lang.fill(
             "s_stale",
-            &[
-                ("age", &lang.age(age)),
-                ("limit", &lang.age(stale_after)),
-            ],
+            &[("age", &lang.age(age)), ("limit", &lang.age(stale_after))],
         )),
         Some(_) => {}
     }
