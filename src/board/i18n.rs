@@ -362,7 +362,7 @@ catalogue! {
     "s_pending" => "Jonossa", "Queued";
     "s_dead" => "Epäonnistuneita", "Failed";
     "s_never_synced" => "ei ole koskaan synkronoitu onnistuneesti", "never synced successfully";
-    "s_stale" => "viimeisin onnistunut synkronointi {age} sitten, raja {limit}", "last successful sync {age} ago, over the {limit} threshold";
+    "s_stale" => "viimeisin onnistunut synkronointi {age} sitten, yli rajan {limit}", "last successful sync {age} ago, over the {limit} threshold";
     "s_dead_n" => "epäonnistuneita toimenpiteitä: {n}", "failed actions: {n}";
     "run_ok" => "onnistui", "ok";
     "run_failed" => "epäonnistui", "failed";

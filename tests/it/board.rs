@@ -761,7 +761,7 @@ async fn the_status_page_shows_what_status_judges() {
     assert_eq!(code, 1);
     let (_, html) = page(&b, &format!("{root}/status")).await;
     assert!(
-        html.contains("verdict bad") && html.contains("over the"),
+        html.contains("verdict bad") && html.contains("sitten, yli rajan 45 min"),
         "{html}"
     );
 }
