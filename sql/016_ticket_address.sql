@@ -20,6 +20,9 @@ CREATE INDEX tickets_board_order ON tickets (
     id
 );
 
+-- The urgencies of the open set, for the board's filter, read from this index alone.
+CREATE INDEX tickets_open_urgency ON tickets (open, urgency);
+
 -- As 014 made it, with the address.
 DROP VIEW open_tickets;
 CREATE VIEW open_tickets AS
