@@ -1,15 +1,17 @@
-//! `cargo bench --bench board`: the web board's page of 2 000 open tickets, on loopback, printed
-//! as the "Board" section of BENCHMARKS.md.
+//! `cargo bench --bench board`: pages of the web board over 10 000 and 100 000 open tickets, on
+//! loopback, printed as the "Board" section of BENCHMARKS.md.
 //!
-//! The simulator runs in its own process (`huoltosync sim`, 2 000 open tickets of ours); a child
-//! `huoltosync run --once` mirrors them into a fresh store; then a `huoltosync run` daemon
-//! serves the API and the board (`[api]`, `[board]` with one dispatcher). This process signs in
-//! with the password form and fetches `/` over one keep-alive connection, each request timed
-//! from sending to its last body byte, twice: as a browser asks for it (`Accept-Encoding: gzip,
-//! deflate, br, zstd`: the bytes over the wire are what the server sends for that) and without
-//! `Accept-Encoding` (the page as rendered). Every page must hold all 2 000 rows.
+//! For each size, the simulator runs in its own process (`huoltosync sim`, that many open
+//! tickets of ours); a child `huoltosync run --once` mirrors them into a fresh store; then a
+//! `huoltosync run` daemon serves the API and the board (`[api]`, `[board]` with one
+//! dispatcher). This process signs in with the password form and fetches pages of the board
+//! over one keep-alive connection, as a browser asks for them (`Accept-Encoding: gzip, deflate,
+//! br, zstd`), each request timed from sending to its last body byte: the first page, the first
+//! page filtered to urgent tickets, a page in the middle, and a search. Every page must hold
+//! 100 rows (the board's page) and say how many tickets match.
 //!
-//! Timings are reported, never asserted. `BENCH_QUICK=1` takes 20 samples instead of 200.
+//! Timings are reported, never asserted. `BENCH_QUICK=1` takes 20 samples instead of 200;
+//! `BOARD_SIZES=10000` measures only the sizes named (comma-separated).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,10 +19,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_huoltosync");
-const TICKETS: u64 = 2_000;
+/// The board's page.
+const PAGE_ROWS: usize = 100;
 const PASSWORD: &str = "Salasana-bench-1";
 /// What Chromium sends.
 const BROWSER_ENCODINGS: &str = "gzip, deflate, br, zstd";
+/// The open tickets measured, unless `BOARD_SIZES` says.
+const SIZES: [u64; 2] = [10_000, 100_000];
 
 /// A child process killed when dropped.
 struct Proc(Child);
@@ -129,6 +134,13 @@ fn rows(page: &[u8]) -> usize {
     String::from_utf8_lossy(page).matches("<tr id=\"t-").count()
 }
 
+/// The count in the heading of a rendered board page.
+fn count(page: &[u8]) -> u64 {
+    let page = String::from_utf8_lossy(page);
+    let at = page.find("id=\"count\">").expect("a count") + 11;
+    page[at..][..page[at..].find('<').unwrap()].parse().unwrap()
+}
+
 fn main() {
     // `cargo bench` passes --bench; anything else (cargo test --benches) just checks it builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -140,15 +152,35 @@ fn main() {
     } else {
         200
     };
-    let api_port = free_port();
-    let (_sim, base) = start_sim(TICKETS);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(dir.path(), &base, api_port);
+    let sizes: Vec<u64> = match std::env::var("BOARD_SIZES") {
+        Ok(s) => s.split(',').map(|n| n.trim().parse().unwrap()).collect(),
+        Err(_) => SIZES.to_vec(),
+    };
     println!(
         "Machine: {} cores; load average at start {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
     );
+    println!();
+    println!(
+        "{samples} requests each after 5 warm-up requests, one keep-alive connection, as Chromium asks (gzip):"
+    );
+    println!();
+    println!("| open tickets | page | matching | body bytes (gzip) | p50 | p95 | max |");
+    println!("|---|---|---|---|---|---|---|");
+    for size in sizes {
+        measure(size, samples);
+    }
+    println!();
+    println!("Load average at end {}", loadavg());
+}
+
+/// Mirrors `size` open tickets, serves the board and prints one table row per page measured.
+fn measure(size: u64, samples: usize) {
+    let api_port = free_port();
+    let (_sim, base) = start_sim(size);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &base, api_port);
     let status = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
@@ -169,7 +201,7 @@ fn main() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while std::net::TcpStream::connect(("127.0.0.1", api_port)).is_err() {
         assert!(Instant::now() < deadline, "the daemon does not listen");
         std::thread::sleep(Duration::from_millis(20));
@@ -190,60 +222,36 @@ fn main() {
             .await
             .unwrap();
         assert_eq!(r.status(), 303, "sign-in failed");
-        let board = format!("{root}/");
-        let (_, page, encoding, _) = fetch(&client, &board, None).await;
-        assert_eq!(
-            encoding, None,
-            "an answer to a request without Accept-Encoding is encoded"
-        );
-        assert_eq!(
-            rows(&page),
-            TICKETS as usize,
-            "the board does not show every ticket"
-        );
-        let rendered = page.len();
-        println!();
-        println!(
-            "Board of {TICKETS} open tickets, {samples} requests each, one keep-alive connection:"
-        );
-        println!();
-        println!("| request | Content-Encoding | body bytes | headers | p50 | p95 | max |");
-        println!("|---|---|---|---|---|---|---|");
-        for (label, encodings) in [
-            (
-                "as Chromium asks (`Accept-Encoding: gzip, deflate, br, zstd`)",
-                Some(BROWSER_ENCODINGS),
-            ),
-            ("no `Accept-Encoding`", None),
+        let middle = size / PAGE_ROWS as u64 / 2;
+        for (label, path) in [
+            ("first", "/".to_owned()),
+            ("urgent only", "/?urgency=Kiireellinen".to_owned()),
+            ("middle", format!("/?page={middle}")),
+            ("search \"Koivutie\"", "/?q=Koivutie".to_owned()),
         ] {
-            for _ in 0..5 {
-                fetch(&client, &board, encodings).await;
+            let url = format!("{root}{path}");
+            let (_, page, _, _) = fetch(&client, &url, None).await;
+            assert_eq!(rows(&page), PAGE_ROWS, "{path}: not a full page");
+            let matching = count(&page);
+            assert!(matching <= size, "{path}: counts {matching}");
+            if path == "/" {
+                assert_eq!(matching, size, "the board does not count every ticket");
             }
-            let (mut lat, mut sizes, mut encodings_seen, mut headers) =
-                (Vec::new(), Vec::new(), Vec::new(), 0);
+            for _ in 0..5 {
+                fetch(&client, &url, Some(BROWSER_ENCODINGS)).await;
+            }
+            let (mut lat, mut sizes) = (Vec::new(), Vec::new());
             for _ in 0..samples {
-                let (t, body, enc, h) = fetch(&client, &board, encodings).await;
+                let (t, body, _, _) = fetch(&client, &url, Some(BROWSER_ENCODINGS)).await;
                 lat.push(t);
                 sizes.push(body.len());
-                encodings_seen.push(enc);
-                headers = h;
             }
-            encodings_seen.dedup();
-            assert_eq!(
-                encodings_seen.len(),
-                1,
-                "the encoding changed between requests"
-            );
             sizes.sort_unstable();
             let (p50, p95, max) = summary(&mut lat);
             println!(
-                "| {label} | {} | {} | {headers} | {p50:.1} ms | {p95:.1} ms | {max:.1} ms |",
-                encodings_seen[0].as_deref().unwrap_or("none"),
+                "| {size} | {label} (`{path}`) | {matching} | {} | {p50:.1} ms | {p95:.1} ms | {max:.1} ms |",
                 sizes[sizes.len() / 2],
             );
         }
-        println!();
-        println!("Rendered page: {rendered} bytes ({} rows).", rows(&page));
     });
-    println!("Load average at end {}", loadavg());
 }

@@ -97,6 +97,8 @@ pub struct Ticket {
     pub state: TicketState,
     pub title: Option<String>,
     pub description: Option<String>,
+    /// The site's address ("As Oy …, street, city") as text.
+    pub address: Option<String>,
     pub extra_info: Option<String>,
     pub assignee_id: Option<i64>,
     pub cost_centre_id: Option<i64>,
@@ -242,6 +244,7 @@ mod tests {
             state,
             title: None,
             description: None,
+            address: None,
             extra_info: None,
             assignee_id: assignee,
             cost_centre_id: None,

@@ -775,6 +775,7 @@ mod tests {
             state: crate::model::TicketState::Other(String::new()),
             title: None,
             description: None,
+            address: None,
             extra_info: None,
             assignee_id: None,
             cost_centre_id: None,

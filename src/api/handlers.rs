@@ -54,6 +54,20 @@ pub struct Ticket {
     pub pending_state: Option<String>,
     /// Its next technician visit booked in Slotti (booked or moved, not ended yet), if any.
     pub next_visit: Option<NextVisit>,
+    /// The site's address (Tampuuri's `Kohde`), as text.
+    pub address: Option<String>,
+    /// What is wrong (Tampuuri's `TyotehtavanKuvaus`).
+    pub description: Option<String>,
+    /// Who reported it: personal data, `null` fields once its retention has ended.
+    pub reporter: Reporter,
+}
+
+/// The resident who reported a ticket.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Reporter {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
 }
 
 /// A ticket's next technician visit.
@@ -99,6 +113,13 @@ impl From<TicketRow> for Ticket {
             left_reason: r.left_reason,
             pending_state: r.pending_state,
             next_visit: r.next_visit.map(NextVisit::from),
+            address: r.address,
+            description: r.description,
+            reporter: Reporter {
+                name: r.reporter.name,
+                phone: r.reporter.phone,
+                email: r.reporter.email,
+            },
         }
     }
 }
@@ -168,7 +189,6 @@ pub(super) async fn list_tickets(
         state: p.state.filter(|s| !s.trim().is_empty()),
         open,
         q: p.q.filter(|s| !s.trim().is_empty()),
-        address_field: crate::tampuuri::ADDRESS_FIELDS[0],
         after,
         limit: limit + 1,
     };

@@ -131,6 +131,67 @@ impl Lang {
         }
     }
 
+    /// One label with its `{name}` placeholders filled in.
+    pub fn fill(self, key: &str, values: &[(&str, &str)]) -> String {
+        values
+            .iter()
+            .fold(self.t(key).to_owned(), |text, (name, value)| {
+                text.replace(&format!("{{{name}}}"), value)
+            })
+    }
+
+    /// An outbox action's kind (`accept`, `hold`, `done`, `book`, `create`) as a label.
+    pub fn action_kind(self, kind: &str) -> &'static str {
+        self.t(match kind {
+            "accept" => "k_accept",
+            "hold" => "k_hold",
+            "done" => "k_done",
+            "book" => "k_book",
+            _ => "k_create",
+        })
+    }
+
+    /// Who asked for an action (`requested_by`: `cli`, `board:<user>`, an API token's name):
+    /// "komentorivi", "taulu: kaisa", "API: erp".
+    pub fn requested_by(self, by: &str) -> String {
+        match by {
+            "cli" => self.t("by_cli").to_owned(),
+            "auto_book" => self.t("by_auto_book").to_owned(),
+            "demo" => "demo".to_owned(),
+            _ => match by.strip_prefix("board:") {
+                Some(user) => format!("{}: {user}", self.t("by_board")),
+                None => format!("{}: {by}", self.t("by_api")),
+            },
+        }
+    }
+
+    /// Why an action failed, in this language: the relay's reasons that are known are
+    /// translated (Tampuuri's own message is kept as it was sent); any other is shown as the
+    /// service's message.
+    pub fn reason(self, why: &str) -> String {
+        if let Some(rest) = why.strip_prefix("Tampuuri rejected it (HTTP ")
+            && let Some((status, message)) = rest.split_once("): ")
+        {
+            return self.fill("why_rejected", &[("status", status), ("message", message)]);
+        }
+        let ticket = |prefix: &str, suffix: &str| {
+            why.strip_prefix(prefix)
+                .and_then(|r| r.split_once(suffix))
+                .filter(|(id, _)| id.parse::<i64>().is_ok())
+                .map(|(id, _)| id.to_owned())
+        };
+        if let Some(id) = ticket("ticket ", " does not exist in Tampuuri") {
+            return self.fill("why_missing", &[("id", &id)]);
+        }
+        if let Some(id) = ticket("ticket ", " was deleted in Tampuuri") {
+            return self.fill("why_deleted", &[("id", &id)]);
+        }
+        if let Some(id) = ticket("ticket ", " was re-assigned away from us") {
+            return self.fill("why_reassigned", &[("id", &id)]);
+        }
+        self.fill("why_other", &[("message", why)])
+    }
+
     /// A ticket state's name: Tampuuri's own in Finnish, translated in English.
     pub fn state(self, name: &str) -> String {
         if self == Lang::Fi {
@@ -197,10 +258,17 @@ catalogue! {
     "col_next_visit" => "Seuraava käynti", "Next visit";
     "col_account" => "Tili", "Account";
     "pending" => "jonossa", "queued";
+    "failed" => "epäonnistui", "failed";
+    "failed_note" => "Tampuuri ei tehnyt tätä; tehtävä on yhä siinä tilassa, joka Tampuurissa on. Yritä uudelleen tai peru.", "Tampuuri did not apply it; the ticket is still in the state Tampuuri has. Retry it or cancel it.";
+    "overdue" => "myöhässä", "overdue";
+    "col_latest" => "Viimeistään", "Due";
+    "prev" => "Edellinen", "Previous";
+    "next" => "Seuraava", "Next";
+    "page" => "Sivu", "Page";
+    "paging" => "Sivut", "Pages";
     "n_tickets" => "tehtävää", "tickets";
     "no_tickets" => "Ei avoimia tehtäviä näillä rajauksilla.", "No open tickets match these filters.";
-    "truncated" => "Näytetään vain ensimmäiset; tarkenna rajausta.", "Only the first are shown; narrow the filters.";
-    "ticket" => "Tehtävä", "Ticket";
+        "ticket" => "Tehtävä", "Ticket";
     "details" => "Tiedot", "Details";
     "d_state" => "Tila", "State";
     "d_description" => "Kuvaus", "Description";
@@ -213,15 +281,22 @@ catalogue! {
     "d_created" => "Luotu", "Created";
     "d_modified" => "Muokattu", "Modified";
     "d_cost_centre" => "Kustannuspaikka", "Cost centre";
-    "d_space" => "Tila-id", "Space id";
-    "d_room" => "Huone-id", "Room id";
+    "d_space" => "Tilan tunnus", "Space id";
+    "d_room" => "Huoneen tunnus", "Room id";
     "d_parent" => "Päätehtävä", "Parent ticket";
     "d_assignee" => "Työn suorittaja", "Assignee";
-    "d_first_seen" => "Peilissä alkaen", "Mirrored since";
+    "d_first_seen" => "Haettu ensimmäisen kerran", "First fetched";
     "d_last_changed" => "Muuttui viimeksi", "Last changed";
     "d_address" => "Osoite", "Address";
     "all_fields" => "Kaikki kentät", "All fields";
     "reporter" => "Ilmoituksen tekijä", "Reporter";
+    "contact" => "Yhteystiedot", "Contact";
+    "now_title" => "Nyt", "Now";
+    "why_rejected" => "Tampuuri hylkäsi toimenpiteen (HTTP {status}): {message}", "Tampuuri refused it (HTTP {status}): {message}";
+    "why_missing" => "tehtävää {id} ei ole Tampuurissa (poistettu?)", "ticket {id} does not exist in Tampuuri (deleted?)";
+    "why_deleted" => "tehtävä {id} on poistettu Tampuurista", "ticket {id} was deleted in Tampuuri";
+    "why_reassigned" => "tehtävä {id} on siirretty toiselle suorittajalle", "ticket {id} was re-assigned away from us";
+    "why_other" => "Palvelun viesti: {message}", "{message}";
     "r_name" => "Nimi", "Name";
     "r_phone" => "Puhelin", "Phone";
     "r_email" => "Sähköposti", "Email";
@@ -231,21 +306,27 @@ catalogue! {
     "h_left" => "Poistui", "Left";
     "h_returned" => "Palasi", "Returned";
     "no_history" => "Ei historiaa.", "No history.";
-    "actions" => "Toimenpiteet jonossa", "Queued actions";
-    "no_actions" => "Ei jonossa olevia toimenpiteitä.", "No queued actions.";
+    "actions" => "Lähtevät toimenpiteet", "Outgoing actions";
+    "no_actions" => "Ei lähteviä toimenpiteitä.", "No outgoing actions.";
     "a_kind" => "Toimenpide", "Action";
     "a_status" => "Tila", "Status";
     "a_attempts" => "Yrityksiä", "Attempts";
     "a_last_error" => "Viimeisin virhe", "Last error";
-    "a_by" => "Pyytäjä", "Requested by";
+    "a_by" => "Jonoon", "Requested by";
+    "by_cli" => "komentorivi", "command line";
+    "by_board" => "taulu", "board";
+    "by_api" => "API", "API";
+    "by_auto_book" => "automaattinen varaus", "automatic booking";
     "a_created" => "Lisätty", "Queued";
     "st_pending" => "odottaa lähetystä", "pending";
-    "st_dead" => "epäonnistui", "dead";
+    "st_dead" => "epäonnistui", "failed";
+    "st_delivered" => "toimitettu", "delivered";
+    "st_cancelled" => "peruttu", "cancelled";
     "k_accept" => "Vastaanotto", "Accept";
     "k_hold" => "Odotukseen", "Hold";
     "k_done" => "Kuittaus tehdyksi", "Done";
     "k_create" => "Uusi tehtävä", "New ticket";
-    "do" => "Tee", "Act";
+    "do" => "Toimenpiteet", "Actions";
     "act_accept" => "Vastaanota", "Accept";
     "act_hold" => "Siirrä odotukseen", "Put on hold";
     "act_done" => "Kuittaa tehdyksi", "Mark done";
@@ -281,7 +362,14 @@ catalogue! {
     "s_calls_today" => "Kutsuja tänään", "Calls today";
     "s_calls_month" => "Kutsuja tässä kuussa", "Calls this month";
     "s_pending" => "Jonossa", "Queued";
-    "s_dead" => "Epäonnistuneita", "Dead";
+    "s_dead" => "Epäonnistuneita", "Failed";
+    "s_never_synced" => "ei ole koskaan synkronoitu onnistuneesti", "never synced successfully";
+    "s_stale" => "viimeisin onnistunut synkronointi {age} sitten, yli rajan {limit}", "last successful sync {age} ago, over the {limit} threshold";
+    "s_dead_n" => "epäonnistuneita toimenpiteitä: {n}", "failed actions: {n}";
+    "run_ok" => "onnistui", "ok";
+    "run_failed" => "epäonnistui", "failed";
+    "run_interrupted" => "keskeytyi", "interrupted";
+    "run_running" => "käynnissä", "running";
     "s_problems" => "Ongelmat", "Problems";
     "never" => "ei koskaan", "never";
     "cost_title" => "Kustannukset tässä kuussa", "Cost this month";
@@ -338,6 +426,84 @@ mod tests {
         let en: Vec<_> = EN.iter().map(|(k, _)| *k).collect();
         assert_eq!(fi, en);
         assert_eq!(Lang::Fi.words().len(), fi.len(), "a key is given twice");
+    }
+
+    /// Every key a template (`t.key`, `t["key"]`) or the board's code (`lang.t("key")`,
+    /// `lang.fill("key", …)`, `"key" =>` in a label match) names is in both catalogues.
+    #[test]
+    fn every_key_the_pages_use_is_in_both_catalogues() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/board");
+        let mut texts = Vec::new();
+        for dir in [root.join("templates"), root.join("pages"), root.clone()] {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_file() && p.file_name().is_some_and(|n| n != "i18n.rs") {
+                    texts.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+                }
+            }
+        }
+        let mut used = std::collections::BTreeSet::new();
+        for (path, text) in &texts {
+            let html = path.extension().is_some_and(|e| e == "html");
+            for (i, _) in text.match_indices("t.") {
+                let before = text[..i].chars().last();
+                if !html || before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                    continue;
+                }
+                let key: String = text[i + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !key.is_empty() {
+                    used.insert(key);
+                }
+            }
+            for pat in [".t(\"", " t[\"", ".fill(\""] {
+                for (i, _) in text.match_indices(pat) {
+                    let key: String = text[i + pat.len()..]
+                        .chars()
+                        .take_while(|c| *c != '"')
+                        .collect();
+                    used.insert(key);
+                }
+            }
+        }
+        // Keys built from a prefix in a template.
+        used.retain(|k| !k.ends_with('_') && !k.contains(' '));
+        assert!(used.len() > 100, "the scan found the keys: {used:?}");
+        for key in &used {
+            for lang in [Lang::Fi, Lang::En] {
+                assert!(
+                    lang.words().contains_key(key.as_str()),
+                    "{key} is not in {lang:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_and_requesters_read_in_the_pages_language() {
+        let why = "Tampuuri rejected it (HTTP 400): Tila ei salli";
+        assert_eq!(
+            Lang::Fi.reason(why),
+            "Tampuuri hylkäsi toimenpiteen (HTTP 400): Tila ei salli"
+        );
+        assert_eq!(
+            Lang::En.reason(why),
+            "Tampuuri refused it (HTTP 400): Tila ei salli"
+        );
+        assert_eq!(
+            Lang::Fi.reason("ticket 7 was re-assigned away from us (to 12)"),
+            "tehtävä 7 on siirretty toiselle suorittajalle"
+        );
+        assert_eq!(
+            Lang::Fi.reason("ticket 7 was deleted in Tampuuri"),
+            "tehtävä 7 on poistettu Tampuurista"
+        );
+        assert_eq!(Lang::Fi.reason("outo"), "Palvelun viesti: outo");
+        assert_eq!(Lang::Fi.requested_by("cli"), "komentorivi");
+        assert_eq!(Lang::Fi.requested_by("erp"), "API: erp");
+        assert_eq!(Lang::Fi.requested_by("board:kaisa"), "taulu: kaisa");
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub async fn prepare(
     let acc = account.to_owned();
     let ticket = store
         .call(move |s| {
-            s.booking_ticket(&acc, ticket_id, crate::tampuuri::ADDRESS_FIELDS[0])
+            s.booking_ticket(&acc, ticket_id)
         })
         .await?
         .ok_or_else(|| {
@@ -347,9 +347,7 @@ pub async fn auto_book(
         return Ok(0);
     };
     let since = crate::time::fmt(since);
-    let candidates = store
-        .call(move |s| s.auto_book_candidates(&since, crate::tampuuri::ADDRESS_FIELDS[0]))
-        .await?;
+    let candidates = store.call(move |s| s.auto_book_candidates(&since)).await?;
     let candidates: Vec<BookingTicket> = candidates
         .into_iter()
         .filter(|t| config.account(&t.account).is_some())

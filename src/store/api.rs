@@ -17,9 +17,6 @@ pub struct TicketPageQuery {
     pub open: Option<bool>,
     /// Text searched (case-insensitively for ASCII) in the title, description and address.
     pub q: Option<String>,
-    /// The top-level field of a ticket's raw JSON that holds its address (the caller names it:
-    /// the store knows no Tampuuri field name).
-    pub address_field: &'static str,
     /// The page starts after this `(account, id)`.
     pub after: Option<(String, i64)>,
     pub limit: u32,
@@ -143,11 +140,12 @@ pub(super) const TICKET_SELECT: &str =
                             'status', v.status)
            FROM visits v WHERE v.account = t.account AND v.ticket_id = t.id AND v.status <> 'cancelled'
              AND v.end_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-           ORDER BY v.start_at LIMIT 1)
+           ORDER BY v.start_at LIMIT 1),
+        address, description, reporter_name, reporter_phone, reporter_email
      FROM tickets t";
 
 /// How many columns [`TICKET_SELECT`] has.
-pub(super) const TICKET_COLUMNS: usize = 16;
+pub(super) const TICKET_COLUMNS: usize = 21;
 
 pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
     Ok(TicketRow {
@@ -178,6 +176,13 @@ pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
                 })
             })
             .transpose()?,
+        address: r.get(16)?,
+        description: r.get(17)?,
+        reporter: crate::model::Reporter {
+            name: r.get(18)?,
+            phone: r.get(19)?,
+            email: r.get(20)?,
+        },
     })
 }
 
@@ -188,23 +193,23 @@ pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
 /// of 100 000 tickets cost as much as reading them all.
 fn page_sql(after_cursor: bool) -> String {
     let keyset = if after_cursor {
-        "(account, id) > (?6, ?7)"
+        "(account, id) > (?5, ?6)"
     } else {
-        "?6 IS NULL AND ?7 IS NULL"
+        "?5 IS NULL AND ?6 IS NULL"
     };
     format!(
         "{TICKET_SELECT}
          WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE)
            AND (?3 IS NULL OR open = ?3)
            AND (?4 IS NULL OR title LIKE ?4 ESCAPE '\\' OR description LIKE ?4 ESCAPE '\\'
-                OR json_extract(raw_json, ?5) LIKE ?4 ESCAPE '\\')
+                OR address LIKE ?4 ESCAPE '\\')
            AND {keyset}
-         ORDER BY account, id LIMIT ?8"
+         ORDER BY account, id LIMIT ?7"
     )
 }
 
 /// `text` as a LIKE pattern matching it anywhere, `\` escaping the wildcards.
-fn contains_pattern(text: &str) -> String {
+pub(super) fn contains_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
     p.push('%');
     for c in text.chars() {
@@ -221,7 +226,6 @@ impl Store {
     /// Up to `limit` tickets after `q.after`, in `(account, id)` order (keyset paging on the
     /// primary key: a page after a cursor seeks to it, see `page_sql`).
     pub fn ticket_page(&self, q: &TicketPageQuery) -> anyhow::Result<Vec<TicketRow>> {
-        let address = format!("$.{}", q.address_field);
         let mut st = self.conn.prepare_cached(&page_sql(q.after.is_some()))?;
         let (after_account, after_id) = match &q.after {
             Some((a, i)) => (Some(a.as_str()), Some(*i)),
@@ -234,7 +238,6 @@ impl Store {
                     q.state,
                     q.open,
                     q.q.as_deref().map(contains_pattern),
-                    address,
                     after_account,
                     after_id,
                     q.limit

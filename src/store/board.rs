@@ -1,7 +1,7 @@
 //! The board's sign-in state (`sql/013_board.sql`): sessions and one-time login links, both kept
-//! by the SHA-256 of their token (the token itself is never stored), and the one extra read of
-//! the board's rows (their address). The daemon (or `serve`) and `huoltosync board login-link`
-//! share these tables.
+//! by the SHA-256 of their token (the token itself is never stored). The daemon (or `serve`) and
+//! `huoltosync board login-link` share these tables. The board's page of tickets is
+//! [`Store::board_page`] (`board_page.rs`).
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -148,23 +148,6 @@ impl Store {
             };
         tx.commit()?;
         Ok(outcome)
-    }
-
-    /// The address (the top-level field `address_field` of the raw JSON, named by the caller:
-    /// the store knows no Tampuuri field) of every ticket in the open set, by account and id.
-    pub fn open_ticket_addresses(
-        &self,
-        address_field: &str,
-    ) -> anyhow::Result<Vec<((String, i64), String)>> {
-        let path = format!("$.{address_field}");
-        let mut st = self.conn.prepare_cached(
-            "SELECT account, id, json_extract(raw_json, ?1) FROM tickets
-             WHERE open = 1 AND json_type(raw_json, ?1) = 'text'",
-        )?;
-        let rows = st
-            .query_map([path], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
     }
 }
 

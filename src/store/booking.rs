@@ -29,9 +29,7 @@ pub struct BookingTicket {
     pub first_seen: String,
 }
 
-const BOOKING_TICKET: &str = "SELECT account, id, state, open, title,
-        CASE json_type(raw_json, ?3) WHEN 'text' THEN json_extract(raw_json, ?3)
-             WHEN 'object' THEN json_extract(raw_json, ?3) END,
+const BOOKING_TICKET: &str = "SELECT account, id, state, open, title, address,
         reporter_name, reporter_phone, reporter_email, urgency, fault_class, cost_centre_id, first_seen
      FROM tickets";
 
@@ -56,19 +54,13 @@ fn booking_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<BookingTicket> {
 }
 
 impl Store {
-    /// Ticket `id` of `account` as a booking needs it; `address_field` is the top-level field
-    /// of its raw JSON that holds the site's address.
-    pub fn booking_ticket(
-        &self,
-        account: &str,
-        id: i64,
-        address_field: &str,
-    ) -> anyhow::Result<Option<BookingTicket>> {
+    /// Ticket `id` of `account` as a booking needs it.
+    pub fn booking_ticket(&self, account: &str, id: i64) -> anyhow::Result<Option<BookingTicket>> {
         Ok(self
             .conn
             .query_row(
                 &format!("{BOOKING_TICKET} WHERE account = ?1 AND id = ?2"),
-                params![account, id, format!("$.{address_field}")],
+                params![account, id],
                 booking_ticket,
             )
             .optional()?)
@@ -77,12 +69,7 @@ impl Store {
     /// Open tickets first seen at or after `since`, in state Avoin, with no visit (live or
     /// not) and no booking in the outbox (of any status): the candidates of `[slotti]
     /// auto_book`, by account and id.
-    pub fn auto_book_candidates(
-        &self,
-        since: &str,
-        address_field: &str,
-    ) -> anyhow::Result<Vec<BookingTicket>> {
-        // `?2` is unused: the address path is `?3` in the shared column list.
+    pub fn auto_book_candidates(&self, since: &str) -> anyhow::Result<Vec<BookingTicket>> {
         let mut st = self.conn.prepare_cached(&format!(
             "{BOOKING_TICKET} t WHERE t.open = 1 AND t.first_seen >= ?1 AND t.state = 'Avoin'
                AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.account = t.account AND v.ticket_id = t.id)
@@ -91,10 +78,7 @@ impl Store {
              ORDER BY t.account, t.id"
         ))?;
         let v = st
-            .query_map(
-                params![since, Option::<i64>::None, format!("$.{address_field}")],
-                booking_ticket,
-            )?
+            .query_map(params![since], booking_ticket)?
             .collect::<Result<_, _>>()?;
         Ok(v)
     }

@@ -22,10 +22,10 @@ use crate::model::{
 pub(super) const TICKET_COLUMNS: &str = "state, title, description, extra_info, assignee_id, \
      cost_centre_id, space_id, room_id, parent_id, urgency, access, fault_class, earliest, latest, \
      reporter_name, reporter_phone, reporter_email, remote_created, remote_modified, raw_json, \
-     content_hash";
+     content_hash, address";
 
 /// How many columns [`TICKET_COLUMNS`] names.
-const TICKET_COLUMN_COUNT: usize = 21;
+const TICKET_COLUMN_COUNT: usize = 22;
 
 /// One ticket of one account: `?1` the account, `?2` the ticket id.
 pub(super) const THIS_TICKET: &str = "account = ?1 AND id = ?2";
@@ -131,6 +131,7 @@ pub(super) fn ticket_values(t: &Ticket) -> [&dyn rusqlite::ToSql; TICKET_COLUMN_
         &t.remote_modified,
         &t.raw_json,
         &t.content_hash,
+        &t.address,
     ]
 }
 

@@ -18,6 +18,7 @@
 
 mod api;
 mod board;
+mod board_page;
 mod booking;
 mod mirror;
 mod outbox;
@@ -42,6 +43,7 @@ pub use api::{
     TicketDetail, TicketPageQuery,
 };
 pub use board::{BoardSession, LinkUse, NewBoardSession};
+pub use board_page::{BoardPage, BoardQuery, BoardRow, FailedAction, URGENT};
 pub use booking::BookingTicket;
 pub use mirror::AccountRules;
 pub use outbox::{AttemptEnd, OutboxRefusal, OutboxRow, Snapshot, TellQueued};
@@ -78,6 +80,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "013_board.sql",
     "014_book_outbox.sql",
     "015_slotti_sync.sql",
+    "016_ticket_address.sql",
     "017_delivered.sql",
     "018_webhook_fetch_budget.sql",
 );

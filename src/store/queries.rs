@@ -39,6 +39,12 @@ pub struct TicketRow {
     pub pending_state: Option<String>,
     /// Its live visit (booked or moved) that has not ended, if any.
     pub next_visit: Option<super::NextVisit>,
+    /// The site's address, as the Tampuuri module parsed it.
+    pub address: Option<String>,
+    pub description: Option<String>,
+    /// Who reported it (personal data: purged with its retention). Not in `tasks --json`.
+    #[serde(skip)]
+    pub reporter: crate::model::Reporter,
 }
 
 /// The last sync run of an account.

@@ -43,8 +43,8 @@ use crate::model::Ticket;
 pub use crate::remote::CallCounts;
 use crate::remote::{Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, server_words};
 pub use wire::{
-    ADDRESS_FIELDS, MODIFIED_FIELD, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS,
-    STATE_FIELD, StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
+    MODIFIED_FIELD, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
+    StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
 };
 
 /// Which open tickets to list: those assigned to `assignee_id` in `states` (one state or a
@@ -74,11 +74,6 @@ impl<'a> Query<'a> {
 /// for the first-contact report; `None` if its raw JSON is not an object.
 pub fn ticket_shape(t: &Ticket) -> Option<TicketShape> {
     wire::ticket_shape(&t.raw_json)
-}
-
-/// A stored ticket's raw JSON as a model [`Ticket`] (the board's ticket page shows its fields).
-pub fn parse_stored_ticket(raw: &str) -> Result<Ticket, String> {
-    wire::parse_ticket(raw)
 }
 
 /// A selaa response body as a [`Page`], for unit tests elsewhere in the crate.

@@ -169,6 +169,7 @@ pub fn parse_ticket(raw: &str) -> Result<Ticket, String> {
         state,
         title: text("Otsikko"),
         description: text("TyotehtavanKuvaus"),
+        address: get(ADDRESS_FIELD).and_then(address_text),
         extra_info: text("TyotehtavanLisatiedot"),
         assignee_id: int("TyonsuorittajaId"),
         cost_centre_id: int("KustannuspaikkaId"),
@@ -186,6 +187,16 @@ pub fn parse_ticket(raw: &str) -> Result<Ticket, String> {
         content_hash: content_hash(raw),
         raw_json: raw.to_owned(),
     })
+}
+
+/// An address as text: a string as it is, an object (a structured site) as its JSON text, as the
+/// board and a booking have always shown it.
+fn address_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(_) => Some(v.to_string()),
+        _ => None,
+    }
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
@@ -222,9 +233,10 @@ pub const STATE_FIELD: &str = "Tila";
 /// The ticket's modification time field, which moves with every change.
 pub const MODIFIED_FIELD: &str = "Muokattu";
 
-/// Top-level ticket fields that hold the ticket's address (the site, "As Oy …, street, city"):
-/// searched by the HTTP API's `q` in a stored ticket's raw JSON.
-pub const ADDRESS_FIELDS: [&str; 1] = ["Kohde"];
+/// The top-level ticket field that holds the ticket's address (the site, "As Oy …, street,
+/// city"): parsed into [`Ticket::address`] (`sql/016_ticket_address.sql` filled the column of
+/// the tickets stored before).
+const ADDRESS_FIELD: &str = "Kohde";
 
 /// The body of `ilmoitukset/selaa`: our assignee id, the state filter, paging, and the
 /// account's extra filter fields.
@@ -388,6 +400,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "Ilmoittaja",
     "Luotu",
     "Muokattu",
+    ADDRESS_FIELD,
 ];
 
 /// How one ticket object arrived, for the first-contact report (`check-config --online`).
@@ -501,7 +514,7 @@ mod tests {
         .unwrap();
         assert_eq!(shape.state, Some(StateAs::Name("Avoin".into())));
         assert_eq!(shape.dates, vec!["2025-04-20T00:37:45.86+03:00".to_owned()]);
-        assert_eq!(shape.unknown_fields, vec!["Kohde", "SimUusi"]);
+        assert_eq!(shape.unknown_fields, vec!["SimUusi"]);
         let numeric = ticket_shape(r#"{"Id":1,"Tila":"2"}"#).unwrap();
         assert_eq!(numeric.state, Some(StateAs::Number(2)));
         let null = ticket_shape(r#"{"Id":1,"Tila":null}"#).unwrap();
@@ -521,7 +534,19 @@ mod tests {
         assert_eq!(t.urgency.as_deref(), Some("3"));
         assert_eq!(t.reporter.phone.as_deref(), Some("040 123"));
         assert_eq!(t.raw_json, raw);
+        assert_eq!(t.address, None);
         assert!(parse_ticket(r#"{"Otsikko":"no id"}"#).is_err());
+        // The address: text as it is, a structured site as its JSON text, anything else none.
+        let address = |raw: &str| parse_ticket(raw).unwrap().address;
+        assert_eq!(
+            address(r#"{"Id":1,"kohde":"As Oy Koivu, Koivutie 3"}"#).as_deref(),
+            Some("As Oy Koivu, Koivutie 3")
+        );
+        assert_eq!(
+            address(r#"{"Id":1,"Kohde":{"Katu":"Koivutie 3"}}"#).as_deref(),
+            Some(r#"{"Katu":"Koivutie 3"}"#)
+        );
+        assert_eq!(address(r#"{"Id":1,"Kohde":7}"#), None);
         // A null or missing state is no known state (so not open), never an error.
         for raw in [r#"{"Id":3,"Tila":null}"#, r#"{"Id":4}"#] {
             assert_eq!(

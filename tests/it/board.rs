@@ -531,7 +531,7 @@ async fn accept_and_hold_through_the_forms_queue_one_row_each_as_the_board_user(
         "{board}"
     );
     let (_, outbox) = page(&b, &format!("{root}/outbox")).await;
-    assert!(outbox.contains("board:kaisa") && outbox.contains("Odotukseen"));
+    assert!(outbox.contains("taulu: kaisa") && outbox.contains("Odotukseen"));
     // The action reaches Tampuuri with the next push, as any queued action.
     env.push().await;
     assert_eq!(env.sim().ticket("sim-1", id).unwrap().tila, "Odottaa");
@@ -761,7 +761,7 @@ async fn the_status_page_shows_what_status_judges() {
     assert_eq!(code, 1);
     let (_, html) = page(&b, &format!("{root}/status")).await;
     assert!(
-        html.contains("verdict bad") && html.contains("over the"),
+        html.contains("verdict bad") && html.contains("sitten, yli rajan 45 min"),
         "{html}"
     );
 }

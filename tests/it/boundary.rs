@@ -104,6 +104,43 @@ fn tampuuri_field_names_stay_inside_the_tampuuri_module() {
 }
 
 #[test]
+fn no_json_extract_on_the_raw_json_outside_the_purge() {
+    // Every field a face shows is a column the Tampuuri module parsed (migration 016 filled the
+    // address of the tickets stored before): SQL reads columns, not Tampuuri's raw JSON.
+    let (scanned, found) = offending_lines(&["json_extract"], &["src/store/purge.rs", "src/sim/"]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_board_and_the_api_do_not_import_tampuuri() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/board"), &mut files);
+    rust_files(&root.join("src/api"), &mut files);
+    assert!(
+        files.len() >= 8,
+        "only {} files in src/board and src/api",
+        files.len()
+    );
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if !code.starts_with("//") && code.contains("tampuuri::") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, code));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a face reads the mirror's columns, never Tampuuri's format:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
 fn the_wire_module_is_private() {
     let (scanned, found) = offending_lines(&["pub mod wire", "pub(crate) mod wire"], &[]);
     assert!(scanned >= 20, "only {scanned} files scanned");

@@ -482,7 +482,7 @@ async fn the_board_in_headless_chromium() {
     }
     b.goto(&format!("{root}/outbox")).await;
     let page = b.text("main").await;
-    assert_eq!(page.matches("board:kaisa").count(), 2, "{page}");
+    assert_eq!(page.matches("taulu: kaisa").count(), 2, "{page}");
     b.check_accessible().await;
     b.goto(&format!("{root}/status")).await;
     b.check_accessible().await;
@@ -620,6 +620,101 @@ async fn the_board_is_gzipped_for_a_browser_and_the_event_stream_and_the_api_are
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("content-encoding").is_none());
+}
+
+/// On a 375 px phone: the board's header is one line and its filters folded; a ticket's page
+/// shows the state, the next visit and the resident's contact (a `tel:` link) within the first
+/// screen, above the forms; and no Finnish page shows English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_the_contact_and_the_visit_come_first_and_finnish_pages_say_nothing_in_english()
+{
+    use huoltosync::store::{NewVisit, Store, VisitCustomer};
+    let (env, _served, root) = board_env(3).await;
+    let id = sim_create(
+        &env,
+        json!({"Otsikko": "Patteri kylmä", "TyotehtavanKuvaus": "Makuuhuoneen patteri on kylmä. ".repeat(12),
+               "Ilmoittaja": {"Nimi": "Aino Asukas", "Puhelin": "040 123 4567", "Sahkoposti": "aino@example.fi"}}),
+    )
+    .await;
+    env.sync_ok().await;
+    let start = chrono::Utc::now() + chrono::Duration::days(2);
+    Store::open(&env.config.store.path)
+        .unwrap()
+        .insert_visit(
+            &NewVisit {
+                account: "sim-1".into(),
+                ticket_id: id,
+                booking_guid: "guid-phone".into(),
+                marker: "[huoltosync:guid-phone]".into(),
+                technician_guid: None,
+                technician_name: Some("Asentaja 1".into()),
+                service_guid: None,
+                service_name: None,
+                start,
+                end: start + chrono::Duration::minutes(30),
+                customer: VisitCustomer::default(),
+                raw_json: "{}".into(),
+            },
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    let b = Browser::start().await;
+    sign_in_with_password(&b, &root, "kaisa", PASSWORD).await;
+    b.viewport((375, 740)).await;
+    b.goto(&format!("{root}/")).await;
+    let top =
+        |id: &str| format!("return document.getElementById('{id}').getBoundingClientRect().{{}};");
+    let header_height = b.js(&top("main").replace("{}", "top"), vec![]).await;
+    assert!(
+        header_height.as_f64().unwrap() < 60.0,
+        "the header is one line on a phone: main starts at {header_height}"
+    );
+    assert_eq!(
+        b.js("return document.getElementById('filter-box').open;", vec![])
+            .await,
+        false,
+        "the filters are folded"
+    );
+    b.goto(&format!("{root}/tickets/sim-1/{id}")).await;
+    for shown in ["now-state", "now-visit", "reporter-tel"] {
+        let bottom = b.js(&top(shown).replace("{}", "bottom"), vec![]).await;
+        assert!(
+            bottom.as_f64().unwrap() <= 740.0,
+            "#{shown} is below the first screen ({bottom} px)"
+        );
+    }
+    let tel = b
+        .js(
+            "return document.getElementById('reporter-tel').getAttribute('href');",
+            vec![],
+        )
+        .await;
+    assert_eq!(tel, "tel:0401234567");
+    let (form, details) = (
+        b.js(&top("form-accept").replace("{}", "top"), vec![]).await,
+        b.js(&top("details").replace("{}", "top"), vec![]).await,
+    );
+    let visit = b.js(&top("now-visit").replace("{}", "top"), vec![]).await;
+    assert!(
+        visit.as_f64() < form.as_f64() && form.as_f64() < details.as_f64(),
+        "the visit, then the actions, then the details: {visit} {form} {details}"
+    );
+    b.check_accessible().await;
+    for path in ["/", "/outbox", "/status", &format!("/tickets/sim-1/{id}")] {
+        b.goto(&format!("{root}{path}")).await;
+        let text = b.js("return document.body.innerText;", vec![]).await;
+        let text = text.as_str().unwrap();
+        for english in [
+            "dead-lettered",
+            "action(s)",
+            "rejected it",
+            "queued",
+            "pending",
+        ] {
+            assert!(!text.contains(english), "{path} says {english:?}: {text}");
+        }
+    }
+    b.close().await;
 }
 
 /// The README's screenshots: the board, a ticket and the status page at desktop and phone width,

@@ -4,6 +4,7 @@
 mod api;
 mod api_write;
 mod board;
+mod board_day;
 mod board_visits;
 mod boundary;
 mod browser;

@@ -24,6 +24,7 @@ fn ticket(id: i64, state: &str, title: &str) -> Ticket {
         state: TicketState::from_name(state),
         title: Some(title.to_owned()),
         description: None,
+        address: None,
         extra_info: None,
         assignee_id: Some(55),
         cost_centre_id: None,

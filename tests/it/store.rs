@@ -233,3 +233,44 @@ async fn a_full_disk_is_named_with_the_store() {
         "{err}"
     );
 }
+
+#[test]
+fn migration_016_fills_the_address_column_from_the_stored_raw_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(include_str!("../../sql/001_read_path.sql"))
+            .unwrap();
+        db.execute_batch(
+            r#"INSERT INTO tickets (account, id, state, raw_json, content_hash, first_seen, last_changed, open) VALUES
+               ('sim-1', 1, 'Avoin', '{"Id":1,"Kohde":"As Oy Koivu, Koivutie 3"}', 1, 'x', 'x', 1),
+               ('sim-1', 2, 'Avoin', '{"Id":2,"Kohde":{"Katu":"Koivutie 3"}}', 1, 'x', 'x', 1),
+               ('sim-1', 3, 'Avoin', '{"Id":3,"Kohde":7}', 1, 'x', 'x', 1),
+               ('sim-1', 4, 'Avoin', '{"Id":4}', 1, 'x', 'x', 1),
+               ('sim-1', 5, 'Avoin', 'not json', 1, 'x', 'x', 1);
+             PRAGMA user_version = 1;"#,
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let mut st = store
+        .connection()
+        .prepare("SELECT address FROM tickets ORDER BY id")
+        .unwrap();
+    let addresses: Vec<Option<String>> = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        addresses,
+        [
+            Some("As Oy Koivu, Koivutie 3".to_owned()),
+            Some(r#"{"Katu":"Koivutie 3"}"#.to_owned()),
+            None,
+            None,
+            None
+        ]
+    );
+}

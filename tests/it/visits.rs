@@ -471,6 +471,7 @@ fn ticket(id: i64, state: &str) -> Ticket {
         state: TicketState::from_name(state),
         title: Some("Hana vuotaa".into()),
         description: None,
+        address: None,
         extra_info: None,
         assignee_id: Some(4711),
         cost_centre_id: None,

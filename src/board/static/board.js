@@ -15,13 +15,20 @@
 
   function rowId(account, id) { return "t-" + account + "-" + id; }
 
-  function updateCount() {
+  // The heading counts every matching ticket (not only this page's): a ticket that arrives or
+  // leaves moves it by one.
+  function updateCount(delta) {
     var body = document.getElementById("ticket-rows");
     var n = body.querySelectorAll("tr:not(.leaving)").length;
     var count = document.getElementById("count");
-    if (count) count.textContent = String(n);
+    if (count && delta) count.textContent = String(Math.max(0, (parseInt(count.textContent, 10) || 0) + delta));
     var none = document.getElementById("no-tickets");
     if (none) none.hidden = n > 0;
+  }
+
+  function firstPage() {
+    var table = document.getElementById("tickets");
+    return !table || (table.getAttribute("data-page") || "1") === "1";
   }
 
   // Fetches a ticket's row (with the board's filters) and inserts or replaces it; a 204 means
@@ -31,6 +38,8 @@
     fetch(url, { credentials: "same-origin" }).then(function (r) {
       var old = document.getElementById(rowId(account, id));
       if (r.status === 204) { if (old) leave(old); return null; }
+      // A new ticket shows on the first page; on a later one it only counts.
+      if (!old && !firstPage()) { updateCount(1); return null; }
       if (!r.ok) return null;
       return r.text().then(function (html) {
         var tmp = document.createElement("tbody");
@@ -40,18 +49,19 @@
         var current = document.getElementById(rowId(account, id));
         if (current) {
           current.replaceWith(row);
+          updateCount(0);
         } else {
           row.classList.add("new");
           document.getElementById("ticket-rows").prepend(row);
+          updateCount(1);
         }
-        updateCount();
       });
     }).catch(function () {});
   }
 
   function leave(row) {
     row.classList.add("leaving");
-    setTimeout(function () { row.remove(); updateCount(); }, 1000);
+    setTimeout(function () { row.remove(); updateCount(-1); }, 1000);
   }
 
   function live() {
