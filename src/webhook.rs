@@ -97,7 +97,10 @@ pub async fn serve_with_slotti(
     crate::config::check_webhook_path(&config.path)
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
     let path = config.path.clone();
-    let cap = config.max_connections;
+    let caps = crate::listen::Caps {
+        connections: config.max_connections,
+        per_address: config.max_connections_per_address,
+    };
     let bodies = BodyBudget::new(BODY_BUDGET);
     let slotti = slotti.map(|s| {
         crate::slotti::webhook::router(
@@ -125,9 +128,10 @@ pub async fn serve_with_slotti(
         section: "[webhook]",
         noun: "webhook",
         shed: "huoltosync_webhook_connections_shed_total",
+        refused: "huoltosync_webhook_connections_refused_total",
         accept_errors: "huoltosync_webhook_accept_errors_total",
     };
-    crate::listen::serve_router(listener, router, cap, names, shutdown).await
+    crate::listen::serve_router(listener, router, caps, names, shutdown).await
 }
 
 async fn receive_plain(State(l): State<Listener>, headers: HeaderMap, body: Body) -> Response {

@@ -77,13 +77,17 @@ pub async fn serve(
     probe: Handle,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let cap = api.max_connections;
+    let caps = crate::listen::Caps {
+        connections: api.max_connections,
+        per_address: api.max_connections_per_address,
+    };
     let router = router(config, api, store, probe);
     let names = crate::listen::Names {
         section: "[api]",
         noun: "API",
         shed: "huoltosync_api_connections_shed_total",
+        refused: "huoltosync_api_connections_refused_total",
         accept_errors: "huoltosync_api_accept_errors_total",
     };
-    crate::listen::serve_router(listener, router, cap, names, shutdown).await
+    crate::listen::serve_router(listener, router, caps, names, shutdown).await
 }

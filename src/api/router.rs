@@ -19,11 +19,12 @@ use crate::store::Handle;
 
 /// The API's router: every endpoint under `/api/v1/`, behind the body bound and the token check.
 pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> Router {
+    let long_polls = api.long_polls();
     let state = AppState {
         config: Arc::new(config),
         api: Arc::new(api),
         store,
-        feed: FeedWatch::start(probe),
+        feed: FeedWatch::start(probe, long_polls),
         bodies: BodyBudget::new(BODY_BUDGET),
     };
     let v1 = Router::new()
