@@ -50,6 +50,7 @@ SELECT t.account, t.id, t.state, t.title, t.description, t.extra_info, t.assigne
            AND v.end_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          ORDER BY v.start_at LIMIT 1) AS next_visit_start,
        (SELECT count(*) FROM outbox o
-         WHERE o.account = t.account AND o.queue_ticket = t.id AND o.status = 'dead') AS failed_actions
+         WHERE o.account = t.account AND o.queue_ticket = t.id AND o.status = 'dead') AS failed_actions,
+       t.address
 FROM tickets t
 WHERE t.open = 1;

@@ -99,10 +99,10 @@ pub async fn serve_with_slotti(
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let cap = config.max_connections;
+    let caps = caps(&config);
     let bodies = BodyBudget::new(BODY_BUDGET);
     let router = router(config, slotti, store, wake, bodies)?;
-    crate::listen::serve_router(listener, router, cap, NAMES, shutdown).await
+    crate::listen::serve_router(listener, router, caps, NAMES, shutdown).await
 }
 
 /// What the webhook listener is called in errors, logs and metrics.
@@ -110,8 +110,17 @@ const NAMES: crate::listen::Names = crate::listen::Names {
     section: "[webhook]",
     noun: "webhook",
     shed: "huoltosync_webhook_connections_shed_total",
+    refused: "huoltosync_webhook_connections_refused_total",
     accept_errors: "huoltosync_webhook_accept_errors_total",
 };
+
+/// The listener's connection caps: `max_connections`, `max_connections_per_address`.
+fn caps(config: &WebhookConfig) -> crate::listen::Caps {
+    crate::listen::Caps {
+        connections: config.max_connections,
+        per_address: config.max_connections_per_address,
+    }
+}
 
 /// [`serve_with_slotti`] for the config in force in `config`, following its changes: each
 /// reload builds the routes again from its `[webhook]` (path, credentials, limits) and
@@ -137,10 +146,16 @@ pub async fn serve_following(
             bodies.clone(),
         ))
     };
-    let (first, cap) = {
+    let (first, caps) = {
         let c = config.borrow_and_update();
-        let cap = c.webhook.as_ref().map_or(1, |w| w.max_connections);
-        (build(&c), cap)
+        let caps = c.webhook.as_ref().map_or(
+            crate::listen::Caps {
+                connections: 1,
+                per_address: 1,
+            },
+            caps,
+        );
+        (build(&c), caps)
     };
     let Some(first) = first else {
         anyhow::bail!("no [webhook] section");
@@ -162,7 +177,7 @@ pub async fn serve_following(
             }
         }
     };
-    let serve = crate::listen::serve_routes(listener, routes, cap, NAMES, shutdown);
+    let serve = crate::listen::serve_routes(listener, routes, caps, NAMES, shutdown);
     let mut serve = std::pin::pin!(serve);
     tokio::select! {
         r = &mut serve => return r,

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use toml::{Table, Value};
 
 use crate::config::Issue;
+use crate::config::keys::{Int, api as keys};
 
 /// The shortest token accepted: a bearer token must not be guessable.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -51,6 +52,19 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// At most this many connections at once.
     pub max_connections: usize,
+    /// At most this many of them from one address.
+    pub max_connections_per_address: usize,
+    /// At most this many long polls (`changes?wait=`) at once (and at most half of
+    /// `max_connections`: [`ApiConfig::long_polls`]).
+    pub max_long_polls: usize,
+}
+
+impl ApiConfig {
+    /// The long polls held at once: `max_long_polls`, but at most half of `max_connections`, so
+    /// that ordinary requests always keep slots.
+    pub fn long_polls(&self) -> usize {
+        self.max_long_polls.min(self.max_connections / 2)
+    }
 }
 
 /// What reading `[api]` found besides the config: problems by key, the keys of inline secrets
@@ -126,8 +140,10 @@ pub fn read(
         .unwrap_or(DEFAULT_FEED_RETAIN_DAYS as i64) as u32;
     let max_body_bytes = int_in(&mut t, "max_body_bytes", 1024, MAX_BODY_BYTES as i64, found)
         .unwrap_or(DEFAULT_MAX_BODY_BYTES as i64) as usize;
-    let max_connections =
-        int_in(&mut t, "max_connections", 1, 10_000, found).unwrap_or(256) as usize;
+    let max_connections = int_key(&mut t, &keys::MAX_CONNECTIONS, found) as usize;
+    let max_connections_per_address =
+        int_key(&mut t, &keys::MAX_CONNECTIONS_PER_ADDRESS, found) as usize;
+    let max_long_polls = int_key(&mut t, &keys::MAX_LONG_POLLS, found) as usize;
     let tokens = tokens(t.remove("tokens"), base_dir, read_secrets, found);
     for key in t.keys() {
         found.error(format!("api.{key}"), "unknown key");
@@ -150,6 +166,8 @@ pub fn read(
         feed_retain_days,
         max_body_bytes,
         max_connections,
+        max_connections_per_address,
+        max_long_polls,
     })
 }
 
@@ -175,6 +193,11 @@ pub fn read_with_tokens(path: &Path) -> Result<Option<ApiConfig>, Vec<Issue>> {
     } else {
         Err(found.errors)
     }
+}
+
+/// A key declared in [`crate::config::keys::api`]: its value, or its default when absent or wrong.
+fn int_key(t: &mut Table, key: &Int, found: &mut Found) -> i64 {
+    int_in(t, key.name, key.min, key.max, found).unwrap_or(key.default)
 }
 
 fn int_in(t: &mut Table, key: &str, min: i64, max: i64, found: &mut Found) -> Option<i64> {
@@ -393,5 +416,32 @@ mod tests {
     fn an_absent_section_is_off() {
         let (api, found) = read_str("[store]\npath = \"x\"\n");
         assert!(api.is_none() && found.errors.is_empty());
+    }
+
+    #[test]
+    fn long_polls_keep_half_the_connections_free_and_a_bad_cap_is_named() {
+        let toml = |extra: &str| {
+            format!(
+                "[api]\nlisten = \"127.0.0.1:0\"\n{extra}\n[[api.tokens]]\nname = \"v\"\ntoken = \"0123456789abcdef\"\n"
+            )
+        };
+        let (api, found) = read_str(&toml(""));
+        assert!(found.errors.is_empty(), "{:?}", found.errors);
+        let api = api.unwrap();
+        assert_eq!(
+            (api.max_long_polls, api.max_connections_per_address),
+            (64, 128)
+        );
+        assert_eq!(api.long_polls(), 64);
+        let (api, _) = read_str(&toml("max_connections = 10"));
+        assert_eq!(api.unwrap().long_polls(), 5);
+        let (_, found) = read_str(&toml(
+            "max_long_polls = 0\nmax_connections_per_address = \"x\"",
+        ));
+        let keys: Vec<_> = found.errors.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["api.max_connections_per_address", "api.max_long_polls"]
+        );
     }
 }

@@ -28,12 +28,14 @@ pub struct FeedWatch {
 
 impl FeedWatch {
     /// Starts probing `store` (its own connection: probes never queue behind requests).
-    pub(super) fn start(store: Handle, stop: CancellationToken) -> Arc<FeedWatch> {
+    /// At most `long_polls` requests wait at once (`[api] max_long_polls`); at `stop` every
+    /// waiting one answers at once with what it has.
+    pub(super) fn start(store: Handle, stop: CancellationToken, long_polls: usize) -> Arc<FeedWatch> {
         let (tx, _) = watch::channel(0);
         let feed = Arc::new(FeedWatch {
             last: tx,
             stop,
-            waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+            waiters: Arc::new(Semaphore::new(long_polls)),
             wanted: tokio::sync::Notify::new(),
         });
         let weak = Arc::downgrade(&feed);
@@ -193,12 +195,18 @@ pub(super) async fn changes(
     }
     if events.is_empty() && wait > 0 {
         let Ok(_waiting) = st.feed.waiters.clone().try_acquire_owned() else {
-            return Err(Problem::new(
+            // Over the cap: answered at once, so long polls never take the slots that
+            // ordinary requests need.
+            metrics::counter!("huoltosync_api_long_polls_refused_total").increment(1);
+            let mut p = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "{MAX_WAITERS} requests are already waiting; try again without wait or later"
+                    "{} long polls are already waiting ([api] max_long_polls); try again without wait, or after {LONG_POLL_RETRY_AFTER} s",
+                    st.api.long_polls()
                 ),
-            ));
+            );
+            p.retry_after = Some(LONG_POLL_RETRY_AFTER);
+            return Err(p);
         };
         let mut rx = st.feed.last.subscribe();
         st.feed.wanted.notify_one();

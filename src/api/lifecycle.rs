@@ -91,6 +91,7 @@ const NAMES: crate::listen::Names = crate::listen::Names {
     section: "[api]",
     noun: "API",
     shed: "huoltosync_api_connections_shed_total",
+    refused: "huoltosync_api_connections_refused_total",
     accept_errors: "huoltosync_api_accept_errors_total",
 };
 
@@ -126,15 +127,26 @@ pub async fn serve_following(
     probe: Handle,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let kept = Kept::new(probe, stop.clone());
+    let long_polls = config.borrow().api.as_ref().map_or(1, |a| a.long_polls());
+    let kept = Kept::new(probe, stop.clone(), long_polls);
     let build = |c: &Arc<Config>| {
         c.api
             .clone()
             .map(|api| routes(c.clone(), api, store.clone(), &kept))
     };
-    let (first, cap) = {
+    let (first, caps) = {
         let c = config.borrow_and_update();
-        (build(&c), c.api.as_ref().map_or(1, |a| a.max_connections))
+        let caps = c.api.as_ref().map_or(
+            crate::listen::Caps {
+                connections: 1,
+                per_address: 1,
+            },
+            |a| crate::listen::Caps {
+                connections: a.max_connections,
+                per_address: a.max_connections_per_address,
+            },
+        );
+        (build(&c), caps)
     };
     let Some(first) = first else {
         anyhow::bail!("no [api] section");
@@ -150,7 +162,7 @@ pub async fn serve_following(
             }
         }
     };
-    let serve = crate::listen::serve_routes(listener, routes, cap, NAMES, stop.cancelled_owned());
+    let serve = crate::listen::serve_routes(listener, routes, caps, NAMES, stop.cancelled_owned());
     let mut serve = std::pin::pin!(serve);
     tokio::select! {
         r = &mut serve => return r,

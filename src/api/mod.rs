@@ -63,8 +63,10 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 /// The longest long poll of `changes` (`wait`, seconds).
 pub const MAX_WAIT_SECS: u64 = 60;
-/// At most this many `changes` requests wait at once; more get 503.
+/// The largest `[api] max_long_polls`: `changes` requests waiting at once (more get 503).
 pub const MAX_WAITERS: usize = 512;
+/// The `Retry-After` (seconds) of a long poll refused over `[api] max_long_polls`.
+pub const LONG_POLL_RETRY_AFTER: u64 = 2;
 /// How often the feed's last `seq` is probed while a long poll waits.
 pub const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// Bytes of request bodies buffered at once over all API connections.

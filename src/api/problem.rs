@@ -25,6 +25,9 @@ pub struct Problem {
     /// below it, after reading the tickets again).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_seq: Option<i64>,
+    /// Sent as the `Retry-After` header (seconds), not in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -35,6 +38,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             oldest_seq: None,
+            retry_after: None,
         }
     }
 
@@ -60,6 +64,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

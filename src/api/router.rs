@@ -29,10 +29,11 @@ pub struct Kept {
 
 impl Kept {
     /// Starts the feed's probe on `probe` (its own store connection); `stop` is the token on
-    /// which long polls and event streams answer at once.
-    pub fn new(probe: Handle, stop: CancellationToken) -> Kept {
+    /// which long polls and event streams answer at once; at most `long_polls` wait at once
+    /// (`[api] max_long_polls` as the listener started: a reload keeps it).
+    pub fn new(probe: Handle, stop: CancellationToken, long_polls: usize) -> Kept {
         Kept {
-            feed: FeedWatch::start(probe, stop),
+            feed: FeedWatch::start(probe, stop, long_polls),
             bodies: BodyBudget::new(BODY_BUDGET),
             board: crate::board::Kept::default(),
         }
@@ -41,12 +42,8 @@ impl Kept {
 
 /// The API's router: every endpoint under `/api/v1/`, behind the body bound and the token check.
 pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> Router {
-    routes(
-        Arc::new(config),
-        api,
-        store,
-        &Kept::new(probe, CancellationToken::new()),
-    )
+    let kept = Kept::new(probe, CancellationToken::new(), api.long_polls());
+    routes(Arc::new(config), api, store, &kept)
 }
 
 /// The router for `config` (with `api` as its `[api]`), on what `kept` keeps across reloads.

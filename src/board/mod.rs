@@ -69,7 +69,7 @@ use tokio::sync::Semaphore;
 
 use crate::api::FeedWatch;
 use crate::config::Config;
-use crate::listen::{BodyBudget, BodyRefused, read_body};
+use crate::listen::{BODY_TIMEOUT, BodyBudget, BodyRefused, read_body_within};
 use crate::store::Handle;
 pub use i18n::Lang;
 
@@ -78,6 +78,11 @@ pub use config::{
 };
 
 use crate::store::Store;
+
+/// The largest sign-in form (`POST /login`: a name and a password).
+pub const LOGIN_MAX_BODY: usize = 4096;
+/// A sign-in form not received this long after its head is refused (408).
+pub const LOGIN_BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a login link is valid.
 pub const LOGIN_LINK_VALID: Duration = Duration::from_secs(5 * 60);
@@ -246,7 +251,8 @@ async fn page_headers(mut r: Response) -> Response {
 }
 
 /// Reads a form's body within the body timeout, the shared budget and `[api] max_body_bytes`
-/// before a handler sees it (as the API does): 413 or 408 otherwise.
+/// before a handler sees it (as the API does): 413 or 408 otherwise. The sign-in form, which
+/// anyone may send, gets [`LOGIN_MAX_BODY`] and [`LOGIN_BODY_TIMEOUT`].
 async fn bound_body(State(b): State<Board>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
@@ -256,18 +262,20 @@ async fn bound_body(State(b): State<Board>, req: Request, next: Next) -> Respons
     if declared.unwrap_or(0) == 0 && !chunked {
         return next.run(req).await;
     }
+    let (max, timeout) = if req.uri().path() == "/login" {
+        (LOGIN_MAX_BODY.min(b.max_body), LOGIN_BODY_TIMEOUT)
+    } else {
+        (b.max_body, BODY_TIMEOUT)
+    };
     let (parts, body) = req.into_parts();
-    match read_body(body, declared, b.max_body, &b.bodies).await {
+    match read_body_within(body, declared, max, &b.bodies, timeout).await {
         Ok((bytes, _reserved)) => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
         Err(BodyRefused::TooLarge) => (
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the form is over [api] max_body_bytes ({} bytes)",
-                b.max_body
-            ),
+            format!("the form is over {max} bytes"),
         )
             .into_response(),
         Err(BodyRefused::TimedOut) => (

@@ -205,6 +205,7 @@ pub(crate) mod webhook {
         crate::config::MAX_WEBHOOK_BODY as i64,
     );
     pub const MAX_CONNECTIONS: Int = int("max_connections", 256, 1, 10_000);
+    pub const MAX_CONNECTIONS_PER_ADDRESS: Int = int("max_connections_per_address", 128, 1, 10_000);
     pub const DEBOUNCE_MS: Int = int("debounce_ms", 200, 0, 60_000);
     pub const DEBOUNCE_MAX_MS: Int = int("debounce_max_ms", 5_000, 0, 3_600_000);
     // The loader refuses a debounce_max_ms below debounce_ms; the defaults must pass.
@@ -220,6 +221,19 @@ pub(crate) mod webhook {
         min: 0.0,
         max: 1e6,
     };
+}
+
+/// `[api]`: the HTTP API's connection limits (the section's other keys are read by
+/// `crate::api::config`).
+pub(crate) mod api {
+    use super::*;
+    // Named by the key table's test; the section itself is read by `crate::api::config`.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub const SECTION: &str = "api";
+    pub const MAX_CONNECTIONS: Int = int("max_connections", 256, 1, 10_000);
+    pub const MAX_CONNECTIONS_PER_ADDRESS: Int = int("max_connections_per_address", 128, 1, 10_000);
+    /// Long polls (`changes?wait=`) held at once; at most half of `max_connections` apply.
+    pub const MAX_LONG_POLLS: Int = int("max_long_polls", 64, 1, crate::api::MAX_WAITERS as i64);
 }
 
 /// `[slotti]`: the Slotti calendar (absent: no Slotti at all). Read by `crate::slotti::config`.
@@ -419,10 +433,22 @@ pub(crate) const SECTIONS: &[Section] = &[
         flags: &[board::ENABLED, board::INSECURE_COOKIES],
     },
     Section {
+        name: api::SECTION,
+        ints: &[
+            api::MAX_CONNECTIONS,
+            api::MAX_CONNECTIONS_PER_ADDRESS,
+            api::MAX_LONG_POLLS,
+        ],
+        floats: &[],
+        texts: &[],
+        flags: &[],
+    },
+    Section {
         name: webhook::SECTION,
         ints: &[
             webhook::MAX_BODY_BYTES,
             webhook::MAX_CONNECTIONS,
+            webhook::MAX_CONNECTIONS_PER_ADDRESS,
             webhook::DEBOUNCE_MS,
             webhook::DEBOUNCE_MAX_MS,
         ],

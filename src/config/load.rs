@@ -462,6 +462,8 @@ impl Reader {
         let hmac_header = self.text(&mut t, p, &HMAC_HEADER);
         let max_body_bytes = self.int(&mut t, p, &MAX_BODY_BYTES) as usize;
         let max_connections = self.int(&mut t, p, &MAX_CONNECTIONS) as usize;
+        let max_connections_per_address =
+            self.int(&mut t, p, &MAX_CONNECTIONS_PER_ADDRESS) as usize;
         let debounce_ms = self.int(&mut t, p, &DEBOUNCE_MS) as u64;
         let debounce_max_ms = self.int(&mut t, p, &DEBOUNCE_MAX_MS) as u64;
         if debounce_max_ms < debounce_ms {
@@ -502,6 +504,7 @@ impl Reader {
             hmac_header,
             max_body_bytes,
             max_connections,
+            max_connections_per_address,
             debounce: Duration::from_millis(debounce_ms),
             debounce_max: Duration::from_millis(debounce_max_ms),
             reconcile: reconcile?,

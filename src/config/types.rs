@@ -62,8 +62,11 @@ pub struct WebhookConfig {
     pub hmac_header: String,
     /// At most [`MAX_WEBHOOK_BODY`].
     pub max_body_bytes: usize,
-    /// Connections served at once; at the cap the oldest idle one is closed for a new one.
+    /// Connections served at once; at the cap an idle one, or one still waiting for its body,
+    /// is closed for a new one.
     pub max_connections: usize,
+    /// Connections served at once from one address (its share of `max_connections`).
+    pub max_connections_per_address: usize,
     /// A ticket's events are processed once none arrived for it for this long…
     pub debounce: Duration,
     /// …or once its oldest pending event waited this long.

@@ -16,6 +16,7 @@ mod feed;
 mod first_contact;
 mod helpers;
 mod hostile_client;
+mod listen;
 mod mirror;
 mod push_path;
 mod queue;
