@@ -25,7 +25,7 @@ const BOARD_ORDER_T: &str = "(t.urgency = 'Kiireellinen') DESC, (t.latest IS NUL
      julianday(t.latest), julianday(coalesce(t.remote_created, t.first_seen)), t.account, t.id";
 
 /// The most urgencies the board's filter offers (Tampuuri has a handful).
-pub const MAX_URGENCIES: usize = 50;
+const MAX_URGENCIES: usize = 50;
 
 /// The urgency that goes first and is marked.
 pub const URGENT: &str = "Kiireellinen";
@@ -221,7 +221,7 @@ impl Store {
             .optional()?)
     }
 
-    /// The urgencies of the open tickets (for the board's filter; at most [`MAX_URGENCIES`]),
+    /// The urgencies of the open tickets (for the board's filter; at most 50),
     /// trimmed and sorted. One seek of the index `tickets_open_urgency` per value: a scan
     /// took seconds at 100 000 open tickets.
     pub fn open_urgencies(&self) -> anyhow::Result<Vec<String>> {
