@@ -443,3 +443,23 @@ async fn the_purge_erases_a_delivered_bookings_resident_from_the_outbox() {
     assert_eq!(v["kind"], "book");
     assert!(v["marker"].as_str().unwrap().starts_with("[huoltosync:"));
 }
+
+#[tokio::test]
+async fn task_book_says_when_the_visit_starts_on_the_local_clock() {
+    let env = env(6).await;
+    let id = bookable(&env)[0];
+    let out = env.task_ok(&["book", &id.to_string()]).await;
+    assert!(
+        out.contains("Europe/Helsinki") && !out.contains("UTC"),
+        "{out}"
+    );
+    run_once(&env).await;
+    let start: DateTime<Utc> = ours(&env, id)[0]["start"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let local = start.with_timezone(&chrono_tz::Europe::Helsinki);
+    let shown = format!("{} Europe/Helsinki", local.format("%Y-%m-%d %H:%M"));
+    assert!(out.contains(&shown), "{out} lacks {shown}");
+}
