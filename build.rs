@@ -158,12 +158,9 @@ fn subcommands(cmd: &clap::Command, path: &str) -> Vec<(String, clap::Command)> 
     all
 }
 
-/// A unit of `systemd/` as the package installs it: the binary in `/usr/bin`, and the man page
-/// among its `Documentation=`.
+/// A unit of `systemd/` as the package installs it: the binary in `/usr/bin`. Its
+/// `Documentation=` stays the README in `/usr/share/doc/huoltosync/`, which the package
+/// installs; a `man:` entry would make `systemd-analyze verify` fail where man-db is absent.
 fn packaged_unit(text: &str) -> String {
     text.replace("/usr/local/bin/huoltosync", "/usr/bin/huoltosync")
-        .replace(
-            "Documentation=file:///usr/share/doc/huoltosync/README.md",
-            "Documentation=man:huoltosync(1) file:///usr/share/doc/huoltosync/README.md",
-        )
 }
