@@ -8,6 +8,7 @@
 //! (`target/release/huoltosync-assets/`), where cargo-deb's assets name them: a build script's
 //! own `OUT_DIR` has a hash in its name that a package manifest cannot know.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
@@ -47,7 +48,11 @@ fn main() -> std::io::Result<()> {
             cmd = cmd.mut_subcommand(sim_only, |s| s.hide(true));
         }
     }
-    std::fs::write(out.join("huoltosync.1"), man_page(&cmd)?)?;
+    // Gzipped here: cargo-deb compresses man pages it copies from the source tree, not those
+    // under target/release (lintian: uncompressed-manual-page).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&man_page(&cmd)?)?;
+    std::fs::write(out.join("huoltosync.1.gz"), gz.finish()?)?;
 
     for (shell, file) in [
         (Shell::Bash, "huoltosync.bash"),
