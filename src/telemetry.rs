@@ -2,15 +2,9 @@
 //! timestamps of our own under systemd (the journal stamps every line). Logs go to stderr;
 //! stdout carries only a command's output.
 
-use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::cli::args::LogFormat;
 
 /// Libraries whose INFO lines are about their own insides (tokio-cron-scheduler's
 /// "Uninited"): kept at WARN unless the filter names them.

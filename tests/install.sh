@@ -42,8 +42,8 @@ edit_config() {
         "$c"
 }
 
-# The install block: the first ```sh block after "## Install".
-STEPS=$(awk '/^## Install/{i=1} i&&/^```sh/{b=1;next} b&&/^```/{exit} b' README.md)
+# The hand-made install block: the first ```sh block after "### By hand" (under "## Install").
+STEPS=$(awk '/^### By hand/{i=1} i&&/^```sh/{b=1;next} b&&/^```/{exit} b' README.md)
 [ -n "$STEPS" ] || fail "no install block in README.md"
 SCRIPT="$ROOT/steps.sh"
 {

@@ -338,7 +338,8 @@ fn secret(
             match std::fs::read_to_string(&path) {
                 Ok(s) => s.trim_end_matches(['\n', '\r']).to_owned(),
                 Err(e) => {
-                    found.error(full, format!("cannot read {}: {e}", path.display()));
+                    let m = crate::config::unreadable_credential(&v, &path, &e);
+                    found.error(full, m);
                     return None;
                 }
             }

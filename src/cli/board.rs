@@ -7,37 +7,10 @@
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
-
+pub use super::args::{BoardArgs, BoardCommand};
 use super::usage;
 use crate::board::{self, MIN_PASSWORD_LEN, Role};
 use crate::config::Config;
-
-#[derive(Debug, Args)]
-pub struct BoardArgs {
-    #[command(subcommand)]
-    pub command: BoardCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BoardCommand {
-    /// Print a [[board.users]] entry (an Argon2id hash of the password) to add to the config.
-    /// The password is asked on the terminal, or read from stdin with its repeat on the next
-    /// line.
-    Passwd {
-        /// The user's name (shown on the board and recorded with the user's actions).
-        name: String,
-        /// `dispatcher` (everything) or `viewer` (read only).
-        #[arg(long, value_name = "ROLE", default_value = "dispatcher")]
-        role: String,
-    },
-    /// Print a one-time sign-in URL, valid for 5 minutes (for the first sign-in, or a phone).
-    LoginLink {
-        /// The user it signs in (default: the first dispatcher in [[board.users]]).
-        #[arg(long, value_name = "NAME")]
-        user: Option<String>,
-    },
-}
 
 /// `board passwd` needs no config; `board login-link` does.
 pub fn needs_config(args: &BoardArgs) -> bool {

@@ -12,13 +12,14 @@
 //! return an error instead of panicking: a closed pipe (`huoltosync tasks | head`) ends the
 //! command quietly with exit 0, as ripgrep does.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[cfg(feature = "sim")]
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+#[cfg(feature = "sim")]
+use clap::Args;
 
+pub mod args;
 pub mod board;
 mod online;
 pub mod slotti;
@@ -31,128 +32,11 @@ pub use crate::escape;
 use crate::escape::esc;
 use crate::report::count;
 
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::config::Config;
 use crate::store::{Store, TicketFilter};
 use crate::sync::SyncReport;
-use crate::telemetry::LogFormat;
 use crate::time;
-
-/// Mirrors the Visma Tampuuri service tickets assigned to a maintenance contractor into SQLite.
-#[derive(Debug, Parser)]
-#[command(name = "huoltosync", version, about, long_about = None)]
-pub struct Cli {
-    /// The config file (TOML).
-    #[arg(long, global = true, value_name = "PATH", env = "HUOLTOSYNC_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
-    pub config: PathBuf,
-    /// Log filter, e.g. `debug` or `huoltosync=debug,info` (default: $RUST_LOG, else info).
-    #[arg(long, global = true, value_name = "LEVEL")]
-    pub log_level: Option<String>,
-    /// Log line format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Sync every account: `run --once` runs one cycle and exits.
-    Run(RunArgs),
-    /// List mirrored tickets (those in the open set unless --all).
-    Tasks(TasksArgs),
-    /// Show each account's last sync, open tickets and API calls.
-    Status(JsonArg),
-    /// Validate the config file; --online also tries each account's credentials.
-    CheckConfig(CheckArgs),
-    /// Queue an action on a ticket: accept, hold, done, or a new (follow-up) ticket.
-    Task(task::TaskArgs),
-    /// List queued and dead-lettered actions; retry or cancel one.
-    Outbox(task::OutboxArgs),
-    /// Run the Tampuuri simulator on loopback until killed.
-    #[cfg(feature = "sim")]
-    Sim(SimArgs),
-    /// Run the built-in demo against an embedded simulator; needs no config.
-    #[cfg(feature = "sim")]
-    Demo(crate::demo::DemoArgs),
-    /// API calls and what they cost per account and customer, projected, under each package.
-    Cost(CostArgs),
-    /// Erase personal data of tickets that left long enough ago; trim old bookkeeping rows.
-    Purge(PurgeArgs),
-    /// List the outgoing event subscribers (cursor, lag, status); revive a dead one.
-    Subscribers(subscribers::SubscribersArgs),
-    /// Serve the HTTP API (`[api]`) alone: no polling, no pushing, no Tampuuri secrets read.
-    Serve,
-    /// Slotti, the calendar visits are booked in (`[slotti]`): manage its webhook registration.
-    Slotti(slotti::SlottiArgs),
-    /// Print the HTTP API's OpenAPI 3.1 document (as committed in docs/openapi.json).
-    Openapi,
-    /// List the technician visits booked in Slotti, with their history.
-    Visits(visits::VisitsArgs),
-    /// The web board's users (`board passwd`) and one-time sign-in links (`board login-link`).
-    Board(board::BoardArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Run one cycle (push, poll every account, push) and exit: 0 only if every account synced
-    /// and no action was dead-lettered; 75 if another process holds the store lock.
-    #[arg(long)]
-    pub once: bool,
-    /// With --once: wait up to this many seconds for the store lock.
-    #[arg(long, value_name = "SECS", default_value_t = 0, requires = "once")]
-    pub wait: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct CostArgs {
-    /// The month, YYYY-MM (default: this month, Helsinki time).
-    #[arg(long, value_name = "YYYY-MM")]
-    pub month: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct PurgeArgs {
-    /// Only count what would be erased and deleted.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct TasksArgs {
-    /// Only this account.
-    #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
-    /// Only tickets in this state (e.g. Avoin).
-    #[arg(long, value_name = "STATE")]
-    pub state: Option<String>,
-    /// Also tickets that left the open set.
-    #[arg(long)]
-    pub all: bool,
-    /// Print a JSON array.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct JsonArg {
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// Also call each account once (one selaa page; one more per extra state with
-    /// state_filter = "per_state"): credentials, contractor id, and what the server really does.
-    #[arg(long)]
-    pub online: bool,
-}
+pub use args::{CheckArgs, Cli, Command, CostArgs, JsonArg, PurgeArgs, RunArgs, TasksArgs};
 
 #[cfg(feature = "sim")]
 #[derive(Debug, Args)]

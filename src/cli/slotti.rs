@@ -4,49 +4,13 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
-
+pub use super::args::{SlottiArgs, SlottiCommand, WebhookCommand};
 use super::escape::esc;
 use super::usage;
 use crate::config::Config;
 use crate::slotti::config::SlottiConfig;
 use crate::slotti::{Client, NewWebhook, Resource, Service, TOPICS};
 use crate::store::{CallsOf, Handle};
-
-#[derive(Debug, Args)]
-pub struct SlottiArgs {
-    #[command(subcommand)]
-    pub command: SlottiCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SlottiCommand {
-    /// Slotti's webhook registration (deliveries of booking.created/modified/deleted).
-    #[command(subcommand)]
-    Webhook(WebhookCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
-    /// Register a webhook for booking.created, booking.modified and booking.deleted, signed with
-    /// `[slotti.webhook] secret` (and Basic when configured); prints its id.
-    Register {
-        /// Where Slotti delivers (default: `[slotti.webhook] public_url`).
-        #[arg(long, value_name = "URL")]
-        url: Option<String>,
-    },
-    /// List the registered webhooks.
-    List {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a registered webhook.
-    Delete {
-        /// The webhook's guid (as `list` shows it).
-        guid: String,
-    },
-}
 
 /// The `[slotti]` section, or the usage error that says it is missing.
 fn section(config: &Config) -> anyhow::Result<&SlottiConfig> {

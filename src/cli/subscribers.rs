@@ -3,31 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
-
+pub use super::args::{SubscribersArgs, SubscribersCommand};
 use super::escape::esc;
 use super::usage;
 use crate::config::Config;
 use crate::status::{SubscriberShown as Shown, subscribers_shown as shown};
 use crate::store::Handle;
-
-#[derive(Debug, Args)]
-pub struct SubscribersArgs {
-    #[command(subcommand)]
-    pub command: Option<SubscribersCommand>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SubscribersCommand {
-    /// Revive a dead subscriber: the daemon delivers again from the event it stopped on.
-    Retry {
-        /// The subscriber's name (`name` in `[[api.subscribers]]`, or as `subscribers` lists it).
-        name: String,
-    },
-}
 
 /// One line per subscriber for `status` and `subscribers`.
 pub fn line(s: &Shown) -> String {

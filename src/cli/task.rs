@@ -3,12 +3,11 @@
 //! action is validated against the mirror and written with its outbox row in one transaction;
 //! nothing is queued when a check fails.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
 use serde_json::json;
 
+pub use super::args::{BookArgs, Common, Notify, OutboxArgs, OutboxCommand, TaskAction, TaskArgs};
 use crate::action::{Action, CreateRequest};
 use crate::config::Config;
 use crate::escape::esc;
@@ -16,12 +15,6 @@ use crate::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
 pub use crate::report::describe;
 use crate::store::{Handle, OutboxRow};
 use crate::tampuuri::Api;
-
-#[derive(Debug, Args)]
-pub struct TaskArgs {
-    #[command(subcommand)]
-    pub action: TaskAction,
-}
 
 impl TaskArgs {
     /// `--now`: the action is pushed at once, so the command calls Tampuuri; `book` always
@@ -37,175 +30,10 @@ impl TaskArgs {
     }
 }
 
-/// Options every task command takes.
-#[derive(Debug, Args)]
-pub struct Common {
-    /// The Tampuuri account; may be left out when the ticket id is in one account only.
-    #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
-    /// Push now instead of waiting for the next cycle.
-    #[arg(long)]
-    pub now: bool,
-    /// Print the queued action as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Whether the resident and other parties are notified (default: yes).
-#[derive(Debug, Args)]
-pub struct Notify {
-    /// Tell the resident and other parties (IlmoitaOsallisille); the default.
-    #[arg(long, overrides_with = "no_notify")]
-    pub notify: bool,
-    /// Do not tell them.
-    #[arg(long)]
-    pub no_notify: bool,
-}
-
 impl Notify {
     fn value(&self) -> bool {
         !self.no_notify
     }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TaskAction {
-    /// Accept a ticket (vastaanota): from Avoin or Odottaa.
-    Accept {
-        /// Ticket id.
-        id: i64,
-        /// A comment to send with it.
-        #[arg(long, value_name = "TEXT")]
-        comment: Option<String>,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Put an accepted ticket on hold (odotukseen), with the reason the resident is told.
-    Hold {
-        /// Ticket id.
-        id: i64,
-        /// Why the job waits (required; the resident is told).
-        #[arg(long, value_name = "TEXT")]
-        reason: Option<String>,
-        #[command(flatten)]
-        notify: Notify,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Mark a ticket done (kuittaatehdyksi); its follow-ups must be carried out first.
-    Done {
-        /// Ticket id.
-        id: i64,
-        /// A comment to send with it.
-        #[arg(long, value_name = "TEXT")]
-        comment: Option<String>,
-        #[command(flatten)]
-        notify: Notify,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Create a ticket (a follow-up with --parent), with attachments (ilmoitukset/base64).
-    New {
-        /// Parent ticket: this one is follow-up work of it, and inherits its cost centre and space.
-        #[arg(long, value_name = "ID")]
-        parent: Option<i64>,
-        /// Otsikko, at most 255 characters.
-        #[arg(long)]
-        title: String,
-        /// TyotehtavanKuvaus, at most 8000 characters.
-        #[arg(long)]
-        description: String,
-        /// TyotehtavanLisatiedot, at most 20000 characters (huoltosync appends a short marker).
-        #[arg(long)]
-        details: Option<String>,
-        /// KustannuspaikkaId (required unless inherited from --parent).
-        #[arg(long, value_name = "ID")]
-        cost_centre: Option<i64>,
-        /// TilaId (a space: apartment, sauna…).
-        #[arg(long, value_name = "ID")]
-        space: Option<i64>,
-        /// HuoneId.
-        #[arg(long, value_name = "ID")]
-        room: Option<i64>,
-        /// Kiireellisyys.
-        #[arg(long)]
-        urgency: Option<String>,
-        /// TyonsuorittajaId; default: our own contractor id, so the ticket shows in our sweep.
-        #[arg(long, value_name = "ID")]
-        assignee: Option<i64>,
-        /// A file to attach (repeatable); its type is guessed from the name.
-        #[arg(long, value_name = "FILE")]
-        attach: Vec<PathBuf>,
-        #[command(flatten)]
-        common: Common,
-    },
-    /// Book a technician's visit in Slotti (`[slotti]`) for an open ticket: the first free time
-    /// that meets the options; the resident is then told the time through Tampuuri.
-    Book(BookArgs),
-}
-
-/// `task book`.
-#[derive(Debug, Args)]
-pub struct BookArgs {
-    /// Ticket id.
-    pub id: i64,
-    /// The Slotti service, by name or guid; default: the matching `[[slotti.rules]]` entry's, else
-    /// `[slotti] default_service`.
-    #[arg(long, value_name = "NAME")]
-    pub service: Option<String>,
-    /// A technician allowed (a Slotti resource, by name or guid; repeatable); default: the
-    /// rule's, else any.
-    #[arg(long, value_name = "NAME")]
-    pub technician: Vec<String>,
-    /// Start at or after TIME (2026-12-01T09:00 in `[slotti] timezone`, a date, or RFC 3339).
-    #[arg(long, value_name = "TIME")]
-    pub after: Option<String>,
-    /// End at or before TIME.
-    #[arg(long, value_name = "TIME")]
-    pub before: Option<String>,
-    /// Start exactly at TIME.
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
-    /// The resident's name, instead of the ticket's reporter's.
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// The resident's phone number, instead of the reporter's.
-    #[arg(long, value_name = "PHONE")]
-    pub phone: Option<String>,
-    /// The resident's e-mail address, instead of the reporter's.
-    #[arg(long, value_name = "EMAIL")]
-    pub email: Option<String>,
-    /// Print the first five free times, one a line, and queue nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[command(flatten)]
-    pub common: Common,
-}
-
-#[derive(Debug, Args)]
-pub struct OutboxArgs {
-    #[command(subcommand)]
-    pub command: Option<OutboxCommand>,
-    /// Only dead-lettered actions.
-    #[arg(long)]
-    pub failed: bool,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum OutboxCommand {
-    /// Re-queue a dead-lettered action (after fixing its cause).
-    Retry {
-        /// The action's outbox id (`#` in `huoltosync outbox`).
-        id: i64,
-    },
-    /// Drop a pending or dead-lettered action; prints what was dropped.
-    Cancel {
-        /// The action's outbox id (`#` in `huoltosync outbox`).
-        id: i64,
-    },
 }
 
 impl TaskAction {
@@ -293,6 +121,28 @@ fn refusal(e: QueueError) -> anyhow::Error {
         QueueError::Failed(e) => e,
         other => other.into(),
     }
+}
+
+/// A queued booking as `task book` reports it: the visit's start on the wall clock of
+/// `[slotti] timezone` (`tz`), named, where the outbox's own description gives UTC.
+fn describe_booking(
+    row: &OutboxRow,
+    booking: &crate::action::VisitBooking,
+    slot: &crate::action::BookedSlot,
+    tz: chrono_tz::Tz,
+) -> String {
+    format!(
+        "book a visit ({:?}, {} {}, {}) for ticket {} in {}",
+        esc(&booking.service.name),
+        slot.start.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
+        tz.name(),
+        esc(booking
+            .technician_name(&slot.resource_guid)
+            .unwrap_or("a technician")),
+        row.ticket_id
+            .map_or_else(|| "?".to_owned(), |id| id.to_string()),
+        esc(&row.account)
+    )
 }
 
 /// `huoltosync task …`: queues the action, prints it, and with `--now` pushes at once.
@@ -387,12 +237,19 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        crate::slotti::book::Booked::Queued { row, .. } => row,
+        crate::slotti::book::Booked::Queued { row, booking, slot } => {
+            if !args.common.json {
+                outln!(
+                    "queued #{}: {}",
+                    row.id,
+                    describe_booking(&row, &booking, &slot, tz)
+                )?;
+            }
+            row
+        }
     };
     if args.common.json {
         outln!("{}", serde_json::to_string_pretty(&queued_json(&row))?)?;
-    } else {
-        outln!("queued #{}: {}", row.id, describe(&row))?;
     }
     if !args.common.now {
         return Ok(ExitCode::SUCCESS);

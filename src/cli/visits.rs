@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use clap::Args;
 
+pub use super::args::VisitsArgs;
 use super::{account_names, open_store, usage};
 use crate::config::Config;
 use crate::escape::esc;
@@ -14,24 +14,6 @@ use crate::report::count;
 use crate::slotti::message::describe;
 use crate::store::VisitFilter;
 use crate::time;
-
-#[derive(Debug, Args)]
-pub struct VisitsArgs {
-    /// Visits that end after this: a day (YYYY-MM-DD, local) or an RFC 3339 time (default: the
-    /// start of today).
-    #[arg(long, value_name = "DATE")]
-    pub from: Option<String>,
-    /// Visits that start before the end of this day (YYYY-MM-DD, local) or before this RFC 3339
-    /// time (default: no end).
-    #[arg(long, value_name = "DATE")]
-    pub to: Option<String>,
-    /// Only this account.
-    #[arg(long, value_name = "NAME")]
-    pub account: Option<String>,
-    /// Print a JSON array (times in UTC, each visit with its history).
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki).
 pub fn zone(config: &Config) -> Tz {

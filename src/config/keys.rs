@@ -534,31 +534,69 @@ mod tests {
         crate::config::check_webhook_path(webhook::PATH.default).unwrap();
     }
 
-    /// The `[section]` of the example file (up to the next header), without the header.
+    /// The `[section]` of the example file (up to the next header), without the header. An
+    /// optional section is commented out, header and keys (`# [api]`): it is found the same way,
+    /// and ends at the next header, set or commented, that is not one of its own sub-tables
+    /// (`# [[api.tokens]]` stays within `# [api]`).
     fn example_section(name: &str) -> &'static str {
-        let header = |line: &str| {
-            let l = line.trim_start_matches('[').trim_end_matches(']');
-            line.starts_with('[') && l == name
+        // A header line, commented out or not: its name, and whether it was commented out.
+        let header = |line: &str| -> Option<(&str, bool)> {
+            let (l, commented) = match line.trim().strip_prefix("# ") {
+                Some(l) => (l.trim(), true),
+                None => (line.trim(), false),
+            };
+            l.starts_with('[')
+                .then(|| (l.trim_start_matches('[').trim_end_matches(']'), commented))
         };
-        let mut lines = EXAMPLE.split_inclusive('\n');
+        let ends = |line: &str| match header(line) {
+            Some((_, false)) => true,
+            Some((other, true)) => other != name && !other.starts_with(&format!("{name}.")),
+            None => false,
+        };
         let mut start = 0;
-        for line in lines.by_ref() {
+        for line in EXAMPLE.split_inclusive('\n') {
             start += line.len();
-            if header(line.trim()) {
+            if header(line).is_some_and(|(n, _)| n == name) {
                 let rest = &EXAMPLE[start..];
                 let end = rest
-                    .lines()
+                    .split_inclusive('\n')
                     .scan(0, |at, l| {
                         let here = *at;
-                        *at += l.len() + 1;
+                        *at += l.len();
                         Some((here, l))
                     })
-                    .find(|(_, l)| l.starts_with('['))
+                    .find(|(_, l)| ends(l))
                     .map_or(rest.len(), |(at, _)| at);
                 return &rest[..end];
             }
         }
         panic!("config.example.toml has no [{name}] section");
+    }
+
+    #[test]
+    fn the_example_config_switches_no_optional_section_on() {
+        let optional = ["metrics", "webhook", "api", "board", "slotti", "pricing"];
+        for line in EXAMPLE.lines().filter(|l| l.starts_with('[')) {
+            let name = line.trim_matches(['[', ']']);
+            let top = name.split('.').next().unwrap_or(name);
+            assert!(
+                !optional.contains(&top),
+                "config.example.toml switches {line} on: comment it out, as its keys are"
+            );
+        }
+        // Each is still there to uncomment, and so is what is on by default.
+        for name in optional {
+            assert!(
+                EXAMPLE.contains(&format!("\n# [{name}]\n"))
+                    || EXAMPLE.contains(&format!("\n# [[{name}]]\n")),
+                "{name}"
+            );
+        }
+        for name in [
+            "store", "tampuuri", "sync", "push", "schedule", "service", "privacy",
+        ] {
+            assert!(EXAMPLE.contains(&format!("\n[{name}]\n")), "[{name}]");
+        }
     }
 
     /// What `key = …` (set or commented out) shows in the example's `[section]`.

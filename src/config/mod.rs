@@ -23,6 +23,7 @@ mod types;
 
 pub use crate::cost::{Package, default_pricing};
 pub use load::check_webhook_path;
+pub(crate) use secrets::unreadable_credential;
 pub use types::*;
 
 #[cfg(test)]

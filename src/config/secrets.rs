@@ -65,7 +65,7 @@ impl Reader {
                 Err(e) => {
                     self.error(
                         &join(prefix, &file_key),
-                        &format!("cannot read {}: {e}", path.display()),
+                        &unreadable_credential(&f, &path, &e),
                     );
                     None
                 }
@@ -140,6 +140,26 @@ impl Reader {
             None => self.base_dir.join(p),
         }
     }
+}
+
+/// What to say about a `*_file` secret (`name` as the config gives it) that cannot be read at
+/// `path`: the error, where it was looked for and why there, and how systemd and a command run
+/// by hand get it (`$CREDENTIALS_DIRECTORY`). Never the secret itself.
+pub(crate) fn unreadable_credential(name: &str, path: &Path, e: &std::io::Error) -> String {
+    let mut m = format!("cannot read {}: {e}", path.display());
+    if Path::new(name).is_absolute() {
+        return m;
+    }
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => m.push_str(&format!(
+            " (a relative name is looked for in $CREDENTIALS_DIRECTORY, here {}: under systemd the unit needs a line LoadCredential={name}:/etc/huoltosync/credentials/{name})",
+            Path::new(&dir).display()
+        )),
+        None => m.push_str(&format!(
+            " (a relative name is looked for in $CREDENTIALS_DIRECTORY, which is not set, so beside the config file; under systemd the unit's LoadCredential={name}:… line sets it; by hand, run as the service user with it set: `runuser -u huoltosync -- env CREDENTIALS_DIRECTORY=/etc/huoltosync/credentials huoltosync --config /etc/huoltosync/config.toml …`)"
+        )),
+    }
+    m
 }
 
 #[cfg(unix)]

@@ -10,8 +10,7 @@ use secrecy::SecretString;
 use super::keys;
 use crate::cost::Package;
 
-/// The path used when neither `--config` nor `$HUOLTOSYNC_CONFIG` names one.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/huoltosync/config.toml";
+pub use crate::cli::args::DEFAULT_CONFIG_PATH;
 /// The states that make a ticket "ours and unfinished" unless an account says otherwise.
 pub const DEFAULT_OPEN_STATES: [&str; 3] = ["Avoin", "Vastaanotettu", "Odottaa"];
 /// Tampuuri's maximum page size.

@@ -782,3 +782,17 @@ async fn live_boards_are_bounded() {
     let (s, _) = page(&b, &format!("{root}/")).await;
     assert_eq!(s, 200);
 }
+
+#[tokio::test]
+async fn board_passwd_without_a_role_makes_a_viewer_as_an_entry_without_role_is() {
+    let (code, out, err) = passwd(&["ville"], &format!("{PASSWORD}\n{PASSWORD}\n")).await;
+    assert_eq!(code, 0, "{err}");
+    let t: toml::Table = out.parse().expect("stdout is TOML");
+    assert_eq!(t["board"]["users"][0]["role"].as_str(), Some("viewer"));
+    // The example config says the same of its commented entry.
+    let example = include_str!("../../config.example.toml");
+    assert!(
+        example.contains("\"viewer\" (read\n# only; the default)"),
+        "config.example.toml no longer says viewer is the default role"
+    );
+}

@@ -7,7 +7,9 @@
 //! refused, and on every page a label for every form control and no horizontal scroll at 360 px.
 //!
 //! The tests need Chromium and chromedriver (Debian: `apt-get install chromium chromium-driver`;
-//! `.ci/run` installs them). Without chromedriver they fail and say so.
+//! `.ci/run` installs them). Without them the browser tests pass without running and print one
+//! line saying how to run them, so `cargo test --release` needs no browser; with
+//! `HUOLTOSYNC_BROWSER_TESTS=required` (as `.ci/run` sets it) a missing browser fails them.
 //!
 //! `browser::screenshots` (ignored by default) writes the README's screenshots:
 //! `SCREENSHOTS=docs/screenshots cargo test --release --test it browser::screenshots -- --ignored`.
@@ -47,6 +49,43 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The variable that makes a missing browser a failure instead of a skip.
+const REQUIRED_VAR: &str = "HUOLTOSYNC_BROWSER_TESTS";
+
+/// What is missing to run the browser tests here (chromedriver, Chromium), if anything.
+fn missing_browser() -> Option<&'static str> {
+    if which("chromedriver").is_none() {
+        return Some("chromedriver");
+    }
+    CHROMIUMS
+        .into_iter()
+        .find_map(which)
+        .is_none()
+        .then_some("Chromium")
+}
+
+/// The browsers tried, in order.
+const CHROMIUMS: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
+
+/// Whether the browser tests run here: yes when chromedriver and Chromium are installed. Else
+/// one line on the terminal (past the test harness's capture) saying how to run them, and no;
+/// with `HUOLTOSYNC_BROWSER_TESTS=required` a missing browser is a failure instead.
+fn browser_tests_run(test: &str) -> bool {
+    let Some(missing) = missing_browser() else {
+        return true;
+    };
+    let how = "the browser tests need Chromium and chromedriver (Debian: apt-get install chromium chromium-driver)";
+    if std::env::var(REQUIRED_VAR).is_ok_and(|v| v == "required") {
+        panic!("{missing} is not installed, and {REQUIRED_VAR}=required: {how}");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "browser::{test} skipped: {missing} is not installed; {how}, then run them with {REQUIRED_VAR}=required cargo test --release --test it browser::"
+    );
+    false
 }
 
 /// chromedriver on a loopback port, in a process group of its own: dropping it kills the group,
@@ -118,7 +157,7 @@ impl Browser {
     async fn start() -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let driver = Driver::start(profile.path());
-        let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        let chromium = CHROMIUMS
             .into_iter()
             .find_map(which)
             .expect("chromium is not installed (Debian: apt-get install chromium chromium-driver)");
@@ -379,6 +418,9 @@ async fn sign_in_with_password(b: &Browser, root: &str, user: &str, password: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_board_in_headless_chromium() {
+    if !browser_tests_run("the_board_in_headless_chromium") {
+        return;
+    }
     let (env, _served, root) = board_env(3).await;
     // A (Avoin) to accept, B (Vastaanotettu) to hold, C to try a form without its token.
     let a = sim_create(&env, json!({"Otsikko": "Patteri kylmä"})).await;
@@ -722,6 +764,9 @@ async fn on_a_phone_the_contact_and_the_visit_come_first_and_finnish_pages_say_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes the README's screenshots: SCREENSHOTS=docs/screenshots cargo test --release --test it browser::screenshots -- --ignored"]
 async fn screenshots() {
+    if !browser_tests_run("screenshots") {
+        return;
+    }
     let (_env, _served, root) = board_env(15).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("SCREENSHOTS").map_or_else(|| tmp.path().to_owned(), PathBuf::from);

@@ -950,3 +950,54 @@ fn the_board_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
         &["board.public_url"],
     );
 }
+
+#[tokio::test]
+async fn an_unreadable_file_secret_says_where_it_was_looked_for_and_about_credentials_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        GOOD.replace("api_key = \"k\"", "api_key_file = \"tampuuri-api-key\""),
+    )
+    .unwrap();
+    let run = |creds: Option<&Path>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"));
+        cmd.arg("--config").arg(&path).arg("check-config");
+        match creds {
+            Some(d) => cmd.env("CREDENTIALS_DIRECTORY", d),
+            None => cmd.env_remove("CREDENTIALS_DIRECTORY"),
+        };
+        async move {
+            let out = cmd.output().await.unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.code(), text)
+        }
+    };
+    // Not set: beside the config file, and how systemd and a command by hand set it.
+    let (code, text) = run(None).await;
+    assert_eq!(code, Some(2), "{text}");
+    let beside = dir.path().join("tampuuri-api-key");
+    assert!(text.contains(&beside.display().to_string()), "{text}");
+    assert!(
+        text.contains("$CREDENTIALS_DIRECTORY, which is not set")
+            && text.contains("LoadCredential=tampuuri-api-key")
+            && text.contains("runuser -u huoltosync -- env CREDENTIALS_DIRECTORY="),
+        "{text}"
+    );
+    // Set: in that folder, and the unit line that puts it there.
+    let creds = tempfile::tempdir().unwrap();
+    let (code, text) = run(Some(creds.path())).await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains(&creds.path().join("tampuuri-api-key").display().to_string())
+            && text.contains(&format!("here {}", creds.path().display()))
+            && text.contains(
+                "LoadCredential=tampuuri-api-key:/etc/huoltosync/credentials/tampuuri-api-key"
+            ),
+        "{text}"
+    );
+}

@@ -1150,3 +1150,27 @@ async fn a_redirect_answering_a_state_change_leaves_it_in_doubt_and_it_is_checke
     }
     assert!(caught.lock().unwrap().is_empty(), "{:?}", caught.lock());
 }
+
+#[tokio::test]
+async fn task_new_without_a_cost_centre_or_parent_is_bad_usage() {
+    let (env, _) = synced(2).await;
+    let (code, out, err) = env
+        .cli(&[
+            "task",
+            "new",
+            "--account",
+            "sim-1",
+            "--title",
+            "Uusi",
+            "--description",
+            "Kuvaus",
+        ])
+        .await;
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("--cost-centre"), "{err}");
+    let queued: i64 = env
+        .db()
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(queued, 0);
+}

@@ -552,4 +552,23 @@ async fn an_answer_with_our_marker_and_a_start_in_2020_tells_the_time_the_calend
     // Another run tells nothing more, and books nothing more.
     run_once(&env).await;
     assert_eq!(holds(&env, id).len(), 1);
+
+#[tokio::test]
+async fn task_book_says_when_the_visit_starts_on_the_local_clock() {
+    let env = env(6).await;
+    let id = bookable(&env)[0];
+    let out = env.task_ok(&["book", &id.to_string()]).await;
+    assert!(
+        out.contains("Europe/Helsinki") && !out.contains("UTC"),
+        "{out}"
+    );
+    run_once(&env).await;
+    let start: DateTime<Utc> = ours(&env, id)[0]["start"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let local = start.with_timezone(&chrono_tz::Europe::Helsinki);
+    let shown = format!("{} Europe/Helsinki", local.format("%Y-%m-%d %H:%M"));
+    assert!(out.contains(&shown), "{out} lacks {shown}");
 }
