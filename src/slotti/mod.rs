@@ -743,11 +743,13 @@ fn refusal(
     let write = call.kind == Kind::Write;
     let message = scrub(&server_words(bytes), call.hidden);
     let (error, retry) = match status {
+        // A refusal of the key may quote a key (not necessarily ours, so not scrubbed): its
+        // body is not shown.
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
             SlottiError::Auth {
                 endpoint,
                 status: code,
-                message,
+                message: "(Slotti's answer to a refused key is not quoted)".to_owned(),
             },
             false,
         ),
