@@ -1186,8 +1186,7 @@ async fn three_hundred_tickets_we_do_not_hold_cost_no_get_and_one_sweep_finds_th
 }
 
 #[tokio::test]
-async fn within_the_budget_unknown_tickets_are_fetched_and_beyond_it_a_sweep_takes_over()
-{
+async fn within_the_budget_unknown_tickets_are_fetched_and_beyond_it_a_sweep_takes_over() {
     let env = Setup::tickets(3)
         .sections(&webhook_toml("max_fetches_per_minute = 15"))
         .start()
