@@ -21,7 +21,7 @@ use crate::time;
 
 /// Fetches of tickets the mirror does not hold in one pass; the rest wait for the next pass,
 /// which starts at once (after any delivery about a held ticket that came meanwhile).
-pub const PER_PASS: usize = 10;
+pub const PER_PASS: usize = 60;
 /// The shortest time between the starts of two syncs of an account when a sweep replaces
 /// fetches over the budget.
 pub const SWEEP_GAP: Duration = Duration::from_secs(10);
