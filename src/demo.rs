@@ -346,7 +346,9 @@ async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result
 /// run` would, until Ctrl-C (or SIGTERM). Prints a one-time sign-in link and the token.
 /// Removes nothing: the demo folder stays, as the plain demo leaves it.
 async fn serve(config_path: &std::path::Path, store: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let token = crate::board::new_token();
     let password = crate::board::new_token();
     let hash = crate::board::config::hash_password(&password)?;
@@ -365,8 +367,14 @@ async fn serve(config_path: &std::path::Path, store: &std::path::Path) -> anyhow
     let url = crate::board::login_url(&config.board, listen, &link);
     outln!("\nThe daemon now runs on this store, with the HTTP API and the board on {listen}.")?;
     outln!("  Board: open {url} (a one-time sign-in link, valid 5 minutes; user demo).")?;
-    outln!("  API:   curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/tickets?limit=5")?;
-    outln!("  A new sign-in link: {} --config {} board login-link --user demo", bin(), config_path.display())?;
+    outln!(
+        "  API:   curl -H 'Authorization: Bearer {token}' http://{listen}/api/v1/tickets?limit=5"
+    )?;
+    outln!(
+        "  A new sign-in link: {} --config {} board login-link --user demo",
+        bin(),
+        config_path.display()
+    )?;
     outln!("Ctrl-C stops the daemon and the simulator; the demo folder stays.")?;
     crate::service::run(config_path.to_path_buf(), config).await
 }

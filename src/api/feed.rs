@@ -30,7 +30,11 @@ impl FeedWatch {
     /// Starts probing `store` (its own connection: probes never queue behind requests).
     /// At most `long_polls` requests wait at once (`[api] max_long_polls`); at `stop` every
     /// waiting one answers at once with what it has.
-    pub(super) fn start(store: Handle, stop: CancellationToken, long_polls: usize) -> Arc<FeedWatch> {
+    pub(super) fn start(
+        store: Handle,
+        stop: CancellationToken,
+        long_polls: usize,
+    ) -> Arc<FeedWatch> {
         let (tx, _) = watch::channel(0);
         let feed = Arc::new(FeedWatch {
             last: tx,

@@ -540,14 +540,14 @@ mod tests {
     /// (`# [[api.tokens]]` stays within `# [api]`).
     fn example_section(name: &str) -> &'static str {
         // A header line, commented out or not: its name, and whether it was commented out.
-        let header = |line: &str| -> Option<(&str, bool)> {
+        fn header(line: &str) -> Option<(&str, bool)> {
             let (l, commented) = match line.trim().strip_prefix("# ") {
                 Some(l) => (l.trim(), true),
                 None => (line.trim(), false),
             };
             l.starts_with('[')
                 .then(|| (l.trim_start_matches('[').trim_end_matches(']'), commented))
-        };
+        }
         let ends = |line: &str| match header(line) {
             Some((_, false)) => true,
             Some((other, true)) => other != name && !other.starts_with(&format!("{name}.")),

@@ -137,7 +137,30 @@ pub fn subscribers(api: Option<&mut Table>, keys: &mut dyn Keys) -> Vec<Subscrib
 
 fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> {
     let mut ok = true;
-    let url = match t.remove("url") {
+    let url = url(keys, p, t);
+    let name = name(keys, p, t, url.as_ref(), &mut ok);
+    let secret = secret(keys, p, t, &mut ok);
+    let events = events(keys, p, t, &mut ok);
+    let deadline_hours = deadline_hours(keys, p, t, &mut ok);
+    for key in t.keys() {
+        keys.error(&format!("{p}.{key}"), "unknown key");
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(SubscriberConfig {
+        name: name?,
+        url: url?,
+        secret: secret?,
+        events,
+        deadline: Duration::from_secs(deadline_hours * 3600),
+    })
+}
+
+/// `url`: an http(s) URL with a host and no user:password.
+fn url(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<reqwest::Url> {
+    match t.remove("url") {
         None => {
             keys.error(&format!("{p}.url"), "missing");
             None
@@ -170,9 +193,19 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
             );
             None
         }
-    };
-    let name = match t.remove("name") {
-        None => url.as_ref().map(default_name),
+    }
+}
+
+/// `name`: given, or made from the URL.
+fn name(
+    keys: &mut dyn Keys,
+    p: &str,
+    t: &mut Table,
+    url: Option<&reqwest::Url>,
+    ok: &mut bool,
+) -> Option<String> {
+    match t.remove("name") {
+        None => url.map(default_name),
         Some(Value::String(s)) if !s.trim().is_empty() && !s.chars().any(char::is_control) => {
             Some(s)
         }
@@ -181,7 +214,7 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                 &format!("{p}.name"),
                 "must not be empty or hold control characters",
             );
-            ok = false;
+            *ok = false;
             None
         }
         Some(other) => {
@@ -189,10 +222,14 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                 &format!("{p}.name"),
                 &format!("must be a string, not a {}", other.type_str()),
             );
-            ok = false;
+            *ok = false;
             None
         }
-    };
+    }
+}
+
+/// `secret`, `secret_file` or `secret_env`: a Standard Webhooks secret.
+fn secret(keys: &mut dyn Keys, p: &str, t: &mut Table, ok: &mut bool) -> Option<SecretString> {
     let given = ["secret", "secret_file", "secret_env"]
         .into_iter()
         .find(|k| t.contains_key(*k))
@@ -204,9 +241,9 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                 &format!("{p}.secret"),
                 "missing: give secret, secret_file or secret_env (whsec_ + base64)",
             );
-            ok = false;
+            *ok = false;
         }
-        (None, Some(_)) => ok = false,
+        (None, Some(_)) => *ok = false,
         // Not read (loaded without secrets): its form is checked when it is read.
         (Some(s), _) if s.expose_secret().is_empty() => {}
         (Some(s), Some(key)) => {
@@ -215,12 +252,17 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                     key,
                     &format!("must be a Standard Webhooks secret: whsec_ followed by the base64 of at least {MIN_SECRET_BYTES} random bytes"),
                 );
-                ok = false;
+                *ok = false;
             }
         }
         (Some(_), None) => {}
     }
-    let events = match t.remove("events") {
+    secret
+}
+
+/// `events`: `None` for every event type.
+fn events(keys: &mut dyn Keys, p: &str, t: &mut Table, ok: &mut bool) -> Option<Vec<String>> {
+    match t.remove("events") {
         None => None,
         Some(Value::Array(items)) if !items.is_empty() => {
             let mut list = Vec::new();
@@ -237,14 +279,14 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                                 EVENT_TYPES.join(", ")
                             ),
                         );
-                        ok = false;
+                        *ok = false;
                     }
                     other => {
                         keys.error(
                             &format!("{p}.events[{j}]"),
                             &format!("must be a string, not a {}", other.type_str()),
                         );
-                        ok = false;
+                        *ok = false;
                     }
                 }
             }
@@ -255,11 +297,15 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                 &format!("{p}.events"),
                 "must be a non-empty list of event types, or [\"*\"] for all",
             );
-            ok = false;
+            *ok = false;
             None
         }
-    };
-    let deadline_hours = match t.remove("deadline_hours") {
+    }
+}
+
+/// `deadline_hours`: 1 to 720, 24 when absent.
+fn deadline_hours(keys: &mut dyn Keys, p: &str, t: &mut Table, ok: &mut bool) -> u64 {
+    match t.remove("deadline_hours") {
         None => 24,
         Some(Value::Integer(n)) if (1..=24 * 30).contains(&n) => n as u64,
         Some(Value::Integer(n)) => {
@@ -267,7 +313,7 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                 &format!("{p}.deadline_hours"),
                 &format!("{n} is out of range: must be from 1 to 720"),
             );
-            ok = false;
+            *ok = false;
             24
         }
         Some(other) => {
@@ -275,24 +321,10 @@ fn one(keys: &mut dyn Keys, p: &str, t: &mut Table) -> Option<SubscriberConfig> 
                 &format!("{p}.deadline_hours"),
                 &format!("must be an integer, not a {}", other.type_str()),
             );
-            ok = false;
+            *ok = false;
             24
         }
-    };
-    for key in t.keys() {
-        keys.error(&format!("{p}.{key}"), "unknown key");
-        ok = false;
     }
-    if !ok {
-        return None;
-    }
-    Some(SubscriberConfig {
-        name: name?,
-        url: url?,
-        secret: secret?,
-        events,
-        deadline: Duration::from_secs(deadline_hours * 3600),
-    })
 }
 
 #[cfg(test)]

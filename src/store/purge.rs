@@ -76,16 +76,6 @@ impl Store {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> anyhow::Result<PurgeReport> {
-        let ago = |days: u32| time::fmt(now - chrono::Duration::days(days.into()));
-        let cutoff = ago(retention.personal_days);
-        let stamp = time::fmt(now);
-        // The fields' JSON paths are bound as parameters `?3, ?4, …`, never spliced into SQL.
-        let paths: Vec<String> = retention
-            .personal_fields
-            .iter()
-            .map(|f| format!("$.{f}"))
-            .collect();
-        let removals: String = (3..3 + paths.len()).map(|i| format!(", ?{i}")).collect();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -93,96 +83,8 @@ impl Store {
             dry_run,
             ..Default::default()
         };
-        r.tickets_erased = tx.execute(
-            &format!(
-                "UPDATE tickets SET reporter_name = NULL, reporter_phone = NULL, reporter_email = NULL,
-                     raw_json = json_remove(raw_json{removals}), personal_erased_at = ?2
-                 WHERE open = 0 AND left_at < ?1 AND personal_erased_at IS NULL"
-            ),
-            rusqlite::params_from_iter(
-                [&cutoff, &stamp]
-                    .into_iter()
-                    .chain(&paths)
-                    .map(|v| v as &dyn rusqlite::ToSql),
-            ),
-        )? as u64;
-        // After the tickets: a visit's customer data goes with its ticket's personal data.
-        let booking_paths: Vec<String> = retention
-            .booking_personal_fields
-            .iter()
-            .map(|f| format!("$.{f}"))
-            .collect();
-        let booking_removals: String = (3..3 + booking_paths.len())
-            .map(|i| format!(", ?{i}"))
-            .collect();
-        r.visits_erased = tx.execute(
-            &format!(
-                "UPDATE visits SET customer_name = NULL, customer_phone = NULL, customer_email = NULL,
-                     raw_json = CASE WHEN json_valid(raw_json) THEN json_remove(raw_json{booking_removals}) ELSE '{{}}' END,
-                     personal_erased_at = ?2
-                 WHERE personal_erased_at IS NULL
-                   AND (max(end_at, updated_at) < ?1
-                        OR EXISTS (SELECT 1 FROM tickets t WHERE t.account = visits.account
-                                   AND t.id = visits.ticket_id AND t.personal_erased_at IS NOT NULL))"
-            ),
-            rusqlite::params_from_iter(
-                [&cutoff, &stamp]
-                    .into_iter()
-                    .chain(&booking_paths)
-                    .map(|v| v as &dyn rusqlite::ToSql),
-            ),
-        )? as u64;
-        r.deliveries_erased = tx.execute(
-            "UPDATE slotti_deliveries SET payload = NULL
-             WHERE processed_at IS NOT NULL AND received_at < ?1 AND payload IS NOT NULL",
-            [&cutoff],
-        )? as u64;
-        r.rows_deleted += tx.execute(
-            "DELETE FROM slotti_deliveries WHERE processed_at IS NOT NULL AND received_at < ?1",
-            [ago(retention.webhook_events_days)],
-        )? as u64;
-        r.actions_erased = tx.execute(
-            "UPDATE outbox SET erased_at = ?2, last_error = NULL,
-                 payload = json_replace(payload, '$.comment', json('null'), '$.reason', '[erased]',
-                                        '$.description', '[erased]', '$.details', json('null'),
-                                        '$.customer', json('null'), '$.info', '[erased]')
-             WHERE status <> 'pending' AND created_at < ?1 AND erased_at IS NULL",
-            params![cutoff, stamp],
-        )? as u64;
-        r.events_erased = tx.execute(
-            "UPDATE webhook_events SET reference_json = NULL, last_error = NULL
-             WHERE received_at < ?1 AND status <> 'pending' AND reference_json IS NOT NULL",
-            [&cutoff],
-        )? as u64;
-        r.rows_deleted += tx.execute(
-            "DELETE FROM webhook_events WHERE status <> 'pending' AND received_at < ?1",
-            [ago(retention.webhook_events_days)],
-        )? as u64;
-        r.errors_erased = tx.execute(
-            "UPDATE sync_runs SET error = '[erased]' WHERE started_at < ?1 AND error IS NOT NULL AND error <> '[erased]'",
-            [&cutoff],
-        )? as u64;
-        r.rows_deleted += tx.execute(
-            "DELETE FROM sync_runs WHERE started_at < ?1 AND outcome <> 'running'",
-            [ago(retention.sync_runs_days)],
-        )? as u64;
-        r.rows_deleted += tx.execute(
-            "DELETE FROM api_calls WHERE day < ?1",
-            [time::local_day(
-                now - chrono::Duration::days(retention.api_calls_days.into()),
-            )],
-        )? as u64;
-        r.rows_deleted += tx.execute(
-            "DELETE FROM outbox WHERE status IN ('delivered', 'cancelled') AND created_at < ?1",
-            [ago(retention.outbox_days)],
-        )? as u64;
-        r.feed_events_deleted =
-            tx.execute("DELETE FROM feed WHERE at < ?1", [ago(retention.feed_days)])? as u64;
-        let keys_age = chrono::Duration::from_std(retention.idempotency_keys)?;
-        r.idempotency_keys_deleted = tx.execute(
-            "DELETE FROM api_idempotency WHERE created_at < ?1",
-            [time::fmt(now - keys_age)],
-        )? as u64;
+        erase_personal(&tx, retention, now, &mut r)?;
+        delete_old(&tx, retention, now, &mut r)?;
         if dry_run {
             tx.rollback()?;
             return Ok(r);
@@ -206,4 +108,134 @@ impl Store {
         }
         Ok(r)
     }
+}
+
+/// The day `days` before `now`, as stored.
+fn ago(now: DateTime<Utc>, days: u32) -> String {
+    time::fmt(now - chrono::Duration::days(days.into()))
+}
+
+/// Erases the personal data whose retention has ended: tickets' reporters and raw fields,
+/// visits' customers, Slotti deliveries' payloads, finished actions' texts, webhook events'
+/// references (and deletes the Slotti deliveries and webhook events kept long enough).
+fn erase_personal(
+    tx: &rusqlite::Transaction<'_>,
+    retention: &Retention<'_>,
+    now: DateTime<Utc>,
+    r: &mut PurgeReport,
+) -> anyhow::Result<()> {
+    let ago = |days: u32| ago(now, days);
+    let cutoff = ago(retention.personal_days);
+    let stamp = time::fmt(now);
+    // The fields' JSON paths are bound as parameters `?3, ?4, …`, never spliced into SQL.
+    let paths: Vec<String> = retention
+        .personal_fields
+        .iter()
+        .map(|f| format!("$.{f}"))
+        .collect();
+    let removals: String = (3..3 + paths.len()).map(|i| format!(", ?{i}")).collect();
+    r.tickets_erased = tx.execute(
+        &format!(
+            "UPDATE tickets SET reporter_name = NULL, reporter_phone = NULL, reporter_email = NULL,
+                 raw_json = json_remove(raw_json{removals}), personal_erased_at = ?2
+             WHERE open = 0 AND left_at < ?1 AND personal_erased_at IS NULL"
+        ),
+        rusqlite::params_from_iter(
+            [&cutoff, &stamp]
+                .into_iter()
+                .chain(&paths)
+                .map(|v| v as &dyn rusqlite::ToSql),
+        ),
+    )? as u64;
+    // After the tickets: a visit's customer data goes with its ticket's personal data.
+    let booking_paths: Vec<String> = retention
+        .booking_personal_fields
+        .iter()
+        .map(|f| format!("$.{f}"))
+        .collect();
+    let booking_removals: String = (3..3 + booking_paths.len())
+        .map(|i| format!(", ?{i}"))
+        .collect();
+    r.visits_erased = tx.execute(
+        &format!(
+            "UPDATE visits SET customer_name = NULL, customer_phone = NULL, customer_email = NULL,
+                 raw_json = CASE WHEN json_valid(raw_json) THEN json_remove(raw_json{booking_removals}) ELSE '{{}}' END,
+                 personal_erased_at = ?2
+             WHERE personal_erased_at IS NULL
+               AND (max(end_at, updated_at) < ?1
+                    OR EXISTS (SELECT 1 FROM tickets t WHERE t.account = visits.account
+                               AND t.id = visits.ticket_id AND t.personal_erased_at IS NOT NULL))"
+        ),
+        rusqlite::params_from_iter(
+            [&cutoff, &stamp]
+                .into_iter()
+                .chain(&booking_paths)
+                .map(|v| v as &dyn rusqlite::ToSql),
+        ),
+    )? as u64;
+    r.deliveries_erased = tx.execute(
+        "UPDATE slotti_deliveries SET payload = NULL
+         WHERE processed_at IS NOT NULL AND received_at < ?1 AND payload IS NOT NULL",
+        [&cutoff],
+    )? as u64;
+    r.rows_deleted += tx.execute(
+        "DELETE FROM slotti_deliveries WHERE processed_at IS NOT NULL AND received_at < ?1",
+        [ago(retention.webhook_events_days)],
+    )? as u64;
+    r.actions_erased = tx.execute(
+        "UPDATE outbox SET erased_at = ?2, last_error = NULL,
+             payload = json_replace(payload, '$.comment', json('null'), '$.reason', '[erased]',
+                                    '$.description', '[erased]', '$.details', json('null'),
+                                    '$.customer', json('null'), '$.info', '[erased]')
+         WHERE status <> 'pending' AND created_at < ?1 AND erased_at IS NULL",
+        params![cutoff, stamp],
+    )? as u64;
+    r.events_erased = tx.execute(
+        "UPDATE webhook_events SET reference_json = NULL, last_error = NULL
+         WHERE received_at < ?1 AND status <> 'pending' AND reference_json IS NOT NULL",
+        [&cutoff],
+    )? as u64;
+    r.rows_deleted += tx.execute(
+        "DELETE FROM webhook_events WHERE status <> 'pending' AND received_at < ?1",
+        [ago(retention.webhook_events_days)],
+    )? as u64;
+    Ok(())
+}
+
+/// Erases old sync errors and deletes the bookkeeping rows kept long enough: sync runs, API-call
+/// days, finished outbox actions, feed events, Idempotency-Keys.
+fn delete_old(
+    tx: &rusqlite::Transaction<'_>,
+    retention: &Retention<'_>,
+    now: DateTime<Utc>,
+    r: &mut PurgeReport,
+) -> anyhow::Result<()> {
+    let ago = |days: u32| ago(now, days);
+    let cutoff = ago(retention.personal_days);
+    r.errors_erased = tx.execute(
+        "UPDATE sync_runs SET error = '[erased]' WHERE started_at < ?1 AND error IS NOT NULL AND error <> '[erased]'",
+        [&cutoff],
+    )? as u64;
+    r.rows_deleted += tx.execute(
+        "DELETE FROM sync_runs WHERE started_at < ?1 AND outcome <> 'running'",
+        [ago(retention.sync_runs_days)],
+    )? as u64;
+    r.rows_deleted += tx.execute(
+        "DELETE FROM api_calls WHERE day < ?1",
+        [time::local_day(
+            now - chrono::Duration::days(retention.api_calls_days.into()),
+        )],
+    )? as u64;
+    r.rows_deleted += tx.execute(
+        "DELETE FROM outbox WHERE status IN ('delivered', 'cancelled') AND created_at < ?1",
+        [ago(retention.outbox_days)],
+    )? as u64;
+    r.feed_events_deleted =
+        tx.execute("DELETE FROM feed WHERE at < ?1", [ago(retention.feed_days)])? as u64;
+    let keys_age = chrono::Duration::from_std(retention.idempotency_keys)?;
+    r.idempotency_keys_deleted = tx.execute(
+        "DELETE FROM api_idempotency WHERE created_at < ?1",
+        [time::fmt(now - keys_age)],
+    )? as u64;
+    Ok(())
 }

@@ -356,7 +356,15 @@ async fn the_demo_serves_the_api_and_the_board_until_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
-        .args(["demo", "--serve", "--tickets", "10", "--accounts", "1", "--dir"])
+        .args([
+            "demo",
+            "--serve",
+            "--tickets",
+            "10",
+            "--accounts",
+            "1",
+            "--dir",
+        ])
         .arg(&demo)
         .env_remove("HUOLTOSYNC_CONFIG")
         .env_remove("RUST_LOG")
@@ -388,7 +396,13 @@ async fn the_demo_serves_the_api_and_the_board_until_ctrl_c() {
     let (Some(link), Some(curl)) = (link, curl) else {
         panic!("demo --serve printed no sign-in link or API line:\n{seen}")
     };
-    let token = curl.split("Bearer ").nth(1).unwrap().split('\'').next().unwrap();
+    let token = curl
+        .split("Bearer ")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
     let api = curl.split_whitespace().last().unwrap().to_owned();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -411,7 +425,10 @@ async fn the_demo_serves_the_api_and_the_board_until_ctrl_c() {
     assert_eq!(signed_in.status(), 303, "the one-time link signs in");
     assert!(signed_in.headers().get("set-cookie").is_some());
     // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-    assert_eq!(unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) },
+        0
+    );
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
         .await
         .expect("demo --serve did not stop within 30 s of Ctrl-C")

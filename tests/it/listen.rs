@@ -251,15 +251,16 @@ async fn long_polls_over_the_cap_get_503_at_once_and_other_requests_are_answered
             (status, retry, body, started.elapsed())
         }));
     }
-    let (refused, _, polls) = tokio::time::timeout(
-        Duration::from_secs(20),
-        futures::future::select_all(polls),
-    )
-    .await
-    .expect("no long poll was refused over the cap");
+    let (refused, _, polls) =
+        tokio::time::timeout(Duration::from_secs(20), futures::future::select_all(polls))
+            .await
+            .expect("no long poll was refused over the cap");
     let (status, retry, body, took) = refused.unwrap();
     assert_eq!(status, 503, "{body}");
-    assert!(took < Duration::from_secs(10), "refused only after {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "refused only after {took:?}"
+    );
     assert_eq!(retry.as_deref(), Some("2"));
     assert!(
         body["detail"].as_str().unwrap().contains("max_long_polls"),

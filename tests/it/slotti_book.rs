@@ -552,6 +552,7 @@ async fn an_answer_with_our_marker_and_a_start_in_2020_tells_the_time_the_calend
     // Another run tells nothing more, and books nothing more.
     run_once(&env).await;
     assert_eq!(holds(&env, id).len(), 1);
+}
 
 #[tokio::test]
 async fn task_book_says_when_the_visit_starts_on_the_local_clock() {
