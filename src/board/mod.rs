@@ -206,6 +206,10 @@ pub fn mount(
         .route("/fragments/row/{account}/{id}", get(pages::row_fragment))
         .route("/events", get(events::events))
         .route("/logout", post(auth::logout))
+        // The session is checked before a body is read (the last layer runs first): without
+        // one, a form's body never reaches the shared budget, so requests without credentials
+        // cannot hold it against the sign-in form.
+        .route_layer(middleware::from_fn_with_state(board.clone(), bound_body))
         .route_layer(middleware::from_fn_with_state(
             board.clone(),
             auth::require_session,
@@ -215,8 +219,8 @@ pub fn mount(
         .route("/login/{token}", get(auth::login_link))
         .route("/static/board.css", get(static_css))
         .route("/static/board.js", get(static_js))
+        .route_layer(middleware::from_fn_with_state(board.clone(), bound_body))
         .merge(signed_in)
-        .layer(middleware::from_fn_with_state(board.clone(), bound_body))
         .layer(middleware::map_response(page_headers))
         // The board's pages gzipped for a browser that accepts it (not /events: tower-http
         // leaves text/event-stream alone); the API behind the fallback is not layered.

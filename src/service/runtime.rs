@@ -88,6 +88,14 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if api(old).is_some() && api(new).is_some() && api_cap(old) != api_cap(new) {
         keys.push("api.max_connections");
     }
+    let api_share = |c: &Config| c.api.as_ref().map(|a| a.max_connections_per_address);
+    if api(old).is_some() && api(new).is_some() && api_share(old) != api_share(new) {
+        keys.push("api.max_connections_per_address");
+    }
+    let polls = |c: &Config| c.api.as_ref().map(|a| a.long_polls());
+    if api(old).is_some() && api(new).is_some() && polls(old) != polls(new) {
+        keys.push("api.max_long_polls");
+    }
     let hook = |c: &Config| c.webhook.as_ref().map(|w| w.listen);
     if hook(old) != hook(new) {
         keys.push("webhook.listen");
@@ -95,6 +103,10 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let hook_cap = |c: &Config| c.webhook.as_ref().map(|w| w.max_connections);
     if hook(old).is_some() && hook(new).is_some() && hook_cap(old) != hook_cap(new) {
         keys.push("webhook.max_connections");
+    }
+    let hook_share = |c: &Config| c.webhook.as_ref().map(|w| w.max_connections_per_address);
+    if hook(old).is_some() && hook(new).is_some() && hook_share(old) != hook_share(new) {
+        keys.push("webhook.max_connections_per_address");
     }
     if old.service.metrics_listen != new.service.metrics_listen {
         keys.push("service.metrics_listen");

@@ -15,7 +15,7 @@
 //!   outbox's backoff (and dead-lettered at its deadline, naming the ticket).
 //! - A lost or unreadable answer to the POST leaves the attempt in doubt.
 //! - An answer is taken as the booking made only when its `info` carries our marker and its
-//!   start, end and resource are the slot sent ([`answers_ours`]). Any other answer (another
+//!   start, end and resource are the slot sent (`answers_ours`). Any other answer (another
 //!   booking's object, a start in the past) is looked up by the marker, like a lost one: what
 //!   the calendar holds is recorded and told.
 //!
