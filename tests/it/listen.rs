@@ -310,3 +310,34 @@ async fn the_sign_in_form_is_small_and_quick_or_refused() {
         "{took:?}"
     );
 }
+
+/// A form posted to a signed-in page without a session is refused before its body is read: a
+/// request without credentials never holds the shared body budget (which the sign-in form needs)
+/// for the body timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_without_a_session_is_refused_before_its_body_is_read() {
+    let (_env, served, root) = crate::board::board_env(1, true).await;
+    let addr: SocketAddr = root.trim_start_matches("http://").parse().unwrap();
+    let _ = served;
+    let mut s = connect_from(addr, 31).await;
+    // 8 MB declared, nothing sent: answered at once, not after the 15 s body timeout.
+    let head = "POST /logout HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 8000000\r\nConnection: close\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer within 10 s: the body was waited for")
+        .unwrap();
+    let status = String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(status, "HTTP/1.1 403 Forbidden");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
