@@ -673,6 +673,9 @@ mod tests {
         [webhook]
         listen = "127.0.0.1:8787"
         hmac_secret = "s"
+        # On, so that its keys written out do not switch it on.
+        [api]
+        feed_retain_days = 30
         [[accounts]]
         name = "a"
         username = "u"

@@ -527,10 +527,9 @@ mod tests {
                 .prepare(&format!("EXPLAIN QUERY PLAN {}", page_sql(after)))
                 .unwrap();
             let p: Option<String> = None;
-            st.query_map(
-                rusqlite::params![p, p, true, p, "$.x", "sim-1", 500, 1001],
-                |r| r.get::<_, String>(3),
-            )
+            st.query_map(rusqlite::params![p, p, true, p, "sim-1", 500, 1001], |r| {
+                r.get::<_, String>(3)
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()

@@ -557,10 +557,10 @@ mod tests {
     fn the_column_list_and_the_values_agree() {
         assert_eq!(TICKET_COLUMNS.split(", ").count(), TICKET_COLUMN_COUNT);
         assert_eq!(placeholders(3).split(", ").count(), TICKET_COLUMN_COUNT);
-        assert!(placeholders(3).starts_with("?3, ?4") && placeholders(3).ends_with("?23"));
+        assert!(placeholders(3).starts_with("?3, ?4") && placeholders(3).ends_with("?24"));
         assert!(
             prefixed("s.").starts_with("s.state, s.title")
-                && prefixed("s.").ends_with("s.content_hash")
+                && prefixed("s.").ends_with("s.content_hash, s.address")
         );
     }
 
