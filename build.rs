@@ -18,6 +18,15 @@ use clap_complete::Shell;
 #[path = "src/cli/args.rs"]
 mod args;
 
+// Stand-ins for the two items `args.rs` takes from the library (`config::DEFAULT_CONFIG_PATH`,
+// `telemetry::LogFormat`): the same value and the same variants, for the pages.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/huoltosync/config.toml";
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 // Stand-ins for the simulator's own arguments, which live beside its code: a build script gets
 // the package's features too, and the pages leave `sim` and `demo` out (see `main`).
 #[cfg(feature = "sim")]

@@ -4,7 +4,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub use crate::cli::args::LogFormat;
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Libraries whose INFO lines are about their own insides (tokio-cron-scheduler's
 /// "Uninited"): kept at WARN unless the filter names them.

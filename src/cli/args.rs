@@ -7,10 +7,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
-/// The config file when neither `--config` nor `$HUOLTOSYNC_CONFIG` names one.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/huoltosync/config.toml";
+// The library's (`config::DEFAULT_CONFIG_PATH`, `telemetry::LogFormat`), re-exported by the
+// `cli` module for this file; `build.rs` declares its own stand-ins for them.
+pub use super::{DEFAULT_CONFIG_PATH, LogFormat};
 
 /// Mirrors the Visma Tampuuri service tickets assigned to a maintenance contractor into SQLite.
 #[derive(Debug, Parser)]
@@ -396,11 +397,4 @@ pub struct VisitsArgs {
     /// Print a JSON array (times in UTC, each visit with its history).
     #[arg(long)]
     pub json: bool,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }

@@ -20,6 +20,9 @@ use anyhow::Context;
 use clap::Args;
 
 pub mod args;
+// For `args.rs`, which takes them from its parent (see there).
+pub use crate::config::DEFAULT_CONFIG_PATH;
+pub use crate::telemetry::LogFormat;
 pub mod board;
 mod online;
 pub mod slotti;

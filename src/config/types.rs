@@ -10,7 +10,8 @@ use secrecy::SecretString;
 use super::keys;
 use crate::cost::Package;
 
-pub use crate::cli::args::DEFAULT_CONFIG_PATH;
+/// The config file when neither `--config` nor `$HUOLTOSYNC_CONFIG` names one.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/huoltosync/config.toml";
 /// The states that make a ticket "ours and unfinished" unless an account says otherwise.
 pub const DEFAULT_OPEN_STATES: [&str; 3] = ["Avoin", "Vastaanotettu", "Odottaa"];
 /// Tampuuri's maximum page size.

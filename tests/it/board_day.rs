@@ -192,7 +192,7 @@ async fn a_rejected_accept_looks_failed_with_retry_and_cancel_above_the_forms() 
         "queued",
         "pending",
     ] {
-        assert!(!main.contains(english), "{english}: {main}");
+        assert!(!text(main).contains(english), "{english}: {main}");
     }
     // The board's row says so too, and not "queued".
     let (_, board) = page(&b, &format!("{root}/")).await;

@@ -117,7 +117,16 @@ async fn bad_usage_exits_2_and_names_what_is_wrong() {
         (&["task", "hold", &id], "--reason"),
         (&["task", "accept", &id, "--account", "nosuch"], "nosuch"),
         (
-            &["task", "new", "--title", "T", "--description", "D"],
+            &[
+                "task",
+                "new",
+                "--title",
+                "T",
+                "--description",
+                "D",
+                "--cost-centre",
+                "1",
+            ],
             "--account",
         ),
     ] {

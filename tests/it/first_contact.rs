@@ -42,7 +42,7 @@ async fn the_online_check_reports_page_size_envelope_states_dates_and_unknown_fi
     );
     assert_eq!(
         line(&out, "ticket fields the mirror does not read"),
-        "ticket fields the mirror does not read (kept in raw_json): Kohde, Laskutettava, SimUusiKentta"
+        "ticket fields the mirror does not read (kept in raw_json): Laskutettava, SimUusiKentta"
     );
     assert_eq!(env.sim().total_calls(), 1, "one call learned all that");
     // No store yet: the call is reported, and no store is created by a check.

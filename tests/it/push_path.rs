@@ -390,7 +390,7 @@ async fn every_bad_action_is_refused_with_a_clear_error_and_nothing_queued() {
                 "--description",
                 "D",
             ]),
-            strs(&["cost centre"]),
+            strs(&["--cost-centre"]),
         ),
         (
             new(&["--attach", "/nonexistent/kuva.jpg"]),

@@ -1252,12 +1252,21 @@ fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
 fn the_units_set_notify_access_once_and_document_what_the_readme_installs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let install = readme
+    // Every shell block of the Install section: the package's and the hand-made install's.
+    let section = readme
         .split("## Install\n")
         .nth(1)
-        .and_then(|s| s.split("```sh\n").nth(1))
-        .and_then(|s| s.split("```").next())
-        .expect("README has an install block");
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has an Install section");
+    let install: String = section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|s| s.split("```").next())
+        .collect();
+    assert!(
+        install.contains("install -D -m 0644 README.md /usr/share/doc/huoltosync/README.md"),
+        "the hand-made install puts the README where the units' Documentation= points"
+    );
     for unit in ["huoltosync.service", "huoltosync-once.service"] {
         let text = std::fs::read_to_string(root.join("systemd").join(unit)).unwrap();
         let settings: Vec<(&str, &str)> = text
