@@ -1,5 +1,5 @@
-//! Every subcommand's arguments: the clap definitions alone, with nothing but `clap` and `std`
-//! in scope, so that `build.rs` compiles this very file to generate the man page `huoltosync(1)`
+//! Every subcommand's arguments: the clap definitions alone, with nothing but `clap`, `std`
+//! and the two library items taken from the parent module in scope, so that `build.rs` compiles this very file to generate the man page `huoltosync(1)`
 //! and the shell completions (`clap_mangen`, `clap_complete`) from the definitions the binary
 //! parses with. What each command does is in the modules beside this one. The simulator's
 //! commands (`sim`, `demo`) are behind the `sim` feature, which a build script never has: the
