@@ -56,6 +56,16 @@ pub struct AccountPlan {
     pub calls_per_poll: u64,
 }
 
+/// How often the schedules fire in a month: numbers the schedules' owner counts
+/// ([`crate::schedule::month_ticks`]), so that the estimate knows nothing of cron.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticks {
+    /// Ticks of the poll schedule in the month.
+    pub poll: u64,
+    /// Ticks of the webhook reconciliation schedule in the month.
+    pub reconcile: u64,
+}
+
 /// What the configuration says, as plain values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {

@@ -206,7 +206,6 @@ async fn finish(
                 .map(|(contractor_id, states)| AccountRules {
                     contractor_id: *contractor_id,
                     open_states: states,
-                    state_field: crate::tampuuri::STATE_FIELD,
                 });
             s.finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
         })
@@ -678,7 +677,15 @@ async fn upsert(account: &AccountConfig, store: &Handle, t: Ticket) {
     let open = t.openness(account.contractor_id, &account.states);
     let (name, id) = (account.name.clone(), t.id);
     if let Err(e) = store
-        .call(move |s| s.upsert_fetched(&name, t, open, &time::fmt(time::now())))
+        .call(move |s| {
+            s.upsert_fetched(
+                &name,
+                t,
+                open,
+                &time::fmt(time::now()),
+                crate::tampuuri::changed_fields,
+            )
+        })
         .await
     {
         tracing::warn!(account = %account.name, ticket = id, error = format!("{e:#}"), "Cannot mirror a fetched ticket.");

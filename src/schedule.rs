@@ -183,6 +183,19 @@ impl Schedule {
     }
 }
 
+/// How often `poll` and `reconcile` fire in `month`: what the cost estimate is made of, handed
+/// to it as numbers.
+pub fn month_ticks(
+    poll: &Schedule,
+    reconcile: &Schedule,
+    month: &crate::cost::Month,
+) -> crate::cost::Ticks {
+    crate::cost::Ticks {
+        poll: poll.ticks_within(month.start, month.span),
+        reconcile: reconcile.ticks_within(month.start, month.span),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,9 +190,9 @@ pub fn subscribers_shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Subsc
     out
 }
 
-/// What the config says about `month`'s cost, with each account's calls per poll from the store.
-pub fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> crate::cost::Plan {
-    let ticks = |s: &crate::schedule::Schedule| s.ticks_within(month.start, month.span);
+/// What the config says about a month's cost, with each account's calls per poll from the store
+/// and the month's `ticks` of the schedules.
+pub fn cost_plan(config: &Config, store: &Store, ticks: crate::cost::Ticks) -> crate::cost::Plan {
     crate::cost::Plan {
         packages: config.pricing.clone(),
         accounts: config
@@ -205,20 +205,22 @@ pub fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> 
                 calls_per_poll: store.last_run_calls(&a.name).ok().flatten().unwrap_or(1),
             })
             .collect(),
-        poll_ticks: ticks(&config.schedule.poll),
-        reconcile_ticks: ticks(&config.reconcile_schedule()),
+        poll_ticks: ticks.poll,
+        reconcile_ticks: ticks.reconcile,
         addon_eur: config.webhook_addon_eur(),
     }
 }
 
-/// The month's cost report: the plan from the config, the usage from the store.
+/// The month's cost report: the plan from the config and the month's `ticks` of the schedules
+/// ([`crate::schedule::month_ticks`]), the usage from the store.
 pub fn cost_report(
     config: &Config,
     store: &Store,
     month: &crate::cost::Month,
+    ticks: crate::cost::Ticks,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<crate::cost::CostReport> {
-    let plan = cost_plan(config, store, month);
+    let plan = cost_plan(config, store, ticks);
     // Slotti's calls are metered in the same table; Tampuuri's packages do not bill them.
     let mut calls = store.calls_in_month(&month.name)?;
     calls.retain(|(account, _, _)| {

@@ -261,7 +261,9 @@ async fn sweep_and_apply(
     run_id: i64,
     progress: &mut Progress,
 ) -> anyhow::Result<ApplyCounts> {
-    let staging = store.begin_staging(&account.name).await?;
+    let staging = store
+        .begin_staging(&account.name, crate::tampuuri::changed_fields)
+        .await?;
     let collected = tokio::time::timeout(
         settings.account_deadline,
         sweep_and_confirm(&staging, account, client, settings, progress),

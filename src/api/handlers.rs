@@ -214,7 +214,8 @@ pub struct HistoryEntry {
     pub at: String,
     /// `appeared`, `changed`, `left`, `returned`.
     pub kind: String,
-    /// The Tampuuri fields that changed.
+    /// The fields that changed, in huoltosync's terms: the ticket's own field names (`state`,
+    /// `title`, `modified`, ...), or Tampuuri's name for a field the mirror does not read.
     #[schema(value_type = Option<Vec<String>>)]
     pub fields: Option<serde_json::Value>,
     pub old_state: Option<String>,
@@ -424,7 +425,12 @@ pub(super) async fn cost(
     let config = st.config.clone();
     st.store
         .call(move |s| {
-            let report = crate::status::cost_report(&config, s, &month, now)?;
+            let ticks = crate::schedule::month_ticks(
+                &config.schedule.poll,
+                &config.reconcile_schedule(),
+                &month,
+            );
+            let report = crate::status::cost_report(&config, s, &month, ticks, now)?;
             Ok(serde_json::to_value(report)?)
         })
         .await

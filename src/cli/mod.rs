@@ -558,7 +558,9 @@ async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
     let month = crate::cost::Month::parse(&month).map_err(|e| usage(format!("{e:#}")))?;
     let store = open_store(config).await?;
-    let report = crate::status::cost_report(config, &store, &month, now)?;
+    let ticks =
+        crate::schedule::month_ticks(&config.schedule.poll, &config.reconcile_schedule(), &month);
+    let report = crate::status::cost_report(config, &store, &month, ticks, now)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {

@@ -28,7 +28,7 @@ pub struct HistoryEntry {
     pub at: String,
     /// `appeared`, `changed`, `left`, `returned`.
     pub kind: String,
-    /// The Tampuuri fields that changed (for `changed`).
+    /// The fields that changed, in the model's terms (`model::field`; for `changed`).
     pub fields: Option<serde_json::Value>,
     pub old_state: Option<String>,
     pub new_state: Option<String>,

@@ -15,7 +15,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{ApplyCounts, OutboxRow, Store};
 use crate::action::{Action, NewTicket};
 use crate::model::{
-    Departure, LeftReason, Ticket, TicketState, changed_fields, content_hash, moves_with_state,
+    ChangedFields, Departure, LeftReason, Ticket, TicketState, content_hash, field,
+    moves_with_state,
 };
 
 /// The columns a ticket's content fills, in [`ticket_values`] order.
@@ -51,13 +52,11 @@ pub(super) struct At<'a> {
 pub(super) const NO_COPY: &str = "{}";
 
 /// What the store needs of an account to write a delivered action's result (the store reads
-/// no config): who we are, the account's open states, and the name of the state field for
-/// the history row's `fields`.
+/// no config): who we are and the account's open states.
 #[derive(Debug, Clone, Copy)]
 pub struct AccountRules<'a> {
     pub contractor_id: i64,
     pub open_states: &'a [String],
-    pub state_field: &'a str,
 }
 
 impl AccountRules<'_> {
@@ -236,6 +235,7 @@ pub(super) fn upsert_open(
     conn: &Connection,
     at: &At<'_>,
     t: &Ticket,
+    changed: ChangedFields,
     counts: &mut ApplyCounts,
 ) -> anyhow::Result<()> {
     let head: [&dyn rusqlite::ToSql; 2] = [&at.account, &t.id];
@@ -270,7 +270,7 @@ pub(super) fn upsert_open(
                 old.delivered,
                 old.state == t.state.name(),
                 &old.raw_json,
-                changed_fields(&old.raw_json, &t.raw_json),
+                changed(&old.raw_json, &t.raw_json),
             );
             let kind = content_change(old.open, &fields);
             conn.prepare_cached(&reopen_sql(&format!("({})", placeholders(5))))?
@@ -310,12 +310,31 @@ pub(super) fn depart(
     conn: &Connection,
     at: &At<'_>,
     d: &Departure,
+    changed: ChangedFields,
     counts: &mut ApplyCounts,
 ) -> anyhow::Result<()> {
-    let (id, reason, ticket) = match d {
-        Departure::Left { ticket, reason } => (ticket.id, reason.as_str(), Some(&**ticket)),
-        Departure::Deleted { id } => (*id, "deleted", None),
-    };
+    match d {
+        Departure::Left { ticket, reason } => leave(
+            conn,
+            at,
+            (ticket.id, reason.as_str()),
+            Some((ticket, changed)),
+            counts,
+        ),
+        Departure::Deleted { id } => leave(conn, at, (*id, "deleted"), None, counts),
+    }
+}
+
+/// [`depart`] for ticket `id`, gone for `reason`, with its new copy and the remote's format to
+/// tell what changed (none when deleted).
+fn leave(
+    conn: &Connection,
+    at: &At<'_>,
+    (id, reason): (i64, &str),
+    new: Option<(&Ticket, ChangedFields)>,
+    counts: &mut ApplyCounts,
+) -> anyhow::Result<()> {
+    let ticket = new.map(|(t, _)| t);
     let Some(old) = known(conn, at.account, id)? else {
         return Ok(());
     };
@@ -345,8 +364,8 @@ pub(super) fn depart(
     if old.open {
         counts.gone += 1;
     }
-    let fields = ticket
-        .map(|t| changed_fields(&old.raw_json, &t.raw_json))
+    let fields = new
+        .map(|(t, changed)| changed(&old.raw_json, &t.raw_json))
         .unwrap_or_default();
     let new_state = match ticket {
         Some(t) => Some(t.state.name()),
@@ -423,7 +442,7 @@ fn record_transition(
         &Change {
             id,
             kind: if leaves { "left" } else { "changed" },
-            fields: Some(&[rules.state_field.to_owned()]),
+            fields: Some(&[field::STATE.to_owned()]),
             old_state: Some(&old.state),
             new_state: Some(state),
         },
@@ -491,16 +510,18 @@ impl Store {
     /// Records one ticket fetched outside a sweep (after a create, by push's in-doubt check,
     /// or for a webhook), directly in one transaction: upserted with history when it is ours
     /// and open (`open` is `Ok`), else recorded as having left the open set for that reason.
+    /// `changed` is the remote's format: which fields differ from the copy the mirror holds.
     pub fn upsert_fetched(
         &mut self,
         account: &str,
         ticket: Ticket,
         open: Result<(), LeftReason>,
         now: &str,
+        changed: ChangedFields,
     ) -> anyhow::Result<ApplyCounts> {
         match open {
             Ok(()) => self.write_one(account, now, |conn, at, counts| {
-                upsert_open(conn, at, &ticket, counts)
+                upsert_open(conn, at, &ticket, changed, counts)
             }),
             Err(reason) => {
                 let left = Departure::Left {
@@ -508,7 +529,7 @@ impl Store {
                     reason,
                 };
                 self.write_one(account, now, |conn, at, counts| {
-                    depart(conn, at, &left, counts)
+                    depart(conn, at, &left, changed, counts)
                 })
             }
         }
@@ -522,7 +543,7 @@ impl Store {
         now: &str,
     ) -> anyhow::Result<ApplyCounts> {
         self.write_one(account, now, |conn, at, counts| {
-            depart(conn, at, &Departure::Deleted { id }, counts)
+            leave(conn, at, (id, "deleted"), None, counts)
         })
     }
 
@@ -571,29 +592,29 @@ mod tests {
         // (delivered, same state, old raw, changed fields, what is news)
         for (delivered, same, old, changed, expected) in [
             // Our accept, confirmed: the state and Muokattu moved as it said.
-            (true, true, raw, fields(&["Muokattu", "Tila"]), fields(&[])),
+            (true, true, raw, fields(&["modified", "state"]), fields(&[])),
             // Confirmed, and staff also edited the title: that is news.
             (
                 true,
                 true,
                 raw,
-                fields(&["Muokattu", "Otsikko", "Tila"]),
-                fields(&["Otsikko"]),
+                fields(&["modified", "state", "title"]),
+                fields(&["title"]),
             ),
             // Someone moved it on since: all of it is news.
             (
                 true,
                 false,
                 raw,
-                fields(&["Muokattu", "Tila"]),
-                fields(&["Muokattu", "Tila"]),
+                fields(&["modified", "state"]),
+                fields(&["modified", "state"]),
             ),
             // A ticket we created: Tampuuri's copy fills it in.
             (
                 true,
                 true,
                 NO_COPY,
-                fields(&["Kohde", "Otsikko"]),
+                fields(&["address", "title"]),
                 fields(&[]),
             ),
             // No delivery of ours unconfirmed: every change is news.
@@ -601,8 +622,8 @@ mod tests {
                 false,
                 true,
                 raw,
-                fields(&["Muokattu"]),
-                fields(&["Muokattu"]),
+                fields(&["modified"]),
+                fields(&["modified"]),
             ),
         ] {
             let what = format!("{delivered} {same} {old} {changed:?}");
@@ -614,9 +635,9 @@ mod tests {
     fn a_known_tickets_new_content_is_history_only_when_a_reader_sees_a_change() {
         let fields = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         for (was_open, changed, kind) in [
-            (true, fields(&["Otsikko"]), Some("changed")),
+            (true, fields(&["title"]), Some("changed")),
             (true, fields(&[]), None),
-            (false, fields(&["Tila"]), Some("returned")),
+            (false, fields(&["state"]), Some("returned")),
             (false, fields(&[]), Some("returned")),
         ] {
             assert_eq!(

@@ -83,6 +83,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "016_ticket_address.sql",
     "017_delivered.sql",
     "018_webhook_fetch_budget.sql",
+    "019_changed_fields_in_model_terms.sql",
 );
 
 /// An open connection to the store.

@@ -25,18 +25,21 @@ use super::mirror::{
     note, prefixed, reopen_sql, ticket_values, upsert_open,
 };
 use super::{ApplyCounts, Handle, RunRecord, RunTally, Store};
-use crate::model::{Departure, Ticket, changed_fields};
+use crate::model::{ChangedFields, Departure, Ticket};
 
 /// The staged sweep of one account, on a connection of its own.
 pub struct Staging {
     store: Store,
     account: String,
+    /// The remote's format: which fields of a ticket's raw JSON changed.
+    changed: ChangedFields,
 }
 
 impl Staging {
     /// Begins staging a sweep of `account` on `store`'s connection, which the staging keeps
-    /// (TEMP tables belong to one connection).
-    pub fn begin(store: Store, account: &str) -> anyhow::Result<Staging> {
+    /// (TEMP tables belong to one connection). `changed` tells, in the remote's format, which
+    /// fields of a ticket changed (the history's `fields`).
+    pub fn begin(store: Store, account: &str, changed: ChangedFields) -> anyhow::Result<Staging> {
         store.conn.execute_batch(&format!(
             "CREATE TEMP TABLE IF NOT EXISTS sweep_seen (id INTEGER PRIMARY KEY);
              CREATE TEMP TABLE IF NOT EXISTS sweep_stage (id INTEGER PRIMARY KEY, {TICKET_COLUMNS});"
@@ -44,6 +47,7 @@ impl Staging {
         let mut staging = Staging {
             store,
             account: account.to_owned(),
+            changed,
         };
         staging.restart()?;
         Ok(staging)
@@ -160,13 +164,13 @@ impl Staging {
             action: None,
         };
         let mut counts = ApplyCounts::default();
-        apply_staged_known(&tx, &at, &mut counts)?;
+        apply_staged_known(&tx, &at, self.changed, &mut counts)?;
         insert_staged_new(&tx, &at, &mut counts)?;
         for t in fetched_open {
-            upsert_open(&tx, &at, t, &mut counts)?;
+            upsert_open(&tx, &at, t, self.changed, &mut counts)?;
         }
         for d in departures {
-            depart(&tx, &at, d, &mut counts)?;
+            depart(&tx, &at, d, self.changed, &mut counts)?;
         }
         if let (Some(run_id), Some(tally)) = (run_id, tally) {
             let record = RunRecord {
@@ -191,6 +195,7 @@ impl Staging {
 fn apply_staged_known(
     tx: &rusqlite::Transaction<'_>,
     at: &At<'_>,
+    changed_fields: ChangedFields,
     counts: &mut ApplyCounts,
 ) -> anyhow::Result<()> {
     let mut changed = tx.prepare_cached(
@@ -284,13 +289,18 @@ pub struct StagingHandle {
 }
 
 impl Handle {
-    /// Begins staging a sweep of `account` on a connection of its own to this store.
-    pub async fn begin_staging(&self, account: &str) -> anyhow::Result<StagingHandle> {
+    /// Begins staging a sweep of `account` on a connection of its own to this store
+    /// ([`Staging::begin`]).
+    pub async fn begin_staging(
+        &self,
+        account: &str,
+        changed: ChangedFields,
+    ) -> anyhow::Result<StagingHandle> {
         let path = self.call(|s| Ok(s.path().to_owned())).await?;
         let account = account.to_owned();
         let staging = tokio::task::spawn_blocking(move || {
             let store = Store::open_with(&path, false)?;
-            Staging::begin(store, &account).map_err(|e| super::explain(&path, e))
+            Staging::begin(store, &account, changed).map_err(|e| super::explain(&path, e))
         })
         .await??;
         Ok(StagingHandle {

@@ -43,8 +43,8 @@ use crate::model::Ticket;
 pub use crate::remote::CallCounts;
 use crate::remote::{Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, server_words};
 pub use wire::{
-    MODIFIED_FIELD, Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, STATE_FIELD,
-    StateAs, TicketShape, TotalAt, parse_notifications, reference_assignee,
+    Notification, PERSONAL_FIELDS, Page, RESERVED_FILTER_KEYS, StateAs, TicketShape, TotalAt,
+    changed_fields, parse_notifications, reference_assignee,
 };
 
 /// Which open tickets to list: those assigned to `assignee_id` in `states` (one state or a

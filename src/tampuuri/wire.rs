@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::action::{Action, Attachment, NewTicket};
-use crate::model::{Reporter, Ticket, TicketState, content_hash};
+use crate::model::{Reporter, Ticket, TicketState, content_hash, field};
 
 /// One page of `ilmoitukset/selaa`.
 #[derive(Debug)]
@@ -227,12 +227,6 @@ pub const RESERVED_FILTER_KEYS: [&str; 4] = ["Offset", "Limit", "Tila", "Tyonsuo
 /// ticket's raw JSON when its retention ends.
 pub const PERSONAL_FIELDS: [&str; 3] = ["Ilmoittaja", "Tilaaja", "Maksaja"];
 
-/// The ticket's state field (a name or a number 1–5).
-pub const STATE_FIELD: &str = "Tila";
-
-/// The ticket's modification time field, which moves with every change.
-pub const MODIFIED_FIELD: &str = "Muokattu";
-
 /// The top-level ticket field that holds the ticket's address (the site, "As Oy …, street,
 /// city"): parsed into [`Ticket::address`] (`sql/016_ticket_address.sql` filled the column of
 /// the tickets stored before).
@@ -379,29 +373,70 @@ pub fn reference_assignee(reference_json: &str) -> Option<i64> {
     field(&v, "TyonsuorittajaId").and_then(as_i64)
 }
 
-/// The top-level ticket fields [`parse_ticket`] reads; any other field is kept in the raw
-/// JSON only.
-const KNOWN_FIELDS: &[&str] = &[
-    "Id",
-    "Tila",
-    "Otsikko",
-    "TyotehtavanKuvaus",
-    "TyotehtavanLisatiedot",
-    "TyonsuorittajaId",
-    "KustannuspaikkaId",
-    "TilaId",
-    "HuoneId",
-    "ParentId",
-    "Kiireellisyys",
-    "Sisaanpaasy",
-    "Vikaluokka",
-    "SuoritusaikaAikaisintaan",
-    "SuoritusaikaViimeistaan",
-    "Ilmoittaja",
-    "Luotu",
-    "Muokattu",
-    ADDRESS_FIELD,
+/// The top-level ticket fields [`parse_ticket`] reads, each with its name in the model's terms
+/// (what `ticket_changes.fields` stores, `sql/019_changed_fields_in_model_terms.sql`); any other
+/// field is kept in the raw JSON only, and named as the server spells it.
+const KNOWN_FIELDS: &[(&str, &str)] = &[
+    ("Id", field::ID),
+    ("Tila", field::STATE),
+    ("Otsikko", field::TITLE),
+    ("TyotehtavanKuvaus", field::DESCRIPTION),
+    ("TyotehtavanLisatiedot", field::EXTRA_INFO),
+    ("TyonsuorittajaId", field::ASSIGNEE_ID),
+    ("KustannuspaikkaId", field::COST_CENTRE_ID),
+    ("TilaId", field::SPACE_ID),
+    ("HuoneId", field::ROOM_ID),
+    ("ParentId", field::PARENT_ID),
+    ("Kiireellisyys", field::URGENCY),
+    ("Sisaanpaasy", field::ACCESS),
+    ("Vikaluokka", field::FAULT_CLASS),
+    ("SuoritusaikaAikaisintaan", field::EARLIEST),
+    ("SuoritusaikaViimeistaan", field::LATEST),
+    ("Ilmoittaja", field::REPORTER),
+    ("Luotu", field::CREATED),
+    ("Muokattu", field::MODIFIED),
+    (ADDRESS_FIELD, field::ADDRESS),
 ];
+
+/// A top-level field's name in the model's terms: the [`field`] it fills, in any key case, or
+/// the server's own name for a field the model does not read.
+fn model_name(key: &str) -> &str {
+    KNOWN_FIELDS
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map_or(key, |(_, name)| name)
+}
+
+/// The top-level fields whose values differ between two raw ticket objects, in the model's
+/// terms, sorted (a [`crate::model::ChangedFields`]).
+///
+/// A field that changed only in representation is not a change: `Tila` sent once as a name
+/// and once as a number (`"Avoin"` vs `1`) counts as the same state.
+pub fn changed_fields(old_raw: &str, new_raw: &str) -> Vec<String> {
+    let parse = |s: &str| serde_json::from_str::<Map<String, Value>>(s).unwrap_or_default();
+    let (old, new) = (parse(old_raw), parse(new_raw));
+    let state_of = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(TicketState::from_name(s)),
+        Some(Value::Number(n)) => n.as_i64().map(TicketState::from_number),
+        _ => None,
+    };
+    let mut fields: Vec<String> = old
+        .keys()
+        .chain(new.keys().filter(|k| !old.contains_key(*k)))
+        .filter(|k| {
+            let (a, b) = (old.get(*k), new.get(*k));
+            if model_name(k) == field::STATE {
+                state_of(a) != state_of(b)
+            } else {
+                a != b
+            }
+        })
+        .map(|k| model_name(k).to_owned())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
+}
 
 /// How one ticket object arrived, for the first-contact report (`check-config --online`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -443,7 +478,7 @@ pub fn ticket_shape(raw: &str) -> Option<TicketShape> {
         .collect();
     let unknown_fields = map
         .keys()
-        .filter(|k| !KNOWN_FIELDS.iter().any(|f| f.eq_ignore_ascii_case(k)))
+        .filter(|k| !KNOWN_FIELDS.iter().any(|(f, _)| f.eq_ignore_ascii_case(k)))
         .cloned()
         .collect();
     Some(TicketShape {
@@ -456,6 +491,22 @@ pub fn ticket_shape(raw: &str) -> Option<TicketShape> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_fields_names_real_changes_only_in_the_models_terms() {
+        let old = r#"{"Id":1,"Tila":"Avoin","Otsikko":"Vuoto","Vanha":1,"Muokattu":"a"}"#;
+        let new = r#"{"Id":1,"Tila":1,"Otsikko":"Vuoto keittiössä","Uusi":true,"muokattu":"b"}"#;
+        assert_eq!(
+            changed_fields(old, new),
+            ["Uusi", "Vanha", "modified", "title"]
+        );
+        assert!(changed_fields(old, old).is_empty());
+        let moved = r#"{"Id":1,"Tila":2,"Otsikko":"Vuoto","Vanha":1,"Muokattu":"a"}"#;
+        assert_eq!(changed_fields(old, moved), ["state"]);
+        let kohde =
+            r#"{"Id":1,"Tila":"Avoin","Otsikko":"Vuoto","Vanha":1,"Muokattu":"a","Kohde":"Tie 1"}"#;
+        assert_eq!(changed_fields(old, kohde), ["address"]);
+    }
 
     #[test]
     fn envelope_total_in_any_place_and_case() {

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Processed;
 use super::fetch::Fetcher;
+use super::process::Processed;
 use crate::store::PendingEvent;
 use crate::time;
 

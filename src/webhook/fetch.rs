@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{FetchEnd, Processed, after_failure};
+use super::process::{FetchEnd, Processed, after_failure};
 use crate::config::Config;
 use crate::store::{Handle, PendingEvent};
-use crate::tampuuri::{Api, Client};
+use crate::tampuuri::{Api, Client, changed_fields};
 use crate::time;
 
 /// The fetching side of one pass: the config, the API, the store, the pass's `now`, and the
@@ -60,7 +60,9 @@ impl<'a> Fetcher<'a> {
                     .call(move |s| {
                         let now = time::fmt(time::now());
                         match (fetched, open) {
-                            (Some(t), Some(open)) => s.upsert_fetched(&name, t, open, &now)?,
+                            (Some(t), Some(open)) => {
+                                s.upsert_fetched(&name, t, open, &now, changed_fields)?
+                            }
                             _ => s.record_deleted(&name, id, &now)?,
                         };
                         s.count_fetches(1)?;

@@ -308,7 +308,7 @@ async fn one_ticket_comes_with_history_pending_actions_and_raw_json() {
         t["history"][1]["fields"]
             .as_array()
             .unwrap()
-            .contains(&json!("Otsikko")),
+            .contains(&json!("title")),
         "{t}"
     );
     let actions = t["pending_actions"].as_array().unwrap();
@@ -371,7 +371,7 @@ async fn the_feed_over_a_sync_that_changes_1000_tickets_has_no_gap_no_repeat_in_
         );
         assert_eq!(e["type"], "ticket.changed");
         assert!(
-            e["fields"].as_array().unwrap().contains(&json!("Otsikko")),
+            e["fields"].as_array().unwrap().contains(&json!("title")),
             "{e}"
         );
         assert!(e["at"].is_string() && e["ticket_id"].is_i64());
@@ -408,7 +408,11 @@ async fn the_feed_over_a_sync_that_changes_1000_tickets_has_no_gap_no_repeat_in_
 
 #[tokio::test]
 async fn a_long_poll_is_woken_by_a_sync_and_a_quiet_one_ends_empty() {
-    let env = env(5).await;
+    // One long poll at a time: a second one refused is the signal that the first one waits.
+    let env = Setup::tickets(5)
+        .sections(&api_toml("max_long_polls = 1"))
+        .start()
+        .await;
     env.sync_ok().await;
     let api = serve(&env).await;
     let head = api.ok("/changes?after=0&limit=1000").await["next_after"]
@@ -421,32 +425,18 @@ async fn a_long_poll_is_woken_by_a_sync_and_a_quiet_one_ends_empty() {
     assert_eq!(quiet["next_after"], head);
     // A waiting request returns the change a sync commits.
     let id = env.open_ids("sim-1")[2];
-    let url = format!("{}/changes?after={head}&wait=30", api.base);
-    let http = api.http.clone();
-    let waiting = tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let v: Value = http
-            .get(url)
-            .bearer_auth(READ)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (v, started.elapsed())
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = waiting_long_poll(&api, head).await;
     assert!(
         !waiting.is_finished(),
         "the request waits while nothing changes"
     );
     env.patch("sim-1", id, json!({"Otsikko": "Herätys"}));
     env.sync_ok().await;
-    let (v, took) = tokio::time::timeout(Duration::from_secs(20), waiting)
+    let (status, v, took) = tokio::time::timeout(Duration::from_secs(20), waiting)
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(status, 200, "{v}");
     assert!(
         took < Duration::from_secs(30),
         "woken by the sync, not by the end of the wait"
@@ -456,6 +446,46 @@ async fn a_long_poll_is_woken_by_a_sync_and_a_quiet_one_ends_empty() {
     assert_eq!(events[0]["ticket_id"], id);
     assert_eq!(events[0]["seq"], head + 1);
     assert_eq!(v["next_after"], head + 1);
+}
+
+/// A long poll of the changes after `after` (`wait=30`), answered with its body and how long
+/// it took, once it waits: with `[api] max_long_polls = 1`, a probe long poll is refused (503)
+/// exactly while it holds the one slot. (A probe that came first holds the slot for its 1 s
+/// and the request, refused meanwhile, is sent again.)
+async fn waiting_long_poll(
+    api: &Served,
+    after: i64,
+) -> tokio::task::JoinHandle<(u16, Value, Duration)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let get = |wait: u32| {
+        api.http
+            .get(format!("{}/changes?after={after}&wait={wait}", api.base))
+            .bearer_auth(READ)
+            .send()
+    };
+    loop {
+        let request = get(30);
+        let waiting = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let r = request.await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap(), started.elapsed())
+        });
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the long poll never waited"
+            );
+            if get(1).await.unwrap().status() == 503 {
+                return waiting;
+            }
+            if waiting.is_finished() {
+                let (status, v, _) = waiting.await.unwrap();
+                assert_eq!(status, 503, "answered without waiting: {v}");
+                break;
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -331,3 +331,58 @@ fn the_simulator_uses_no_code_of_huoltosync() {
         found.join("\n")
     );
 }
+
+/// `file:line: text` for every code line (comments aside) of the named files and folders of
+/// `src/` that holds one of `needles`; with how many files were read.
+fn lines_naming(paths: &[&str], needles: &[&str]) -> (usize, Vec<String>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for p in paths {
+        let path = root.join("src").join(p);
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else {
+            assert!(path.is_file(), "src/{p} is not where it was");
+            files.push(path);
+        }
+    }
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if needles.iter().any(|m| code.contains(m)) {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    (files.len(), found)
+}
+
+/// The domain is in the model's terms: what Tampuuri calls a field is the Tampuuri module's
+/// business (it hands the store [`huoltosync::model::ChangedFields`]), and the domain reads no
+/// config.
+#[test]
+fn the_domain_imports_neither_tampuuri_nor_the_config() {
+    let (n, found) = lines_naming(
+        &["model.rs", "action.rs", "cost.rs"],
+        &["tampuuri::", "config::"],
+    );
+    assert_eq!(n, 3);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+    let (_, found) = lines_naming(&["queue.rs"], &["tampuuri::"]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The engine (sync, push, status, report, queue) knows nothing of the service that runs it:
+/// no cron schedule, no daemon. The cost estimate takes the month's ticks as numbers
+/// (`schedule::month_ticks`, called by whoever shows the cost).
+#[test]
+fn the_engine_imports_nothing_from_the_service() {
+    let (n, found) = lines_naming(
+        &["sync.rs", "push.rs", "status.rs", "report.rs", "queue.rs"],
+        &["service::", "schedule::", "Schedule"],
+    );
+    assert_eq!(n, 5);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

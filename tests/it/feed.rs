@@ -64,7 +64,7 @@ async fn every_mirror_and_outbox_change_is_one_feed_event_in_commit_order() {
     let of = |id: i64| rest.iter().find(|e| e.2 == Some(id)).unwrap();
     assert_eq!(of(ids[0]).1, "ticket.changed");
     let fields = of(ids[0]).3["fields"].as_array().unwrap().clone();
-    assert!(fields.contains(&json!("Otsikko")), "{fields:?}");
+    assert!(fields.contains(&json!("title")), "{fields:?}");
     assert_eq!(of(ids[1]).1, "ticket.left");
     assert_eq!(of(ids[1]).3["reason"], "state");
     assert_eq!(of(ids[2]).1, "ticket.left");

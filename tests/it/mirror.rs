@@ -4,6 +4,7 @@
 
 use huoltosync::model::{Departure, LeftReason, Reporter, Ticket, TicketState, content_hash};
 use huoltosync::store::{ApplyCounts, Retention, RunTally, Staging, Store};
+use huoltosync::tampuuri::changed_fields;
 
 const ACCOUNT: &str = "sim-1";
 const T1: &str = "2026-01-01T10:00:00.000Z";
@@ -144,7 +145,13 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // New: inserted open, `appeared`.
     let n = store
-        .upsert_fetched(ACCOUNT, ticket(7, "Avoin", "Vuotava hana"), Ok(()), T1)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(7, "Avoin", "Vuotava hana"),
+            Ok(()),
+            T1,
+            changed_fields,
+        )
         .unwrap();
     assert_eq!(n, counts(1, 0, 0, 1));
     assert_eq!(
@@ -163,7 +170,13 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // The same content again: nothing written, no history.
     let n = store
-        .upsert_fetched(ACCOUNT, ticket(7, "Avoin", "Vuotava hana"), Ok(()), T2)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(7, "Avoin", "Vuotava hana"),
+            Ok(()),
+            T2,
+            changed_fields,
+        )
         .unwrap();
     assert_eq!(n, ApplyCounts::default());
     assert_eq!(
@@ -180,6 +193,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
             ticket(7, "Vastaanotettu", "Vuotava keittiön hana"),
             Ok(()),
             T2,
+            changed_fields,
         )
         .unwrap();
     assert_eq!(n, counts(0, 1, 0, 1));
@@ -196,7 +210,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
     );
     want.extend(h(
         "changed",
-        Some(r#"["Otsikko","Tila"]"#),
+        Some(r#"["state","title"]"#),
         Some("Avoin"),
         Some("Vastaanotettu"),
     ));
@@ -209,6 +223,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
             ticket(7, "Tehty", "Vuotava keittiön hana"),
             Err(LeftReason::State),
             T3,
+            changed_fields,
         )
         .unwrap();
     assert_eq!(n, counts(0, 0, 1, 1));
@@ -225,7 +240,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
     );
     want.extend(h(
         "left",
-        Some(r#"["Tila"]"#),
+        Some(r#"["state"]"#),
         Some("Vastaanotettu"),
         Some("Tehty"),
     ));
@@ -238,6 +253,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
             ticket(7, "Tehty", "Vuotava keittiön hana"),
             Err(LeftReason::State),
             T3,
+            changed_fields,
         )
         .unwrap();
     assert_eq!(n, ApplyCounts::default());
@@ -250,6 +266,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
             ticket(7, "Avoin", "Vuotava keittiön hana"),
             Ok(()),
             T3,
+            changed_fields,
         )
         .unwrap();
     assert_eq!(n, counts(1, 0, 0, 1));
@@ -257,7 +274,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
     assert_eq!(row(&store, 7).3, None);
     want.extend(h(
         "returned",
-        Some(r#"["Tila"]"#),
+        Some(r#"["state"]"#),
         Some("Tehty"),
         Some("Avoin"),
     ));
@@ -277,6 +294,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
             ticket(8, "Avoin", "Ovi"),
             Err(LeftReason::Reassigned),
             T3,
+            changed_fields,
         )
         .unwrap();
     assert_eq!(n, ApplyCounts::default());
@@ -294,7 +312,13 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() {
     let (_dir, _path, mut store) = open_store();
     store
-        .upsert_fetched(ACCOUNT, ticket(9, "Avoin", "Lukko"), Ok(()), T1)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(9, "Avoin", "Lukko"),
+            Ok(()),
+            T1,
+            changed_fields,
+        )
         .unwrap();
     store
         .upsert_fetched(
@@ -302,6 +326,7 @@ fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() 
             ticket(9, "Avoin", "Lukko"),
             Err(LeftReason::Reassigned),
             T2,
+            changed_fields,
         )
         .unwrap();
     let n = store
@@ -310,6 +335,7 @@ fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() 
             ticket(9, "Valmis", "Lukko"),
             Err(LeftReason::State),
             T3,
+            changed_fields,
         )
         .unwrap();
     assert_eq!(n, counts(0, 0, 0, 1));
@@ -329,7 +355,7 @@ fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() 
         history(&store, 9).last().unwrap(),
         &(
             "changed".into(),
-            Some(r#"["Tila"]"#.into()),
+            Some(r#"["state"]"#.into()),
             Some("Avoin".into()),
             Some("Valmis".into()),
             None
@@ -342,7 +368,13 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
     let (_dir, path, mut store) = open_store();
     for (id, title) in [(1, "Hana"), (2, "Ovi"), (3, "Valo")] {
         store
-            .upsert_fetched(ACCOUNT, ticket(id, "Avoin", title), Ok(()), T1)
+            .upsert_fetched(
+                ACCOUNT,
+                ticket(id, "Avoin", title),
+                Ok(()),
+                T1,
+                changed_fields,
+            )
             .unwrap();
     }
 
@@ -351,7 +383,7 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
         .connection()
         .query_row("SELECT total_changes()", [], |r| r.get(0))
         .unwrap();
-    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
     assert_eq!(staging.account(), ACCOUNT);
     // A page that will be forgotten: the list moved, the sweep starts again.
     staging
@@ -402,7 +434,7 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
         history(&store, 2).last().unwrap(),
         &(
             "changed".into(),
-            Some(r#"["Otsikko"]"#.into()),
+            Some(r#"["title"]"#.into()),
             Some("Avoin".into()),
             Some("Avoin".into()),
             Some(run)
@@ -425,10 +457,16 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
 fn a_ticket_the_by_id_check_found_still_open_is_upserted_with_the_sweep() {
     let (_dir, path, mut store) = open_store();
     store
-        .upsert_fetched(ACCOUNT, ticket(5, "Avoin", "Hana"), Ok(()), T1)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(5, "Avoin", "Hana"),
+            Ok(()),
+            T1,
+            changed_fields,
+        )
         .unwrap();
     let run = store.begin_run(ACCOUNT, T2, "poll").unwrap();
-    let staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+    let staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
     assert_eq!(staging.unseen_open().unwrap(), vec![5]);
     let n = staging
         .apply(Some(run), T2, &[ticket(5, "Odottaa", "Hana")], &[])
@@ -454,7 +492,13 @@ fn run_row(store: &Store, id: i64) -> (String, i64, i64, i64, i64) {
 fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither() {
     let (_dir, path, mut store) = open_store();
     store
-        .upsert_fetched(ACCOUNT, ticket(1, "Avoin", "Hana"), Ok(()), T1)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(1, "Avoin", "Hana"),
+            Ok(()),
+            T1,
+            changed_fields,
+        )
         .unwrap();
     let tally = RunTally {
         sweeps: 1,
@@ -466,7 +510,7 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
     // killed right after that commit leaves the run as it is; the next run of the account
     // (which closes runs a killed process left `running`) does not call it interrupted.
     let run = store.begin_run(ACCOUNT, T2, "poll").unwrap();
-    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
     staging
         .stage_page(&[ticket(1, "Avoin", "Hana vuotaa"), ticket(2, "Avoin", "Ovi")])
         .unwrap();
@@ -487,7 +531,7 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
              WHEN NEW.outcome = 'ok' BEGIN SELECT RAISE(ABORT, 'killed'); END;",
         )
         .unwrap();
-    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+    let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
     staging
         .stage_page(&[
             ticket(1, "Avoin", "Hana korjattu"),
@@ -507,14 +551,21 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
 fn a_sweep_that_is_dropped_unapplied_changes_nothing_and_sweeps_do_not_share_pages() {
     let (_dir, path, mut store) = open_store();
     store
-        .upsert_fetched(ACCOUNT, ticket(1, "Avoin", "Hana"), Ok(()), T1)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(1, "Avoin", "Hana"),
+            Ok(()),
+            T1,
+            changed_fields,
+        )
         .unwrap();
-    let mut other = Staging::begin(Store::open(&path).unwrap(), "sim-2").unwrap();
+    let mut other = Staging::begin(Store::open(&path).unwrap(), "sim-2", changed_fields).unwrap();
     other
         .stage_page(&[ticket(1, "Avoin", "Toisen tili")])
         .unwrap();
     {
-        let mut failed = Staging::begin(Store::open(&path).unwrap(), ACCOUNT).unwrap();
+        let mut failed =
+            Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
         failed
             .stage_page(&[ticket(1, "Avoin", "Muuttunut")])
             .unwrap();
@@ -541,7 +592,13 @@ fn a_sweep_that_is_dropped_unapplied_changes_nothing_and_sweeps_do_not_share_pag
 fn the_purge_erases_the_personal_fields_it_is_given() {
     let (_dir, _path, mut store) = open_store();
     store
-        .upsert_fetched(ACCOUNT, ticket(1, "Avoin", "Hana"), Ok(()), T1)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(1, "Avoin", "Hana"),
+            Ok(()),
+            T1,
+            changed_fields,
+        )
         .unwrap();
     store
         .upsert_fetched(
@@ -549,6 +606,7 @@ fn the_purge_erases_the_personal_fields_it_is_given() {
             ticket(1, "Tehty", "Hana"),
             Err(LeftReason::State),
             T1,
+            changed_fields,
         )
         .unwrap();
     let retention = Retention {

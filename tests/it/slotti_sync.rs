@@ -385,6 +385,7 @@ async fn a_move_seen_by_webhook_then_by_reconciliation_is_one_moved_change() {
         ("moved", huoltosync::time::fmt(start).as_str())
     );
     // The reconciliation sees the same move: still one change.
+    let before_reconcile = chrono::Utc::now();
     let run = reconcile(&env).await;
     assert!(run.ok, "{run:?}");
     assert_eq!((run.ours, run.moved, run.cancelled), (1, 0, 0), "{run:?}");
@@ -412,7 +413,31 @@ async fn a_move_seen_by_webhook_then_by_reconciliation_is_one_moved_change() {
     let v: Value = serde_json::from_str(&json_out).unwrap();
     assert_eq!(v["slotti"]["visits_moved"], 1, "{v}");
     assert_eq!(v["slotti"]["last_reconcile"]["ok"], true, "{v}");
-    assert!(v["slotti"]["last_reconcile_ok_age_secs"].as_i64().unwrap() >= 0);
+    // The age is of the reconciliation above (the store's record of it), not of any other.
+    let finished: String = env
+        .db()
+        .query_row(
+            "SELECT finished_at FROM slotti_reconciles WHERE ok = 1 ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        v["slotti"]["last_reconcile_ok_at"],
+        finished.as_str(),
+        "{v}"
+    );
+    let finished = chrono::DateTime::parse_from_rfc3339(&finished).unwrap();
+    assert!(
+        finished >= before_reconcile,
+        "{finished} {before_reconcile}"
+    );
+    let age = v["slotti"]["last_reconcile_ok_age_secs"].as_i64().unwrap();
+    let since = (chrono::Utc::now() - before_reconcile).num_seconds();
+    assert!(
+        (0..=since + 1).contains(&age),
+        "the reconciliation finished within the last {since} s, shown {age} s ago"
+    );
     assert!(
         v["slotti"]["calls_today"].as_u64().unwrap() >= 1,
         "the reconciliation's calls are metered"

@@ -274,3 +274,73 @@ fn migration_016_fills_the_address_column_from_the_stored_raw_json() {
         ]
     );
 }
+
+#[test]
+fn migration_019_names_the_changed_fields_of_history_and_feed_in_the_models_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    {
+        // A store as version 18 left it, with history and feed rows in Tampuuri's names.
+        let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+        let mut files: Vec<_> = std::fs::read_dir(&sql)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|f| f.ends_with(".sql") && f.as_str() < "019")
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 18, "{files:?}");
+        let db = rusqlite::Connection::open(&path).unwrap();
+        for f in &files {
+            db.execute_batch(&std::fs::read_to_string(sql.join(f)).unwrap())
+                .unwrap();
+        }
+        db.execute_batch(
+            r#"INSERT INTO ticket_changes (account, ticket_id, at, kind, fields, old_state, new_state) VALUES
+               ('sim-1', 1, 'x', 'changed', '["Muokattu","Otsikko","Tila"]', 'Avoin', 'Odottaa'),
+               ('sim-1', 2, 'x', 'changed', '["Kiireellisyys","Kohde","Tilaaja","muokattu"]', 'Avoin', 'Avoin'),
+               ('sim-1', 3, 'x', 'appeared', NULL, NULL, 'Avoin'),
+               ('sim-1', 4, 'x', 'left', '[]', 'Avoin', 'Valmis');
+             PRAGMA user_version = 18;"#,
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let column = |sql: &str| -> Vec<Option<String>> {
+        let mut st = store.connection().prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        column("SELECT fields FROM ticket_changes ORDER BY ticket_id"),
+        [
+            Some(r#"["modified","state","title"]"#.to_owned()),
+            Some(r#"["Tilaaja","address","modified","urgency"]"#.to_owned()),
+            None,
+            Some("[]".to_owned()),
+        ],
+        "sorted as the sync sorts them, a field the mirror does not read as Tampuuri named it"
+    );
+    // The feed's events of those rows (written by its trigger) carry the same names.
+    let feed = column("SELECT data FROM feed WHERE type = 'ticket.changed' ORDER BY ticket_id");
+    let fields: Vec<serde_json::Value> = feed
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(d.as_deref().unwrap()).unwrap()["fields"]
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            serde_json::json!(["modified", "state", "title"]),
+            serde_json::json!(["Tilaaja", "address", "modified", "urgency"]),
+        ]
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(feed[0].as_deref().unwrap()).unwrap()["old_state"],
+        "Avoin",
+        "the rest of the event stays"
+    );
+}

@@ -197,6 +197,29 @@ fn rows(env: &TestEnv) -> Vec<(String, i64, String, u32, Option<String>)> {
     .collect()
 }
 
+/// Waits for one pass of the subscriber's delivery task: each pass reads the subscriber's row
+/// first and puts back its configured URL when the row names another (a config's new URL),
+/// so a URL changed here and put back is a pass that has begun; passes run one at a time.
+async fn passed(env: &TestEnv, r: &Receiver) {
+    env.db()
+        .execute(
+            "UPDATE subscribers SET url = 'http://elsewhere.invalid/'",
+            [],
+        )
+        .unwrap();
+    let url = || {
+        env.db()
+            .query_row("SELECT url FROM subscribers", [], |row| {
+                row.get::<_, String>(0)
+            })
+            .unwrap()
+    };
+    assert!(
+        wait_for(LIMIT, || url() == r.url).await,
+        "no pass of the delivery task"
+    );
+}
+
 fn seqs(events: &[Value]) -> Vec<i64> {
     events.iter().map(|e| e["seq"].as_i64().unwrap()).collect()
 }
@@ -247,10 +270,18 @@ async fn every_feed_event_reaches_the_subscriber_once_in_order_and_signed() {
         (&last["ticket_id"], &last["reason"]),
         (&json!(ids[0]), &json!("state"))
     );
-    // The cursor follows: nothing left to send, nothing sent twice.
+    // The cursor follows: nothing left to send, nothing sent twice. A later event is the
+    // signal that the task went on past the end: sent in order, it comes after any repeat.
     assert!(wait_for(LIMIT, || rows(&env)[0].1 == end).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(r.got().len() as i64, end);
+    env.task_ok(&["accept", &ids[1].to_string()]).await;
+    assert!(
+        wait_for(LIMIT, || r.accepted().len() as i64 > end).await,
+        "{:?}",
+        rows(&env)
+    );
+    assert_eq!(r.got().len() as i64, end + 1);
+    assert_eq!(r.accepted()[end as usize]["type"], "action.queued");
+    assert_eq!(seqs(&r.accepted()), (1..=end + 1).collect::<Vec<_>>());
     task.abort();
 }
 
@@ -336,8 +367,10 @@ async fn past_its_deadline_a_subscriber_is_dead_shown_and_revived_by_retry() {
     assert!(list[0]["last_error"].as_str().unwrap().contains("500"));
     assert_eq!(list[0]["url"], r.url.as_str());
 
-    // Dead: nothing more is sent.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Dead: nothing more is sent, in two whole passes of its task that saw it dead.
+    for _ in 0..2 {
+        passed(&env, &r).await;
+    }
     assert_eq!(r.got().len(), tried);
 
     r.inner.fail_all.store(false, Ordering::SeqCst);

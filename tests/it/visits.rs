@@ -9,6 +9,7 @@ use huoltosync::store::{
     NewVisit, Retention, SeenBooking, Store, VisitCustomer, VisitFilter, VisitInsert, VisitSeen,
     VisitSource,
 };
+use huoltosync::tampuuri::changed_fields;
 use serde_json::Value;
 
 use crate::helpers::Setup;
@@ -505,7 +506,13 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
     // Ticket 1 left long ago (its personal data goes); 2 is open with a visit long past;
     // 3 is open with a visit next week.
     store
-        .upsert_fetched(ACCOUNT, ticket(1, "Avoin"), Ok(()), long_ago)
+        .upsert_fetched(
+            ACCOUNT,
+            ticket(1, "Avoin"),
+            Ok(()),
+            long_ago,
+            changed_fields,
+        )
         .unwrap();
     store
         .upsert_fetched(
@@ -513,11 +520,18 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
             ticket(1, "Valmis"),
             Err(LeftReason::State),
             long_ago,
+            changed_fields,
         )
         .unwrap();
     for id in [2, 3] {
         store
-            .upsert_fetched(ACCOUNT, ticket(id, "Avoin"), Ok(()), long_ago)
+            .upsert_fetched(
+                ACCOUNT,
+                ticket(id, "Avoin"),
+                Ok(()),
+                long_ago,
+                changed_fields,
+            )
             .unwrap();
     }
     let booked_at = t(long_ago);
@@ -608,6 +622,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
             ticket(3, "Valmis"),
             Err(LeftReason::State),
             long_ago,
+            changed_fields,
         )
         .unwrap();
     store
@@ -616,6 +631,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
             ticket(2, "Valmis"),
             Err(LeftReason::State),
             long_ago,
+            changed_fields,
         )
         .unwrap();
     store

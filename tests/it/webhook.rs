@@ -251,13 +251,17 @@ async fn bad_deliveries_get_the_right_status_and_nothing_is_recorded() {
     );
 }
 
-/// Size and modification time of the store's files.
-fn store_files(env: &TestEnv) -> Vec<Option<(u64, std::time::SystemTime)>> {
+/// Size and a hash of the bytes of the store's files: any write shows, however soon after
+/// the last one it comes (a modification time may not move within its granularity).
+fn store_files(env: &TestEnv) -> Vec<Option<(u64, u64)>> {
+    use std::hash::{Hash, Hasher};
     ["db", "db-wal"]
         .iter()
         .map(|ext| {
-            let m = std::fs::metadata(env.config.store.path.with_extension(ext)).ok()?;
-            Some((m.len(), m.modified().ok()?))
+            let bytes = std::fs::read(env.config.store.path.with_extension(ext)).ok()?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut h);
+            Some((bytes.len() as u64, h.finish()))
         })
         .collect()
 }
@@ -268,8 +272,6 @@ async fn rejected_deliveries_write_nothing_to_the_store() {
     env.sync_ok().await;
     let url = listener(&env).await;
     let body = json!({ "Notifications": [] }).to_string();
-    // The listener's store is open; let the clock move on so that a write would show.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let before = store_files(&env);
     for _ in 0..30 {
         assert_eq!(post(&url, &body, Some("sha256=00")).await, 401);
@@ -1001,10 +1003,36 @@ async fn while_a_webhook_fetch_keeps_failing_the_daemon_backs_off_and_still_push
         "the queued action was pushed while the event was failing: {}",
         daemon.log()
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    // Without backoff every 100 ms push check fetched again (dozens of attempts by now); with
-    // it, fetches at 0, 1, 3 and 7 s at the most.
-    assert!(attempts() <= 4, "{} fetch attempts", attempts());
+    // From 1 s, doubling: after the third failure the next fetch is 4 s away. Another action
+    // pushed meanwhile is the signal that the daemon went on working (push checks every
+    // 100 ms, each of which fetched again without the backoff) while it did not fetch.
+    assert!(
+        wait_for(Duration::from_secs(20), || attempts() >= 3).await,
+        "{}",
+        daemon.log()
+    );
+    let (tried, next_try): (i64, String) = env
+        .db()
+        .query_row(
+            "SELECT attempts, next_try_at FROM webhook_events WHERE attempts > 0",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let next_try = chrono::DateTime::parse_from_rfc3339(&next_try).unwrap();
+    let ticket = env.open_ids("sim-1")[1];
+    env.task_ok(&["accept", &ticket.to_string(), "--account", "sim-1"])
+        .await;
+    assert!(
+        wait_for(Duration::from_secs(30), || env.applied().len() == 2).await,
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        chrono::Utc::now() < next_try,
+        "the second push took until the event's next try ({next_try}): too slow to tell"
+    );
+    assert_eq!(attempts(), tried, "fetched again before its next try");
     assert!(
         daemon.child.try_wait().unwrap().is_none(),
         "{}",
@@ -1023,7 +1051,6 @@ async fn a_purge_with_nothing_to_purge_writes_nothing() {
         .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
         .unwrap();
     env.sync_ok().await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let before = store_files(&env);
     assert!(
         before[1].is_some_and(|(len, _)| len > 0),

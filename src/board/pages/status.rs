@@ -24,7 +24,12 @@ pub(crate) async fn status(
         .call(move |s| {
             let status = crate::status::status(&config, s, now)?;
             let month = crate::cost::Month::parse(&crate::time::local_month(now))?;
-            let cost = crate::status::cost_report(&config, s, &month, now)?;
+            let ticks = crate::schedule::month_ticks(
+                &config.schedule.poll,
+                &config.reconcile_schedule(),
+                &month,
+            );
+            let cost = crate::status::cost_report(&config, s, &month, ticks, now)?;
             Ok((status, cost))
         })
         .await;

@@ -17,6 +17,7 @@ use super::forms::queued_notice;
 use super::outbox::action_view;
 use super::{internal, not_found};
 use crate::action::Action;
+use crate::model::field;
 use crate::model::{Ticket, TicketState};
 use crate::store::{HistoryEntry, OutboxRow, TicketDetail, Visit};
 
@@ -218,6 +219,34 @@ fn raw_fields(raw_json: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A changed field's label on the page: the ticket's own fields (history names them in the
+/// model's terms, [`field`]) by the label the details show; a field the mirror does not read
+/// by the name Tampuuri gave it.
+fn field_label(lang: Lang, name: &str) -> &str {
+    let key = match name {
+        field::STATE => "d_state",
+        field::TITLE => "col_title",
+        field::DESCRIPTION => "d_description",
+        field::ADDRESS => "d_address",
+        field::EXTRA_INFO => "d_extra",
+        field::ASSIGNEE_ID => "d_assignee",
+        field::COST_CENTRE_ID => "d_cost_centre",
+        field::SPACE_ID => "d_space",
+        field::ROOM_ID => "d_room",
+        field::PARENT_ID => "d_parent",
+        field::URGENCY => "d_urgency",
+        field::ACCESS => "d_access",
+        field::FAULT_CLASS => "d_fault_class",
+        field::EARLIEST => "d_earliest",
+        field::LATEST => "d_latest",
+        field::REPORTER => "reporter",
+        field::CREATED => "d_created",
+        field::MODIFIED => "d_modified",
+        _ => return name,
+    };
+    lang.t(key)
+}
+
 fn history_view(lang: Lang, h: &HistoryEntry) -> Value {
     let fields = h
         .fields
@@ -226,6 +255,7 @@ fn history_view(lang: Lang, h: &HistoryEntry) -> Value {
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
+                .map(|f| field_label(lang, f))
                 .collect::<Vec<_>>()
                 .join(", ")
         })
