@@ -112,14 +112,16 @@ fn no_json_extract_on_the_raw_json_outside_the_purge() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
+/// No face (the API, the board, the webhook listener) imports `tampuuri`. The webhook's
+/// processing, which fetches from Tampuuri, is the engine's (`src/webhook/process.rs`).
 #[test]
 fn the_board_and_the_api_do_not_import_tampuuri() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
+    let mut files = vec![root.join("src/webhook.rs")];
     rust_files(&root.join("src/board"), &mut files);
     rust_files(&root.join("src/api"), &mut files);
     assert!(
-        files.len() >= 8,
+        files.len() >= 9,
         "only {} files in src/board and src/api",
         files.len()
     );
