@@ -342,6 +342,20 @@ fn leave(
     if !old.open && new_content.is_none() && old.left_reason.as_deref() == Some(reason) {
         return Ok(());
     }
+    // What changed is news unless it is a delivered action's result confirmed (see [`news`]):
+    // a ticket we marked done left the open set when the action was delivered, and its first
+    // copy from Tampuuri since then only confirms that.
+    let fields = new
+        .map(|(t, changed)| {
+            news(
+                old.delivered,
+                old.state == t.state.name(),
+                &old.raw_json,
+                changed(&old.raw_json, &t.raw_json),
+            )
+        })
+        .unwrap_or_default();
+    let confirmed = !old.open && old.left_reason.as_deref() == Some(reason) && fields.is_empty();
     if let Some(t) = new_content {
         conn.prepare_cached(&format!(
             "UPDATE tickets SET ({TICKET_COLUMNS}) = ({}) WHERE {THIS_TICKET}",
@@ -364,9 +378,9 @@ fn leave(
     if old.open {
         counts.gone += 1;
     }
-    let fields = new
-        .map(|(t, changed)| changed(&old.raw_json, &t.raw_json))
-        .unwrap_or_default();
+    if confirmed {
+        return Ok(());
+    }
     let new_state = match ticket {
         Some(t) => Some(t.state.name()),
         // Deleted: gone with no state; an entry of one already gone keeps the state it had.

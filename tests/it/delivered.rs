@@ -176,6 +176,57 @@ async fn a_delivered_done_leaves_the_open_set_at_once() {
     );
 }
 
+/// A ticket we marked done left the open set when the action was delivered; Tampuuri's copy,
+/// fetched later (as a webhook's notification of our own change brings it), confirms that
+/// without a second history row, and fills in what Tampuuri wrote. A third party's later move
+/// is still its own row.
+#[tokio::test]
+async fn a_delivered_done_fetched_later_is_confirmed_without_a_second_row() {
+    let (env, id) = one_ticket_in("Vastaanotettu").await;
+    env.task_ok(&["done", &id.to_string(), "--comment", "Hana vaihdettu"])
+        .await;
+    assert_eq!(env.push().await.delivered.len(), 1);
+    let rows = history(&env, id);
+    let api = huoltosync::tampuuri::Api::new(&env.config).unwrap();
+    let acc = env.config.account(ACCOUNT).unwrap();
+    let fetch_and_apply = || async {
+        let t = api
+            .client(acc)
+            .unwrap()
+            .get_ticket(id)
+            .await
+            .unwrap()
+            .expect("Tampuuri still has it");
+        let open = t.openness(acc.contractor_id, &acc.states);
+        let raw = t.raw_json.clone();
+        Store::open(&env.config.store.path)
+            .unwrap()
+            .upsert_fetched(
+                ACCOUNT,
+                t,
+                open,
+                "2026-12-07T12:00:00Z",
+                huoltosync::tampuuri::changed_fields,
+            )
+            .unwrap();
+        raw
+    };
+    let raw = fetch_and_apply().await;
+    assert_eq!(history(&env, id).len(), rows.len(), "no second history row");
+    let (state, open, delivered, stored_raw) = mirrored(&env, id);
+    assert_eq!((state.as_str(), open, delivered), ("Tehty", false, None));
+    assert_eq!(stored_raw, raw, "Tampuuri's copy is stored");
+
+    // Staff reopen it afterwards: that is news, and its own row.
+    env.patch(ACCOUNT, id, json!({"Tila": "Avoin"}));
+    fetch_and_apply().await;
+    let after = history(&env, id);
+    assert_eq!(after.len(), rows.len() + 1, "the staff's move is its own row");
+    let last = after.last().unwrap();
+    assert_eq!(last.new_state.as_deref(), Some("Avoin"));
+    assert!(last.action.is_none(), "not ours");
+}
+
 #[tokio::test]
 async fn a_created_follow_up_appears_at_once_and_the_poll_fills_in_the_rest() {
     let (env, parent) = one_ticket_in("Vastaanotettu").await;
