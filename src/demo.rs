@@ -265,7 +265,7 @@ async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Res
 /// A visit booked in Slotti for an Avoin ticket whose resident has a contact, as `task book`
 /// queues it; one push books it and tells Tampuuri (accept, then the hold the resident reads).
 async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result<()> {
-    use crate::slotti::book;
+    use crate::visits::book;
     let Some(slotti) = &config.slotti else {
         return Ok(());
     };

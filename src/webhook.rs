@@ -19,7 +19,7 @@
 //! sweep of the account replaces their fetches ([`budget`]).
 //!
 //! With `[slotti]`, the same listener serves Slotti's deliveries at `[slotti.webhook] path`
-//! ([`serve_with_slotti`], the route of [`crate::slotti::webhook`]), and each processing pass
+//! ([`serve_with_slotti`], the route of [`slotti`]), and each processing pass
 //! also processes Slotti's recorded deliveries.
 
 use std::collections::BTreeMap;
@@ -49,6 +49,7 @@ use crate::time;
 
 pub mod budget;
 mod fetch;
+pub mod slotti;
 
 pub use crate::listen::{BODY_TIMEOUT, HEADER_TIMEOUT};
 /// Bytes of request bodies buffered at once over all connections: each request reserves
@@ -90,7 +91,7 @@ pub async fn serve(
 }
 
 /// [`serve`], and with `slotti` (`[slotti.webhook]`) Slotti's deliveries at its path
-/// ([`crate::slotti::webhook::router`]), sharing the body budget and the wake-ups.
+/// ([`crate::webhook::slotti::router`]), sharing the body budget and the wake-ups.
 pub async fn serve_with_slotti(
     listener: tokio::net::TcpListener,
     config: WebhookConfig,
@@ -198,7 +199,7 @@ fn router(
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
     let path = config.path.clone();
     let slotti = slotti.map(|s| {
-        crate::slotti::webhook::router(
+        crate::webhook::slotti::router(
             s,
             config.max_body_bytes,
             store.clone(),
@@ -426,7 +427,7 @@ pub struct Processed {
     /// Reconciliation sweeps run this pass for such events.
     pub sweeps: u64,
     /// With `[slotti]`: Slotti's recorded deliveries processed in the same pass.
-    pub slotti: crate::slotti::webhook::DeliveriesProcessed,
+    pub slotti: crate::visits::deliveries::DeliveriesProcessed,
 }
 
 /// When the pending events of one ticket are due: once no event arrived for it for `quiet`
@@ -515,7 +516,7 @@ pub async fn process_pending(
     budget::sweeps(&fetcher, &mut done).await?;
     // Slotti's deliveries carry what they tell: no fetch, no call.
     if config.slotti.is_some() {
-        done.slotti = crate::slotti::webhook::process_deliveries(store, now).await?;
+        done.slotti = crate::visits::deliveries::process_deliveries(store, now).await?;
         if done.slotti.more {
             done.next_due = Some(done.next_due.map_or(now, |d| d.min(now)));
         }

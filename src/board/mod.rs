@@ -3,7 +3,7 @@
 //! desktop and a technician's phone. It is built on the API's code, never on a copy: the ticket
 //! page and list come from the store's API reads (`ticket_page`, `ticket_detail`, the feed), every
 //! action goes through [`crate::queue`] (`requested_by = "board:<user>"`; a visit booking
-//! through [`crate::slotti::book::book`], the path of `task book`), the status page is
+//! through [`crate::visits::book::book`], the path of `task book`), the status page is
 //! [`crate::status`]. A request never calls Tampuuri; only a booking form's POST calls Slotti.
 //!
 //! Sign-in ([`auth`]): `[[board.users]]` with Argon2id hashes (`huoltosync board passwd`) or a

@@ -11,7 +11,7 @@ use super::{account_names, open_store, usage};
 use crate::config::Config;
 use crate::escape::esc;
 use crate::report::count;
-use crate::slotti::message::describe;
+use crate::visits::message::describe;
 use crate::store::VisitFilter;
 use crate::time;
 

@@ -14,7 +14,7 @@
 
 use chrono_tz::Tz;
 
-use super::config::Messages;
+use crate::slotti::config::Messages;
 use super::message;
 use crate::action::{Action, Facts};
 use crate::config::Config;

@@ -1,5 +1,5 @@
 //! Preparing a visit booking for a mirrored ticket, as `task book` and `[slotti] auto_book` do:
-//! the service and technicians (from the command's flags, else [`super::config::choose`]),
+//! the service and technicians (from the command's flags, else [`crate::slotti::config::choose`]),
 //! resolved against Slotti's own lists; the resident from the ticket ([`super::resident`]);
 //! the `info` whoever reads the calendar sees, ending with the correlation marker; and the
 //! free slots that meet the booking's constraints ([`free_slots`], also what the relay asks
@@ -9,10 +9,10 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::config::{SlottiConfig, TicketFacts, choose};
+use crate::slotti::config::{SlottiConfig, TicketFacts, choose};
 use super::resident::{self, Overrides};
 use super::slots::{self, Constraints};
-use super::{Client, SlottiError};
+use crate::slotti::{Client, SlottiError};
 use crate::action::{BookedService, BookedSlot, BookingCustomer, Technician, VisitBooking};
 use crate::queue::QueueError;
 use crate::store::{BookingTicket, Handle};
@@ -37,7 +37,7 @@ const MAX_INFO: usize = 1000;
 /// Slotti's services and technicians, read once for one or more bookings.
 #[derive(Debug, Clone)]
 pub struct Catalogue {
-    pub services: Vec<super::Service>,
+    pub services: Vec<crate::slotti::Service>,
     pub resources: Vec<Technician>,
 }
 
