@@ -207,7 +207,9 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         requested_by: "cli".into(),
     };
-    let booked = match crate::visits::book::book(config, &store, request).await {
+    // The command's one exchange.
+    let exchange = crate::remote::Exchange::new(config)?;
+    let booked = match crate::visits::book::book(config, &exchange, &store, request).await {
         Ok(b) => b,
         Err(crate::visits::book::BookError::Refused(e)) => return Err(refusal(e)),
         Err(crate::visits::book::BookError::Slotti(e)) => return Err(e),

@@ -63,7 +63,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     // them.
     let _outgoing = crate::outgoing::follow(
         runtime.watch(),
-        runtime.remotes().exchange().clone(),
+        runtime.exchange().clone(),
         store.clone(),
     )
     .await?;
@@ -162,7 +162,12 @@ async fn listeners(
     }
     // The HTTP API, when configured, is served on its own store connections and follows the
     // config (its tokens, the board's users).
-    if let Some(api) = crate::api::spawn_following(runtime.watch(), stop.clone()).await? {
+    if let Some(api) = crate::api::spawn_following(
+        runtime.watch(),
+        stop.clone(),
+        runtime.exchange().clone(),
+    )
+    .await? {
         tasks.push((api, crate::api::ended));
     }
     if tasks.is_empty() {

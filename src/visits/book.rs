@@ -228,6 +228,7 @@ impl From<SlottiError> for BookError {
 /// Slotti is bounded by the client's timeouts and retries.
 pub async fn book(
     config: &crate::config::Config,
+    exchange: &crate::remote::Exchange,
     store: &Handle,
     req: BookRequest,
 ) -> Result<Booked, BookError> {
@@ -241,9 +242,8 @@ pub async fn book(
     let id = req.ticket;
     let account = crate::queue::resolve(config, store, req.account.as_deref(), id).await?;
     refuse_if_booked(store, &account, id, slotti.timezone).await?;
-    // A booking from a command or the board: an exchange of its own for this one booking.
-    let exchange = crate::remote::Exchange::new(config).map_err(BookError::Slotti)?;
-    let client = Client::new(config, slotti, &exchange).map_err(BookError::Slotti)?;
+    // On the caller's exchange: the daemon's one for the board, the command's for `task book`.
+    let client = Client::new(config, slotti, exchange).map_err(BookError::Slotti)?;
     let result = book_with(config, slotti, &client, store, &account, &req).await;
     if let Err(e) = client.meter().record(store).await {
         tracing::warn!(error = format!("{e:#}"), "Cannot meter the Slotti calls.");

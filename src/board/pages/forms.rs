@@ -273,7 +273,7 @@ async fn book_visit(
         requested_by: format!("board:{}", me.name),
     };
     use crate::visits::book::{BookError, Booked};
-    match crate::visits::book::book(&b.config, &b.store, request).await {
+    match crate::visits::book::book(&b.config, &b.exchange, &b.store, request).await {
         Ok(Booked::Free { booking, slots }) => {
             let free = slots.iter().map(|s| slot_text(lang, &booking, s)).collect();
             let shown = Shown {
