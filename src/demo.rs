@@ -155,11 +155,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// The push path: accept two tickets, hold one, finish one, create a follow-up with a photo,
 /// each queued as the CLI and the HTTP API queue them; push, and show what the simulator now
 /// says.
-async fn workflow(
-    config: &Config,
-    api: &Api,
-    running: &crate::sim::Running,
-) -> anyhow::Result<()> {
+async fn workflow(config: &Config, api: &Api, running: &crate::sim::Running) -> anyhow::Result<()> {
     let account = config.accounts[0].name.clone();
     let db = Store::open(&config.store.path)?;
     let ids: Vec<i64> = db
@@ -268,11 +264,7 @@ async fn workflow(
 
 /// A visit booked in Slotti for an Avoin ticket whose resident has a contact, as `task book`
 /// queues it; one push books it and tells Tampuuri (accept, then the hold the resident reads).
-async fn visit(
-    config: &Config,
-    api: &Api,
-    running: &crate::sim::Running,
-) -> anyhow::Result<()> {
+async fn visit(config: &Config, api: &Api, running: &crate::sim::Running) -> anyhow::Result<()> {
     use crate::visits::book;
     let Some(slotti) = &config.slotti else {
         return Ok(());

@@ -222,7 +222,12 @@ async fn deliver<R: Relay>(
         Ok(None) => relay.attempt(&row).await,
         Err(e) => Err(e),
     }
-    .map_err(|e| e.context(format!("outbox action #{}: cannot record its outcome", row.id)))?;
+    .map_err(|e| {
+        e.context(format!(
+            "outbox action #{}: cannot record its outcome",
+            row.id
+        ))
+    })?;
     let mut report = report.lock().await;
     finish(config, relay, store, row, outcome, &mut report).await
 }

@@ -208,7 +208,11 @@ async fn attempt(
 
 /// An attempt that starts in doubt: the booking carrying `b`'s marker, delivered ("already
 /// applied"); `None` when there is none (it is booked again).
-async fn look_up_in_doubt(client: &Client, row: &OutboxRow, b: &VisitBooking) -> Option<Outcome<Box<NewVisit>>> {
+async fn look_up_in_doubt(
+    client: &Client,
+    row: &OutboxRow,
+    b: &VisitBooking,
+) -> Option<Outcome<Box<NewVisit>>> {
     let ticket = row.ticket_id.unwrap_or_default();
     match find(client, b).await {
         Ok(Some(found)) => Some(booked("already applied", row, b, &found)),

@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{AccountConfig, Config};
 use crate::push::PushReport;
-use crate::visits::deliveries::DeliveriesProcessed;
 use crate::store::{Handle, ReconcileRun};
 use crate::sync::SyncReport;
 use crate::tampuuri::Api;
+use crate::visits::deliveries::DeliveriesProcessed;
 
 /// What one cycle did.
 #[derive(Debug, Default)]

@@ -1057,7 +1057,9 @@ mod tests {
 
     #[test]
     fn ranges_split_into_windows_of_at_most_thirty_days() {
-        let from = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+        let from = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let day = chrono::Duration::days(1);
         for (days, want) in [(0, 0), (1, 1), (30, 1), (31, 2), (75, 3), (90, 3), (91, 4)] {
             let w = windows(from, from + day * days, MAX_WINDOW_DAYS);
@@ -1075,7 +1077,10 @@ mod tests {
         let w = windows(from, from + chrono::Duration::hours(36), 1);
         assert_eq!(
             w,
-            vec![(from, from + day), (from + day, from + chrono::Duration::hours(36))]
+            vec![
+                (from, from + day),
+                (from + day, from + chrono::Duration::hours(36))
+            ]
         );
         assert!(windows(from + day, from, 30).is_empty());
     }

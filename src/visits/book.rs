@@ -9,12 +9,12 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::slotti::config::{SlottiConfig, TicketFacts, choose};
 use super::resident::{self, Overrides};
 use super::slots::{self, Constraints};
-use crate::slotti::{Client, SlottiError};
 use crate::action::{BookedService, BookedSlot, BookingCustomer, Technician, VisitBooking};
 use crate::queue::QueueError;
+use crate::slotti::config::{SlottiConfig, TicketFacts, choose};
+use crate::slotti::{Client, SlottiError};
 use crate::store::{BookingTicket, Handle};
 
 /// What the operator asks for (`task book`'s flags); all optional.

@@ -17,10 +17,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::slotti::Client;
-use crate::slotti::config::SlottiConfig;
 use super::sync::{Applied, apply_deleted, apply_seen};
 use crate::config::Config;
+use crate::slotti::Client;
+use crate::slotti::config::SlottiConfig;
 use crate::store::{Handle, ReconcileRun, VisitFilter, VisitSource};
 use crate::time;
 

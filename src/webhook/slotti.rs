@@ -31,8 +31,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use crate::slotti::config::SlottiWebhook;
 use crate::listen::{BodyBudget, BodyRefused, read_body};
+use crate::slotti::config::SlottiWebhook;
 use crate::store::Handle;
 use crate::time;
 

@@ -268,7 +268,10 @@ fn tampuuri_and_slotti_import_nothing_from_the_store() {
     let (tampuuri, mut found) = lines_naming("src/tampuuri", &needles);
     let (slotti, more) = lines_naming("src/slotti", &needles);
     found.extend(more);
-    assert!(tampuuri.len() >= 2 && slotti.len() >= 3, "{tampuuri:?} {slotti:?}");
+    assert!(
+        tampuuri.len() >= 2 && slotti.len() >= 3,
+        "{tampuuri:?} {slotti:?}"
+    );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
