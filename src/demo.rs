@@ -256,7 +256,7 @@ async fn workflow(config: &Config, api: &Api, running: &crate::sim::Running) -> 
             )?;
         }
     }
-    let polled = crate::sync::sync_all(config, &api).await;
+    let polled = crate::sync::sync_all(config, api).await;
     outln!("The next poll brings the mirror up to date:")?;
     outln!("  {}", polled[0])?;
     Ok(())

@@ -1,8 +1,14 @@
 //! The outbox relay: delivers queued actions to Tampuuri exactly once in effect, in order per
 //! ticket, across crashes, restarts and network faults. A visit booking (`book`) waits in the
-//! same queues and is delivered to Slotti by [`crate::push::slotti`] with the same rules; once
-//! it is booked, its delivery and visit are recorded in one commit and the telling of Tampuuri
-//! is queued ([`crate::visits::tell`]), so the same pass delivers it.
+//! same queues and is delivered to Slotti with the same rules; once it is booked, its delivery
+//! and visit are recorded in one commit and the telling of Tampuuri is queued
+//! ([`crate::visits::tell`]), so the same pass delivers it.
+//!
+//! This module picks the queue heads and applies the retry rule (`decide`); each target's
+//! relay implements one trait, `Relay` (`attempt` a row, `record` a delivery): `tampuuri.rs`
+//! for accept, hold, done and create, `slotti.rs` for visit bookings. What a failed send proves
+//! (refused for good, surely not applied, or unknown) each remote's error says
+//! (`SendFailure`), and `failed_send` is the one rule that makes an attempt's outcome of it.
 //!
 //! Each pass takes, for every queue (a ticket's own actions, and follow-up creates of it as
 //! parent), its oldest pending action, unless an older one of the same queue is pending or

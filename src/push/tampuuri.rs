@@ -486,7 +486,8 @@ mod tests {
             endpoint,
             detail: "connection refused".into(),
         };
-        let table: Vec<(Result<Option<i64>, ApiError>, Outcome<Option<i64>>)> = vec![
+        type Sent = Result<Option<i64>, ApiError>;
+        let table: Vec<(Sent, Outcome<Option<i64>>)> = vec![
             (Ok(None), Outcome::Delivered("sent", None)),
             (Ok(Some(77)), Outcome::Delivered("sent", Some(77))),
             (
