@@ -5,7 +5,7 @@
 //! Actions are stored in the outbox in this crate's own JSON form (serde of [`Action`]), and
 //! turned into request bodies only at send time: Tampuuri's inside [`crate::tampuuri`] (accept,
 //! hold, done, create), Slotti's inside [`crate::slotti`] (book, delivered by
-//! `slotti::relay`). Every kind waits in its ticket's queue, so a booking is ordered with the
+//! `push::slotti`). Every kind waits in its ticket's queue, so a booking is ordered with the
 //! ticket's other actions and has their durability.
 
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,7 @@ pub enum Action {
 }
 
 /// A visit to book in Slotti for a ticket: what to book, within which limits, for whom. The
-/// relay (`slotti::relay`) books `slot`, or when that is taken (or there is none) the first
+/// relay (`push::slotti`) books `slot`, or when that is taken (or there is none) the first
 /// free slot that meets the same constraints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitBooking {

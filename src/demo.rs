@@ -113,8 +113,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         second.iter().map(|r| r.counts.rows_written).sum::<u64>()
     )?;
 
-    workflow(&config, &running).await?;
-    visit(&config, &running).await?;
+    // One exchange for the demo's process: every remote calls through `api`'s.
+    workflow(&config, &api, &running).await?;
+    visit(&config, &api, &running).await?;
 
     let db = Store::open(&store)?;
     let rows = db.tickets(&TicketFilter::default())?;
@@ -154,7 +155,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// The push path: accept two tickets, hold one, finish one, create a follow-up with a photo,
 /// each queued as the CLI and the HTTP API queue them; push, and show what the simulator now
 /// says.
-async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Result<()> {
+async fn workflow(config: &Config, api: &Api, running: &crate::sim::Running) -> anyhow::Result<()> {
     let account = config.accounts[0].name.clone();
     let db = Store::open(&config.store.path)?;
     let ids: Vec<i64> = db
@@ -221,9 +222,8 @@ async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Res
         let row = crate::queue::queue(config, &store, request).await?;
         outln!("  queued #{}: {}", row.id, describe(&row))?;
     }
-    let api = Api::new(config)?;
     let before = running.sim.total_calls();
-    let report = crate::push::push_pending(config, &api, &store).await?;
+    let report = crate::push::push_pending(config, api, &store).await?;
     outln!(
         "Pushed: {} delivered, {} dead-lettered, {} API calls (the follow-up is fetched once so it shows at once).",
         report.delivered.len(),
@@ -256,7 +256,7 @@ async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Res
             )?;
         }
     }
-    let polled = crate::sync::sync_all(config, &api).await;
+    let polled = crate::sync::sync_all(config, api).await;
     outln!("The next poll brings the mirror up to date:")?;
     outln!("  {}", polled[0])?;
     Ok(())
@@ -264,15 +264,14 @@ async fn workflow(config: &Config, running: &crate::sim::Running) -> anyhow::Res
 
 /// A visit booked in Slotti for an Avoin ticket whose resident has a contact, as `task book`
 /// queues it; one push books it and tells Tampuuri (accept, then the hold the resident reads).
-async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result<()> {
-    use crate::slotti::book;
+async fn visit(config: &Config, api: &Api, running: &crate::sim::Running) -> anyhow::Result<()> {
+    use crate::visits::book;
     let Some(slotti) = &config.slotti else {
         return Ok(());
     };
     let account = config.accounts[0].name.clone();
     let store = crate::store::Handle::open(config.store.path.clone()).await?;
-    let client =
-        crate::slotti::Client::new(config, slotti, &crate::remote::Exchange::new(config)?)?;
+    let client = crate::slotti::Client::new(config, slotti, api.exchange())?;
     let catalogue = book::Catalogue::fetch(&client).await?;
     let acc = account.clone();
     let avoin: Vec<i64> = store
@@ -326,8 +325,7 @@ async fn visit(config: &Config, running: &crate::sim::Running) -> anyhow::Result
     )
     .await?;
     outln!("  queued #{}: {}", row.id, describe(&row))?;
-    let api = Api::new(config)?;
-    let report = crate::push::push_pending(config, &api, &store).await?;
+    let report = crate::push::push_pending(config, api, &store).await?;
     outln!(
         "  pushed: {} delivered (the booking, then the accept and the hold that tell Tampuuri)",
         report.delivered.len()

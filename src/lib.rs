@@ -16,7 +16,8 @@
 //! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
 //! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
 //! - [`queue`]: queueing an action, the one function the CLI, the demo and the HTTP API call.
-//! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order.
+//! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order, each
+//!   target (Tampuuri actions, Slotti bookings) by its relay behind one trait.
 //! - [`retention`]: the purge's retention values, from the config.
 //! - [`report`]: how a sync's result and a queued action read to a person; [`escape`]: text
 //!   from outside made safe for a terminal.
@@ -28,7 +29,8 @@
 //! - [`api`]: the HTTP API for the contractor's systems, on the accept loop of [`listen`];
 //!   [`status`]: what `status` and `cost` report, for the CLI and the API; [`board`]: the
 //!   dispatcher's web board on the API's listener (sign-in, pages, live updates).
-//! - [`slotti`]: visit booking in Slotti (the resident's message, slot choice, the customer).
+//! - [`visits`]: visits booked in Slotti (booking, slot choice, the customer, telling
+//!   Tampuuri, the reconciliation and the processing of Slotti's webhook deliveries).
 //! - [`webhook`]: the webhook listener and the processing of its events; [`schedule`]: cron
 //!   schedules in one zone; [`lock`]: the store lock; [`cost`]: the monthly cost report;
 //!   [`metrics`]: Prometheus metrics.
@@ -84,4 +86,5 @@ pub mod sync;
 pub mod tampuuri;
 pub mod telemetry;
 pub mod time;
+pub mod visits;
 pub mod webhook;

@@ -39,7 +39,7 @@ pub enum Task {
         ticket: CreateRequest,
         attachments: Vec<AttachmentSource>,
     },
-    /// A visit to book in Slotti for ticket `ticket` (see [`crate::slotti::book`]): refused
+    /// A visit to book in Slotti for ticket `ticket` (see [`crate::visits::book`]): refused
     /// when the ticket has a live visit or a booking waiting in the outbox.
     Book {
         ticket: i64,
@@ -244,7 +244,7 @@ async fn book(
             return Err(refused(anyhow::anyhow!(
                 "ticket {id} in account {acc} already has a visit: Slotti booking {} on {}; a booked visit is moved or cancelled in Slotti, and huoltosync follows",
                 v.booking_guid,
-                crate::slotti::message::describe(v.start, v.end, tz)
+                crate::visits::message::describe(v.start, v.end, tz)
             )));
         }
         if let Some(o) = f.queued_booking {
@@ -264,7 +264,7 @@ async fn book(
 
 /// Queues what tells Tampuuri about a visit change (`change_id`) of ticket `ticket` in
 /// `account`, in one transaction with marking the change told: `plan` decides the actions
-/// from the ticket's facts (see [`crate::slotti::tell`]), or why the change is not told. Like
+/// from the ticket's facts (see [`crate::visits::tell`]), or why the change is not told. Like
 /// [`queue`], it goes through the store's enqueue path and logs each row with `requested_by`.
 pub async fn queue_tell(
     config: &Config,

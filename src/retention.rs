@@ -20,6 +20,6 @@ pub fn from_config(config: &Config) -> Retention<'static> {
         feed_days: crate::api::config::feed_retain_days(config.api.as_ref()),
         idempotency_keys: crate::api::IDEMPOTENCY_KEEP,
         personal_fields: &PERSONAL_FIELDS,
-        booking_personal_fields: &crate::slotti::resident::BOOKING_PERSONAL_FIELDS,
+        booking_personal_fields: &crate::slotti::BOOKING_PERSONAL_FIELDS,
     }
 }

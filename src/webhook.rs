@@ -23,7 +23,7 @@
 //! sweep of the account replaces their fetches ([`budget`]).
 //!
 //! With `[slotti]`, the same listener serves Slotti's deliveries at `[slotti.webhook] path`
-//! ([`serve_with_slotti`], the route of [`crate::slotti::webhook`]), and each processing pass
+//! ([`serve_with_slotti`], the route of [`slotti`]), and each processing pass
 //! also processes Slotti's recorded deliveries.
 
 use std::sync::Arc;
@@ -50,6 +50,7 @@ use crate::time;
 pub mod budget;
 mod fetch;
 mod process;
+pub mod slotti;
 
 pub use process::{
     Processed, RETRY_ATTEMPTS, RETRY_FIRST, RETRY_MAX, due_at, parse_delivery, process_pending,
@@ -87,7 +88,7 @@ pub async fn serve(
 }
 
 /// [`serve`], and with `slotti` (`[slotti.webhook]`) Slotti's deliveries at its path
-/// ([`crate::slotti::webhook::router`]), sharing the body budget and the wake-ups.
+/// ([`crate::webhook::slotti::router`]), sharing the body budget and the wake-ups.
 pub async fn serve_with_slotti(
     listener: tokio::net::TcpListener,
     config: WebhookConfig,
@@ -195,7 +196,7 @@ fn router(
         .map_err(|why| anyhow::anyhow!("webhook.path: {:?} {why}", config.path))?;
     let path = config.path.clone();
     let slotti = slotti.map(|s| {
-        crate::slotti::webhook::router(
+        crate::webhook::slotti::router(
             s,
             config.max_body_bytes,
             store.clone(),

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::ApiConfig;
 use super::*;
 use crate::config::Config;
+use crate::remote::Exchange;
 use crate::store::Handle;
 
 /// Binds `[api] listen` of the config in force and serves the API there, following the
@@ -18,6 +19,7 @@ use crate::store::Handle;
 pub async fn spawn_following(
     config: watch::Receiver<Arc<Config>>,
     stop: CancellationToken,
+    exchange: Exchange,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<anyhow::Result<()>>>> {
     let (path, api) = {
         let c = config.borrow();
@@ -33,7 +35,7 @@ pub async fn spawn_following(
     let probe = Handle::open(path).await?;
     tracing::info!(addr = %addr, tokens = api.tokens.len(), "HTTP API started.");
     Ok(Some(tokio::spawn(serve_following(
-        listener, config, store, probe, stop,
+        listener, config, store, probe, stop, exchange,
     ))))
 }
 
@@ -56,9 +58,11 @@ pub async fn serve_alone(mut config: Config) -> anyhow::Result<std::process::Exi
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let grace = config.service.shutdown_grace;
+    // The process's one exchange (the board's bookings call Slotti through it).
+    let exchange = Exchange::new(&config)?;
     let (_keep, rx) = watch::channel(Arc::new(config));
     let stop = CancellationToken::new();
-    let mut task = spawn_following(rx, stop.clone())
+    let mut task = spawn_following(rx, stop.clone(), exchange)
         .await?
         .expect("[api] listen is set");
     tokio::select! {
@@ -106,6 +110,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.api = Some(api);
+    let exchange = Exchange::new(&config)?;
     let (_keep, config) = watch::channel(Arc::new(config));
     let stop = CancellationToken::new();
     let cancel = stop.clone();
@@ -113,7 +118,7 @@ pub async fn serve(
         shutdown.await;
         cancel.cancel();
     });
-    serve_following(listener, config, store, probe, stop).await
+    serve_following(listener, config, store, probe, stop, exchange).await
 }
 
 /// Serves the API of the config in force in `config` on `listener`, building its router again
@@ -126,9 +131,10 @@ pub async fn serve_following(
     store: Handle,
     probe: Handle,
     stop: CancellationToken,
+    exchange: Exchange,
 ) -> anyhow::Result<()> {
     let long_polls = config.borrow().api.as_ref().map_or(1, |a| a.long_polls());
-    let kept = Kept::new(probe, stop.clone(), long_polls);
+    let kept = Kept::new(probe, stop.clone(), long_polls, exchange);
     let build = |c: &Arc<Config>| {
         c.api
             .clone()

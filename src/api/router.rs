@@ -15,6 +15,7 @@ use super::config::ApiConfig;
 use super::*;
 use crate::config::Config;
 use crate::listen::{BodyBudget, BodyRefused, read_body};
+use crate::remote::Exchange;
 use crate::store::Handle;
 use tokio_util::sync::CancellationToken;
 
@@ -30,19 +31,32 @@ pub struct Kept {
 impl Kept {
     /// Starts the feed's probe on `probe` (its own store connection); `stop` is the token on
     /// which long polls and event streams answer at once; at most `long_polls` wait at once
-    /// (`[api] max_long_polls` as the listener started: a reload keeps it).
-    pub fn new(probe: Handle, stop: CancellationToken, long_polls: usize) -> Kept {
+    /// (`[api] max_long_polls` as the listener started: a reload keeps it); the board books
+    /// visits through `exchange`, the process's one.
+    pub fn new(
+        probe: Handle,
+        stop: CancellationToken,
+        long_polls: usize,
+        exchange: Exchange,
+    ) -> Kept {
         Kept {
             feed: FeedWatch::start(probe, stop, long_polls),
             bodies: BodyBudget::new(BODY_BUDGET),
-            board: crate::board::Kept::default(),
+            board: crate::board::Kept::new(exchange),
         }
     }
 }
 
-/// The API's router: every endpoint under `/api/v1/`, behind the body bound and the token check.
-pub fn router(config: Config, api: ApiConfig, store: Handle, probe: Handle) -> Router {
-    let kept = Kept::new(probe, CancellationToken::new(), api.long_polls());
+/// The API's router: every endpoint under `/api/v1/`, behind the body bound and the token check;
+/// the board (when enabled) calls Slotti through `exchange`.
+pub fn router(
+    config: Config,
+    api: ApiConfig,
+    store: Handle,
+    probe: Handle,
+    exchange: Exchange,
+) -> Router {
+    let kept = Kept::new(probe, CancellationToken::new(), api.long_polls(), exchange);
     routes(Arc::new(config), api, store, &kept)
 }
 

@@ -3,7 +3,7 @@
 //! desktop and a technician's phone. It is built on the API's code, never on a copy: the ticket
 //! page and list come from the store's API reads (`ticket_page`, `ticket_detail`, the feed), every
 //! action goes through [`crate::queue`] (`requested_by = "board:<user>"`; a visit booking
-//! through [`crate::slotti::book::book`], the path of `task book`), the status page is
+//! through [`crate::visits::book::book`], the path of `task book`), the status page is
 //! [`crate::status`]. A request never calls Tampuuri; only a booking form's POST calls Slotti.
 //!
 //! Sign-in ([`auth`]): `[[board.users]]` with Argon2id hashes (`huoltosync board passwd`) or a
@@ -70,6 +70,7 @@ use tokio::sync::Semaphore;
 use crate::api::FeedWatch;
 use crate::config::Config;
 use crate::listen::{BODY_TIMEOUT, BodyBudget, BodyRefused, read_body_within};
+use crate::remote::Exchange;
 use crate::store::Handle;
 pub use i18n::Lang;
 
@@ -142,26 +143,31 @@ pub(crate) struct Board {
     streams: Arc<Semaphore>,
     bodies: BodyBudget,
     max_body: usize,
+    /// The process's one exchange: a visit booking asks Slotti through it.
+    exchange: Exchange,
 }
 
 /// What the board keeps while its router is built again for each reloaded config: the sign-in
-/// failures (the rate limit), the Argon2 verification slots, the cap on event streams and the
-/// body budget.
+/// failures (the rate limit), the Argon2 verification slots, the cap on event streams, the
+/// body budget and the exchange.
 #[derive(Clone)]
 pub struct Kept {
     failures: Arc<auth::Failures>,
     verifying: Arc<Semaphore>,
     streams: Arc<Semaphore>,
     bodies: BodyBudget,
+    exchange: Exchange,
 }
 
-impl Default for Kept {
-    fn default() -> Self {
+impl Kept {
+    /// Fresh limits, on the process's `exchange`.
+    pub fn new(exchange: Exchange) -> Kept {
         Kept {
             failures: Arc::new(auth::Failures::default()),
             verifying: Arc::new(Semaphore::new(auth::MAX_VERIFICATIONS)),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             bodies: BodyBudget::new(BODY_BUDGET),
+            exchange,
         }
     }
 }
@@ -195,6 +201,7 @@ pub fn mount(
         streams: kept.streams.clone(),
         bodies: kept.bodies.clone(),
         max_body,
+        exchange: kept.exchange.clone(),
     };
     let signed_in = Router::new()
         .route("/", get(pages::board))

@@ -318,7 +318,7 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
             r.next_visit
                 .as_ref()
                 .and_then(|v| Some((time::parse(&v.start)?, time::parse(&v.end)?)))
-                .map(|(s, e)| format!("  (visit {})", crate::slotti::message::describe(s, e, tz)))
+                .map(|(s, e)| format!("  (visit {})", crate::visits::message::describe(s, e, tz)))
                 .unwrap_or_default(),
             if r.open {
                 String::new()

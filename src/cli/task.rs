@@ -168,7 +168,7 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     push_now(config, &store, row.id).await
 }
 
-/// `task book`: [`crate::slotti::book::book`] (the board's path too) with the command's
+/// `task book`: [`crate::visits::book::book`] (the board's path too) with the command's
 /// options; prints the five free times (`--dry-run`) or the queued booking.
 async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
     let Some(slotti) = &config.slotti else {
@@ -182,38 +182,40 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
         |flag: &str, v: &Option<String>| -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
             v.as_deref()
                 .map(|s| {
-                    crate::slotti::book::parse_time(s, tz)
+                    crate::visits::book::parse_time(s, tz)
                         .map_err(|e| super::usage(format!("--{flag}: {e}")))
                 })
                 .transpose()
         };
-    let opts = crate::slotti::book::BookOptions {
+    let opts = crate::visits::book::BookOptions {
         service: args.service.clone(),
         technicians: args.technician.clone(),
         after: time("after", &args.after)?,
         before: time("before", &args.before)?,
         at: time("at", &args.at)?,
-        overrides: crate::slotti::resident::Overrides {
+        overrides: crate::visits::resident::Overrides {
             name: args.name.clone(),
             phone: args.phone.clone(),
             email: args.email.clone(),
         },
     };
     let store = Handle::open(config.store.path.clone()).await?;
-    let request = crate::slotti::book::BookRequest {
+    let request = crate::visits::book::BookRequest {
         account: args.common.account.clone(),
         ticket: args.id,
         opts,
         dry_run: args.dry_run,
         requested_by: "cli".into(),
     };
-    let booked = match crate::slotti::book::book(config, &store, request).await {
+    // The command's one exchange.
+    let exchange = crate::remote::Exchange::new(config)?;
+    let booked = match crate::visits::book::book(config, &exchange, &store, request).await {
         Ok(b) => b,
-        Err(crate::slotti::book::BookError::Refused(e)) => return Err(refusal(e)),
-        Err(crate::slotti::book::BookError::Slotti(e)) => return Err(e),
+        Err(crate::visits::book::BookError::Refused(e)) => return Err(refusal(e)),
+        Err(crate::visits::book::BookError::Slotti(e)) => return Err(e),
     };
     let row = match booked {
-        crate::slotti::book::Booked::Free { booking, slots } => {
+        crate::visits::book::Booked::Free { booking, slots } => {
             if args.common.json {
                 let v: Vec<serde_json::Value> = slots
                     .iter()
@@ -231,13 +233,13 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
                 for s in &slots {
                     outln!(
                         "{}",
-                        esc(&crate::slotti::book::describe_slot(&booking, s, tz))
+                        esc(&crate::visits::book::describe_slot(&booking, s, tz))
                     )?;
                 }
             }
             return Ok(ExitCode::SUCCESS);
         }
-        crate::slotti::book::Booked::Queued { row, booking, slot } => {
+        crate::visits::book::Booked::Queued { row, booking, slot } => {
             if !args.common.json {
                 outln!(
                     "queued #{}: {}",

@@ -11,9 +11,9 @@ use super::{account_names, open_store, usage};
 use crate::config::Config;
 use crate::escape::esc;
 use crate::report::count;
-use crate::slotti::message::describe;
 use crate::store::VisitFilter;
 use crate::time;
+use crate::visits::message::describe;
 
 /// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki).
 pub fn zone(config: &Config) -> Tz {

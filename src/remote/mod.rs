@@ -5,7 +5,9 @@
 //!
 //! - one `reqwest::Client`, and so one connection pool, per origin, built when the exchange is
 //!   (at start-up, for every configured origin) and shared by every clone of it; this is the
-//!   only place in the crate that builds HTTP clients;
+//!   only place in the crate that builds HTTP clients. The daemon keeps one exchange for its
+//!   whole life: a reload hands it the new config ([`Exchange::reconfigure`]: the throttle's
+//!   quota, the user agent, the pools of new origins) and keeps every pool;
 //! - the throttle: governor's keyed limiter, one quota (`[tampuuri] max_requests_per_second`)
 //!   per host, for the remotes whose [`Profile`] asks for it;
 //! - the request timeout, the connect timeout, the response-size cap and the redirect policy
@@ -30,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use reqwest::{Method, Url};
 
 use crate::backoff::Backoff;
@@ -143,17 +145,46 @@ impl<'a> Request<'a> {
     }
 }
 
-/// The shared exchange; clones share the pools and the throttle.
+/// The shared exchange; clones share the pools, the throttle and the settings a reload changes.
 #[derive(Clone)]
 pub struct Exchange {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    user_agent: String,
-    /// One client per origin (`scheme://host:port`) and connect timeout.
+    /// What the config in force says; replaced by [`Exchange::reconfigure`].
+    settings: Mutex<Settings>,
+    /// One client per origin (`scheme://host:port`) and connect timeout, kept across reloads.
     clients: Mutex<HashMap<(String, Duration), reqwest::Client>>,
-    throttle: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+/// The config's part of the exchange: the user agent and the per-host throttle.
+#[derive(Clone)]
+struct Settings {
+    user_agent: String,
+    /// `[tampuuri] max_requests_per_second`, of which `throttle` is made.
+    rps: f64,
+    throttle: Option<Arc<DefaultKeyedRateLimiter<String>>>,
+}
+
+impl Settings {
+    /// The settings of `config`; the throttle of `old` is kept while its quota is unchanged,
+    /// so a reload does not reset what the hosts have been sent.
+    fn of(config: &Config, old: Option<&Settings>) -> Settings {
+        let rps = config.tampuuri.max_requests_per_second;
+        let throttle = match old {
+            Some(o) if o.rps == rps => o.throttle.clone(),
+            _ => (rps > 0.0)
+                .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / rps)))
+                .flatten()
+                .map(|q| Arc::new(RateLimiter::keyed(q))),
+        };
+        Settings {
+            user_agent: config.tampuuri.software_version.clone(),
+            rps,
+            throttle,
+        }
+    }
 }
 
 impl Exchange {
@@ -162,32 +193,51 @@ impl Exchange {
     /// `[tampuuri] max_requests_per_second` (0: none).
     pub fn new(config: &Config) -> anyhow::Result<Exchange> {
         install_tls_provider();
-        let rps = config.tampuuri.max_requests_per_second;
-        let throttle = (rps > 0.0)
-            .then(|| Quota::with_period(Duration::from_secs_f64(1.0 / rps)))
-            .flatten()
-            .map(RateLimiter::keyed);
         let exchange = Exchange {
             inner: Arc::new(Inner {
-                user_agent: config.tampuuri.software_version.clone(),
+                settings: Mutex::new(Settings::of(config, None)),
                 clients: Mutex::default(),
-                throttle,
             }),
         };
+        exchange.prepare(config)?;
+        Ok(exchange)
+    }
+
+    /// Puts a reloaded `config` in force: a client for every origin it names that has none
+    /// yet, its user agent, and its throttle quota (the running throttle is kept when the
+    /// quota did not change). Every pool is kept. Nothing changes when a client cannot be
+    /// built.
+    pub fn reconfigure(&self, config: &Config) -> anyhow::Result<()> {
+        self.prepare(config)?;
+        let mut settings = self.settings_lock();
+        let next = Settings::of(config, Some(&settings));
+        *settings = next;
+        Ok(())
+    }
+
+    /// Builds the clients of every origin `config` names.
+    fn prepare(&self, config: &Config) -> anyhow::Result<()> {
         let tampuuri = Profile::tampuuri(config).connect_timeout;
         for account in &config.accounts {
             // A base_url that is no URL fails that account's client, not the exchange.
             if let Ok(url) = Url::parse(&account.base_url) {
-                exchange.client(&url, tampuuri)?;
+                self.client(&url, tampuuri)?;
             }
         }
         if let Some(s) = &config.slotti {
-            exchange.client(&s.base_url, tampuuri)?;
+            self.client(&s.base_url, tampuuri)?;
         }
         for s in &config.subscribers {
-            exchange.client(&s.url, crate::outgoing::CONNECT_TIMEOUT)?;
+            self.client(&s.url, crate::outgoing::CONNECT_TIMEOUT)?;
         }
-        Ok(exchange)
+        Ok(())
+    }
+
+    fn settings_lock(&self) -> std::sync::MutexGuard<'_, Settings> {
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The pooled client of `url`'s origin; built on first use, then shared.
@@ -200,9 +250,9 @@ impl Exchange {
         // `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured (reqwest's
         // default). No redirect is followed: reqwest strips only `Authorization` on a
         // cross-host hop, and Tampuuri's credentials are other headers.
+        // The user agent is each request's (the config in force), not the client's.
         let client = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
-            .user_agent(self.inner.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
@@ -273,7 +323,12 @@ impl Exchange {
             Ok(c) => c,
             Err(e) => return unreached(format!("cannot build an HTTP client: {e:#}")),
         };
-        if let (true, Some(t)) = (profile.throttled, &self.inner.throttle) {
+        let Settings {
+            user_agent,
+            throttle,
+            ..
+        } = self.settings_lock().clone();
+        if let (true, Some(t)) = (profile.throttled, &throttle) {
             t.until_key_ready(&request.url.host_str().unwrap_or_default().to_owned())
                 .await;
         }
@@ -281,6 +336,12 @@ impl Exchange {
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone())
             .timeout(profile.timeout);
+        if let (false, Ok(ua)) = (
+            request.headers.contains_key(USER_AGENT),
+            HeaderValue::from_str(&user_agent),
+        ) {
+            req = req.header(USER_AGENT, ua);
+        }
         if let Some(b) = &request.body {
             req = req.body(b.clone());
         }

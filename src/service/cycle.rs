@@ -8,10 +8,10 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{AccountConfig, Config};
 use crate::push::PushReport;
-use crate::slotti::webhook::DeliveriesProcessed;
 use crate::store::{Handle, ReconcileRun};
 use crate::sync::SyncReport;
 use crate::tampuuri::Api;
+use crate::visits::deliveries::DeliveriesProcessed;
 
 /// What one cycle did.
 #[derive(Debug, Default)]
@@ -69,7 +69,7 @@ async fn run(
     if let Some(slotti) = config.slotti.as_ref().filter(|s| s.auto_book) {
         // Tickets this poll brought that a rule says to book: booked by the second push.
         let client = crate::slotti::Client::new(config, slotti, api.exchange())?;
-        let booked = crate::slotti::book::auto_book(config, &client, store, polled_at).await;
+        let booked = crate::visits::book::auto_book(config, &client, store, polled_at).await;
         client.meter().record(store).await?;
         if let Err(e) = booked {
             tracing::warn!(
@@ -114,7 +114,7 @@ pub async fn slotti_step(
     let mut deliveries = DeliveriesProcessed::default();
     // At most this many batches here; the rest waits for the next run.
     for _ in 0..10 {
-        let p = crate::slotti::webhook::process_deliveries(store, now).await?;
+        let p = crate::visits::deliveries::process_deliveries(store, now).await?;
         deliveries.processed += p.processed;
         deliveries.moved += p.moved;
         deliveries.cancelled += p.cancelled;
@@ -126,7 +126,7 @@ pub async fn slotti_step(
         }
     }
     let reconcile =
-        crate::slotti::reconcile::run(config, slotti, api.exchange(), store, now).await?;
+        crate::visits::reconcile::run(config, slotti, api.exchange(), store, now).await?;
     tell(config, store).await?;
     Ok(Some(Box::new(SlottiReport {
         deliveries,
@@ -138,7 +138,7 @@ pub async fn slotti_step(
 /// cancelled), before a push.
 pub async fn tell(config: &Config, store: &Handle) -> anyhow::Result<()> {
     if config.slotti.is_some() {
-        crate::slotti::tell::tell_untold(config, store).await?;
+        crate::visits::tell::tell_untold(config, store).await?;
     }
     Ok(())
 }

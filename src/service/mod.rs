@@ -61,12 +61,8 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     // Subscribers are registered before the first poll, so a new one gets every event after
     // the daemon started; each has its own delivery task, and a reload adds, changes and removes
     // them.
-    let _outgoing = crate::outgoing::follow(
-        runtime.watch(),
-        runtime.remotes().exchange().clone(),
-        store.clone(),
-    )
-    .await?;
+    let _outgoing =
+        crate::outgoing::follow(runtime.watch(), runtime.exchange().clone(), store.clone()).await?;
     // Webhooks: the listener records deliveries and wakes the loop.
     let wake = Arc::new(tokio::sync::Notify::new());
     let listener = listeners(&runtime, wake.clone()).await?;
@@ -162,7 +158,10 @@ async fn listeners(
     }
     // The HTTP API, when configured, is served on its own store connections and follows the
     // config (its tokens, the board's users).
-    if let Some(api) = crate::api::spawn_following(runtime.watch(), stop.clone()).await? {
+    if let Some(api) =
+        crate::api::spawn_following(runtime.watch(), stop.clone(), runtime.exchange().clone())
+            .await?
+    {
         tasks.push((api, crate::api::ended));
     }
     if tasks.is_empty() {

@@ -5,8 +5,11 @@
 //! cancels (the listeners then drain: no new connections, requests in flight answered, long
 //! polls and event streams answered at once with what they have).
 //!
-//! The daemon's loop is the only writer: a reload ([`Runtime::replace`]) swaps the remotes and
-//! the config together, after the new config was validated.
+//! The runtime owns one [`Exchange`] for the life of the process (its connection pools and
+//! throttle), shared by Tampuuri's clients, Slotti's, the subscribers and the board's booking.
+//! The daemon's loop is the only writer: a reload ([`Runtime::replace`]) hands the new config
+//! to the exchange and swaps the remotes built on it and the config together, after the new
+//! config was validated.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::remote::Exchange;
 use crate::store::Handle;
 use crate::tampuuri::Api;
 
@@ -23,16 +27,19 @@ use crate::tampuuri::Api;
 pub struct Runtime {
     config: Arc<watch::Sender<Arc<Config>>>,
     remotes: Arc<Mutex<Api>>,
+    exchange: Exchange,
     store: Handle,
     stop: CancellationToken,
 }
 
 impl Runtime {
-    /// A runtime running `config` with the remotes built from it (`api`) on `store`.
+    /// A runtime running `config` with the remotes built from it (`api`) on `store`; `api`'s
+    /// exchange is the one the runtime keeps.
     pub fn new(config: Config, api: Api, store: Handle) -> Runtime {
         let (config, _) = watch::channel(Arc::new(config));
         Runtime {
             config: Arc::new(config),
+            exchange: api.exchange().clone(),
             remotes: Arc::new(Mutex::new(api)),
             store,
             stop: CancellationToken::new(),
@@ -57,6 +64,17 @@ impl Runtime {
             .clone()
     }
 
+    /// The one exchange of the process: every remote, the subscribers and the board call
+    /// through it.
+    pub fn exchange(&self) -> &Exchange {
+        &self.exchange
+    }
+
+    /// The remotes of `config` on the runtime's exchange (nothing is put in force).
+    pub fn remotes_of(&self, config: &Config) -> anyhow::Result<Api> {
+        Api::on(config, self.exchange.clone())
+    }
+
     pub fn store(&self) -> &Handle {
         &self.store
     }
@@ -66,13 +84,16 @@ impl Runtime {
         &self.stop
     }
 
-    /// Puts a validated `config` and the remotes built from it in force, and tells every part
-    /// that follows the config.
-    pub fn replace(&self, config: Config, api: Api) -> Arc<Config> {
+    /// Puts a validated `config` and the remotes built from it ([`Runtime::remotes_of`]) in
+    /// force: the exchange takes the new config (keeping its pools), and every part that
+    /// follows the config is told. When the exchange cannot take it (a client that cannot be
+    /// built), nothing changes.
+    pub fn replace(&self, config: Config, api: Api) -> anyhow::Result<Arc<Config>> {
+        self.exchange.reconfigure(&config)?;
         *self.remotes.lock().unwrap_or_else(|e| e.into_inner()) = api;
         let config = Arc::new(config);
         self.config.send_replace(config.clone());
-        config
+        Ok(config)
     }
 }
 

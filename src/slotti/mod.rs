@@ -3,11 +3,10 @@
 //! bookings) and the account's `api/v1/` (bookings, customers, webhooks). Slotti's wire types
 //! stay in the private `wire` module; callers get the types below.
 //!
-//! Domain parts that need no HTTP: [`message`] renders what the resident reads in Tampuuri,
-//! [`slots`] chooses free slots and splits date ranges into Slotti's 30-day windows, and
-//! [`resident`] makes the booking's customer from a ticket's reporter. [`book`] prepares a
-//! booking for a ticket (`task book`, `auto_book`), [`relay`] delivers a queued one (called by
-//! [`crate::push`]), and [`tell`] queues what tells Tampuuri about each visit change.
+//! Like [`crate::tampuuri`], this is a client and a wire format only: what is done with
+//! visits (booking, telling Tampuuri, reconciling, processing webhook deliveries) is
+//! [`crate::visits`]'s, the delivery of a queued booking is the relay's (`crate::push`), and
+//! the webhook receiver is the listener's (`crate::webhook`). Nothing here imports the store.
 //!
 //! The client calls through the shared exchange ([`crate::remote`]), with the Tampuuri
 //! client's standard: a timeout on every request, the per-host throttle, reads retried with the
@@ -32,16 +31,7 @@
 //! The answer to `POST bookings/` is read as a booking object when it is one; any other 2xx
 //! body means "booked, guid unknown".
 
-pub mod book;
 pub mod config;
-pub mod message;
-pub mod reconcile;
-pub mod relay;
-pub mod resident;
-pub mod slots;
-pub mod sync;
-pub mod tell;
-pub mod webhook;
 mod wire;
 
 use std::collections::HashSet;
@@ -62,6 +52,9 @@ use crate::remote::{
     Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, scrub, server_words,
 };
 use config::SlottiConfig;
+
+/// Webhook deliveries' payloads, read into this module's types.
+pub use wire::{parse_deleted_guid, parse_event_booking};
 
 /// The `account` of Slotti's calls in `api_calls`; no `[[accounts]]` entry may have this name
 /// when `[slotti]` is set (the loader refuses it).
@@ -479,7 +472,7 @@ impl Client {
         .await
     }
 
-    /// `GET bookings?from&to` over any range: windows of at most [`slots::MAX_WINDOW_DAYS`] days,
+    /// `GET bookings?from&to` over any range: windows of at most [`MAX_WINDOW_DAYS`] days,
     /// merged, each guid once (the last window's copy), sorted by start.
     pub async fn bookings(
         &self,
@@ -488,7 +481,7 @@ impl Client {
     ) -> Result<Vec<Booking>, SlottiError> {
         let e = endpoint::BOOKINGS;
         let mut all: Vec<Booking> = Vec::new();
-        for (a, b) in slots::windows(from, to, slots::MAX_WINDOW_DAYS) {
+        for (a, b) in windows(from, to, MAX_WINDOW_DAYS) {
             let mut url = self.url(e, &self.api, "bookings/")?;
             url.query_pairs_mut()
                 .append_pair("from", &wire::format_time(a))
@@ -846,6 +839,32 @@ fn says_taken(message: &str) -> bool {
     .any(|w| m.contains(w))
 }
 
+/// The top-level fields of a Slotti booking that hold personal data (the customer, and the
+/// free text that names the resident's address), removed from a visit's stored booking when the
+/// purge erases its customer data.
+pub const BOOKING_PERSONAL_FIELDS: [&str; 3] = ["customerLinks", "info", "privateNotes"];
+
+/// Slotti's longest `GET bookings` range, in days.
+pub const MAX_WINDOW_DAYS: u32 = 30;
+
+/// `[from, to)` split into consecutive windows of at most `max_days` days (at least one day
+/// each), in order; empty when `from` is not before `to`.
+pub fn windows(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    max_days: u32,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let step = chrono::Duration::days(max_days.max(1).into());
+    let mut out = Vec::new();
+    let mut start = from;
+    while start < to {
+        let end = (start + step).min(to);
+        out.push((start, end));
+        start = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1034,5 +1053,35 @@ mod tests {
             !text.contains("sekret-key") && text.chars().count() < 320,
             "{text}"
         );
+    }
+
+    #[test]
+    fn ranges_split_into_windows_of_at_most_thirty_days() {
+        let from = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        let day = chrono::Duration::days(1);
+        for (days, want) in [(0, 0), (1, 1), (30, 1), (31, 2), (75, 3), (90, 3), (91, 4)] {
+            let w = windows(from, from + day * days, MAX_WINDOW_DAYS);
+            assert_eq!(w.len(), want, "{days} days");
+            // Consecutive, covering the range, none over 30 days.
+            let mut at = from;
+            for (s, e) in &w {
+                assert_eq!(*s, at);
+                assert!(*e > *s && *e - *s <= day * 30, "{s}..{e}");
+                at = *e;
+            }
+            assert_eq!(at, from + day * days.max(0));
+        }
+        // A range that is not a whole number of days ends where it ends.
+        let w = windows(from, from + chrono::Duration::hours(36), 1);
+        assert_eq!(
+            w,
+            vec![
+                (from, from + day),
+                (from + day, from + chrono::Duration::hours(36))
+            ]
+        );
+        assert!(windows(from + day, from, 30).is_empty());
     }
 }

@@ -308,7 +308,7 @@ pub(super) fn parse_bookings(body: &[u8]) -> Result<Vec<Booking>, String> {
 
 /// A `booking.created`/`booking.modified` delivery's payload: the booking object (the seed's
 /// "Varaus-objekti", as `GET bookings` has it).
-pub(super) fn parse_event_booking(body: &[u8]) -> Result<Booking, String> {
+pub fn parse_event_booking(body: &[u8]) -> Result<Booking, String> {
     let v: Value = json(body)?;
     booking(v)
 }
@@ -316,7 +316,7 @@ pub(super) fn parse_event_booking(body: &[u8]) -> Result<Booking, String> {
 /// A `booking.deleted` delivery's payload: "the booking's identifier (guid)". Assumed, since
 /// the seed shows no example: a JSON string, or an object with a `guid`; a bare guid without
 /// quotes is taken too.
-pub(super) fn parse_deleted_guid(body: &[u8]) -> Result<String, String> {
+pub fn parse_deleted_guid(body: &[u8]) -> Result<String, String> {
     let guid = match serde_json::from_slice::<Value>(body) {
         Ok(Value::String(s)) => s,
         Ok(Value::Object(o)) => match o.get("guid").or_else(|| o.get("Guid")) {

@@ -13,7 +13,7 @@
 //!   [`Store::active_visit`] is `Some`; once Slotti confirmed a booking, [`Store::insert_visit`]
 //!   (idempotent on the booking guid, so a relay that crashed after it may run it again).
 //! - **Telling Tampuuri**: [`Store::untold_visit_changes`], oldest first; for each, queue the
-//!   hold with `slotti::message::render` of the change's new (or, cancelled, old) times, then
+//!   hold with `visits::message::render` of the change's new (or, cancelled, old) times, then
 //!   [`Store::mark_visit_change_told`] with the outbox id (false: told already, by another
 //!   row). Inside the store, `mark_told` takes a connection, so an outbox transaction can
 //!   queue and mark in one commit.
@@ -21,7 +21,7 @@
 //!   Shot-ID, answer 2xx and do nothing); later [`Store::pending_slotti_deliveries`], then
 //!   [`Store::record_visit_seen`] (created/modified) or [`Store::record_visit_cancelled`]
 //!   (deleted), then [`Store::mark_slotti_delivery_processed`].
-//! - **Reconciliation**: for each window of `slotti::slots::windows`, every listed booking
+//! - **Reconciliation**: for each window of `slotti::windows`, every listed booking
 //!   that carries our marker goes to [`Store::record_visit_seen`]; a live visit of
 //!   [`Store::visits`] that starts inside a listed window and is not listed is gone:
 //!   [`Store::record_visit_cancelled`]. `Unknown` answers mean "not ours": ignore.

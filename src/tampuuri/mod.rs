@@ -448,7 +448,7 @@ impl Client {
             Action::Create(t) => {
                 return self.create_ticket(t, attachments).await.map(Some);
             }
-            // The relay hands a booking to `slotti::relay`; it never reaches Tampuuri.
+            // The relay hands a booking to `push::slotti`; it never reaches Tampuuri.
             Action::Book(_) => {
                 return Err(ApiError::Rejected {
                     account: self.account.clone(),

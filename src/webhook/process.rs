@@ -62,7 +62,7 @@ pub struct Processed {
     /// Reconciliation sweeps run this pass for such events.
     pub sweeps: u64,
     /// With `[slotti]`: Slotti's recorded deliveries processed in the same pass.
-    pub slotti: crate::slotti::webhook::DeliveriesProcessed,
+    pub slotti: crate::visits::deliveries::DeliveriesProcessed,
 }
 
 /// When the pending events of one ticket are due: once no event arrived for it for `quiet`
@@ -151,7 +151,7 @@ pub async fn process_pending(
     budget::sweeps(&fetcher, &mut done).await?;
     // Slotti's deliveries carry what they tell: no fetch, no call.
     if config.slotti.is_some() {
-        done.slotti = crate::slotti::webhook::process_deliveries(store, now).await?;
+        done.slotti = crate::visits::deliveries::process_deliveries(store, now).await?;
         if done.slotti.more {
             done.next_due = Some(done.next_due.map_or(now, |d| d.min(now)));
         }

@@ -1,6 +1,6 @@
 //! Visits on the web board: the next visit on the board's rows, a ticket's visits with their
 //! history, and booking a visit from the ticket page through the path of `huoltosync task
-//! book` (`slotti::book::book`), against the in-process simulator with Slotti.
+//! book` (`visits::book::book`), against the in-process simulator with Slotti.
 
 use std::collections::BTreeMap;
 

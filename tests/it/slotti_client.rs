@@ -749,6 +749,41 @@ async fn clients_on_one_exchange_share_its_pool_across_push_passes() {
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
+/// The daemon keeps one exchange for its life: a reload hands it the new config (here a
+/// throttle of 10 calls a second where there was none) and the connection made before the
+/// reload serves after it.
+#[tokio::test]
+async fn a_reloaded_config_reaches_the_exchange_without_dropping_its_pool() {
+    let (addr, accepted) = counting_slotti().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, mut config) = write_config(dir.path(), &format!("http://{addr}/"), "");
+    config.tampuuri.max_requests_per_second = 0.0;
+    let slotti = config.slotti.clone().unwrap();
+    let exchange = huoltosync::remote::Exchange::new(&config).unwrap();
+    let c = Client::new(&config, &slotti, &exchange).unwrap();
+    c.services().await.unwrap();
+    let pools = exchange.pools();
+    let mut reloaded = config.clone();
+    reloaded.tampuuri.max_requests_per_second = 10.0;
+    exchange.reconfigure(&reloaded).unwrap();
+    let c = Client::new(&reloaded, &slotti, &exchange).unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        c.services().await.unwrap();
+    }
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(350),
+        "5 calls in {:?} after a reload to 10 a second",
+        started.elapsed()
+    );
+    assert_eq!(exchange.pools(), pools, "no pool was added or dropped");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the connection of before the reload serves after it"
+    );
+}
+
 #[tokio::test]
 async fn slotti_calls_are_throttled_per_host() {
     let (addr, _) = counting_slotti().await;

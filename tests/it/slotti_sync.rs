@@ -210,7 +210,7 @@ fn outbox_row_with_marker(env: &TestEnv, ticket: i64, marker: &str) {
 async fn reconcile(env: &TestEnv) -> huoltosync::store::ReconcileRun {
     let slotti = env.config.slotti.as_ref().unwrap();
     let exchange = huoltosync::remote::Exchange::new(&env.config).unwrap();
-    huoltosync::slotti::reconcile::run(
+    huoltosync::visits::reconcile::run(
         &env.config,
         slotti,
         &exchange,
@@ -221,8 +221,8 @@ async fn reconcile(env: &TestEnv) -> huoltosync::store::ReconcileRun {
     .unwrap()
 }
 
-async fn process(env: &TestEnv) -> huoltosync::slotti::webhook::DeliveriesProcessed {
-    huoltosync::slotti::webhook::process_deliveries(&handle(env).await, Utc::now())
+async fn process(env: &TestEnv) -> huoltosync::visits::deliveries::DeliveriesProcessed {
+    huoltosync::visits::deliveries::process_deliveries(&handle(env).await, Utc::now())
         .await
         .unwrap()
 }

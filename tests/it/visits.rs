@@ -569,7 +569,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
         feed_days: 400,
         idempotency_keys: std::time::Duration::from_secs(400 * 86_400),
         personal_fields: &["Ilmoittaja"],
-        booking_personal_fields: &huoltosync::slotti::resident::BOOKING_PERSONAL_FIELDS,
+        booking_personal_fields: &huoltosync::slotti::BOOKING_PERSONAL_FIELDS,
     };
     let r = store.purge(&retention, now, false).unwrap();
     assert_eq!(

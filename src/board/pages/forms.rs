@@ -1,5 +1,5 @@
 //! The forms of a ticket's page: accept, hold, done and a follow-up (through [`crate::queue`],
-//! as `board:<user>`), and booking a visit (through [`crate::slotti::book::book`], the path of
+//! as `board:<user>`), and booking a visit (through [`crate::visits::book::book`], the path of
 //! `task book`). A refusal shows the ticket again with the queue's own message.
 
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -215,7 +215,7 @@ struct BookForm {
 }
 
 /// `POST /tickets/{account}/{id}/book`: the CSRF token, the dispatcher role, then
-/// [`crate::slotti::book::book`], the path of `huoltosync task book`, as `board:<user>`. A dry
+/// [`crate::visits::book::book`], the path of `huoltosync task book`, as `board:<user>`. A dry
 /// run shows the first free times; a booking is 303 to the ticket with a notice naming its
 /// slot; a refusal shows the CLI's message. Only this POST asks Slotti (its client's timeouts
 /// and retries bound it).
@@ -247,7 +247,7 @@ async fn book_visit(
     let tz = crate::slotti::zone(&b.config);
     let after = match f.after.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => match crate::slotti::book::parse_time(s, tz) {
+        Some(s) => match crate::visits::book::parse_time(s, tz) {
             Ok(t) => Some(t),
             Err(e) => {
                 let text = format!("{}: {e}", lang.t("book_after"));
@@ -261,10 +261,10 @@ async fn book_visit(
         .filter(|t| !t.is_empty())
         .into_iter()
         .collect();
-    let request = crate::slotti::book::BookRequest {
+    let request = crate::visits::book::BookRequest {
         account: Some(acc.clone()),
         ticket: id,
-        opts: crate::slotti::book::BookOptions {
+        opts: crate::visits::book::BookOptions {
             technicians,
             after,
             ..Default::default()
@@ -272,8 +272,8 @@ async fn book_visit(
         dry_run: f.dry_run.is_some(),
         requested_by: format!("board:{}", me.name),
     };
-    use crate::slotti::book::{BookError, Booked};
-    match crate::slotti::book::book(&b.config, &b.store, request).await {
+    use crate::visits::book::{BookError, Booked};
+    match crate::visits::book::book(&b.config, &b.exchange, &b.store, request).await {
         Ok(Booked::Free { booking, slots }) => {
             let free = slots.iter().map(|s| slot_text(lang, &booking, s)).collect();
             let shown = Shown {

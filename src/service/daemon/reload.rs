@@ -7,7 +7,6 @@
 use super::{Daemon, Happened};
 use crate::config::Config;
 use crate::service::runtime::needs_restart;
-use crate::tampuuri::Api;
 
 impl Daemon {
     /// Reads the config again; an invalid one is logged and the running one kept.
@@ -29,7 +28,8 @@ impl Daemon {
             tracing::warn!("{w}");
         }
         let new = loaded.config;
-        let api = match Api::new(&new) {
+        // The remotes of the new config on the process's one exchange: its pools are kept.
+        let api = match self.runtime.remotes_of(&new) {
             Ok(api) => api,
             Err(e) => {
                 tracing::error!(
@@ -47,8 +47,19 @@ impl Daemon {
                 "Config reload: {key} changed; it takes effect at the next start (restart the service), the running one stays until then."
             );
         }
-        self.api = api.clone();
-        self.config = self.runtime.replace(new, api);
+        self.config = match self.runtime.replace(new, api.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    config = %self.config_path.display(),
+                    error = format!("{e:#}"),
+                    "Config reload failed; keeping the running config."
+                );
+                self.report(Happened::ReloadRefused);
+                return;
+            }
+        };
+        self.api = api;
         let c = &self.config;
         tracing::info!(
             schedule = super::poll_schedule(c).expr(),

@@ -41,7 +41,7 @@ async fn reconcile_and_tell(
     let Some(slotti) = &config.slotti else {
         anyhow::bail!("no [slotti] section");
     };
-    let run = crate::slotti::reconcile::run(config, slotti, api.exchange(), store, now).await?;
+    let run = crate::visits::reconcile::run(config, slotti, api.exchange(), store, now).await?;
     crate::service::cycle::tell(config, store).await?;
     crate::push::push_pending(config, api, store).await?;
     Ok(Box::new(run))

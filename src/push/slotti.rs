@@ -1,6 +1,6 @@
 //! The relay's Slotti side: one attempt at a queued visit booking (`book` in the outbox), with
-//! the durability of the Tampuuri actions. [`crate::push`] hands a `book` row here and records
-//! what comes back.
+//! the durability of the Tampuuri actions. [`super::push_pending`] hands a `book` row to this
+//! [`Relay`] and applies the retry rule to what comes back.
 //!
 //! - Before each `POST bookings/`, the attempt is marked in doubt in its own commit, and the
 //!   slot it sends is added to the span of every slot tried (`VisitBooking::tried`, stored
@@ -19,43 +19,114 @@
 //!   booking's object, a start in the past) is looked up by the marker, like a lost one: what
 //!   the calendar holds is recorded and told.
 //!
-//! A delivered booking is recorded by the caller with its visit in one commit
-//! (`Store::deliver_booking`), and Tampuuri is then told ([`super::tell`]).
+//! A delivered booking is recorded with its visit in one commit (`Store::deliver_booking`), and
+//! Tampuuri is then told ([`crate::visits::tell`]) through the outbox, so that the same pass
+//! delivers the accept and the hold too.
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::book::{constraints, free_slots};
-use super::{Booking, BookingRequest, Client, Contact, SlottiError};
+use super::{Outcome, Proof, Relay, SendFailure, failed_send};
 use crate::action::{Action, BookedSlot, BookingCustomer, VisitBooking};
 use crate::config::Config;
-use crate::store::{Handle, NewVisit, OutboxRow, VisitCustomer};
+use crate::remote::Exchange;
+use crate::slotti::{Booking, BookingRequest, Client, Contact, SlottiError};
+use crate::store::{Handle, NewVisit, OutboxRow, VisitCustomer, VisitInsert};
 use crate::time;
+use crate::visits::book::{constraints, free_slots};
 
 /// Sends of one booking in one attempt, each after a taken slot.
 pub const MAX_TRIES: usize = 5;
 
-/// How one attempt at a booking came out.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Booked (`how`: `sent`, `already applied`); the visit to record with the delivery.
-    Booked {
+/// Delivers visit bookings to Slotti: its client when the config has `[slotti]`.
+pub(super) struct SlottiRelay<'a> {
+    config: &'a Config,
+    client: Option<Client>,
+    store: &'a Handle,
+}
+
+impl<'a> SlottiRelay<'a> {
+    /// Slotti's client on `exchange`, when `config` has `[slotti]`.
+    pub(super) fn new(
+        config: &'a Config,
+        exchange: &Exchange,
+        store: &'a Handle,
+    ) -> anyhow::Result<Self> {
+        let client = match &config.slotti {
+            Some(s) => Some(Client::new(config, s, exchange)?),
+            None => None,
+        };
+        Ok(SlottiRelay {
+            config,
+            client,
+            store,
+        })
+    }
+
+    /// Records the calls of this pass in `api_calls`; answers how many.
+    pub(super) async fn meter(&self) -> anyhow::Result<u64> {
+        match &self.client {
+            Some(c) => c.meter().record(self.store).await,
+            None => Ok(0),
+        }
+    }
+}
+
+impl Relay for SlottiRelay<'_> {
+    /// The visit booked.
+    type Delivered = Box<NewVisit>;
+
+    async fn attempt(&self, row: &OutboxRow) -> anyhow::Result<Outcome<Box<NewVisit>>> {
+        attempt(self.config, self.client.as_ref(), self.store, row).await
+    }
+
+    /// The delivery recorded with its visit in one commit, then the booking (and any other
+    /// untold visit change) told to Tampuuri through the outbox.
+    async fn record(
+        &self,
+        row: &OutboxRow,
         how: &'static str,
         visit: Box<NewVisit>,
-    },
-    /// Not booked, and it may be later; `in_doubt` when a send may have reached Slotti.
-    Failed { error: String, in_doubt: bool },
-    /// It can never be booked: why.
-    Dead(String),
+    ) -> anyhow::Result<()> {
+        let (id, guid) = (row.id, visit.booking_guid.clone());
+        let recorded = self
+            .store
+            .call(move |s| s.deliver_booking(id, how, &visit, time::now()))
+            .await?;
+        if let VisitInsert::TicketHasVisit(other) = &recorded {
+            tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, booking = %guid, other = %other.booking_guid, "A visit was booked in Slotti for a ticket that already has one; cancel one of them in Slotti.");
+        }
+        tracing::info!(account = %row.account, ticket = row.ticket_id, outbox_id = id, action = row.kind, outcome = how, booking = %guid, "Visit booked.");
+        crate::visits::tell::tell_untold(self.config, self.store).await?;
+        Ok(())
+    }
+}
+
+impl SendFailure for SlottiError {
+    /// A refusal is final; bad credentials, a 429 or no connection surely left Slotti
+    /// unchanged; anything else may have reached it.
+    fn proof(&self, ticket: i64) -> Proof {
+        match self {
+            SlottiError::Auth { .. }
+            | SlottiError::RateLimited { .. }
+            | SlottiError::Unreachable { .. } => Proof::NotApplied,
+            SlottiError::Rejected { .. }
+            | SlottiError::NotFound { .. }
+            | SlottiError::Invalid { .. } => Proof::Refused(format!(
+                "Slotti refused the visit booking of ticket {ticket}: {self}"
+            )),
+            _ => Proof::Unknown,
+        }
+    }
 }
 
 /// One attempt at the booking in `row`. `client` is `None` when the config has no `[slotti]`.
 /// An error only when the store cannot be used.
-pub async fn attempt(
+async fn attempt(
     config: &Config,
     client: Option<&Client>,
     store: &Handle,
     row: &OutboxRow,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Outcome<Box<NewVisit>>> {
     let ticket = row.ticket_id.unwrap_or_default();
     let Action::Book(queued) = &row.action else {
         return Ok(Outcome::Dead(format!(
@@ -124,7 +195,7 @@ pub async fn attempt(
                 tracing::info!(ticket, outbox_id = row.id, start = %slot.start, "The time was taken meanwhile; asking Slotti for the next free one.");
                 taken.push(slot);
             }
-            Err(e) => return Ok(sent_outcome(e, ticket)),
+            Err(e) => return Ok(failed_send(e, ticket)),
         }
     }
     Ok(Outcome::Failed {
@@ -137,7 +208,11 @@ pub async fn attempt(
 
 /// An attempt that starts in doubt: the booking carrying `b`'s marker, delivered ("already
 /// applied"); `None` when there is none (it is booked again).
-async fn look_up_in_doubt(client: &Client, row: &OutboxRow, b: &VisitBooking) -> Option<Outcome> {
+async fn look_up_in_doubt(
+    client: &Client,
+    row: &OutboxRow,
+    b: &VisitBooking,
+) -> Option<Outcome<Box<NewVisit>>> {
     let ticket = row.ticket_id.unwrap_or_default();
     match find(client, b).await {
         Ok(Some(found)) => Some(booked("already applied", row, b, &found)),
@@ -154,7 +229,11 @@ async fn look_up_in_doubt(client: &Client, row: &OutboxRow, b: &VisitBooking) ->
 /// Slotti accepted the booking, and its answer does not show it (no object, or one that is
 /// not the booking sent): the booking carrying `b`'s marker, delivered as the calendar holds
 /// it; not found (yet), the attempt stays in doubt.
-async fn look_up_sent(client: &Client, row: &OutboxRow, b: &VisitBooking) -> Outcome {
+async fn look_up_sent(
+    client: &Client,
+    row: &OutboxRow,
+    b: &VisitBooking,
+) -> Outcome<Box<NewVisit>> {
     let ticket = row.ticket_id.unwrap_or_default();
     match find(client, b).await {
         Ok(Some(found)) => booked("sent", row, b, &found),
@@ -188,11 +267,11 @@ fn answers_ours(made: &Booking, marker: &str, slot: &BookedSlot) -> bool {
 async fn free_slot(
     client: &Client,
     booking: &VisitBooking,
-    c: &super::slots::Constraints,
+    c: &crate::visits::slots::Constraints,
     now: DateTime<Utc>,
     taken: &[BookedSlot],
     ticket: i64,
-) -> Result<BookedSlot, Outcome> {
+) -> Result<BookedSlot, Outcome<Box<NewVisit>>> {
     match free_slots(client, booking, c, now, 1, taken).await {
         Ok(mut found) if !found.is_empty() => Ok(found.remove(0)),
         Ok(_) => Err(Outcome::Failed {
@@ -238,28 +317,6 @@ fn request(
     }
 }
 
-/// What a failed `POST bookings/` makes of the attempt: a failure that surely left Slotti
-/// unchanged is retried as is, a refusal is final, anything else is in doubt.
-fn sent_outcome(e: SlottiError, ticket: i64) -> Outcome {
-    match e {
-        SlottiError::Auth { .. }
-        | SlottiError::RateLimited { .. }
-        | SlottiError::Unreachable { .. } => Outcome::Failed {
-            error: e.to_string(),
-            in_doubt: false,
-        },
-        SlottiError::Rejected { .. }
-        | SlottiError::NotFound { .. }
-        | SlottiError::Invalid { .. } => Outcome::Dead(format!(
-            "Slotti refused the visit booking of ticket {ticket}: {e}"
-        )),
-        _ => Outcome::Failed {
-            error: e.to_string(),
-            in_doubt: true,
-        },
-    }
-}
-
 /// The booking carrying `b`'s marker, looked for over the span of the slots tried, a day
 /// either side (a booking moved by a dispatcher meanwhile is still found nearby).
 async fn find(client: &Client, b: &VisitBooking) -> Result<Option<Booking>, SlottiError> {
@@ -280,7 +337,12 @@ fn lookup_range(from: DateTime<Utc>, to: DateTime<Utc>) -> (DateTime<Utc>, DateT
 }
 
 /// Delivered with Slotti's booking `made`: the visit to record.
-fn booked(how: &'static str, row: &OutboxRow, b: &VisitBooking, made: &Booking) -> Outcome {
+fn booked(
+    how: &'static str,
+    row: &OutboxRow,
+    b: &VisitBooking,
+    made: &Booking,
+) -> Outcome<Box<NewVisit>> {
     let technician_guid = made
         .resource_guid
         .clone()
@@ -298,9 +360,9 @@ fn booked(how: &'static str, row: &OutboxRow, b: &VisitBooking, made: &Booking) 
         phone: c.phone.clone(),
         email: c.email.clone(),
     });
-    Outcome::Booked {
+    Outcome::Delivered(
         how,
-        visit: Box::new(NewVisit {
+        Box::new(NewVisit {
             account: row.account.clone(),
             ticket_id: row.ticket_id.unwrap_or_default(),
             booking_guid: made.guid.clone(),
@@ -314,7 +376,7 @@ fn booked(how: &'static str, row: &OutboxRow, b: &VisitBooking, made: &Booking) 
             customer: customer.unwrap_or_default(),
             raw_json: made.raw.to_string(),
         }),
-    }
+    )
 }
 
 #[cfg(test)]
@@ -323,8 +385,8 @@ mod tests {
 
     #[test]
     fn a_failed_send_is_retried_dead_lettered_or_in_doubt_by_what_it_proves() {
-        let e = super::super::endpoint::BOOK;
-        let kind = |o: Outcome| match o {
+        let e = crate::slotti::endpoint::BOOK;
+        let kind = |o: Outcome<()>| match o {
             Outcome::Failed { in_doubt, .. } => {
                 if in_doubt {
                     "doubt"
@@ -333,7 +395,7 @@ mod tests {
                 }
             }
             Outcome::Dead(_) => "dead",
-            Outcome::Booked { .. } => "booked",
+            Outcome::Delivered(..) => "booked",
         };
         let table = [
             (
@@ -400,7 +462,7 @@ mod tests {
         ];
         for (err, want) in table {
             let what = format!("{err:?}");
-            assert_eq!(kind(sent_outcome(err, 5)), want, "{what}");
+            assert_eq!(kind(failed_send(err, 5)), want, "{what}");
         }
     }
 

@@ -51,11 +51,6 @@ pub struct Refusal {
 /// Longest name, phone or e-mail taken (Slotti's own limits are not documented).
 const MAX_LEN: usize = 200;
 
-/// The top-level fields of a Slotti booking that hold personal data (the customer, and the
-/// free text that names the resident's address), removed from a visit's stored booking when the
-/// purge erases its customer data.
-pub const BOOKING_PERSONAL_FIELDS: [&str; 3] = ["customerLinks", "info", "privateNotes"];
-
 /// The customer for a booking of ticket `ticket_id` in `account`, from its `reporter` and the
 /// `overrides` (each given override replaces the reporter's value).
 pub fn customer(

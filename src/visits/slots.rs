@@ -1,7 +1,6 @@
 //! Choosing a visit's time: the free slots Slotti offered, filtered by what the booking asks
 //! (`task book --after/--before/--at/--technician`, the config's lead time and horizon) and
-//! ordered, and date ranges split into the windows of at most 30 days that Slotti's
-//! `GET bookings` accepts. Pure functions over plain values.
+//! ordered. Pure functions over plain values.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -93,27 +92,6 @@ pub fn candidates(slots: &[Slot], c: &Constraints, now: DateTime<Utc>, n: usize)
     });
     fit.dedup_by(|a, b| a.start == b.start && a.resource_guid == b.resource_guid);
     fit.into_iter().take(n).cloned().collect()
-}
-
-/// Slotti's longest `GET bookings` range, in days.
-pub const MAX_WINDOW_DAYS: u32 = 30;
-
-/// `[from, to)` split into consecutive windows of at most `max_days` days (at least one day
-/// each), in order; empty when `from` is not before `to`.
-pub fn windows(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    max_days: u32,
-) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
-    let step = Duration::days(max_days.max(1).into());
-    let mut out = Vec::new();
-    let mut start = from;
-    while start < to {
-        let end = (start + step).min(to);
-        out.push((start, end));
-        start = end;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -267,30 +245,5 @@ mod tests {
             at.range(now),
             Some((t("2026-04-09T07:00:00Z"), t("2026-04-20T06:00:00Z")))
         );
-    }
-
-    #[test]
-    fn ranges_split_into_windows_of_at_most_thirty_days() {
-        let from = t("2026-01-01T00:00:00Z");
-        let day = Duration::days(1);
-        for (days, want) in [(0, 0), (1, 1), (30, 1), (31, 2), (75, 3), (90, 3), (91, 4)] {
-            let w = windows(from, from + day * days, MAX_WINDOW_DAYS);
-            assert_eq!(w.len(), want, "{days} days");
-            // Consecutive, covering the range, none over 30 days.
-            let mut at = from;
-            for (s, e) in &w {
-                assert_eq!(*s, at);
-                assert!(*e > *s && *e - *s <= day * 30, "{s}..{e}");
-                at = *e;
-            }
-            assert_eq!(at, from + day * days.max(0));
-        }
-        // A range that is not a whole number of days ends where it ends.
-        let w = windows(from, from + Duration::hours(36), 1);
-        assert_eq!(
-            w,
-            vec![(from, from + day), (from + day, from + Duration::hours(36))]
-        );
-        assert!(windows(from + day, from, 30).is_empty());
     }
 }

@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Booking;
+use crate::slotti::Booking;
 use crate::store::{
     Handle, NewVisit, SeenBooking, VisitCustomer, VisitInsert, VisitSeen, VisitSource,
 };

@@ -1,5 +1,6 @@
 //! Slotti's webhook deliveries: the receiver on the `[webhook]` listener at `[slotti.webhook]
-//! path` ([`router`]), and their processing ([`process_deliveries`]).
+//! path` ([`router`]). It records and wakes; their processing is the visits' work
+//! ([`crate::visits::deliveries`]).
 //!
 //! The receiver follows the Tampuuri receiver (`crate::webhook`): Basic is checked before the
 //! body is read, the body is bounded by `[webhook] max_body_bytes` and the listener's shared
@@ -25,16 +26,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
-use super::config::SlottiWebhook;
-use super::sync::{Applied, apply_deleted, apply_seen};
 use crate::listen::{BodyBudget, BodyRefused, read_body};
-use crate::store::{Handle, VisitSource};
+use crate::slotti::config::SlottiWebhook;
+use crate::store::Handle;
 use crate::time;
 
 /// The delivery headers (the seed's "Webhook-tapahtuman tunnistaminen").
@@ -45,8 +44,6 @@ pub const DIGEST_HEADER: &str = "x-slotti-digest";
 pub const MAX_HEADER_CHARS: usize = 200;
 /// Refusals counted in memory are written to the store at most this often.
 pub const REFUSED_FLUSH: Duration = Duration::from_secs(10);
-/// Deliveries processed per pass; more wait for the next pass, which comes at once.
-pub const BATCH: u32 = 200;
 
 /// Refusals not yet written to the store.
 #[derive(Default)]
@@ -218,7 +215,7 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> R
     };
     if let Some(secret) = &cfg.secret {
         let given = text(&headers, DIGEST_HEADER).unwrap_or_default();
-        if !crate::webhook::digest_matches(secret.expose_secret().as_bytes(), &bytes, given) {
+        if !super::digest_matches(secret.expose_secret().as_bytes(), &bytes, given) {
             return reject(
                 &r,
                 StatusCode::UNAUTHORIZED,
@@ -271,69 +268,4 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> R
                 .into_response()
         }
     }
-}
-
-/// What one pass over the recorded deliveries did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DeliveriesProcessed {
-    pub processed: u64,
-    pub moved: u64,
-    pub cancelled: u64,
-    pub recovered: u64,
-    /// Deliveries of other kinds, not ours, or unreadable.
-    pub ignored: u64,
-    /// A full batch was processed: more may wait.
-    pub more: bool,
-}
-
-/// Processes up to [`BATCH`] recorded deliveries, oldest first: `booking.created` and
-/// `booking.modified` by [`apply_seen`], `booking.deleted` by [`apply_deleted`]; anything else,
-/// and a payload that cannot be read, is marked processed with why. No call to Slotti or
-/// Tampuuri. Errors are the store's.
-pub async fn process_deliveries(
-    store: &Handle,
-    now: DateTime<Utc>,
-) -> anyhow::Result<DeliveriesProcessed> {
-    let pending = store.call(|s| s.pending_slotti_deliveries(BATCH)).await?;
-    let mut done = DeliveriesProcessed {
-        more: pending.len() as u32 >= BATCH,
-        ..Default::default()
-    };
-    for d in pending {
-        let payload = d.payload.unwrap_or_default();
-        let outcome = match d.event.as_str() {
-            "booking.created" | "booking.modified" => {
-                match super::wire::parse_event_booking(payload.as_bytes()) {
-                    Ok(b) => Ok(apply_seen(store, &b, VisitSource::Webhook, now).await?),
-                    Err(why) => Err(format!("unreadable booking: {why}")),
-                }
-            }
-            "booking.deleted" => match super::wire::parse_deleted_guid(payload.as_bytes()) {
-                Ok(guid) => Ok(apply_deleted(store, &guid, VisitSource::Webhook, now).await?),
-                Err(why) => Err(format!("unreadable: {why}")),
-            },
-            other => Err(format!("ignored: event {other:?}")),
-        };
-        let words = match &outcome {
-            Ok(a) => a.describe(),
-            Err(why) => why.clone(),
-        };
-        match outcome {
-            Ok(Applied::Moved) => done.moved += 1,
-            Ok(Applied::Cancelled) => done.cancelled += 1,
-            Ok(Applied::Recovered) => done.recovered += 1,
-            Ok(Applied::Unchanged) => {}
-            Ok(Applied::Conflict { .. }) | Err(_) => {
-                tracing::warn!(shot_id = %d.shot_id, event = %d.event, outcome = %words, "Slotti delivery not applied.");
-                done.ignored += 1;
-            }
-            Ok(_) => done.ignored += 1,
-        }
-        let shot = d.shot_id.clone();
-        store
-            .call(move |s| s.mark_slotti_delivery_processed(&shot, &words, now))
-            .await?;
-        done.processed += 1;
-    }
-    Ok(done)
 }

@@ -14,11 +14,11 @@
 
 use chrono_tz::Tz;
 
-use super::config::Messages;
 use super::message;
 use crate::action::{Action, Facts};
 use crate::config::Config;
 use crate::model::TicketState;
+use crate::slotti::config::Messages;
 use crate::store::{Handle, TellQueued, UntoldChange};
 use crate::time;
 

@@ -1,5 +1,5 @@
 //! Preparing a visit booking for a mirrored ticket, as `task book` and `[slotti] auto_book` do:
-//! the service and technicians (from the command's flags, else [`super::config::choose`]),
+//! the service and technicians (from the command's flags, else [`crate::slotti::config::choose`]),
 //! resolved against Slotti's own lists; the resident from the ticket ([`super::resident`]);
 //! the `info` whoever reads the calendar sees, ending with the correlation marker; and the
 //! free slots that meet the booking's constraints ([`free_slots`], also what the relay asks
@@ -9,12 +9,12 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::config::{SlottiConfig, TicketFacts, choose};
 use super::resident::{self, Overrides};
 use super::slots::{self, Constraints};
-use super::{Client, SlottiError};
 use crate::action::{BookedService, BookedSlot, BookingCustomer, Technician, VisitBooking};
 use crate::queue::QueueError;
+use crate::slotti::config::{SlottiConfig, TicketFacts, choose};
+use crate::slotti::{Client, SlottiError};
 use crate::store::{BookingTicket, Handle};
 
 /// What the operator asks for (`task book`'s flags); all optional.
@@ -37,7 +37,7 @@ const MAX_INFO: usize = 1000;
 /// Slotti's services and technicians, read once for one or more bookings.
 #[derive(Debug, Clone)]
 pub struct Catalogue {
-    pub services: Vec<super::Service>,
+    pub services: Vec<crate::slotti::Service>,
     pub resources: Vec<Technician>,
 }
 
@@ -228,6 +228,7 @@ impl From<SlottiError> for BookError {
 /// Slotti is bounded by the client's timeouts and retries.
 pub async fn book(
     config: &crate::config::Config,
+    exchange: &crate::remote::Exchange,
     store: &Handle,
     req: BookRequest,
 ) -> Result<Booked, BookError> {
@@ -241,9 +242,8 @@ pub async fn book(
     let id = req.ticket;
     let account = crate::queue::resolve(config, store, req.account.as_deref(), id).await?;
     refuse_if_booked(store, &account, id, slotti.timezone).await?;
-    // A booking from a command or the board: an exchange of its own for this one booking.
-    let exchange = crate::remote::Exchange::new(config).map_err(BookError::Slotti)?;
-    let client = Client::new(config, slotti, &exchange).map_err(BookError::Slotti)?;
+    // On the caller's exchange: the daemon's one for the board, the command's for `task book`.
+    let client = Client::new(config, slotti, exchange).map_err(BookError::Slotti)?;
     let result = book_with(config, slotti, &client, store, &account, &req).await;
     if let Err(e) = client.meter().record(store).await {
         tracing::warn!(error = format!("{e:#}"), "Cannot meter the Slotti calls.");

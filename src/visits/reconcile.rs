@@ -1,5 +1,5 @@
 //! The reconciliation: `GET bookings` over `[now − 1 day, now + horizon_days]` (in windows of
-//! at most 30 days, [`super::Client::bookings`]) held against the visits, which catches
+//! at most 30 days, [`crate::slotti::Client::bookings`]) held against the visits, which catches
 //! deliveries that were lost and changes a webhook never told.
 //!
 //! For each listed booking, [`super::sync::apply_seen`] (a visit of ours with other times is
@@ -17,10 +17,10 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::Client;
-use super::config::SlottiConfig;
 use super::sync::{Applied, apply_deleted, apply_seen};
 use crate::config::Config;
+use crate::slotti::Client;
+use crate::slotti::config::SlottiConfig;
 use crate::store::{Handle, ReconcileRun, VisitFilter, VisitSource};
 use crate::time;
 
@@ -180,7 +180,7 @@ mod tests {
             time::fmt(time::parse("2026-03-19T10:00:00Z").unwrap())
         );
         assert_eq!(to - from, Duration::days(76));
-        let w = super::super::slots::windows(from, to, super::super::slots::MAX_WINDOW_DAYS);
+        let w = crate::slotti::windows(from, to, crate::slotti::MAX_WINDOW_DAYS);
         assert_eq!(w.len(), 3);
         assert!(w.iter().all(|(a, b)| *b - *a <= Duration::days(30)));
     }
