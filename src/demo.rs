@@ -349,7 +349,7 @@ async fn serve(config_path: &std::path::Path, store: &std::path::Path) -> anyhow
         .port();
     let token = crate::board::new_token();
     let password = crate::board::new_token();
-    let hash = crate::board::config::hash_password(&password)?;
+    let hash = crate::board::hash_password(&password)?;
     let mut text = std::fs::read_to_string(config_path)?;
     text.push_str(&serve_config(port, &token, &hash));
     std::fs::write(config_path, text)?;

@@ -17,7 +17,7 @@ pub fn from_config(config: &Config) -> Retention<'static> {
         api_calls_days: config.retention.api_calls_days,
         outbox_days: config.retention.outbox_days,
         webhook_events_days: config.retention.webhook_events_days,
-        feed_days: crate::api::config::feed_retain_days(config.api.as_ref()),
+        feed_days: crate::config::feed_retain_days(config.api.as_ref()),
         idempotency_keys: crate::api::IDEMPOTENCY_KEEP,
         personal_fields: &PERSONAL_FIELDS,
         booking_personal_fields: &crate::slotti::BOOKING_PERSONAL_FIELDS,

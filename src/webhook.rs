@@ -92,7 +92,7 @@ pub async fn serve(
 pub async fn serve_with_slotti(
     listener: tokio::net::TcpListener,
     config: WebhookConfig,
-    slotti: Option<crate::slotti::config::SlottiWebhook>,
+    slotti: Option<crate::config::SlottiWebhook>,
     store: Handle,
     wake: Arc<Notify>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -187,7 +187,7 @@ pub async fn serve_following(
 /// The listener's routes: Tampuuri's deliveries at `[webhook] path`, and with `slotti` Slotti's.
 fn router(
     config: WebhookConfig,
-    slotti: Option<crate::slotti::config::SlottiWebhook>,
+    slotti: Option<crate::config::SlottiWebhook>,
     store: Handle,
     wake: Arc<Notify>,
     bodies: BodyBudget,

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
-use super::config::{ApiConfig, Scope};
 use super::*;
+use crate::config::{ApiConfig, Scope};
 
 /// The caller of a request, as authenticated: the token's name and scope.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::config::ApiConfig;
 use super::*;
+use crate::config::ApiConfig;
 use crate::config::Config;
 use crate::remote::Exchange;
 use crate::store::Handle;
@@ -50,11 +50,12 @@ pub async fn serve_alone(mut config: Config) -> anyhow::Result<std::process::Exi
             config.source.display()
         )));
     }
-    config.api =
-        config::read_with_tokens(&config.source).map_err(|errors| crate::config::ConfigError {
+    config.api = crate::config::read_api_with_tokens(&config.source).map_err(|errors| {
+        crate::config::ConfigError {
             path: config.source.clone(),
             errors,
-        })?;
+        }
+    })?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let grace = config.service.shutdown_grace;

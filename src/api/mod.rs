@@ -21,10 +21,9 @@
 //! The files, by concern: `auth` (tokens, [`Caller`]), `problem` ([`Problem`] and the parameter
 //! helpers), `feed` ([`FeedWatch`] and `GET changes`), `router` (routes and the body bound),
 //! `lifecycle` (binding, [`serve`], `huoltosync serve`), `handlers` (the read endpoints),
-//! `openapi` (the document), [`write`](mod@write) (the endpoints that queue work) and
-//! [`config`] (`[api]`).
+//! `openapi` (the document) and [`write`](mod@write) (the endpoints that queue work). `[api]`
+//! is read by the config ([`crate::config::ApiConfig`]; its bounds in `config::keys::api`).
 
-pub mod config;
 pub mod delivered;
 pub mod write;
 
@@ -52,10 +51,10 @@ pub use router::{Kept, router, routes};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::ApiConfig;
 use crate::config::Config;
 use crate::listen::BodyBudget;
 use crate::store::Handle;
-use config::ApiConfig;
 
 /// The page size of `tickets`, `changes` without `limit`.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -63,8 +62,6 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 /// The longest long poll of `changes` (`wait`, seconds).
 pub const MAX_WAIT_SECS: u64 = 60;
-/// The largest `[api] max_long_polls`: `changes` requests waiting at once (more get 503).
-pub const MAX_WAITERS: usize = 512;
 /// The `Retry-After` (seconds) of a long poll refused over `[api] max_long_polls`.
 pub const LONG_POLL_RETRY_AFTER: u64 = 2;
 /// How often the feed's last `seq` is probed while a long poll waits.

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::auth::authenticate;
-use super::config::ApiConfig;
 use super::*;
+use crate::config::ApiConfig;
 use crate::config::Config;
 use crate::listen::{BodyBudget, BodyRefused, read_body};
 use crate::remote::Exchange;

@@ -36,9 +36,9 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::config::Scope;
 use super::{Action, AppState, Caller, Problem};
 use crate::action::{self, CreateRequest};
+use crate::config::Scope;
 use crate::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
 use crate::store::{Claim, ClaimLost, KeptAnswer, KeyClaim, OutboxRefusal};
 

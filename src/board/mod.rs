@@ -46,10 +46,10 @@
 //!   (`tr#account-{name}`), `table#cost`, `#webhooks`.
 
 pub mod auth;
-pub mod config;
 mod events;
 pub mod i18n;
 mod pages;
+pub mod password;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -74,9 +74,8 @@ use crate::remote::Exchange;
 use crate::store::Handle;
 pub use i18n::Lang;
 
-pub use config::{
-    BoardConfig, BoardUser, MIN_PASSWORD_LEN, Role, check_hash, hash_password, verify_password,
-};
+pub use crate::config::{BoardConfig, BoardUser, Role, check_hash};
+pub use password::{MIN_PASSWORD_LEN, hash_password, verify_password};
 
 use crate::store::Store;
 
@@ -186,12 +185,7 @@ pub fn mount(
     if !config.board.enabled {
         return api;
     }
-    let max_body = config
-        .api
-        .as_ref()
-        .map_or(crate::api::config::DEFAULT_MAX_BODY_BYTES, |a| {
-            a.max_body_bytes
-        });
+    let max_body = crate::config::max_body_bytes(config.api.as_ref());
     let board = Board {
         config,
         store,

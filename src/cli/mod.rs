@@ -607,7 +607,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             report.deliveries_erased,
             report.rows_deleted,
             report.feed_events_deleted,
-            crate::api::config::feed_retain_days(config.api.as_ref()),
+            crate::config::feed_retain_days(config.api.as_ref()),
             report.idempotency_keys_deleted,
             crate::api::IDEMPOTENCY_KEEP.as_secs() / 3600
         )?;

@@ -223,20 +223,41 @@ pub(crate) mod webhook {
     };
 }
 
-/// `[api]`: the HTTP API's connection limits (the section's other keys are read by
-/// `crate::api::config`).
+/// `[api]`: the HTTP API (its section is read by `config::sections::api`).
 pub(crate) mod api {
     use super::*;
-    // Named by the key table's test; the section itself is read by `crate::api::config`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub const SECTION: &str = "api";
+    /// Feed events older than this many days are dropped by the purge.
+    pub const FEED_RETAIN_DAYS: Int = int("feed_retain_days", 30, 1, 3650);
+    /// Room for a few base64 attachments.
+    pub const MAX_BODY_BYTES: Int = int("max_body_bytes", 8 << 20, 1024, 64 << 20);
     pub const MAX_CONNECTIONS: Int = int("max_connections", 256, 1, 10_000);
     pub const MAX_CONNECTIONS_PER_ADDRESS: Int = int("max_connections_per_address", 128, 1, 10_000);
+    /// The most long polls (`changes?wait=`) the feed's watch ever holds; `max_long_polls`
+    /// cannot ask for more.
+    pub const MAX_WAITERS: usize = 512;
     /// Long polls (`changes?wait=`) held at once; at most half of `max_connections` apply.
-    pub const MAX_LONG_POLLS: Int = int("max_long_polls", 64, 1, crate::api::MAX_WAITERS as i64);
+    pub const MAX_LONG_POLLS: Int = int("max_long_polls", 64, 1, MAX_WAITERS as i64);
+    /// The shortest `[[api.tokens]]` token accepted: a bearer token must not be guessable.
+    pub const MIN_TOKEN_LEN: usize = 16;
+    /// `[[api.tokens]]` entries.
+    pub const TOKENS: &str = "tokens";
+    /// `[[api.subscribers]]` entries (their own section, [`subscribers`]).
+    pub const SUBSCRIBERS: &str = "subscribers";
+
+    /// `[[api.subscribers]]`: the receivers of the signed outgoing events.
+    pub(crate) mod subscribers {
+        use super::super::*;
+        pub const SECTION: &str = "api.subscribers";
+        /// How long the current event is retried after its first failure (hours).
+        pub const DEADLINE_HOURS: Int = int("deadline_hours", 24, 1, 24 * 30);
+        /// The smallest signing secret, in decoded bytes (Standard Webhooks secrets are 24 to
+        /// 64 random bytes; 16 leaves room for hand-made ones without allowing toy keys).
+        pub const MIN_SECRET_BYTES: usize = 16;
+    }
 }
 
-/// `[slotti]`: the Slotti calendar (absent: no Slotti at all). Read by `crate::slotti::config`.
+/// `[slotti]`: the Slotti calendar (absent: no Slotti at all). Read by `config::sections::slotti`.
 pub(crate) mod slotti {
     use super::*;
     pub const SECTION: &str = "slotti";
@@ -256,9 +277,12 @@ pub(crate) mod slotti {
     pub const RECONCILE: Text = text("reconcile", "0 0 * * * *");
     /// The longest `Retry-After` a Slotti call waits; a longer one fails the call.
     pub const MAX_RETRY_AFTER_SECS: Int = int("max_retry_after_secs", 30, 0, 3600);
+    /// The account name Slotti's calls are metered under in `api_calls` (so no
+    /// `[[accounts]]` entry may have it).
+    pub const METER_ACCOUNT: &str = "slotti";
 
     /// `[slotti.messages]`: the hold message Tampuuri gets, with the placeholders of
-    /// `crate::slotti::config::PLACEHOLDERS`.
+    /// `config::sections::slotti::PLACEHOLDERS`.
     pub(crate) mod messages {
         use super::super::*;
         pub const SECTION: &str = "slotti.messages";
@@ -435,12 +459,50 @@ pub(crate) const SECTIONS: &[Section] = &[
     Section {
         name: api::SECTION,
         ints: &[
+            api::FEED_RETAIN_DAYS,
+            api::MAX_BODY_BYTES,
             api::MAX_CONNECTIONS,
             api::MAX_CONNECTIONS_PER_ADDRESS,
             api::MAX_LONG_POLLS,
         ],
         floats: &[],
         texts: &[],
+        flags: &[],
+    },
+    Section {
+        name: api::subscribers::SECTION,
+        ints: &[api::subscribers::DEADLINE_HOURS],
+        floats: &[],
+        texts: &[],
+        flags: &[],
+    },
+    Section {
+        name: slotti::SECTION,
+        ints: &[
+            slotti::HORIZON_DAYS,
+            slotti::LEAD_HOURS,
+            slotti::MAX_RETRY_AFTER_SECS,
+        ],
+        floats: &[],
+        texts: &[slotti::BASE_URL, slotti::TIMEZONE, slotti::RECONCILE],
+        flags: &[slotti::AUTO_BOOK],
+    },
+    Section {
+        name: slotti::messages::SECTION,
+        ints: &[],
+        floats: &[],
+        texts: &[
+            slotti::messages::BOOKED,
+            slotti::messages::MOVED,
+            slotti::messages::CANCELLED,
+        ],
+        flags: &[],
+    },
+    Section {
+        name: slotti::webhook::SECTION,
+        ints: &[],
+        floats: &[],
+        texts: &[slotti::webhook::PATH],
         flags: &[],
     },
     Section {
@@ -528,10 +590,23 @@ mod tests {
         }
         // The loader falls back on these when a value is wrong, so they must be valid.
         let zone = crate::schedule::DEFAULT_ZONE;
-        for expr in [schedule::POLL.default, webhook::RECONCILE.default] {
+        for expr in [
+            schedule::POLL.default,
+            webhook::RECONCILE.default,
+            slotti::RECONCILE.default,
+        ] {
             crate::schedule::Schedule::parse(expr, zone).expect(expr);
         }
         crate::config::check_webhook_path(webhook::PATH.default).unwrap();
+        crate::config::check_webhook_path(slotti::webhook::PATH.default).unwrap();
+        for m in [
+            slotti::messages::BOOKED,
+            slotti::messages::MOVED,
+            slotti::messages::CANCELLED,
+        ] {
+            crate::config::check_template(m.default).expect(m.name);
+        }
+        slotti::TIMEZONE.default.parse::<chrono_tz::Tz>().unwrap();
     }
 
     /// The `[section]` of the example file (up to the next header), without the header. An
@@ -676,6 +751,13 @@ mod tests {
         # On, so that its keys written out do not switch it on.
         [api]
         feed_retain_days = 30
+        [[api.subscribers]]
+        url = "http://127.0.0.1:9/events"
+        secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZg=="
+        [slotti]
+        booking_account = "huoltosim"
+        api_key = "slotti-key"
+        default_service = "Huoltokäynti 30 min"
         [[accounts]]
         name = "a"
         username = "u"

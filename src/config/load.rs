@@ -1,6 +1,7 @@
 //! Loading: the file, then its sections in a fixed order (store, tampuuri, sync, push,
-//! schedule, service and metrics, privacy, retention, pricing, webhook, accounts), one function
-//! each. Every problem is recorded by its key and loading goes on, so one run of `check-config`
+//! schedule, service and metrics, privacy, retention, pricing, webhook, api subscribers, api,
+//! board, accounts, slotti), one function of the one [`Reader`] each (the faces' and Slotti's
+//! in `sections/`). Every problem is recorded by its key and loading goes on, so one run of `check-config`
 //! lists them all; a section with a bad value goes on with that key's default.
 
 use std::collections::HashSet;
@@ -91,15 +92,7 @@ impl Config {
         read_secrets: bool,
     ) -> Result<Loaded, ConfigError> {
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut r = Reader {
-            errors: Vec::new(),
-            warnings: Vec::new(),
-            account_errors: Vec::new(),
-            base_dir: base_dir.clone(),
-            read_secrets,
-            unread: Vec::new(),
-            inline: Vec::new(),
-        };
+        let mut r = Reader::new(path, read_secrets);
         let store = r.store(&mut root, &base_dir);
         let (tampuuri, globals) = r.tampuuri(&mut root);
         let sync = r.sync(&mut root);
@@ -110,43 +103,27 @@ impl Config {
         let retention = r.retention(&mut root);
         let pricing = r.pricing(&mut root);
         let webhook = r.webhook(&mut root, schedule.timezone);
-        let subscribers = crate::outgoing::config::subscribers(
-            root.get_mut("api").and_then(toml::Value::as_table_mut),
-            &mut r,
-        );
-        if root
-            .get("api")
-            .and_then(toml::Value::as_table)
-            .is_some_and(toml::Table::is_empty)
-        {
-            root.remove("api");
-        }
-        let mut api_found = crate::api::config::Found::default();
-        let api =
-            crate::api::config::read(root.remove("api"), &base_dir, read_secrets, &mut api_found);
-        r.errors.extend(api_found.errors);
-        r.inline.extend(api_found.inline);
-        r.unread.extend(api_found.unread);
+        let subscribers = r.subscribers(&mut root);
+        let api = r.api(&mut root);
         let board = r.board(&mut root, api.as_ref().is_some_and(|a| a.listen.is_some()));
         let accounts = r.accounts(&mut root, &globals);
-        let slotti = crate::slotti::config::read(
-            root.remove(keys::slotti::SECTION),
-            &mut r,
+        let slotti = r.slotti(
+            &mut root,
             webhook.as_ref().map(|w| w.path.as_str()),
             schedule.timezone,
         );
         if let Some(s) = &slotti {
             let names: Vec<String> = accounts.iter().map(|a| a.name.clone()).collect();
-            for (key, message) in crate::slotti::config::unknown_accounts(s, &names) {
+            for (key, message) in super::sections::slotti::unknown_accounts(s, &names) {
                 r.error(&key, &message);
             }
             // Slotti's calls are metered under this name in `api_calls`.
-            if let Some(i) = names.iter().position(|n| n == crate::slotti::METER_ACCOUNT) {
+            let meter = keys::slotti::METER_ACCOUNT;
+            if let Some(i) = names.iter().position(|n| n == meter) {
                 r.error(
                     &format!("accounts[{i}].name"),
                     &format!(
-                        "{:?} is the name Slotti's API calls are metered under: rename this account",
-                        crate::slotti::METER_ACCOUNT
+                        "{meter:?} is the name Slotti's API calls are metered under: rename this account"
                     ),
                 );
             }
@@ -555,91 +532,6 @@ impl Reader {
     }
 
     /// `[[accounts]]`: at least one, names unique; an incomplete entry is reported and left out.
-    /// `[board]` and its `[[board.users]]`; `api_listens`: `[api] listen` is set (the board is
-    /// served there).
-    fn board(&mut self, root: &mut Table, api_listens: bool) -> crate::board::BoardConfig {
-        use crate::board::{BoardConfig, BoardUser, Role, check_hash};
-        use keys::board::*;
-        let Some(mut t) = self.table(root, "", SECTION) else {
-            return BoardConfig::default();
-        };
-        let enabled = self.flag(&mut t, SECTION, &ENABLED);
-        if enabled && !api_listens {
-            self.error(
-                &format!("{SECTION}.{}", ENABLED.name),
-                "the board is served on the HTTP API's listener: set [api] listen (and [[api.tokens]])",
-            );
-        }
-        let public_url = self
-            .url(&mut t, SECTION, PUBLIC_URL)
-            .map(|u| u.trim_end_matches('/').to_owned());
-        let insecure_cookies = self.flag(&mut t, SECTION, &INSECURE_COOKIES);
-        let trusted_proxies = t.remove(TRUSTED_PROXIES).map_or_else(Vec::new, |v| {
-            crate::board::config::parse_trusted_proxies(&v).unwrap_or_else(|why| {
-                self.error(&format!("{SECTION}.{TRUSTED_PROXIES}"), &why);
-                Vec::new()
-            })
-        });
-        let session_hours = self.int(&mut t, SECTION, &SESSION_HOURS) as u32;
-        let mut users: Vec<BoardUser> = Vec::new();
-        match t.remove(USERS) {
-            None => {}
-            Some(Value::Array(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
-                    let key = format!("{SECTION}.{USERS}[{i}]");
-                    let Value::Table(mut u) = item else {
-                        self.error(&key, "must be a table ([[board.users]])");
-                        continue;
-                    };
-                    let name = self.required_string(&mut u, &key, "name");
-                    let hash = self.required_string(&mut u, &key, "password_hash");
-                    if let Some(h) = &hash
-                        && let Some(why) = check_hash(h)
-                    {
-                        self.error(&format!("{key}.password_hash"), &why);
-                    }
-                    let role = match self.string(&mut u, &key, "role") {
-                        None => Role::Viewer,
-                        Some(r) => Role::parse(&r).unwrap_or_else(|| {
-                            self.error(
-                                &format!("{key}.role"),
-                                &format!("{r:?} is not one of dispatcher, viewer"),
-                            );
-                            Role::Viewer
-                        }),
-                    };
-                    self.finish(u, &key);
-                    if let (Some(name), Some(password_hash)) = (name, hash) {
-                        if users.iter().any(|x| x.name == name) {
-                            self.error(
-                                &format!("{key}.name"),
-                                &format!("{name:?} is given twice: names must be unique"),
-                            );
-                        }
-                        users.push(BoardUser {
-                            name,
-                            password_hash: password_hash.trim().to_owned(),
-                            role,
-                        });
-                    }
-                }
-            }
-            Some(_) => self.error(
-                &format!("{SECTION}.{USERS}"),
-                "must be an array of tables ([[board.users]])",
-            ),
-        }
-        self.finish(t, SECTION);
-        BoardConfig {
-            enabled,
-            public_url,
-            insecure_cookies,
-            trusted_proxies,
-            session_hours,
-            users,
-        }
-    }
-
     fn accounts(&mut self, root: &mut Table, globals: &Globals) -> Vec<AccountConfig> {
         const NONE: &str = "no [[accounts]] entry: add one per Tampuuri account";
         let section = keys::accounts::SECTION;

@@ -10,20 +10,31 @@
 //! credentials.
 //!
 //! The rooms: `types` (the validated structs), `keys` (every key's default and bounds, declared
-//! once), `reader` (taking typed values out of a TOML table, each problem recorded by key),
-//! `load` (the file, section by section), `secrets` (inline, `*_file`, `*_env`; the
-//! inline-secret warning). The API packages priced by `cost` are the domain's
+//! once), `reader` (the one reader: typed values out of a TOML table, each problem recorded by
+//! key), `load` (the file, section by section), `sections` (the sections of the faces and of
+//! Slotti: `[api]`, `[[api.subscribers]]`, `[board]`, `[slotti]`, with their types), `secrets`
+//! (the one secret reader: inline, `*_file`, `*_env`; the inline-secret warning). The config
+//! imports no face: the API, the board, the outgoing events and Slotti import their section
+//! types from here. The API packages priced by `cost` are the domain's
 //! ([`crate::cost::Package`]); the config only reads them from `[[pricing]]`.
 
 pub(crate) mod keys;
 mod load;
 mod reader;
 mod secrets;
+mod sections;
 mod types;
 
 pub use crate::cost::{Package, default_pricing};
 pub use load::check_webhook_path;
-pub(crate) use secrets::unreadable_credential;
+pub use sections::api::{
+    ApiConfig, ApiToken, Scope, feed_retain_days, max_body_bytes, read_api_with_tokens,
+};
+pub use sections::board::{BoardConfig, BoardUser, Role, check_hash};
+pub use sections::slotti::{
+    Messages, PLACEHOLDERS, Rule, SlottiConfig, SlottiWebhook, check_template,
+};
+pub use sections::subscribers::{EVENT_TYPES, SubscriberConfig, default_name, signing_key};
 pub use types::*;
 
 #[cfg(test)]

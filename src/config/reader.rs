@@ -1,7 +1,9 @@
-//! Taking typed values out of a TOML table: each reader removes its key, so that whatever is
-//! left over is an unknown key, and records every problem by its key path instead of stopping.
+//! The config's one reader: taking typed values out of a TOML table. Each method removes its
+//! key, so that whatever is left over is an unknown key, and records every problem by its key
+//! path instead of stopping. Every section (`load.rs`, `sections/`) reads through it, and so
+//! does `secrets.rs`, the one secret reader.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
@@ -34,6 +36,112 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl Reader {
+    /// A reader for the file at `path` (its folder anchors relative `*_file` names); with
+    /// `read_secrets` false, `*_file` and `*_env` secrets are noted, not read.
+    pub(super) fn new(path: &Path, read_secrets: bool) -> Reader {
+        Reader {
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            account_errors: Vec::new(),
+            base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            read_secrets,
+            unread: Vec::new(),
+            inline: Vec::new(),
+        }
+    }
+
+    /// The entries of an array of tables (`[[prefix.key]]`), each with its key path
+    /// (`prefix.key[i]`); what is not a table is reported, not returned.
+    pub(super) fn tables(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+        key: &str,
+    ) -> Vec<(String, Table)> {
+        let full = join(prefix, key);
+        let items = match t.remove(key) {
+            None => return Vec::new(),
+            Some(Value::Array(items)) => items,
+            Some(other) => {
+                self.error(
+                    &full,
+                    &format!(
+                        "must be an array of tables ([[{full}]]), not a {}",
+                        type_name(&other)
+                    ),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.into_iter().enumerate() {
+            let key = format!("{full}[{i}]");
+            match item {
+                Value::Table(entry) => out.push((key, entry)),
+                _ => self.error(&key, &format!("must be a table ([[{full}]])")),
+            }
+        }
+        out
+    }
+
+    /// A list of non-empty strings (names or guids), trimmed.
+    pub(super) fn strings(&mut self, t: &mut Table, prefix: &str, key: &str) -> Vec<String> {
+        let full = join(prefix, key);
+        match t.remove(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for v in items {
+                    match v {
+                        Value::String(s) if !s.trim().is_empty() => out.push(s.trim().to_owned()),
+                        other => {
+                            self.error(&full, &format!("must hold names or guids, not {other}"))
+                        }
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.error(
+                    &full,
+                    &format!(
+                        "must be a list of names or guids, not a {}",
+                        type_name(&other)
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// An http(s) URL with a host, as parsed (`default` when the key is absent).
+    pub(super) fn web_url(
+        &mut self,
+        t: &mut Table,
+        prefix: &str,
+        key: &str,
+        default: Option<&str>,
+    ) -> Option<reqwest::Url> {
+        let raw = self
+            .string(t, prefix, key)
+            .or_else(|| default.map(str::to_owned))?;
+        let full = join(prefix, key);
+        match reqwest::Url::parse(raw.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.error(
+                    &full,
+                    &format!("{raw:?} must be an http:// or https:// URL"),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(&full, &format!("{raw:?} is not a URL: {e}"));
+                None
+            }
+        }
+    }
+
     /// An integer key of [`keys`], or its default when it is absent or wrong (the problem is
     /// recorded).
     pub(super) fn int(&mut self, t: &mut Table, prefix: &str, k: &keys::Int) -> i64 {
@@ -227,27 +335,13 @@ impl Reader {
 
     /// A base URL: http or https, normalised to end in `/`.
     pub(super) fn url(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<String> {
-        let raw = self.string(t, prefix, key)?;
-        match reqwest::Url::parse(&raw) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-                let mut s = u.to_string();
-                if !s.ends_with('/') {
-                    s.push('/');
-                }
-                Some(s)
+        self.web_url(t, prefix, key, None).map(|u| {
+            let mut s = u.to_string();
+            if !s.ends_with('/') {
+                s.push('/');
             }
-            Ok(_) => {
-                self.error(
-                    &join(prefix, key),
-                    &format!("{raw:?} must be an http:// or https:// URL"),
-                );
-                None
-            }
-            Err(e) => {
-                self.error(&join(prefix, key), &format!("{raw:?} is not a URL: {e}"));
-                None
-            }
-        }
+            s
+        })
     }
 
     pub(super) fn states(&mut self, t: &mut Table, prefix: &str) -> Vec<String> {

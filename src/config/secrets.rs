@@ -1,7 +1,9 @@
 //! Secrets: given inline, in a file named by `*_file`, or in an environment variable named by
 //! `*_env` (exactly one), read as [`SecretString`]s that never print. Loading without secrets
 //! notes the `*_file` / `*_env` keys in `unread` instead of reading them; inline secrets are
-//! noted by key where they are read, for the warning about a file every user can read.
+//! noted by key where they are read, for the warning about a file every user can read. This is
+//! the one secret reader: every section's secrets (`[tampuuri]`, `[[accounts]]`, `[webhook]`,
+//! `[[api.tokens]]`, `[[api.subscribers]]`, `[slotti]`) are read through it.
 
 use std::path::{Path, PathBuf};
 
@@ -145,7 +147,7 @@ impl Reader {
 /// What to say about a `*_file` secret (`name` as the config gives it) that cannot be read at
 /// `path`: the error, where it was looked for and why there, and how systemd and a command run
 /// by hand get it (`$CREDENTIALS_DIRECTORY`). Never the secret itself.
-pub(crate) fn unreadable_credential(name: &str, path: &Path, e: &std::io::Error) -> String {
+fn unreadable_credential(name: &str, path: &Path, e: &std::io::Error) -> String {
     let mut m = format!("cannot read {}: {e}", path.display());
     if Path::new(name).is_absolute() {
         return m;
@@ -187,15 +189,6 @@ fn inline_secret_warning(path: &Path, mode: u32, keys: &[String]) -> Option<Issu
 #[cfg(not(unix))]
 pub(super) fn readable_by_others(_: &Path, _: &[String]) -> Option<Issue> {
     None
-}
-
-impl crate::outgoing::config::Keys for Reader {
-    fn secret(&mut self, t: &mut Table, prefix: &str, key: &str) -> Option<SecretString> {
-        Reader::secret(self, t, prefix, key)
-    }
-    fn error(&mut self, key: &str, message: &str) {
-        Reader::error(self, key, message)
-    }
 }
 
 #[cfg(test)]

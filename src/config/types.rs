@@ -34,13 +34,13 @@ pub struct Config {
     /// `[webhook]`, when `listen` is set.
     pub webhook: Option<WebhookConfig>,
     /// `[[api.subscribers]]`: where the signed outgoing events go.
-    pub subscribers: Vec<crate::outgoing::SubscriberConfig>,
+    pub subscribers: Vec<super::SubscriberConfig>,
     /// `[api]`, when present: the HTTP API (`src/api/`).
-    pub api: Option<crate::api::config::ApiConfig>,
+    pub api: Option<super::ApiConfig>,
     /// `[slotti]`, when present: the Slotti calendar visits are booked in.
-    pub slotti: Option<crate::slotti::config::SlottiConfig>,
+    pub slotti: Option<super::SlottiConfig>,
     /// `[board]`: the web board (`src/board/`); disabled without the section.
-    pub board: crate::board::BoardConfig,
+    pub board: super::BoardConfig,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
     /// empty when the config was loaded with its secrets. [`crate::tampuuri::Api::new`]

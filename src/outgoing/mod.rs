@@ -12,7 +12,6 @@
 //! The task wakes when this process writes to the store ([`crate::store::FEED_WRITTEN`]) and
 //! otherwise checks the feed every [`CHECK_EVERY`].
 
-pub mod config;
 mod follow;
 
 use std::time::Duration;
@@ -24,11 +23,11 @@ use sha2::Sha256;
 use tokio::task::JoinHandle;
 
 use crate::backoff::Backoff;
+pub use crate::config::SubscriberConfig;
 use crate::config::{Config, RetryConfig};
 use crate::remote::{Exchange, Profile, Reply, Request};
 use crate::store::{FeedEvent, Handle, SubscriberRow};
 use crate::time;
-pub use config::SubscriberConfig;
 pub use follow::follow;
 
 /// How often a subscriber's task looks at the feed when nothing woke it (other processes,

@@ -58,7 +58,7 @@ pub use wire::{parse_deleted_guid, parse_event_booking};
 
 /// The `account` of Slotti's calls in `api_calls`; no `[[accounts]]` entry may have this name
 /// when `[slotti]` is set (the loader refuses it).
-pub const METER_ACCOUNT: &str = "slotti";
+pub const METER_ACCOUNT: &str = crate::config::keys::slotti::METER_ACCOUNT;
 
 /// The zone visits are read in: `[slotti] timezone`, else Europe/Helsinki (its default).
 pub fn zone(config: &Config) -> chrono_tz::Tz {

@@ -449,3 +449,60 @@ fn the_engine_imports_nothing_from_the_service() {
     assert!(n >= 5, "{n} files read");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// The config reads every section itself and imports no face: the API, the board, the outgoing
+/// events, the webhook listener and Slotti take their section types from `crate::config`
+/// (issue 20, item 8). Nothing of theirs is config-free enough to be worth the exception.
+#[test]
+fn the_config_imports_no_face() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/config"), &mut files);
+    assert!(files.len() >= 6, "only {} files in src/config", files.len());
+    let faces = [
+        "crate::api",
+        "crate::board",
+        "crate::outgoing",
+        "crate::webhook",
+        "crate::slotti",
+        "crate::listen",
+    ];
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if faces.iter().any(|f| code.contains(f)) {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the config declares every section to its one reader; a face imports from the config, not the other way:\n{}",
+        found.join("\n")
+    );
+}
+
+/// One reader walks the TOML: `src/config/reader.rs` and the sections read through it. No other
+/// code parses the file or walks its tables (`huoltosync serve` asks the config for `[api]`).
+#[test]
+fn one_reader_walks_the_toml() {
+    let needles = [
+        "toml::Table",
+        "toml::de::",
+        "&toml::Value",
+        "use toml::{",
+        "use toml::Table",
+        "use toml::Value",
+        "as_table(",
+        "as_table_mut(",
+    ];
+    let (scanned, found) = offending_lines(&needles, &["src/config/", "src/sim/"]);
+    assert!(scanned >= 20, "only {scanned} files scanned");
+    assert!(
+        found.is_empty(),
+        "TOML walked outside src/config (read it with config::reader::Reader):\n{}",
+        found.join("\n")
+    );
+}
