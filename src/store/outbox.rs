@@ -4,7 +4,9 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::Store;
+use rusqlite::Connection;
+
+use super::Outbox;
 use crate::action::{Action, ActiveVisit, Attachment, Facts, MirroredTicket};
 use crate::model::TicketState;
 
@@ -96,7 +98,7 @@ pub struct Snapshot {
     pub modified: Option<String>,
 }
 
-/// How a relay attempt ended, for [`Store::finish_attempt`].
+/// How a relay attempt ended, for [`Outbox::finish_attempt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptEnd {
     /// It took effect: sent now, or found already applied.
@@ -114,11 +116,11 @@ pub enum AttemptEnd {
     Dead { error: String },
 }
 
-impl Store {
+impl Outbox<'_> {
     /// Accounts whose mirror holds ticket `id`.
     pub fn accounts_holding(&self, id: i64) -> anyhow::Result<Vec<String>> {
         let mut s = self
-            .conn
+            .0.conn
             .prepare_cached("SELECT account FROM tickets WHERE id = ?1 ORDER BY account")?;
         let v = s.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(v)
@@ -127,7 +129,7 @@ impl Store {
     /// Queues an action in one IMMEDIATE transaction: the facts about `ticket` are read, `plan`
     /// decides (and may refuse) the action from them, then the row and its attachments are
     /// written. Nothing is written when `plan` fails. Who asked is not recorded: see
-    /// [`Store::enqueue_by`].
+    /// [`Outbox::enqueue_by`].
     #[allow(clippy::too_many_arguments)]
     pub fn enqueue(
         &mut self,
@@ -150,7 +152,7 @@ impl Store {
         )
     }
 
-    /// [`Store::enqueue`], recording who asked (`outbox.requested_by`), and keeping the answer
+    /// [`Outbox::enqueue`], recording who asked (`outbox.requested_by`), and keeping the answer
     /// of an HTTP request's Idempotency-Key in the same transaction (`kept`): a request that
     /// dies leaves either its action queued with its answer kept, or neither. When the key's
     /// claim is no longer the request's, it fails with [`super::ClaimLost`] and queues nothing.
@@ -167,7 +169,7 @@ impl Store {
         plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
     ) -> anyhow::Result<OutboxRow> {
         let tx = self
-            .conn
+            .0.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let facts = match ticket {
             Some(id) => facts(&tx, account, id)?,
@@ -225,7 +227,7 @@ impl Store {
         plan: impl FnOnce(&Facts) -> Result<Vec<Action>, String>,
     ) -> anyhow::Result<TellQueued> {
         let tx = self
-            .conn
+            .0.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let untold: bool = tx
             .query_row(
@@ -282,7 +284,7 @@ impl Store {
     /// The actions the relay may send now: for each queue, its oldest pending action, unless
     /// an older one in the same queue is pending or dead-lettered; oldest first.
     pub fn ready_actions(&self, now: &str, limit: u32) -> anyhow::Result<Vec<OutboxRow>> {
-        let mut s = self.conn.prepare_cached(&format!(
+        let mut s = self.0.conn.prepare_cached(&format!(
             "SELECT {ROW_COLUMNS} FROM outbox o
              WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
@@ -300,7 +302,7 @@ impl Store {
     /// dead letter) falls due, if any.
     pub fn next_due(&self) -> anyhow::Result<Option<String>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT min(o.next_attempt_at) FROM outbox o
                  WHERE o.status = 'pending'
@@ -316,7 +318,7 @@ impl Store {
 
     /// Records that a send is about to happen, with what the ticket looked like just before
     /// it (`before`: state and `Muokattu`; `None` for a create): from here until
-    /// [`Store::finish_attempt`], a crash leaves the action in doubt, and the next attempt
+    /// [`Outbox::finish_attempt`], a crash leaves the action in doubt, and the next attempt
     /// checks Tampuuri first against that picture.
     pub fn begin_attempt(
         &mut self,
@@ -324,7 +326,7 @@ impl Store {
         now: &str,
         before: Option<&Snapshot>,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "UPDATE outbox SET in_doubt = 1, attempts = attempts + 1, last_attempt_at = ?2,
                  before_state = ?3, before_modified = ?4
              WHERE id = ?1 AND status = 'pending'",
@@ -350,7 +352,7 @@ impl Store {
         from_state: Option<&str>,
     ) -> anyhow::Result<Option<Snapshot>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT t.state, t.remote_modified FROM tickets t
                  WHERE t.account = ?1 AND t.id = ?2 AND t.open = 1 AND (?3 IS NULL OR t.state = ?3)
@@ -383,7 +385,7 @@ impl Store {
         rules: Option<&super::AccountRules<'_>>,
     ) -> anyhow::Result<()> {
         let tx = self
-            .conn
+            .0.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         match end {
             AttemptEnd::Delivered {
@@ -431,7 +433,7 @@ impl Store {
 
     /// The attachments of an outbox row, with their bytes (empty once dropped).
     pub fn attachments(&self, id: i64) -> anyhow::Result<Vec<Attachment>> {
-        let mut s = self.conn.prepare_cached(
+        let mut s = self.0.conn.prepare_cached(
             "SELECT file_name, content_type, description, content FROM outbox_attachments WHERE outbox_id = ?1 ORDER BY seq",
         )?;
         let v = s
@@ -451,7 +453,7 @@ impl Store {
     /// or deleted in Tampuuri.
     pub fn departure(&self, account: &str, id: i64) -> anyhow::Result<Option<String>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT left_reason FROM tickets WHERE account = ?1 AND id = ?2 AND open = 0
                    AND left_reason IN ('reassigned', 'deleted')",
@@ -464,7 +466,7 @@ impl Store {
     /// A mirrored ticket of `account` whose `TyotehtavanLisatiedot` carries `marker`.
     pub fn find_marker(&self, account: &str, marker: &str) -> anyhow::Result<Option<i64>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT id FROM tickets WHERE account = ?1 AND instr(extra_info, ?2) > 0 ORDER BY id LIMIT 1",
                 params![account, marker],
@@ -476,7 +478,7 @@ impl Store {
     /// One outbox row.
     pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
                 [id],
@@ -487,7 +489,7 @@ impl Store {
 
     /// Pending and dead-lettered actions (only dead ones with `failed_only`), oldest first.
     pub fn outbox_list(&self, failed_only: bool) -> anyhow::Result<Vec<OutboxRow>> {
-        let mut s = self.conn.prepare_cached(&format!(
+        let mut s = self.0.conn.prepare_cached(&format!(
             "SELECT {ROW_COLUMNS} FROM outbox o
              WHERE o.status = 'dead' OR (NOT ?1 AND o.status = 'pending') ORDER BY o.id"
         ))?;
@@ -504,7 +506,7 @@ impl Store {
         now: &str,
         deadline: &str,
     ) -> anyhow::Result<OutboxRow> {
-        let n = self.conn.execute(
+        let n = self.0.conn.execute(
             "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, deadline_at = ?3 WHERE id = ?1 AND status = 'dead' AND erased_at IS NULL",
             params![id, now, deadline],
         )?;
@@ -512,7 +514,7 @@ impl Store {
             OutboxRefusal::NotFound(format!("outbox action #{id} does not exist"))
         })?;
         let erased: Option<String> =
-            self.conn
+            self.0.conn
                 .query_row("SELECT erased_at FROM outbox WHERE id = ?1", [id], |r| {
                     r.get(0)
                 })?;
@@ -540,7 +542,7 @@ impl Store {
     /// the row as it was.
     pub fn outbox_cancel(&mut self, id: i64, now: &str) -> anyhow::Result<OutboxRow> {
         let tx = self
-            .conn
+            .0.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
             .query_row(
@@ -573,7 +575,7 @@ impl Store {
 
     /// Actions still pending, in all accounts.
     pub fn pending_count(&self) -> anyhow::Result<u64> {
-        Ok(self.conn.query_row(
+        Ok(self.0.conn.query_row(
             "SELECT count(*) FROM outbox WHERE status = 'pending'",
             [],
             |r| r.get(0),
@@ -582,11 +584,7 @@ impl Store {
 
     /// Pending and dead-lettered actions of an account.
     pub fn outbox_counts(&self, account: &str) -> anyhow::Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'dead'), 0) FROM outbox WHERE account = ?1",
-            [account],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        outbox_counts(&self.0.conn, account)
     }
 
     /// The latest pending target state of each ticket of an account (a dead-lettered action
@@ -595,7 +593,7 @@ impl Store {
         &self,
         account: Option<&str>,
     ) -> anyhow::Result<Vec<(String, i64, String)>> {
-        let mut s = self.conn.prepare_cached(
+        let mut s = self.0.conn.prepare_cached(
             "SELECT account, ticket_id, expected_state FROM outbox o
              WHERE status = 'pending' AND ticket_id IS NOT NULL AND (?1 IS NULL OR account = ?1)
                AND id = (SELECT max(id) FROM outbox p WHERE p.account = o.account AND p.ticket_id = o.ticket_id
@@ -608,7 +606,7 @@ impl Store {
     }
 }
 
-/// What [`Store::enqueue_tell`] did.
+/// What [`Outbox::enqueue_tell`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TellQueued {
     /// The actions queued, in order; the change is told by the last.
@@ -812,4 +810,14 @@ fn effective_state(
     Ok(delivered
         .map(|s| TicketState::from_name(&s))
         .unwrap_or_else(|| mirrored.clone()))
+}
+
+/// Pending and dead-lettered actions of `account` ([`Outbox::outbox_counts`]; the status of
+/// the accounts reads them too).
+pub(super) fn outbox_counts(conn: &Connection, account: &str) -> anyhow::Result<(u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'dead'), 0) FROM outbox WHERE account = ?1",
+        [account],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::Store;
+use super::Visits;
 use crate::time;
 
 /// How many reconciliations `slotti_reconciles` keeps.
@@ -65,7 +65,7 @@ fn bump(conn: &rusqlite::Connection, name: &str, by: u64) -> rusqlite::Result<()
     Ok(())
 }
 
-impl Store {
+impl Visits<'_> {
     /// Records a Slotti delivery before it is answered and counts it (received, or a duplicate
     /// when its Shot-ID was recorded before: then nothing else is written), with `refused`
     /// refusals counted since the last write, in one transaction. True when it was new.
@@ -78,7 +78,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let tx = self
-            .conn
+            .0.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let new = tx.execute(
             "INSERT OR IGNORE INTO slotti_deliveries (shot_id, event, received_at, payload)
@@ -98,13 +98,13 @@ impl Store {
 
     /// Counts refused Slotti deliveries (the listener writes them in batches).
     pub fn count_slotti_refused(&mut self, n: u64) -> anyhow::Result<()> {
-        Ok(bump(&self.conn, "slotti_refused", n)?)
+        Ok(bump(&self.0.conn, "slotti_refused", n)?)
     }
 
     /// Records a reconciliation and keeps only the newest `RECONCILES_KEPT` (100).
     pub fn record_reconcile(&mut self, r: &ReconcileRun) -> anyhow::Result<()> {
         let tx = self
-            .conn
+            .0.conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO slotti_reconciles (started_at, finished_at, ok, error, span_from, span_to,
@@ -137,7 +137,7 @@ impl Store {
     pub fn slotti_sync_status(&self) -> anyhow::Result<SlottiSyncStatus> {
         let counter = |name: &str| -> anyhow::Result<u64> {
             Ok(self
-                .conn
+                .0.conn
                 .query_row(
                     "SELECT value FROM webhook_counters WHERE name = ?1",
                     [name],
@@ -148,11 +148,11 @@ impl Store {
                 .max(0) as u64)
         };
         let count = |sql: &str| -> anyhow::Result<u64> {
-            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))?.max(0) as u64)
+            Ok(self.0.conn.query_row(sql, [], |r| r.get::<_, i64>(0))?.max(0) as u64)
         };
         let visits = |status: &str| -> anyhow::Result<u64> {
             Ok(self
-                .conn
+                .0.conn
                 .query_row(
                     "SELECT count(*) FROM visits WHERE status = ?1",
                     [status],
@@ -161,7 +161,7 @@ impl Store {
                 .max(0) as u64)
         };
         let last_reconcile = self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT started_at, finished_at, ok, error, span_from, span_to, listed, ours, moved,
                      cancelled, recovered, calls
@@ -185,7 +185,7 @@ impl Store {
                 },
             )
             .optional()?;
-        let last_reconcile_ok_at = self.conn.query_row(
+        let last_reconcile_ok_at = self.0.conn.query_row(
             "SELECT max(finished_at) FROM slotti_reconciles WHERE ok = 1",
             [],
             |r| r.get(0),
@@ -209,7 +209,7 @@ impl Store {
     /// whose booking Slotti shows), if any.
     pub fn ticket_of_marker(&self, marker: &str) -> anyhow::Result<Option<(String, i64)>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT account, ticket_id FROM outbox
                  WHERE marker = ?1 AND ticket_id IS NOT NULL ORDER BY id LIMIT 1",
