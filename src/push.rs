@@ -25,7 +25,7 @@
 //! staff's move), but dead-lettered the same way.
 //!
 //! A delivered action's result is written into the mirror in the commit that records the
-//! delivery (`Store::finish_attempt`): the ticket's new state, or the ticket a create made,
+//! delivery (`Outbox::finish_attempt`): the ticket's new state, or the ticket a create made,
 //! with a history row naming the action, so every face shows it before the next poll.
 //!
 //! The picture before the send comes from the mirror when the mirror is current for that
@@ -112,7 +112,7 @@ pub async fn push_pending(
     loop {
         let now = time::now();
         let ready = store
-            .call(move |s| s.ready_actions(&time::fmt(now), 256))
+            .call(move |s| s.outbox().ready_actions(&time::fmt(now), 256))
             .await?;
         if ready.is_empty() {
             if wait_for_due(store, linger_until).await? {
@@ -146,7 +146,7 @@ pub async fn push_pending(
     if let Some(c) = &clients.slotti {
         report.api_calls += c.meter().record(store).await?;
     }
-    report.pending = store.call(|s| s.pending_count()).await?;
+    report.pending = store.call(|s| s.outbox().pending_count()).await?;
     Ok(report)
 }
 
@@ -163,7 +163,7 @@ async fn wait_for_due(
     linger_until: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<bool> {
     let next = store
-        .call(|s| s.next_due())
+        .call(|s| s.outbox().next_due())
         .await?
         .as_deref()
         .and_then(time::parse);
@@ -208,7 +208,8 @@ async fn finish(
                     open_states: states,
                     state_field: crate::tampuuri::STATE_FIELD,
                 });
-            s.finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
+            s.outbox()
+                .finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
         })
         .await?;
     match end {
@@ -244,7 +245,7 @@ async fn finish_booking(
 ) -> anyhow::Result<()> {
     let (id, guid) = (row.id, visit.booking_guid.clone());
     let recorded = store
-        .call(move |s| s.deliver_booking(id, how, &visit, time::now()))
+        .call(move |s| s.visits().deliver_booking(id, how, &visit, time::now()))
         .await?;
     if let crate::store::VisitInsert::TicketHasVisit(other) = &recorded {
         tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, booking = %guid, other = %other.booking_guid, "A visit was booked in Slotti for a ticket that already has one; cancel one of them in Slotti.");
@@ -322,7 +323,7 @@ async fn attempt(
     };
     if let (Some(id), false) = (row.ticket_id, matches!(row.action, Action::Create(_))) {
         let (acc, tid) = (row.account.clone(), id);
-        if let Some(reason) = store.call(move |s| s.departure(&acc, tid)).await? {
+        if let Some(reason) = store.call(move |s| s.outbox().departure(&acc, tid)).await? {
             return Ok(Outcome::Dead(match reason.as_str() {
                 "deleted" => format!("ticket {id} was deleted in Tampuuri"),
                 _ => format!("ticket {id} was re-assigned away from us"),
@@ -362,10 +363,13 @@ async fn attempt(
     };
     let id = row.id;
     store
-        .call(move |s| s.begin_attempt(id, &time::fmt(time::now()), before.as_ref()))
+        .call(move |s| {
+            s.outbox()
+                .begin_attempt(id, &time::fmt(time::now()), before.as_ref())
+        })
         .await?;
     let attachments = match row.action {
-        Action::Create(_) => store.call(move |s| s.attachments(id)).await?,
+        Action::Create(_) => store.call(move |s| s.outbox().attachments(id)).await?,
         _ => Vec::new(),
     };
     let sent = client.push(row.ticket_id, &row.action, &attachments).await;
@@ -444,7 +448,7 @@ async fn read_before_send(
     };
     let (name, from) = (account.name.clone(), row.from_state.clone());
     if let Some(snap) = store
-        .call(move |s| s.mirror_snapshot(&name, id, from.as_deref()))
+        .call(move |s| s.outbox().mirror_snapshot(&name, id, from.as_deref()))
         .await?
         .filter(|snap| snap.modified.is_some())
     {
@@ -593,7 +597,10 @@ async fn check_applied(
     if let Action::Create(t) = &row.action {
         // The poll may already have brought it: the mirror costs no call.
         let (name, marker) = (account.name.clone(), t.marker.clone());
-        if let Ok(Some(id)) = store.call(move |s| s.find_marker(&name, &marker)).await {
+        if let Ok(Some(id)) = store
+            .call(move |s| s.outbox().find_marker(&name, &marker))
+            .await
+        {
             return Ok(Check::Applied(Some(id)));
         }
         let assignee = t.assignee_id.unwrap_or(account.contractor_id);
@@ -678,7 +685,10 @@ async fn upsert(account: &AccountConfig, store: &Handle, t: Ticket) {
     let open = t.openness(account.contractor_id, &account.states);
     let (name, id) = (account.name.clone(), t.id);
     if let Err(e) = store
-        .call(move |s| s.upsert_fetched(&name, t, open, &time::fmt(time::now())))
+        .call(move |s| {
+            s.mirror()
+                .upsert_fetched(&name, t, open, &time::fmt(time::now()))
+        })
         .await
     {
         tracing::warn!(account = %account.name, ticket = id, error = format!("{e:#}"), "Cannot mirror a fetched ticket.");

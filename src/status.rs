@@ -77,11 +77,14 @@ impl Status {
 /// Reads and judges the status at `now`.
 pub fn status(
     config: &Config,
-    store: &Store,
+    store: &mut Store,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Status> {
     let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
-    let statuses = store.account_status(&names, &time::local_day(now), &time::local_month(now))?;
+    let statuses =
+        store
+            .runs()
+            .account_status(&names, &time::local_day(now), &time::local_month(now))?;
     let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
     let shown: Vec<Shown> = statuses
         .into_iter()
@@ -112,19 +115,22 @@ pub fn status(
         })
         .collect();
     let webhooks = match &config.webhook {
-        Some(_) => Some(store.webhook_status()?),
+        Some(_) => Some(store.webhook().webhook_status()?),
         None => None,
     };
     // Outgoing events: a dead subscriber is a problem like a dead letter.
     let subscribers = match config.subscribers.is_empty() {
         true => None,
-        false => Some(subscribers_shown(config, store.subscribers()?)),
+        false => Some(subscribers_shown(
+            config,
+            store.subscribers().subscribers()?,
+        )),
     };
     let slotti = match &config.slotti {
         Some(_) => {
-            let sync = store.slotti_sync_status()?;
+            let sync = store.visits().slotti_sync_status()?;
             Some(SlottiShown {
-                calls: store.calls_of(
+                calls: store.meter().calls_of(
                     crate::slotti::METER_ACCOUNT,
                     &time::local_day(now),
                     &time::local_month(now),
@@ -191,7 +197,11 @@ pub fn subscribers_shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Subsc
 }
 
 /// What the config says about `month`'s cost, with each account's calls per poll from the store.
-pub fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> crate::cost::Plan {
+pub fn cost_plan(
+    config: &Config,
+    store: &mut Store,
+    month: &crate::cost::Month,
+) -> crate::cost::Plan {
     let ticks = |s: &crate::schedule::Schedule| s.ticks_within(month.start, month.span);
     crate::cost::Plan {
         packages: config.pricing.clone(),
@@ -202,7 +212,12 @@ pub fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> 
                 name: a.name.clone(),
                 customer: a.customer.clone(),
                 billed: a.billed,
-                calls_per_poll: store.last_run_calls(&a.name).ok().flatten().unwrap_or(1),
+                calls_per_poll: store
+                    .runs()
+                    .last_run_calls(&a.name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(1),
             })
             .collect(),
         poll_ticks: ticks(&config.schedule.poll),
@@ -214,20 +229,23 @@ pub fn cost_plan(config: &Config, store: &Store, month: &crate::cost::Month) -> 
 /// The month's cost report: the plan from the config, the usage from the store.
 pub fn cost_report(
     config: &Config,
-    store: &Store,
+    store: &mut Store,
     month: &crate::cost::Month,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<crate::cost::CostReport> {
     let plan = cost_plan(config, store, month);
     // Slotti's calls are metered in the same table; Tampuuri's packages do not bill them.
-    let mut calls = store.calls_in_month(&month.name)?;
+    let mut calls = store.meter().calls_in_month(&month.name)?;
     calls.retain(|(account, _, _)| {
         config.slotti.is_none() || account != crate::slotti::METER_ACCOUNT
     });
     let webhook_fetches = crate::cost::account_names(&plan, &calls)
         .into_iter()
         .map(|a| {
-            let n = store.webhook_fetches_in_month(&a, &month.name).unwrap_or(0);
+            let n = store
+                .webhook()
+                .webhook_fetches_in_month(&a, &month.name)
+                .unwrap_or(0);
             (a, n)
         })
         .collect();

@@ -20,7 +20,7 @@
 //!   the calendar holds is recorded and told.
 //!
 //! A delivered booking is recorded by the caller with its visit in one commit
-//! (`Store::deliver_booking`), and Tampuuri is then told ([`super::tell`]).
+//! (`Visits::deliver_booking`), and Tampuuri is then told ([`super::tell`]).
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -101,7 +101,10 @@ pub async fn attempt(
         let marked = Action::Book(Box::new(booking.clone()));
         let id = row.id;
         store
-            .call(move |s| s.begin_book_attempt(id, &time::fmt(time::now()), &marked))
+            .call(move |s| {
+                s.visits()
+                    .begin_book_attempt(id, &time::fmt(time::now()), &marked)
+            })
             .await?;
         match client.book(&request(&booking, &slot, &customer)).await {
             Ok(Some(made)) if answers_ours(&made, &booking.marker, &slot) => {

@@ -79,7 +79,7 @@ pub async fn apply_seen(
     let b = booking.clone();
     let seen = store
         .call(move |s| {
-            s.record_visit_seen(
+            s.visits().record_visit_seen(
                 &SeenBooking {
                     booking_guid: &b.guid,
                     start: b.start,
@@ -102,7 +102,8 @@ pub async fn apply_seen(
         return Ok(Applied::NotOurs);
     };
     let m = marker.to_owned();
-    let Some((account, ticket_id)) = store.call(move |s| s.ticket_of_marker(&m)).await? else {
+    let Some((account, ticket_id)) = store.call(move |s| s.visits().ticket_of_marker(&m)).await?
+    else {
         return Ok(Applied::UnknownMarker);
     };
     let visit = NewVisit {
@@ -119,7 +120,9 @@ pub async fn apply_seen(
         customer: VisitCustomer::default(),
         raw_json: booking.raw.to_string(),
     };
-    let inserted = store.call(move |s| s.insert_visit(&visit, now)).await?;
+    let inserted = store
+        .call(move |s| s.visits().insert_visit(&visit, now))
+        .await?;
     Ok(match inserted {
         VisitInsert::New { .. } => Applied::Recovered,
         VisitInsert::Known { .. } => Applied::Unchanged,
@@ -138,7 +141,7 @@ pub async fn apply_deleted(
 ) -> anyhow::Result<Applied> {
     let g = guid.to_owned();
     let seen = store
-        .call(move |s| s.record_visit_cancelled(&g, source, now))
+        .call(move |s| s.visits().record_visit_cancelled(&g, source, now))
         .await?;
     Ok(match seen {
         VisitSeen::Unknown => Applied::UnknownGuid,

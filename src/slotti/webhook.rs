@@ -127,7 +127,7 @@ fn reject(r: &Receiver, status: StatusCode, why: &str) -> Response {
         let (store, refused) = (r.store.clone(), r.refused.clone());
         tokio::spawn(async move {
             if store
-                .call(move |s| s.count_slotti_refused(n))
+                .call(move |s| s.visits().count_slotti_refused(n))
                 .await
                 .is_err()
             {
@@ -248,7 +248,10 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> R
     let (ev, shot) = (event.clone(), shot_id.clone());
     match r
         .store
-        .call(move |s| s.record_slotti_delivery_counted(&shot, &ev, &payload, refused, time::now()))
+        .call(move |s| {
+            s.visits()
+                .record_slotti_delivery_counted(&shot, &ev, &payload, refused, time::now())
+        })
         .await
     {
         Ok(new) => {
@@ -294,7 +297,9 @@ pub async fn process_deliveries(
     store: &Handle,
     now: DateTime<Utc>,
 ) -> anyhow::Result<DeliveriesProcessed> {
-    let pending = store.call(|s| s.pending_slotti_deliveries(BATCH)).await?;
+    let pending = store
+        .call(|s| s.visits().pending_slotti_deliveries(BATCH))
+        .await?;
     let mut done = DeliveriesProcessed {
         more: pending.len() as u32 >= BATCH,
         ..Default::default()
@@ -331,7 +336,10 @@ pub async fn process_deliveries(
         }
         let shot = d.shot_id.clone();
         store
-            .call(move |s| s.mark_slotti_delivery_processed(&shot, &words, now))
+            .call(move |s| {
+                s.visits()
+                    .mark_slotti_delivery_processed(&shot, &words, now)
+            })
             .await?;
         done.processed += 1;
     }

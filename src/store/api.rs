@@ -289,8 +289,7 @@ impl Mirror<'_> {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let actions = self
-            .outbox_list(false)?
+        let actions = super::outbox::outbox_list(&self.0.conn, false)?
             .into_iter()
             .filter(|o| {
                 o.account == account && (o.ticket_id == Some(id) || o.queue_ticket == Some(id))
@@ -330,10 +329,12 @@ impl Feed<'_> {
     /// The feed's oldest retained `seq` and the last `seq` it ever gave.
     pub fn feed_bounds(&self) -> anyhow::Result<FeedBounds> {
         let oldest: Option<i64> = self
-            .0.conn
+            .0
+            .conn
             .query_row("SELECT min(seq) FROM feed", [], |r| r.get(0))?;
         let last: Option<i64> = self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'feed'",
                 [],
@@ -350,11 +351,13 @@ impl Feed<'_> {
     /// another connection commits) and the feed's last `seq`.
     pub fn feed_head(&self) -> anyhow::Result<(i64, i64)> {
         let version: i64 = self
-            .0.conn
+            .0
+            .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        let last: i64 = self
-            .0.conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?;
+        let last: i64 =
+            self.0
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?;
         Ok((version, last))
     }
 }
@@ -373,7 +376,8 @@ impl Idempotency<'_> {
         stale_before: &str,
     ) -> anyhow::Result<Claim> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let found: Option<(String, Option<u16>, Option<String>, String)> = tx
             .query_row(
@@ -518,6 +522,7 @@ pub enum Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     /// The plan SQLite picks for a page after a cursor: a seek on the primary key, not a scan
     /// from the first ticket.

@@ -45,7 +45,8 @@ impl Board<'_> {
         now: &str,
     ) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         expire(&tx, now)?;
         tx.execute(
@@ -64,7 +65,8 @@ impl Board<'_> {
         now: &str,
     ) -> anyhow::Result<Option<BoardSession>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .prepare_cached(
                 "SELECT user, csrf, expires_at FROM board_sessions
                  WHERE token_sha256 = ?1 AND expires_at > ?2",
@@ -97,7 +99,8 @@ impl Board<'_> {
         expires_at: &str,
     ) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         expire(&tx, now)?;
         tx.execute(
@@ -119,7 +122,8 @@ impl Board<'_> {
         session: &NewBoardSession,
     ) -> anyhow::Result<LinkUse> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: Option<(String, String, Option<String>)> = tx
             .query_row(

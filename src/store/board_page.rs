@@ -128,7 +128,8 @@ impl Board<'_> {
     pub fn board_page(&self, q: &BoardQuery) -> anyhow::Result<BoardPage> {
         let pattern = q.q.as_deref().map(contains_pattern);
         let total: u64 = self
-            .0.conn
+            .0
+            .conn
             .prepare_cached(&format!(
                 "SELECT count(*) FROM tickets WHERE {BOARD_FILTER}"
             ))?
@@ -162,7 +163,8 @@ impl Board<'_> {
 
     fn board_rows(&self, q: &BoardQuery, id: Option<i64>) -> anyhow::Result<Vec<BoardRow>> {
         let rows = self
-            .0.conn
+            .0
+            .conn
             .prepare_cached(&page_sql())?
             .query_map(
                 params![
@@ -186,7 +188,8 @@ impl Board<'_> {
     /// took seconds at 100 000 open tickets.
     pub fn open_urgencies(&self) -> anyhow::Result<Vec<String>> {
         let mut st = self
-            .0.conn
+            .0
+            .conn
             .prepare_cached("SELECT min(urgency) FROM tickets WHERE open = 1 AND urgency > ?1")?;
         let mut found: Vec<String> = Vec::new();
         let mut after = String::new();
@@ -209,7 +212,8 @@ impl Mirror<'_> {
     /// parsed), with its raw JSON.
     pub fn stored_ticket(&self, account: &str, id: i64) -> anyhow::Result<Option<Ticket>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .prepare_cached(&format!(
                 "SELECT id, {TICKET_COLUMNS} FROM tickets WHERE {THIS_TICKET}"
             ))?

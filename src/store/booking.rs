@@ -57,7 +57,8 @@ impl Visits<'_> {
     /// Ticket `id` of `account` as a booking needs it.
     pub fn booking_ticket(&self, account: &str, id: i64) -> anyhow::Result<Option<BookingTicket>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 &format!("{BOOKING_TICKET} WHERE account = ?1 AND id = ?2"),
                 params![account, id],
@@ -112,7 +113,8 @@ impl Visits<'_> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<VisitInsert> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let done = super::visits::insert_visit(&tx, visit, now)?;
         tx.execute(

@@ -534,7 +534,8 @@ impl Mirror<'_> {
         write: impl FnOnce(&Connection, &At<'_>, &mut ApplyCounts) -> anyhow::Result<()>,
     ) -> anyhow::Result<ApplyCounts> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counts = ApplyCounts::default();
         let at = At {

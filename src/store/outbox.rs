@@ -120,7 +120,8 @@ impl Outbox<'_> {
     /// Accounts whose mirror holds ticket `id`.
     pub fn accounts_holding(&self, id: i64) -> anyhow::Result<Vec<String>> {
         let mut s = self
-            .0.conn
+            .0
+            .conn
             .prepare_cached("SELECT account FROM tickets WHERE id = ?1 ORDER BY account")?;
         let v = s.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
         Ok(v)
@@ -169,7 +170,8 @@ impl Outbox<'_> {
         plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
     ) -> anyhow::Result<OutboxRow> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let facts = match ticket {
             Some(id) => facts(&tx, account, id)?,
@@ -227,7 +229,8 @@ impl Outbox<'_> {
         plan: impl FnOnce(&Facts) -> Result<Vec<Action>, String>,
     ) -> anyhow::Result<TellQueued> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let untold: bool = tx
             .query_row(
@@ -302,7 +305,8 @@ impl Outbox<'_> {
     /// dead letter) falls due, if any.
     pub fn next_due(&self) -> anyhow::Result<Option<String>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 "SELECT min(o.next_attempt_at) FROM outbox o
                  WHERE o.status = 'pending'
@@ -385,7 +389,8 @@ impl Outbox<'_> {
         rules: Option<&super::AccountRules<'_>>,
     ) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         match end {
             AttemptEnd::Delivered {
@@ -453,7 +458,8 @@ impl Outbox<'_> {
     /// or deleted in Tampuuri.
     pub fn departure(&self, account: &str, id: i64) -> anyhow::Result<Option<String>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 "SELECT left_reason FROM tickets WHERE account = ?1 AND id = ?2 AND open = 0
                    AND left_reason IN ('reassigned', 'deleted')",
@@ -478,7 +484,8 @@ impl Outbox<'_> {
     /// One outbox row.
     pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
                 [id],
@@ -489,14 +496,7 @@ impl Outbox<'_> {
 
     /// Pending and dead-lettered actions (only dead ones with `failed_only`), oldest first.
     pub fn outbox_list(&self, failed_only: bool) -> anyhow::Result<Vec<OutboxRow>> {
-        let mut s = self.0.conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM outbox o
-             WHERE o.status = 'dead' OR (NOT ?1 AND o.status = 'pending') ORDER BY o.id"
-        ))?;
-        let v = s
-            .query_map([failed_only], read_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(v)
+        outbox_list(&self.0.conn, failed_only)
     }
 
     /// Puts a dead-lettered action back in the queue with a new deadline; the updated row.
@@ -514,7 +514,8 @@ impl Outbox<'_> {
             OutboxRefusal::NotFound(format!("outbox action #{id} does not exist"))
         })?;
         let erased: Option<String> =
-            self.0.conn
+            self.0
+                .conn
                 .query_row("SELECT erased_at FROM outbox WHERE id = ?1", [id], |r| {
                     r.get(0)
                 })?;
@@ -542,7 +543,8 @@ impl Outbox<'_> {
     /// the row as it was.
     pub fn outbox_cancel(&mut self, id: i64, now: &str) -> anyhow::Result<OutboxRow> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
             .query_row(
@@ -810,6 +812,18 @@ fn effective_state(
     Ok(delivered
         .map(|s| TicketState::from_name(&s))
         .unwrap_or_else(|| mirrored.clone()))
+}
+
+/// [`Outbox::outbox_list`] on `conn` (a ticket's detail lists its actions too).
+pub(super) fn outbox_list(conn: &Connection, failed_only: bool) -> anyhow::Result<Vec<OutboxRow>> {
+    let mut s = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM outbox o
+         WHERE o.status = 'dead' OR (NOT ?1 AND o.status = 'pending') ORDER BY o.id"
+    ))?;
+    let v = s
+        .query_map([failed_only], read_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(v)
 }
 
 /// Pending and dead-lettered actions of `account` ([`Outbox::outbox_counts`]; the status of

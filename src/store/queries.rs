@@ -4,8 +4,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Meter, Mirror, Runs};
 use super::mirror::OPEN_SET;
+use super::{Meter, Mirror, Runs};
 
 /// Which tickets `huoltosync tasks` lists.
 #[derive(Debug, Clone, Default)]
@@ -124,7 +124,8 @@ impl Runs<'_> {
             "SELECT finished_at FROM sync_runs WHERE account = ?1 AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
         )?;
         let mut open = self
-            .0.conn
+            .0
+            .conn
             .prepare_cached(&format!("SELECT count(*) FROM tickets WHERE {OPEN_SET}"))?;
         let mut calls = self.0.conn.prepare_cached(
             "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
@@ -155,7 +156,8 @@ impl Runs<'_> {
                 st.query_map(params![account, day], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<Vec<_>, _>>()?
             };
-            let (outbox_pending, dead_letters) = super::outbox::outbox_counts(&self.0.conn, account)?;
+            let (outbox_pending, dead_letters) =
+                super::outbox::outbox_counts(&self.0.conn, account)?;
             out.push(AccountStatus {
                 account: account.clone(),
                 last_run: run,

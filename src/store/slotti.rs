@@ -78,7 +78,8 @@ impl Visits<'_> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let new = tx.execute(
             "INSERT OR IGNORE INTO slotti_deliveries (shot_id, event, received_at, payload)
@@ -104,7 +105,8 @@ impl Visits<'_> {
     /// Records a reconciliation and keeps only the newest `RECONCILES_KEPT` (100).
     pub fn record_reconcile(&mut self, r: &ReconcileRun) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO slotti_reconciles (started_at, finished_at, ok, error, span_from, span_to,
@@ -137,7 +139,8 @@ impl Visits<'_> {
     pub fn slotti_sync_status(&self) -> anyhow::Result<SlottiSyncStatus> {
         let counter = |name: &str| -> anyhow::Result<u64> {
             Ok(self
-                .0.conn
+                .0
+                .conn
                 .query_row(
                     "SELECT value FROM webhook_counters WHERE name = ?1",
                     [name],
@@ -148,11 +151,16 @@ impl Visits<'_> {
                 .max(0) as u64)
         };
         let count = |sql: &str| -> anyhow::Result<u64> {
-            Ok(self.0.conn.query_row(sql, [], |r| r.get::<_, i64>(0))?.max(0) as u64)
+            Ok(self
+                .0
+                .conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))?
+                .max(0) as u64)
         };
         let visits = |status: &str| -> anyhow::Result<u64> {
             Ok(self
-                .0.conn
+                .0
+                .conn
                 .query_row(
                     "SELECT count(*) FROM visits WHERE status = ?1",
                     [status],
@@ -209,7 +217,8 @@ impl Visits<'_> {
     /// whose booking Slotti shows), if any.
     pub fn ticket_of_marker(&self, marker: &str) -> anyhow::Result<Option<(String, i64)>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 "SELECT account, ticket_id FROM outbox
                  WHERE marker = ?1 AND ticket_id IS NOT NULL ORDER BY id LIMIT 1",

@@ -77,7 +77,8 @@ impl Subscribers<'_> {
     /// The subscriber `name`, if it has a row.
     pub fn subscriber(&self, name: &str) -> anyhow::Result<Option<SubscriberRow>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(&format!("{ROW} WHERE name = ?1"), [name], row)
             .optional()?)
     }
@@ -94,7 +95,8 @@ impl Feed<'_> {
     /// The last seq in the feed (0 when empty).
     pub fn feed_end(&self) -> anyhow::Result<i64> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?)
     }
 }

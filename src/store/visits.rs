@@ -357,7 +357,8 @@ impl Visits<'_> {
         now: DateTime<Utc>,
     ) -> anyhow::Result<VisitInsert> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let done = insert_visit(&tx, v, now)?;
         tx.commit()?;
@@ -380,7 +381,8 @@ impl Visits<'_> {
         let now = time::fmt(now);
         let (start, end, raw_json) = (time::fmt(seen.start), time::fmt(seen.end), seen.raw_json);
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some((id, old_start, old_end, status, erased)) = by_guid(&tx, seen.booking_guid)?
         else {
@@ -432,7 +434,8 @@ impl Visits<'_> {
     ) -> anyhow::Result<VisitSeen> {
         let now = time::fmt(now);
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some((id, old_start, old_end, status, _)) = by_guid(&tx, booking_guid)? else {
             return Ok(VisitSeen::Unknown);
@@ -501,7 +504,8 @@ impl Visits<'_> {
     /// The visit of a booking guid, if it is ours.
     pub fn visit_by_guid(&self, booking_guid: &str) -> anyhow::Result<Option<Visit>> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 &format!("SELECT {VISIT_COLUMNS} FROM visits WHERE booking_guid = ?1"),
                 [booking_guid],

@@ -58,7 +58,8 @@ impl Webhook<'_> {
     /// redelivered notification is not recorded twice).
     pub fn record_delivery(&mut self, now: &str, events: &[NewEvent]) -> anyhow::Result<u64> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut new = 0;
         {
@@ -129,7 +130,8 @@ impl Webhook<'_> {
         now: &str,
     ) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut up = tx.prepare_cached("UPDATE webhook_events SET status = ?2, reason = ?3, processed_at = ?4 WHERE id = ?1")?;
@@ -153,7 +155,8 @@ impl Webhook<'_> {
         now: &str,
     ) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut up = tx.prepare_cached(
@@ -184,7 +187,8 @@ impl Webhook<'_> {
     /// Whether ticket `id` of `account` is in our open set.
     pub fn holds_open(&self, account: &str, id: i64) -> anyhow::Result<bool> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 &format!("SELECT 1 FROM tickets WHERE {THIS_TICKET} AND open = 1"),
                 params![account, id],
@@ -197,7 +201,8 @@ impl Webhook<'_> {
     /// Whether the mirror holds ticket `id` of `account` (open or not).
     pub fn holds(&self, account: &str, id: i64) -> anyhow::Result<bool> {
         Ok(self
-            .0.conn
+            .0
+            .conn
             .query_row(
                 &format!("SELECT 1 FROM tickets WHERE {THIS_TICKET}"),
                 params![account, id],
@@ -226,7 +231,8 @@ impl Webhook<'_> {
         forget_before: &str,
     ) -> anyhow::Result<()> {
         let tx = self
-            .0.conn
+            .0
+            .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "DELETE FROM webhook_unheld_fetches WHERE fetched_at < ?1",
@@ -258,7 +264,8 @@ impl Webhook<'_> {
     pub fn webhook_status(&self) -> anyhow::Result<WebhookStatus> {
         let counter = |name: &str| -> anyhow::Result<u64> {
             Ok(self
-                .0.conn
+                .0
+                .conn
                 .query_row(
                     "SELECT value FROM webhook_counters WHERE name = ?1",
                     [name],

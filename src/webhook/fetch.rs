@@ -60,11 +60,13 @@ impl<'a> Fetcher<'a> {
                     .call(move |s| {
                         let now = time::fmt(time::now());
                         match (fetched, open) {
-                            (Some(t), Some(open)) => s.upsert_fetched(&name, t, open, &now)?,
-                            _ => s.record_deleted(&name, id, &now)?,
+                            (Some(t), Some(open)) => {
+                                s.mirror().upsert_fetched(&name, t, open, &now)?
+                            }
+                            _ => s.mirror().record_deleted(&name, id, &now)?,
                         };
-                        s.count_fetches(1)?;
-                        s.finish_events(&ids, "fetched", None, &now)
+                        s.webhook().count_fetches(1)?;
+                        s.webhook().finish_events(&ids, "fetched", None, &now)
                     })
                     .await?;
                 done.fetched += 1;
@@ -88,7 +90,7 @@ impl<'a> Fetcher<'a> {
                 };
                 self.store
                     .call(move |s| {
-                        s.fail_events(
+                        s.webhook().fail_events(
                             &ids,
                             &msg,
                             attempts,

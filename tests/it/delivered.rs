@@ -26,6 +26,7 @@ async fn one_ticket_in(state: &str) -> (TestEnv, i64) {
 fn history(env: &TestEnv, id: i64) -> Vec<HistoryEntry> {
     Store::open(&env.config.store.path)
         .unwrap()
+        .mirror()
         .ticket_detail(ACCOUNT, id)
         .unwrap()
         .expect("the ticket is mirrored")
