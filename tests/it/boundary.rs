@@ -332,9 +332,12 @@ fn the_simulator_uses_no_code_of_huoltosync() {
     );
 }
 
-/// The `pub fn`s of every `impl Store {` block in `src/store/`, as `(file:line, names)`, and
-/// each file's production lines (up to its `#[cfg(test)]`).
-fn store_impls() -> (Vec<(String, Vec<String>)>, Vec<(String, usize)>) {
+/// `(file:line, the names of its `pub fn`s)` of an `impl Store {` block.
+type ImplBlock = (String, Vec<String>);
+
+/// The `pub fn`s of every `impl Store {` block in `src/store/`, and each file's production
+/// lines (up to its `#[cfg(test)]`).
+fn store_impls() -> (Vec<ImplBlock>, Vec<(String, usize)>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     rust_files(&root.join("src/store"), &mut files);
