@@ -3,12 +3,12 @@
 //!
 //! A [`QueueRequest`] says what to do (a transition of a ticket, or a new ticket with its
 //! attachments), in which account, and who asked. [`queue`] resolves the account, reads the
-//! attachments within `[push] max_attachment_bytes`, and has [`Outbox::enqueue`](crate::store::Outbox::enqueue) check the
+//! attachments within `[push] max_attachment_bytes`, and has [`Outbox::enqueue`] check the
 //! action against the mirror and write it in one transaction. It returns the queued outbox
 //! row, or a [`QueueError`] that says what to fix and names the ticket; nothing is queued then.
 //! Delivering is not part of it: the relay ([`crate::push`]) sends the row with the next push.
 //!
-//! [`Outbox::enqueue`](crate::store::Outbox::enqueue): crate::store::Store::enqueue
+//! [`Outbox::enqueue`]: crate::store::Outbox::enqueue
 
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@
 //! account or outbox id. A body that is not the JSON asked for is a 400 naming the field.
 //!
 //! Idempotency (`idempotency`, a middleware on every POST): the key is claimed per token in
-//! one transaction ([`Idempotency::idempotency_claim`](crate::store::Idempotency::idempotency_claim)) before the handler runs, under a random owner
+//! one transaction ([`Idempotency::idempotency_claim`]) before the handler runs, under a random owner
 //! id; the answer is stored and given again to a retry with the same method, path and body
 //! (`Idempotent-Replayed: true`). An action's answer is kept in the transaction that queues it
 //! ([`queue::queue_keeping`]), so a request that dies leaves either the queued action with its
@@ -21,7 +21,7 @@
 //! keeps an answer or queues with it, so a key never queues two rows. A 5xx answer is not kept
 //! (the retry runs again). Keys are kept [`IDEMPOTENCY_KEEP`] (the purge).
 //!
-//! [`Idempotency::idempotency_claim`](crate::store::Idempotency::idempotency_claim): crate::store::Store::idempotency_claim
+//! [`Idempotency::idempotency_claim`]: crate::store::Idempotency::idempotency_claim
 
 use std::time::Duration;
 

@@ -2,12 +2,12 @@
 //! the reconciliation): one rule, so that both record the same change once.
 //!
 //! - A booking whose guid is one of our visits: its times are recorded
-//!   ([`crate::store::Store::record_visit_seen`]: other times are a `moved` change, the same
+//!   ([`crate::store::Visits::record_visit_seen`]: other times are a `moved` change, the same
 //!   times nothing).
 //! - A booking we have no visit for, whose `info` ends with our marker (`[huoltosync:…]`): a
 //!   booking whose answer was lost, or a store restored from a backup. The outbox row that
 //!   carries the marker names the ticket, and the booking is recorded as its visit
-//!   ([`crate::store::Store::insert_visit`], a `booked` change to tell).
+//!   ([`crate::store::Visits::insert_visit`], a `booked` change to tell).
 //! - Any other booking is not ours and is ignored.
 //! - A deleted booking (or one the reconciliation no longer lists) of one of our visits is
 //!   `cancelled`, once.
