@@ -705,36 +705,40 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
     match rbytes {
         Ok(b) if !rparts.status.is_server_error() => {
             let text = String::from_utf8_lossy(&b).into_owned();
-            let status = rparts.status.as_u16();
-            if let Err(e) = st
-                .store
-                .call(move |s| s.idempotency().idempotency_answer(&claim, status, &text))
-                .await
-            {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "Cannot keep an Idempotency-Key's answer."
-                );
-            }
+            settle_key(&st.store, claim, Some((rparts.status.as_u16(), text))).await;
             Response::from_parts(rparts, b.into())
         }
         other => {
-            if let Err(e) = st
-                .store
-                .call(move |s| s.idempotency().idempotency_release(&claim))
-                .await
-            {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "Cannot release an Idempotency-Key."
-                );
-            }
+            settle_key(&st.store, claim, None).await;
             match other {
                 Ok(b) => Response::from_parts(rparts, b.into()),
                 Err(e) => Problem::internal(anyhow::anyhow!("cannot read the answer: {e}"))
                     .into_response(),
             }
         }
+    }
+}
+
+/// Keeps `answer` (status, body) for `claim`'s key, or releases the key when there is none to
+/// keep (a 5xx, an unreadable answer): the retry runs again. A store error is logged.
+async fn settle_key(store: &crate::store::Handle, claim: KeyClaim, answer: Option<(u16, String)>) {
+    let (r, what) = match answer {
+        Some((status, text)) => (
+            store
+                .call(move |s| s.idempotency().idempotency_answer(&claim, status, &text))
+                .await
+                .map(drop),
+            "Cannot keep an Idempotency-Key's answer.",
+        ),
+        None => (
+            store
+                .call(move |s| s.idempotency().idempotency_release(&claim))
+                .await,
+            "Cannot release an Idempotency-Key.",
+        ),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = format!("{e:#}"), "{what}");
     }
 }
 
