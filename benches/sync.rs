@@ -190,7 +190,8 @@ fn outbox_scenario() -> (Duration, u64, usize) {
             .unwrap();
         let ids: Vec<i64> = store
             .call(|s| {
-                Ok(s.tickets(&Default::default())?
+                Ok(s.mirror()
+                    .tickets(&Default::default())?
                     .iter()
                     .map(|t| t.id)
                     .collect())
@@ -201,7 +202,7 @@ fn outbox_scenario() -> (Duration, u64, usize) {
             store
                 .call(move |s| {
                     let now = huoltosync::time::fmt(huoltosync::time::now());
-                    s.enqueue(
+                    s.outbox().enqueue(
                         "sim-1",
                         Some(id),
                         &now,

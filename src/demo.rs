@@ -117,8 +117,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     workflow(&config, &api, &running).await?;
     visit(&config, &api, &running).await?;
 
-    let db = Store::open(&store)?;
-    let rows = db.tickets(&TicketFilter::default())?;
+    let mut db = Store::open(&store)?;
+    let rows = db.mirror().tickets(&TicketFilter::default())?;
     outln!("\nA few mirrored tickets (of {}):", rows.len())?;
     for r in rows.iter().step_by((rows.len() / 5).max(1)).take(5) {
         outln!(
@@ -157,8 +157,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 /// says.
 async fn workflow(config: &Config, api: &Api, running: &crate::sim::Running) -> anyhow::Result<()> {
     let account = config.accounts[0].name.clone();
-    let db = Store::open(&config.store.path)?;
+    let mut db = Store::open(&config.store.path)?;
     let ids: Vec<i64> = db
+        .mirror()
         .tickets(&TicketFilter {
             account: Some(account.clone()),
             ..Default::default()
@@ -238,6 +239,7 @@ async fn workflow(config: &Config, api: &Api, running: &crate::sim::Running) -> 
     }
     for row in report.delivered.iter().filter(|r| r.kind == "create") {
         let id = crate::store::Store::open(&config.store.path)?
+            .outbox()
             .outbox_row(row.id)?
             .and_then(|r| r.created_ticket_id);
         if let Some(t) = id.and_then(|id| running.sim.ticket(&account, id)) {
@@ -276,7 +278,7 @@ async fn visit(config: &Config, api: &Api, running: &crate::sim::Running) -> any
     let acc = account.clone();
     let avoin: Vec<i64> = store
         .call(move |s| {
-            s.tickets(&TicketFilter {
+            s.mirror().tickets(&TicketFilter {
                 account: Some(acc),
                 state: Some("Avoin".into()),
                 all: false,

@@ -3,12 +3,12 @@
 //!
 //! A [`QueueRequest`] says what to do (a transition of a ticket, or a new ticket with its
 //! attachments), in which account, and who asked. [`queue`] resolves the account, reads the
-//! attachments within `[push] max_attachment_bytes`, and has [`Store::enqueue`] check the
+//! attachments within `[push] max_attachment_bytes`, and has [`Outbox::enqueue`] check the
 //! action against the mirror and write it in one transaction. It returns the queued outbox
 //! row, or a [`QueueError`] that says what to fix and names the ticket; nothing is queued then.
 //! Delivering is not part of it: the relay ([`crate::push`]) sends the row with the next push.
 //!
-//! [`Store::enqueue`]: crate::store::Store::enqueue
+//! [`Outbox::enqueue`]: crate::store::Outbox::enqueue
 
 use std::path::PathBuf;
 
@@ -146,7 +146,7 @@ pub async fn queue_keeping(
     let by = requested_by.clone();
     let row = store
         .call(move |s| {
-            s.enqueue_by(
+            s.outbox().enqueue_by(
                 &name,
                 ticket,
                 &time::fmt(now),
@@ -180,7 +180,10 @@ pub async fn retry(config: &Config, store: &Handle, id: i64) -> anyhow::Result<O
     let now = time::now();
     let deadline = now + chrono::Duration::from_std(config.push.deadline)?;
     store
-        .call(move |s| s.outbox_retry(id, &time::fmt(now), &time::fmt(deadline)))
+        .call(move |s| {
+            s.outbox()
+                .outbox_retry(id, &time::fmt(now), &time::fmt(deadline))
+        })
         .await
 }
 
@@ -188,7 +191,7 @@ pub async fn retry(config: &Config, store: &Handle, id: i64) -> anyhow::Result<O
 /// dead-lettered action; the row as it was. A refusal is a [`crate::store::OutboxRefusal`].
 pub async fn cancel(store: &Handle, id: i64) -> anyhow::Result<OutboxRow> {
     store
-        .call(move |s| s.outbox_cancel(id, &time::fmt(time::now())))
+        .call(move |s| s.outbox().outbox_cancel(id, &time::fmt(time::now())))
         .await
 }
 
@@ -283,7 +286,7 @@ pub async fn queue_tell(
     let (name, by) = (account.to_owned(), requested_by.to_owned());
     let done = store
         .call(move |s| {
-            s.enqueue_tell(
+            s.outbox().enqueue_tell(
                 &name,
                 ticket,
                 change_id,
@@ -402,7 +405,7 @@ pub(crate) async fn resolve(
         return known(config, a);
     }
     let holding: Vec<String> = store
-        .call(move |s| s.accounts_holding(id))
+        .call(move |s| s.outbox().accounts_holding(id))
         .await?
         .into_iter()
         .filter(|a| config.account(a).is_some())

@@ -77,11 +77,14 @@ impl Status {
 /// Reads and judges the status at `now`.
 pub fn status(
     config: &Config,
-    store: &Store,
+    store: &mut Store,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Status> {
     let names: Vec<String> = config.accounts.iter().map(|a| a.name.clone()).collect();
-    let statuses = store.account_status(&names, &time::local_day(now), &time::local_month(now))?;
+    let statuses =
+        store
+            .runs()
+            .account_status(&names, &time::local_day(now), &time::local_month(now))?;
     let stale_after = chrono::Duration::from_std(config.service.stale_after)?;
     let shown: Vec<Shown> = statuses
         .into_iter()
@@ -112,19 +115,22 @@ pub fn status(
         })
         .collect();
     let webhooks = match &config.webhook {
-        Some(_) => Some(store.webhook_status()?),
+        Some(_) => Some(store.webhook().webhook_status()?),
         None => None,
     };
     // Outgoing events: a dead subscriber is a problem like a dead letter.
     let subscribers = match config.subscribers.is_empty() {
         true => None,
-        false => Some(subscribers_shown(config, store.subscribers()?)),
+        false => Some(subscribers_shown(
+            config,
+            store.subscribers().subscribers()?,
+        )),
     };
     let slotti = match &config.slotti {
         Some(_) => {
-            let sync = store.slotti_sync_status()?;
+            let sync = store.visits().slotti_sync_status()?;
             Some(SlottiShown {
-                calls: store.calls_of(
+                calls: store.meter().calls_of(
                     crate::slotti::METER_ACCOUNT,
                     &time::local_day(now),
                     &time::local_month(now),
@@ -192,7 +198,11 @@ pub fn subscribers_shown(config: &Config, rows: Vec<SubscriberRow>) -> Vec<Subsc
 
 /// What the config says about a month's cost, with each account's calls per poll from the store
 /// and the month's `ticks` of the schedules.
-pub fn cost_plan(config: &Config, store: &Store, ticks: crate::cost::Ticks) -> crate::cost::Plan {
+pub fn cost_plan(
+    config: &Config,
+    store: &mut Store,
+    ticks: crate::cost::Ticks,
+) -> crate::cost::Plan {
     crate::cost::Plan {
         packages: config.pricing.clone(),
         accounts: config
@@ -202,7 +212,12 @@ pub fn cost_plan(config: &Config, store: &Store, ticks: crate::cost::Ticks) -> c
                 name: a.name.clone(),
                 customer: a.customer.clone(),
                 billed: a.billed,
-                calls_per_poll: store.last_run_calls(&a.name).ok().flatten().unwrap_or(1),
+                calls_per_poll: store
+                    .runs()
+                    .last_run_calls(&a.name)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(1),
             })
             .collect(),
         poll_ticks: ticks.poll,
@@ -215,21 +230,24 @@ pub fn cost_plan(config: &Config, store: &Store, ticks: crate::cost::Ticks) -> c
 /// ([`crate::schedule::month_ticks`]), the usage from the store.
 pub fn cost_report(
     config: &Config,
-    store: &Store,
+    store: &mut Store,
     month: &crate::cost::Month,
     ticks: crate::cost::Ticks,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<crate::cost::CostReport> {
     let plan = cost_plan(config, store, ticks);
     // Slotti's calls are metered in the same table; Tampuuri's packages do not bill them.
-    let mut calls = store.calls_in_month(&month.name)?;
+    let mut calls = store.meter().calls_in_month(&month.name)?;
     calls.retain(|(account, _, _)| {
         config.slotti.is_none() || account != crate::slotti::METER_ACCOUNT
     });
     let webhook_fetches = crate::cost::account_names(&plan, &calls)
         .into_iter()
         .map(|a| {
-            let n = store.webhook_fetches_in_month(&a, &month.name).unwrap_or(0);
+            let n = store
+                .webhook()
+                .webhook_fetches_in_month(&a, &month.name)
+                .unwrap_or(0);
             (a, n)
         })
         .collect();

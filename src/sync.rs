@@ -133,7 +133,7 @@ pub async fn sync_account(
     let name = account.name.clone();
     let trigger = settings.trigger;
     let run_id = match store
-        .call(move |s| s.begin_run(&name, &time::fmt(time::now()), trigger))
+        .call(move |s| s.runs().begin_run(&name, &time::fmt(time::now()), trigger))
         .await
     {
         Ok(id) => id,
@@ -161,7 +161,7 @@ pub async fn sync_account(
         false => {
             let rec = record.clone();
             store
-                .call(move |s| s.finish_run(run_id, &time::fmt(time::now()), &rec))
+                .call(move |s| s.runs().finish_run(run_id, &time::fmt(time::now()), &rec))
                 .await
         }
     };

@@ -332,7 +332,10 @@ async fn receive(l: Listener, token: Option<String>, headers: HeaderMap, body: B
     let n = events.len();
     match l
         .store
-        .call(move |s| s.record_delivery(&time::fmt(time::now()), &events))
+        .call(move |s| {
+            s.webhook()
+                .record_delivery(&time::fmt(time::now()), &events)
+        })
         .await
     {
         Ok(new) => {

@@ -53,7 +53,7 @@ impl FeedWatch {
                         tokio::time::timeout(Duration::from_secs(1), feed.wanted.notified()).await;
                     continue;
                 }
-                match store.call(|s| s.feed_head()).await {
+                match store.call(|s| s.feed().feed_head()).await {
                     Ok((_, last)) => {
                         feed.last.send_if_modified(|v| {
                             let changed = *v != last;
@@ -179,7 +179,7 @@ pub(super) async fn changes(
         let store = st.store.clone();
         async move {
             store
-                .call(move |s| Ok((s.feed_bounds()?, s.feed_after(after, limit)?)))
+                .call(move |s| Ok((s.feed().feed_bounds()?, s.feed().feed_after(after, limit)?)))
                 .await
                 .map_err(Problem::internal)
         }

@@ -194,7 +194,7 @@ pub(super) async fn list_tickets(
     };
     let mut rows = st
         .store
-        .call(move |s| s.ticket_page(&query))
+        .call(move |s| s.mirror().ticket_page(&query))
         .await
         .map_err(Problem::internal)?;
     let more = rows.len() > limit as usize;
@@ -310,7 +310,7 @@ pub(super) async fn get_ticket(
     let (a, i) = (account.clone(), id);
     let d = st
         .store
-        .call(move |s| s.ticket_detail(&a, i))
+        .call(move |s| s.mirror().ticket_detail(&a, i))
         .await
         .map_err(Problem::internal)?
         .ok_or_else(|| {
@@ -371,7 +371,7 @@ pub(super) async fn list_outbox(
     let dead_only = only.as_deref() == Some("dead");
     let rows = st
         .store
-        .call(move |s| s.outbox_list(dead_only))
+        .call(move |s| s.outbox().outbox_list(dead_only))
         .await
         .map_err(Problem::internal)?;
     Ok(axum::Json(

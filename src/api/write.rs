@@ -10,7 +10,7 @@
 //! account or outbox id. A body that is not the JSON asked for is a 400 naming the field.
 //!
 //! Idempotency (`idempotency`, a middleware on every POST): the key is claimed per token in
-//! one transaction ([`Store::idempotency_claim`]) before the handler runs, under a random owner
+//! one transaction ([`Idempotency::idempotency_claim`]) before the handler runs, under a random owner
 //! id; the answer is stored and given again to a retry with the same method, path and body
 //! (`Idempotent-Replayed: true`). An action's answer is kept in the transaction that queues it
 //! ([`queue::queue_keeping`]), so a request that dies leaves either the queued action with its
@@ -21,7 +21,7 @@
 //! keeps an answer or queues with it, so a key never queues two rows. A 5xx answer is not kept
 //! (the retry runs again). Keys are kept [`IDEMPOTENCY_KEEP`] (the purge).
 //!
-//! [`Store::idempotency_claim`]: crate::store::Store::idempotency_claim
+//! [`Idempotency::idempotency_claim`]: crate::store::Idempotency::idempotency_claim
 
 use std::time::Duration;
 
@@ -214,7 +214,7 @@ async fn queue_for(
                 Some((a, id)) => {
                     let held = st
                         .store
-                        .call(move |s| s.accounts_holding(id))
+                        .call(move |s| s.outbox().accounts_holding(id))
                         .await
                         .map_err(Problem::internal)?;
                     if held.contains(&a) {
@@ -567,7 +567,7 @@ pub(super) async fn cancel(
     tracing::info!(outbox_id = id, requested_by = %caller.name, "Action cancelled through the API.");
     let row = st
         .store
-        .call(move |s| s.outbox_row(id))
+        .call(move |s| s.outbox().outbox_row(id))
         .await
         .map_err(Problem::internal)?
         .ok_or_else(|| Problem::internal(anyhow::anyhow!("outbox action #{id} vanished")))?;
@@ -654,7 +654,10 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
         let now = crate::time::fmt(now);
         let found = match st
             .store
-            .call(move |s| s.idempotency_claim(&c, &h, &now, &stale_before))
+            .call(move |s| {
+                s.idempotency()
+                    .idempotency_claim(&c, &h, &now, &stale_before)
+            })
             .await
         {
             Ok(c) => c,
@@ -702,32 +705,40 @@ pub(super) async fn idempotency(State(st): State<AppState>, req: Request, next: 
     match rbytes {
         Ok(b) if !rparts.status.is_server_error() => {
             let text = String::from_utf8_lossy(&b).into_owned();
-            let status = rparts.status.as_u16();
-            if let Err(e) = st
-                .store
-                .call(move |s| s.idempotency_answer(&claim, status, &text))
-                .await
-            {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "Cannot keep an Idempotency-Key's answer."
-                );
-            }
+            settle_key(&st.store, claim, Some((rparts.status.as_u16(), text))).await;
             Response::from_parts(rparts, b.into())
         }
         other => {
-            if let Err(e) = st.store.call(move |s| s.idempotency_release(&claim)).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "Cannot release an Idempotency-Key."
-                );
-            }
+            settle_key(&st.store, claim, None).await;
             match other {
                 Ok(b) => Response::from_parts(rparts, b.into()),
                 Err(e) => Problem::internal(anyhow::anyhow!("cannot read the answer: {e}"))
                     .into_response(),
             }
         }
+    }
+}
+
+/// Keeps `answer` (status, body) for `claim`'s key, or releases the key when there is none to
+/// keep (a 5xx, an unreadable answer): the retry runs again. A store error is logged.
+async fn settle_key(store: &crate::store::Handle, claim: KeyClaim, answer: Option<(u16, String)>) {
+    let (r, what) = match answer {
+        Some((status, text)) => (
+            store
+                .call(move |s| s.idempotency().idempotency_answer(&claim, status, &text))
+                .await
+                .map(drop),
+            "Cannot keep an Idempotency-Key's answer.",
+        ),
+        None => (
+            store
+                .call(move |s| s.idempotency().idempotency_release(&claim))
+                .await,
+            "Cannot release an Idempotency-Key.",
+        ),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = format!("{e:#}"), "{what}");
     }
 }
 

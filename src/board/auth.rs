@@ -211,7 +211,11 @@ async fn session(b: &Board, jar: &CookieJar) -> anyhow::Result<Option<Me>> {
     let hash = token_hash(&token);
     let h = hash.clone();
     let now = crate::time::fmt(crate::time::now());
-    let Some(s) = b.store.call(move |s| s.board_session(&h, &now)).await? else {
+    let Some(s) = b
+        .store
+        .call(move |s| s.board().board_session(&h, &now))
+        .await?
+    else {
         return Ok(None);
     };
     Ok(b.config.board.user(&s.user).map(|u| Me {
@@ -470,7 +474,7 @@ pub(crate) async fn login(
     let (name, now_s) = (user.name.clone(), crate::time::fmt(crate::time::now()));
     if let Err(e) = b
         .store
-        .call(move |s| s.board_session_create(&name, &row, &now_s))
+        .call(move |s| s.board().board_session_create(&name, &row, &now_s))
         .await
     {
         tracing::error!(error = format!("{e:#}"), "Cannot store a board session.");
@@ -498,7 +502,7 @@ pub(crate) async fn login_link(
     let now = crate::time::fmt(crate::time::now());
     let used = b
         .store
-        .call(move |s| s.board_link_use(&hash, &now, &row))
+        .call(move |s| s.board().board_link_use(&hash, &now, &row))
         .await;
     let note = match used {
         Ok(LinkUse::SignedIn { user }) if b.config.board.user(&user).is_some() => {
@@ -544,7 +548,11 @@ pub(crate) async fn logout(
         return me.forbidden(lang, "err_csrf");
     }
     let hash = me.token_sha256.clone();
-    if let Err(e) = b.store.call(move |s| s.board_session_delete(&hash)).await {
+    if let Err(e) = b
+        .store
+        .call(move |s| s.board().board_session_delete(&hash))
+        .await
+    {
         tracing::error!(error = format!("{e:#}"), "Cannot end a board session.");
     }
     let gone = Cookie::build((COOKIE, ""))

@@ -84,7 +84,12 @@ pub(crate) async fn events(
                 return Some((Ok::<Event, Infallible>(ev), st));
             }
             let after = st.after;
-            match st.b.store.call(move |s| s.feed_after(after, BATCH)).await {
+            match st
+                .b
+                .store
+                .call(move |s| s.feed().feed_after(after, BATCH))
+                .await
+            {
                 Ok(events) if !events.is_empty() => {
                     st.queued.extend(events);
                     continue;

@@ -107,7 +107,7 @@ pub fn create_login_link(
 ) -> anyhow::Result<String> {
     let token = new_token();
     let expires = now + chrono::Duration::from_std(LOGIN_LINK_VALID)?;
-    store.board_link_create(
+    store.board().board_link_create(
         &token_hash(&token),
         user,
         &crate::time::fmt(now),

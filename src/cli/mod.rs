@@ -293,8 +293,8 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|s| known_state(config, s))
         .transpose()?;
-    let store = open_store(config).await?;
-    let rows = store.tickets(&TicketFilter {
+    let mut store = open_store(config).await?;
+    let rows = store.mirror().tickets(&TicketFilter {
         account: args.account,
         state,
         all: args.all,
@@ -364,9 +364,9 @@ fn account_names(config: &Config) -> Vec<String> {
 /// (default 3 × the poll interval) or never happened, or dead letters exist, or an outgoing
 /// event subscriber is dead.
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let store = open_store(config).await?;
+    let mut store = open_store(config).await?;
     let now = time::now();
-    let st = crate::status::status(config, &store, now).map_err(|e| store.explain(e))?;
+    let st = crate::status::status(config, &mut store, now).map_err(|e| store.explain(e))?;
     let (shown, webhooks, subscribers) = (&st.accounts, &st.webhooks, &st.subscribers);
     let healthy = st.healthy();
     let code = if healthy {
@@ -557,10 +557,10 @@ async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let now = time::now();
     let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
     let month = crate::cost::Month::parse(&month).map_err(|e| usage(format!("{e:#}")))?;
-    let store = open_store(config).await?;
+    let mut store = open_store(config).await?;
     let ticks =
         crate::schedule::month_ticks(&config.schedule.poll, &config.reconcile_schedule(), &month);
-    let report = crate::status::cost_report(config, &store, &month, ticks, now)?;
+    let report = crate::status::cost_report(config, &mut store, &month, ticks, now)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {

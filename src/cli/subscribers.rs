@@ -44,7 +44,7 @@ pub async fn subscribers(config: &Config, args: SubscribersArgs) -> anyhow::Resu
     let store = Handle::open_existing(config.store.path.clone()).await?;
     match args.command {
         Some(SubscribersCommand::Retry { name }) => {
-            let rows = store.call(|s| s.subscribers()).await?;
+            let rows = store.call(|s| s.subscribers().subscribers()).await?;
             let Some(row) = rows.iter().find(|r| r.name == name) else {
                 let known: Vec<&str> = config.subscribers.iter().map(|s| s.name.as_str()).collect();
                 return Err(usage(format!(
@@ -63,7 +63,9 @@ pub async fn subscribers(config: &Config, args: SubscribersArgs) -> anyhow::Resu
                 );
             }
             let n = name.clone();
-            store.call(move |s| s.subscriber_retry(&n)).await?;
+            store
+                .call(move |s| s.subscribers().subscriber_retry(&n))
+                .await?;
             outln!(
                 "revived subscriber {}: the daemon delivers again from event {}",
                 esc(&name),
@@ -72,7 +74,7 @@ pub async fn subscribers(config: &Config, args: SubscribersArgs) -> anyhow::Resu
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let rows = store.call(|s| s.subscribers()).await?;
+            let rows = store.call(|s| s.subscribers().subscribers()).await?;
             let shown = shown(config, rows);
             if args.json {
                 outln!("{}", serde_json::to_string_pretty(&shown)?)?;

@@ -344,7 +344,9 @@ pub async fn outbox(config: &Config, args: OutboxArgs) -> anyhow::Result<ExitCod
             )?;
         }
         None => {
-            let rows = store.call(move |s| s.outbox_list(args.failed)).await?;
+            let rows = store
+                .call(move |s| s.outbox().outbox_list(args.failed))
+                .await?;
             if args.json {
                 let v: Vec<serde_json::Value> = rows
                     .iter()

@@ -43,8 +43,8 @@ pub async fn visits(config: &Config, args: VisitsArgs, tz: Tz) -> anyhow::Result
     if to.is_some_and(|to| to <= from) {
         return Err(usage("--to is not after --from".to_owned()));
     }
-    let store = open_store(config).await?;
-    let visits = store.visits(&VisitFilter {
+    let mut store = open_store(config).await?;
+    let visits = store.visits().visits(&VisitFilter {
         account: args.account,
         from: Some(from),
         to,

@@ -61,7 +61,10 @@ pub async fn follow(
 async fn register(s: &SubscriberConfig, store: &Handle) -> anyhow::Result<()> {
     let (name, url) = (s.name.clone(), s.url.to_string());
     store
-        .call(move |st| st.subscriber_start(&name, &url, &time::fmt(time::now())))
+        .call(move |st| {
+            st.subscribers()
+                .subscriber_start(&name, &url, &time::fmt(time::now()))
+        })
         .await?;
     Ok(())
 }

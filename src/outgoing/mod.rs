@@ -60,7 +60,10 @@ pub async fn spawn(
     for s in &subscribers {
         let (name, url) = (s.name.clone(), s.url.to_string());
         store
-            .call(move |st| st.subscriber_start(&name, &url, &time::fmt(time::now())))
+            .call(move |st| {
+                st.subscribers()
+                    .subscriber_start(&name, &url, &time::fmt(time::now()))
+            })
             .await?;
     }
     let exchange = exchange.clone();
@@ -173,7 +176,10 @@ async fn step(
 ) -> anyhow::Result<Option<Duration>> {
     let (name, url) = (sub.name.clone(), sub.url.to_string());
     let row: SubscriberRow = store
-        .call(move |s| s.subscriber_start(&name, &url, &time::fmt(time::now())))
+        .call(move |s| {
+            s.subscribers()
+                .subscriber_start(&name, &url, &time::fmt(time::now()))
+        })
         .await?;
     crate::metrics::record_subscriber(&row);
     if row.status == "dead" {
@@ -187,7 +193,9 @@ async fn step(
         }
     }
     let cursor = row.cursor;
-    let events = store.call(move |s| s.feed_after(cursor, BATCH)).await?;
+    let events = store
+        .call(move |s| s.feed().feed_after(cursor, BATCH))
+        .await?;
     if events.is_empty() {
         return Ok(Some(CHECK_EVERY));
     }
@@ -217,7 +225,10 @@ async fn step(
         let at = time::fmt(now);
         let n = name.clone();
         store
-            .call(move |s| s.subscriber_advanced(&n, cursor, delivered, &at))
+            .call(move |s| {
+                s.subscribers()
+                    .subscriber_advanced(&n, cursor, delivered, &at)
+            })
             .await?;
         crate::metrics::record_delivered(&sub.name, delivered);
     }
@@ -240,7 +251,10 @@ async fn step(
     }
     let (at, next) = (time::fmt(now), retry.map(time::fmt));
     store
-        .call(move |s| s.subscriber_failed(&name, &why, &at, next.as_deref()))
+        .call(move |s| {
+            s.subscribers()
+                .subscriber_failed(&name, &why, &at, next.as_deref())
+        })
         .await?;
     Ok(Some(match retry {
         Some(at) => (at - now).to_std().unwrap_or_default(),

@@ -31,7 +31,7 @@
 //! staff's move), but dead-lettered the same way.
 //!
 //! A delivered action's result is written into the mirror in the commit that records the
-//! delivery (`Store::finish_attempt`): the ticket's new state, or the ticket a create made,
+//! delivery (`Outbox::finish_attempt`): the ticket's new state, or the ticket a create made,
 //! with a history row naming the action, so every face shows it before the next poll.
 //!
 //! The picture before the send comes from the mirror when the mirror is current for that
@@ -161,7 +161,7 @@ pub async fn push_pending(
     loop {
         let now = time::now();
         let ready = store
-            .call(move |s| s.ready_actions(&time::fmt(now), 256))
+            .call(move |s| s.outbox().ready_actions(&time::fmt(now), 256))
             .await?;
         if ready.is_empty() {
             if wait_for_due(store, linger_until).await? {
@@ -187,7 +187,7 @@ pub async fn push_pending(
     let mut report = report.into_inner();
     report.api_calls += tampuuri.meter().await?;
     report.api_calls += slotti.meter().await?;
-    report.pending = store.call(|s| s.pending_count()).await?;
+    report.pending = store.call(|s| s.outbox().pending_count()).await?;
     Ok(report)
 }
 
@@ -198,7 +198,7 @@ async fn wait_for_due(
     linger_until: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<bool> {
     let next = store
-        .call(|s| s.next_due())
+        .call(|s| s.outbox().next_due())
         .await?
         .as_deref()
         .and_then(time::parse);
@@ -250,7 +250,7 @@ async fn undeliverable(
     }
     if let (Some(id), false) = (row.ticket_id, matches!(row.action, Action::Create(_))) {
         let (acc, tid) = (row.account.clone(), id);
-        if let Some(reason) = store.call(move |s| s.departure(&acc, tid)).await? {
+        if let Some(reason) = store.call(move |s| s.outbox().departure(&acc, tid)).await? {
             return Ok(Some(match reason.as_str() {
                 "deleted" => format!("ticket {id} was deleted in Tampuuri"),
                 _ => format!("ticket {id} was re-assigned away from us"),
@@ -306,7 +306,7 @@ async fn finish<R: Relay>(
     Ok(())
 }
 
-/// Records how an attempt at `row` ended (`Store::finish_attempt`; a delivery with its result
+/// Records how an attempt at `row` ended (`Outbox::finish_attempt`; a delivery with its result
 /// in the mirror, under its account's rules, in the same commit).
 async fn record_end(
     config: &Config,
@@ -326,7 +326,8 @@ async fn record_end(
                     contractor_id: *contractor_id,
                     open_states: states,
                 });
-            s.finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
+            s.outbox()
+                .finish_attempt(id, &time::fmt(time::now()), &recorded, rules.as_ref())
         })
         .await
 }

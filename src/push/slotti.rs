@@ -19,7 +19,7 @@
 //!   booking's object, a start in the past) is looked up by the marker, like a lost one: what
 //!   the calendar holds is recorded and told.
 //!
-//! A delivered booking is recorded with its visit in one commit (`Store::deliver_booking`), and
+//! A delivered booking is recorded with its visit in one commit (`Visits::deliver_booking`), and
 //! Tampuuri is then told ([`crate::visits::tell`]) through the outbox, so that the same pass
 //! delivers the accept and the hold too.
 
@@ -90,7 +90,7 @@ impl Relay for SlottiRelay<'_> {
         let (id, guid) = (row.id, visit.booking_guid.clone());
         let recorded = self
             .store
-            .call(move |s| s.deliver_booking(id, how, &visit, time::now()))
+            .call(move |s| s.visits().deliver_booking(id, how, &visit, time::now()))
             .await?;
         if let VisitInsert::TicketHasVisit(other) = &recorded {
             tracing::error!(account = %row.account, ticket = row.ticket_id, outbox_id = id, booking = %guid, other = %other.booking_guid, "A visit was booked in Slotti for a ticket that already has one; cancel one of them in Slotti.");
@@ -172,7 +172,10 @@ async fn attempt(
         let marked = Action::Book(Box::new(booking.clone()));
         let id = row.id;
         store
-            .call(move |s| s.begin_book_attempt(id, &time::fmt(time::now()), &marked))
+            .call(move |s| {
+                s.visits()
+                    .begin_book_attempt(id, &time::fmt(time::now()), &marked)
+            })
             .await?;
         match client.book(&request(&booking, &slot, &customer)).await {
             Ok(Some(made)) if answers_ours(&made, &booking.marker, &slot) => {

@@ -83,10 +83,13 @@ impl Relay for TampuuriRelay<'_> {
         };
         let id = row.id;
         store
-            .call(move |s| s.begin_attempt(id, &time::fmt(time::now()), before.as_ref()))
+            .call(move |s| {
+                s.outbox()
+                    .begin_attempt(id, &time::fmt(time::now()), before.as_ref())
+            })
             .await?;
         let attachments = match row.action {
-            Action::Create(_) => store.call(move |s| s.attachments(id)).await?,
+            Action::Create(_) => store.call(move |s| s.outbox().attachments(id)).await?,
             _ => Vec::new(),
         };
         let sent = client.push(row.ticket_id, &row.action, &attachments).await;
@@ -189,7 +192,7 @@ async fn read_before_send(
     };
     let (name, from) = (account.name.clone(), row.from_state.clone());
     if let Some(snap) = store
-        .call(move |s| s.mirror_snapshot(&name, id, from.as_deref()))
+        .call(move |s| s.outbox().mirror_snapshot(&name, id, from.as_deref()))
         .await?
         .filter(|snap| snap.modified.is_some())
     {
@@ -338,7 +341,10 @@ async fn check_applied(
     if let Action::Create(t) = &row.action {
         // The poll may already have brought it: the mirror costs no call.
         let (name, marker) = (account.name.clone(), t.marker.clone());
-        if let Ok(Some(id)) = store.call(move |s| s.find_marker(&name, &marker)).await {
+        if let Ok(Some(id)) = store
+            .call(move |s| s.outbox().find_marker(&name, &marker))
+            .await
+        {
             return Ok(Check::Applied(Some(id)));
         }
         let assignee = t.assignee_id.unwrap_or(account.contractor_id);
@@ -424,7 +430,7 @@ async fn upsert(account: &AccountConfig, store: &Handle, t: Ticket) {
     let (name, id) = (account.name.clone(), t.id);
     if let Err(e) = store
         .call(move |s| {
-            s.upsert_fetched(
+            s.mirror().upsert_fetched(
                 &name,
                 t,
                 open,

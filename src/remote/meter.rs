@@ -78,7 +78,10 @@ impl Meter {
             calls.clone(),
         );
         if let Err(e) = store
-            .call(move |s| s.record_calls(&name, &day, calls.iter().map(|(e, n)| (*e, *n))))
+            .call(move |s| {
+                s.meter()
+                    .record_calls(&name, &day, calls.iter().map(|(e, n)| (*e, *n)))
+            })
             .await
         {
             let mut meter = self.calls();

@@ -453,7 +453,10 @@ impl Daemon {
         let interval = poll_schedule(&self.config).longest_gap(now);
         match self
             .store
-            .call(move |s| s.account_status(&names, &time::local_day(now), &time::local_month(now)))
+            .call(move |s| {
+                s.runs()
+                    .account_status(&names, &time::local_day(now), &time::local_month(now))
+            })
             .await
         {
             Ok(statuses) => statuses.iter().any(|s| {
@@ -510,7 +513,10 @@ impl Daemon {
         let now = (self.now)();
         match self
             .store
-            .call(move |s| s.account_status(&names, &time::local_day(now), &time::local_month(now)))
+            .call(move |s| {
+                s.runs()
+                    .account_status(&names, &time::local_day(now), &time::local_month(now))
+            })
             .await
         {
             Ok(statuses) => crate::metrics::record_status(&statuses),

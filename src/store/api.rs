@@ -5,7 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{OutboxRow, Store, TicketRow};
+use super::{Feed, Idempotency, Mirror, OutboxRow, TicketRow};
 
 /// Which tickets a page holds, and where it starts.
 #[derive(Debug, Clone, Default)]
@@ -222,11 +222,11 @@ pub(super) fn contains_pattern(text: &str) -> String {
     p
 }
 
-impl Store {
+impl Mirror<'_> {
     /// Up to `limit` tickets after `q.after`, in `(account, id)` order (keyset paging on the
     /// primary key: a page after a cursor seeks to it, see `page_sql`).
     pub fn ticket_page(&self, q: &TicketPageQuery) -> anyhow::Result<Vec<TicketRow>> {
-        let mut st = self.conn.prepare_cached(&page_sql(q.after.is_some()))?;
+        let mut st = self.0.conn.prepare_cached(&page_sql(q.after.is_some()))?;
         let (after_account, after_id) = match &q.after {
             Some((a, i)) => (Some(a.as_str()), Some(*i)),
             None => (None, None),
@@ -251,7 +251,7 @@ impl Store {
     /// One ticket with its history, its queued and dead-lettered actions and its raw JSON.
     pub fn ticket_detail(&self, account: &str, id: i64) -> anyhow::Result<Option<TicketDetail>> {
         let Some((row, description, raw_json)) = self
-            .conn
+            .0.conn
             .query_row(
                 &format!(
                     "SELECT r.*, t2.description, t2.raw_json FROM ({TICKET_SELECT} WHERE account = ?1 AND id = ?2) r
@@ -270,7 +270,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.0.conn.prepare_cached(
             "SELECT c.at, c.kind, c.fields, c.old_state, c.new_state,
                     o.id, o.kind, o.payload, o.requested_by, o.delivered_at
              FROM ticket_changes c LEFT JOIN outbox o ON o.id = c.outbox_id
@@ -289,8 +289,7 @@ impl Store {
                 })
             })?
             .collect::<Result<_, _>>()?;
-        let actions = self
-            .outbox_list(false)?
+        let actions = super::outbox::outbox_list(&self.0.conn, false)?
             .into_iter()
             .filter(|o| {
                 o.account == account && (o.ticket_id == Some(id) || o.queue_ticket == Some(id))
@@ -304,10 +303,12 @@ impl Store {
             raw_json,
         }))
     }
+}
 
+impl Feed<'_> {
     /// Up to `limit` feed events after `after`, in `seq` (commit) order.
     pub fn feed_after(&self, after: i64, limit: u32) -> anyhow::Result<Vec<FeedEvent>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.0.conn.prepare_cached(
             "SELECT seq, at, type, account, ticket_id, data FROM feed WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
         let v = st
@@ -328,9 +329,11 @@ impl Store {
     /// The feed's oldest retained `seq` and the last `seq` it ever gave.
     pub fn feed_bounds(&self) -> anyhow::Result<FeedBounds> {
         let oldest: Option<i64> = self
+            .0
             .conn
             .query_row("SELECT min(seq) FROM feed", [], |r| r.get(0))?;
         let last: Option<i64> = self
+            .0
             .conn
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'feed'",
@@ -348,14 +351,18 @@ impl Store {
     /// another connection commits) and the feed's last `seq`.
     pub fn feed_head(&self) -> anyhow::Result<(i64, i64)> {
         let version: i64 = self
+            .0
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        let last: i64 = self
-            .conn
-            .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?;
+        let last: i64 =
+            self.0
+                .conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?;
         Ok((version, last))
     }
+}
 
+impl Idempotency<'_> {
     /// Claims an Idempotency-Key for a request whose method, path and body hash to `hash`, in
     /// one IMMEDIATE transaction: the first claim wins; later ones learn the stored answer, that
     /// the key came with another request, or that the first still runs. An unanswered claim made
@@ -369,6 +376,7 @@ impl Store {
         stale_before: &str,
     ) -> anyhow::Result<Claim> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let found: Option<(String, Option<u16>, Option<String>, String)> = tx
@@ -415,13 +423,13 @@ impl Store {
         status: u16,
         body: &str,
     ) -> anyhow::Result<bool> {
-        Ok(keep_answer(&self.conn, claim, status, body)?)
+        Ok(keep_answer(&self.0.conn, claim, status, body)?)
     }
 
     /// Gives up `claim` when its request had no answer worth repeating (a server failure): the
     /// client's retry runs again. Nothing happens when the claim is no longer this request's.
     pub fn idempotency_release(&mut self, claim: &KeyClaim) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "DELETE FROM api_idempotency WHERE token = ?1 AND key = ?2 AND owner = ?3 AND status IS NULL",
             rusqlite::params![claim.token, claim.key, claim.owner],
         )?;
@@ -446,7 +454,7 @@ fn keep_answer(
 }
 
 /// Keeps the answer of an Idempotency-Key in the transaction that queues its action
-/// ([`Store::enqueue_by`]): the action is queued and its answer kept, or neither. Fails with
+/// ([`Outbox::enqueue_by`](super::Outbox::enqueue_by)): the action is queued and its answer kept, or neither. Fails with
 /// [`ClaimLost`] (nothing queued) when the claim is no longer this request's.
 pub(super) fn keep_in(
     tx: &rusqlite::Transaction<'_>,
@@ -495,7 +503,7 @@ impl std::fmt::Debug for KeptAnswer {
 )]
 pub struct ClaimLost(pub String);
 
-/// What [`Store::idempotency_claim`] found.
+/// What [`Idempotency::idempotency_claim`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The key is new: this request runs, then stores its answer.
@@ -514,6 +522,7 @@ pub enum Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     /// The plan SQLite picks for a page after a cursor: a seek on the primary key, not a scan
     /// from the first ticket.

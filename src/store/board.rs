@@ -1,11 +1,11 @@
 //! The board's sign-in state (`sql/013_board.sql`): sessions and one-time login links, both kept
 //! by the SHA-256 of their token (the token itself is never stored). The daemon (or `serve`) and
 //! `huoltosync board login-link` share these tables. The board's page of tickets is
-//! [`Store::board_page`] (`board_page.rs`).
+//! [`Board::board_page`] (`board_page.rs`).
 
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::Store;
+use super::Board;
 
 /// A signed-in browser, as its session row has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum LinkUse {
     Expired,
 }
 
-impl Store {
+impl Board<'_> {
     /// Creates a session for `user` (and drops the sessions and links that ended before `now`).
     pub fn board_session_create(
         &mut self,
@@ -45,6 +45,7 @@ impl Store {
         now: &str,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         expire(&tx, now)?;
@@ -64,6 +65,7 @@ impl Store {
         now: &str,
     ) -> anyhow::Result<Option<BoardSession>> {
         Ok(self
+            .0
             .conn
             .prepare_cached(
                 "SELECT user, csrf, expires_at FROM board_sessions
@@ -81,7 +83,7 @@ impl Store {
 
     /// Ends a session (sign-out).
     pub fn board_session_delete(&mut self, token_sha256: &str) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "DELETE FROM board_sessions WHERE token_sha256 = ?1",
             [token_sha256],
         )?;
@@ -97,6 +99,7 @@ impl Store {
         expires_at: &str,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         expire(&tx, now)?;
@@ -119,6 +122,7 @@ impl Store {
         session: &NewBoardSession,
     ) -> anyhow::Result<LinkUse> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: Option<(String, String, Option<String>)> = tx

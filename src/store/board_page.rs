@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::api::{TICKET_SELECT, contains_pattern, ticket_row};
 use super::mirror::{THIS_TICKET, TICKET_COLUMNS};
-use super::{Store, TicketRow};
+use super::{Board, Mirror, TicketRow};
 use crate::model::{Reporter, Ticket, TicketState};
 
 /// How many columns the API's ticket select has (the board's own follow them).
@@ -123,11 +123,12 @@ fn board_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BoardRow> {
     })
 }
 
-impl Store {
+impl Board<'_> {
     /// A page of the board (see [`BoardQuery`]) and the count of every open ticket that matches.
     pub fn board_page(&self, q: &BoardQuery) -> anyhow::Result<BoardPage> {
         let pattern = q.q.as_deref().map(contains_pattern);
         let total: u64 = self
+            .0
             .conn
             .prepare_cached(&format!(
                 "SELECT count(*) FROM tickets WHERE {BOARD_FILTER}"
@@ -162,6 +163,7 @@ impl Store {
 
     fn board_rows(&self, q: &BoardQuery, id: Option<i64>) -> anyhow::Result<Vec<BoardRow>> {
         let rows = self
+            .0
             .conn
             .prepare_cached(&page_sql())?
             .query_map(
@@ -181,10 +183,36 @@ impl Store {
         Ok(rows)
     }
 
+    /// The urgencies of the open tickets (for the board's filter; at most 50),
+    /// trimmed and sorted. One seek of the index `tickets_open_urgency` per value: a scan
+    /// took seconds at 100 000 open tickets.
+    pub fn open_urgencies(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self
+            .0
+            .conn
+            .prepare_cached("SELECT min(urgency) FROM tickets WHERE open = 1 AND urgency > ?1")?;
+        let mut found: Vec<String> = Vec::new();
+        let mut after = String::new();
+        while found.len() < MAX_URGENCIES {
+            let Some(next) = st.query_row([&after], |r| r.get::<_, Option<String>>(0))? else {
+                break;
+            };
+            found.push(next.trim().to_owned());
+            after = next;
+        }
+        found.retain(|u| !u.is_empty());
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+}
+
+impl Mirror<'_> {
     /// Ticket `id` of `account` as the mirror's columns hold it (the fields the Tampuuri module
     /// parsed), with its raw JSON.
     pub fn stored_ticket(&self, account: &str, id: i64) -> anyhow::Result<Option<Ticket>> {
         Ok(self
+            .0
             .conn
             .prepare_cached(&format!(
                 "SELECT id, {TICKET_COLUMNS} FROM tickets WHERE {THIS_TICKET}"
@@ -219,27 +247,5 @@ impl Store {
                 })
             })
             .optional()?)
-    }
-
-    /// The urgencies of the open tickets (for the board's filter; at most 50),
-    /// trimmed and sorted. One seek of the index `tickets_open_urgency` per value: a scan
-    /// took seconds at 100 000 open tickets.
-    pub fn open_urgencies(&self) -> anyhow::Result<Vec<String>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT min(urgency) FROM tickets WHERE open = 1 AND urgency > ?1")?;
-        let mut found: Vec<String> = Vec::new();
-        let mut after = String::new();
-        while found.len() < MAX_URGENCIES {
-            let Some(next) = st.query_row([&after], |r| r.get::<_, Option<String>>(0))? else {
-                break;
-            };
-            found.push(next.trim().to_owned());
-            after = next;
-        }
-        found.retain(|u| !u.is_empty());
-        found.sort();
-        found.dedup();
-        Ok(found)
     }
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
-use super::{Store, VisitInsert};
+use super::{VisitInsert, Visits};
 use crate::action::Action;
 use crate::model::{Reporter, TicketState};
 use crate::store::NewVisit;
@@ -53,10 +53,11 @@ fn booking_ticket(r: &rusqlite::Row<'_>) -> rusqlite::Result<BookingTicket> {
     })
 }
 
-impl Store {
+impl Visits<'_> {
     /// Ticket `id` of `account` as a booking needs it.
     pub fn booking_ticket(&self, account: &str, id: i64) -> anyhow::Result<Option<BookingTicket>> {
         Ok(self
+            .0
             .conn
             .query_row(
                 &format!("{BOOKING_TICKET} WHERE account = ?1 AND id = ?2"),
@@ -70,7 +71,7 @@ impl Store {
     /// not) and no booking in the outbox (of any status): the candidates of `[slotti]
     /// auto_book`, by account and id.
     pub fn auto_book_candidates(&self, since: &str) -> anyhow::Result<Vec<BookingTicket>> {
-        let mut st = self.conn.prepare_cached(&format!(
+        let mut st = self.0.conn.prepare_cached(&format!(
             "{BOOKING_TICKET} t WHERE t.open = 1 AND t.first_seen >= ?1 AND t.state = 'Avoin'
                AND NOT EXISTS (SELECT 1 FROM visits v WHERE v.account = t.account AND v.ticket_id = t.id)
                AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.account = t.account AND o.ticket_id = t.id
@@ -83,7 +84,7 @@ impl Store {
         Ok(v)
     }
 
-    /// The in-doubt mark of a booking about to be sent: like [`Store::begin_attempt`], and
+    /// The in-doubt mark of a booking about to be sent: like [`Outbox::begin_attempt`](super::Outbox::begin_attempt), and
     /// the action as it is sent (its slot, and the span of every slot tried) replaces the
     /// stored one in the same commit, so that a crash after the send leaves the span to look
     /// in.
@@ -93,7 +94,7 @@ impl Store {
         now: &str,
         action: &Action,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "UPDATE outbox SET in_doubt = 1, attempts = attempts + 1, last_attempt_at = ?2, payload = ?3
              WHERE id = ?1 AND status = 'pending' AND kind = 'book'",
             params![id, now, serde_json::to_string(action)?],
@@ -103,7 +104,7 @@ impl Store {
 
     /// A booking delivered: its outbox row marked delivered (`outcome`: `sent`, `already
     /// applied`) and its visit recorded with its `booked` change, in one transaction. The
-    /// visit is recorded as [`Store::insert_visit`] would (idempotent on the booking guid).
+    /// visit is recorded as [`Visits::insert_visit`] would (idempotent on the booking guid).
     pub fn deliver_booking(
         &mut self,
         id: i64,
@@ -112,6 +113,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<VisitInsert> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let done = super::visits::insert_visit(&tx, visit, now)?;

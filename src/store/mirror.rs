@@ -1,7 +1,7 @@
 //! The mirror's tickets: the SQL fragments every write to `tickets` and `ticket_changes` is
 //! made of, and the one rule for writing a fetched ticket (new, changed, back in the open set,
 //! or gone from it) with its history row. A sweep's apply ([`super::Staging::apply`]) and the
-//! direct upsert of one fetched ticket ([`Store::upsert_fetched`]) both write through here.
+//! direct upsert of one fetched ticket ([`Mirror::upsert_fetched`]) both write through here.
 //!
 //! A delivered action's result is written here too ([`record_delivery`], in the transaction
 //! that marks the action delivered): the new state, or a created ticket from what was sent,
@@ -12,7 +12,7 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{ApplyCounts, OutboxRow, Store};
+use super::{ApplyCounts, Mirror, OutboxRow};
 use crate::action::{Action, NewTicket};
 use crate::model::{
     ChangedFields, Departure, LeftReason, Ticket, TicketState, content_hash, field,
@@ -520,7 +520,7 @@ fn record_created(
     )
 }
 
-impl Store {
+impl Mirror<'_> {
     /// Records one ticket fetched outside a sweep (after a create, by push's in-doubt check,
     /// or for a webhook), directly in one transaction: upserted with history when it is ours
     /// and open (`open` is `Ok`), else recorded as having left the open set for that reason.
@@ -569,6 +569,7 @@ impl Store {
         write: impl FnOnce(&Connection, &At<'_>, &mut ApplyCounts) -> anyhow::Result<()>,
     ) -> anyhow::Result<ApplyCounts> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut counts = ApplyCounts::default();

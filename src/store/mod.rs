@@ -10,7 +10,7 @@
 //! TEMP tables, so memory does not grow with the number of tickets and nothing in `tickets`
 //! changes until the whole sweep is known to be consistent; [`Staging::apply`] then applies it
 //! in one transaction. One ticket fetched outside a sweep is written directly
-//! ([`Store::upsert_fetched`]). Both write through `mirror`, which holds the SQL fragments of
+//! ([`Mirror::upsert_fetched`]). Both write through `mirror`, which holds the SQL fragments of
 //! `tickets` and `ticket_changes` and the one rule for what a fetched ticket writes.
 //!
 //! The store imports neither the config nor the API module: the purge takes a [`Retention`],
@@ -316,13 +316,107 @@ impl Store {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
 
-    // ---- sync runs -------------------------------------------------------------------------
+// ---- the areas ---------------------------------------------------------------------------
+//
+// Each area of the store is a handle that borrows it for one call or a few: `store.outbox()`,
+// `store.mirror()`. A handle is a thin borrow of the whole store, so a method that writes two
+// areas in one transaction (the outbox row marked applied and the mirror written, in
+// `finish_attempt`) is still one method, on the area that owns the step. Reads take `&self`,
+// writes `&mut self`, as on the store itself.
 
+/// The mirror of Tampuuri's tickets: the direct writes of one fetched ticket (`mirror.rs`; a
+/// sweep writes through [`Staging`]) and the reads of its tickets (`queries.rs`, `api.rs`,
+/// `board_page.rs`).
+pub struct Mirror<'a>(&'a mut Store);
+
+/// The outbox: actions queued, attempted and delivered (`outbox.rs`).
+pub struct Outbox<'a>(&'a mut Store);
+
+/// The change feed the API and the outgoing events read (`api.rs`, `subscribers.rs`).
+pub struct Feed<'a>(&'a mut Store);
+
+/// The API's Idempotency-Keys and the answers kept for them (`api.rs`).
+pub struct Idempotency<'a>(&'a mut Store);
+
+/// The web board: its sessions and login links (`board.rs`) and its pages (`board_page.rs`).
+pub struct Board<'a>(&'a mut Store);
+
+/// Slotti visits and bookings: the visits and their changes (`visits.rs`), the book actions
+/// (`booking.rs`), Slotti's deliveries, counters and reconciliations (`slotti.rs`).
+pub struct Visits<'a>(&'a mut Store);
+
+/// Tampuuri's webhook events and the fetches they cost (`webhook.rs`).
+pub struct Webhook<'a>(&'a mut Store);
+
+/// The outgoing-event subscribers' cursors (`subscribers.rs`).
+pub struct Subscribers<'a>(&'a mut Store);
+
+/// Sync runs (`mod.rs`, `queries.rs`).
+pub struct Runs<'a>(&'a mut Store);
+
+/// The call meter, `api_calls` (`mod.rs`, `queries.rs`).
+pub struct Meter<'a>(&'a mut Store);
+
+impl Store {
+    /// The mirror of Tampuuri's tickets.
+    pub fn mirror(&mut self) -> Mirror<'_> {
+        Mirror(self)
+    }
+
+    /// The outbox.
+    pub fn outbox(&mut self) -> Outbox<'_> {
+        Outbox(self)
+    }
+
+    /// The change feed.
+    pub fn feed(&mut self) -> Feed<'_> {
+        Feed(self)
+    }
+
+    /// The API's Idempotency-Keys.
+    pub fn idempotency(&mut self) -> Idempotency<'_> {
+        Idempotency(self)
+    }
+
+    /// The web board's sessions, links and pages.
+    pub fn board(&mut self) -> Board<'_> {
+        Board(self)
+    }
+
+    /// Slotti visits and bookings.
+    pub fn visits(&mut self) -> Visits<'_> {
+        Visits(self)
+    }
+
+    /// Tampuuri's webhook events.
+    pub fn webhook(&mut self) -> Webhook<'_> {
+        Webhook(self)
+    }
+
+    /// The outgoing-event subscribers.
+    pub fn subscribers(&mut self) -> Subscribers<'_> {
+        Subscribers(self)
+    }
+
+    /// Sync runs.
+    pub fn runs(&mut self) -> Runs<'_> {
+        Runs(self)
+    }
+
+    /// The call meter.
+    pub fn meter(&mut self) -> Meter<'_> {
+        Meter(self)
+    }
+}
+
+impl Runs<'_> {
     /// Records the start of a sync run; runs of this account that a killed process left
     /// `running` are closed as `interrupted` first.
     pub fn begin_run(&mut self, account: &str, now: &str, trigger: &str) -> anyhow::Result<i64> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
@@ -345,13 +439,16 @@ impl Store {
     /// is for one that failed before.
     pub fn finish_run(&mut self, run_id: i64, now: &str, r: &RunRecord) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         finish_run_in(&tx, run_id, now, r)?;
         tx.commit()?;
         Ok(())
     }
+}
 
+impl Meter<'_> {
     /// Adds calls, as `(endpoint, calls)`, to the meter of `account` on `day`
     /// (`Client::record_calls` is the one caller).
     pub fn record_calls<'a>(
@@ -361,6 +458,7 @@ impl Store {
         calls: impl IntoIterator<Item = (&'a str, u64)>,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         meter(&tx, account, day, calls)?;

@@ -4,7 +4,9 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::Store;
+use rusqlite::Connection;
+
+use super::Outbox;
 use crate::action::{Action, ActiveVisit, Attachment, Facts, MirroredTicket};
 use crate::model::TicketState;
 
@@ -96,7 +98,7 @@ pub struct Snapshot {
     pub modified: Option<String>,
 }
 
-/// How a relay attempt ended, for [`Store::finish_attempt`].
+/// How a relay attempt ended, for [`Outbox::finish_attempt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptEnd {
     /// It took effect: sent now, or found already applied.
@@ -114,10 +116,11 @@ pub enum AttemptEnd {
     Dead { error: String },
 }
 
-impl Store {
+impl Outbox<'_> {
     /// Accounts whose mirror holds ticket `id`.
     pub fn accounts_holding(&self, id: i64) -> anyhow::Result<Vec<String>> {
         let mut s = self
+            .0
             .conn
             .prepare_cached("SELECT account FROM tickets WHERE id = ?1 ORDER BY account")?;
         let v = s.query_map([id], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -127,7 +130,7 @@ impl Store {
     /// Queues an action in one IMMEDIATE transaction: the facts about `ticket` are read, `plan`
     /// decides (and may refuse) the action from them, then the row and its attachments are
     /// written. Nothing is written when `plan` fails. Who asked is not recorded: see
-    /// [`Store::enqueue_by`].
+    /// [`Outbox::enqueue_by`].
     #[allow(clippy::too_many_arguments)]
     pub fn enqueue(
         &mut self,
@@ -150,7 +153,7 @@ impl Store {
         )
     }
 
-    /// [`Store::enqueue`], recording who asked (`outbox.requested_by`), and keeping the answer
+    /// [`Outbox::enqueue`], recording who asked (`outbox.requested_by`), and keeping the answer
     /// of an HTTP request's Idempotency-Key in the same transaction (`kept`): a request that
     /// dies leaves either its action queued with its answer kept, or neither. When the key's
     /// claim is no longer the request's, it fails with [`super::ClaimLost`] and queues nothing.
@@ -167,6 +170,7 @@ impl Store {
         plan: impl FnOnce(&Facts) -> anyhow::Result<Action>,
     ) -> anyhow::Result<OutboxRow> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let facts = match ticket {
@@ -225,6 +229,7 @@ impl Store {
         plan: impl FnOnce(&Facts) -> Result<Vec<Action>, String>,
     ) -> anyhow::Result<TellQueued> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let untold: bool = tx
@@ -282,7 +287,7 @@ impl Store {
     /// The actions the relay may send now: for each queue, its oldest pending action, unless
     /// an older one in the same queue is pending or dead-lettered; oldest first.
     pub fn ready_actions(&self, now: &str, limit: u32) -> anyhow::Result<Vec<OutboxRow>> {
-        let mut s = self.conn.prepare_cached(&format!(
+        let mut s = self.0.conn.prepare_cached(&format!(
             "SELECT {ROW_COLUMNS} FROM outbox o
              WHERE o.status = 'pending' AND o.next_attempt_at <= ?1
                AND NOT EXISTS (SELECT 1 FROM outbox p
@@ -300,6 +305,7 @@ impl Store {
     /// dead letter) falls due, if any.
     pub fn next_due(&self) -> anyhow::Result<Option<String>> {
         Ok(self
+            .0
             .conn
             .query_row(
                 "SELECT min(o.next_attempt_at) FROM outbox o
@@ -316,7 +322,7 @@ impl Store {
 
     /// Records that a send is about to happen, with what the ticket looked like just before
     /// it (`before`: state and `Muokattu`; `None` for a create): from here until
-    /// [`Store::finish_attempt`], a crash leaves the action in doubt, and the next attempt
+    /// [`Outbox::finish_attempt`], a crash leaves the action in doubt, and the next attempt
     /// checks Tampuuri first against that picture.
     pub fn begin_attempt(
         &mut self,
@@ -324,7 +330,7 @@ impl Store {
         now: &str,
         before: Option<&Snapshot>,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "UPDATE outbox SET in_doubt = 1, attempts = attempts + 1, last_attempt_at = ?2,
                  before_state = ?3, before_modified = ?4
              WHERE id = ?1 AND status = 'pending'",
@@ -350,7 +356,7 @@ impl Store {
         from_state: Option<&str>,
     ) -> anyhow::Result<Option<Snapshot>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT t.state, t.remote_modified FROM tickets t
                  WHERE t.account = ?1 AND t.id = ?2 AND t.open = 1 AND (?3 IS NULL OR t.state = ?3)
@@ -383,6 +389,7 @@ impl Store {
         rules: Option<&super::AccountRules<'_>>,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         match end {
@@ -431,7 +438,7 @@ impl Store {
 
     /// The attachments of an outbox row, with their bytes (empty once dropped).
     pub fn attachments(&self, id: i64) -> anyhow::Result<Vec<Attachment>> {
-        let mut s = self.conn.prepare_cached(
+        let mut s = self.0.conn.prepare_cached(
             "SELECT file_name, content_type, description, content FROM outbox_attachments WHERE outbox_id = ?1 ORDER BY seq",
         )?;
         let v = s
@@ -451,6 +458,7 @@ impl Store {
     /// or deleted in Tampuuri.
     pub fn departure(&self, account: &str, id: i64) -> anyhow::Result<Option<String>> {
         Ok(self
+            .0
             .conn
             .query_row(
                 "SELECT left_reason FROM tickets WHERE account = ?1 AND id = ?2 AND open = 0
@@ -464,7 +472,7 @@ impl Store {
     /// A mirrored ticket of `account` whose `TyotehtavanLisatiedot` carries `marker`.
     pub fn find_marker(&self, account: &str, marker: &str) -> anyhow::Result<Option<i64>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT id FROM tickets WHERE account = ?1 AND instr(extra_info, ?2) > 0 ORDER BY id LIMIT 1",
                 params![account, marker],
@@ -476,6 +484,7 @@ impl Store {
     /// One outbox row.
     pub fn outbox_row(&self, id: i64) -> anyhow::Result<Option<OutboxRow>> {
         Ok(self
+            .0
             .conn
             .query_row(
                 &format!("SELECT {ROW_COLUMNS} FROM outbox o WHERE o.id = ?1"),
@@ -487,14 +496,7 @@ impl Store {
 
     /// Pending and dead-lettered actions (only dead ones with `failed_only`), oldest first.
     pub fn outbox_list(&self, failed_only: bool) -> anyhow::Result<Vec<OutboxRow>> {
-        let mut s = self.conn.prepare_cached(&format!(
-            "SELECT {ROW_COLUMNS} FROM outbox o
-             WHERE o.status = 'dead' OR (NOT ?1 AND o.status = 'pending') ORDER BY o.id"
-        ))?;
-        let v = s
-            .query_map([failed_only], read_row)?
-            .collect::<Result<_, _>>()?;
-        Ok(v)
+        outbox_list(&self.0.conn, failed_only)
     }
 
     /// Puts a dead-lettered action back in the queue with a new deadline; the updated row.
@@ -504,7 +506,7 @@ impl Store {
         now: &str,
         deadline: &str,
     ) -> anyhow::Result<OutboxRow> {
-        let n = self.conn.execute(
+        let n = self.0.conn.execute(
             "UPDATE outbox SET status = 'pending', next_attempt_at = ?2, deadline_at = ?3 WHERE id = ?1 AND status = 'dead' AND erased_at IS NULL",
             params![id, now, deadline],
         )?;
@@ -512,7 +514,8 @@ impl Store {
             OutboxRefusal::NotFound(format!("outbox action #{id} does not exist"))
         })?;
         let erased: Option<String> =
-            self.conn
+            self.0
+                .conn
                 .query_row("SELECT erased_at FROM outbox WHERE id = ?1", [id], |r| {
                     r.get(0)
                 })?;
@@ -540,6 +543,7 @@ impl Store {
     /// the row as it was.
     pub fn outbox_cancel(&mut self, id: i64, now: &str) -> anyhow::Result<OutboxRow> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let row = tx
@@ -573,7 +577,7 @@ impl Store {
 
     /// Actions still pending, in all accounts.
     pub fn pending_count(&self) -> anyhow::Result<u64> {
-        Ok(self.conn.query_row(
+        Ok(self.0.conn.query_row(
             "SELECT count(*) FROM outbox WHERE status = 'pending'",
             [],
             |r| r.get(0),
@@ -582,11 +586,7 @@ impl Store {
 
     /// Pending and dead-lettered actions of an account.
     pub fn outbox_counts(&self, account: &str) -> anyhow::Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'dead'), 0) FROM outbox WHERE account = ?1",
-            [account],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        outbox_counts(&self.0.conn, account)
     }
 
     /// The latest pending target state of each ticket of an account (a dead-lettered action
@@ -595,7 +595,7 @@ impl Store {
         &self,
         account: Option<&str>,
     ) -> anyhow::Result<Vec<(String, i64, String)>> {
-        let mut s = self.conn.prepare_cached(
+        let mut s = self.0.conn.prepare_cached(
             "SELECT account, ticket_id, expected_state FROM outbox o
              WHERE status = 'pending' AND ticket_id IS NOT NULL AND (?1 IS NULL OR account = ?1)
                AND id = (SELECT max(id) FROM outbox p WHERE p.account = o.account AND p.ticket_id = o.ticket_id
@@ -608,7 +608,7 @@ impl Store {
     }
 }
 
-/// What [`Store::enqueue_tell`] did.
+/// What [`Outbox::enqueue_tell`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TellQueued {
     /// The actions queued, in order; the change is told by the last.
@@ -812,4 +812,26 @@ fn effective_state(
     Ok(delivered
         .map(|s| TicketState::from_name(&s))
         .unwrap_or_else(|| mirrored.clone()))
+}
+
+/// [`Outbox::outbox_list`] on `conn` (a ticket's detail lists its actions too).
+pub(super) fn outbox_list(conn: &Connection, failed_only: bool) -> anyhow::Result<Vec<OutboxRow>> {
+    let mut s = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM outbox o
+         WHERE o.status = 'dead' OR (NOT ?1 AND o.status = 'pending') ORDER BY o.id"
+    ))?;
+    let v = s
+        .query_map([failed_only], read_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
+/// Pending and dead-lettered actions of `account` ([`Outbox::outbox_counts`]; the status of
+/// the accounts reads them too).
+pub(super) fn outbox_counts(conn: &Connection, account: &str) -> anyhow::Result<(u64, u64)> {
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'dead'), 0) FROM outbox WHERE account = ?1",
+        [account],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }

@@ -4,8 +4,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::Store;
 use super::mirror::OPEN_SET;
+use super::{Meter, Mirror, Runs};
 
 /// Which tickets `huoltosync tasks` lists.
 #[derive(Debug, Clone, Default)]
@@ -91,10 +91,10 @@ pub struct CallsOf {
     pub calls_by_endpoint_today: Vec<(String, u64)>,
 }
 
-impl Store {
+impl Mirror<'_> {
     /// Mirrored tickets, by account and id.
     pub fn tickets(&self, f: &TicketFilter) -> anyhow::Result<Vec<TicketRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.0.conn.prepare_cached(&format!(
             "{}
              WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR state = ?2 COLLATE NOCASE) AND (?3 OR open = 1)
              ORDER BY account, id",
@@ -105,29 +105,9 @@ impl Store {
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
+}
 
-    /// The calls metered under `account` (any key of `api_calls`, such as Slotti's): today,
-    /// this month, and today's by endpoint; `day` and `month` as for [`Store::account_status`].
-    pub fn calls_of(&self, account: &str, day: &str, month: &str) -> anyhow::Result<CallsOf> {
-        let (today, this_month) = self.conn.query_row(
-            "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
-             FROM api_calls WHERE account = ?1 AND substr(day, 1, 7) = ?3",
-            params![account, day, month],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let mut st = self.conn.prepare_cached(
-            "SELECT endpoint, calls FROM api_calls WHERE account = ?1 AND day = ?2 ORDER BY endpoint",
-        )?;
-        let by_endpoint_today = st
-            .query_map(params![account, day], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CallsOf {
-            calls_today: today,
-            calls_this_month: this_month,
-            calls_by_endpoint_today: by_endpoint_today,
-        })
-    }
-
+impl Runs<'_> {
     /// The status of each named account; `day` and `month` are Helsinki `YYYY-MM-DD` and
     /// `YYYY-MM`.
     pub fn account_status(
@@ -136,17 +116,18 @@ impl Store {
         day: &str,
         month: &str,
     ) -> anyhow::Result<Vec<AccountStatus>> {
-        let mut last_run = self.conn.prepare_cached(
+        let mut last_run = self.0.conn.prepare_cached(
             "SELECT id, started_at, finished_at, outcome, pages, api_calls, new_count, changed_count, gone_count, error
              FROM sync_runs WHERE account = ?1 ORDER BY id DESC LIMIT 1",
         )?;
-        let mut last_ok = self.conn.prepare_cached(
+        let mut last_ok = self.0.conn.prepare_cached(
             "SELECT finished_at FROM sync_runs WHERE account = ?1 AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
         )?;
         let mut open = self
+            .0
             .conn
             .prepare_cached(&format!("SELECT count(*) FROM tickets WHERE {OPEN_SET}"))?;
-        let mut calls = self.conn.prepare_cached(
+        let mut calls = self.0.conn.prepare_cached(
             "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
              FROM api_calls WHERE account = ?1 AND substr(day, 1, 7) = ?3",
         )?;
@@ -171,11 +152,12 @@ impl Store {
             let (calls_today, calls_this_month) =
                 calls.query_row(params![account, day, month], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let calls_by_endpoint_today = {
-                let mut st = self.conn.prepare_cached("SELECT endpoint, calls FROM api_calls WHERE account = ?1 AND day = ?2 ORDER BY endpoint")?;
+                let mut st = self.0.conn.prepare_cached("SELECT endpoint, calls FROM api_calls WHERE account = ?1 AND day = ?2 ORDER BY endpoint")?;
                 st.query_map(params![account, day], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<Vec<_>, _>>()?
             };
-            let (outbox_pending, dead_letters) = self.outbox_counts(account)?;
+            let (outbox_pending, dead_letters) =
+                super::outbox::outbox_counts(&self.0.conn, account)?;
             out.push(AccountStatus {
                 account: account.clone(),
                 last_run: run,
@@ -188,7 +170,7 @@ impl Store {
                 calls_this_month,
                 calls_by_endpoint_today,
                 last_reconcile_found: self
-                    .conn
+                    .0.conn
                     .query_row(
                         "SELECT new_count + changed_count FROM sync_runs WHERE account = ?1 AND trigger = 'reconcile' AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
                         [account],
@@ -202,26 +184,50 @@ impl Store {
         Ok(out)
     }
 
-    /// API calls per account and Helsinki day within a month (`YYYY-MM`), for cost reports.
-    pub fn calls_in_month(&self, month: &str) -> anyhow::Result<Vec<(String, String, u64)>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT account, day, sum(calls) FROM api_calls WHERE substr(day, 1, 7) = ?1 GROUP BY account, day ORDER BY account, day",
-        )?;
-        let v = st
-            .query_map([month], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(v)
-    }
-
     /// The API calls of each account's last successful sync run.
     pub fn last_run_calls(&self, account: &str) -> anyhow::Result<Option<u64>> {
         Ok(self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT api_calls FROM sync_runs WHERE account = ?1 AND outcome = 'ok' ORDER BY id DESC LIMIT 1",
                 [account],
                 |r| r.get(0),
             )
             .optional()?)
+    }
+}
+
+impl Meter<'_> {
+    /// The calls metered under `account` (any key of `api_calls`, such as Slotti's): today,
+    /// this month, and today's by endpoint; `day` and `month` as for [`Runs::account_status`].
+    pub fn calls_of(&self, account: &str, day: &str, month: &str) -> anyhow::Result<CallsOf> {
+        let (today, this_month) = self.0.conn.query_row(
+            "SELECT coalesce(sum(CASE WHEN day = ?2 THEN calls END), 0), coalesce(sum(calls), 0)
+             FROM api_calls WHERE account = ?1 AND substr(day, 1, 7) = ?3",
+            params![account, day, month],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut st = self.0.conn.prepare_cached(
+            "SELECT endpoint, calls FROM api_calls WHERE account = ?1 AND day = ?2 ORDER BY endpoint",
+        )?;
+        let by_endpoint_today = st
+            .query_map(params![account, day], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(CallsOf {
+            calls_today: today,
+            calls_this_month: this_month,
+            calls_by_endpoint_today: by_endpoint_today,
+        })
+    }
+
+    /// API calls per account and Helsinki day within a month (`YYYY-MM`), for cost reports.
+    pub fn calls_in_month(&self, month: &str) -> anyhow::Result<Vec<(String, String, u64)>> {
+        let mut st = self.0.conn.prepare_cached(
+            "SELECT account, day, sum(calls) FROM api_calls WHERE substr(day, 1, 7) = ?1 GROUP BY account, day ORDER BY account, day",
+        )?;
+        let v = st
+            .query_map([month], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::Store;
+use super::Visits;
 use crate::time;
 
 /// How many reconciliations `slotti_reconciles` keeps.
@@ -65,7 +65,7 @@ fn bump(conn: &rusqlite::Connection, name: &str, by: u64) -> rusqlite::Result<()
     Ok(())
 }
 
-impl Store {
+impl Visits<'_> {
     /// Records a Slotti delivery before it is answered and counts it (received, or a duplicate
     /// when its Shot-ID was recorded before: then nothing else is written), with `refused`
     /// refusals counted since the last write, in one transaction. True when it was new.
@@ -78,6 +78,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let new = tx.execute(
@@ -98,12 +99,13 @@ impl Store {
 
     /// Counts refused Slotti deliveries (the listener writes them in batches).
     pub fn count_slotti_refused(&mut self, n: u64) -> anyhow::Result<()> {
-        Ok(bump(&self.conn, "slotti_refused", n)?)
+        Ok(bump(&self.0.conn, "slotti_refused", n)?)
     }
 
     /// Records a reconciliation and keeps only the newest `RECONCILES_KEPT` (100).
     pub fn record_reconcile(&mut self, r: &ReconcileRun) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
@@ -137,6 +139,7 @@ impl Store {
     pub fn slotti_sync_status(&self) -> anyhow::Result<SlottiSyncStatus> {
         let counter = |name: &str| -> anyhow::Result<u64> {
             Ok(self
+                .0
                 .conn
                 .query_row(
                     "SELECT value FROM webhook_counters WHERE name = ?1",
@@ -148,10 +151,15 @@ impl Store {
                 .max(0) as u64)
         };
         let count = |sql: &str| -> anyhow::Result<u64> {
-            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))?.max(0) as u64)
+            Ok(self
+                .0
+                .conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))?
+                .max(0) as u64)
         };
         let visits = |status: &str| -> anyhow::Result<u64> {
             Ok(self
+                .0
                 .conn
                 .query_row(
                     "SELECT count(*) FROM visits WHERE status = ?1",
@@ -161,7 +169,7 @@ impl Store {
                 .max(0) as u64)
         };
         let last_reconcile = self
-            .conn
+            .0.conn
             .query_row(
                 "SELECT started_at, finished_at, ok, error, span_from, span_to, listed, ours, moved,
                      cancelled, recovered, calls
@@ -185,7 +193,7 @@ impl Store {
                 },
             )
             .optional()?;
-        let last_reconcile_ok_at = self.conn.query_row(
+        let last_reconcile_ok_at = self.0.conn.query_row(
             "SELECT max(finished_at) FROM slotti_reconciles WHERE ok = 1",
             [],
             |r| r.get(0),
@@ -209,6 +217,7 @@ impl Store {
     /// whose booking Slotti shows), if any.
     pub fn ticket_of_marker(&self, marker: &str) -> anyhow::Result<Option<(String, i64)>> {
         Ok(self
+            .0
             .conn
             .query_row(
                 "SELECT account, ticket_id FROM outbox

@@ -132,7 +132,7 @@ impl Staging {
 
     /// [`Staging::apply`], finishing sync run `run_id` as `ok` in the same transaction: its
     /// counts (`tally`, the tickets in the open set the sweep saw and what the apply changed)
-    /// are committed with the changes, or neither is (see [`Store::finish_run`]).
+    /// are committed with the changes, or neither is (see [`Runs::finish_run`](super::Runs::finish_run)).
     pub fn apply_finishing(
         self,
         run_id: i64,

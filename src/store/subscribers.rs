@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::Store;
+use super::{Feed, Subscribers};
 
 /// A subscriber's delivery state, as `subscribers` and `status` show it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -47,7 +47,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriberRow> {
     })
 }
 
-impl Store {
+impl Subscribers<'_> {
     /// The subscriber `name`, created at the current end of the feed when it has no row yet
     /// (a new subscriber gets the events from now on); its url is kept up to date. Writes
     /// only when something changes.
@@ -63,7 +63,7 @@ impl Store {
             return Ok(row);
         }
         // The end of the feed even when the purge emptied it: AUTOINCREMENT's counter.
-        self.conn.execute(
+        self.0.conn.execute(
             "INSERT INTO subscribers (name, url, cursor, created_at) VALUES (?1, ?2, \
              max(coalesce((SELECT max(seq) FROM feed), 0), \
                  coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'feed'), 0)), ?3) \
@@ -77,6 +77,7 @@ impl Store {
     /// The subscriber `name`, if it has a row.
     pub fn subscriber(&self, name: &str) -> anyhow::Result<Option<SubscriberRow>> {
         Ok(self
+            .0
             .conn
             .query_row(&format!("{ROW} WHERE name = ?1"), [name], row)
             .optional()?)
@@ -84,18 +85,23 @@ impl Store {
 
     /// Every subscriber with a row, by name.
     pub fn subscribers(&self) -> anyhow::Result<Vec<SubscriberRow>> {
-        let mut q = self.conn.prepare(&format!("{ROW} ORDER BY name"))?;
+        let mut q = self.0.conn.prepare(&format!("{ROW} ORDER BY name"))?;
         let rows = q.query_map([], row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
+}
 
+impl Feed<'_> {
     /// The last seq in the feed (0 when empty).
     pub fn feed_end(&self) -> anyhow::Result<i64> {
         Ok(self
+            .0
             .conn
             .query_row("SELECT coalesce(max(seq), 0) FROM feed", [], |r| r.get(0))?)
     }
+}
 
+impl Subscribers<'_> {
     /// Moves the cursor of an active subscriber forward to `cursor` after `delivered` events
     /// were delivered (the others skipped by its filter), clearing any failure. A cursor never
     /// moves back, and a dead subscriber is left as it is.
@@ -106,7 +112,7 @@ impl Store {
         delivered: u64,
         now: &str,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "UPDATE subscribers SET cursor = max(cursor, ?2), attempts = 0, next_try_at = NULL, \
              first_failure_at = NULL, last_error = NULL, delivered = delivered + ?3, \
              last_delivery_at = CASE WHEN ?3 > 0 THEN ?4 ELSE last_delivery_at END \
@@ -126,7 +132,7 @@ impl Store {
         now: &str,
         next_try_at: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
+        self.0.conn.execute(
             "UPDATE subscribers SET attempts = attempts + 1, last_error = ?2, \
              first_failure_at = coalesce(first_failure_at, ?3), next_try_at = ?4, \
              status = CASE WHEN ?4 IS NULL THEN 'dead' ELSE status END \
@@ -139,7 +145,7 @@ impl Store {
     /// Revives a dead subscriber: it starts again at the event it stopped on, with a fresh
     /// deadline. Answers whether there was a dead subscriber of that name.
     pub fn subscriber_retry(&mut self, name: &str) -> anyhow::Result<bool> {
-        let n = self.conn.execute(
+        let n = self.0.conn.execute(
             "UPDATE subscribers SET status = 'active', attempts = 0, next_try_at = NULL, \
              first_failure_at = NULL WHERE name = ?1 AND status = 'dead'",
             [name],

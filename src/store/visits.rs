@@ -6,31 +6,31 @@
 //! The store speaks no Slotti: callers pass a booking's guid, times and the JSON Slotti showed.
 //! Recording what Slotti shows is idempotent, so a webhook and a reconciliation that see the same
 //! move record one change, and each change is told to Tampuuri once: `told_outbox_id` is set
-//! once, by [`Store::mark_visit_change_told`].
+//! once, by [`Visits::mark_visit_change_told`].
 //!
 //! How the callers use it:
 //! - **Booking** (`task book` queues, the relay books): refuse a ticket whose
-//!   [`Store::active_visit`] is `Some`; once Slotti confirmed a booking, [`Store::insert_visit`]
+//!   [`Visits::active_visit`] is `Some`; once Slotti confirmed a booking, [`Visits::insert_visit`]
 //!   (idempotent on the booking guid, so a relay that crashed after it may run it again).
-//! - **Telling Tampuuri**: [`Store::untold_visit_changes`], oldest first; for each, queue the
+//! - **Telling Tampuuri**: [`Visits::untold_visit_changes`], oldest first; for each, queue the
 //!   hold with `visits::message::render` of the change's new (or, cancelled, old) times, then
-//!   [`Store::mark_visit_change_told`] with the outbox id (false: told already, by another
+//!   [`Visits::mark_visit_change_told`] with the outbox id (false: told already, by another
 //!   row). Inside the store, `mark_told` takes a connection, so an outbox transaction can
 //!   queue and mark in one commit.
-//! - **Webhooks**: [`Store::record_slotti_delivery`] before answering (false: a replayed
-//!   Shot-ID, answer 2xx and do nothing); later [`Store::pending_slotti_deliveries`], then
-//!   [`Store::record_visit_seen`] (created/modified) or [`Store::record_visit_cancelled`]
-//!   (deleted), then [`Store::mark_slotti_delivery_processed`].
+//! - **Webhooks**: [`Visits::record_slotti_delivery`] before answering (false: a replayed
+//!   Shot-ID, answer 2xx and do nothing); later [`Visits::pending_slotti_deliveries`], then
+//!   [`Visits::record_visit_seen`] (created/modified) or [`Visits::record_visit_cancelled`]
+//!   (deleted), then [`Visits::mark_slotti_delivery_processed`].
 //! - **Reconciliation**: for each window of `slotti::windows`, every listed booking
-//!   that carries our marker goes to [`Store::record_visit_seen`]; a live visit of
-//!   [`Store::visits`] that starts inside a listed window and is not listed is gone:
-//!   [`Store::record_visit_cancelled`]. `Unknown` answers mean "not ours": ignore.
+//!   that carries our marker goes to [`Visits::record_visit_seen`]; a live visit of
+//!   [`Visits::visits`] that starts inside a listed window and is not listed is gone:
+//!   [`Visits::record_visit_cancelled`]. `Unknown` answers mean "not ours": ignore.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::Store;
+use super::Visits;
 use crate::time;
 
 /// Where a visit change was seen.
@@ -82,7 +82,7 @@ pub struct NewVisit {
     pub raw_json: String,
 }
 
-/// What [`Store::insert_visit`] did.
+/// What [`Visits::insert_visit`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VisitInsert {
     /// Recorded, with its `booked` change (to be told).
@@ -154,7 +154,7 @@ pub struct Visit {
     pub status: String,
     pub created_at: String,
     pub updated_at: String,
-    /// Oldest first (filled by [`Store::visits`]; empty elsewhere).
+    /// Oldest first (filled by [`Visits::visits`]; empty elsewhere).
     pub history: Vec<VisitChange>,
 }
 
@@ -180,7 +180,7 @@ pub struct NextVisit {
     pub status: String,
 }
 
-/// Which visits [`Store::visits`] lists: those overlapping `[from, to)`.
+/// Which visits [`Visits::visits`] lists: those overlapping `[from, to)`.
 #[derive(Debug, Clone, Default)]
 pub struct VisitFilter {
     pub account: Option<String>,
@@ -280,7 +280,7 @@ pub(super) fn mark_told(
     )? == 1)
 }
 
-/// [`Store::insert_visit`] inside the caller's transaction (the relay records a delivered
+/// [`Visits::insert_visit`] inside the caller's transaction (the relay records a delivered
 /// booking's visit in the commit that marks its outbox row delivered).
 pub(super) fn insert_visit(
     tx: &Connection,
@@ -346,7 +346,7 @@ pub(super) fn mark_not_told(
     )? == 1)
 }
 
-impl Store {
+impl Visits<'_> {
     /// Records a booking huoltosync made as a `booked` visit with its `booked` change (source
     /// `booking`), in one transaction. Idempotent on the booking guid (a second call answers
     /// `Known`); refused (`TicketHasVisit`, nothing written) when the ticket already has a live
@@ -357,6 +357,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<VisitInsert> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let done = insert_visit(&tx, v, now)?;
@@ -380,6 +381,7 @@ impl Store {
         let now = time::fmt(now);
         let (start, end, raw_json) = (time::fmt(seen.start), time::fmt(seen.end), seen.raw_json);
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some((id, old_start, old_end, status, erased)) = by_guid(&tx, seen.booking_guid)?
@@ -432,6 +434,7 @@ impl Store {
     ) -> anyhow::Result<VisitSeen> {
         let now = time::fmt(now);
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let Some((id, old_start, old_end, status, _)) = by_guid(&tx, booking_guid)? else {
@@ -463,7 +466,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
         Ok(mark_told(
-            &self.conn,
+            &self.0.conn,
             change_id,
             outbox_id,
             &time::fmt(now),
@@ -472,7 +475,7 @@ impl Store {
 
     /// The changes no outbox row tells yet, oldest first.
     pub fn untold_visit_changes(&self) -> anyhow::Result<Vec<UntoldChange>> {
-        let mut st = self.conn.prepare_cached(&format!(
+        let mut st = self.0.conn.prepare_cached(&format!(
             "SELECT {CHANGE_COLUMNS}, v.id, v.account, v.ticket_id, v.booking_guid, v.technician_name
              FROM visit_changes c JOIN visits v ON v.id = c.visit_id
              WHERE c.told_outbox_id IS NULL AND c.not_told IS NULL ORDER BY c.seq"
@@ -495,12 +498,13 @@ impl Store {
     /// The ticket's live visit (booked or moved), if any: a ticket with one gets no second
     /// booking.
     pub fn active_visit(&self, account: &str, ticket_id: i64) -> anyhow::Result<Option<Visit>> {
-        Ok(active_visit(&self.conn, account, ticket_id)?)
+        Ok(active_visit(&self.0.conn, account, ticket_id)?)
     }
 
     /// The visit of a booking guid, if it is ours.
     pub fn visit_by_guid(&self, booking_guid: &str) -> anyhow::Result<Option<Visit>> {
         Ok(self
+            .0
             .conn
             .query_row(
                 &format!("SELECT {VISIT_COLUMNS} FROM visits WHERE booking_guid = ?1"),
@@ -513,7 +517,7 @@ impl Store {
     /// Visits (cancelled ones included) that overlap `[from, to)`, by start, each with its
     /// history.
     pub fn visits(&self, f: &VisitFilter) -> anyhow::Result<Vec<Visit>> {
-        let mut st = self.conn.prepare_cached(&format!(
+        let mut st = self.0.conn.prepare_cached(&format!(
             "SELECT {VISIT_COLUMNS} FROM visits
              WHERE (?1 IS NULL OR account = ?1) AND (?2 IS NULL OR end_at > ?2) AND (?3 IS NULL OR start_at < ?3)
              ORDER BY start_at, account, ticket_id, id"
@@ -524,7 +528,7 @@ impl Store {
                 visit_row,
             )?
             .collect::<Result<_, _>>()?;
-        let mut history = self.conn.prepare_cached(&format!(
+        let mut history = self.0.conn.prepare_cached(&format!(
             "SELECT {CHANGE_COLUMNS} FROM visit_changes c WHERE c.visit_id = ?1 ORDER BY c.seq"
         ))?;
         for v in &mut visits {
@@ -538,14 +542,14 @@ impl Store {
     /// Every visit of one ticket (cancelled ones included), newest first, each with its
     /// history: the board's ticket page.
     pub fn ticket_visits(&self, account: &str, ticket_id: i64) -> anyhow::Result<Vec<Visit>> {
-        let mut st = self.conn.prepare_cached(&format!(
+        let mut st = self.0.conn.prepare_cached(&format!(
             "SELECT {VISIT_COLUMNS} FROM visits WHERE account = ?1 AND ticket_id = ?2
              ORDER BY start_at DESC, id DESC"
         ))?;
         let mut visits: Vec<Visit> = st
             .query_map(params![account, ticket_id], visit_row)?
             .collect::<Result<_, _>>()?;
-        let mut history = self.conn.prepare_cached(&format!(
+        let mut history = self.0.conn.prepare_cached(&format!(
             "SELECT {CHANGE_COLUMNS} FROM visit_changes c WHERE c.visit_id = ?1 ORDER BY c.seq"
         ))?;
         for v in &mut visits {
@@ -565,7 +569,7 @@ impl Store {
         payload: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
-        Ok(self.conn.execute(
+        Ok(self.0.conn.execute(
             "INSERT OR IGNORE INTO slotti_deliveries (shot_id, event, received_at, payload)
              VALUES (?1, ?2, ?3, ?4)",
             params![shot_id, event, time::fmt(now), payload],
@@ -574,7 +578,7 @@ impl Store {
 
     /// Deliveries waiting to be processed, oldest first.
     pub fn pending_slotti_deliveries(&self, limit: u32) -> anyhow::Result<Vec<SlottiDelivery>> {
-        let mut st = self.conn.prepare_cached(
+        let mut st = self.0.conn.prepare_cached(
             "SELECT shot_id, event, received_at, payload FROM slotti_deliveries
              WHERE processed_at IS NULL ORDER BY received_at, shot_id LIMIT ?1",
         )?;
@@ -599,7 +603,7 @@ impl Store {
         outcome: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<bool> {
-        Ok(self.conn.execute(
+        Ok(self.0.conn.execute(
             "UPDATE slotti_deliveries SET processed_at = ?2, outcome = ?3
              WHERE shot_id = ?1 AND processed_at IS NULL",
             params![shot_id, time::fmt(now), outcome],

@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::Store;
+use super::Webhook;
 use super::mirror::THIS_TICKET;
 
 /// One notification as recorded.
@@ -53,11 +53,12 @@ pub struct WebhookStatus {
     pub fetches: u64,
 }
 
-impl Store {
+impl Webhook<'_> {
     /// Records a delivery's notifications in one transaction; answers how many were new (a
     /// redelivered notification is not recorded twice).
     pub fn record_delivery(&mut self, now: &str, events: &[NewEvent]) -> anyhow::Result<u64> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut new = 0;
@@ -85,12 +86,12 @@ impl Store {
 
     /// Counts tickets fetched because of webhook events.
     pub fn count_fetches(&mut self, n: u64) -> anyhow::Result<()> {
-        bump(&self.conn, "fetches", n as i64)
+        bump(&self.0.conn, "fetches", n as i64)
     }
 
     /// Pending events, oldest first.
     pub fn pending_events(&self, limit: u32) -> anyhow::Result<Vec<PendingEvent>> {
-        let mut s = self.conn.prepare_cached(
+        let mut s = self.0.conn.prepare_cached(
             "SELECT id, account, action, reference_id, reference_json, received_at, attempts, next_try_at FROM webhook_events WHERE status = 'pending' ORDER BY id LIMIT ?1",
         )?;
         let v = s
@@ -113,7 +114,7 @@ impl Store {
     /// How many pending events may be processed at `now` (`time::fmt`): those not waiting
     /// for a retry after a failed fetch.
     pub fn due_event_count(&self, now: &str) -> anyhow::Result<u64> {
-        Ok(self.conn.query_row(
+        Ok(self.0.conn.query_row(
             "SELECT count(*) FROM webhook_events WHERE status = 'pending' AND (next_try_at IS NULL OR next_try_at <= ?1)",
             [now],
             |r| r.get(0),
@@ -129,6 +130,7 @@ impl Store {
         now: &str,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -153,6 +155,7 @@ impl Store {
         now: &str,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -173,7 +176,7 @@ impl Store {
 
     /// Tickets fetched for webhook events of `account` in a month (`YYYY-MM`, by receipt time).
     pub fn webhook_fetches_in_month(&self, account: &str, month: &str) -> anyhow::Result<u64> {
-        Ok(self.conn.query_row(
+        Ok(self.0.conn.query_row(
             "SELECT count(DISTINCT reference_id || '@' || processed_at) FROM webhook_events
              WHERE account = ?1 AND status = 'fetched' AND substr(received_at, 1, 7) = ?2",
             params![account, month],
@@ -184,6 +187,7 @@ impl Store {
     /// Whether ticket `id` of `account` is in our open set.
     pub fn holds_open(&self, account: &str, id: i64) -> anyhow::Result<bool> {
         Ok(self
+            .0
             .conn
             .query_row(
                 &format!("SELECT 1 FROM tickets WHERE {THIS_TICKET} AND open = 1"),
@@ -197,6 +201,7 @@ impl Store {
     /// Whether the mirror holds ticket `id` of `account` (open or not).
     pub fn holds(&self, account: &str, id: i64) -> anyhow::Result<bool> {
         Ok(self
+            .0
             .conn
             .query_row(
                 &format!("SELECT 1 FROM tickets WHERE {THIS_TICKET}"),
@@ -210,7 +215,7 @@ impl Store {
     /// Fetches of tickets the mirror does not hold made for `account` at or after `since`
     /// (`time::fmt`): what counts against `[webhook] max_fetches_per_minute`.
     pub fn unheld_fetches_since(&self, account: &str, since: &str) -> anyhow::Result<u64> {
-        Ok(self.conn.query_row(
+        Ok(self.0.conn.query_row(
             "SELECT count(*) FROM webhook_unheld_fetches WHERE account = ?1 AND fetched_at >= ?2",
             params![account, since],
             |r| r.get(0),
@@ -226,6 +231,7 @@ impl Store {
         forget_before: &str,
     ) -> anyhow::Result<()> {
         let tx = self
+            .0
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
@@ -243,7 +249,7 @@ impl Store {
     /// The accounts with events parked with `reason` (left to a reconciliation sweep), and
     /// when the last sync of each started (`None`: never).
     pub fn sweeps_wanted(&self, reason: &str) -> anyhow::Result<Vec<(String, Option<String>)>> {
-        let mut s = self.conn.prepare_cached(
+        let mut s = self.0.conn.prepare_cached(
             "SELECT e.account, (SELECT max(started_at) FROM sync_runs r WHERE r.account = e.account)
              FROM webhook_events e WHERE e.status = 'parked' AND e.reason = ?1 AND e.account IS NOT NULL
              GROUP BY e.account ORDER BY e.account",
@@ -258,6 +264,7 @@ impl Store {
     pub fn webhook_status(&self) -> anyhow::Result<WebhookStatus> {
         let counter = |name: &str| -> anyhow::Result<u64> {
             Ok(self
+                .0
                 .conn
                 .query_row(
                     "SELECT value FROM webhook_counters WHERE name = ?1",
@@ -268,7 +275,7 @@ impl Store {
                 .unwrap_or(0))
         };
         let status = |s: &str| -> anyhow::Result<u64> {
-            Ok(self.conn.query_row(
+            Ok(self.0.conn.query_row(
                 "SELECT count(*) FROM webhook_events WHERE status = ?1",
                 [s],
                 |r| r.get(0),

@@ -76,7 +76,7 @@ pub async fn prepare(
     let acc = account.to_owned();
     let ticket = store
         .call(move |s| {
-            s.booking_ticket(&acc, ticket_id)
+            s.visits().booking_ticket(&acc, ticket_id)
         })
         .await?
         .ok_or_else(|| {
@@ -263,8 +263,9 @@ pub async fn refuse_if_booked(
     let (visit, queued) = store
         .call(move |s| {
             Ok((
-                s.active_visit(&acc, id)?,
-                s.outbox_list(false)?
+                s.visits().active_visit(&acc, id)?,
+                s.outbox()
+                    .outbox_list(false)?
                     .into_iter()
                     .find(|r| r.kind == "book" && r.account == acc && r.ticket_id == Some(id)),
             ))
@@ -347,7 +348,9 @@ pub async fn auto_book(
         return Ok(0);
     };
     let since = crate::time::fmt(since);
-    let candidates = store.call(move |s| s.auto_book_candidates(&since)).await?;
+    let candidates = store
+        .call(move |s| s.visits().auto_book_candidates(&since))
+        .await?;
     let candidates: Vec<BookingTicket> = candidates
         .into_iter()
         .filter(|t| config.account(&t.account).is_some())

@@ -31,7 +31,9 @@ pub async fn process_deliveries(
     store: &Handle,
     now: DateTime<Utc>,
 ) -> anyhow::Result<DeliveriesProcessed> {
-    let pending = store.call(|s| s.pending_slotti_deliveries(BATCH)).await?;
+    let pending = store
+        .call(|s| s.visits().pending_slotti_deliveries(BATCH))
+        .await?;
     let mut done = DeliveriesProcessed {
         more: pending.len() as u32 >= BATCH,
         ..Default::default()
@@ -68,7 +70,10 @@ pub async fn process_deliveries(
         }
         let shot = d.shot_id.clone();
         store
-            .call(move |s| s.mark_slotti_delivery_processed(&shot, &words, now))
+            .call(move |s| {
+                s.visits()
+                    .mark_slotti_delivery_processed(&shot, &words, now)
+            })
             .await?;
         done.processed += 1;
     }

@@ -116,7 +116,7 @@ pub async fn reconcile(
     let (f, t) = (from, to);
     let visits = store
         .call(move |s| {
-            s.visits(&VisitFilter {
+            s.visits().visits(&VisitFilter {
                 account: None,
                 from: Some(f),
                 to: Some(t),
@@ -163,7 +163,7 @@ async fn finish(store: &Handle, run: ReconcileRun) -> anyhow::Result<ReconcileRu
         );
     }
     let r = run.clone();
-    store.call(move |s| s.record_reconcile(&r)).await?;
+    store.call(move |s| s.visits().record_reconcile(&r)).await?;
     Ok(run)
 }
 

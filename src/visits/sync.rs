@@ -2,12 +2,12 @@
 //! the reconciliation): one rule, so that both record the same change once.
 //!
 //! - A booking whose guid is one of our visits: its times are recorded
-//!   ([`crate::store::Store::record_visit_seen`]: other times are a `moved` change, the same
+//!   ([`crate::store::Visits::record_visit_seen`]: other times are a `moved` change, the same
 //!   times nothing).
 //! - A booking we have no visit for, whose `info` ends with our marker (`[huoltosync:…]`): a
 //!   booking whose answer was lost, or a store restored from a backup. The outbox row that
 //!   carries the marker names the ticket, and the booking is recorded as its visit
-//!   ([`crate::store::Store::insert_visit`], a `booked` change to tell).
+//!   ([`crate::store::Visits::insert_visit`], a `booked` change to tell).
 //! - Any other booking is not ours and is ignored.
 //! - A deleted booking (or one the reconciliation no longer lists) of one of our visits is
 //!   `cancelled`, once.
@@ -79,7 +79,7 @@ pub async fn apply_seen(
     let b = booking.clone();
     let seen = store
         .call(move |s| {
-            s.record_visit_seen(
+            s.visits().record_visit_seen(
                 &SeenBooking {
                     booking_guid: &b.guid,
                     start: b.start,
@@ -102,7 +102,8 @@ pub async fn apply_seen(
         return Ok(Applied::NotOurs);
     };
     let m = marker.to_owned();
-    let Some((account, ticket_id)) = store.call(move |s| s.ticket_of_marker(&m)).await? else {
+    let Some((account, ticket_id)) = store.call(move |s| s.visits().ticket_of_marker(&m)).await?
+    else {
         return Ok(Applied::UnknownMarker);
     };
     let visit = NewVisit {
@@ -119,7 +120,9 @@ pub async fn apply_seen(
         customer: VisitCustomer::default(),
         raw_json: booking.raw.to_string(),
     };
-    let inserted = store.call(move |s| s.insert_visit(&visit, now)).await?;
+    let inserted = store
+        .call(move |s| s.visits().insert_visit(&visit, now))
+        .await?;
     Ok(match inserted {
         VisitInsert::New { .. } => Applied::Recovered,
         VisitInsert::Known { .. } => Applied::Unchanged,
@@ -138,7 +141,7 @@ pub async fn apply_deleted(
 ) -> anyhow::Result<Applied> {
     let g = guid.to_owned();
     let seen = store
-        .call(move |s| s.record_visit_cancelled(&g, source, now))
+        .call(move |s| s.visits().record_visit_cancelled(&g, source, now))
         .await?;
     Ok(match seen {
         VisitSeen::Unknown => Applied::UnknownGuid,

@@ -37,7 +37,7 @@ pub struct TellReport {
 /// Queues the telling of every untold visit change, oldest first. An error only when the
 /// store cannot be used.
 pub async fn tell_untold(config: &Config, store: &Handle) -> anyhow::Result<TellReport> {
-    let changes = store.call(|s| s.untold_visit_changes()).await?;
+    let changes = store.call(|s| s.visits().untold_visit_changes()).await?;
     let (messages, tz) = match &config.slotti {
         Some(s) => (s.messages.clone(), s.timezone),
         None => (

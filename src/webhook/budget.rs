@@ -50,7 +50,7 @@ pub(super) async fn unheld(
     let name = account.to_owned();
     let used = f
         .store
-        .call(move |s| s.unheld_fetches_since(&name, &since))
+        .call(move |s| s.webhook().unheld_fetches_since(&name, &since))
         .await?;
     let left = max.saturating_sub(used);
     if groups.len() as u64 > left {
@@ -61,7 +61,12 @@ pub(super) async fn unheld(
         let n = ids.len() as u64;
         f.store
             .call(move |s| {
-                s.finish_events(&ids, "parked", Some(OVER_BUDGET), &time::fmt(time::now()))
+                s.webhook().finish_events(
+                    &ids,
+                    "parked",
+                    Some(OVER_BUDGET),
+                    &time::fmt(time::now()),
+                )
             })
             .await?;
         done.swept += n;
@@ -83,7 +88,7 @@ pub(super) async fn unheld(
             time::fmt(f.now - chrono::Duration::days(1)),
         );
         f.store
-            .call(move |s| s.count_unheld_fetch(&name, &now, &forget))
+            .call(move |s| s.webhook().count_unheld_fetch(&name, &now, &forget))
             .await?;
         f.fetch(account, id, evs, done).await?;
     }
@@ -98,7 +103,10 @@ pub(super) async fn unheld(
 /// One sweep of each account with events parked over the budget, unless one of its syncs
 /// started within [`SWEEP_GAP`] (then the pass is due again when it has passed).
 pub(super) async fn sweeps(f: &Fetcher<'_>, done: &mut Processed) -> anyhow::Result<()> {
-    let wanted = f.store.call(|s| s.sweeps_wanted(OVER_BUDGET)).await?;
+    let wanted = f
+        .store
+        .call(|s| s.webhook().sweeps_wanted(OVER_BUDGET))
+        .await?;
     let gap = chrono::Duration::from_std(SWEEP_GAP).unwrap_or_default();
     for (account, last) in wanted {
         let Some(acc) = f.config.account(&account) else {

@@ -61,12 +61,13 @@ impl<'a> Fetcher<'a> {
                         let now = time::fmt(time::now());
                         match (fetched, open) {
                             (Some(t), Some(open)) => {
-                                s.upsert_fetched(&name, t, open, &now, changed_fields)?
+                                s.mirror()
+                                    .upsert_fetched(&name, t, open, &now, changed_fields)?
                             }
-                            _ => s.record_deleted(&name, id, &now)?,
+                            _ => s.mirror().record_deleted(&name, id, &now)?,
                         };
-                        s.count_fetches(1)?;
-                        s.finish_events(&ids, "fetched", None, &now)
+                        s.webhook().count_fetches(1)?;
+                        s.webhook().finish_events(&ids, "fetched", None, &now)
                     })
                     .await?;
                 done.fetched += 1;
@@ -90,7 +91,7 @@ impl<'a> Fetcher<'a> {
                 };
                 self.store
                     .call(move |s| {
-                        s.fail_events(
+                        s.webhook().fail_events(
                             &ids,
                             &msg,
                             attempts,

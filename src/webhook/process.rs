@@ -101,12 +101,15 @@ pub async fn process_pending(
         .map_or((Duration::ZERO, Duration::ZERO), |w| {
             (w.debounce, w.debounce_max)
         });
-    let events = store.call(|s| s.pending_events(10_000)).await?;
+    let events = store.call(|s| s.webhook().pending_events(10_000)).await?;
     let (groups, ignored) = sort_events(config, events);
     for (id, why) in &ignored {
         let (id, why) = (*id, *why);
         store
-            .call(move |s| s.finish_events(&[id], "ignored", Some(why), &time::fmt(time::now())))
+            .call(move |s| {
+                s.webhook()
+                    .finish_events(&[id], "ignored", Some(why), &time::fmt(time::now()))
+            })
             .await?;
     }
     done.ignored = ignored.len() as u64;
@@ -123,13 +126,18 @@ pub async fn process_pending(
         let acc = config.account(&account).expect("sorted by account above");
         let (a2, i2) = (account.clone(), id);
         let (held, open) = store
-            .call(move |s| Ok((s.holds(&a2, i2)?, s.holds_open(&a2, i2)?)))
+            .call(move |s| {
+                Ok((
+                    s.webhook().holds(&a2, i2)?,
+                    s.webhook().holds_open(&a2, i2)?,
+                ))
+            })
             .await?;
         if names_only_another(&evs, acc.contractor_id) && !open {
             let ids: Vec<i64> = evs.iter().map(|e| e.id).collect();
             store
                 .call(move |s| {
-                    s.finish_events(
+                    s.webhook().finish_events(
                         &ids,
                         "skipped",
                         Some("assigned to another contractor"),

@@ -124,7 +124,7 @@ fn reject(r: &Receiver, status: StatusCode, why: &str) -> Response {
         let (store, refused) = (r.store.clone(), r.refused.clone());
         tokio::spawn(async move {
             if store
-                .call(move |s| s.count_slotti_refused(n))
+                .call(move |s| s.visits().count_slotti_refused(n))
                 .await
                 .is_err()
             {
@@ -245,7 +245,10 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Body) -> R
     let (ev, shot) = (event.clone(), shot_id.clone());
     match r
         .store
-        .call(move |s| s.record_slotti_delivery_counted(&shot, &ev, &payload, refused, time::now()))
+        .call(move |s| {
+            s.visits()
+                .record_slotti_delivery_counted(&shot, &ev, &payload, refused, time::now())
+        })
         .await
     {
         Ok(new) => {

@@ -482,43 +482,60 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
     };
     let (erp, crm, other) = (claim("erp", "o1"), claim("crm", "o2"), claim("erp", "o3"));
     assert_eq!(
-        s.idempotency_claim(&erp, "h1", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&erp, "h1", now, stale)
+            .unwrap(),
         Claim::Claimed
     );
     assert_eq!(
-        s.idempotency_claim(&other, "h1", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&other, "h1", now, stale)
+            .unwrap(),
         Claim::InProgress
     );
     assert_eq!(
-        s.idempotency_claim(&other, "h2", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&other, "h2", now, stale)
+            .unwrap(),
         Claim::OtherRequest
     );
     assert_eq!(
-        s.idempotency_claim(&crm, "h2", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&crm, "h2", now, stale)
+            .unwrap(),
         Claim::Claimed
     );
     assert!(
-        !s.idempotency_answer(&other, 500, "{}").unwrap(),
+        !s.idempotency()
+            .idempotency_answer(&other, 500, "{}")
+            .unwrap(),
         "only the claim's owner answers"
     );
-    assert!(s.idempotency_answer(&erp, 202, "{}").unwrap());
+    assert!(s.idempotency().idempotency_answer(&erp, 202, "{}").unwrap());
     assert_eq!(
-        s.idempotency_claim(&other, "h1", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&other, "h1", now, stale)
+            .unwrap(),
         Claim::Answered {
             status: 202,
             body: "{}".into()
         }
     );
-    s.idempotency_release(&claim("crm", "o4")).unwrap();
+    s.idempotency()
+        .idempotency_release(&claim("crm", "o4"))
+        .unwrap();
     assert_eq!(
-        s.idempotency_claim(&claim("crm", "o4"), "h2", now, stale)
+        s.idempotency()
+            .idempotency_claim(&claim("crm", "o4"), "h2", now, stale)
             .unwrap(),
         Claim::InProgress,
         "only the claim's owner releases it"
     );
-    s.idempotency_release(&crm).unwrap();
+    s.idempotency().idempotency_release(&crm).unwrap();
     assert_eq!(
-        s.idempotency_claim(&crm, "h3", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&crm, "h3", now, stale)
+            .unwrap(),
         Claim::Claimed
     );
     let at = |h: u32| {
@@ -546,7 +563,9 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
     assert_eq!(purged(&mut s, 23), 0);
     assert_eq!(purged(&mut s, 25), 2);
     assert_eq!(
-        s.idempotency_claim(&erp, "h2", now, stale).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&erp, "h2", now, stale)
+            .unwrap(),
         Claim::Claimed
     );
 }
@@ -563,29 +582,47 @@ fn an_unanswered_claim_is_taken_over_only_once_it_is_stale() {
     let (dead, retry, late) = (claim("dead"), claim("retry"), claim("late"));
     let t = |m: u32| format!("2026-11-27T10:{m:02}:00.000Z");
     assert_eq!(
-        s.idempotency_claim(&dead, "h", &t(0), &t(0)).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&dead, "h", &t(0), &t(0))
+            .unwrap(),
         Claim::Claimed
     );
     // Claimed at 10:00: still held by a claim whose bound reaches back to 10:00.
     assert_eq!(
-        s.idempotency_claim(&retry, "h", &t(1), &t(0)).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&retry, "h", &t(1), &t(0))
+            .unwrap(),
         Claim::InProgress
     );
     // Past the bound: the retry takes it over; the dead owner can no longer answer.
     assert_eq!(
-        s.idempotency_claim(&retry, "h", &t(2), &t(1)).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&retry, "h", &t(2), &t(1))
+            .unwrap(),
         Claim::TakenOver
     );
-    assert!(!s.idempotency_answer(&dead, 202, "old").unwrap());
+    assert!(
+        !s.idempotency()
+            .idempotency_answer(&dead, 202, "old")
+            .unwrap()
+    );
     // The new claim holds from its takeover: another retry waits for it.
     assert_eq!(
-        s.idempotency_claim(&late, "h", &t(3), &t(1)).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&late, "h", &t(3), &t(1))
+            .unwrap(),
         Claim::InProgress
     );
-    assert!(s.idempotency_answer(&retry, 202, "new").unwrap());
+    assert!(
+        s.idempotency()
+            .idempotency_answer(&retry, 202, "new")
+            .unwrap()
+    );
     // An answered key is never taken over, however old.
     assert_eq!(
-        s.idempotency_claim(&late, "h", &t(59), &t(58)).unwrap(),
+        s.idempotency()
+            .idempotency_claim(&late, "h", &t(59), &t(58))
+            .unwrap(),
         Claim::Answered {
             status: 202,
             body: "new".into()
@@ -663,6 +700,7 @@ async fn a_retry_after_the_first_request_died_queues_exactly_one_row() {
     };
     let now = huoltosync::time::fmt(huoltosync::time::now());
     let err = store
+        .outbox()
         .enqueue_by(
             "sim-1",
             Some(ids[1]),

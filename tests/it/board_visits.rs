@@ -315,6 +315,7 @@ async fn a_tickets_page_shows_its_visits_history_and_the_board_only_a_live_next_
     let half = chrono::Duration::minutes(30);
     let mut store = Store::open(&env.config.store.path).unwrap();
     store
+        .visits()
         .insert_visit(
             &NewVisit {
                 account: "sim-1".into(),
@@ -342,6 +343,7 @@ async fn a_tickets_page_shows_its_visits_history_and_the_board_only_a_live_next_
         raw_json: "{}",
     };
     store
+        .visits()
         .record_visit_seen(&seen, VisitSource::Webhook, Utc::now())
         .unwrap();
     let b = sign_in(&root, "kaisa", PASSWORD).await;
@@ -367,6 +369,7 @@ async fn a_tickets_page_shows_its_visits_history_and_the_board_only_a_live_next_
     }
     // Cancelled in Slotti: in the history, and no next visit on the board.
     store
+        .visits()
         .record_visit_cancelled("guid-1", VisitSource::Reconcile, Utc::now())
         .unwrap();
     let (_, html) = page(&b, &url).await;

@@ -506,3 +506,72 @@ fn one_reader_walks_the_toml() {
         found.join("\n")
     );
 }
+
+/// `(file:line, the names of its `pub fn`s)` of an `impl Store {` block.
+type ImplBlock = (String, Vec<String>);
+
+/// The `pub fn`s of every `impl Store {` block in `src/store/`, and each file's production
+/// lines (up to its `#[cfg(test)]`).
+fn store_impls() -> (Vec<ImplBlock>, Vec<(String, usize)>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src/store"), &mut files);
+    files.sort();
+    let (mut blocks, mut sizes) = (Vec::new(), Vec::new());
+    for file in files {
+        let rel = file.strip_prefix(root).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let production: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .collect();
+        sizes.push((rel.clone(), production.len()));
+        let mut open: Option<(String, Vec<String>)> = None;
+        for (n, line) in production.iter().enumerate() {
+            if *line == "impl Store {" {
+                open = Some((format!("{rel}:{}", n + 1), Vec::new()));
+            } else if *line == "}" {
+                blocks.extend(open.take());
+            } else if let Some((_, names)) = &mut open
+                && let Some(rest) = line
+                    .strip_prefix("    pub fn ")
+                    .or_else(|| line.strip_prefix("    pub async fn "))
+            {
+                names.push(rest.split(['(', '<']).next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    (blocks, sizes)
+}
+
+/// The store is reached through its areas' handles (`store.outbox().enqueue(..)`), not as one
+/// type with a method for everything: `Store` keeps opening, its file, its errors, the purge
+/// and the handle accessors; each area's file stays a room one can hold in mind.
+#[test]
+fn the_store_is_reached_through_its_areas() {
+    let (blocks, sizes) = store_impls();
+    assert!(sizes.len() >= 10, "only {} files in src/store", sizes.len());
+    assert!(!blocks.is_empty(), "no `impl Store {{` block in src/store");
+    let big: Vec<String> = blocks
+        .iter()
+        .filter(|(_, names)| names.len() > 12)
+        .map(|(at, names)| format!("{at}: {} public methods: {}", names.len(), names.join(", ")))
+        .collect();
+    assert!(
+        big.is_empty(),
+        "an `impl Store` block with more than 12 public methods (give them an area's handle):\n{}",
+        big.join("\n")
+    );
+    let all: Vec<&String> = blocks.iter().flat_map(|(_, n)| n).collect();
+    assert!(
+        all.len() <= 20,
+        "Store has {} public methods; an area's methods belong on its handle: {all:?}",
+        all.len()
+    );
+    let long: Vec<String> = sizes
+        .iter()
+        .filter(|(_, n)| *n >= 900)
+        .map(|(f, n)| format!("{f}: {n} lines"))
+        .collect();
+    assert!(long.is_empty(), "{}", long.join("\n"));
+}

@@ -682,6 +682,7 @@ async fn on_a_phone_the_contact_and_the_visit_come_first_and_finnish_pages_say_n
     let start = chrono::Utc::now() + chrono::Duration::days(2);
     Store::open(&env.config.store.path)
         .unwrap()
+        .visits()
         .insert_visit(
             &NewVisit {
                 account: "sim-1".into(),

@@ -26,6 +26,7 @@ async fn one_ticket_in(state: &str) -> (TestEnv, i64) {
 fn history(env: &TestEnv, id: i64) -> Vec<HistoryEntry> {
     Store::open(&env.config.store.path)
         .unwrap()
+        .mirror()
         .ticket_detail(ACCOUNT, id)
         .unwrap()
         .expect("the ticket is mirrored")
@@ -201,6 +202,7 @@ async fn a_delivered_done_fetched_later_is_confirmed_without_a_second_row() {
         let raw = t.raw_json.clone();
         Store::open(&env.config.store.path)
             .unwrap()
+            .mirror()
             .upsert_fetched(
                 ACCOUNT,
                 t,
@@ -221,7 +223,11 @@ async fn a_delivered_done_fetched_later_is_confirmed_without_a_second_row() {
     env.patch(ACCOUNT, id, json!({"Tila": "Avoin"}));
     fetch_and_apply().await;
     let after = history(&env, id);
-    assert_eq!(after.len(), rows.len() + 1, "the staff's move is its own row");
+    assert_eq!(
+        after.len(),
+        rows.len() + 1,
+        "the staff's move is its own row"
+    );
     let last = after.last().unwrap();
     assert_eq!(last.new_state.as_deref(), Some("Avoin"));
     assert!(last.action.is_none(), "not ours");

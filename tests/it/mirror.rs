@@ -145,6 +145,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // New: inserted open, `appeared`.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(7, "Avoin", "Vuotava hana"),
@@ -170,6 +171,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // The same content again: nothing written, no history.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(7, "Avoin", "Vuotava hana"),
@@ -188,6 +190,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // Changed: updated, `changed` naming the fields that changed.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(7, "Vastaanotettu", "Vuotava keittiön hana"),
@@ -218,6 +221,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // Left: out of the open set with its reason and new content, `left`.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(7, "Tehty", "Vuotava keittiön hana"),
@@ -248,6 +252,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // The same departure again changes nothing.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(7, "Tehty", "Vuotava keittiön hana"),
@@ -261,6 +266,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // Back in the open set: `returned`, the departure cleared.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(7, "Avoin", "Vuotava keittiön hana"),
@@ -281,7 +287,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
     assert_eq!(history(&store, 7), want);
 
     // Deleted in Tampuuri: left, no new state.
-    let n = store.record_deleted(ACCOUNT, 7, T3).unwrap();
+    let n = store.mirror().record_deleted(ACCOUNT, 7, T3).unwrap();
     assert_eq!(n, counts(0, 0, 1, 1));
     assert_eq!(row(&store, 7).3.as_deref(), Some("deleted"));
     want.extend(h("left", Some("[]"), Some("Avoin"), None));
@@ -289,6 +295,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 
     // A ticket the mirror never held, fetched as not ours, is not written.
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(8, "Avoin", "Ovi"),
@@ -312,6 +319,7 @@ fn a_fetched_ticket_is_upserted_directly_with_its_history() {
 fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() {
     let (_dir, _path, mut store) = open_store();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(9, "Avoin", "Lukko"),
@@ -321,6 +329,7 @@ fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() 
         )
         .unwrap();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(9, "Avoin", "Lukko"),
@@ -330,6 +339,7 @@ fn a_ticket_that_had_left_is_relabelled_when_fetched_again_for_another_reason() 
         )
         .unwrap();
     let n = store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(9, "Valmis", "Lukko"),
@@ -368,6 +378,7 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
     let (_dir, path, mut store) = open_store();
     for (id, title) in [(1, "Hana"), (2, "Ovi"), (3, "Valo")] {
         store
+            .mirror()
             .upsert_fetched(
                 ACCOUNT,
                 ticket(id, "Avoin", title),
@@ -378,7 +389,7 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
             .unwrap();
     }
 
-    let run = store.begin_run(ACCOUNT, T2, "poll").unwrap();
+    let run = store.runs().begin_run(ACCOUNT, T2, "poll").unwrap();
     let before: i64 = store
         .connection()
         .query_row("SELECT total_changes()", [], |r| r.get(0))
@@ -457,6 +468,7 @@ fn a_staged_sweep_changes_nothing_until_it_is_applied_once() {
 fn a_ticket_the_by_id_check_found_still_open_is_upserted_with_the_sweep() {
     let (_dir, path, mut store) = open_store();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(5, "Avoin", "Hana"),
@@ -465,7 +477,7 @@ fn a_ticket_the_by_id_check_found_still_open_is_upserted_with_the_sweep() {
             changed_fields,
         )
         .unwrap();
-    let run = store.begin_run(ACCOUNT, T2, "poll").unwrap();
+    let run = store.runs().begin_run(ACCOUNT, T2, "poll").unwrap();
     let staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
     assert_eq!(staging.unseen_open().unwrap(), vec![5]);
     let n = staging
@@ -492,6 +504,7 @@ fn run_row(store: &Store, id: i64) -> (String, i64, i64, i64, i64) {
 fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither() {
     let (_dir, path, mut store) = open_store();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(1, "Avoin", "Hana"),
@@ -509,7 +522,7 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
     // Both: the apply commits the changes with the run finished `ok` and counted. A process
     // killed right after that commit leaves the run as it is; the next run of the account
     // (which closes runs a killed process left `running`) does not call it interrupted.
-    let run = store.begin_run(ACCOUNT, T2, "poll").unwrap();
+    let run = store.runs().begin_run(ACCOUNT, T2, "poll").unwrap();
     let mut staging = Staging::begin(Store::open(&path).unwrap(), ACCOUNT, changed_fields).unwrap();
     staging
         .stage_page(&[ticket(1, "Avoin", "Hana vuotaa"), ticket(2, "Avoin", "Ovi")])
@@ -517,13 +530,13 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
     let n = staging.apply_finishing(run, tally, T2, &[], &[]).unwrap();
     assert_eq!(n, counts(1, 1, 0, 2));
     // (the kill: nothing else is written for this run)
-    store.begin_run(ACCOUNT, T3, "poll").unwrap();
+    store.runs().begin_run(ACCOUNT, T3, "poll").unwrap();
     assert_eq!(run_row(&store, run), ("ok".into(), 2, 1, 1, 2));
     assert_eq!(row(&store, 1).2.as_deref(), Some("Hana vuotaa"));
 
     // Neither: when the run's row cannot be finished (the kill before the commit, played by a
     // trigger that aborts it), the sweep's changes roll back with it.
-    let run = store.begin_run(ACCOUNT, T3, "poll").unwrap();
+    let run = store.runs().begin_run(ACCOUNT, T3, "poll").unwrap();
     store
         .connection()
         .execute_batch(
@@ -551,6 +564,7 @@ fn a_sweep_and_its_finished_run_commit_together_so_a_kill_leaves_both_or_neither
 fn a_sweep_that_is_dropped_unapplied_changes_nothing_and_sweeps_do_not_share_pages() {
     let (_dir, path, mut store) = open_store();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(1, "Avoin", "Hana"),
@@ -592,6 +606,7 @@ fn a_sweep_that_is_dropped_unapplied_changes_nothing_and_sweeps_do_not_share_pag
 fn the_purge_erases_the_personal_fields_it_is_given() {
     let (_dir, _path, mut store) = open_store();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(1, "Avoin", "Hana"),
@@ -601,6 +616,7 @@ fn the_purge_erases_the_personal_fields_it_is_given() {
         )
         .unwrap();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(1, "Tehty", "Hana"),

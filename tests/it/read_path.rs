@@ -478,6 +478,7 @@ async fn a_killed_run_is_closed_as_interrupted_by_the_next_one() {
     {
         let mut store = huoltosync::store::Store::open(&env.config.store.path).unwrap();
         store
+            .runs()
             .begin_run("sim-1", "2026-01-01T00:00:00.000Z", "poll")
             .unwrap();
     }

@@ -343,6 +343,7 @@ async fn a_webhook_wake_processes_the_pending_events() {
     };
     huoltosync::store::Store::open(&env.config.store.path)
         .unwrap()
+        .webhook()
         .record_delivery(&huoltosync::time::fmt(huoltosync::time::now()), &[event])
         .unwrap();
     d.wake.notify_one();
@@ -376,6 +377,7 @@ async fn a_slotti_reconcile_tick_reconciles_in_the_work_slot_and_a_tick_while_bu
     // A Slotti delivery left recorded by an earlier run: the start-up webhook pass processes it.
     huoltosync::store::Store::open(&env.config.store.path)
         .unwrap()
+        .visits()
         .record_slotti_delivery_counted(
             "left-over",
             "booking.deleted",

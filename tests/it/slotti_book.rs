@@ -295,8 +295,8 @@ async fn a_moved_visit_is_told_once_and_the_waiting_ticket_is_accepted_again_fir
     let guid = ours(&env, id)[0]["guid"].as_str().unwrap().to_owned();
     // The ticket now waits (Odottaa); a dispatcher moves the visit in Slotti a day and an
     // hour later, and the reconciliation of the next run sees it.
-    let store = Store::open(&env.config.store.path).unwrap();
-    let visit = store.visit_by_guid(&guid).unwrap().unwrap();
+    let mut store = Store::open(&env.config.store.path).unwrap();
+    let visit = store.visits().visit_by_guid(&guid).unwrap().unwrap();
     drop(store);
     let shift = chrono::Duration::hours(25);
     let start = huoltosync::time::parse(&visit.start).unwrap() + shift;
@@ -335,6 +335,7 @@ async fn a_change_of_a_ticket_that_left_is_not_told() {
     run_once(&env).await;
     let mut store = Store::open(&env.config.store.path).unwrap();
     store
+        .visits()
         .record_visit_cancelled(&guid, VisitSource::Webhook, Utc::now())
         .unwrap();
     drop(store);

@@ -188,7 +188,7 @@ pub(crate) async fn book_ours(env: &TestEnv, nth: usize, ticket: i64) -> String 
     };
     let mut store = Store::open(&env.config.store.path).unwrap();
     assert!(matches!(
-        store.insert_visit(&visit, Utc::now()).unwrap(),
+        store.visits().insert_visit(&visit, Utc::now()).unwrap(),
         VisitInsert::New { .. }
     ));
     guid
@@ -316,7 +316,7 @@ async fn a_delivery_is_recorded_once_when_signed_in_hex_or_base64_and_refused_ot
     // The counters `status` shows; refusals reach the store at the next recorded delivery.
     let st = handle(&env)
         .await
-        .call(|s| s.slotti_sync_status())
+        .call(|s| s.visits().slotti_sync_status())
         .await
         .unwrap();
     assert_eq!(st.deliveries_received, 3);
@@ -375,7 +375,7 @@ async fn a_move_seen_by_webhook_then_by_reconciliation_is_one_moved_change() {
         .await
         .call({
             let g = guid.clone();
-            move |s| s.visit_by_guid(&g)
+            move |s| s.visits().visit_by_guid(&g)
         })
         .await
         .unwrap()
@@ -617,7 +617,7 @@ async fn a_failed_reconciliation_is_recorded_and_judges_nothing_gone() {
     );
     let st = handle(&env)
         .await
-        .call(|s| s.slotti_sync_status())
+        .call(|s| s.visits().slotti_sync_status())
         .await
         .unwrap();
     assert!(!st.last_reconcile.unwrap().ok);

@@ -223,7 +223,8 @@ async fn a_full_disk_is_named_with_the_store() {
             let db = s.connection();
             let pages: i64 = db.query_row("PRAGMA page_count", [], |r| r.get(0))?;
             db.pragma_update(None, "max_page_count", pages)?;
-            s.begin_run(&"x".repeat(200_000), "2026-01-01T00:00:00Z", "poll")
+            s.runs()
+                .begin_run(&"x".repeat(200_000), "2026-01-01T00:00:00Z", "poll")
         })
         .await
         .expect_err("the disk is full");

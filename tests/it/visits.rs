@@ -100,18 +100,18 @@ fn one_live_visit_per_ticket_in_the_store_and_in_sqlite() {
     let (_dir, _path, mut store) = open_store();
     let now = t("2026-04-01T10:00:00Z");
     let first = booking(1001, "g-1", t("2026-04-07T06:00:00Z"));
-    let r = store.insert_visit(&first, now).unwrap();
+    let r = store.visits().insert_visit(&first, now).unwrap();
     let VisitInsert::New { visit_id, .. } = r else {
         panic!("{r:?}")
     };
     // The same booking recorded again (a retried relay step) is known, not a second visit.
     assert_eq!(
-        store.insert_visit(&first, now).unwrap(),
+        store.visits().insert_visit(&first, now).unwrap(),
         VisitInsert::Known { visit_id }
     );
     // Another booking for the ticket is refused, naming the live visit.
     let second = booking(1001, "g-2", t("2026-04-08T06:00:00Z"));
-    match store.insert_visit(&second, now).unwrap() {
+    match store.visits().insert_visit(&second, now).unwrap() {
         VisitInsert::TicketHasVisit(v) => {
             assert_eq!(
                 (v.booking_guid.as_str(), v.status.as_str()),
@@ -122,6 +122,7 @@ fn one_live_visit_per_ticket_in_the_store_and_in_sqlite() {
     }
     assert_eq!(
         store
+            .visits()
             .active_visit(ACCOUNT, 1001)
             .unwrap()
             .unwrap()
@@ -138,15 +139,17 @@ fn one_live_visit_per_ticket_in_the_store_and_in_sqlite() {
     // Once the visit is cancelled, the ticket may be booked again.
     assert_eq!(
         store
+            .visits()
             .record_visit_cancelled("g-1", VisitSource::Webhook, now)
             .unwrap(),
         VisitSeen::Changed { change_id: 2 }
     );
-    assert_eq!(store.active_visit(ACCOUNT, 1001).unwrap(), None);
-    new_change(store.insert_visit(&second, now).unwrap());
+    assert_eq!(store.visits().active_visit(ACCOUNT, 1001).unwrap(), None);
+    new_change(store.visits().insert_visit(&second, now).unwrap());
     // Another ticket is another matter.
     new_change(
         store
+            .visits()
             .insert_visit(&booking(1002, "g-4", t("2026-04-07T06:00:00Z")), now)
             .unwrap(),
     );
@@ -159,12 +162,14 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     let start = t("2026-04-07T06:00:00Z");
     new_change(
         store
+            .visits()
             .insert_visit(&booking(1001, "g-1", start), now)
             .unwrap(),
     );
     // The booking as it was: nothing to record.
     assert_eq!(
         store
+            .visits()
             .record_visit_seen(
                 &seen("g-1", start, start + Duration::minutes(30), "{}"),
                 VisitSource::Reconcile,
@@ -177,6 +182,7 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     let moved = start + Duration::hours(25);
     let end = moved + Duration::minutes(30);
     let r = store
+        .visits()
         .record_visit_seen(
             &seen("g-1", moved, end, r#"{"guid":"g-1","v":2}"#),
             VisitSource::Webhook,
@@ -188,6 +194,7 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     for source in [VisitSource::Reconcile, VisitSource::Webhook] {
         assert_eq!(
             store
+                .visits()
                 .record_visit_seen(
                     &seen("g-1", moved, end, r#"{"guid":"g-1","v":2}"#),
                     source,
@@ -200,6 +207,7 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
     // A booking that is not ours.
     assert_eq!(
         store
+            .visits()
             .record_visit_seen(
                 &seen("other", moved, end, "{}"),
                 VisitSource::Reconcile,
@@ -208,7 +216,7 @@ fn a_move_seen_by_webhook_and_by_reconciliation_is_one_change() {
             .unwrap(),
         VisitSeen::Unknown
     );
-    let visits = store.visits(&VisitFilter::default()).unwrap();
+    let visits = store.visits().visits(&VisitFilter::default()).unwrap();
     assert_eq!(visits.len(), 1);
     let v = &visits[0];
     assert_eq!(
@@ -265,23 +273,27 @@ fn a_cancellation_is_recorded_once_and_a_late_delivery_does_not_revive_it() {
     let start = t("2026-04-07T06:00:00Z");
     new_change(
         store
+            .visits()
             .insert_visit(&booking(1001, "g-1", start), now)
             .unwrap(),
     );
     assert!(matches!(
         store
+            .visits()
             .record_visit_cancelled("g-1", VisitSource::Reconcile, now)
             .unwrap(),
         VisitSeen::Changed { .. }
     ));
     assert_eq!(
         store
+            .visits()
             .record_visit_cancelled("g-1", VisitSource::Webhook, now)
             .unwrap(),
         VisitSeen::Unchanged
     );
     assert_eq!(
         store
+            .visits()
             .record_visit_cancelled("nobody", VisitSource::Webhook, now)
             .unwrap(),
         VisitSeen::Unknown
@@ -289,6 +301,7 @@ fn a_cancellation_is_recorded_once_and_a_late_delivery_does_not_revive_it() {
     // A `booking.modified` from before the deletion, delivered late.
     assert_eq!(
         store
+            .visits()
             .record_visit_seen(
                 &seen(
                     "g-1",
@@ -302,7 +315,7 @@ fn a_cancellation_is_recorded_once_and_a_late_delivery_does_not_revive_it() {
             .unwrap(),
         VisitSeen::Unchanged
     );
-    let v = store.visit_by_guid("g-1").unwrap().unwrap();
+    let v = store.visits().visit_by_guid("g-1").unwrap().unwrap();
     assert_eq!(
         (v.status.as_str(), v.start.as_str()),
         ("cancelled", "2026-04-07T06:00:00.000Z")
@@ -318,10 +331,11 @@ fn each_change_is_told_once() {
     let start = t("2026-04-07T06:00:00Z");
     let booked = new_change(
         store
+            .visits()
             .insert_visit(&booking(1001, "g-1", start), now)
             .unwrap(),
     );
-    let untold = store.untold_visit_changes().unwrap();
+    let untold = store.visits().untold_visit_changes().unwrap();
     assert_eq!(untold.len(), 1);
     assert_eq!(
         (
@@ -332,12 +346,23 @@ fn each_change_is_told_once() {
         ),
         (booked, "booked", 1001, Some("Asentaja 1"))
     );
-    assert!(store.mark_visit_change_told(booked, 41, now).unwrap());
+    assert!(
+        store
+            .visits()
+            .mark_visit_change_told(booked, 41, now)
+            .unwrap()
+    );
     // Told already: another outbox row cannot tell it again.
-    assert!(!store.mark_visit_change_told(booked, 42, now).unwrap());
-    assert!(!store.mark_visit_change_told(999, 42, now).unwrap());
-    assert!(store.untold_visit_changes().unwrap().is_empty());
+    assert!(
+        !store
+            .visits()
+            .mark_visit_change_told(booked, 42, now)
+            .unwrap()
+    );
+    assert!(!store.visits().mark_visit_change_told(999, 42, now).unwrap());
+    assert!(store.visits().untold_visit_changes().unwrap().is_empty());
     let VisitSeen::Changed { change_id: moved } = store
+        .visits()
         .record_visit_seen(
             &seen(
                 "g-1",
@@ -352,7 +377,7 @@ fn each_change_is_told_once() {
     else {
         panic!("a move")
     };
-    let untold = store.untold_visit_changes().unwrap();
+    let untold = store.visits().untold_visit_changes().unwrap();
     assert_eq!(untold.len(), 1);
     assert_eq!(
         (
@@ -363,6 +388,7 @@ fn each_change_is_told_once() {
         (moved, "moved", Some("2026-04-08T06:00:00.000Z"))
     );
     let history = store
+        .visits()
         .visits(&VisitFilter::default())
         .unwrap()
         .remove(0)
@@ -382,12 +408,14 @@ fn visits_are_listed_by_range_and_account() {
     ] {
         new_change(
             store
+                .visits()
                 .insert_visit(&booking(ticket, guid, t(start)), now)
                 .unwrap(),
         );
     }
-    let guids = |f: VisitFilter| -> Vec<String> {
+    let mut guids = |f: VisitFilter| -> Vec<String> {
         store
+            .visits()
             .visits(&f)
             .unwrap()
             .into_iter()
@@ -419,21 +447,24 @@ fn slotti_deliveries_are_recorded_once_per_shot_id() {
     let now = t("2026-04-01T10:00:00Z");
     assert!(
         store
+            .visits()
             .record_slotti_delivery("shot-1", "booking.deleted", "\"g-1\"", now)
             .unwrap()
     );
     assert!(
         !store
+            .visits()
             .record_slotti_delivery("shot-1", "booking.deleted", "\"g-1\"", now)
             .unwrap(),
         "a replayed Shot-ID is recorded once"
     );
     assert!(
         store
+            .visits()
             .record_slotti_delivery("shot-2", "booking.modified", "{}", now)
             .unwrap()
     );
-    let pending = store.pending_slotti_deliveries(10).unwrap();
+    let pending = store.visits().pending_slotti_deliveries(10).unwrap();
     assert_eq!(
         pending
             .iter()
@@ -446,18 +477,24 @@ fn slotti_deliveries_are_recorded_once_per_shot_id() {
     );
     assert!(
         store
+            .visits()
             .mark_slotti_delivery_processed("shot-1", "cancelled visit g-1", now)
             .unwrap()
     );
     assert!(
         !store
+            .visits()
             .mark_slotti_delivery_processed("shot-1", "again", now)
             .unwrap()
     );
-    assert_eq!(store.pending_slotti_deliveries(10).unwrap().len(), 1);
+    assert_eq!(
+        store.visits().pending_slotti_deliveries(10).unwrap().len(),
+        1
+    );
     // Processed, it is still known: a redelivery is not recorded again.
     assert!(
         !store
+            .visits()
             .record_slotti_delivery("shot-1", "booking.deleted", "\"g-1\"", now)
             .unwrap()
     );
@@ -506,6 +543,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
     // Ticket 1 left long ago (its personal data goes); 2 is open with a visit long past;
     // 3 is open with a visit next week.
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(1, "Avoin"),
@@ -515,6 +553,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
         )
         .unwrap();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(1, "Valmis"),
@@ -525,6 +564,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
         .unwrap();
     for id in [2, 3] {
         store
+            .mirror()
             .upsert_fetched(
                 ACCOUNT,
                 ticket(id, "Avoin"),
@@ -542,6 +582,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
     ] {
         new_change(
             store
+                .visits()
                 .insert_visit(&booking(id, &format!("g-{id}"), t(start)), booked_at)
                 .unwrap(),
         );
@@ -549,6 +590,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
     let now = t("2026-03-01T00:00:00Z");
     for (shot, at) in [("old", booked_at), ("new", now)] {
         store
+            .visits()
             .record_slotti_delivery(
                 shot,
                 "booking.created",
@@ -557,6 +599,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
             )
             .unwrap();
         store
+            .visits()
             .mark_slotti_delivery_processed(shot, "ok", at)
             .unwrap();
     }
@@ -617,6 +660,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
     // Erase visit 3's customer too (its ticket leaves and is purged): then the phone number is
     // gone from the store's files, the delivery's payload with it.
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(3, "Valmis"),
@@ -626,6 +670,7 @@ fn the_purge_erases_visits_customer_data_with_their_ticket_or_after_the_visit() 
         )
         .unwrap();
     store
+        .mirror()
         .upsert_fetched(
             ACCOUNT,
             ticket(2, "Valmis"),
@@ -676,10 +721,12 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
         let mut store = Store::open(&env.config.store.path).unwrap();
         new_change(
             store
+                .visits()
                 .insert_visit(&booking(ids[0], "g-a", soon - Duration::hours(1)), now)
                 .unwrap(),
         );
         store
+            .visits()
             .record_visit_seen(
                 &seen("g-a", soon, soon + Duration::minutes(30), "{}"),
                 VisitSource::Webhook,
@@ -688,6 +735,7 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
             .unwrap();
         new_change(
             store
+                .visits()
                 .insert_visit(&booking(ids[1], "g-b", now - Duration::days(2)), now)
                 .unwrap(),
         );
@@ -877,6 +925,7 @@ async fn visits_in_the_weeks_of_the_daylight_saving_changes_show_the_local_hour(
     ] {
         new_change(
             store
+                .visits()
                 .insert_visit(&booking(ticket, &format!("g-{ticket}"), t(start)), now)
                 .unwrap(),
         );
@@ -927,6 +976,7 @@ fn another_technician_at_the_same_time_is_recorded_but_is_no_change_to_tell() {
     let start = t("2026-04-07T06:00:00Z");
     new_change(
         store
+            .visits()
             .insert_visit(&booking(1001, "g-1", start), now)
             .unwrap(),
     );
@@ -937,11 +987,12 @@ fn another_technician_at_the_same_time_is_recorded_but_is_no_change_to_tell() {
     };
     assert_eq!(
         store
+            .visits()
             .record_visit_seen(&same_time, VisitSource::Reconcile, now)
             .unwrap(),
         VisitSeen::Unchanged
     );
-    let v = store.visit_by_guid("g-1").unwrap().unwrap();
+    let v = store.visits().visit_by_guid("g-1").unwrap().unwrap();
     assert_eq!(
         (
             v.technician_guid.as_deref(),
@@ -951,7 +1002,7 @@ fn another_technician_at_the_same_time_is_recorded_but_is_no_change_to_tell() {
         (Some("res-2"), Some("Asentaja 2"), "booked")
     );
     assert_eq!(
-        store.untold_visit_changes().unwrap().len(),
+        store.visits().untold_visit_changes().unwrap().len(),
         1,
         "only the booking"
     );
@@ -969,11 +1020,12 @@ fn another_technician_at_the_same_time_is_recorded_but_is_no_change_to_tell() {
     };
     assert!(matches!(
         store
+            .visits()
             .record_visit_seen(&moved, VisitSource::Webhook, now)
             .unwrap(),
         VisitSeen::Changed { .. }
     ));
-    let v = store.visit_by_guid("g-1").unwrap().unwrap();
+    let v = store.visits().visit_by_guid("g-1").unwrap().unwrap();
     assert_eq!(
         (v.technician_guid.as_deref(), v.technician.as_deref()),
         (Some("res-3"), None)

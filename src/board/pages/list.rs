@@ -154,8 +154,12 @@ pub(crate) async fn board(
         .store
         .call(move |s| {
             // The feed's head first: the live board asks for events after it, so none is missed.
-            let seq = s.feed_bounds()?.last;
-            Ok((seq, s.board_page(&query)?, s.open_urgencies()?))
+            let seq = s.feed().feed_bounds()?.last;
+            Ok((
+                seq,
+                s.board().board_page(&query)?,
+                s.board().open_urgencies()?,
+            ))
         })
         .await;
     let (seq, page, urgencies) = match read {
@@ -228,7 +232,7 @@ pub(crate) async fn row_fragment(
     f.account = Some(account.clone());
     let now = crate::time::now();
     let query = f.query(now);
-    let read = b.store.call(move |s| s.board_row(&query, id)).await;
+    let read = b.store.call(move |s| s.board().board_row(&query, id)).await;
     let row = match read {
         Ok(x) => x,
         Err(e) => return internal(lang, Some(&me), e),

@@ -69,7 +69,7 @@ async fn outbox_page(
     status: StatusCode,
     notice: Option<Value>,
 ) -> Response {
-    let rows = match b.store.call(|s| s.outbox_list(false)).await {
+    let rows = match b.store.call(|s| s.outbox().outbox_list(false)).await {
         Ok(r) => r,
         Err(e) => return internal(lang, Some(me), e),
     };

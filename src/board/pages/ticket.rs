@@ -86,10 +86,13 @@ pub(super) async fn ticket_page(
     let read = b
         .store
         .call(move |s| {
-            let (Some(d), Some(t)) = (s.ticket_detail(&a, id)?, s.stored_ticket(&a, id)?) else {
+            let (Some(d), Some(t)) = (
+                s.mirror().ticket_detail(&a, id)?,
+                s.mirror().stored_ticket(&a, id)?,
+            ) else {
                 return Ok(None);
             };
-            Ok(Some((d, t, s.ticket_visits(&a, id)?)))
+            Ok(Some((d, t, s.visits().ticket_visits(&a, id)?)))
         })
         .await;
     let (d, t, visits) = match read {

@@ -143,7 +143,7 @@ impl Daemon {
             let stamp = time::fmt(now);
             if self
                 .store
-                .call(move |s| s.due_event_count(&stamp))
+                .call(move |s| s.webhook().due_event_count(&stamp))
                 .await
                 .unwrap_or(0)
                 > 0
@@ -151,7 +151,12 @@ impl Daemon {
                 self.webhook_due_in(Duration::ZERO);
             }
         }
-        let due = self.store.call(|s| s.next_due()).await.ok().flatten();
+        let due = self
+            .store
+            .call(|s| s.outbox().next_due())
+            .await
+            .ok()
+            .flatten();
         if due.as_deref().and_then(time::parse).is_none_or(|d| d > now) {
             self.maybe_purge();
             return;
