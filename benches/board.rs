@@ -63,7 +63,7 @@ fn start_sim(tickets: u64) -> (Proc, String) {
 }
 
 fn write_config(dir: &Path, base: &str, api_port: u16) -> PathBuf {
-    let hash = huoltosync::board::hash_password(PASSWORD).unwrap();
+    let hash = huoltosync::faces::board::hash_password(PASSWORD).unwrap();
     let path = dir.join("config.toml");
     std::fs::write(
         &path,

@@ -201,7 +201,7 @@ fn outbox_scenario() -> (Duration, u64, usize) {
         for id in ids.clone() {
             store
                 .call(move |s| {
-                    let now = huoltosync::time::fmt(huoltosync::time::now());
+                    let now = huoltosync::domain::time::fmt(huoltosync::domain::time::now());
                     s.outbox().enqueue(
                         "sim-1",
                         Some(id),
@@ -209,8 +209,8 @@ fn outbox_scenario() -> (Duration, u64, usize) {
                         "2999-01-01T00:00:00.000Z",
                         &[],
                         |f| {
-                            huoltosync::action::check_transition(
-                                huoltosync::action::Action::Accept { comment: None },
+                            huoltosync::domain::action::check_transition(
+                                huoltosync::domain::action::Action::Accept { comment: None },
                                 "sim-1",
                                 id,
                                 f,
@@ -225,7 +225,7 @@ fn outbox_scenario() -> (Duration, u64, usize) {
         let before = total_calls_async(&sim).await;
         let api = huoltosync::tampuuri::Api::new(&config).unwrap();
         let started = Instant::now();
-        let report = huoltosync::push::push_pending(&config, &api, &store)
+        let report = huoltosync::engine::push::push_pending(&config, &api, &store)
             .await
             .unwrap();
         let elapsed = started.elapsed();

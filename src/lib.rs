@@ -55,36 +55,15 @@ macro_rules! outln {
     }};
 }
 
-pub mod action;
-pub mod api;
-pub mod backoff;
-pub mod board;
 pub mod cli;
 pub mod config;
-pub mod cost;
-#[cfg(feature = "sim")]
-pub mod demo;
-pub mod escape;
-pub mod listen;
-pub mod lock;
-pub mod metrics;
-pub mod model;
-pub mod outgoing;
-pub mod push;
-pub mod queue;
+pub mod domain;
+pub mod engine;
+pub mod faces;
 pub mod remote;
-pub mod report;
-pub mod retention;
-pub mod schedule;
 pub mod service;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod slotti;
-pub mod status;
 pub mod store;
-pub mod sync;
 pub mod tampuuri;
-pub mod telemetry;
-pub mod time;
-pub mod visits;
-pub mod webhook;

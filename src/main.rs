@@ -11,9 +11,11 @@ fn main() -> std::process::ExitCode {
         huoltosync::cli::Command::Demo(_) => "warn",
         _ => "info",
     };
-    if let Err(e) =
-        huoltosync::telemetry::init(cli.log_level.as_deref(), cli.log_format, default_level)
-    {
+    if let Err(e) = huoltosync::service::telemetry::init(
+        cli.log_level.as_deref(),
+        cli.log_format,
+        default_level,
+    ) {
         eprintln!("error: {e:#}");
         return std::process::ExitCode::from(2);
     }

@@ -49,7 +49,7 @@ pub enum Command {
     Sim(super::SimArgs),
     /// Run the built-in demo against an embedded simulator; needs no config.
     #[cfg(feature = "sim")]
-    Demo(crate::demo::DemoArgs),
+    Demo(super::demo::DemoArgs),
     /// API calls and what they cost per account and customer, projected, under each package.
     Cost(CostArgs),
     /// Erase personal data of tickets that left long enough ago; trim old bookkeeping rows.

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 pub use super::args::{BoardArgs, BoardCommand};
 use super::usage;
-use crate::board::{self, MIN_PASSWORD_LEN, Role};
 use crate::config::Config;
+use crate::faces::board::{self, MIN_PASSWORD_LEN, Role};
 
 /// `board passwd` needs no config; `board login-link` does.
 pub fn needs_config(args: &BoardArgs) -> bool {
@@ -118,7 +118,7 @@ pub async fn login_link(config: &Config, args: BoardArgs) -> anyhow::Result<Exit
     let name = user.name.clone();
     let token = tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
         let mut store = crate::store::Store::open(&path)?;
-        board::create_login_link(&mut store, &name, crate::time::now())
+        board::create_login_link(&mut store, &name, crate::domain::time::now())
     })
     .await??;
     let url = board::login_url(b, listen, &token);

@@ -20,9 +20,12 @@ use anyhow::Context;
 use clap::Args;
 
 pub mod args;
+#[cfg(feature = "sim")]
+pub mod demo;
+pub mod report;
 // For `args.rs`, which takes them from its parent (see there).
 pub use crate::config::DEFAULT_CONFIG_PATH;
-pub use crate::telemetry::LogFormat;
+pub use crate::service::telemetry::LogFormat;
 pub mod board;
 mod online;
 pub mod slotti;
@@ -30,15 +33,15 @@ pub mod subscribers;
 pub mod task;
 pub mod visits;
 
-/// [`crate::escape`], under the path the commands have always used.
-pub use crate::escape;
-use crate::escape::esc;
-use crate::report::count;
+use crate::cli::report::count;
+/// [`crate::domain::escape`], under the path the commands have always used.
+pub use crate::domain::escape;
+use crate::domain::escape::esc;
 
 use crate::config::Config;
+use crate::domain::time;
+use crate::engine::sync::SyncReport;
 use crate::store::{Store, TicketFilter};
-use crate::sync::SyncReport;
-use crate::time;
 pub use args::{CheckArgs, Cli, Command, CostArgs, JsonArg, PurgeArgs, RunArgs, TasksArgs};
 
 #[cfg(feature = "sim")]
@@ -134,7 +137,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "sim")]
         Command::Sim(args) => sim(args).await,
         #[cfg(feature = "sim")]
-        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Demo(args) => crate::cli::demo::run(args).await,
         Command::CheckConfig(args) => check_config(path, args).await,
         Command::Run(args) => {
             let config = load(path)?;
@@ -170,7 +173,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     config.store.path.display()
                 )));
             }
-            crate::api::serve_alone(config).await
+            crate::faces::api::serve_alone(config).await
         }
         Command::Visits(args) => {
             let config = load_without_secrets(path)?;
@@ -183,7 +186,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Board(args) => board::passwd(args),
         Command::Openapi => {
-            out!("{}", crate::api::openapi())?;
+            out!("{}", crate::faces::api::openapi())?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -250,7 +253,7 @@ pub async fn run_once(config: &Config, wait: std::time::Duration) -> anyhow::Res
         Ok(r) => r,
         Err(busy) => {
             eprintln!("error: {busy}");
-            return Ok(ExitCode::from(crate::lock::EXIT_BUSY));
+            return Ok(ExitCode::from(crate::service::lock::EXIT_BUSY));
         }
     };
     for r in &report.syncs {
@@ -318,7 +321,10 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
             r.next_visit
                 .as_ref()
                 .and_then(|v| Some((time::parse(&v.start)?, time::parse(&v.end)?)))
-                .map(|(s, e)| format!("  (visit {})", crate::visits::message::describe(s, e, tz)))
+                .map(|(s, e)| format!(
+                    "  (visit {})",
+                    crate::engine::visits::message::describe(s, e, tz)
+                ))
                 .unwrap_or_default(),
             if r.open {
                 String::new()
@@ -333,7 +339,7 @@ async fn tasks(config: &Config, args: TasksArgs) -> anyhow::Result<ExitCode> {
 
 /// A `--state` value: one of Tampuuri's five states, or a state an account's `states` names.
 fn known_state(config: &Config, given: &str) -> anyhow::Result<String> {
-    let mut names: Vec<String> = crate::model::TicketState::KNOWN
+    let mut names: Vec<String> = crate::domain::model::TicketState::KNOWN
         .iter()
         .map(|s| s.name().to_owned())
         .collect();
@@ -366,7 +372,8 @@ fn account_names(config: &Config) -> Vec<String> {
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let mut store = open_store(config).await?;
     let now = time::now();
-    let st = crate::status::status(config, &mut store, now).map_err(|e| store.explain(e))?;
+    let st =
+        crate::engine::status::status(config, &mut store, now).map_err(|e| store.explain(e))?;
     let (shown, webhooks, subscribers) = (&st.accounts, &st.webhooks, &st.subscribers);
     let healthy = st.healthy();
     let code = if healthy {
@@ -556,21 +563,24 @@ async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
 async fn cost(config: &Config, args: CostArgs) -> anyhow::Result<ExitCode> {
     let now = time::now();
     let month = args.month.clone().unwrap_or_else(|| time::local_month(now));
-    let month = crate::cost::Month::parse(&month).map_err(|e| usage(format!("{e:#}")))?;
+    let month = crate::domain::cost::Month::parse(&month).map_err(|e| usage(format!("{e:#}")))?;
     let mut store = open_store(config).await?;
-    let ticks =
-        crate::schedule::month_ticks(&config.schedule.poll, &config.reconcile_schedule(), &month);
-    let report = crate::status::cost_report(config, &mut store, &month, ticks, now)?;
+    let ticks = crate::service::schedule::month_ticks(
+        &config.schedule.poll,
+        &config.reconcile_schedule(),
+        &month,
+    );
+    let report = crate::engine::status::cost_report(config, &mut store, &month, ticks, now)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        out!("{}", crate::cost::render(&report))?;
+        out!("{}", crate::domain::cost::render(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
-    let _lock = match crate::lock::StoreLock::acquire(
+    let _lock = match crate::service::lock::StoreLock::acquire(
         &config.store.path,
         std::time::Duration::from_secs(30),
     )
@@ -579,10 +589,10 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
         Ok(l) => l,
         Err(busy) => {
             eprintln!("error: {busy}");
-            return Ok(ExitCode::from(crate::lock::EXIT_BUSY));
+            return Ok(ExitCode::from(crate::service::lock::EXIT_BUSY));
         }
     };
-    let retention = crate::retention::from_config(config);
+    let retention = crate::service::retention::from_config(config);
     let path = config.store.path.clone();
     let report = tokio::task::spawn_blocking(move || {
         Store::open(&path)?.purge(&retention, time::now(), args.dry_run)
@@ -609,7 +619,7 @@ async fn purge(config: &Config, args: PurgeArgs) -> anyhow::Result<ExitCode> {
             report.feed_events_deleted,
             crate::config::feed_retain_days(config.api.as_ref()),
             report.idempotency_keys_deleted,
-            crate::api::IDEMPOTENCY_KEEP.as_secs() / 3600
+            crate::faces::api::IDEMPOTENCY_KEEP.as_secs() / 3600
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -150,13 +150,16 @@ pub fn status_line(c: &CallsOf) -> String {
 
 /// `status`'s line for Slotti's synchronisation: the last reconciliation and its age, the
 /// visits by status, the webhook deliveries.
-pub fn sync_line(s: &crate::status::SlottiShown, now: chrono::DateTime<chrono::Utc>) -> String {
+pub fn sync_line(
+    s: &crate::engine::status::SlottiShown,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     let y = &s.sync;
     let last = match &y.last_reconcile {
         None => "never".to_owned(),
         Some(r) => {
-            let age = crate::time::parse(&r.finished_at).map_or_else(String::new, |t| {
-                format!(" ({} ago)", crate::time::age(now - t))
+            let age = crate::domain::time::parse(&r.finished_at).map_or_else(String::new, |t| {
+                format!(" ({} ago)", crate::domain::time::age(now - t))
             });
             match (&r.ok, &r.error) {
                 (true, _) => format!(

@@ -7,7 +7,7 @@ pub use super::args::{SubscribersArgs, SubscribersCommand};
 use super::escape::esc;
 use super::usage;
 use crate::config::Config;
-use crate::status::{SubscriberShown as Shown, subscribers_shown as shown};
+use crate::engine::status::{SubscriberShown as Shown, subscribers_shown as shown};
 use crate::store::Handle;
 
 /// One line per subscriber for `status` and `subscribers`.

@@ -1,5 +1,5 @@
 //! `huoltosync task …` (queue an action) and `huoltosync outbox …` (look at and manage the
-//! queue): their arguments and what they print. Queueing itself is [`crate::queue`]: every
+//! queue): their arguments and what they print. Queueing itself is [`crate::engine::queue`]: every
 //! action is validated against the mirror and written with its outbox row in one transaction;
 //! nothing is queued when a check fails.
 
@@ -8,11 +8,11 @@ use std::process::ExitCode;
 use serde_json::json;
 
 pub use super::args::{BookArgs, Common, Notify, OutboxArgs, OutboxCommand, TaskAction, TaskArgs};
-use crate::action::{Action, CreateRequest};
+pub use crate::cli::report::describe;
 use crate::config::Config;
-use crate::escape::esc;
-use crate::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
-pub use crate::report::describe;
+use crate::domain::action::{Action, CreateRequest};
+use crate::domain::escape::esc;
+use crate::engine::queue::{self, AttachmentSource, QueueError, QueueRequest, Task};
 use crate::store::{Handle, OutboxRow};
 use crate::tampuuri::Api;
 
@@ -127,8 +127,8 @@ fn refusal(e: QueueError) -> anyhow::Error {
 /// `[slotti] timezone` (`tz`), named, where the outbox's own description gives UTC.
 fn describe_booking(
     row: &OutboxRow,
-    booking: &crate::action::VisitBooking,
-    slot: &crate::action::BookedSlot,
+    booking: &crate::domain::action::VisitBooking,
+    slot: &crate::domain::action::BookedSlot,
     tz: chrono_tz::Tz,
 ) -> String {
     format!(
@@ -168,7 +168,7 @@ pub async fn task(config: &Config, args: TaskArgs) -> anyhow::Result<ExitCode> {
     push_now(config, &store, row.id).await
 }
 
-/// `task book`: [`crate::visits::book::book`] (the board's path too) with the command's
+/// `task book`: [`crate::engine::visits::book::book`] (the board's path too) with the command's
 /// options; prints the five free times (`--dry-run`) or the queued booking.
 async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
     let Some(slotti) = &config.slotti else {
@@ -182,25 +182,25 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
         |flag: &str, v: &Option<String>| -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
             v.as_deref()
                 .map(|s| {
-                    crate::visits::book::parse_time(s, tz)
+                    crate::engine::visits::book::parse_time(s, tz)
                         .map_err(|e| super::usage(format!("--{flag}: {e}")))
                 })
                 .transpose()
         };
-    let opts = crate::visits::book::BookOptions {
+    let opts = crate::engine::visits::book::BookOptions {
         service: args.service.clone(),
         technicians: args.technician.clone(),
         after: time("after", &args.after)?,
         before: time("before", &args.before)?,
         at: time("at", &args.at)?,
-        overrides: crate::visits::resident::Overrides {
+        overrides: crate::engine::visits::resident::Overrides {
             name: args.name.clone(),
             phone: args.phone.clone(),
             email: args.email.clone(),
         },
     };
     let store = Handle::open(config.store.path.clone()).await?;
-    let request = crate::visits::book::BookRequest {
+    let request = crate::engine::visits::book::BookRequest {
         account: args.common.account.clone(),
         ticket: args.id,
         opts,
@@ -209,13 +209,13 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
     };
     // The command's one exchange.
     let exchange = crate::remote::Exchange::new(config)?;
-    let booked = match crate::visits::book::book(config, &exchange, &store, request).await {
+    let booked = match crate::engine::visits::book::book(config, &exchange, &store, request).await {
         Ok(b) => b,
-        Err(crate::visits::book::BookError::Refused(e)) => return Err(refusal(e)),
-        Err(crate::visits::book::BookError::Slotti(e)) => return Err(e),
+        Err(crate::engine::visits::book::BookError::Refused(e)) => return Err(refusal(e)),
+        Err(crate::engine::visits::book::BookError::Slotti(e)) => return Err(e),
     };
     let row = match booked {
-        crate::visits::book::Booked::Free { booking, slots } => {
+        crate::engine::visits::book::Booked::Free { booking, slots } => {
             if args.common.json {
                 let v: Vec<serde_json::Value> = slots
                     .iter()
@@ -233,13 +233,13 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
                 for s in &slots {
                     outln!(
                         "{}",
-                        esc(&crate::visits::book::describe_slot(&booking, s, tz))
+                        esc(&crate::engine::visits::book::describe_slot(&booking, s, tz))
                     )?;
                 }
             }
             return Ok(ExitCode::SUCCESS);
         }
-        crate::visits::book::Booked::Queued { row, booking, slot } => {
+        crate::engine::visits::book::Booked::Queued { row, booking, slot } => {
             if !args.common.json {
                 outln!(
                     "queued #{}: {}",
@@ -262,7 +262,7 @@ async fn book(config: &Config, args: BookArgs) -> anyhow::Result<ExitCode> {
 /// `--now`: pushes what is due, unless a cycle holds the store lock; fails when the action
 /// just queued was dead-lettered.
 async fn push_now(config: &Config, store: &Handle, queued: i64) -> anyhow::Result<ExitCode> {
-    let _lock = match crate::lock::StoreLock::try_acquire(&config.store.path)? {
+    let _lock = match crate::service::lock::StoreLock::try_acquire(&config.store.path)? {
         Ok(l) => l,
         Err(busy) => {
             outln!("not pushed now: {busy}; it goes out with that cycle or the next")?;
@@ -270,7 +270,7 @@ async fn push_now(config: &Config, store: &Handle, queued: i64) -> anyhow::Resul
         }
     };
     let api = Api::new(config)?;
-    let report = crate::push::push_pending(config, &api, store).await?;
+    let report = crate::engine::push::push_pending(config, &api, store).await?;
     print_push(&report)?;
     let ours_dead = report.dead.iter().any(|(r, _)| r.id == queued);
     Ok(if ours_dead {
@@ -295,7 +295,7 @@ fn queued_json(row: &OutboxRow) -> serde_json::Value {
 }
 
 /// Prints what a push pass did; dead letters name the action and why.
-pub fn print_push(report: &crate::push::PushReport) -> std::io::Result<()> {
+pub fn print_push(report: &crate::engine::push::PushReport) -> std::io::Result<()> {
     if report.delivered.is_empty() && report.dead.is_empty() && report.pending == 0 {
         return Ok(());
     }

@@ -8,12 +8,12 @@ use chrono_tz::Tz;
 
 pub use super::args::VisitsArgs;
 use super::{account_names, open_store, usage};
+use crate::cli::report::count;
 use crate::config::Config;
-use crate::escape::esc;
-use crate::report::count;
+use crate::domain::escape::esc;
+use crate::domain::time;
+use crate::engine::visits::message::describe;
 use crate::store::VisitFilter;
-use crate::time;
-use crate::visits::message::describe;
 
 /// The zone visits are shown in: `[slotti] timezone` (default Europe/Helsinki).
 pub fn zone(config: &Config) -> Tz {

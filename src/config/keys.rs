@@ -131,7 +131,7 @@ pub(crate) mod push {
 pub(crate) mod schedule {
     use super::*;
     pub const SECTION: &str = "schedule";
-    /// `[schedule] timezone`'s default is [`crate::schedule::DEFAULT_ZONE`].
+    /// `[schedule] timezone`'s default is [`crate::service::schedule::DEFAULT_ZONE`].
     pub const TIMEZONE: &str = "timezone";
     /// Every 15 minutes.
     pub const POLL: Text = text("poll", "0 */15 * * * *");
@@ -305,7 +305,7 @@ pub(crate) mod slotti {
     }
 }
 
-/// `[[pricing]]` entries; without any, [`crate::cost::default_pricing`].
+/// `[[pricing]]` entries; without any, [`crate::domain::cost::default_pricing`].
 pub(crate) mod pricing {
     use super::*;
     pub const SECTION: &str = "pricing";
@@ -580,7 +580,7 @@ mod tests {
         for k in [pricing::MONTHLY_EUR, pricing::EXTRA_CALL_EUR] {
             assert!(k.min <= k.max, "{}", k.name);
         }
-        for p in crate::cost::default_pricing() {
+        for p in crate::domain::cost::default_pricing() {
             assert!(
                 (pricing::MONTHLY_EUR.min..=pricing::MONTHLY_EUR.max).contains(&p.monthly_eur)
                     && (pricing::EXTRA_CALL_EUR.min..=pricing::EXTRA_CALL_EUR.max)
@@ -589,13 +589,13 @@ mod tests {
             );
         }
         // The loader falls back on these when a value is wrong, so they must be valid.
-        let zone = crate::schedule::DEFAULT_ZONE;
+        let zone = crate::service::schedule::DEFAULT_ZONE;
         for expr in [
             schedule::POLL.default,
             webhook::RECONCILE.default,
             slotti::RECONCILE.default,
         ] {
-            crate::schedule::Schedule::parse(expr, zone).expect(expr);
+            crate::service::schedule::Schedule::parse(expr, zone).expect(expr);
         }
         crate::config::check_webhook_path(webhook::PATH.default).unwrap();
         crate::config::check_webhook_path(slotti::webhook::PATH.default).unwrap();
@@ -722,7 +722,7 @@ mod tests {
         }
         assert_eq!(
             example_value(schedule::SECTION, schedule::TIMEZONE),
-            format!("{:?}", crate::schedule::DEFAULT_ZONE.name())
+            format!("{:?}", crate::service::schedule::DEFAULT_ZONE.name())
         );
         // Keys without a constant default are shown too.
         example_value(service::SECTION, service::STALE_AFTER_SECS.name);
@@ -805,7 +805,7 @@ mod tests {
         }
         section_table(&mut root, schedule::SECTION).insert(
             schedule::TIMEZONE.into(),
-            Value::String(crate::schedule::DEFAULT_ZONE.name().into()),
+            Value::String(crate::service::schedule::DEFAULT_ZONE.name().into()),
         );
         let explicit = load(root);
         assert_eq!(explicit, implicit);

@@ -15,7 +15,7 @@ use super::keys;
 use super::reader::Reader;
 use super::secrets::readable_by_others;
 use super::types::*;
-use crate::cost::{Package, default_pricing};
+use crate::domain::cost::{Package, default_pricing};
 
 /// Why `path` cannot be the listener's `[webhook] path`: it must be `/` and one or more
 /// non-empty segments of plain URL characters (no `*`, `{`, `}`, `:`, spaces, `?` or `#`). One
@@ -295,7 +295,7 @@ impl Reader {
 
     /// `[schedule]`: the zone first, since the poll schedule is read in it.
     fn schedule(&mut self, root: &mut Table) -> ScheduleConfig {
-        use crate::schedule::{DEFAULT_ZONE, Schedule, parse_zone};
+        use crate::service::schedule::{DEFAULT_ZONE, Schedule, parse_zone};
         use keys::schedule::*;
         let mut t = self.table(root, "", SECTION).unwrap_or_default();
         let timezone = match self.string(&mut t, SECTION, TIMEZONE) {
@@ -323,7 +323,11 @@ impl Reader {
 
     /// `[service]` and `[metrics]`; `status` calls an account stale after a few of `poll`'s
     /// longest gaps unless `stale_after_secs` says otherwise.
-    fn service(&mut self, root: &mut Table, poll: &crate::schedule::Schedule) -> ServiceConfig {
+    fn service(
+        &mut self,
+        root: &mut Table,
+        poll: &crate::service::schedule::Schedule,
+    ) -> ServiceConfig {
         use keys::service::*;
         let mut t = self.table(root, "", SECTION).unwrap_or_default();
         let default_stale =
@@ -450,7 +454,7 @@ impl Reader {
             );
         }
         let reconcile_expr = self.text(&mut t, p, &RECONCILE);
-        let reconcile = crate::schedule::Schedule::parse(&reconcile_expr, zone)
+        let reconcile = crate::service::schedule::Schedule::parse(&reconcile_expr, zone)
             .map_err(|e| self.error("webhook.reconcile", &e))
             .ok();
         let actions = self.webhook_actions(&mut t);

@@ -16,7 +16,7 @@
 //! (the one secret reader: inline, `*_file`, `*_env`; the inline-secret warning). The config
 //! imports no face: the API, the board, the outgoing events and Slotti import their section
 //! types from here. The API packages priced by `cost` are the domain's
-//! ([`crate::cost::Package`]); the config only reads them from `[[pricing]]`.
+//! ([`crate::domain::cost::Package`]); the config only reads them from `[[pricing]]`.
 
 pub(crate) mod keys;
 mod load;
@@ -25,7 +25,7 @@ mod secrets;
 mod sections;
 mod types;
 
-pub use crate::cost::{Package, default_pricing};
+pub use crate::domain::cost::{Package, default_pricing};
 pub use load::check_webhook_path;
 pub use sections::api::{
     ApiConfig, ApiToken, Scope, feed_retain_days, max_body_bytes, read_api_with_tokens,

@@ -354,10 +354,10 @@ impl Reader {
                 for v in items {
                     match v {
                         Value::String(s) if !s.trim().is_empty() => {
-                            let state = crate::model::TicketState::from_name(&s);
+                            let state = crate::domain::model::TicketState::from_name(&s);
                             if state.is_finished() {
                                 self.warn(&full, &format!("{s:?} is a finished state: such tickets will be mirrored as open"));
-                            } else if matches!(state, crate::model::TicketState::Other(_)) {
+                            } else if matches!(state, crate::domain::model::TicketState::Other(_)) {
                                 self.warn(
                                     &full,
                                     &format!("{s:?} is not a state this version knows"),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::keys;
-use crate::cost::Package;
+use crate::domain::cost::Package;
 
 /// The config file when neither `--config` nor `$HUOLTOSYNC_CONFIG` names one.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/huoltosync/config.toml";
@@ -35,11 +35,11 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     /// `[[api.subscribers]]`: where the signed outgoing events go.
     pub subscribers: Vec<super::SubscriberConfig>,
-    /// `[api]`, when present: the HTTP API (`src/api/`).
+    /// `[api]`, when present: the HTTP API (`src/faces/api/`).
     pub api: Option<super::ApiConfig>,
     /// `[slotti]`, when present: the Slotti calendar visits are booked in.
     pub slotti: Option<super::SlottiConfig>,
-    /// `[board]`: the web board (`src/board/`); disabled without the section.
+    /// `[board]`: the web board (`src/faces/board/`); disabled without the section.
     pub board: super::BoardConfig,
     pub accounts: Vec<AccountConfig>,
     /// The `*_file` and `*_env` secret keys left unread by [`Config::load_without_secrets`];
@@ -72,7 +72,7 @@ pub struct WebhookConfig {
     /// …or once its oldest pending event waited this long.
     pub debounce_max: Duration,
     /// The full poll runs on this schedule instead of `[schedule] poll` (a reconciliation).
-    pub reconcile: crate::schedule::Schedule,
+    pub reconcile: crate::service::schedule::Schedule,
     /// Actions that mean "refetch this ticket"; empty: every action starting with `Ilmoitus`.
     pub actions: Vec<String>,
     /// Fetches of tickets the mirror does not hold, per account in any minute (default 60);
@@ -86,10 +86,10 @@ pub struct WebhookConfig {
 /// buffers bodies (within a fixed memory budget) before it can check their digest.
 pub const MAX_WEBHOOK_BODY: usize = 4 << 20;
 
-/// `[schedule]`: when the daemon polls, in `timezone` (see [`crate::schedule`]).
+/// `[schedule]`: when the daemon polls, in `timezone` (see [`crate::service::schedule`]).
 #[derive(Debug, Clone)]
 pub struct ScheduleConfig {
-    pub poll: crate::schedule::Schedule,
+    pub poll: crate::service::schedule::Schedule,
     /// The zone of every schedule in the config (`[schedule] timezone`, default Europe/Helsinki).
     pub timezone: chrono_tz::Tz,
     /// Each account's poll starts after a random delay up to this.
@@ -284,10 +284,10 @@ impl Config {
 impl Config {
     /// The reconciliation schedule that `cost` weighs polling against: `[webhook] reconcile`,
     /// or its default when no listener is configured.
-    pub fn reconcile_schedule(&self) -> crate::schedule::Schedule {
+    pub fn reconcile_schedule(&self) -> crate::service::schedule::Schedule {
         match &self.webhook {
             Some(w) => w.reconcile.clone(),
-            None => crate::schedule::Schedule::parse(
+            None => crate::service::schedule::Schedule::parse(
                 keys::webhook::RECONCILE.default,
                 self.schedule.timezone,
             )

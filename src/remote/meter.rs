@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::domain::time;
 use crate::store::Handle;
-use crate::time;
 
 /// Calls made, by endpoint template.
 pub type CallCounts = BTreeMap<&'static str, u64>;

@@ -35,8 +35,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, USER_AGENT};
 use reqwest::{Method, Url};
 
-use crate::backoff::Backoff;
 use crate::config::{Config, RetryConfig};
+use crate::domain::backoff::Backoff;
 pub use meter::{CallCounts, Meter};
 pub use reply::{
     Answer, Body, ERROR_BODY_BYTES, MESSAGE_CHARS, Reply, parse_retry_after, scrub, server_words,
@@ -228,7 +228,7 @@ impl Exchange {
             self.client(&s.base_url, tampuuri)?;
         }
         for s in &config.subscribers {
-            self.client(&s.url, crate::outgoing::CONNECT_TIMEOUT)?;
+            self.client(&s.url, crate::faces::outgoing::CONNECT_TIMEOUT)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 
-use crate::escape::esc;
+use crate::domain::escape::esc;
 
 /// What one request came to.
 #[derive(Debug)]
@@ -136,7 +136,7 @@ pub fn scrub(text: &str, hidden: &[String]) -> String {
 
 /// The server's own words in an error answer: the message field of a JSON body (`Message`,
 /// `message`, `ExceptionMessage`, `error`, `title`), else the body's text; trimmed, cut to
-/// [`MESSAGE_CHARS`] characters and escaped for a terminal (see [`crate::escape`]). The body
+/// [`MESSAGE_CHARS`] characters and escaped for a terminal (see [`crate::domain::escape`]). The body
 /// was scrubbed of the request's secrets by the exchange. `(no body)` when there is nothing.
 pub fn server_words(body: &[u8]) -> String {
     let found = match serde_json::from_slice::<serde_json::Value>(body) {

@@ -7,11 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{AccountConfig, Config};
-use crate::push::PushReport;
+use crate::engine::push::PushReport;
+use crate::engine::sync::SyncReport;
+use crate::engine::visits::deliveries::DeliveriesProcessed;
 use crate::store::{Handle, ReconcileRun};
-use crate::sync::SyncReport;
 use crate::tampuuri::Api;
-use crate::visits::deliveries::DeliveriesProcessed;
 
 /// What one cycle did.
 #[derive(Debug, Default)]
@@ -63,13 +63,14 @@ async fn run(
     jitter: Duration,
     with_slotti: bool,
 ) -> anyhow::Result<CycleReport> {
-    let mut push = crate::push::push_pending(config, api, store).await?;
-    let polled_at = crate::time::now();
-    let syncs = crate::sync::sync_accounts(config, api, accounts, jitter).await;
+    let mut push = crate::engine::push::push_pending(config, api, store).await?;
+    let polled_at = crate::domain::time::now();
+    let syncs = crate::engine::sync::sync_accounts(config, api, accounts, jitter).await;
     if let Some(slotti) = config.slotti.as_ref().filter(|s| s.auto_book) {
         // Tickets this poll brought that a rule says to book: booked by the second push.
         let client = crate::slotti::Client::new(config, slotti, api.exchange())?;
-        let booked = crate::visits::book::auto_book(config, &client, store, polled_at).await;
+        let booked =
+            crate::engine::visits::book::auto_book(config, &client, store, polled_at).await;
         client.meter().record(store).await?;
         if let Err(e) = booked {
             tracing::warn!(
@@ -81,13 +82,13 @@ async fn run(
     // Visit changes recorded meanwhile (Slotti's webhooks, the reconciliation) are told with
     // this cycle's second push.
     let slotti = match with_slotti {
-        true => slotti_step(config, api, store, crate::time::now()).await?,
+        true => slotti_step(config, api, store, crate::domain::time::now()).await?,
         false => {
             tell(config, store).await?;
             None
         }
     };
-    let again = crate::push::push_pending(config, api, store).await?;
+    let again = crate::engine::push::push_pending(config, api, store).await?;
     push.delivered.extend(again.delivered);
     push.dead.extend(again.dead);
     push.pending = again.pending;
@@ -114,7 +115,7 @@ pub async fn slotti_step(
     let mut deliveries = DeliveriesProcessed::default();
     // At most this many batches here; the rest waits for the next run.
     for _ in 0..10 {
-        let p = crate::visits::deliveries::process_deliveries(store, now).await?;
+        let p = crate::engine::visits::deliveries::process_deliveries(store, now).await?;
         deliveries.processed += p.processed;
         deliveries.moved += p.moved;
         deliveries.cancelled += p.cancelled;
@@ -126,7 +127,7 @@ pub async fn slotti_step(
         }
     }
     let reconcile =
-        crate::visits::reconcile::run(config, slotti, api.exchange(), store, now).await?;
+        crate::engine::visits::reconcile::run(config, slotti, api.exchange(), store, now).await?;
     tell(config, store).await?;
     Ok(Some(Box::new(SlottiReport {
         deliveries,
@@ -138,7 +139,7 @@ pub async fn slotti_step(
 /// cancelled), before a push.
 pub async fn tell(config: &Config, store: &Handle) -> anyhow::Result<()> {
     if config.slotti.is_some() {
-        crate::visits::tell::tell_untold(config, store).await?;
+        crate::engine::visits::tell::tell_untold(config, store).await?;
     }
     Ok(())
 }

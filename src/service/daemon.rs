@@ -34,13 +34,13 @@ pub(crate) use backoffs::Backoffs;
 
 use super::cycle::CycleReport;
 use super::runtime::Runtime;
-use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::push::PushReport;
-use crate::schedule::Schedule;
+use crate::domain::backoff::Backoff;
+use crate::domain::time;
+use crate::engine::push::PushReport;
+use crate::service::schedule::Schedule;
 use crate::store::{Handle, PurgeReport};
 use crate::tampuuri::Api;
-use crate::time;
 
 /// Everything that can happen to the daemon.
 #[derive(Debug)]
@@ -97,7 +97,7 @@ pub enum Done {
     Cycle(anyhow::Result<CycleReport>),
     Push(anyhow::Result<PushReport>),
     Purge(anyhow::Result<PurgeReport>),
-    Webhook(anyhow::Result<crate::webhook::Processed>),
+    Webhook(anyhow::Result<crate::engine::webhook::Processed>),
     /// Slotti's reconciliation (a failed one is `Ok` with `ok: false`) and the push after it.
     Reconcile(anyhow::Result<Box<crate::store::ReconcileRun>>),
     /// The task panicked or was cancelled.
@@ -519,7 +519,7 @@ impl Daemon {
             })
             .await
         {
-            Ok(statuses) => crate::metrics::record_status(&statuses),
+            Ok(statuses) => crate::service::metrics::record_status(&statuses),
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
                 "Cannot read the store for metrics."

@@ -7,7 +7,7 @@
 //! `[schedule] poll`, in `[schedule] timezone`, with tokio-cron-scheduler (whose job is created
 //! again at each daylight-saving change, see `PollJob`). The scheduler's job only sends a tick
 //! to the daemon's loop; the loop decides. Work (a cycle, a push, a purge, webhook processing)
-//! runs one at a time under the store lock ([`crate::lock`]): a tick that comes while work is
+//! runs one at a time under the store lock ([`crate::service::lock`]): a tick that comes while work is
 //! running, or while another process (a `run --once`) holds the lock, is skipped and logged,
 //! never overlapped. Between cycles the loop looks for queued actions every `[service]
 //! push_check_ms` and pushes them. A failing account is skipped for a backoff that doubles up
@@ -27,7 +27,12 @@
 
 pub mod cycle;
 pub mod daemon;
+pub mod lock;
+pub mod metrics;
+pub mod retention;
 pub mod runtime;
+pub mod schedule;
+pub mod telemetry;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,8 +46,8 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 pub use cycle::{CycleReport, cycle};
 
 use crate::config::Config;
-use crate::lock::StoreLock;
-use crate::schedule::Schedule;
+use crate::service::lock::StoreLock;
+use crate::service::schedule::Schedule;
 use crate::store::Handle;
 use crate::tampuuri::Api;
 use runtime::Runtime;
@@ -55,14 +60,15 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
     let api = Api::new(&config)?;
     let store = Handle::open(config.store.path.clone()).await?;
     if let Some(addr) = config.service.metrics_listen {
-        crate::metrics::install(addr)?;
+        crate::service::metrics::install(addr)?;
     }
     let runtime = Runtime::new(config, api, store.clone());
     // Subscribers are registered before the first poll, so a new one gets every event after
     // the daemon started; each has its own delivery task, and a reload adds, changes and removes
     // them.
     let _outgoing =
-        crate::outgoing::follow(runtime.watch(), runtime.exchange().clone(), store.clone()).await?;
+        crate::faces::outgoing::follow(runtime.watch(), runtime.exchange().clone(), store.clone())
+            .await?;
     // Webhooks: the listener records deliveries and wakes the loop.
     let wake = Arc::new(tokio::sync::Notify::new());
     let listener = listeners(&runtime, wake.clone()).await?;
@@ -110,7 +116,7 @@ pub async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<ExitCod
         wake,
         listener,
         watchdog,
-        now: crate::time::now,
+        now: crate::domain::time::now,
         happened: None,
     };
     let ended = daemon::run(deps, shutdown).await;
@@ -147,7 +153,7 @@ async fn listeners(
             .await
             .map_err(|e| anyhow::anyhow!("[webhook] listen = {}: cannot listen: {e}", w.listen))?;
         tracing::info!(addr = %w.listen, path = %w.path, reconcile = w.reconcile.expr(), "Webhook listener started; polling becomes reconciliation.");
-        let task = tokio::spawn(crate::webhook::serve_following(
+        let task = tokio::spawn(crate::faces::webhook::serve_following(
             listener,
             runtime.watch(),
             runtime.store().clone(),
@@ -158,11 +164,14 @@ async fn listeners(
     }
     // The HTTP API, when configured, is served on its own store connections and follows the
     // config (its tokens, the board's users).
-    if let Some(api) =
-        crate::api::spawn_following(runtime.watch(), stop.clone(), runtime.exchange().clone())
-            .await?
+    if let Some(api) = crate::faces::api::spawn_following(
+        runtime.watch(),
+        stop.clone(),
+        runtime.exchange().clone(),
+    )
+    .await?
     {
-        tasks.push((api, crate::api::ended));
+        tasks.push((api, crate::faces::api::ended));
     }
     if tasks.is_empty() {
         return Ok(None);
@@ -276,7 +285,7 @@ impl Keeper {
         loop {
             let hour = Duration::from_secs(3600);
             let wait = schedule.as_ref().map_or(hour, |s| {
-                crate::schedule::until_offset_change(s.zone(), chrono::Utc::now(), hour)
+                crate::service::schedule::until_offset_change(s.zone(), chrono::Utc::now(), hour)
             });
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {},
@@ -288,7 +297,7 @@ impl Keeper {
             let now = chrono::Utc::now();
             let wanted = (self.pick)(&config.borrow_and_update()).cloned();
             let moved = |s: &Schedule, o: chrono::FixedOffset| {
-                crate::schedule::offset_at(s.zone(), now) != o
+                crate::service::schedule::offset_at(s.zone(), now) != o
             };
             pending |= wanted != schedule
                 || match (&wanted, &job) {
@@ -338,7 +347,7 @@ async fn add_poll_job(
     now: chrono::DateTime<chrono::Utc>,
     tx: mpsc::UnboundedSender<()>,
 ) -> anyhow::Result<(chrono::FixedOffset, uuid::Uuid)> {
-    let offset = crate::schedule::offset_at(schedule.zone(), now);
+    let offset = crate::service::schedule::offset_at(schedule.zone(), now);
     let job = Job::new_async_tz(schedule.expr(), offset, move |_id, _sched| {
         let tx = tx.clone();
         Box::pin(async move {
@@ -353,7 +362,7 @@ async fn add_poll_job(
 pub async fn run_once(
     config: &Config,
     wait: Duration,
-) -> anyhow::Result<Result<CycleReport, crate::lock::Busy>> {
+) -> anyhow::Result<Result<CycleReport, crate::service::lock::Busy>> {
     let _lock = match StoreLock::acquire(&config.store.path, wait).await? {
         Ok(l) => l,
         Err(busy) => return Ok(Err(busy)),

@@ -5,12 +5,12 @@
 //!
 //! Like [`crate::tampuuri`], this is a client and a wire format only: what is done with
 //! visits (booking, telling Tampuuri, reconciling, processing webhook deliveries) is
-//! [`crate::visits`]'s, the delivery of a queued booking is the relay's (`crate::push`), and
-//! the webhook receiver is the listener's (`crate::webhook`). Nothing here imports the store.
+//! [`crate::engine::visits`]'s, the delivery of a queued booking is the relay's (`crate::engine::push`), and
+//! the webhook receiver is the listener's (`crate::faces::webhook`). Nothing here imports the store.
 //!
 //! The client calls through the shared exchange ([`crate::remote`]), with the Tampuuri
 //! client's standard: a timeout on every request, the per-host throttle, reads retried with the
-//! one backoff rule ([`crate::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
+//! one backoff rule ([`crate::domain::backoff`]) on 5xx, 429 (honouring `Retry-After` up to
 //! `[slotti] max_retry_after_secs`; a longer one ends the call with the error),
 //! timeouts and connection errors, up to `[tampuuri.retry] max_attempts`; a write (a booking, a
 //! webhook registration or deletion) is resent only when it surely did not reach Slotti (it

@@ -64,24 +64,24 @@ impl DeliveredAction {
         };
         let payload: String = r.get(first + 2)?;
         // An action this version cannot read still names itself; only the text is missing.
-        let action = serde_json::from_str::<crate::action::Action>(&payload).ok();
+        let action = serde_json::from_str::<crate::domain::action::Action>(&payload).ok();
         let (mut comment, mut reason, mut notify, mut title) = (None, None, None, None);
         match action {
-            Some(crate::action::Action::Accept { comment: c }) => comment = c,
-            Some(crate::action::Action::Hold {
+            Some(crate::domain::action::Action::Accept { comment: c }) => comment = c,
+            Some(crate::domain::action::Action::Hold {
                 reason: r,
                 notify: n,
             }) => {
                 (reason, notify) = (Some(r), Some(n));
             }
-            Some(crate::action::Action::Done {
+            Some(crate::domain::action::Action::Done {
                 comment: c,
                 notify: n,
             }) => {
                 (comment, notify) = (c, Some(n));
             }
-            Some(crate::action::Action::Create(t)) => title = Some(t.title),
-            Some(crate::action::Action::Book(_)) | None => {}
+            Some(crate::domain::action::Action::Create(t)) => title = Some(t.title),
+            Some(crate::domain::action::Action::Book(_)) | None => {}
         }
         Ok(Some(DeliveredAction {
             id,
@@ -178,7 +178,7 @@ pub(super) fn ticket_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TicketRow> {
             .transpose()?,
         address: r.get(16)?,
         description: r.get(17)?,
-        reporter: crate::model::Reporter {
+        reporter: crate::domain::model::Reporter {
             name: r.get(18)?,
             phone: r.get(19)?,
             email: r.get(20)?,

@@ -159,8 +159,8 @@ impl Board<'_> {
 /// that long so that a second open says "used", not "unknown").
 fn expire(tx: &rusqlite::Transaction<'_>, now: &str) -> rusqlite::Result<()> {
     tx.execute("DELETE FROM board_sessions WHERE expires_at <= ?1", [now])?;
-    let day_ago = crate::time::parse(now)
-        .map(|t| crate::time::fmt(t - chrono::Duration::days(1)))
+    let day_ago = crate::domain::time::parse(now)
+        .map(|t| crate::domain::time::fmt(t - chrono::Duration::days(1)))
         .unwrap_or_else(|| now.to_owned());
     tx.execute(
         "DELETE FROM board_login_links WHERE expires_at <= ?1",

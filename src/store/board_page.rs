@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use super::api::{TICKET_SELECT, contains_pattern, ticket_row};
 use super::mirror::{THIS_TICKET, TICKET_COLUMNS};
 use super::{Board, Mirror, TicketRow};
-use crate::model::{Reporter, Ticket, TicketState};
+use crate::domain::model::{Reporter, Ticket, TicketState};
 
 /// How many columns the API's ticket select has (the board's own follow them).
 const ROW_COLUMNS: usize = super::api::TICKET_COLUMNS;

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{VisitInsert, Visits};
-use crate::action::Action;
-use crate::model::{Reporter, TicketState};
+use crate::domain::action::Action;
+use crate::domain::model::{Reporter, TicketState};
+use crate::domain::time;
 use crate::store::NewVisit;
-use crate::time;
 
 /// What booking a visit for a mirrored ticket reads of it.
 #[derive(Debug, Clone, PartialEq, Eq)]

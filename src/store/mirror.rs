@@ -13,8 +13,8 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{ApplyCounts, Mirror, OutboxRow};
-use crate::action::{Action, NewTicket};
-use crate::model::{
+use crate::domain::action::{Action, NewTicket};
+use crate::domain::model::{
     ChangedFields, Departure, LeftReason, Ticket, TicketState, content_hash, field,
     moves_with_state,
 };

@@ -655,7 +655,7 @@ fn meter<'a>(
     Ok(())
 }
 
-impl rusqlite::ToSql for crate::model::TicketState {
+impl rusqlite::ToSql for crate::domain::model::TicketState {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         Ok(rusqlite::types::ToSqlOutput::Borrowed(
             rusqlite::types::ValueRef::Text(self.name().as_bytes()),

@@ -7,8 +7,8 @@ use serde::Serialize;
 use rusqlite::Connection;
 
 use super::Outbox;
-use crate::action::{Action, ActiveVisit, Attachment, Facts, MirroredTicket};
-use crate::model::TicketState;
+use crate::domain::action::{Action, ActiveVisit, Attachment, Facts, MirroredTicket};
+use crate::domain::model::TicketState;
 
 /// An outbox row as the commands and the relay see it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -750,7 +750,7 @@ fn facts(tx: &rusqlite::Transaction<'_>, account: &str, id: i64) -> anyhow::Resu
         .optional()?
         .map(|(guid, start, end)| -> anyhow::Result<ActiveVisit> {
             let parse = |t: &str| {
-                crate::time::parse(t).ok_or_else(|| {
+                crate::domain::time::parse(t).ok_or_else(|| {
                     anyhow::anyhow!("visit {guid}: unreadable time {t:?} in the store")
                 })
             };

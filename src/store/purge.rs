@@ -15,10 +15,10 @@ use rusqlite::{TransactionBehavior, params};
 use serde::Serialize;
 
 use super::Store;
-use crate::time;
+use crate::domain::time;
 
 /// What a purge keeps, and for how long: plain values, so the store needs neither the config
-/// nor the API module. The caller builds it (`crate::retention::from_config`).
+/// nor the API module. The caller builds it (`crate::service::retention::from_config`).
 #[derive(Debug, Clone, Copy)]
 pub struct Retention<'a> {
     /// Personal data of tickets that left the open set longer ago than this is erased, with

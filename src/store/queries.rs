@@ -44,7 +44,7 @@ pub struct TicketRow {
     pub description: Option<String>,
     /// Who reported it (personal data: purged with its retention). Not in `tasks --json`.
     #[serde(skip)]
-    pub reporter: crate::model::Reporter,
+    pub reporter: crate::domain::model::Reporter,
 }
 
 /// The last sync run of an account.

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::Visits;
-use crate::time;
+use crate::domain::time;
 
 /// How many reconciliations `slotti_reconciles` keeps.
 pub const RECONCILES_KEPT: i64 = 100;

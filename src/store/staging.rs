@@ -25,7 +25,7 @@ use super::mirror::{
     note, prefixed, reopen_sql, ticket_values, upsert_open,
 };
 use super::{ApplyCounts, Handle, RunRecord, RunTally, Store};
-use crate::model::{ChangedFields, Departure, Ticket};
+use crate::domain::model::{ChangedFields, Departure, Ticket};
 
 /// The staged sweep of one account, on a connection of its own.
 pub struct Staging {

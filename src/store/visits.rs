@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
 use super::Visits;
-use crate::time;
+use crate::domain::time;
 
 /// Where a visit change was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The Tampuuri API boundary: a client per account that sends the six auth headers and turns
-//! responses into [`crate::model`] types. Wire types never leave this module. Sending,
+//! responses into [`crate::domain::model`] types. Wire types never leave this module. Sending,
 //! throttling, retrying, the `Retry-After` cap, the body cap and metering are the shared
 //! exchange's ([`crate::remote`]); this module decides what an answer means.
 //!
@@ -37,9 +37,9 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use crate::action::{Action, Attachment, NewTicket};
 use crate::config::{AccountConfig, Config};
-use crate::model::Ticket;
+use crate::domain::action::{Action, Attachment, NewTicket};
+use crate::domain::model::Ticket;
 pub use crate::remote::CallCounts;
 use crate::remote::{Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, server_words};
 pub use wire::{

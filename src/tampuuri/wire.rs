@@ -1,4 +1,4 @@
-//! Tampuuri's JSON as it arrives, turned into [`crate::model`] types, and the request bodies
+//! Tampuuri's JSON as it arrives, turned into [`crate::domain::model`] types, and the request bodies
 //! built from them. The only place that knows field names like `TyonsuorittajaId` (private to
 //! [`crate::tampuuri`], which offers what the rest of the crate needs in the model's terms).
 //!
@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::action::{Action, Attachment, NewTicket};
-use crate::model::{Reporter, Ticket, TicketState, content_hash, field};
+use crate::domain::action::{Action, Attachment, NewTicket};
+use crate::domain::model::{Reporter, Ticket, TicketState, content_hash, field};
 
 /// One page of `ilmoitukset/selaa`.
 #[derive(Debug)]
@@ -408,7 +408,7 @@ fn model_name(key: &str) -> &str {
 }
 
 /// The top-level fields whose values differ between two raw ticket objects, in the model's
-/// terms, sorted (a [`crate::model::ChangedFields`]).
+/// terms, sorted (a [`crate::domain::model::ChangedFields`]).
 ///
 /// A field that changed only in representation is not a change: `Tila` sent once as a name
 /// and once as a number (`"Avoin"` vs `1`) counts as the same state.

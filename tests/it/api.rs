@@ -1,4 +1,4 @@
-//! The HTTP API (`src/api/`): tokens and scopes, problem+json errors, cursor paging over the
+//! The HTTP API (`src/faces/api/`): tokens and scopes, problem+json errors, cursor paging over the
 //! mirror, one ticket in full, the change feed (gap-free over a big sync, long poll woken by a
 //! sync, 410 after the purge), the outbox, status and cost as the commands show them, the body
 //! bound, `huoltosync serve`, and the committed OpenAPI document.
@@ -34,7 +34,7 @@ pub(crate) async fn serve(env: &TestEnv) -> Served {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = env.config.clone();
     let api = config.api.clone().expect("[api] in the test config");
-    tokio::spawn(huoltosync::api::serve(
+    tokio::spawn(huoltosync::faces::api::serve(
         listener,
         config,
         api,
@@ -503,10 +503,10 @@ async fn after_the_purge_a_dropped_range_is_410_with_the_oldest_seq() {
         )
         .unwrap();
     let store = Handle::open(env.config.store.path.clone()).await.unwrap();
-    let retention = huoltosync::retention::from_config(&env.config);
+    let retention = huoltosync::service::retention::from_config(&env.config);
     assert_eq!(retention.feed_days, 30);
     let purged = store
-        .call(move |s| s.purge(&retention, huoltosync::time::now(), false))
+        .call(move |s| s.purge(&retention, huoltosync::domain::time::now(), false))
         .await
         .unwrap();
     assert_eq!(purged.feed_events_deleted, 10);
@@ -561,7 +561,7 @@ async fn outbox_status_and_cost_show_what_the_commands_show() {
     assert_eq!(served_cmp, cli, "GET status is status --json");
     assert_eq!(served[0]["outbox_pending"], 1);
 
-    let month = huoltosync::time::local_month(huoltosync::time::now());
+    let month = huoltosync::domain::time::local_month(huoltosync::domain::time::now());
     let served = api.ok(&format!("/cost?month={month}")).await;
     let (_, out, _) = env.cli(&["cost", "--json", "--month", &month]).await;
     let cli: Value = serde_json::from_str(&out).unwrap();
@@ -741,7 +741,7 @@ async fn the_daemon_serves_the_api() {
 
 #[tokio::test]
 async fn the_openapi_document_is_generated_served_and_committed() {
-    let generated = huoltosync::api::openapi();
+    let generated = huoltosync::faces::api::openapi();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();

@@ -1,4 +1,4 @@
-//! The API's write side (`src/api/write.rs`): accept, hold, done and new tickets queued through
+//! The API's write side (`src/faces/api/write.rs`): accept, hold, done and new tickets queued through
 //! the same path as the CLI with the token's name as `requested_by`; refusals as problem+json
 //! naming the ticket; scopes; `Idempotency-Key` (a retry answers the first answer and queues
 //! nothing, another body is 422, concurrent requests with one key queue one row); base64 and
@@ -551,7 +551,7 @@ fn idempotency_keys_are_claimed_once_per_token_and_purged_by_age() {
         outbox_days: 30,
         webhook_events_days: 30,
         feed_days: 30,
-        idempotency_keys: huoltosync::api::IDEMPOTENCY_KEEP,
+        idempotency_keys: huoltosync::faces::api::IDEMPOTENCY_KEEP,
         personal_fields: &[],
         booking_personal_fields: &[],
     };
@@ -630,7 +630,7 @@ fn an_unanswered_claim_is_taken_over_only_once_it_is_stale() {
     );
 }
 
-/// The hash the API keeps for a request (method, path, body), as `src/api/write.rs` makes it.
+/// The hash the API keeps for a request (method, path, body), as `src/faces/api/write.rs` makes it.
 fn request_hash(path: &str, body: &[u8]) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -651,7 +651,9 @@ async fn a_retry_after_the_first_request_died_queues_exactly_one_row() {
     let body = json!({"comment": "Tulossa"});
     // What a process killed between the claim and the queueing leaves: the key claimed, no
     // answer, nothing queued (the answer and the action commit together, or neither does).
-    let long_ago = huoltosync::time::fmt(huoltosync::time::now() - chrono::Duration::minutes(5));
+    let long_ago = huoltosync::domain::time::fmt(
+        huoltosync::domain::time::now() - chrono::Duration::minutes(5),
+    );
     env.db()
         .execute(
             "INSERT INTO api_idempotency (token, key, request_hash, created_at, owner, claimed_at)
@@ -698,7 +700,7 @@ async fn a_retry_after_the_first_request_died_queues_exactly_one_row() {
         },
         answer: Box::new(|_| Ok((202, "{}".into()))),
     };
-    let now = huoltosync::time::fmt(huoltosync::time::now());
+    let now = huoltosync::domain::time::fmt(huoltosync::domain::time::now());
     let err = store
         .outbox()
         .enqueue_by(
@@ -710,7 +712,7 @@ async fn a_retry_after_the_first_request_died_queues_exactly_one_row() {
             Some("erp"),
             Some(kept),
             |_| {
-                Ok(huoltosync::action::Action::Accept {
+                Ok(huoltosync::domain::action::Action::Accept {
                     comment: Some("late".into()),
                 })
             },
@@ -735,7 +737,9 @@ async fn huoltosync_purge_drops_old_feed_events_and_old_idempotency_keys_and_kee
     assert!(feed_before > 3, "the sync and the accepts wrote events");
     // The first three events are 31 days old ([api] feed_retain_days = 30 by default), key
     // "old" 25 hours old (keys are kept 24 h).
-    let ago = |h: i64| huoltosync::time::fmt(huoltosync::time::now() - chrono::Duration::hours(h));
+    let ago = |h: i64| {
+        huoltosync::domain::time::fmt(huoltosync::domain::time::now() - chrono::Duration::hours(h))
+    };
     let db = env.db();
     let first: i64 = db
         .query_row("SELECT min(seq) FROM feed", [], |r| r.get(0))

@@ -1,4 +1,4 @@
-//! The dispatcher's web board (`src/board/`): `board passwd` and `board login-link`, sign-in by
+//! The dispatcher's web board (`src/faces/board/`): `board passwd` and `board login-link`, sign-in by
 //! password and by link (cookie flags, rate limit, one use, expiry), CSRF and roles on every
 //! form, actions queued through the outbox as the CLI queues them, Finnish and English pages,
 //! and the live event stream.
@@ -45,8 +45,8 @@ async fn board_passwd_prints_only_a_users_entry_that_verifies() {
     assert_eq!(user["role"].as_str(), Some("dispatcher"));
     let hash = user["password_hash"].as_str().unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    assert!(huoltosync::board::verify_password(PASSWORD, hash));
-    assert!(!huoltosync::board::verify_password(
+    assert!(huoltosync::faces::board::verify_password(PASSWORD, hash));
+    assert!(!huoltosync::faces::board::verify_password(
         "Salasana-kaisa-2",
         hash
     ));
@@ -87,8 +87,8 @@ pub(crate) const VIEWER_PASSWORD: &str = "Salasana-ville-1";
 
 /// `[board]` with kaisa (dispatcher) and ville (viewer).
 pub(crate) fn board_toml(insecure: bool) -> String {
-    let kaisa = huoltosync::board::hash_password(PASSWORD).unwrap();
-    let ville = huoltosync::board::hash_password(VIEWER_PASSWORD).unwrap();
+    let kaisa = huoltosync::faces::board::hash_password(PASSWORD).unwrap();
+    let ville = huoltosync::faces::board::hash_password(VIEWER_PASSWORD).unwrap();
     format!(
         "[board]\nenabled = true\ninsecure_cookies = {insecure}\n[[board.users]]\nname = \"kaisa\"\npassword_hash = \"{kaisa}\"\nrole = \"dispatcher\"\n[[board.users]]\nname = \"ville\"\npassword_hash = \"{ville}\"\nrole = \"viewer\"\n"
     )
@@ -346,7 +346,7 @@ async fn sign_in_is_rate_limited_per_user_and_per_address() {
                 .as_u16()
         }
     };
-    for _ in 0..huoltosync::board::auth::USER_FAILURES {
+    for _ in 0..huoltosync::faces::board::auth::USER_FAILURES {
         assert_eq!(attempt("kaisa", "väärä-salasana").await, 401);
     }
     // kaisa is locked for the window, even with her password; ville is not.
@@ -362,8 +362,8 @@ async fn sign_in_is_rate_limited_per_user_and_per_address() {
     }
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
     assert_eq!(
-        huoltosync::board::auth::USER_FAILURES + names.len(),
-        huoltosync::board::auth::ADDRESS_FAILURES
+        huoltosync::faces::board::auth::USER_FAILURES + names.len(),
+        huoltosync::faces::board::auth::ADDRESS_FAILURES
     );
     assert_eq!(attempt("ville", VIEWER_PASSWORD).await, 429);
 }
@@ -397,7 +397,7 @@ async fn a_login_link_signs_in_once_and_expires_after_five_minutes() {
     let token = {
         let mut store = Store::open(&env.config.store.path).unwrap();
         let then = chrono::Utc::now() - chrono::Duration::minutes(6);
-        huoltosync::board::create_login_link(&mut store, "kaisa", then).unwrap()
+        huoltosync::faces::board::create_login_link(&mut store, "kaisa", then).unwrap()
     };
     let r = other
         .get(format!("{root}/login/{token}"))
@@ -771,7 +771,7 @@ async fn live_boards_are_bounded() {
     let (_env, _served, root) = board_env(1, true).await;
     let b = sign_in(&root, "kaisa", PASSWORD).await;
     let mut open = Vec::new();
-    for _ in 0..huoltosync::board::MAX_STREAMS {
+    for _ in 0..huoltosync::faces::board::MAX_STREAMS {
         let r = b.get(format!("{root}/events")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         open.push(r);

@@ -1,4 +1,4 @@
-//! The board for a dispatcher's day (`src/board/pages/list.rs`, `src/store/board_page.rs`):
+//! The board for a dispatcher's day (`src/faces/board/pages/list.rs`, `src/store/board_page.rs`):
 //! urgent tickets first, then the latest completion time, then the oldest reported; the age
 //! from when the ticket was reported; pages of 100 whose links keep the filters, and a count
 //! that is every match. And a failed action looks failed: never queued, with its reason and

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use huoltosync::board::Lang;
 use huoltosync::config::Config;
+use huoltosync::faces::board::Lang;
 
 use crate::api::{Served, api_toml, serve};
 use crate::board::{

@@ -113,13 +113,13 @@ fn no_json_extract_on_the_raw_json_outside_the_purge() {
 }
 
 /// No face (the API, the board, the webhook listener) imports `tampuuri`. The webhook's
-/// processing, which fetches from Tampuuri, is the engine's (`src/webhook/process.rs`).
+/// processing, which fetches from Tampuuri, is the engine's (`src/faces/webhook/process.rs`).
 #[test]
 fn the_board_and_the_api_do_not_import_tampuuri() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("src/webhook.rs")];
-    rust_files(&root.join("src/board"), &mut files);
-    rust_files(&root.join("src/api"), &mut files);
+    let mut files = vec![root.join("src/faces/webhook.rs")];
+    rust_files(&root.join("src/faces/board"), &mut files);
+    rust_files(&root.join("src/faces/api"), &mut files);
     assert!(
         files.len() >= 9,
         "only {} files in src/board and src/api",
@@ -278,8 +278,8 @@ fn tampuuri_and_slotti_import_nothing_from_the_store() {
 }
 
 /// `src/slotti/` is a client and a wire format, like `src/tampuuri/`: what is done with visits
-/// (booking, telling Tampuuri, reconciling, processing deliveries) is `src/visits/`'s, the
-/// delivery of a queued booking the relay's (`src/push/`), the webhook receiver the listener's.
+/// (booking, telling Tampuuri, reconciling, processing deliveries) is `src/engine/visits/`'s, the
+/// delivery of a queued booking the relay's (`src/engine/push/`), the webhook receiver the listener's.
 #[test]
 fn slotti_is_a_client_and_a_wire_format_without_visit_logic() {
     let (files, found) = lines_naming(
@@ -327,7 +327,7 @@ fn an_exchange_is_built_once_per_process() {
             "src/sim/",
             "src/cli/",
             "src/tampuuri/mod.rs",
-            "src/api/lifecycle.rs",
+            "src/faces/api/lifecycle.rs",
         ],
     );
     assert!(scanned >= 20, "only {scanned} files scanned");
@@ -422,31 +422,46 @@ fn lines_in(paths: &[&str], needles: &[&str]) -> (usize, Vec<String>) {
     (files.len(), found)
 }
 
-/// The domain is in the model's terms: what Tampuuri calls a field is the Tampuuri module's
-/// business (it hands the store [`huoltosync::model::ChangedFields`]), and the domain reads no
-/// config.
+/// The domain (`src/domain/`: the model, the actions, the cost, time, escaping, backoff) is in
+/// the model's terms and stands alone: what Tampuuri calls a field is the Tampuuri module's
+/// business (it hands the store [`huoltosync::domain::model::ChangedFields`]), and the domain
+/// reads no config, no store, no integration and nothing above it.
 #[test]
 fn the_domain_imports_neither_tampuuri_nor_the_config() {
     let (n, found) = lines_in(
-        &["model.rs", "action.rs", "cost.rs"],
-        &["tampuuri::", "config::"],
+        &["domain"],
+        &[
+            "tampuuri::",
+            "slotti::",
+            "config::",
+            "crate::store",
+            "crate::engine",
+            "crate::faces",
+            "crate::service",
+            "crate::cli",
+        ],
     );
-    assert_eq!(n, 3);
-    assert!(found.is_empty(), "{}", found.join("\n"));
-    let (_, found) = lines_in(&["queue.rs"], &["tampuuri::"]);
+    assert!(n >= 7, "only {n} files in src/domain");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-/// The engine (sync, push, status, report, queue) knows nothing of the service that runs it:
-/// no cron schedule, no daemon. The cost estimate takes the month's ticks as numbers
+/// The engine (`src/engine/`: sync, queue, push, visits, webhook processing, status) knows
+/// nothing of the service that runs it (no cron schedule, no daemon) nor of the faces that
+/// show it. The cost estimate takes the month's ticks as numbers
 /// (`schedule::month_ticks`, called by whoever shows the cost).
 #[test]
 fn the_engine_imports_nothing_from_the_service() {
     let (n, found) = lines_in(
-        &["sync.rs", "push", "status.rs", "report.rs", "queue.rs"],
-        &["service::", "schedule::", "Schedule"],
+        &["engine"],
+        &[
+            "service::",
+            "schedule::",
+            "Schedule",
+            "crate::faces",
+            "crate::cli",
+        ],
     );
-    assert!(n >= 5, "{n} files read");
+    assert!(n >= 15, "only {n} files in src/engine");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 

@@ -354,8 +354,8 @@ impl Browser {
 
 /// `[board]` with kaisa (dispatcher) and ville (viewer), plain-HTTP cookies for loopback.
 fn board_toml() -> String {
-    let kaisa = huoltosync::board::hash_password(PASSWORD).unwrap();
-    let ville = huoltosync::board::hash_password(VIEWER_PASSWORD).unwrap();
+    let kaisa = huoltosync::faces::board::hash_password(PASSWORD).unwrap();
+    let ville = huoltosync::faces::board::hash_password(VIEWER_PASSWORD).unwrap();
     format!(
         "[board]\nenabled = true\ninsecure_cookies = true\n[[board.users]]\nname = \"kaisa\"\npassword_hash = \"{kaisa}\"\nrole = \"dispatcher\"\n[[board.users]]\nname = \"ville\"\npassword_hash = \"{ville}\"\nrole = \"viewer\"\n"
     )

@@ -246,7 +246,7 @@ fn nix_is_root() -> bool {
 
 #[test]
 fn one_is_not_many_in_a_sync_line() {
-    let mut r = huoltosync::sync::SyncReport {
+    let mut r = huoltosync::engine::sync::SyncReport {
         account: "sim-1".into(),
         sweeps: 1,
         pages: 1,

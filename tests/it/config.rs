@@ -890,7 +890,7 @@ async fn check_config_names_each_bad_slotti_key_and_exits_2() {
 /// name, an Argon2id PHC hash and a role, each problem named by key.
 #[test]
 fn the_board_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
-    let hash = huoltosync::board::hash_password("Salasana-kaisa-1").unwrap();
+    let hash = huoltosync::faces::board::hash_password("Salasana-kaisa-1").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     let off = Config::from_table(GOOD.parse().unwrap(), &path)
@@ -906,8 +906,8 @@ fn the_board_section_is_read_with_defaults_and_its_errors_are_named_by_key() {
     assert_eq!(b.session_hours, 12);
     assert_eq!(b.public_url.as_deref(), Some("https://huolto.example.fi"));
     assert_eq!(b.users.len(), 2);
-    assert_eq!(b.users[0].role, huoltosync::board::Role::Dispatcher);
-    assert_eq!(b.users[1].role, huoltosync::board::Role::Viewer);
+    assert_eq!(b.users[0].role, huoltosync::faces::board::Role::Dispatcher);
+    assert_eq!(b.users[1].role, huoltosync::faces::board::Role::Viewer);
     assert!(
         !format!("{b:?}").contains(&hash),
         "the hash stays out of Debug"

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use huoltosync::config::Config;
+use huoltosync::engine::sync::SyncReport;
 use huoltosync::sim::{Running, Sim, SimOptions};
-use huoltosync::sync::SyncReport;
 use huoltosync::tampuuri::Api;
 use rusqlite::Connection;
 use serde_json::{Value, json};
@@ -138,7 +138,7 @@ impl TestEnv {
     /// One sync of every account.
     pub async fn sync(&self) -> Vec<SyncReport> {
         let api = Api::new(&self.config).unwrap();
-        huoltosync::sync::sync_all(&self.config, &api).await
+        huoltosync::engine::sync::sync_all(&self.config, &api).await
     }
 
     /// One sync that must succeed for every account.
@@ -151,12 +151,12 @@ impl TestEnv {
     }
 
     /// One push pass through the library.
-    pub async fn push(&self) -> huoltosync::push::PushReport {
+    pub async fn push(&self) -> huoltosync::engine::push::PushReport {
         let api = Api::new(&self.config).unwrap();
         let store = huoltosync::store::Handle::open(self.config.store.path.clone())
             .await
             .unwrap();
-        huoltosync::push::push_pending(&self.config, &api, &store)
+        huoltosync::engine::push::push_pending(&self.config, &api, &store)
             .await
             .unwrap()
     }

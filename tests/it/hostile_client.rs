@@ -44,7 +44,9 @@ fn write_config(dir: &Path, base_url: &str, tampuuri: &str) -> (PathBuf, Config)
 /// One sync of `fake-1`: its error text (empty when it succeeded), calls and unreached requests.
 async fn sync_once(config: &Config) -> (String, u64, u64) {
     let api = Api::new(config).unwrap();
-    let r = huoltosync::sync::sync_all(config, &api).await.remove(0);
+    let r = huoltosync::engine::sync::sync_all(config, &api)
+        .await
+        .remove(0);
     let err = r.error.map(|e| format!("{e:#}")).unwrap_or_default();
     (err, r.api_calls, r.unreached)
 }

@@ -1,4 +1,4 @@
-//! The listeners under attack (`src/listen.rs`, issue 19): slow request bodies make room at the
+//! The listeners under attack (`src/faces/listen.rs`, issue 19): slow request bodies make room at the
 //! cap like idle connections, one address gets its share of the cap and no more, long polls
 //! over `[api] max_long_polls` are answered at once, and the board's sign-in form is small and
 //! quick. Loopback only; attackers bind other 127.0.0.x addresses than the probes.
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use huoltosync::listen::{BodyBudget, Caps, Names, read_body, serve_router};
+use huoltosync::faces::listen::{BodyBudget, Caps, Names, read_body, serve_router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;

@@ -2,7 +2,9 @@
 //! directly (new, changed, left, back, deleted), a sweep staged in a `Staging` that owns its
 //! connection and applied once, and the purge's retention values passed as plain data.
 
-use huoltosync::model::{Departure, LeftReason, Reporter, Ticket, TicketState, content_hash};
+use huoltosync::domain::model::{
+    Departure, LeftReason, Reporter, Ticket, TicketState, content_hash,
+};
 use huoltosync::store::{ApplyCounts, Retention, RunTally, Staging, Store};
 use huoltosync::tampuuri::changed_fields;
 

@@ -1016,7 +1016,7 @@ async fn a_slow_queue_keeps_no_other_queues_delivered_action_in_doubt() {
     let push = tokio::spawn(async move {
         let api = huoltosync::tampuuri::Api::new(&config).unwrap();
         let store = huoltosync::store::Handle::open(path).await.unwrap();
-        huoltosync::push::push_pending(&config, &api, &store)
+        huoltosync::engine::push::push_pending(&config, &api, &store)
             .await
             .unwrap()
     });

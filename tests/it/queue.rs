@@ -1,10 +1,10 @@
-//! Queueing an action through the library (`huoltosync::queue::queue`), as the CLI, the demo and
+//! Queueing an action through the library (`huoltosync::engine::queue::queue`), as the CLI, the demo and
 //! the HTTP API do: the queued row comes back, a refusal says which kind it is and names the
 //! ticket, attachments are bounded whether they are files or bytes, and nothing is queued when
 //! a check fails.
 
-use huoltosync::action::{Action, CreateRequest};
-use huoltosync::queue::{AttachmentSource, QueueError, QueueRequest, Task, queue};
+use huoltosync::domain::action::{Action, CreateRequest};
+use huoltosync::engine::queue::{AttachmentSource, QueueError, QueueRequest, Task, queue};
 use huoltosync::store::{Handle, OutboxRow};
 
 use crate::helpers::{Setup, TestEnv};
@@ -136,7 +136,7 @@ async fn a_refusal_says_its_kind_names_the_ticket_and_queues_nothing() {
     assert!(m.contains("sim-9") && m.contains("sim-1"), "{m}");
     let create = Task::Transition {
         ticket: id,
-        action: Action::Create(huoltosync::action::NewTicket {
+        action: Action::Create(huoltosync::domain::action::NewTicket {
             parent_id: None,
             cost_centre_id: 1,
             space_id: None,
@@ -146,7 +146,7 @@ async fn a_refusal_says_its_kind_names_the_ticket_and_queues_nothing() {
             details: None,
             urgency: None,
             assignee_id: None,
-            marker: huoltosync::action::new_marker(),
+            marker: huoltosync::domain::action::new_marker(),
         }),
     };
     let m = invalid(queue_in(&env, None, create).await.unwrap_err());

@@ -507,7 +507,7 @@ async fn the_client_side_throttle_spaces_the_calls() {
         .config;
     let api = huoltosync::tampuuri::Api::new(&config).unwrap();
     let started = Instant::now();
-    let reports = huoltosync::sync::sync_all(&config, &api).await;
+    let reports = huoltosync::engine::sync::sync_all(&config, &api).await;
     assert!(reports[0].ok());
     assert_eq!(reports[0].api_calls, 5);
     assert!(

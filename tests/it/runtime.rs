@@ -145,8 +145,8 @@ async fn sighup_replaces_an_api_token_keeps_it_on_a_broken_config_and_logs_a_mov
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_board_user_added_by_a_reload_can_sign_in() {
     let port = free_port();
-    let kaisa = huoltosync::board::hash_password("Salasana-kaisa-1").unwrap();
-    let pekka = huoltosync::board::hash_password("Salasana-pekka-1").unwrap();
+    let kaisa = huoltosync::faces::board::hash_password("Salasana-kaisa-1").unwrap();
+    let pekka = huoltosync::faces::board::hash_password("Salasana-pekka-1").unwrap();
     let users = format!(
         "[board]\nenabled = true\ninsecure_cookies = true\n[[board.users]]\nname = \"kaisa\"\npassword_hash = \"{kaisa}\"\nrole = \"dispatcher\"\n"
     );
@@ -311,7 +311,7 @@ async fn a_long_poll_in_flight_at_sigterm_is_answered_with_the_feed_and_the_daem
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_boards_event_stream_ends_at_sigterm_and_the_daemon_exits_0() {
     let port = free_port();
-    let kaisa = huoltosync::board::hash_password("Salasana-kaisa-1").unwrap();
+    let kaisa = huoltosync::faces::board::hash_password("Salasana-kaisa-1").unwrap();
     let board = format!(
         "[board]\nenabled = true\ninsecure_cookies = true\n[[board.users]]\nname = \"kaisa\"\npassword_hash = \"{kaisa}\"\nrole = \"dispatcher\"\n"
     );

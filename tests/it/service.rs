@@ -69,7 +69,7 @@ impl Loop {
             wake: wake.clone(),
             listener,
             watchdog: None,
-            now: huoltosync::time::now,
+            now: huoltosync::domain::time::now,
             happened: Some(happened_tx),
         };
         let task = tokio::spawn(daemon::run(deps, async {
@@ -212,7 +212,7 @@ async fn a_tick_is_skipped_while_the_lock_is_taken_or_its_file_cannot_be_opened(
     let env = Setup::tickets(2).sections(NEVER).start().await;
     env.sync_ok().await;
     let mut d = Loop::start(&env).await;
-    let held = huoltosync::lock::StoreLock::try_acquire(&env.config.store.path)
+    let held = huoltosync::service::lock::StoreLock::try_acquire(&env.config.store.path)
         .unwrap()
         .unwrap();
     d.tick();
@@ -344,7 +344,10 @@ async fn a_webhook_wake_processes_the_pending_events() {
     huoltosync::store::Store::open(&env.config.store.path)
         .unwrap()
         .webhook()
-        .record_delivery(&huoltosync::time::fmt(huoltosync::time::now()), &[event])
+        .record_delivery(
+            &huoltosync::domain::time::fmt(huoltosync::domain::time::now()),
+            &[event],
+        )
         .unwrap();
     d.wake.notify_one();
     assert_eq!(
@@ -383,7 +386,7 @@ async fn a_slotti_reconcile_tick_reconciles_in_the_work_slot_and_a_tick_while_bu
             "booking.deleted",
             "\"no-such-booking\"",
             0,
-            huoltosync::time::now(),
+            huoltosync::domain::time::now(),
         )
         .unwrap();
     let mut d = Loop::start(&env).await;
@@ -784,7 +787,7 @@ async fn the_daemons_job_fires_on_the_wall_clock_of_schedule_timezone_and_follow
         .find(|l| l.contains("Daemon started."))
         .and_then(|l| l.split("next_poll=").nth(1))
         .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| huoltosync::time::parse(v.trim_matches('"')))
+        .and_then(|v| huoltosync::domain::time::parse(v.trim_matches('"')))
         .unwrap_or_else(|| panic!("the start-up line names the next poll: {}", daemon.log()));
     assert!(
         next_poll - chrono::Utc::now() > chrono::Duration::minutes(30),

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::api::{WRITE, api_toml, serve};
 use crate::board::{PASSWORD, VIEWER_PASSWORD, board_env, board_toml, csrf, page, sign_in};
 use crate::helpers::{Setup, TestEnv, wait_for};
-use huoltosync::board::auth::{ADDRESS_FAILURES, USER_FAILURES};
+use huoltosync::faces::board::auth::{ADDRESS_FAILURES, USER_FAILURES};
 
 /// A browser without cookies or redirects, from `source` (a 127.0.0.x address).
 fn client_from(source: &str) -> reqwest::Client {

@@ -299,11 +299,11 @@ async fn a_moved_visit_is_told_once_and_the_waiting_ticket_is_accepted_again_fir
     let visit = store.visits().visit_by_guid(&guid).unwrap().unwrap();
     drop(store);
     let shift = chrono::Duration::hours(25);
-    let start = huoltosync::time::parse(&visit.start).unwrap() + shift;
-    let end = huoltosync::time::parse(&visit.end).unwrap() + shift;
+    let start = huoltosync::domain::time::parse(&visit.start).unwrap() + shift;
+    let end = huoltosync::domain::time::parse(&visit.end).unwrap() + shift;
     let r = reqwest::Client::new()
         .patch(format!("{}/_sim/slotti/bookings/{guid}", env.sim.root()))
-        .json(&json!({ "start": huoltosync::time::fmt(start), "end": huoltosync::time::fmt(end) }))
+        .json(&json!({ "start": huoltosync::domain::time::fmt(start), "end": huoltosync::domain::time::fmt(end) }))
         .send()
         .await
         .unwrap();
@@ -427,7 +427,7 @@ async fn the_purge_erases_a_delivered_bookings_resident_from_the_outbox() {
     };
     let contact = phone.or(email).unwrap();
     assert!(payload().contains(&contact));
-    let mut retention = huoltosync::retention::from_config(&env.config);
+    let mut retention = huoltosync::service::retention::from_config(&env.config);
     retention.outbox_days = 100_000;
     let later = Utc::now() + chrono::Duration::days(i64::from(retention.personal_days) + 1);
     let mut store = Store::open(&env.config.store.path).unwrap();
@@ -484,7 +484,7 @@ fn recorded_and_told_the_booking_made(env: &TestEnv, id: i64, not: &str) {
     assert_eq!(visits.len(), 1, "{visits:?}");
     assert_eq!(visits[0].0, guid, "the visit recorded is the booking made");
     let start: DateTime<Utc> = mine[0]["start"].as_str().unwrap().parse().unwrap();
-    assert_eq!(huoltosync::time::parse(&visits[0].1), Some(start));
+    assert_eq!(huoltosync::domain::time::parse(&visits[0].1), Some(start));
     assert!(start > Utc::now(), "{start}");
     let told = holds(env, id);
     assert_eq!(told.len(), 1, "{told:?}");

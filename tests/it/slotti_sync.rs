@@ -49,7 +49,7 @@ async fn listener(env: &TestEnv) -> String {
     let addr = tcp.local_addr().unwrap();
     let slotti = env.config.slotti.clone().unwrap().webhook;
     let path = slotti.path.clone();
-    tokio::spawn(huoltosync::webhook::serve_with_slotti(
+    tokio::spawn(huoltosync::faces::webhook::serve_with_slotti(
         tcp,
         env.config.webhook.clone().unwrap(),
         Some(slotti),
@@ -210,7 +210,7 @@ fn outbox_row_with_marker(env: &TestEnv, ticket: i64, marker: &str) {
 async fn reconcile(env: &TestEnv) -> huoltosync::store::ReconcileRun {
     let slotti = env.config.slotti.as_ref().unwrap();
     let exchange = huoltosync::remote::Exchange::new(&env.config).unwrap();
-    huoltosync::visits::reconcile::run(
+    huoltosync::engine::visits::reconcile::run(
         &env.config,
         slotti,
         &exchange,
@@ -221,8 +221,8 @@ async fn reconcile(env: &TestEnv) -> huoltosync::store::ReconcileRun {
     .unwrap()
 }
 
-async fn process(env: &TestEnv) -> huoltosync::visits::deliveries::DeliveriesProcessed {
-    huoltosync::visits::deliveries::process_deliveries(&handle(env).await, Utc::now())
+async fn process(env: &TestEnv) -> huoltosync::engine::visits::deliveries::DeliveriesProcessed {
+    huoltosync::engine::visits::deliveries::process_deliveries(&handle(env).await, Utc::now())
         .await
         .unwrap()
 }
@@ -382,7 +382,7 @@ async fn a_move_seen_by_webhook_then_by_reconciliation_is_one_moved_change() {
         .unwrap();
     assert_eq!(
         (visit.status.as_str(), visit.start.as_str()),
-        ("moved", huoltosync::time::fmt(start).as_str())
+        ("moved", huoltosync::domain::time::fmt(start).as_str())
     );
     // The reconciliation sees the same move: still one change.
     let before_reconcile = chrono::Utc::now();
@@ -586,8 +586,8 @@ async fn a_horizon_of_75_days_is_read_in_three_windows_of_at_most_30_days() {
     assert_eq!(gets(&after) - gets(&before), 3, "{after:?}");
     assert_eq!(run.calls, 3);
     let (from, to) = (
-        huoltosync::time::parse(run.span_from.as_deref().unwrap()).unwrap(),
-        huoltosync::time::parse(run.span_to.as_deref().unwrap()).unwrap(),
+        huoltosync::domain::time::parse(run.span_from.as_deref().unwrap()).unwrap(),
+        huoltosync::domain::time::parse(run.span_to.as_deref().unwrap()).unwrap(),
     );
     assert_eq!(to - from, Days::days(76), "a day back, 75 ahead");
     // Metered under Slotti's account.

@@ -170,7 +170,7 @@ async fn deliver(env: &TestEnv) -> tokio::task::JoinHandle<()> {
         .await
         .unwrap();
     let exchange = huoltosync::remote::Exchange::new(&env.config).unwrap();
-    let task = huoltosync::outgoing::spawn(&env.config, &exchange, store)
+    let task = huoltosync::faces::outgoing::spawn(&env.config, &exchange, store)
         .await
         .unwrap();
     let n = env.config.subscribers.len() as i64;

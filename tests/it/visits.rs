@@ -4,7 +4,7 @@
 //! commands that show them.
 
 use chrono::{DateTime, Duration, Utc};
-use huoltosync::model::{LeftReason, Reporter, Ticket, TicketState, content_hash};
+use huoltosync::domain::model::{LeftReason, Reporter, Ticket, TicketState, content_hash};
 use huoltosync::store::{
     NewVisit, Retention, SeenBooking, Store, VisitCustomer, VisitFilter, VisitInsert, VisitSeen,
     VisitSource,
@@ -755,8 +755,8 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
     assert_eq!(
         next(ids[0]),
         serde_json::json!({
-            "start": huoltosync::time::fmt(soon),
-            "end": huoltosync::time::fmt(soon + Duration::minutes(30)),
+            "start": huoltosync::domain::time::fmt(soon),
+            "end": huoltosync::domain::time::fmt(soon + Duration::minutes(30)),
             "technician": "Asentaja 1",
             "status": "moved",
         })
@@ -792,7 +792,8 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
     let (status, one) = served.get(&format!("/tickets/{ACCOUNT}/{}", ids[0])).await;
     assert_eq!(status, 200, "{one}");
     assert!(
-        one.to_string().contains(&huoltosync::time::fmt(soon)),
+        one.to_string()
+            .contains(&huoltosync::domain::time::fmt(soon)),
         "{one}"
     );
     // The view the contractor's systems read has it too.
@@ -804,7 +805,7 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(start, Some(huoltosync::time::fmt(soon)));
+    assert_eq!(start, Some(huoltosync::domain::time::fmt(soon)));
 
     // `visits --json`: from the start of today by default, so the visit of two days ago is out.
     let (code, out, err) = env.cli(&["visits", "--json"]).await;
@@ -831,7 +832,7 @@ async fn the_visits_command_and_the_next_visit_in_tasks() {
             &Value::from("moved")
         )
     );
-    assert_eq!(v["start"], huoltosync::time::fmt(soon));
+    assert_eq!(v["start"], huoltosync::domain::time::fmt(soon));
     let history: Vec<&str> = v["history"]
         .as_array()
         .unwrap()

@@ -26,7 +26,7 @@ async fn listener(env: &TestEnv) -> String {
         .await
         .unwrap();
     let path = cfg.path.clone();
-    tokio::spawn(huoltosync::webhook::serve(
+    tokio::spawn(huoltosync::faces::webhook::serve(
         tcp,
         cfg,
         store,
@@ -59,7 +59,7 @@ async fn signed(url: &str, notes: Vec<Value>) -> u16 {
     post(
         url,
         &body,
-        Some(&huoltosync::webhook::sign(
+        Some(&huoltosync::faces::webhook::sign(
             SECRET.as_bytes(),
             body.as_bytes(),
         )),
@@ -71,18 +71,18 @@ async fn signed(url: &str, notes: Vec<Value>) -> u16 {
 async fn process_at(
     env: &TestEnv,
     now: chrono::DateTime<chrono::Utc>,
-) -> huoltosync::webhook::Processed {
+) -> huoltosync::engine::webhook::Processed {
     let api = huoltosync::tampuuri::Api::new(&env.config).unwrap();
     let store = huoltosync::store::Handle::open(env.config.store.path.clone())
         .await
         .unwrap();
-    huoltosync::webhook::process_pending(&env.config, &api, &store, now)
+    huoltosync::engine::webhook::process_pending(&env.config, &api, &store, now)
         .await
         .unwrap()
 }
 
 /// One processing pass once every burst so far has settled.
-async fn process(env: &TestEnv) -> huoltosync::webhook::Processed {
+async fn process(env: &TestEnv) -> huoltosync::engine::webhook::Processed {
     process_at(env, chrono::Utc::now() + chrono::Duration::hours(1)).await
 }
 
@@ -202,12 +202,12 @@ async fn bad_deliveries_get_the_right_status_and_nothing_is_recorded() {
     let url = listener(&env).await;
     let good =
         json!({ "Notifications": [note("IlmoitusUusi", 1001, 4711, "Avoin", "t")] }).to_string();
-    let sign = |b: &str| huoltosync::webhook::sign(SECRET.as_bytes(), b.as_bytes());
+    let sign = |b: &str| huoltosync::faces::webhook::sign(SECRET.as_bytes(), b.as_bytes());
     assert_eq!(
         post(
             &url,
             &good,
-            Some(&huoltosync::webhook::sign(b"wrong", good.as_bytes()))
+            Some(&huoltosync::faces::webhook::sign(b"wrong", good.as_bytes()))
         )
         .await,
         401,
@@ -634,7 +634,7 @@ async fn a_path_the_router_cannot_take_is_an_error_not_a_panic() {
         let mut cfg = env.config.webhook.clone().unwrap();
         cfg.path = bad.into();
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let r = tokio::spawn(huoltosync::webhook::serve(
+        let r = tokio::spawn(huoltosync::faces::webhook::serve(
             tcp,
             cfg,
             store.clone(),
@@ -659,7 +659,7 @@ async fn a_broken_listening_socket_ends_the_listener_with_an_error() {
     std_listener.set_nonblocking(true).unwrap();
     let fd = std_listener.as_raw_fd();
     let tcp = tokio::net::TcpListener::from_std(std_listener).unwrap();
-    let task = tokio::spawn(huoltosync::webhook::serve(
+    let task = tokio::spawn(huoltosync::faces::webhook::serve(
         tcp,
         env.config.webhook.clone().unwrap(),
         store,
@@ -917,7 +917,10 @@ async fn a_fetch_that_keeps_failing_is_retried_with_backoff_then_parked_for_reco
     for h in 2..6 {
         process_at(&env, t0 + chrono::Duration::hours(h)).await;
     }
-    assert_eq!(attempts(), huoltosync::webhook::RETRY_ATTEMPTS as i64);
+    assert_eq!(
+        attempts(),
+        huoltosync::engine::webhook::RETRY_ATTEMPTS as i64
+    );
     let (_, out, _) = env.cli(&["status", "--json"]).await;
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -1304,7 +1307,7 @@ async fn a_failed_sweep_leaves_the_events_parked_and_is_tried_again_after_its_ga
     let t = chrono::Utc::now() + chrono::Duration::hours(1);
     let p = process_at(&env, t).await;
     assert_eq!((p.fetched, p.swept, p.sweeps), (0, 3, 1));
-    let gap = chrono::Duration::from_std(huoltosync::webhook::budget::SWEEP_GAP).unwrap();
+    let gap = chrono::Duration::from_std(huoltosync::engine::webhook::budget::SWEEP_GAP).unwrap();
     assert_eq!(p.next_due, Some(t + gap));
     assert_eq!(status_count(&env, "parked"), 3);
     let p = process_at(&env, t + gap).await;

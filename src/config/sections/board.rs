@@ -1,7 +1,7 @@
 //! `[board]`: the web board's switch, its address for login links, its cookies and its users
 //! (`[[board.users]]`: a name, an Argon2id password hash, a role), read by the config's one
 //! [`Reader`]. Defaults and bounds are in `keys::board`. Hashing and verifying passwords is the
-//! board's (`crate::board::password`); the config only checks that a hash is an Argon2id one.
+//! board's (`crate::faces::board::password`); the config only checks that a hash is an Argon2id one.
 
 use argon2::password_hash::phc::PasswordHash;
 use toml::{Table, Value};

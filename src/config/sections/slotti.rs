@@ -10,7 +10,7 @@ use toml::Table;
 
 use crate::config::keys::slotti as k;
 use crate::config::reader::{Reader, join};
-use crate::schedule::Schedule;
+use crate::service::schedule::Schedule;
 
 /// The placeholders a `[slotti.messages]` template may use: the visit's day (`ti 7.4.`), its
 /// start and end (`9.00`, `9.30`, `klo H.MM` in `[slotti] timezone`) and the technician's name.
@@ -162,7 +162,7 @@ impl Reader {
                 &join(p, k::TIMEZONE.name),
                 &format!("{tz_name:?} is not an IANA time zone name like \"Europe/Helsinki\""),
             );
-            crate::schedule::DEFAULT_ZONE
+            crate::service::schedule::DEFAULT_ZONE
         });
         let horizon_days = self.int(&mut t, p, &k::HORIZON_DAYS) as u32;
         let lead_hours = self.int(&mut t, p, &k::LEAD_HOURS) as u32;
@@ -345,7 +345,7 @@ mod tests {
         let c = r.slotti(
             &mut root,
             Some("/tampuuri/webhook"),
-            crate::schedule::DEFAULT_ZONE,
+            crate::service::schedule::DEFAULT_ZONE,
         );
         match c {
             Some(c) if r.errors.is_empty() => Ok(c),

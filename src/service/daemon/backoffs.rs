@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
+use crate::domain::backoff::Backoff;
 
 /// Failure counts and the time until which each key (an account, a kind of work) waits.
 #[derive(Debug)]

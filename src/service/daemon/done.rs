@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Daemon, Done, Happened, WORK_BACKOFF, Work};
-use crate::backoff::Backoff;
+use crate::domain::backoff::Backoff;
 use crate::service::cycle::CycleReport;
 
 impl Daemon {
@@ -15,7 +15,7 @@ impl Daemon {
         let (work, ok) = match done {
             Done::Cycle(Ok(report)) => {
                 self.account_outcomes(&report);
-                crate::metrics::record_cycle(&report.syncs, &report.push);
+                crate::service::metrics::record_cycle(&report.syncs, &report.push);
                 (Work::Poll, true)
             }
             Done::Cycle(Err(e)) => {

@@ -10,11 +10,11 @@ use tokio::time::Instant;
 
 use super::{Daemon, Done, Happened, PURGE_EVERY, Skip, Work, poll_schedule};
 use crate::config::{AccountConfig, Config};
-use crate::lock::StoreLock;
+use crate::domain::time;
 use crate::service::cycle::cycle;
+use crate::service::lock::StoreLock;
 use crate::store::Handle;
 use crate::tampuuri::Api;
-use crate::time;
 
 /// A webhook processing pass; when it recorded Slotti visit changes, they are told and pushed.
 async fn process_and_tell(
@@ -22,11 +22,11 @@ async fn process_and_tell(
     api: &Api,
     store: &Handle,
     now: DateTime<Utc>,
-) -> anyhow::Result<crate::webhook::Processed> {
-    let p = crate::webhook::process_pending(config, api, store, now).await?;
+) -> anyhow::Result<crate::engine::webhook::Processed> {
+    let p = crate::engine::webhook::process_pending(config, api, store, now).await?;
     if p.slotti.moved + p.slotti.cancelled + p.slotti.recovered > 0 {
         crate::service::cycle::tell(config, store).await?;
-        crate::push::push_pending(config, api, store).await?;
+        crate::engine::push::push_pending(config, api, store).await?;
     }
     Ok(p)
 }
@@ -41,9 +41,10 @@ async fn reconcile_and_tell(
     let Some(slotti) = &config.slotti else {
         anyhow::bail!("no [slotti] section");
     };
-    let run = crate::visits::reconcile::run(config, slotti, api.exchange(), store, now).await?;
+    let run =
+        crate::engine::visits::reconcile::run(config, slotti, api.exchange(), store, now).await?;
     crate::service::cycle::tell(config, store).await?;
-    crate::push::push_pending(config, api, store).await?;
+    crate::engine::push::push_pending(config, api, store).await?;
     Ok(Box::new(run))
 }
 
@@ -173,7 +174,7 @@ impl Daemon {
         };
         let (c, a, s) = (self.config.clone(), self.api.clone(), self.store.clone());
         self.start_work(Work::Push, Vec::new(), async move {
-            let r = crate::push::push_pending(&c, &a, &s).await;
+            let r = crate::engine::push::push_pending(&c, &a, &s).await;
             drop(lock);
             Done::Push(r)
         });
@@ -191,7 +192,7 @@ impl Daemon {
                 self.start_work(Work::Purge, Vec::new(), async move {
                     let r = s
                         .call(move |st| {
-                            st.purge(&crate::retention::from_config(&c), clock(), false)
+                            st.purge(&crate::service::retention::from_config(&c), clock(), false)
                         })
                         .await;
                     drop(lock);
