@@ -4,37 +4,37 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML file, validated in full, secrets that never print.
-//! - [`model`]: tickets and their workflow states, as the rest of the crate sees them.
-//! - [`action`]: the contractor's actions (accept, hold, done, create) and the workflow rules.
-//! - [`backoff`]: the one exponential backoff rule every retry uses.
-//! - [`remote`]: the one exchange for every outgoing HTTP call (pools, throttle, timeouts, retries
-//!   and the `Retry-After` cap, metering, secret scrubbing).
-//! - [`tampuuri`]: the API boundary (requests, wire types and what an answer means stay here).
-//! - [`slotti`]: the Slotti calendar: its `[slotti]` config and its API client (wire types stay
-//!   there too).
-//! - [`store`]: SQLite, the only place with SQL; schema migrations come from `sql/`.
-//! - [`sync`]: the mirror logic: sweep, stage, confirm departures, apply once.
-//! - [`queue`]: queueing an action, the one function the CLI, the demo and the HTTP API call.
-//! - [`push`]: the outbox relay: queued actions delivered exactly once in effect, in order, each
-//!   target (Tampuuri actions, Slotti bookings) by its relay behind one trait.
-//! - [`retention`]: the purge's retention values, from the config.
-//! - [`report`]: how a sync's result and a queued action read to a person; [`escape`]: text
-//!   from outside made safe for a terminal.
-//! - [`outgoing`]: signed change-feed events POSTed to subscribers, at least once, in order.
-//! - [`service`]: one cycle, and the daemon as an event loop (`service::daemon`) with its
-//!   production event sources (cron ticks, signals, the webhook listener, systemd).
-//! - [`sim`]: the Tampuuri simulator used by tests, benchmarks and the demo (with [`demo`], behind
+//! One folder a part; the lines between them are held by `tests/it/boundary.rs`.
+//!
+//! - [`domain`]: tickets and their workflow states ([`domain::model`]), the contractor's actions
+//!   and the rules they must pass ([`domain::action`]), the monthly cost ([`domain::cost`]),
+//!   clocks ([`domain::time`]), text from outside made safe ([`domain::escape`]) and the one
+//!   backoff rule ([`domain::backoff`]). It imports no integration, no config and no store.
+//! - [`engine`]: the work. The mirror logic ([`engine::sync`]: sweep, stage, confirm departures,
+//!   apply once), queueing an action ([`engine::queue`], the one function the CLI, the demo, the
+//!   API and the board call), the outbox relay ([`engine::push`]: each target, Tampuuri actions
+//!   and Slotti bookings, by its relay behind one trait), the visits booked in Slotti
+//!   ([`engine::visits`]), the processing of webhook events ([`engine::webhook`]) and what
+//!   `status` and `cost` report ([`engine::status`]). It imports nothing from the service or
+//!   the faces.
+//! - The integrations: [`remote`], the one exchange for every outgoing HTTP call (pools,
+//!   throttle, timeouts, retries and the `Retry-After` cap, metering, secret scrubbing);
+//!   [`tampuuri`] and [`slotti`], each a client and its wire format (the remote's field names
+//!   stay there). Neither imports the store.
+//! - [`store`]: SQLite, the only place with SQL, reached through its areas' handles; schema
+//!   migrations come from `sql/`.
+//! - [`config`]: the TOML file, every section read by one reader and validated in full,
+//!   secrets that never print. It imports no face.
+//! - [`faces`]: what answers or tells a network peer: the accept loop ([`faces::listen`]), the
+//!   HTTP API ([`faces::api`]), the dispatcher's board ([`faces::board`]), the webhook listeners
+//!   ([`faces::webhook`], which record and wake) and the signed events POSTed to subscribers
+//!   ([`faces::outgoing`]). No face imports `tampuuri`.
+//! - [`service`]: one cycle, the daemon as an event loop with its event sources, the runtime
+//!   that owns the running parts (config, exchange, store) across reloads, cron schedules, the
+//!   store lock, retention, metrics and logging.
+//! - [`cli`]: the commands, how results read to a person, and the built-in demo.
+//! - [`sim`]: the Tampuuri and Slotti simulators used by tests, benchmarks and the demo (behind
 //!   the default cargo feature `sim`).
-//! - [`api`]: the HTTP API for the contractor's systems, on the accept loop of [`listen`];
-//!   [`status`]: what `status` and `cost` report, for the CLI and the API; [`board`]: the
-//!   dispatcher's web board on the API's listener (sign-in, pages, live updates).
-//! - [`visits`]: visits booked in Slotti (booking, slot choice, the customer, telling
-//!   Tampuuri, the reconciliation and the processing of Slotti's webhook deliveries).
-//! - [`webhook`]: the webhook listener and the processing of its events; [`schedule`]: cron
-//!   schedules in one zone; [`lock`]: the store lock; [`cost`]: the monthly cost report;
-//!   [`metrics`]: Prometheus metrics.
-//! - [`cli`]: the commands; [`demo`]: the built-in demo; [`telemetry`]: logging; [`time`]: clocks.
 //!
 //! `ARCHITECTURE.md` at the repository root has the bird's-eye view and the invariants.
 

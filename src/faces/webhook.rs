@@ -1,4 +1,4 @@
-//! Webhooks: the listener for Tampuuri's event deliveries, and their processing.
+//! The webhook listeners: Tampuuri's event deliveries here, Slotti's in [`slotti`].
 //!
 //! The listener authenticates a delivery before its body is parsed (a path token, HTTP Basic,
 //! and/or an HMAC-SHA256 digest of the raw body, each compared in constant time), bounds the
@@ -11,16 +11,10 @@
 //! new one, and an accept loop that pauses on errors such as too many open files.
 //!
 //! The listener is a face: it knows nothing of Tampuuri's API. It records and wakes; the body
-//! is parsed into events by the processing side ([`parse_delivery`]), in `engine/webhook`.
-//!
-//! Processing (`process.rs`, `fetch.rs`, [`budget`]: the engine's side, which calls Tampuuri)
-//! groups the pending events by ticket: each ticket is fetched once (`GET
-//! ilmoitukset/{id}`) however many events name it, once its deliveries have settled
-//! ([`due_at`]), and goes through the same upsert as a poll.
-//! An event whose `ReferenceJson` names another assignee, for a ticket we do not hold, is
-//! skipped without a (billed) fetch. Tickets the mirror holds are fetched first; the others
-//! within `[webhook] max_fetches_per_minute` per account, beyond which one reconciliation
-//! sweep of the account replaces their fetches ([`budget`]).
+//! is parsed into events by the engine ([`crate::engine::webhook::parse_delivery`]), and the
+//! engine's processing ([`crate::engine::webhook`]) fetches the tickets the events name, each
+//! once its deliveries have settled, within `[webhook] max_fetches_per_minute` for tickets the
+//! mirror does not hold ([`crate::engine::webhook::budget`]).
 //!
 //! With `[slotti]`, the same listener serves Slotti's deliveries at `[slotti.webhook] path`
 //! ([`serve_with_slotti`], the route of [`slotti`]), and each processing pass

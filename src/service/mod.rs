@@ -1,6 +1,9 @@
 //! The service shell: one cycle (push, poll, push) as `run --once` and the daemon run it
 //! ([`cycle()`]), the daemon's event loop ([`daemon`]), and [`run`], which starts that loop for
-//! `huoltosync run` with the production sources of its events.
+//! `huoltosync run` with the production sources of its events. Beside them: the runtime that
+//! owns the running parts across reloads ([`runtime`]), cron schedules ([`schedule`]), the store
+//! lock ([`lock`]), the purge's retention values ([`retention`]), Prometheus metrics
+//! ([`metrics`]) and logging ([`telemetry`]).
 //!
 //! The daemon polls at start-up when an account's last successful sync is older than one
 //! interval (a restart loop does not spend billed calls on a fresh mirror), then on
