@@ -8,7 +8,7 @@ pub use super::args::{SlottiArgs, SlottiCommand, WebhookCommand};
 use super::escape::esc;
 use super::usage;
 use crate::config::Config;
-use crate::slotti::config::SlottiConfig;
+use crate::config::SlottiConfig;
 use crate::slotti::{Client, NewWebhook, Resource, Service, TOPICS};
 use crate::store::{CallsOf, Handle};
 

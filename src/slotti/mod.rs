@@ -1,4 +1,4 @@
-//! The Slotti boundary: its `[slotti]` config ([`config`]) and an HTTP client for its two
+//! The Slotti boundary: an HTTP client (its `[slotti]` section is the config's) for its two
 //! APIs, the booking page's `booking/{tili}/api/v2/` (services, resources, free times, new
 //! bookings) and the account's `api/v1/` (bookings, customers, webhooks). Slotti's wire types
 //! stay in the private `wire` module; callers get the types below.
@@ -31,7 +31,6 @@
 //! The answer to `POST bookings/` is read as a booking object when it is one; any other 2xx
 //! body means "booked, guid unknown".
 
-pub mod config;
 mod wire;
 
 use std::collections::HashSet;
@@ -47,11 +46,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::config::SlottiConfig;
 pub use crate::remote::CallCounts;
 use crate::remote::{
     Body, Exchange, Failure, Kind, Meter, Profile, Reply, Request, scrub, server_words,
 };
-use config::SlottiConfig;
 
 /// Webhook deliveries' payloads, read into this module's types.
 pub use wire::{parse_deleted_guid, parse_event_booking};

@@ -3,7 +3,7 @@
 //! webhook deliveries (`[slotti.webhook]`), read by the config's one [`Reader`]; every problem
 //! is reported by its key (`slotti.horizon_days`, `slotti.rules[1].technicians`). Defaults and
 //! bounds are in `keys::slotti`. Which rule decides for a ticket is Slotti's
-//! (`crate::slotti::config::choose`).
+//! (`crate::engine::visits::choose::choose`).
 
 use secrecy::SecretString;
 use toml::Table;

@@ -1,5 +1,5 @@
 //! Preparing a visit booking for a mirrored ticket, as `task book` and `[slotti] auto_book` do:
-//! the service and technicians (from the command's flags, else [`crate::slotti::config::choose`]),
+//! the service and technicians (from the command's flags, else [`crate::engine::visits::choose::choose`]),
 //! resolved against Slotti's own lists; the resident from the ticket ([`super::resident`]);
 //! the `info` whoever reads the calendar sees, ending with the correlation marker; and the
 //! free slots that meet the booking's constraints ([`free_slots`], also what the relay asks
@@ -9,11 +9,12 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::choose::{TicketFacts, choose};
 use super::resident::{self, Overrides};
 use super::slots::{self, Constraints};
+use crate::config::SlottiConfig;
 use crate::domain::action::{BookedService, BookedSlot, BookingCustomer, Technician, VisitBooking};
 use crate::engine::queue::QueueError;
-use crate::slotti::config::{SlottiConfig, TicketFacts, choose};
 use crate::slotti::{Client, SlottiError};
 use crate::store::{BookingTicket, Handle};
 

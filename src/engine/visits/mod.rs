@@ -10,6 +10,7 @@
 //! - [`tell`] queues what tells Tampuuri about each visit change, in the words of [`message`].
 
 pub mod book;
+pub mod choose;
 pub mod deliveries;
 pub mod message;
 pub mod reconcile;

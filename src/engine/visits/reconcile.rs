@@ -19,9 +19,9 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::sync::{Applied, apply_deleted, apply_seen};
 use crate::config::Config;
+use crate::config::SlottiConfig;
 use crate::domain::time;
 use crate::slotti::Client;
-use crate::slotti::config::SlottiConfig;
 use crate::store::{Handle, ReconcileRun, VisitFilter, VisitSource};
 
 /// How far back the reconciliation looks.

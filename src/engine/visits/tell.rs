@@ -16,10 +16,10 @@ use chrono_tz::Tz;
 
 use super::message;
 use crate::config::Config;
+use crate::config::Messages;
 use crate::domain::action::{Action, Facts};
 use crate::domain::model::TicketState;
 use crate::domain::time;
-use crate::slotti::config::Messages;
 use crate::store::{Handle, TellQueued, UntoldChange};
 
 /// Who the tells are queued by (`outbox.requested_by`).

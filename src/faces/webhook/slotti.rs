@@ -31,9 +31,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::sync::Notify;
 
+use crate::config::SlottiWebhook;
 use crate::domain::time;
 use crate::faces::listen::{BodyBudget, BodyRefused, read_body};
-use crate::slotti::config::SlottiWebhook;
 use crate::store::Handle;
 
 /// The delivery headers (the seed's "Webhook-tapahtuman tunnistaminen").

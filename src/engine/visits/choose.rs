@@ -1,9 +1,8 @@
 //! What to book for a ticket: the first `[[slotti.rules]]` entry that matches its
 //! [`TicketFacts`] decides the service and the technicians ([`choose`]). The `[slotti]` section
-//! itself is read and validated by the config (`crate::config`, section `slotti`); its types
-//! are re-exported here for the Slotti code that takes them.
+//! itself is read and validated by the config (`crate::config`, section `slotti`).
 
-pub use crate::config::{Messages, Rule, SlottiConfig, SlottiWebhook};
+use crate::config::{Rule, SlottiConfig};
 
 /// What [`choose`] looks at in a ticket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
