@@ -625,7 +625,7 @@ async fn huoltosync_serve_serves_the_api_alone_with_tokens_from_files() {
         );
     let path = env.dir.path().join("serve.toml");
     std::fs::write(&path, text).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
         .arg("--config")
         .arg(&path)
         .arg("serve")
@@ -671,7 +671,7 @@ async fn huoltosync_serve_refuses_a_store_that_does_not_exist() {
     let store = env.config.store.path.clone();
     assert!(!store.exists(), "no sync ran: there is no store");
     // Bounded: a serve that wrongly starts would never end on its own.
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let child = tokio::process::Command::new(crate::helpers::BIN)
         .arg("--config")
         .arg(env.config_path())
         .arg("serve")
@@ -742,7 +742,7 @@ async fn the_daemon_serves_the_api() {
 #[tokio::test]
 async fn the_openapi_document_is_generated_served_and_committed() {
     let generated = huoltosync::faces::api::openapi();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let path = crate::helpers::repo().join("docs/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }

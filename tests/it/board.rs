@@ -11,7 +11,7 @@ pub(crate) const PASSWORD: &str = "Salasana-kaisa-1";
 
 /// Runs `huoltosync board passwd ARGS` with `stdin` piped in: exit code, stdout, stderr.
 async fn passwd(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
         .args(["board", "passwd"])
         .args(args)
         .stdin(Stdio::piped())

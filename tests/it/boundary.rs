@@ -36,7 +36,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `file:line: text` for every code line (not a `//` comment) of `src/` outside the exempt
 /// folders that holds one of `needles`.
 fn offending_lines(needles: &[&str], exempt: &[&str]) -> (usize, Vec<String>) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     files.sort();
@@ -116,7 +116,7 @@ fn no_json_extract_on_the_raw_json_outside_the_purge() {
 /// processing, which fetches from Tampuuri, is the engine's (`src/engine/webhook/`).
 #[test]
 fn the_board_and_the_api_do_not_import_tampuuri() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let mut files = vec![root.join("src/faces/webhook.rs")];
     rust_files(&root.join("src/faces/board"), &mut files);
     rust_files(&root.join("src/faces/api"), &mut files);
@@ -151,7 +151,7 @@ fn the_wire_module_is_private() {
 
 #[test]
 fn the_store_imports_neither_the_api_module_nor_the_config() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
+    let root = crate::helpers::repo().join("src/store");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
     assert!(files.len() >= 5, "only {} files in src/store", files.len());
@@ -249,7 +249,7 @@ fn one_place_builds_http_clients() {
 /// Code lines (not `//` comments) of the files under `dir` that hold one of `needles`.
 fn lines_naming(dir: &str, needles: &[&str]) -> (Vec<PathBuf>, Vec<String>) {
     let mut files = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(dir), &mut files);
+    rust_files(&crate::helpers::repo().join(dir), &mut files);
     let mut found = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -373,7 +373,7 @@ async fn calls_the_store_cannot_take_stay_counted_in_the_client() {
 /// of huoltosync (`crate::…`), so a mistake in our signing or parsing cannot hide in both.
 #[test]
 fn the_simulator_uses_no_code_of_huoltosync() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let mut files = Vec::new();
     rust_files(&root.join("src/sim"), &mut files);
     assert!(files.len() >= 6, "only {} files in src/sim", files.len());
@@ -396,7 +396,7 @@ fn the_simulator_uses_no_code_of_huoltosync() {
 /// `file:line: text` for every code line (comments aside) of the named files and folders of
 /// `src/` that holds one of `needles`; with how many files were read.
 fn lines_in(paths: &[&str], needles: &[&str]) -> (usize, Vec<String>) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let mut files = Vec::new();
     for p in paths {
         let path = root.join("src").join(p);
@@ -468,7 +468,7 @@ fn the_engine_imports_nothing_from_the_service() {
 /// (issue 20, item 8). Nothing of theirs is config-free enough to be worth the exception.
 #[test]
 fn the_config_imports_no_face() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let mut files = Vec::new();
     rust_files(&root.join("src/config"), &mut files);
     assert!(files.len() >= 6, "only {} files in src/config", files.len());
@@ -524,7 +524,7 @@ type ImplBlock = (String, Vec<String>);
 /// The `pub fn`s of every `impl Store {` block in `src/store/`, and each file's production
 /// lines (up to its `#[cfg(test)]`).
 fn store_impls() -> (Vec<ImplBlock>, Vec<(String, usize)>) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let mut files = Vec::new();
     rust_files(&root.join("src/store"), &mut files);
     files.sort();

@@ -8,11 +8,11 @@
 //!
 //! The tests need Chromium and chromedriver (Debian: `apt-get install chromium chromium-driver`;
 //! `.ci/run` installs them). Without them the browser tests pass without running and print one
-//! line saying how to run them, so `cargo test --release` needs no browser; with
+//! line saying how to run them, so `cargo test --release --workspace` needs no browser; with
 //! `HUOLTOSYNC_BROWSER_TESTS=required` (as `.ci/run` sets it) a missing browser fails them.
 //!
 //! `browser::screenshots` (ignored by default) writes the README's screenshots:
-//! `SCREENSHOTS=docs/screenshots cargo test --release --test it browser::screenshots -- --ignored`.
+//! `SCREENSHOTS=docs/screenshots cargo test --release -p huoltosync-it browser::screenshots -- --ignored`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -83,7 +83,7 @@ fn browser_tests_run(test: &str) -> bool {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "browser::{test} skipped: {missing} is not installed; {how}, then run them with {REQUIRED_VAR}=required cargo test --release --test it browser::"
+        "browser::{test} skipped: {missing} is not installed; {how}, then run them with {REQUIRED_VAR}=required cargo test --release -p huoltosync-it browser::"
     );
     false
 }
@@ -763,7 +763,7 @@ async fn on_a_phone_the_contact_and_the_visit_come_first_and_finnish_pages_say_n
 /// The README's screenshots: the board, a ticket and the status page at desktop and phone width,
 /// into `$SCREENSHOTS` (else a temporary folder, checked and dropped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "writes the README's screenshots: SCREENSHOTS=docs/screenshots cargo test --release --test it browser::screenshots -- --ignored"]
+#[ignore = "writes the README's screenshots: SCREENSHOTS=docs/screenshots cargo test --release -p huoltosync-it browser::screenshots -- --ignored"]
 async fn screenshots() {
     if !browser_tests_run("screenshots") {
         return;

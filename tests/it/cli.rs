@@ -17,7 +17,7 @@ async fn run_once_then_tasks_and_status_as_json() {
         "{out}"
     );
     // --config after the subcommand works too.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let out = tokio::process::Command::new(crate::helpers::BIN)
         .args(["tasks", "--json", "--account", "sim-2", "--config"])
         .arg(env.config_path())
         .output()
@@ -310,7 +310,7 @@ async fn every_command_has_help_and_no_secret_in_it() {
         &["sim", "--help"],
         &["demo", "--help"],
     ] {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        let out = tokio::process::Command::new(crate::helpers::BIN)
             .args(cmd)
             .output()
             .await
@@ -328,7 +328,7 @@ async fn every_command_has_help_and_no_secret_in_it() {
 #[tokio::test]
 async fn the_demo_runs_with_nothing_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let out = tokio::process::Command::new(crate::helpers::BIN)
         .args(["demo", "--tickets", "30", "--accounts", "2", "--dir"])
         .arg(dir.path().join("demo"))
         .env_remove("HUOLTOSYNC_CONFIG")
@@ -364,7 +364,7 @@ async fn the_demo_serves_the_api_and_the_board_until_ctrl_c() {
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
         .args([
             "demo",
             "--serve",
@@ -450,7 +450,7 @@ async fn the_demo_serves_the_api_and_the_board_until_ctrl_c() {
 fn the_demo_piped_into_head_ends_quietly_with_success() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let mut child = std::process::Command::new(crate::helpers::BIN)
         .args(["demo", "--tickets", "5", "--accounts", "1", "--dir"])
         .arg(dir.path().join("demo"))
         .env_remove("HUOLTOSYNC_CONFIG")
@@ -600,7 +600,7 @@ async fn output_to_a_closed_pipe_ends_quietly_with_success() {
     let env = Setup::tickets(1000).start().await;
     env.sync_ok().await;
     for args in [&["tasks", "--json"][..], &["tasks"][..]] {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        let mut child = std::process::Command::new(crate::helpers::BIN)
             .arg("--config")
             .arg(env.config_path())
             .args(args)

@@ -343,12 +343,10 @@ async fn the_example_config_is_valid_with_its_credentials_in_place() {
     let creds = tempfile::tempdir().unwrap();
     std::fs::write(creds.path().join("tampuuri-api-key"), "k\n").unwrap();
     std::fs::write(creds.path().join("isannointi-esimerkki-password"), "p\n").unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
-        .args([
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
-            "check-config",
-        ])
+    let out = tokio::process::Command::new(crate::helpers::BIN)
+        .arg("--config")
+        .arg(crate::helpers::repo().join("config.example.toml"))
+        .arg("check-config")
         .env("CREDENTIALS_DIRECTORY", creds.path())
         .output()
         .await
@@ -961,7 +959,7 @@ async fn an_unreadable_file_secret_says_where_it_was_looked_for_and_about_creden
     )
     .unwrap();
     let run = |creds: Option<&Path>| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"));
+        let mut cmd = tokio::process::Command::new(crate::helpers::BIN);
         cmd.arg("--config").arg(&path).arg("check-config");
         match creds {
             Some(d) => cmd.env("CREDENTIALS_DIRECTORY", d),

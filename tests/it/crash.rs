@@ -120,7 +120,7 @@ async fn scenario(seed: u64) -> Survived {
         if pending() == 0 {
             break;
         }
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        let mut child = tokio::process::Command::new(crate::helpers::BIN)
             .arg("--config")
             .arg(env.config_path())
             .args(["run", "--once"])

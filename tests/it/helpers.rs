@@ -1,7 +1,7 @@
 //! Shared test set-up: a simulator on 127.0.0.1:0, a temporary folder with a store and a
 //! config written through the real loader, and ways to look at both.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use huoltosync::config::Config;
 use huoltosync::engine::sync::SyncReport;
@@ -101,6 +101,22 @@ impl Setup {
         let config = Config::load(&path).expect("test config is valid").config;
         TestEnv { sim, dir, config }
     }
+}
+
+/// The binary under test: the project's src/main.rs, built by this package as
+/// `huoltosync-under-test` (see tests/it/Cargo.toml), before these tests run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_huoltosync-under-test");
+
+/// The project's root (this package lives in tests/it): for the files the tests read (sql/,
+/// systemd/, src/, docs/, config.example.toml).
+pub fn repo() -> &'static Path {
+    static ROOT: std::sync::LazyLock<PathBuf> = std::sync::LazyLock::new(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .expect("the project's root above tests/it")
+    });
+    &ROOT
 }
 
 pub fn config_text(base_url: &str, store: &std::path::Path, s: &Setup) -> String {
@@ -310,7 +326,7 @@ impl TestEnv {
             .dir
             .path()
             .join(format!("daemon-{}.log", rand_suffix()));
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        let child = tokio::process::Command::new(crate::helpers::BIN)
             .arg("--config")
             .arg(self.config_path())
             .args(args)
@@ -391,7 +407,7 @@ pub async fn wait_for(limit: std::time::Duration, mut cond: impl FnMut() -> bool
 }
 
 pub async fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let out = tokio::process::Command::new(crate::helpers::BIN)
         .arg("--config")
         .arg(config)
         .args(args)

@@ -302,7 +302,7 @@ async fn the_standard_proxy_variables_are_honoured() {
     let run = |no_proxy: &'static str| {
         let path = path.clone();
         async move {
-            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+            let out = tokio::process::Command::new(crate::helpers::BIN)
                 .arg("--config")
                 .arg(&path)
                 .args(["run", "--once"])

@@ -666,7 +666,7 @@ async fn a_one_shot_during_a_cycle_exits_75_naming_the_holder_and_between_cycles
 async fn a_lock_left_by_a_killed_process_never_blocks() {
     let env = Setup::tickets(5).start().await;
     env.faults(json!({"latency_ms": 3000}));
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
         .arg("--config")
         .arg(env.config_path())
         .args(["run", "--once"])
@@ -1207,7 +1207,7 @@ async fn the_daemon_serves_prometheus_metrics() {
 
 #[test]
 fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd");
+    let dir = crate::helpers::repo().join("systemd");
     for unit in ["huoltosync.service", "huoltosync-once.service"] {
         let verify = std::process::Command::new("systemd-analyze")
             .args(["verify", unit])
@@ -1255,7 +1255,7 @@ fn both_units_verify_and_rate_an_exposure_of_2_or_lower() {
 
 #[test]
 fn the_units_set_notify_access_once_and_document_what_the_readme_installs() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::helpers::repo();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     // Every shell block of the Install section: the package's and the hand-made install's.
     let section = readme
@@ -1308,7 +1308,7 @@ fn the_units_set_notify_access_once_and_document_what_the_readme_installs() {
 #[tokio::test]
 async fn under_the_journal_log_lines_carry_no_timestamp_of_their_own() {
     let env = Setup::tickets(2).start().await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let out = tokio::process::Command::new(crate::helpers::BIN)
         .arg("--config")
         .arg(env.config_path())
         .args(["run", "--once"])

@@ -934,7 +934,7 @@ async fn without_slotti_the_simulator_serves_none_of_it() {
 #[tokio::test]
 async fn sim_slotti_prints_a_second_line_with_the_slotti_url() {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
         .args([
             "sim",
             "--listen",

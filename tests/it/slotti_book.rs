@@ -371,7 +371,7 @@ async fn sigkills_during_booking_leave_one_booking_per_ticket_and_one_hold_per_c
         if pending() == 0 {
             break;
         }
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"))
+        let mut child = tokio::process::Command::new(crate::helpers::BIN)
             .arg("--config")
             .arg(env.config_path())
             .args(["run", "--once"])

@@ -37,7 +37,7 @@ fn a_migration_writes_a_copy_of_the_store_first() {
         .connection()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    let latest = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+    let latest = std::fs::read_dir(crate::helpers::repo().join("sql"))
         .unwrap()
         .filter(|e| {
             let n = e
@@ -282,7 +282,7 @@ fn migration_019_names_the_changed_fields_of_history_and_feed_in_the_models_term
     let path = dir.path().join("store.db");
     {
         // A store as version 18 left it, with history and feed rows in Tampuuri's names.
-        let sql = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+        let sql = crate::helpers::repo().join("sql");
         let mut files: Vec<_> = std::fs::read_dir(&sql)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

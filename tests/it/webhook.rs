@@ -680,7 +680,7 @@ async fn a_broken_listening_socket_ends_the_listener_with_an_error() {
 /// The daemon as a child process with at most `nofile` open files.
 fn daemon_with_nofile(env: &TestEnv, nofile: u64) -> crate::helpers::Daemon {
     let log = env.dir.path().join(format!("daemon-nofile-{nofile}.log"));
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_huoltosync"));
+    let mut cmd = tokio::process::Command::new(crate::helpers::BIN);
     cmd.arg("--config")
         .arg(env.config_path())
         .arg("run")
