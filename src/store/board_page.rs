@@ -1,7 +1,8 @@
 //! The board's page of open tickets: every filter and the order run in one query, so a page of
 //! 100 out of 100 000 open tickets reads about a hundred rows (through the index
-//! `tickets_board_order` of `sql/016_ticket_address.sql`), and the count is the true count of
-//! what matches, not of a first slice.
+//! `tickets_board_order` of `sql/020_board_search_covered.sql`), and the count is the true
+//! count of what matches, not of a first slice. The index also holds every column the filters
+//! and the search test, so the count and a search read it alone, never a ticket's row.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -92,6 +93,10 @@ const FAILED: &str = "SELECT json_object('id', o.id, 'kind', o.kind, 'error', o.
        FROM outbox o WHERE o.account = t.account AND (o.ticket_id = t.id OR o.queue_ticket = t.id)
          AND o.status = 'dead' ORDER BY o.id DESC LIMIT 1";
 
+fn count_sql() -> String {
+    format!("SELECT count(*) FROM tickets WHERE {BOARD_FILTER}")
+}
+
 fn page_sql() -> String {
     format!(
         "WITH page AS (SELECT account, id FROM tickets WHERE {BOARD_FILTER}
@@ -127,23 +132,17 @@ impl Board<'_> {
     /// A page of the board (see [`BoardQuery`]) and the count of every open ticket that matches.
     pub fn board_page(&self, q: &BoardQuery) -> anyhow::Result<BoardPage> {
         let pattern = q.q.as_deref().map(contains_pattern);
-        let total: u64 = self
-            .0
-            .conn
-            .prepare_cached(&format!(
-                "SELECT count(*) FROM tickets WHERE {BOARD_FILTER}"
-            ))?
-            .query_row(
-                params![
-                    q.account,
-                    q.state,
-                    q.urgency,
-                    q.reported_before,
-                    pattern,
-                    Option::<i64>::None
-                ],
-                |r| r.get(0),
-            )?;
+        let total: u64 = self.0.conn.prepare_cached(&count_sql())?.query_row(
+            params![
+                q.account,
+                q.state,
+                q.urgency,
+                q.reported_before,
+                pattern,
+                Option::<i64>::None
+            ],
+            |r| r.get(0),
+        )?;
         Ok(BoardPage {
             total,
             rows: self.board_rows(q, None)?,
@@ -247,5 +246,54 @@ impl Mirror<'_> {
                 })
             })
             .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// The plans SQLite picks for the board's count and page, with every filter and a search
+    /// set, and with none: the covering index `tickets_board_order` alone, never a ticket's
+    /// row (the search's `LIKE` reads the index's title, description and address).
+    #[test]
+    fn the_count_and_the_page_read_the_covering_board_index_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let plan = |sql: &str, search: bool, page: bool| -> Vec<String> {
+            let mut st = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let none: Option<String> = None;
+            let pattern = search.then_some("%Koivutie%");
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![
+                &"sim-1",
+                &"Avoin",
+                &"Kiireellinen",
+                &"2026-01-01T00:00:00Z",
+                &pattern,
+                &none,
+            ];
+            if page {
+                args.extend([&100 as &dyn rusqlite::ToSql, &4000]);
+            }
+            let mut rows = Vec::new();
+            let mut q = st.query(args.as_slice()).unwrap();
+            while let Some(r) = q.next().unwrap() {
+                rows.push(r.get::<_, String>(3).unwrap());
+            }
+            rows
+        };
+        let want = "SEARCH tickets USING COVERING INDEX tickets_board_order (open=?)";
+        for search in [true, false] {
+            let count = plan(&count_sql(), search, false);
+            let page = plan(&page_sql(), search, true);
+            for p in [&count, &page] {
+                assert!(p.iter().any(|d| d == want), "search {search}: {p:?}");
+                assert!(!p.iter().any(|d| d.starts_with("SCAN tickets")), "{p:?}");
+            }
+        }
     }
 }

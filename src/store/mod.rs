@@ -84,6 +84,7 @@ const MIGRATIONS: &[(&str, &str)] = sql_files!(
     "017_delivered.sql",
     "018_webhook_fetch_budget.sql",
     "019_changed_fields_in_model_terms.sql",
+    "020_board_search_covered.sql",
 );
 
 /// An open connection to the store.
