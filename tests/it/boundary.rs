@@ -586,3 +586,44 @@ fn the_store_is_reached_through_its_areas() {
         .collect();
     assert!(long.is_empty(), "{}", long.join("\n"));
 }
+
+/// The tests' package (tests/it/Cargo.toml) asks for nothing without its default feature:
+/// every dependency optional, every target requiring `tests`. cargo-deb builds the Debian
+/// package with `--no-default-features --workspace`; a dependency of this package left on
+/// there would be unified into the packaged binary (`huoltosync/sim` put the simulator in it).
+#[test]
+fn the_tests_package_adds_nothing_to_a_build_without_default_features() {
+    let text = std::fs::read_to_string(crate::helpers::repo().join("tests/it/Cargo.toml")).unwrap();
+    let manifest: toml::Table = text.parse().unwrap();
+    let deps = manifest["dependencies"].as_table().unwrap();
+    assert!(
+        deps.contains_key("huoltosync") && deps.len() > 10,
+        "{deps:?}"
+    );
+    let always: Vec<&String> = deps
+        .iter()
+        .filter(|(_, spec)| spec.get("optional").and_then(toml::Value::as_bool) != Some(true))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(always.is_empty(), "not optional: {always:?}");
+    assert!(
+        !manifest.contains_key("dev-dependencies") && !manifest.contains_key("build-dependencies")
+    );
+    for kind in ["bin", "test"] {
+        for target in manifest[kind].as_array().unwrap() {
+            let required = target
+                .get("required-features")
+                .and_then(toml::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                required.iter().any(|f| f.as_str() == Some("tests")),
+                "{kind} {:?} does not require `tests`",
+                target.get("name")
+            );
+        }
+    }
+    let features = manifest["features"].as_table().unwrap();
+    assert_eq!(features["default"].as_array().unwrap().len(), 1);
+    assert_eq!(features["default"][0].as_str(), Some("tests"));
+}
