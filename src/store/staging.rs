@@ -271,9 +271,13 @@ fn insert_staged_new(
          SELECT ?1, s.id, ?2, ?3, 'appeared', NULL, NULL, s.state {NEW}"
     ))?
     .execute(params![at.account, at.run_id, at.now])?;
+    // In the order of the board's index `tickets_board_order` (sql/020): its wide entries are
+    // then appended rather than scattered over it, as an account's first sync writes them all.
+    const BOARD_ORDER: &str = "ORDER BY (s.urgency = 'Kiireellinen') DESC, (s.latest IS NULL),
+         julianday(s.latest), julianday(coalesce(s.remote_created, ?2)), s.id";
     let inserted = tx
         .prepare_cached(&insert_sql(&format!(
-            "SELECT ?1, s.id, {}, ?2, ?2, 1 {NEW}",
+            "SELECT ?1, s.id, {}, ?2, ?2, 1 {NEW} {BOARD_ORDER}",
             prefixed("s.")
         )))?
         .execute(params![at.account, at.now])? as u64;
