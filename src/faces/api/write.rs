@@ -240,6 +240,31 @@ fn ticket_path(path: TicketPath) -> Result<(String, i64), Problem> {
         .map_err(|e| Problem::bad_request(format!("bad path: {}", e.body_text())))
 }
 
+/// What accept, hold and done share: a write token, the ticket's path and account, the body
+/// read as `B` (checked in that order, so each refusal is the same for the three), then the
+/// transition `action(body)` queued for the caller.
+async fn queue_transition<B: DeserializeOwned>(
+    st: &AppState,
+    caller: &Caller,
+    claim: Option<axum::Extension<KeyClaim>>,
+    path: TicketPath,
+    body: &[u8],
+    action: impl FnOnce(B) -> action::Action,
+) -> Result<Response, Problem> {
+    caller.require(Scope::Write)?;
+    let (acc, id) = ticket_path(path)?;
+    let acc = account(st, &acc)?;
+    let action = action(json(body)?);
+    queue_for(
+        st,
+        caller,
+        claim.map(|c| c.0),
+        Some(acc),
+        Task::Transition { ticket: id, action },
+    )
+    .await
+}
+
 /// Accept a ticket (`vastaanota`): from `Avoin` or `Odottaa`.
 #[utoipa::path(post, path = "/api/v1/tickets/{account}/{id}/accept", tag = "actions",
     params(("account" = String, Path, description = "The Tampuuri account"),
@@ -262,18 +287,9 @@ pub(super) async fn accept(
     path: TicketPath,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    caller.require(Scope::Write)?;
-    let (acc, id) = ticket_path(path)?;
-    let acc = account(&st, &acc)?;
-    let b: AcceptBody = json(&body)?;
-    let action = action::Action::Accept { comment: b.comment };
-    queue_for(
-        &st,
-        &caller,
-        claim.map(|c| c.0),
-        Some(acc),
-        Task::Transition { ticket: id, action },
-    )
+    queue_transition(&st, &caller, claim, path, &body, |b: AcceptBody| {
+        action::Action::Accept { comment: b.comment }
+    })
     .await
 }
 
@@ -299,21 +315,12 @@ pub(super) async fn hold(
     path: TicketPath,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    caller.require(Scope::Write)?;
-    let (acc, id) = ticket_path(path)?;
-    let acc = account(&st, &acc)?;
-    let b: HoldBody = json(&body)?;
-    let action = action::Action::Hold {
-        reason: b.reason,
-        notify: b.notify.unwrap_or(true),
-    };
-    queue_for(
-        &st,
-        &caller,
-        claim.map(|c| c.0),
-        Some(acc),
-        Task::Transition { ticket: id, action },
-    )
+    queue_transition(&st, &caller, claim, path, &body, |b: HoldBody| {
+        action::Action::Hold {
+            reason: b.reason,
+            notify: b.notify.unwrap_or(true),
+        }
+    })
     .await
 }
 
@@ -339,21 +346,12 @@ pub(super) async fn done(
     path: TicketPath,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    caller.require(Scope::Write)?;
-    let (acc, id) = ticket_path(path)?;
-    let acc = account(&st, &acc)?;
-    let b: DoneBody = json(&body)?;
-    let action = action::Action::Done {
-        comment: b.comment,
-        notify: b.notify.unwrap_or(true),
-    };
-    queue_for(
-        &st,
-        &caller,
-        claim.map(|c| c.0),
-        Some(acc),
-        Task::Transition { ticket: id, action },
-    )
+    queue_transition(&st, &caller, claim, path, &body, |b: DoneBody| {
+        action::Action::Done {
+            comment: b.comment,
+            notify: b.notify.unwrap_or(true),
+        }
+    })
     .await
 }
 
